@@ -1,0 +1,310 @@
+//! Errors: one enum for every refusal either side can make, each with a stable wire code.
+
+use core::fmt;
+
+use bitcoin::Amount;
+
+use crate::message::{DecodeError, ErrorMessage};
+
+/// Numeric error codes carried by [`ErrorMessage`] on the wire.
+///
+/// Codes 1–8 are bitcoinj's `Error.ErrorCode`; the rest name refusals that bitcoinj folded
+/// into `BAD_TRANSACTION` or `OTHER`, so that a peer can tell exactly what went wrong.
+/// Codes are stable: never renumber, only append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The peer took too long.
+    Timeout = 1,
+    /// A message could not be decoded.
+    SyntaxError = 2,
+    /// No protocol version both sides speak.
+    NoAcceptableVersion = 3,
+    /// A transaction is malformed or does not match the channel.
+    BadTransaction = 4,
+    /// The proposed expiry is outside the acceptable window.
+    TimeWindowUnacceptable = 5,
+    /// The channel value is above the acceptable maximum.
+    ChannelValueTooLarge = 6,
+    /// The server's minimum payment is above what the client accepts.
+    MinPaymentTooLarge = 7,
+    /// Anything else.
+    Other = 8,
+    /// A signature does not verify.
+    BadSignature = 9,
+    /// A signature uses a sighash type the protocol does not allow there.
+    WrongSighash = 10,
+    /// A payment would pay the server less than an earlier one.
+    PaymentDecreased = 11,
+    /// A payment would pay the server more than the channel holds.
+    PaymentExceedsValue = 12,
+    /// The channel is past (or within the close margin of) its expiry.
+    ChannelExpired = 13,
+    /// The message is not valid in the current state.
+    UnexpectedMessage = 14,
+    /// The channel value is below the acceptable minimum.
+    ChannelValueTooSmall = 15,
+    /// An output would be below the dust limit.
+    DustOutput = 16,
+    /// A payment is below the server's minimum.
+    PaymentTooSmall = 17,
+    /// No channel with that contract is known.
+    UnknownChannel = 18,
+    /// The channel is closed or closing.
+    ChannelClosed = 19,
+    /// A key does not match the channel's key.
+    WrongKey = 20,
+    /// The settlement does not pay what was agreed.
+    BadSettlement = 21,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order.
+    pub const ALL: [ErrorCode; 21] = [
+        Self::Timeout,
+        Self::SyntaxError,
+        Self::NoAcceptableVersion,
+        Self::BadTransaction,
+        Self::TimeWindowUnacceptable,
+        Self::ChannelValueTooLarge,
+        Self::MinPaymentTooLarge,
+        Self::Other,
+        Self::BadSignature,
+        Self::WrongSighash,
+        Self::PaymentDecreased,
+        Self::PaymentExceedsValue,
+        Self::ChannelExpired,
+        Self::UnexpectedMessage,
+        Self::ChannelValueTooSmall,
+        Self::DustOutput,
+        Self::PaymentTooSmall,
+        Self::UnknownChannel,
+        Self::ChannelClosed,
+        Self::WrongKey,
+        Self::BadSettlement,
+    ];
+
+    /// The code's number on the wire.
+    pub fn to_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The code for a number; unknown numbers become [`ErrorCode::Other`] so that a newer
+    /// peer's code never makes an error message undecodable.
+    pub fn from_u16(n: u16) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.to_u16() == n)
+            .unwrap_or(Self::Other)
+    }
+}
+
+/// Why a transition was refused. The state it was called on is unchanged and nothing was signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelError {
+    /// A message could not be decoded.
+    Decode(DecodeError),
+    /// The peer offered no protocol version we speak.
+    NoAcceptableVersion {
+        /// The major version the peer asked for.
+        requested: u8,
+    },
+    /// The message is not valid in the current state.
+    UnexpectedMessage {
+        /// What the state machine was in.
+        state: &'static str,
+        /// What arrived.
+        message: &'static str,
+    },
+    /// The expiry is outside the acceptable window (in blocks from the chain tip).
+    TimeWindowUnacceptable {
+        /// Blocks from the tip to the expiry (negative when already past).
+        blocks: i64,
+        /// Smallest acceptable window.
+        min: u32,
+        /// Largest acceptable window.
+        max: u32,
+    },
+    /// The channel value is above the maximum.
+    ChannelValueTooLarge {
+        /// Proposed value.
+        value: Amount,
+        /// Largest accepted.
+        max: Amount,
+    },
+    /// The channel value is below the minimum.
+    ChannelValueTooSmall {
+        /// Proposed value.
+        value: Amount,
+        /// Smallest accepted.
+        min: Amount,
+    },
+    /// The server's minimum payment is above what the client accepts.
+    MinPaymentTooLarge {
+        /// The server's minimum.
+        min_payment: Amount,
+        /// The client's limit.
+        max: Amount,
+    },
+    /// A transaction is malformed or does not match the channel.
+    BadTransaction(&'static str),
+    /// A signature does not verify.
+    BadSignature(&'static str),
+    /// A signature has a sighash type not allowed there.
+    WrongSighash {
+        /// The type the protocol requires.
+        expected: bitcoin::EcdsaSighashType,
+        /// The type found.
+        found: bitcoin::EcdsaSighashType,
+    },
+    /// A payment would pay the server less than an earlier one.
+    PaymentDecreased {
+        /// Best amount so far.
+        previous: Amount,
+        /// Proposed amount.
+        proposed: Amount,
+    },
+    /// A payment would pay more than the channel holds.
+    PaymentExceedsValue {
+        /// Proposed total.
+        proposed: Amount,
+        /// Channel value.
+        value: Amount,
+    },
+    /// A payment is below the server's minimum.
+    PaymentTooSmall {
+        /// Proposed total.
+        proposed: Amount,
+        /// Minimum.
+        min: Amount,
+    },
+    /// An output would be dust.
+    DustOutput {
+        /// The output's value.
+        value: Amount,
+        /// The dust limit for its script.
+        limit: Amount,
+    },
+    /// The channel is past, or within the close margin of, its expiry.
+    ChannelExpired,
+    /// No channel with that contract is known.
+    UnknownChannel,
+    /// The channel is closed or closing.
+    ChannelClosed,
+    /// A key does not match the one the channel uses.
+    WrongKey,
+    /// A settlement does not pay the client what was agreed.
+    BadSettlement(&'static str),
+    /// The peer sent an error message.
+    Peer(ErrorMessage),
+}
+
+impl ChannelError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Decode(_) => ErrorCode::SyntaxError,
+            Self::NoAcceptableVersion { .. } => ErrorCode::NoAcceptableVersion,
+            Self::UnexpectedMessage { .. } => ErrorCode::UnexpectedMessage,
+            Self::TimeWindowUnacceptable { .. } => ErrorCode::TimeWindowUnacceptable,
+            Self::ChannelValueTooLarge { .. } => ErrorCode::ChannelValueTooLarge,
+            Self::ChannelValueTooSmall { .. } => ErrorCode::ChannelValueTooSmall,
+            Self::MinPaymentTooLarge { .. } => ErrorCode::MinPaymentTooLarge,
+            Self::BadTransaction(_) => ErrorCode::BadTransaction,
+            Self::BadSignature(_) => ErrorCode::BadSignature,
+            Self::WrongSighash { .. } => ErrorCode::WrongSighash,
+            Self::PaymentDecreased { .. } => ErrorCode::PaymentDecreased,
+            Self::PaymentExceedsValue { .. } => ErrorCode::PaymentExceedsValue,
+            Self::PaymentTooSmall { .. } => ErrorCode::PaymentTooSmall,
+            Self::DustOutput { .. } => ErrorCode::DustOutput,
+            Self::ChannelExpired => ErrorCode::ChannelExpired,
+            Self::UnknownChannel => ErrorCode::UnknownChannel,
+            Self::ChannelClosed => ErrorCode::ChannelClosed,
+            Self::WrongKey => ErrorCode::WrongKey,
+            Self::BadSettlement(_) => ErrorCode::BadSettlement,
+            Self::Peer(m) => m.code,
+        }
+    }
+
+    /// The error message to send to the peer for this refusal.
+    pub fn to_message(&self) -> ErrorMessage {
+        let expected_value = match self {
+            Self::ChannelValueTooLarge { max, .. } => Some(*max),
+            Self::ChannelValueTooSmall { min, .. } | Self::PaymentTooSmall { min, .. } => {
+                Some(*min)
+            }
+            Self::PaymentDecreased { previous, .. } => Some(*previous),
+            Self::PaymentExceedsValue { value, .. } => Some(*value),
+            _ => None,
+        };
+        ErrorMessage {
+            code: self.code(),
+            explanation: self.to_string(),
+            expected_value,
+        }
+    }
+}
+
+impl fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Decode(e) => write!(f, "malformed message: {e}"),
+            Self::NoAcceptableVersion { requested } => {
+                write!(
+                    f,
+                    "no acceptable protocol version (peer asked for {requested})"
+                )
+            }
+            Self::UnexpectedMessage { state, message } => {
+                write!(f, "unexpected {message} in state {state}")
+            }
+            Self::TimeWindowUnacceptable { blocks, min, max } => write!(
+                f,
+                "expiry {blocks} blocks away is outside the window {min}..={max} blocks"
+            ),
+            Self::ChannelValueTooLarge { value, max } => {
+                write!(f, "channel value {value} is above the maximum {max}")
+            }
+            Self::ChannelValueTooSmall { value, min } => {
+                write!(f, "channel value {value} is below the minimum {min}")
+            }
+            Self::MinPaymentTooLarge { min_payment, max } => {
+                write!(
+                    f,
+                    "minimum payment {min_payment} is above the accepted {max}"
+                )
+            }
+            Self::BadTransaction(why) => write!(f, "bad transaction: {why}"),
+            Self::BadSignature(what) => write!(f, "bad signature: {what}"),
+            Self::WrongSighash { expected, found } => {
+                write!(f, "wrong sighash type {found}, expected {expected}")
+            }
+            Self::PaymentDecreased { previous, proposed } => {
+                write!(f, "payment {proposed} is less than the previous {previous}")
+            }
+            Self::PaymentExceedsValue { proposed, value } => {
+                write!(f, "payment {proposed} exceeds the channel value {value}")
+            }
+            Self::PaymentTooSmall { proposed, min } => {
+                write!(f, "payment {proposed} is below the minimum {min}")
+            }
+            Self::DustOutput { value, limit } => {
+                write!(f, "output of {value} is below the dust limit {limit}")
+            }
+            Self::ChannelExpired => f.write_str("channel is expired or about to expire"),
+            Self::UnknownChannel => f.write_str("unknown channel"),
+            Self::ChannelClosed => f.write_str("channel is closed"),
+            Self::WrongKey => f.write_str("key does not match the channel"),
+            Self::BadSettlement(why) => write!(f, "bad settlement: {why}"),
+            Self::Peer(m) => write!(f, "peer refused ({:?}): {}", m.code, m.explanation),
+        }
+    }
+}
+
+impl std::error::Error for ChannelError {}
+
+impl From<DecodeError> for ChannelError {
+    fn from(e: DecodeError) -> Self {
+        Self::Decode(e)
+    }
+}

@@ -1,0 +1,532 @@
+//! The payee (server) state machine.
+//!
+//! Same contract as the payer: transitions take `&self`, return a [`Step`], leave the state
+//! untouched on error, and the caller persists `step.state` before acting on the rest.
+
+use bitcoin::secp256k1::{PublicKey, SecretKey};
+use bitcoin::{Amount, FeeRate, ScriptBuf, Transaction, Txid};
+use secp256k1::SECP256K1;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{ChainTip, Contract, ExpiryKind, Version};
+use crate::error::ChannelError;
+use crate::message::{
+    ChannelOpen, ClientVersion, Close, Initiate, PaymentAck, ProvideContract, ProvideRefund,
+    ReturnRefund, ServerVersion, UpdatePayment, WireMessage,
+};
+use crate::tx::{dust_limit, Funding};
+use crate::Step;
+
+/// The server's rules for the channels it accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayeePolicy {
+    /// Accept v1 (refund transaction) channels.
+    pub accept_v1: bool,
+    /// Accept v2 (CLTV) channels.
+    pub accept_v2: bool,
+    /// Smallest channel value accepted.
+    pub min_channel_value: Amount,
+    /// Largest channel value accepted.
+    pub max_channel_value: Amount,
+    /// Smallest first payment; it must cover the close fee and leave a non-dust output.
+    pub min_payment: Amount,
+    /// Shortest channel life offered, in blocks.
+    pub min_expiry_blocks: u32,
+    /// Longest channel life offered, in blocks.
+    pub max_expiry_blocks: u32,
+    /// Whether expiries are block heights or timestamps.
+    pub expiry_kind: ExpiryKind,
+    /// The server closes a channel this many blocks before its expiry, and refuses payments
+    /// from then on, so that its settlement confirms before the client's refund is valid.
+    pub close_margin_blocks: u32,
+    /// Where the server's share of every settlement goes.
+    pub payout_script: ScriptBuf,
+}
+
+impl PayeePolicy {
+    fn accepts(&self, v: Version) -> bool {
+        match v {
+            Version::V1 => self.accept_v1,
+            Version::V2 => self.accept_v2,
+        }
+    }
+}
+
+/// What every payee transition may need from outside.
+#[derive(Clone, Copy, Debug)]
+pub struct PayeeContext<'a> {
+    /// The server's rules.
+    pub policy: &'a PayeePolicy,
+    /// The server's channel key.
+    pub key: &'a SecretKey,
+    /// The current chain tip.
+    pub tip: ChainTip,
+    /// Fee rate for a settlement, if one is built.
+    pub close_fee_rate: FeeRate,
+}
+
+impl PayeeContext<'_> {
+    fn server_key(&self) -> PublicKey {
+        PublicKey::from_secret_key(SECP256K1, self.key)
+    }
+}
+
+/// The terms the server offered in `INITIATE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Agreed version.
+    pub version: Version,
+    /// The `INITIATE` message sent.
+    pub initiate: Initiate,
+}
+
+/// An open channel as the server sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayeeChannel {
+    /// The contract output.
+    pub funding: Funding,
+    /// The contract transaction.
+    pub contract_tx: Transaction,
+    /// The client's payout script.
+    pub payout_script: ScriptBuf,
+    /// The best payment: the one that pays the server most.
+    pub best: UpdatePayment,
+}
+
+impl PayeeChannel {
+    /// Total paid to the server by the best payment.
+    pub fn paid(&self) -> Amount {
+        // Saturating: a corrupt snapshot must not panic; loading validates it anyway.
+        self.funding
+            .contract
+            .value
+            .checked_sub(self.best.client_change)
+            .unwrap_or(Amount::ZERO)
+    }
+
+    /// The contract txid, by which the client resumes.
+    pub fn contract_txid(&self) -> Txid {
+        self.funding.outpoint.txid
+    }
+
+    /// Verifies `update` against this channel and the rules; returns the new paid total.
+    fn check_payment(
+        &self,
+        update: &UpdatePayment,
+        ctx: &PayeeContext,
+    ) -> Result<Amount, ChannelError> {
+        let value = self.funding.contract.value;
+        let paid = value
+            .checked_sub(update.client_change)
+            .ok_or(ChannelError::BadTransaction(
+                "client change exceeds the channel value",
+            ))?;
+        if paid < self.paid() {
+            return Err(ChannelError::PaymentDecreased {
+                previous: self.paid(),
+                proposed: paid,
+            });
+        }
+        check_change(update.client_change, &self.payout_script)?;
+        check_not_expiring(&self.funding.contract, ctx)?;
+        self.funding.verify_payment(&self.payout_script, update)?;
+        Ok(paid)
+    }
+
+    /// The settlement for the best payment, signed by the server.
+    pub fn settlement(&self, ctx: &PayeeContext) -> Result<Transaction, ChannelError> {
+        self.funding.close(
+            &self.payout_script,
+            &self.best,
+            ctx.policy.payout_script.clone(),
+            ctx.close_fee_rate,
+            ctx.key,
+        )
+    }
+}
+
+/// The server's side of one channel: one variant per protocol state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PayeeState {
+    /// v1: `INITIATE` sent; waiting for `PROVIDE_REFUND`.
+    AwaitingRefund {
+        /// The terms offered.
+        offer: Offer,
+    },
+    /// `INITIATE` (v2) or `RETURN_REFUND` (v1) sent; waiting for `PROVIDE_CONTRACT`.
+    AwaitingContract {
+        /// The terms offered.
+        offer: Offer,
+        /// v1: the contract the signed refund spends.
+        refund_for: Option<Funding>,
+    },
+    /// Open: payments flow.
+    Ready {
+        /// The channel.
+        channel: PayeeChannel,
+    },
+    /// The settlement was broadcast; waiting to see it confirmed.
+    Closing {
+        /// The channel.
+        channel: PayeeChannel,
+        /// The settlement (kept to broadcast again until it confirms).
+        settlement: Transaction,
+    },
+    /// The contract was spent on chain.
+    Closed {
+        /// The channel.
+        channel: PayeeChannel,
+        /// The transaction that spent it (our settlement, or the client's refund).
+        spent_by: Txid,
+    },
+}
+
+impl PayeeState {
+    /// Answers a client's `CLIENT_VERSION` for a new channel with `SERVER_VERSION` and
+    /// `INITIATE`. (A resume is [`PayeeState::resume`] on the stored channel.)
+    pub fn start(ctx: &PayeeContext, hello: &ClientVersion) -> Result<Step<Self>, ChannelError> {
+        let version = Version::from_major(hello.major)
+            .filter(|v| ctx.policy.accepts(*v))
+            .ok_or(ChannelError::NoAcceptableVersion {
+                requested: hello.major,
+            })?;
+        let p = ctx.policy;
+        let blocks = hello
+            .time_window_blocks
+            .clamp(p.min_expiry_blocks, p.max_expiry_blocks);
+        let initiate = Initiate {
+            server_key: ctx.server_key(),
+            min_channel_value: p.min_channel_value,
+            max_channel_value: p.max_channel_value,
+            min_payment: p.min_payment,
+            expiry: ctx.tip.expiry_after(blocks, p.expiry_kind),
+        };
+        let offer = Offer {
+            version,
+            initiate: initiate.clone(),
+        };
+        let state = match version {
+            Version::V1 => Self::AwaitingRefund { offer },
+            Version::V2 => Self::AwaitingContract {
+                offer,
+                refund_for: None,
+            },
+        };
+        let mut step = Step::send(
+            state,
+            WireMessage::ServerVersion(ServerVersion {
+                major: version.major(),
+                minor: 0,
+            }),
+        );
+        step.send.push(WireMessage::Initiate(initiate));
+        Ok(step)
+    }
+
+    /// The state's name, for errors and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::AwaitingRefund { .. } => "AwaitingRefund",
+            Self::AwaitingContract { .. } => "AwaitingContract",
+            Self::Ready { .. } => "Ready",
+            Self::Closing { .. } => "Closing",
+            Self::Closed { .. } => "Closed",
+        }
+    }
+
+    /// The open or closing channel, if the contract has been accepted.
+    pub fn channel(&self) -> Option<&PayeeChannel> {
+        match self {
+            Self::Ready { channel }
+            | Self::Closing { channel, .. }
+            | Self::Closed { channel, .. } => Some(channel),
+            _ => None,
+        }
+    }
+
+    /// Resumes this stored channel for a client that sent `hello` with its contract txid.
+    pub fn resume(&self, hello: &ClientVersion) -> Result<Step<Self>, ChannelError> {
+        let Self::Ready { channel } = self else {
+            return Err(match self {
+                Self::Closing { .. } | Self::Closed { .. } => ChannelError::ChannelClosed,
+                _ => ChannelError::UnknownChannel,
+            });
+        };
+        if hello.previous_contract != Some(channel.contract_txid()) {
+            return Err(ChannelError::UnknownChannel);
+        }
+        let version = channel.funding.contract.version;
+        if hello.major != version.major() {
+            return Err(ChannelError::NoAcceptableVersion {
+                requested: hello.major,
+            });
+        }
+        let mut step = Step::send(
+            self.clone(),
+            WireMessage::ServerVersion(ServerVersion {
+                major: version.major(),
+                minor: 0,
+            }),
+        );
+        step.send.push(WireMessage::ChannelOpen(ChannelOpen {
+            contract_txid: channel.contract_txid(),
+            amount_paid: channel.paid(),
+        }));
+        Ok(step)
+    }
+
+    /// Handles a message from the client.
+    pub fn on_message(
+        &self,
+        ctx: &PayeeContext,
+        msg: WireMessage,
+    ) -> Result<Step<Self>, ChannelError> {
+        match (self, msg) {
+            (Self::AwaitingRefund { offer }, WireMessage::ProvideRefund(m)) => {
+                sign_refund(ctx, offer, m)
+            }
+            (Self::AwaitingContract { offer, refund_for }, WireMessage::ProvideContract(m)) => {
+                accept_contract(ctx, offer, refund_for.as_ref(), m)
+            }
+            (Self::Ready { channel }, WireMessage::UpdatePayment(update)) => {
+                let paid = channel.check_payment(&update, ctx)?;
+                let mut channel = channel.clone();
+                // An equal amount is a retry of a payment whose ack was lost: ack it again.
+                if paid > channel.paid() {
+                    channel.best = update;
+                }
+                let ack = WireMessage::PaymentAck(PaymentAck {
+                    amount_paid: channel.paid(),
+                });
+                Ok(Step::send(Self::Ready { channel }, ack))
+            }
+            (
+                Self::Ready { .. } | Self::Closing { .. },
+                WireMessage::Close(Close { settlement: None }),
+            ) => self.close(ctx),
+            (Self::Closed { .. }, WireMessage::UpdatePayment(_)) => {
+                Err(ChannelError::ChannelClosed)
+            }
+            (Self::Closing { .. }, WireMessage::UpdatePayment(_)) => {
+                Err(ChannelError::ChannelClosed)
+            }
+            (_, msg) => Err(ChannelError::UnexpectedMessage {
+                state: self.name(),
+                message: msg.name(),
+            }),
+        }
+    }
+
+    /// Closes with the best payment: broadcast the settlement and tell the client.
+    /// Closing again re-sends the same settlement.
+    pub fn close(&self, ctx: &PayeeContext) -> Result<Step<Self>, ChannelError> {
+        let (channel, settlement) = match self {
+            Self::Ready { channel } => (channel, channel.settlement(ctx)?),
+            Self::Closing {
+                channel,
+                settlement,
+            } => (channel, settlement.clone()),
+            _ => {
+                return Err(ChannelError::UnexpectedMessage {
+                    state: self.name(),
+                    message: "close",
+                })
+            }
+        };
+        let notice = WireMessage::Close(Close {
+            settlement: Some(settlement.clone()),
+        });
+        Ok(Step::send(
+            Self::Closing {
+                channel: channel.clone(),
+                settlement: settlement.clone(),
+            },
+            notice,
+        )
+        .and_broadcast(settlement))
+    }
+
+    /// A new chain tip: close a channel that has reached the close margin before its expiry;
+    /// keep broadcasting a settlement until it is seen on chain.
+    pub fn on_tip(&self, ctx: &PayeeContext) -> Result<Step<Self>, ChannelError> {
+        match self {
+            Self::Ready { channel }
+                if check_not_expiring(&channel.funding.contract, ctx).is_err() =>
+            {
+                self.close(ctx)
+            }
+            Self::Closing { settlement, .. } => {
+                Ok(Step::new(self.clone()).and_broadcast(settlement.clone()))
+            }
+            _ => Ok(Step::new(self.clone())),
+        }
+    }
+
+    /// The chain shows the contract spent by `tx`.
+    pub fn on_contract_spent(&self, tx: &Transaction) -> Result<Step<Self>, ChannelError> {
+        let channel = self.channel().ok_or(ChannelError::UnknownChannel)?;
+        if !tx
+            .input
+            .iter()
+            .any(|i| i.previous_output == channel.funding.outpoint)
+        {
+            return Err(ChannelError::BadTransaction("does not spend the contract"));
+        }
+        Ok(Step::new(Self::Closed {
+            channel: channel.clone(),
+            spent_by: tx.compute_txid(),
+        }))
+    }
+}
+
+fn check_change(change: Amount, payout_script: &ScriptBuf) -> Result<(), ChannelError> {
+    let limit = dust_limit(payout_script);
+    if change != Amount::ZERO && change < limit {
+        return Err(ChannelError::DustOutput {
+            value: change,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn check_not_expiring(contract: &Contract, ctx: &PayeeContext) -> Result<(), ChannelError> {
+    if ctx.tip.blocks_until(contract.expiry) <= i64::from(ctx.policy.close_margin_blocks) {
+        return Err(ChannelError::ChannelExpired);
+    }
+    Ok(())
+}
+
+fn check_value(value: Amount, p: &PayeePolicy) -> Result<(), ChannelError> {
+    if value > p.max_channel_value {
+        return Err(ChannelError::ChannelValueTooLarge {
+            value,
+            max: p.max_channel_value,
+        });
+    }
+    if value < p.min_channel_value {
+        return Err(ChannelError::ChannelValueTooSmall {
+            value,
+            min: p.min_channel_value,
+        });
+    }
+    Ok(())
+}
+
+fn contract_for(offer: &Offer, client_key: PublicKey, value: Amount) -> Contract {
+    Contract {
+        version: offer.version,
+        client_key,
+        server_key: offer.initiate.server_key,
+        expiry: offer.initiate.expiry,
+        value,
+    }
+}
+
+fn sign_refund(
+    ctx: &PayeeContext,
+    offer: &Offer,
+    m: ProvideRefund,
+) -> Result<Step<PayeeState>, ChannelError> {
+    if offer.initiate.server_key != ctx.server_key() {
+        return Err(ChannelError::WrongKey);
+    }
+    check_value(m.channel_value, ctx.policy)?;
+    let contract = contract_for(offer, m.client_key, m.channel_value);
+    check_not_expiring(&contract, ctx)?;
+    let outpoint = m
+        .refund
+        .input
+        .first()
+        .ok_or(ChannelError::BadTransaction("refund has no input"))?
+        .previous_output;
+    let funding = Funding { contract, outpoint };
+    let signature = funding.sign_refund_v1(&m.refund, ctx.key)?;
+    Ok(Step::send(
+        PayeeState::AwaitingContract {
+            offer: offer.clone(),
+            refund_for: Some(funding),
+        },
+        WireMessage::ReturnRefund(ReturnRefund { signature }),
+    ))
+}
+
+fn accept_contract(
+    ctx: &PayeeContext,
+    offer: &Offer,
+    refund_for: Option<&Funding>,
+    m: ProvideContract,
+) -> Result<Step<PayeeState>, ChannelError> {
+    if offer.initiate.server_key != ctx.server_key() {
+        return Err(ChannelError::WrongKey);
+    }
+    let funding = match (offer.version, refund_for) {
+        (Version::V1, Some(signed)) => {
+            if m.client_key != signed.contract.client_key {
+                return Err(ChannelError::WrongKey);
+            }
+            let funding = Funding::locate(signed.contract.clone(), &m.contract)?;
+            // The refund we signed must spend exactly this output.
+            if funding.outpoint != signed.outpoint {
+                return Err(ChannelError::BadTransaction(
+                    "contract is not the one the refund spends",
+                ));
+            }
+            funding
+        }
+        (Version::V1, None) => {
+            return Err(ChannelError::UnexpectedMessage {
+                state: "AwaitingContract",
+                message: "PROVIDE_CONTRACT before PROVIDE_REFUND",
+            })
+        }
+        (Version::V2, _) => {
+            // The value is whatever the contract output carries: find it by script.
+            let probe = contract_for(offer, m.client_key, Amount::ZERO);
+            let spk = probe.script_pubkey();
+            let value = m
+                .contract
+                .output
+                .iter()
+                .find(|o| o.script_pubkey == spk)
+                .map(|o| o.value)
+                .ok_or(ChannelError::BadTransaction(
+                    "no output pays the contract script",
+                ))?;
+            check_value(value, ctx.policy)?;
+            Funding::locate(contract_for(offer, m.client_key, value), &m.contract)?
+        }
+    };
+    check_not_expiring(&funding.contract, ctx)?;
+    check_value(funding.contract.value, ctx.policy)?;
+    let channel = PayeeChannel {
+        funding,
+        contract_tx: m.contract,
+        payout_script: m.payout_script,
+        best: m.initial_payment,
+    };
+    let paid = channel
+        .funding
+        .contract
+        .value
+        .checked_sub(channel.best.client_change)
+        .ok_or(ChannelError::BadTransaction(
+            "client change exceeds the channel value",
+        ))?;
+    if paid < ctx.policy.min_payment {
+        return Err(ChannelError::PaymentTooSmall {
+            proposed: paid,
+            min: ctx.policy.min_payment,
+        });
+    }
+    check_change(channel.best.client_change, &channel.payout_script)?;
+    channel
+        .funding
+        .verify_payment(&channel.payout_script, &channel.best)?;
+    let open = WireMessage::ChannelOpen(ChannelOpen {
+        contract_txid: channel.contract_txid(),
+        amount_paid: paid,
+    });
+    let contract_tx = channel.contract_tx.clone();
+    Ok(Step::send(PayeeState::Ready { channel }, open).and_broadcast(contract_tx))
+}
