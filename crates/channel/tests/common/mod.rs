@@ -1,0 +1,284 @@
+//! Shared test harness: keys, a funding wallet, both state machines wired together, and
+//! verification of every transaction with Bitcoin Core's script interpreter.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
+use bitcoin::sighash::SighashCache;
+use bitcoin::transaction::Version as TxVersion;
+use bitcoin::{
+    Amount, CompressedPublicKey, EcdsaSighashType, FeeRate, OutPoint, ScriptBuf, Sequence,
+    Transaction, TxIn, TxOut, Txid, Witness,
+};
+use trickle_channel::*;
+
+pub fn key(n: u8) -> SecretKey {
+    SecretKey::from_slice(&[n; 32]).expect("valid key")
+}
+
+pub fn pubkey(k: &SecretKey) -> PublicKey {
+    PublicKey::from_secret_key(SECP256K1, k)
+}
+
+pub fn p2wpkh(k: &SecretKey) -> ScriptBuf {
+    ScriptBuf::new_p2wpkh(&CompressedPublicKey(pubkey(k)).wpubkey_hash())
+}
+
+pub const CLIENT: u8 = 1;
+pub const SERVER: u8 = 2;
+pub const WALLET: u8 = 3;
+pub const SERVER_PAYOUT: u8 = 4;
+pub const CLIENT_PAYOUT: u8 = 5;
+
+pub const TIP: ChainTip = ChainTip {
+    height: 1_000,
+    median_time_past: 1_700_000_000,
+};
+
+pub fn fee_rate() -> FeeRate {
+    FeeRate::from_sat_per_vb_u32(2)
+}
+
+pub fn payer_config(version: Version) -> PayerConfig {
+    PayerConfig {
+        version,
+        channel_value: Amount::from_sat(100_000),
+        time_window_blocks: 144,
+        max_expiry_blocks: 2_016,
+        max_min_payment: Amount::from_sat(5_000),
+        payout_script: p2wpkh(&key(CLIENT_PAYOUT)),
+    }
+}
+
+pub fn policy() -> PayeePolicy {
+    PayeePolicy {
+        accept_v1: true,
+        accept_v2: true,
+        min_channel_value: Amount::from_sat(10_000),
+        max_channel_value: Amount::from_sat(1_000_000),
+        min_payment: Amount::from_sat(1_000),
+        min_expiry_blocks: 72,
+        max_expiry_blocks: 1_008,
+        expiry_kind: ExpiryKind::Height,
+        close_margin_blocks: 12,
+        payout_script: p2wpkh(&key(SERVER_PAYOUT)),
+    }
+}
+
+/// A set of outputs that exist "on chain": what Bitcoin Core's interpreter checks spends against.
+#[derive(Default)]
+pub struct Utxos(pub HashMap<OutPoint, TxOut>);
+
+impl Utxos {
+    pub fn add_tx(&mut self, tx: &Transaction) {
+        let txid = tx.compute_txid();
+        for (i, o) in tx.output.iter().enumerate() {
+            self.0.insert(OutPoint::new(txid, i as u32), o.clone());
+        }
+    }
+
+    /// Verifies every input of `tx` with libbitcoinconsensus (all consensus flags, incl. segwit,
+    /// CLTV, CSV, NULLDUMMY, DERSIG).
+    pub fn verify(&self, tx: &Transaction) -> Result<(), bitcoin::consensus::validation::TxVerifyError> {
+        tx.verify(|op| self.0.get(op).cloned())
+    }
+}
+
+/// A wallet with one 1 BTC P2WPKH coin that funds contracts.
+pub struct Wallet {
+    pub coin: OutPoint,
+    pub utxos: Utxos,
+}
+
+impl Wallet {
+    pub fn new() -> Self {
+        let prev = Transaction {
+            version: TxVersion::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: OutPoint::new(Txid::from_byte_array([7; 32]), 0),
+                ..Default::default()
+            }],
+            output: vec![TxOut {
+                value: Amount::from_sat(100_000_000),
+                script_pubkey: p2wpkh(&key(WALLET)),
+            }],
+        };
+        let mut utxos = Utxos::default();
+        utxos.add_tx(&prev);
+        Self {
+            coin: OutPoint::new(prev.compute_txid(), 0),
+            utxos,
+        }
+    }
+
+    /// A signed transaction paying `output` from the wallet's coin, change back, 1000 sat fee.
+    pub fn fund(&self, output: TxOut) -> Transaction {
+        let wk = key(WALLET);
+        let coin_value = Amount::from_sat(100_000_000);
+        let change = coin_value - output.value - Amount::from_sat(1_000);
+        let mut tx = Transaction {
+            version: TxVersion::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: self.coin,
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::new(),
+            }],
+            output: vec![
+                output,
+                TxOut {
+                    value: change,
+                    script_pubkey: p2wpkh(&wk),
+                },
+            ],
+        };
+        let hash = SighashCache::new(&tx)
+            .p2wpkh_signature_hash(0, &p2wpkh(&wk), coin_value, EcdsaSighashType::All)
+            .expect("sighash");
+        let sig = bitcoin::ecdsa::Signature::sighash_all(
+            SECP256K1.sign_ecdsa(&bitcoin::secp256k1::Message::from(hash), &wk),
+        );
+        tx.input[0].witness = Witness::p2wpkh(&sig, &pubkey(&wk));
+        tx
+    }
+}
+
+/// Both sides of one channel, with the chain they see.
+pub struct Pair {
+    pub payer: PayerState,
+    pub payee: PayeeState,
+    pub policy: PayeePolicy,
+    pub tip: ChainTip,
+    pub wallet: Wallet,
+    pub contract_tx: Option<Transaction>,
+}
+
+impl Pair {
+    pub fn payer_ctx(&self) -> (SecretKey, ChainTip) {
+        (key(CLIENT), self.tip)
+    }
+
+    pub fn with_payer<R>(&self, f: impl FnOnce(&PayerContext) -> R) -> R {
+        let k = key(CLIENT);
+        f(&PayerContext {
+            key: &k,
+            tip: self.tip,
+            refund_fee_rate: fee_rate(),
+        })
+    }
+
+    pub fn with_payee<R>(&self, f: impl FnOnce(&PayeeContext) -> R) -> R {
+        let k = key(SERVER);
+        f(&PayeeContext {
+            policy: &self.policy,
+            key: &k,
+            tip: self.tip,
+            close_fee_rate: fee_rate(),
+        })
+    }
+
+    /// Delivers payer messages to the payee and back until neither side has more to say.
+    /// Returns every transaction either side asked to broadcast.
+    pub fn exchange(&mut self, mut to_payee: Vec<WireMessage>) -> Result<Vec<Transaction>, ChannelError> {
+        let mut broadcast = Vec::new();
+        while !to_payee.is_empty() {
+            let mut to_payer = Vec::new();
+            for msg in to_payee.drain(..) {
+                let msg = roundtrip(&msg);
+                let step = self.with_payee(|ctx| self.payee.on_message(ctx, msg))?;
+                self.payee = step.state;
+                to_payer.extend(step.send);
+                broadcast.extend(step.broadcast);
+            }
+            for msg in to_payer {
+                let step = self.with_payer(|ctx| self.payer.on_message(ctx, roundtrip(&msg)))?;
+                self.payer = step.state;
+                to_payee.extend(step.send);
+                broadcast.extend(step.broadcast);
+            }
+        }
+        Ok(broadcast)
+    }
+
+    /// Opens a channel of `version`; the first payment is the server's minimum.
+    pub fn open(version: Version) -> Self {
+        Self::open_with(payer_config(version), policy())
+    }
+
+    pub fn open_with(config: PayerConfig, policy: PayeePolicy) -> Self {
+        let tip = TIP;
+        let hello = PayerState::start(config);
+        let WireMessage::ClientVersion(cv) = &hello.send[0] else {
+            panic!("first message is CLIENT_VERSION")
+        };
+        let k = key(SERVER);
+        let payee = PayeeState::start(
+            &PayeeContext {
+                policy: &policy,
+                key: &k,
+                tip,
+                close_fee_rate: fee_rate(),
+            },
+            cv,
+        )
+        .expect("payee accepts the version");
+        let mut pair = Pair {
+            payer: hello.state,
+            payee: payee.state,
+            policy,
+            tip,
+            wallet: Wallet::new(),
+            contract_tx: None,
+        };
+        for msg in payee.send {
+            let step = pair
+                .with_payer(|ctx| pair.payer.on_message(ctx, msg))
+                .expect("payer accepts the terms");
+            pair.payer = step.state;
+        }
+        let PayerState::AwaitingFunding { contract, .. } = &pair.payer else {
+            panic!("payer awaits funding, is {}", pair.payer.name())
+        };
+        let contract_tx = pair.wallet.fund(contract.output());
+        pair.wallet.utxos.verify(&contract_tx).expect("contract is valid");
+        let step = pair
+            .with_payer(|ctx| pair.payer.contract_funded(ctx, contract_tx.clone(), Amount::ZERO))
+            .expect("payer accepts funding");
+        pair.payer = step.state;
+        let broadcast = pair.exchange(step.send).expect("channel opens");
+        assert!(broadcast.iter().all(|t| t.compute_txid() == contract_tx.compute_txid()));
+        assert!(matches!(pair.payer, PayerState::Ready { .. }), "payer is {}", pair.payer.name());
+        assert!(matches!(pair.payee, PayeeState::Ready { .. }), "payee is {}", pair.payee.name());
+        pair.wallet.utxos.add_tx(&contract_tx);
+        pair.contract_tx = Some(contract_tx);
+        pair
+    }
+
+    pub fn payer_channel(&self) -> &PayerChannel {
+        self.payer.committed_channel().expect("payer has a channel")
+    }
+
+    pub fn payee_channel(&self) -> &PayeeChannel {
+        self.payee.channel().expect("payee has a channel")
+    }
+
+    /// Pays `increment` and delivers it; returns the payee's acknowledged total.
+    pub fn pay(&mut self, increment: Amount) -> Result<Amount, ChannelError> {
+        let step = self.with_payer(|ctx| self.payer.pay(ctx, increment))?;
+        self.payer = step.state;
+        self.exchange(step.send)?;
+        Ok(self.payee_channel().paid())
+    }
+}
+
+/// Every message crosses the wire in its binary form.
+pub fn roundtrip(msg: &WireMessage) -> WireMessage {
+    let decoded = WireMessage::from_base64url(&msg.to_base64url()).expect("decodes");
+    assert_eq!(&decoded, msg);
+    decoded
+}

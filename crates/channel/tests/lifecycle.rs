@@ -1,0 +1,242 @@
+//! Full channel lifecycles for v1 and v2, every transaction checked by Bitcoin Core's script
+//! interpreter (libbitcoinconsensus).
+
+mod common;
+
+use bitcoin::absolute::LockTime;
+use bitcoin::Amount;
+use common::*;
+use trickle_channel::*;
+
+const VERSIONS: [Version; 2] = [Version::V1, Version::V2];
+
+#[test]
+fn open_pay_many_times_and_close_cooperatively() {
+    for version in VERSIONS {
+        let mut pair = Pair::open(version);
+        let value = pair.payer_channel().funding.contract.value;
+        assert_eq!(pair.payee_channel().paid(), Amount::from_sat(1_000));
+        for i in 1..=50u64 {
+            let acked = pair.pay(Amount::from_sat(100 + i)).expect("payment accepted");
+            assert_eq!(acked, pair.payer_channel().paid());
+            assert_eq!(pair.payer_channel().acknowledged, acked);
+        }
+        let paid = pair.payer_channel().paid();
+        assert_eq!(paid, Amount::from_sat(1_000 + 50 * 100 + 50 * 51 / 2));
+
+        let step = pair.payer.close().expect("close requested");
+        pair.payer = step.state;
+        let broadcast = pair.exchange(step.send).expect("close completes");
+        let [settlement] = broadcast.as_slice() else {
+            panic!("one settlement broadcast, got {}", broadcast.len())
+        };
+        let PayerState::Closed { settlement: seen, .. } = &pair.payer else {
+            panic!("payer closed, is {}", pair.payer.name())
+        };
+        assert_eq!(*seen, settlement.compute_txid());
+        pair.wallet
+            .utxos
+            .verify(settlement)
+            .unwrap_or_else(|e| panic!("{version:?} settlement valid under consensus: {e:?}"));
+        assert_eq!(settlement.output[0].value, value - paid, "client change");
+        assert_eq!(settlement.output[0].script_pubkey, p2wpkh(&key(CLIENT_PAYOUT)));
+        let fee = value - settlement.output.iter().map(|o| o.value).sum::<Amount>();
+        assert_eq!(settlement.output[1].value, paid - fee, "server pays the close fee");
+        assert!(fee >= fee_rate().fee_vb(settlement.vsize() as u64).expect("fee"));
+        // A payee that sees its settlement on chain is closed.
+        let step = pair.payee.on_contract_spent(settlement).expect("spent");
+        assert!(matches!(step.state, PayeeState::Closed { .. }));
+    }
+}
+
+#[test]
+fn paying_the_whole_channel_leaves_no_dust() {
+    for version in VERSIONS {
+        let mut pair = Pair::open(version);
+        let value = pair.payer_channel().funding.contract.value;
+        // Leave 200 sat: below the P2WPKH dust limit (294), so the payer pays it all.
+        let increment = value - Amount::from_sat(1_000) - Amount::from_sat(200);
+        let acked = pair.pay(increment).expect("payment accepted");
+        assert_eq!(acked, value);
+        assert_eq!(pair.payer_channel().latest.client_change, Amount::ZERO);
+        assert_eq!(
+            pair.payer_channel().latest.signature.sighash_type,
+            bitcoin::EcdsaSighashType::NonePlusAnyoneCanPay
+        );
+        let err = pair.pay(Amount::ONE_SAT).expect_err("nothing left to pay");
+        assert_eq!(err.code(), ErrorCode::PaymentExceedsValue);
+        let step = pair.with_payee(|ctx| pair.payee.close(ctx)).expect("close");
+        let settlement = &step.broadcast[0];
+        assert_eq!(settlement.output.len(), 1, "only the server's output");
+        pair.wallet.utxos.verify(settlement).expect("valid settlement");
+    }
+}
+
+#[test]
+fn server_closes_within_its_margin_before_expiry() {
+    for version in VERSIONS {
+        let mut pair = Pair::open(version);
+        pair.pay(Amount::from_sat(500)).expect("paid");
+        let expiry = pair.payee_channel().funding.contract.expiry;
+        let LockTime::Blocks(h) = expiry else {
+            panic!("height expiry")
+        };
+        let margin = pair.policy.close_margin_blocks;
+        pair.tip.height = h.to_consensus_u32() - margin - 1;
+        let step = pair.with_payee(|ctx| pair.payee.on_tip(ctx)).expect("tip");
+        assert!(step.broadcast.is_empty(), "too early to close");
+        assert!(matches!(step.state, PayeeState::Ready { .. }));
+
+        pair.tip.height += 1;
+        let step = pair.with_payee(|ctx| pair.payee.on_tip(ctx)).expect("tip");
+        let PayeeState::Closing { settlement, .. } = &step.state else {
+            panic!("payee closing")
+        };
+        assert_eq!(step.broadcast, vec![settlement.clone()]);
+        pair.wallet.utxos.verify(settlement).expect("valid settlement");
+        // Payments are refused from the margin on.
+        pair.payee = step.state.clone();
+        let err = pair.pay(Amount::from_sat(10)).expect_err("closing");
+        assert_eq!(err.code(), ErrorCode::ChannelClosed);
+        // The client learns of the settlement from the server's CLOSE (or from the chain).
+        let step2 = pair
+            .with_payer(|ctx| pair.payer.on_message(ctx, step.send[0].clone()))
+            .expect("settlement accepted");
+        assert!(matches!(step2.state, PayerState::Closed { .. }));
+    }
+}
+
+#[test]
+fn refund_after_expiry_when_the_server_vanishes() {
+    for version in VERSIONS {
+        let mut pair = Pair::open(version);
+        pair.pay(Amount::from_sat(5_000)).expect("paid");
+        let expiry = pair.payer_channel().funding.contract.expiry;
+        let LockTime::Blocks(h) = expiry else {
+            panic!("height expiry")
+        };
+
+        // Before expiry: the payer does not broadcast, and a refund would not be final.
+        pair.tip.height = h.to_consensus_u32() - 1;
+        let step = pair.with_payer(|ctx| pair.payer.on_tip(ctx)).expect("tip");
+        assert!(step.broadcast.is_empty());
+        assert!(!pair.tip.is_final(expiry));
+
+        pair.tip.height = h.to_consensus_u32();
+        let step = pair.with_payer(|ctx| pair.payer.on_tip(ctx)).expect("tip");
+        let [refund] = step.broadcast.as_slice() else {
+            panic!("refund broadcast")
+        };
+        assert!(matches!(step.state, PayerState::Refunded { .. }));
+        assert_eq!(refund.lock_time, expiry);
+        assert!(pair.tip.is_final(refund.lock_time));
+        pair.wallet
+            .utxos
+            .verify(refund)
+            .unwrap_or_else(|e| panic!("{version:?} refund valid: {e:?}"));
+        let value = pair.payer_channel().funding.contract.value;
+        let fee = value - refund.output[0].value;
+        assert!(fee > Amount::ZERO && fee < Amount::from_sat(1_000));
+
+        // The time lock is part of what is signed: a refund with an earlier lock time is invalid.
+        let mut early = refund.clone();
+        early.lock_time = LockTime::from_consensus(h.to_consensus_u32() - 100);
+        assert!(pair.wallet.utxos.verify(&early).is_err(), "{version:?} early refund must fail");
+        // And with a final sequence the lock time would not apply: also invalid.
+        let mut unlocked = refund.clone();
+        unlocked.input[0].sequence = bitcoin::Sequence::MAX;
+        assert!(pair.wallet.utxos.verify(&unlocked).is_err());
+
+        // Seeing its own refund spent the contract keeps the payer refunded.
+        let again = step.state.on_contract_spent(refund).expect("own refund");
+        assert!(matches!(again.state, PayerState::Refunded { .. }));
+    }
+}
+
+#[test]
+fn v2_refund_with_timestamp_expiry_checks_cltv_against_lock_time() {
+    let mut policy = policy();
+    policy.expiry_kind = ExpiryKind::Time;
+    let mut pair = Pair::open_with(payer_config(Version::V2), policy);
+    let expiry = pair.payer_channel().funding.contract.expiry;
+    assert!(matches!(expiry, LockTime::Seconds(_)));
+    pair.tip.median_time_past = expiry.to_consensus_u32();
+    let step = pair.with_payer(|ctx| pair.payer.on_tip(ctx)).expect("tip");
+    assert!(step.broadcast.is_empty(), "median-time-past must pass the expiry");
+    pair.tip.median_time_past += 1;
+    let step = pair.with_payer(|ctx| pair.payer.on_tip(ctx)).expect("tip");
+    let refund = &step.broadcast[0];
+    pair.wallet.utxos.verify(refund).expect("valid refund");
+    // CLTV compares kinds: a height lock time cannot satisfy a timestamp expiry.
+    let mut wrong_kind = refund.clone();
+    wrong_kind.lock_time = LockTime::from_consensus(pair.tip.height);
+    assert!(pair.wallet.utxos.verify(&wrong_kind).is_err());
+}
+
+#[test]
+fn resume_after_restart_from_snapshots() {
+    for version in VERSIONS {
+        let mut pair = Pair::open(version);
+        pair.pay(Amount::from_sat(300)).expect("paid");
+        // A payment the server never received (lost on the way).
+        let lost = pair.with_payer(|ctx| pair.payer.pay(ctx, Amount::from_sat(700))).expect("signed");
+        pair.payer = lost.state;
+
+        // Both sides restart from their stored snapshots.
+        let payer_json = serde_json::to_string(&Snapshot::new(pair.payer.clone())).expect("json");
+        let payee_json = serde_json::to_string(&Snapshot::new(pair.payee.clone())).expect("json");
+        let payer: Snapshot<PayerState> = serde_json::from_str(&payer_json).expect("payer loads");
+        let payee: Snapshot<PayeeState> = serde_json::from_str(&payee_json).expect("payee loads");
+        pair.payer = payer.into_state().expect("format");
+        pair.payee = payee.into_state().expect("format");
+
+        let step = pair.payer.resume().expect("resume");
+        pair.payer = step.state;
+        let WireMessage::ClientVersion(hello) = &step.send[0] else {
+            panic!("resume starts with CLIENT_VERSION")
+        };
+        assert_eq!(hello.previous_contract, Some(pair.payee_channel().contract_txid()));
+        let answer = pair.payee.resume(hello).expect("payee knows the channel");
+        assert_eq!(answer.send.len(), 2);
+        // The payer answers CHANNEL_OPEN by resending the payment the server missed.
+        let mut resend = Vec::new();
+        for msg in answer.send {
+            let s = pair.with_payer(|ctx| pair.payer.on_message(ctx, msg)).expect("payer resumes");
+            pair.payer = s.state;
+            resend.extend(s.send);
+        }
+        assert!(matches!(pair.payer, PayerState::Ready { .. }));
+        assert_eq!(resend.len(), 1);
+        pair.exchange(resend).expect("resent payment accepted");
+        assert_eq!(pair.payee_channel().paid(), Amount::from_sat(2_000));
+        assert_eq!(pair.payer_channel().acknowledged, Amount::from_sat(2_000));
+        // Sending the same payment again is acknowledged without charging twice.
+        let again = pair.payer_channel().latest.clone();
+        pair.exchange(vec![WireMessage::UpdatePayment(again)]).expect("idempotent");
+        assert_eq!(pair.payee_channel().paid(), Amount::from_sat(2_000));
+    }
+}
+
+#[test]
+fn snapshot_of_a_newer_format_is_refused() {
+    let pair = Pair::open(Version::V2);
+    let mut snap = Snapshot::new(pair.payee.clone());
+    snap.format = SNAPSHOT_FORMAT + 1;
+    let json = serde_json::to_string(&snap).expect("json");
+    let back: Snapshot<PayeeState> = serde_json::from_str(&json).expect("parses");
+    assert_eq!(
+        back.into_state(),
+        Err(SnapshotError::UnsupportedFormat(SNAPSHOT_FORMAT + 1))
+    );
+}
+
+#[test]
+fn channel_id_is_stable_and_separates_sites() {
+    let k = pubkey(&key(SERVER));
+    assert_eq!(ChannelId::new(&k, "example.com"), ChannelId::new(&k, "example.com"));
+    assert_ne!(ChannelId::new(&k, "example.com"), ChannelId::new(&k, "example.org"));
+    assert_ne!(
+        ChannelId::new(&k, "example.com"),
+        ChannelId::new(&pubkey(&key(9)), "example.com")
+    );
+}
