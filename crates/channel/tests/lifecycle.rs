@@ -17,7 +17,9 @@ fn open_pay_many_times_and_close_cooperatively() {
         let value = pair.payer_channel().funding.contract.value;
         assert_eq!(pair.payee_channel().paid(), Amount::from_sat(1_000));
         for i in 1..=50u64 {
-            let acked = pair.pay(Amount::from_sat(100 + i)).expect("payment accepted");
+            let acked = pair
+                .pay(Amount::from_sat(100 + i))
+                .expect("payment accepted");
             assert_eq!(acked, pair.payer_channel().paid());
             assert_eq!(pair.payer_channel().acknowledged, acked);
         }
@@ -30,7 +32,10 @@ fn open_pay_many_times_and_close_cooperatively() {
         let [settlement] = broadcast.as_slice() else {
             panic!("one settlement broadcast, got {}", broadcast.len())
         };
-        let PayerState::Closed { settlement: seen, .. } = &pair.payer else {
+        let PayerState::Closed {
+            settlement: seen, ..
+        } = &pair.payer
+        else {
             panic!("payer closed, is {}", pair.payer.name())
         };
         assert_eq!(*seen, settlement.compute_txid());
@@ -39,9 +44,16 @@ fn open_pay_many_times_and_close_cooperatively() {
             .verify(settlement)
             .unwrap_or_else(|e| panic!("{version:?} settlement valid under consensus: {e:?}"));
         assert_eq!(settlement.output[0].value, value - paid, "client change");
-        assert_eq!(settlement.output[0].script_pubkey, p2wpkh(&key(CLIENT_PAYOUT)));
+        assert_eq!(
+            settlement.output[0].script_pubkey,
+            p2wpkh(&key(CLIENT_PAYOUT))
+        );
         let fee = value - settlement.output.iter().map(|o| o.value).sum::<Amount>();
-        assert_eq!(settlement.output[1].value, paid - fee, "server pays the close fee");
+        assert_eq!(
+            settlement.output[1].value,
+            paid - fee,
+            "server pays the close fee"
+        );
         assert!(fee >= fee_rate().fee_vb(settlement.vsize() as u64).expect("fee"));
         // A payee that sees its settlement on chain is closed.
         let step = pair.payee.on_contract_spent(settlement).expect("spent");
@@ -68,7 +80,10 @@ fn paying_the_whole_channel_leaves_no_dust() {
         let step = pair.with_payee(|ctx| pair.payee.close(ctx)).expect("close");
         let settlement = &step.broadcast[0];
         assert_eq!(settlement.output.len(), 1, "only the server's output");
-        pair.wallet.utxos.verify(settlement).expect("valid settlement");
+        pair.wallet
+            .utxos
+            .verify(settlement)
+            .expect("valid settlement");
     }
 }
 
@@ -93,7 +108,10 @@ fn server_closes_within_its_margin_before_expiry() {
             panic!("payee closing")
         };
         assert_eq!(step.broadcast, vec![settlement.clone()]);
-        pair.wallet.utxos.verify(settlement).expect("valid settlement");
+        pair.wallet
+            .utxos
+            .verify(settlement)
+            .expect("valid settlement");
         // Payments are refused from the margin on.
         pair.payee = step.state.clone();
         let err = pair.pay(Amount::from_sat(10)).expect_err("closing");
@@ -141,7 +159,10 @@ fn refund_after_expiry_when_the_server_vanishes() {
         // The time lock is part of what is signed: a refund with an earlier lock time is invalid.
         let mut early = refund.clone();
         early.lock_time = LockTime::from_consensus(h.to_consensus_u32() - 100);
-        assert!(pair.wallet.utxos.verify(&early).is_err(), "{version:?} early refund must fail");
+        assert!(
+            pair.wallet.utxos.verify(&early).is_err(),
+            "{version:?} early refund must fail"
+        );
         // And with a final sequence the lock time would not apply: also invalid.
         let mut unlocked = refund.clone();
         unlocked.input[0].sequence = bitcoin::Sequence::MAX;
@@ -162,7 +183,10 @@ fn v2_refund_with_timestamp_expiry_checks_cltv_against_lock_time() {
     assert!(matches!(expiry, LockTime::Seconds(_)));
     pair.tip.median_time_past = expiry.to_consensus_u32();
     let step = pair.with_payer(|ctx| pair.payer.on_tip(ctx)).expect("tip");
-    assert!(step.broadcast.is_empty(), "median-time-past must pass the expiry");
+    assert!(
+        step.broadcast.is_empty(),
+        "median-time-past must pass the expiry"
+    );
     pair.tip.median_time_past += 1;
     let step = pair.with_payer(|ctx| pair.payer.on_tip(ctx)).expect("tip");
     let refund = &step.broadcast[0];
@@ -179,7 +203,9 @@ fn resume_after_restart_from_snapshots() {
         let mut pair = Pair::open(version);
         pair.pay(Amount::from_sat(300)).expect("paid");
         // A payment the server never received (lost on the way).
-        let lost = pair.with_payer(|ctx| pair.payer.pay(ctx, Amount::from_sat(700))).expect("signed");
+        let lost = pair
+            .with_payer(|ctx| pair.payer.pay(ctx, Amount::from_sat(700)))
+            .expect("signed");
         pair.payer = lost.state;
 
         // Both sides restart from their stored snapshots.
@@ -195,13 +221,18 @@ fn resume_after_restart_from_snapshots() {
         let WireMessage::ClientVersion(hello) = &step.send[0] else {
             panic!("resume starts with CLIENT_VERSION")
         };
-        assert_eq!(hello.previous_contract, Some(pair.payee_channel().contract_txid()));
+        assert_eq!(
+            hello.previous_contract,
+            Some(pair.payee_channel().contract_txid())
+        );
         let answer = pair.payee.resume(hello).expect("payee knows the channel");
         assert_eq!(answer.send.len(), 2);
         // The payer answers CHANNEL_OPEN by resending the payment the server missed.
         let mut resend = Vec::new();
         for msg in answer.send {
-            let s = pair.with_payer(|ctx| pair.payer.on_message(ctx, msg)).expect("payer resumes");
+            let s = pair
+                .with_payer(|ctx| pair.payer.on_message(ctx, msg))
+                .expect("payer resumes");
             pair.payer = s.state;
             resend.extend(s.send);
         }
@@ -212,7 +243,8 @@ fn resume_after_restart_from_snapshots() {
         assert_eq!(pair.payer_channel().acknowledged, Amount::from_sat(2_000));
         // Sending the same payment again is acknowledged without charging twice.
         let again = pair.payer_channel().latest.clone();
-        pair.exchange(vec![WireMessage::UpdatePayment(again)]).expect("idempotent");
+        pair.exchange(vec![WireMessage::UpdatePayment(again)])
+            .expect("idempotent");
         assert_eq!(pair.payee_channel().paid(), Amount::from_sat(2_000));
     }
 }
@@ -233,8 +265,14 @@ fn snapshot_of_a_newer_format_is_refused() {
 #[test]
 fn channel_id_is_stable_and_separates_sites() {
     let k = pubkey(&key(SERVER));
-    assert_eq!(ChannelId::new(&k, "example.com"), ChannelId::new(&k, "example.com"));
-    assert_ne!(ChannelId::new(&k, "example.com"), ChannelId::new(&k, "example.org"));
+    assert_eq!(
+        ChannelId::new(&k, "example.com"),
+        ChannelId::new(&k, "example.com")
+    );
+    assert_ne!(
+        ChannelId::new(&k, "example.com"),
+        ChannelId::new(&k, "example.org")
+    );
     assert_ne!(
         ChannelId::new(&k, "example.com"),
         ChannelId::new(&pubkey(&key(9)), "example.com")

@@ -82,7 +82,10 @@ impl Utxos {
 
     /// Verifies every input of `tx` with libbitcoinconsensus (all consensus flags, incl. segwit,
     /// CLTV, CSV, NULLDUMMY, DERSIG).
-    pub fn verify(&self, tx: &Transaction) -> Result<(), bitcoin::consensus::validation::TxVerifyError> {
+    pub fn verify(
+        &self,
+        tx: &Transaction,
+    ) -> Result<(), bitcoin::consensus::validation::TxVerifyError> {
         tx.verify(|op| self.0.get(op).cloned())
     }
 }
@@ -184,7 +187,10 @@ impl Pair {
 
     /// Delivers payer messages to the payee and back until neither side has more to say.
     /// Returns every transaction either side asked to broadcast.
-    pub fn exchange(&mut self, mut to_payee: Vec<WireMessage>) -> Result<Vec<Transaction>, ChannelError> {
+    pub fn exchange(
+        &mut self,
+        mut to_payee: Vec<WireMessage>,
+    ) -> Result<Vec<Transaction>, ChannelError> {
         let mut broadcast = Vec::new();
         while !to_payee.is_empty() {
             let mut to_payer = Vec::new();
@@ -245,15 +251,31 @@ impl Pair {
             panic!("payer awaits funding, is {}", pair.payer.name())
         };
         let contract_tx = pair.wallet.fund(contract.output());
-        pair.wallet.utxos.verify(&contract_tx).expect("contract is valid");
+        pair.wallet
+            .utxos
+            .verify(&contract_tx)
+            .expect("contract is valid");
         let step = pair
-            .with_payer(|ctx| pair.payer.contract_funded(ctx, contract_tx.clone(), Amount::ZERO))
+            .with_payer(|ctx| {
+                pair.payer
+                    .contract_funded(ctx, contract_tx.clone(), Amount::ZERO)
+            })
             .expect("payer accepts funding");
         pair.payer = step.state;
         let broadcast = pair.exchange(step.send).expect("channel opens");
-        assert!(broadcast.iter().all(|t| t.compute_txid() == contract_tx.compute_txid()));
-        assert!(matches!(pair.payer, PayerState::Ready { .. }), "payer is {}", pair.payer.name());
-        assert!(matches!(pair.payee, PayeeState::Ready { .. }), "payee is {}", pair.payee.name());
+        assert!(broadcast
+            .iter()
+            .all(|t| t.compute_txid() == contract_tx.compute_txid()));
+        assert!(
+            matches!(pair.payer, PayerState::Ready { .. }),
+            "payer is {}",
+            pair.payer.name()
+        );
+        assert!(
+            matches!(pair.payee, PayeeState::Ready { .. }),
+            "payee is {}",
+            pair.payee.name()
+        );
         pair.wallet.utxos.add_tx(&contract_tx);
         pair.contract_tx = Some(contract_tx);
         pair
