@@ -159,6 +159,7 @@ fn until_contract(version: Version) -> (Pair, WireMessage) {
         tip: pair.tip,
         wallet: Wallet::new(),
         contract_tx: None,
+        transcript: Vec::new(),
     };
     let hello = ClientVersion {
         major: version.major(),

@@ -159,6 +159,8 @@ pub struct Pair {
     pub tip: ChainTip,
     pub wallet: Wallet,
     pub contract_tx: Option<Transaction>,
+    /// Every message that crossed the wire, in order.
+    pub transcript: Vec<WireMessage>,
 }
 
 impl Pair {
@@ -196,12 +198,14 @@ impl Pair {
             let mut to_payer = Vec::new();
             for msg in to_payee.drain(..) {
                 let msg = roundtrip(&msg);
+                self.transcript.push(msg.clone());
                 let step = self.with_payee(|ctx| self.payee.on_message(ctx, msg))?;
                 self.payee = step.state;
                 to_payer.extend(step.send);
                 broadcast.extend(step.broadcast);
             }
             for msg in to_payer {
+                self.transcript.push(msg.clone());
                 let step = self.with_payer(|ctx| self.payer.on_message(ctx, roundtrip(&msg)))?;
                 self.payer = step.state;
                 to_payee.extend(step.send);
@@ -240,6 +244,7 @@ impl Pair {
             tip,
             wallet: Wallet::new(),
             contract_tx: None,
+            transcript: [&hello.send[..], &payee.send[..]].concat(),
         };
         for msg in payee.send {
             let step = pair
