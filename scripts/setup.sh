@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
+command -v make >/dev/null || need_apt+=(make)
 command -v clang >/dev/null || need_apt+=(clang)          # secp256k1-sys for wasm32
 command -v cmake >/dev/null || need_apt+=(cmake)          # bitcoinkernel (Bitcoin Core's C++)
 dpkg -s libboost-dev >/dev/null 2>&1 || need_apt+=(libboost-dev)
@@ -18,3 +19,6 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   echo "setup: rustup target add wasm32-unknown-unknown"
   rustup target add wasm32-unknown-unknown
 fi
+
+# rust-toolchain.toml asks for rustfmt and clippy; make sure they are there before first use.
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
