@@ -18,7 +18,9 @@
 #![deny(missing_docs)]
 
 mod contract;
+pub mod credit;
 mod error;
+pub mod http;
 mod id;
 mod message;
 mod payee;

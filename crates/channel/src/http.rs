@@ -1,0 +1,373 @@
+//! The HTTP 402 headers, in x402 version 2 framing with a `channel` scheme.
+//!
+//! * `PAYMENT-REQUIRED` (server, with status 402): what a resource costs and how to open a
+//!   channel to pay for it.
+//! * `PAYMENT-SIGNATURE` (client, on the retried or pre-armed request): a channel payment.
+//! * `PAYMENT-RESPONSE` (server, with the resource): the receipt.
+//!
+//! Each header value is standard base64 of a JSON object, as x402 specifies; wire messages
+//! inside it are unpadded base64url of their binary encoding. `docs/protocol.md` is the spec.
+
+use core::fmt;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::{Amount, Network, Txid};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::message::{DecodeError, UpdatePayment, WireMessage};
+
+/// The x402 version these headers follow.
+pub const X402_VERSION: u32 = 2;
+/// The x402 scheme name of Bitcoin payment channels.
+pub const SCHEME: &str = "channel";
+/// The asset every amount is in.
+pub const ASSET: &str = "sat";
+/// Longest header value accepted, in bytes; longer values are refused before decoding.
+pub const MAX_HEADER_LEN: usize = 16 * 1024;
+/// Header names (HTTP header names are case-insensitive; browsers report them lowercase).
+pub const PAYMENT_REQUIRED: &str = "payment-required";
+/// The client's payment header.
+pub const PAYMENT_SIGNATURE: &str = "payment-signature";
+/// The server's receipt header.
+pub const PAYMENT_RESPONSE: &str = "payment-response";
+
+/// CAIP-2 id of a Bitcoin network: `bip122:` and the first 16 bytes of its genesis hash (hex).
+pub fn caip2(network: Network) -> String {
+    let hash = bitcoin::constants::genesis_block(network)
+        .block_hash()
+        .to_string();
+    format!("bip122:{}", &hash[..32])
+}
+
+/// The resource a payment is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource {
+    /// Absolute URL of the resource.
+    pub url: String,
+    /// What it is, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Its media type.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mime_type: String,
+}
+
+/// The `extra` object of a `channel` offer: how to open a channel with this payee.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelTerms {
+    /// Where the channel protocol messages go (open, resume, pay, close).
+    pub endpoint: String,
+    /// Protocol versions accepted, preferred first (2 = CLTV, 1 = refund transaction).
+    pub versions: Vec<u8>,
+    /// Smallest channel value accepted, in sat.
+    #[serde(with = "sat_string")]
+    pub min_channel_value: Amount,
+    /// Largest channel value accepted, in sat.
+    #[serde(with = "sat_string")]
+    pub max_channel_value: Amount,
+    /// Smallest first payment, in sat.
+    #[serde(with = "sat_string")]
+    pub min_payment: Amount,
+    /// Longest channel life the payee offers, in blocks.
+    pub max_expiry_blocks: u32,
+    /// Binds a payment to this request (unpadded base64url).
+    pub nonce: String,
+}
+
+/// One way to pay, from the `accepts` list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequirements {
+    /// `"channel"` for this scheme; other schemes are ignored by Trickle.
+    pub scheme: String,
+    /// CAIP-2 network id (see [`caip2`]).
+    pub network: String,
+    /// Price of the resource, in sat.
+    #[serde(with = "sat_string")]
+    pub amount: Amount,
+    /// Always `"sat"`.
+    pub asset: String,
+    /// The payee's channel key (compressed, hex).
+    pub pay_to: PublicKey,
+    /// How long the offer (its nonce) stays valid.
+    pub max_timeout_seconds: u32,
+    /// Channel terms.
+    pub extra: ChannelTerms,
+}
+
+/// The `PAYMENT-REQUIRED` header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequired {
+    /// Always 2.
+    pub x402_version: u32,
+    /// Why payment is required (for example, that a presented payment was refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The resource.
+    pub resource: Resource,
+    /// The ways to pay.
+    pub accepts: Vec<PaymentRequirements>,
+}
+
+/// The `payload` of a channel payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelPayment {
+    /// The channel, by its contract txid.
+    pub channel: Txid,
+    /// Total paid over the channel after this payment, in sat.
+    #[serde(with = "sat_string")]
+    pub amount: Amount,
+    /// `UPDATE_PAYMENT` as unpadded base64url; absent when the client pays from credit only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<String>,
+    /// The offer's nonce this payment answers; absent for a pre-armed payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+impl ChannelPayment {
+    /// The decoded `UPDATE_PAYMENT`, if one is carried.
+    pub fn update(&self) -> Result<Option<UpdatePayment>, HeaderError> {
+        let Some(text) = &self.update else {
+            return Ok(None);
+        };
+        match WireMessage::from_base64url(text)? {
+            WireMessage::UpdatePayment(u) => Ok(Some(u)),
+            other => Err(HeaderError::Invalid(format!(
+                "update carries {} instead of UPDATE_PAYMENT",
+                other.name()
+            ))),
+        }
+    }
+}
+
+/// The `PAYMENT-SIGNATURE` header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentSignature {
+    /// Always 2.
+    pub x402_version: u32,
+    /// The resource paid for.
+    pub resource: Resource,
+    /// The requirements being met (scheme, network and payee must match the server's).
+    pub accepted: PaymentRequirements,
+    /// The payment.
+    pub payload: ChannelPayment,
+}
+
+/// What a priced request did to the channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// The channel, by its contract txid.
+    pub channel: Txid,
+    /// Total the server holds a signature for, in sat.
+    #[serde(with = "sat_string")]
+    pub paid: Amount,
+    /// Charged for this request, in sat (zero for a repeat of an already paid request).
+    #[serde(with = "sat_string")]
+    pub consumed: Amount,
+    /// Paid but not yet consumed, in sat: spent by the next priced requests.
+    #[serde(with = "sat_string")]
+    pub credit: Amount,
+    /// The channel's value, in sat.
+    #[serde(with = "sat_string")]
+    pub channel_value: Amount,
+    /// The channel's expiry (`nLockTime` encoding: height below 500,000,000, else Unix time).
+    pub expiry: u32,
+}
+
+/// The `PAYMENT-RESPONSE` header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentResponse {
+    /// Whether the payment was accepted.
+    pub success: bool,
+    /// Why not, as an error code name (see `docs/protocol.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
+    /// CAIP-2 network id.
+    pub network: String,
+    /// The paying channel's client key (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<PublicKey>,
+    /// The receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+}
+
+/// Why a header value was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Longer than [`MAX_HEADER_LEN`].
+    TooLong,
+    /// Not standard base64.
+    Base64,
+    /// Not the JSON object this header carries.
+    Json(String),
+    /// Well-formed but not acceptable.
+    Invalid(String),
+    /// An embedded wire message is malformed.
+    Message(DecodeError),
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLong => write!(f, "header is longer than {MAX_HEADER_LEN} bytes"),
+            Self::Base64 => f.write_str("header is not base64"),
+            Self::Json(e) => write!(f, "header is not valid JSON for its kind: {e}"),
+            Self::Invalid(why) => write!(f, "header is invalid: {why}"),
+            Self::Message(e) => write!(f, "embedded message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+impl From<DecodeError> for HeaderError {
+    fn from(e: DecodeError) -> Self {
+        Self::Message(e)
+    }
+}
+
+fn encode_header<T: Serialize>(value: &T) -> String {
+    // Serializing these plain structs cannot fail; an empty object would be refused by peers.
+    STANDARD.encode(serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn decode_header<T: DeserializeOwned>(value: &str) -> Result<T, HeaderError> {
+    if value.len() > MAX_HEADER_LEN {
+        return Err(HeaderError::TooLong);
+    }
+    let bytes = STANDARD
+        .decode(value.trim())
+        .map_err(|_| HeaderError::Base64)?;
+    serde_json::from_slice(&bytes).map_err(|e| HeaderError::Json(e.to_string()))
+}
+
+fn check_version(v: u32) -> Result<(), HeaderError> {
+    if v != X402_VERSION {
+        return Err(HeaderError::Invalid(format!(
+            "x402Version {v} is not {X402_VERSION}"
+        )));
+    }
+    Ok(())
+}
+
+impl PaymentRequirements {
+    /// Checks what can be checked without context: scheme, asset, versions, value range,
+    /// nonce shape.
+    pub fn validate(&self) -> Result<(), HeaderError> {
+        let invalid = |why: &str| Err(HeaderError::Invalid(why.to_owned()));
+        if self.scheme != SCHEME {
+            return invalid("scheme is not \"channel\"");
+        }
+        if self.asset != ASSET {
+            return invalid("asset is not \"sat\"");
+        }
+        let e = &self.extra;
+        if e.versions.is_empty() || e.versions.iter().any(|v| !matches!(v, 1 | 2)) {
+            return invalid("versions must list 1 and/or 2");
+        }
+        if e.min_channel_value > e.max_channel_value {
+            return invalid("minChannelValue is above maxChannelValue");
+        }
+        if self.amount > e.max_channel_value {
+            return invalid("amount is above maxChannelValue");
+        }
+        if e.max_expiry_blocks == 0 {
+            return invalid("maxExpiryBlocks is zero");
+        }
+        match URL_SAFE_NO_PAD.decode(&e.nonce) {
+            Ok(n) if (16..=64).contains(&n.len()) => Ok(()),
+            _ => invalid("nonce must be 16 to 64 bytes of unpadded base64url"),
+        }
+    }
+}
+
+impl PaymentRequired {
+    /// The header value.
+    pub fn to_header(&self) -> String {
+        encode_header(self)
+    }
+
+    /// Parses a header value; the channel offers in it are validated, other schemes kept as
+    /// they are (a client picks with [`PaymentRequired::channel_offer`]).
+    pub fn from_header(value: &str) -> Result<Self, HeaderError> {
+        let this: Self = decode_header(value)?;
+        check_version(this.x402_version)?;
+        for offer in this.accepts.iter().filter(|a| a.scheme == SCHEME) {
+            offer.validate()?;
+        }
+        Ok(this)
+    }
+
+    /// The channel offer for `network`, if the server makes one.
+    pub fn channel_offer(&self, network: Network) -> Option<&PaymentRequirements> {
+        let id = caip2(network);
+        self.accepts
+            .iter()
+            .find(|a| a.scheme == SCHEME && a.network == id)
+    }
+}
+
+impl PaymentSignature {
+    /// The header value.
+    pub fn to_header(&self) -> String {
+        encode_header(self)
+    }
+
+    /// Parses and validates a header value.
+    pub fn from_header(value: &str) -> Result<Self, HeaderError> {
+        let this: Self = decode_header(value)?;
+        check_version(this.x402_version)?;
+        this.accepted.validate()?;
+        this.payload.update()?;
+        Ok(this)
+    }
+}
+
+impl PaymentResponse {
+    /// The header value.
+    pub fn to_header(&self) -> String {
+        encode_header(self)
+    }
+
+    /// Parses a header value.
+    pub fn from_header(value: &str) -> Result<Self, HeaderError> {
+        decode_header(value)
+    }
+}
+
+/// Amounts travel as decimal strings of satoshis, as x402 writes amounts.
+mod sat_string {
+    use bitcoin::Amount;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Amount, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&a.to_sat().to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(D::Error::custom(
+                "amount must be a decimal string of satoshis",
+            ));
+        }
+        let sat: u64 = text.parse().map_err(D::Error::custom)?;
+        let amount = Amount::from_sat(sat);
+        if amount > Amount::MAX_MONEY {
+            return Err(D::Error::custom("amount is above 21 million BTC"));
+        }
+        Ok(amount)
+    }
+}

@@ -1,0 +1,252 @@
+//! The HTTP 402 headers: round trips, hostile values, and the committed examples in
+//! `tests/vectors/http.json` (regenerate with `TRICKLE_WRITE_VECTORS=1`).
+
+mod common;
+
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bitcoin::{Amount, Network};
+use common::*;
+use serde_json::{json, Value};
+use trickle_channel::credit::NonceKey;
+use trickle_channel::http::*;
+use trickle_channel::*;
+
+const URL: &str = "http://127.0.0.1:8080/articles/1";
+
+fn offer(nonce: String) -> PaymentRequired {
+    PaymentRequired {
+        x402_version: X402_VERSION,
+        error: None,
+        resource: Resource {
+            url: URL.into(),
+            description: "Article 1".into(),
+            mime_type: "text/html".into(),
+        },
+        accepts: vec![PaymentRequirements {
+            scheme: SCHEME.into(),
+            network: caip2(Network::Regtest),
+            amount: Amount::from_sat(10),
+            asset: ASSET.into(),
+            pay_to: pubkey(&key(SERVER)),
+            max_timeout_seconds: 300,
+            extra: ChannelTerms {
+                endpoint: "http://127.0.0.1:8080/.well-known/trickle/channel".into(),
+                versions: vec![2, 1],
+                min_channel_value: Amount::from_sat(10_000),
+                max_channel_value: Amount::from_sat(1_000_000),
+                min_payment: Amount::from_sat(1_000),
+                max_expiry_blocks: 1_008,
+                nonce,
+            },
+        }],
+    }
+}
+
+fn examples() -> (PaymentRequired, PaymentSignature, PaymentResponse) {
+    let nonce = NonceKey::new([9; 32]).issue([3; 16], URL);
+    let required = offer(nonce.clone());
+    let mut pair = Pair::open(Version::V2);
+    pair.pay(Amount::from_sat(10)).expect("paid");
+    let ch = pair.payer_channel();
+    let signature = PaymentSignature {
+        x402_version: X402_VERSION,
+        resource: required.resource.clone(),
+        accepted: required.accepts[0].clone(),
+        payload: ChannelPayment {
+            channel: ch.contract_txid(),
+            amount: ch.paid(),
+            update: Some(WireMessage::UpdatePayment(ch.latest.clone()).to_base64url()),
+            nonce: Some(nonce),
+        },
+    };
+    let response = PaymentResponse {
+        success: true,
+        error_reason: None,
+        network: caip2(Network::Regtest),
+        payer: Some(pubkey(&key(CLIENT))),
+        receipt: Some(Receipt {
+            channel: ch.contract_txid(),
+            paid: ch.paid(),
+            consumed: Amount::from_sat(10),
+            credit: ch.paid() - Amount::from_sat(20),
+            channel_value: ch.funding.contract.value,
+            expiry: ch.funding.contract.expiry.to_consensus_u32(),
+        }),
+    };
+    (required, signature, response)
+}
+
+#[test]
+fn headers_round_trip() {
+    let (required, signature, response) = examples();
+    assert_eq!(
+        PaymentRequired::from_header(&required.to_header()),
+        Ok(required.clone())
+    );
+    assert_eq!(
+        PaymentSignature::from_header(&signature.to_header()),
+        Ok(signature.clone())
+    );
+    assert_eq!(
+        PaymentResponse::from_header(&response.to_header()),
+        Ok(response)
+    );
+    assert!(required.channel_offer(Network::Regtest).is_some());
+    assert!(
+        required.channel_offer(Network::Bitcoin).is_none(),
+        "wrong network is not offered"
+    );
+    let update = signature
+        .payload
+        .update()
+        .expect("decodes")
+        .expect("present");
+    assert_eq!(update.client_change, Amount::from_sat(100_000 - 1_010));
+}
+
+#[test]
+fn caip2_ids_are_genesis_prefixes() {
+    assert_eq!(
+        caip2(Network::Bitcoin),
+        "bip122:000000000019d6689c085ae165831e93"
+    );
+    assert_eq!(
+        caip2(Network::Regtest),
+        "bip122:0f9188f13cb7b2c71f2a335e3a4fc328"
+    );
+    assert_eq!(
+        caip2(Network::Signet),
+        "bip122:00000008819873e925422c1ff0f99f7c"
+    );
+    assert_eq!(
+        caip2(Network::Testnet),
+        "bip122:000000000933ea01ad0ee984209779ba"
+    );
+}
+
+fn b64(v: &Value) -> String {
+    STANDARD.encode(serde_json::to_vec(v).expect("json"))
+}
+
+#[test]
+fn hostile_offers_are_refused_with_reasons() {
+    let (required, _, _) = examples();
+    let good = serde_json::to_value(&required).expect("json");
+    let with = |path: &[&str], v: Value| {
+        let mut j = good.clone();
+        let mut cur = &mut j;
+        for p in &path[..path.len() - 1] {
+            cur = if let Ok(i) = p.parse::<usize>() {
+                &mut cur[i]
+            } else {
+                &mut cur[*p]
+            };
+        }
+        cur[path[path.len() - 1]] = v;
+        PaymentRequired::from_header(&b64(&j))
+    };
+    let invalid = |r: Result<PaymentRequired, HeaderError>| match r {
+        Err(HeaderError::Invalid(_) | HeaderError::Json(_)) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    invalid(with(&["x402Version"], json!(1)));
+    invalid(with(&["accepts", "0", "amount"], json!("-1")));
+    invalid(with(&["accepts", "0", "amount"], json!("1e3")));
+    invalid(with(&["accepts", "0", "amount"], json!(10)));
+    invalid(with(&["accepts", "0", "amount"], json!("2100000000000001")));
+    invalid(with(
+        &["accepts", "0", "amount"],
+        json!("99999999999999999999"),
+    ));
+    invalid(with(&["accepts", "0", "amount"], json!("2000000")));
+    invalid(with(&["accepts", "0", "asset"], json!("usd")));
+    invalid(with(&["accepts", "0", "payTo"], json!("02ffff")));
+    invalid(with(&["accepts", "0", "extra", "versions"], json!([3])));
+    invalid(with(&["accepts", "0", "extra", "versions"], json!([])));
+    invalid(with(&["accepts", "0", "extra", "nonce"], json!("x")));
+    invalid(with(
+        &["accepts", "0", "extra", "maxExpiryBlocks"],
+        json!(0),
+    ));
+    invalid(with(
+        &["accepts", "0", "extra", "minChannelValue"],
+        json!("2000000"),
+    ));
+    // Another scheme is kept but never chosen.
+    let other = with(&["accepts", "0", "scheme"], json!("exact")).expect("other schemes pass");
+    assert!(other.channel_offer(Network::Regtest).is_none());
+
+    assert_eq!(
+        PaymentRequired::from_header("%%%"),
+        Err(HeaderError::Base64)
+    );
+    assert!(matches!(
+        PaymentRequired::from_header(&STANDARD.encode("[1,2]")),
+        Err(HeaderError::Json(_))
+    ));
+    let huge = "A".repeat(MAX_HEADER_LEN + 4);
+    assert_eq!(
+        PaymentRequired::from_header(&huge),
+        Err(HeaderError::TooLong)
+    );
+}
+
+#[test]
+fn hostile_payments_are_refused() {
+    let (_, signature, _) = examples();
+    let mut wrong_msg = signature.clone();
+    wrong_msg.payload.update = Some(
+        WireMessage::PaymentAck(PaymentAck {
+            amount_paid: Amount::ONE_SAT,
+        })
+        .to_base64url(),
+    );
+    assert!(matches!(
+        PaymentSignature::from_header(&wrong_msg.to_header()),
+        Err(HeaderError::Invalid(_))
+    ));
+    let mut garbage = signature.clone();
+    garbage.payload.update = Some("AQgA".into());
+    assert!(matches!(
+        PaymentSignature::from_header(&garbage.to_header()),
+        Err(HeaderError::Message(_))
+    ));
+    let mut no_channel = serde_json::to_value(&signature).expect("json");
+    no_channel["payload"]["channel"] = json!("not-a-txid");
+    assert!(matches!(
+        PaymentSignature::from_header(&b64(&no_channel)),
+        Err(HeaderError::Json(_))
+    ));
+}
+
+fn vectors_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/http.json")
+}
+
+#[test]
+fn http_vectors_match_the_committed_file() {
+    let (required, signature, response) = examples();
+    let entry = |name: &str, json: Value, header: String| json!({ "header": name, "json": json, "value": header });
+    let generated = json!({
+        "description": "Trickle HTTP 402 headers (x402 v2 framing, scheme \"channel\"). `value` is \
+            the header value: standard base64 of the JSON. The payment's `update` is the \
+            UPDATE_PAYMENT of a v2 channel from tests/vectors/channel.json's keys. Nonces are \
+            NonceKey([9; 32]).issue([3; 16], resource URL).",
+        "headers": [
+            entry("PAYMENT-REQUIRED", serde_json::to_value(&required).expect("json"), required.to_header()),
+            entry("PAYMENT-SIGNATURE", serde_json::to_value(&signature).expect("json"), signature.to_header()),
+            entry("PAYMENT-RESPONSE", serde_json::to_value(&response).expect("json"), response.to_header()),
+        ],
+    });
+    if std::env::var_os("TRICKLE_WRITE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&generated).expect("json") + "\n";
+        std::fs::write(vectors_path(), text).expect("write");
+    }
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors_path()).expect("http.json exists"))
+            .expect("json");
+    assert_eq!(committed, generated);
+}
