@@ -84,6 +84,33 @@ impl ErrorCode {
         Self::BadSettlement,
     ];
 
+    /// The code's name: lowercase snake case, as x402 writes error reasons.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::SyntaxError => "syntax_error",
+            Self::NoAcceptableVersion => "no_acceptable_version",
+            Self::BadTransaction => "bad_transaction",
+            Self::TimeWindowUnacceptable => "time_window_unacceptable",
+            Self::ChannelValueTooLarge => "channel_value_too_large",
+            Self::MinPaymentTooLarge => "min_payment_too_large",
+            Self::Other => "other",
+            Self::BadSignature => "bad_signature",
+            Self::WrongSighash => "wrong_sighash",
+            Self::PaymentDecreased => "payment_decreased",
+            Self::PaymentExceedsValue => "payment_exceeds_value",
+            Self::ChannelExpired => "channel_expired",
+            Self::UnexpectedMessage => "unexpected_message",
+            Self::ChannelValueTooSmall => "channel_value_too_small",
+            Self::DustOutput => "dust_output",
+            Self::PaymentTooSmall => "payment_too_small",
+            Self::UnknownChannel => "unknown_channel",
+            Self::ChannelClosed => "channel_closed",
+            Self::WrongKey => "wrong_key",
+            Self::BadSettlement => "bad_settlement",
+        }
+    }
+
     /// The code's number on the wire.
     pub fn to_u16(self) -> u16 {
         self as u16

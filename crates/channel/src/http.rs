@@ -203,6 +203,52 @@ pub struct PaymentResponse {
     pub receipt: Option<Receipt>,
 }
 
+/// Why a server refused a payment: the `errorReason` of `PAYMENT-RESPONSE` (and the `error` of
+/// the `PAYMENT-REQUIRED` that comes with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The `PAYMENT-SIGNATURE` header does not parse.
+    InvalidHeader,
+    /// The payment is for another network.
+    WrongNetwork,
+    /// The payment is for another payee key.
+    WrongPayee,
+    /// The nonce was not issued for this resource (a payment reused elsewhere).
+    WrongResource,
+    /// The payment does not cover the price, even with the channel's credit.
+    InsufficientCredit,
+    /// The channel refused the payment (bad signature, decreasing amount, unknown channel ...).
+    Channel(crate::error::ErrorCode),
+}
+
+impl Refusal {
+    /// The `errorReason` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidHeader => "invalid_header",
+            Self::WrongNetwork => "wrong_network",
+            Self::WrongPayee => "wrong_payee",
+            Self::WrongResource => "wrong_resource",
+            Self::InsufficientCredit => "insufficient_credit",
+            Self::Channel(code) => code.name(),
+        }
+    }
+
+    /// The refusal an `errorReason` names, if any.
+    pub fn parse(reason: &str) -> Option<Self> {
+        [
+            Self::InvalidHeader,
+            Self::WrongNetwork,
+            Self::WrongPayee,
+            Self::WrongResource,
+            Self::InsufficientCredit,
+        ]
+        .into_iter()
+        .chain(crate::error::ErrorCode::ALL.map(Self::Channel))
+        .find(|r| r.as_str() == reason)
+    }
+}
+
 /// Why a header value was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderError {

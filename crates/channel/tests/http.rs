@@ -250,3 +250,22 @@ fn http_vectors_match_the_committed_file() {
             .expect("json");
     assert_eq!(committed, generated);
 }
+
+#[test]
+fn refusal_reasons_are_distinct_and_parse_back() {
+    let mut seen = std::collections::HashSet::new();
+    let all = [
+        Refusal::InvalidHeader,
+        Refusal::WrongNetwork,
+        Refusal::WrongPayee,
+        Refusal::WrongResource,
+        Refusal::InsufficientCredit,
+    ]
+    .into_iter()
+    .chain(ErrorCode::ALL.map(Refusal::Channel));
+    for r in all {
+        assert!(seen.insert(r.as_str()), "duplicate reason {}", r.as_str());
+        assert_eq!(Refusal::parse(r.as_str()), Some(r));
+    }
+    assert_eq!(Refusal::parse("no_such_reason"), None);
+}
