@@ -298,7 +298,7 @@ fn check_transaction(tx: &Transaction) -> Result<(), Rejection> {
         .output
         .iter()
         .try_fold(Amount::ZERO, |sum, o| sum.checked_add(o.value));
-    if total.map_or(true, |total| total > Amount::MAX_MONEY) {
+    if total.is_none_or(|total| total > Amount::MAX_MONEY) {
         return Err(Rejection::OutputsTooLarge);
     }
     let mut seen = HashSet::with_capacity(tx.input.len());

@@ -56,8 +56,8 @@ async fn esplora_client_reads_chain_and_transactions() {
     assert_eq!(esplora.get_block_txids(&tip).await.unwrap().len(), 1);
     let coinbase = &esplora.get_block_txs(&tip, None).await.unwrap()[0];
     assert!(coinbase.vin[0].is_coinbase && coinbase.vin[0].prevout.is_none());
-    let page = esplora.get_blocks(Some(50)).await.unwrap();
-    assert_eq!(page.first().map(|b| b.time.height), Some(50));
+    let page = esplora.get_block_infos(Some(50)).await.unwrap();
+    assert_eq!(page.first().map(|b| b.height), Some(50));
     assert_eq!(page.len(), 10);
     assert_eq!(
         esplora.get_fee_estimates().await.unwrap().get(&6),
