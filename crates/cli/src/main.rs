@@ -1,0 +1,388 @@
+//! `trickle`: the native Trickle payer. The same wallet and channel code as the extension, on
+//! an encrypted file-backed wallet, for scripts, agents and tests.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bitcoin::{Address, Amount, FeeRate, Network};
+use clap::{Parser, Subcommand};
+use trickle_channel::http::{
+    PaymentRequired, PaymentResponse, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
+};
+use trickle_wallet::esplora_client::{AsyncClient, Builder};
+use trickle_wallet::store::FileStore;
+use trickle_wallet::{ChannelLimits, Transport, Wallet};
+
+type Error = Box<dyn std::error::Error>;
+
+#[derive(Parser)]
+#[command(
+    name = "trickle",
+    version,
+    about = "Pay websites over Bitcoin payment channels"
+)]
+struct Cli {
+    /// Wallet directory.
+    #[arg(long, env = "TRICKLE_DIR", default_value = ".trickle/wallet")]
+    dir: PathBuf,
+    /// Bitcoin network: regtest, signet, testnet or bitcoin.
+    #[arg(long, env = "TRICKLE_NETWORK", default_value = "regtest")]
+    network: Network,
+    /// Esplora REST API base URL.
+    #[arg(long, env = "TRICKLE_ESPLORA", default_value = "http://127.0.0.1:3002")]
+    esplora: String,
+    /// Fee rate for on-chain transactions, sat/vB.
+    #[arg(long, default_value_t = 2)]
+    fee_rate: u32,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage the on-chain wallet.
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+    /// GET a URL like curl, paying over a channel if the site asks and the price is within
+    /// limits; prints the body.
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Refuse to pay more than this per request, in sat.
+        #[arg(long, default_value_t = 100)]
+        max_price: u64,
+        /// Lock at most this much in a new channel with the site, in sat.
+        #[arg(long, default_value_t = 50_000)]
+        budget: u64,
+    },
+    /// List channels.
+    Channels,
+    /// Ask the site's payee to close its channel.
+    Close {
+        /// The site (host).
+        host: String,
+    },
+    /// Broadcast refunds of expired channels the payee never closed.
+    Refund,
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Create a wallet; prints the new recovery phrase once.
+    Create,
+    /// Restore a wallet from its phrase (TRICKLE_PHRASE or standard input).
+    Restore,
+    /// Print a fresh receive address.
+    Address,
+    /// Sync and print the balance.
+    Balance,
+    /// Send funds out of the wallet.
+    Withdraw {
+        /// Destination address.
+        address: String,
+        /// Amount in sat.
+        amount: u64,
+    },
+}
+
+struct Http(reqwest::Client);
+
+impl Transport for Http {
+    async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        let resp = self
+            .0
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A secret from the environment, or a line of standard input (prompted on stderr).
+fn secret(var: &str, prompt: &str) -> Result<String, Error> {
+    if let Ok(v) = std::env::var(var) {
+        return Ok(v);
+    }
+    eprint!("{prompt}: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+struct App {
+    cli: Cli,
+    esplora: AsyncClient,
+    http: Http,
+}
+
+impl App {
+    fn store(&self) -> Result<FileStore, Error> {
+        Ok(FileStore::open(&self.cli.dir)?)
+    }
+
+    fn fee_rate(&self) -> Result<FeeRate, Error> {
+        FeeRate::from_sat_per_vb(u64::from(self.cli.fee_rate))
+            .ok_or_else(|| "fee rate out of range".into())
+    }
+
+    async fn unlock(&self) -> Result<Wallet<FileStore>, Error> {
+        let password = secret("TRICKLE_PASSWORD", "password")?;
+        Ok(Wallet::unlock(self.store()?, self.cli.network, &password).await?)
+    }
+
+    async fn run(&self) -> Result<(), Error> {
+        match &self.cli.command {
+            Command::Wallet(WalletCommand::Create) => {
+                let password = secret("TRICKLE_PASSWORD", "new password")?;
+                let (_, phrase) =
+                    Wallet::create(self.store()?, self.cli.network, &password).await?;
+                eprintln!("Write these 12 words down; they are shown only once:");
+                println!("{phrase}");
+            }
+            Command::Wallet(WalletCommand::Restore) => {
+                let phrase = secret("TRICKLE_PHRASE", "recovery phrase")?;
+                let password = secret("TRICKLE_PASSWORD", "new password")?;
+                Wallet::restore(self.store()?, self.cli.network, &phrase, &password).await?;
+                eprintln!("restored");
+            }
+            Command::Wallet(WalletCommand::Address) => {
+                println!("{}", self.unlock().await?.receive_address().await?);
+            }
+            Command::Wallet(WalletCommand::Balance) => {
+                let mut wallet = self.unlock().await?;
+                eprintln!("syncing with {} ...", self.cli.esplora);
+                wallet.sync(&self.esplora, now()).await?;
+                let b = wallet.balance();
+                println!(
+                    "confirmed {} sat, pending {} sat, immature {} sat",
+                    b.confirmed.to_sat(),
+                    b.pending.to_sat(),
+                    b.immature.to_sat()
+                );
+            }
+            Command::Wallet(WalletCommand::Withdraw { address, amount }) => {
+                let address: Address = address
+                    .parse::<Address<_>>()?
+                    .require_network(self.cli.network)?;
+                let mut wallet = self.unlock().await?;
+                wallet.sync(&self.esplora, now()).await?;
+                let tx = wallet
+                    .send(
+                        &self.esplora,
+                        &address,
+                        Amount::from_sat(*amount),
+                        self.fee_rate()?,
+                        now(),
+                    )
+                    .await?;
+                println!("{}", tx.compute_txid());
+            }
+            Command::Fetch {
+                url,
+                max_price,
+                budget,
+            } => {
+                let body = self
+                    .fetch(url, Amount::from_sat(*max_price), Amount::from_sat(*budget))
+                    .await?;
+                std::io::stdout().write_all(&body)?;
+            }
+            Command::Channels => {
+                let wallet = self.unlock().await?;
+                println!(
+                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}",
+                    "site", "state", "value", "paid", "credit", "expiry"
+                );
+                for record in wallet.channels().await? {
+                    let state = &record.state.state;
+                    let (value, paid, expiry) = state
+                        .contract()
+                        .map(|c| (c.value.to_sat(), c.expiry.to_consensus_u32()))
+                        .map(|(v, e)| {
+                            let paid = state.committed_channel().map(|ch| ch.paid().to_sat());
+                            (v, paid.unwrap_or(0), e)
+                        })
+                        .unwrap_or((0, 0, 0));
+                    println!(
+                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}",
+                        record.site,
+                        state.name(),
+                        value,
+                        paid,
+                        record.credit.to_sat(),
+                        expiry
+                    );
+                }
+            }
+            Command::Close { host } => {
+                let mut wallet = self.unlock().await?;
+                let record = wallet
+                    .channels()
+                    .await?
+                    .into_iter()
+                    .find(|r| &r.site == host)
+                    .ok_or_else(|| format!("no channel with {host}"))?;
+                let tip = Wallet::<FileStore>::tip(&self.esplora).await?;
+                let settlement = wallet
+                    .close_channel(&self.http, host, &record.payee_key, tip)
+                    .await?;
+                println!("{}", settlement.compute_txid());
+            }
+            Command::Refund => {
+                let mut wallet = self.unlock().await?;
+                let refunds = wallet
+                    .refund_expired(&self.esplora, self.fee_rate()?)
+                    .await?;
+                eprintln!("{} refund(s) broadcast", refunds.len());
+                for tx in refunds {
+                    println!("{}", tx.compute_txid());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// GET `url`; on a 402 with a channel offer within limits, pay and retry once.
+    async fn fetch(&self, url: &str, max_price: Amount, budget: Amount) -> Result<Vec<u8>, Error> {
+        let parsed = reqwest::Url::parse(url)?;
+        let host = parsed.host_str().ok_or("URL has no host")?.to_owned();
+        let first = self.http.0.get(url).send().await?;
+        if first.status().as_u16() != 402 {
+            return ok_body(first).await;
+        }
+        let header = first
+            .headers()
+            .get(PAYMENT_REQUIRED)
+            .ok_or("402 without a PAYMENT-REQUIRED header")?
+            .to_str()?;
+        let required = PaymentRequired::from_header(header)?;
+        let offer = required
+            .channel_offer(self.cli.network)
+            .ok_or_else(|| format!("the site offers no channel payment on {}", self.cli.network))?;
+        if offer.amount > max_price {
+            return Err(
+                format!("price {} is above --max-price {}", offer.amount, max_price).into(),
+            );
+        }
+        let mut wallet = self.unlock().await?;
+        let existing = wallet.channel(&host, &offer.pay_to).await?;
+        let usable = existing
+            .as_ref()
+            .and_then(|r| r.state.state.committed_channel().map(|_| r))
+            .is_some();
+        if !usable {
+            if let Some(other) = wallet.channels().await?.iter().find(|r| r.site == host) {
+                if other.payee_key != offer.pay_to {
+                    return Err(
+                        "the site's payee key changed since the last channel; not paying".into(),
+                    );
+                }
+            }
+            let value = budget.min(offer.extra.max_channel_value);
+            if value < offer.extra.min_channel_value {
+                return Err(format!(
+                    "--budget {budget} is below the site's minimum channel of {}",
+                    offer.extra.min_channel_value
+                )
+                .into());
+            }
+            eprintln!("opening a channel of {value} with {host} ...");
+            wallet.sync(&self.esplora, now()).await?;
+            wallet
+                .open_channel(
+                    &self.http,
+                    &self.esplora,
+                    &host,
+                    offer,
+                    value,
+                    &ChannelLimits::default(),
+                    self.fee_rate()?,
+                    now(),
+                )
+                .await?;
+        }
+        let tip = Wallet::<FileStore>::tip(&self.esplora).await?;
+        let payment = wallet
+            .pay(
+                &host,
+                offer,
+                &required.resource,
+                Some(offer.extra.nonce.clone()),
+                tip,
+            )
+            .await?;
+        eprintln!("paying {} to {host}", offer.amount);
+        let paid = self
+            .http
+            .0
+            .get(url)
+            .header(PAYMENT_SIGNATURE, payment)
+            .send()
+            .await?;
+        if let Some(value) = paid.headers().get(PAYMENT_RESPONSE) {
+            let response = PaymentResponse::from_header(value.to_str()?)?;
+            wallet
+                .apply_receipt(&host, &offer.pay_to, &response, tip)
+                .await?;
+            if !response.success {
+                let reason = response.error_reason.unwrap_or_default();
+                return Err(format!("payment refused: {reason}").into());
+            }
+        }
+        ok_body(paid).await
+    }
+}
+
+async fn ok_body(resp: reqwest::Response) -> Result<Vec<u8>, Error> {
+    let status = resp.status();
+    let body = resp.bytes().await?.to_vec();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}").into());
+    }
+    Ok(body)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("trickle: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let esplora = Builder::new(&cli.esplora).build_async()?;
+        let app = App {
+            cli,
+            esplora,
+            http: Http(reqwest::Client::new()),
+        };
+        app.run().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trickle: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

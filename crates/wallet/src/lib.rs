@@ -1,0 +1,19 @@
+//! Trickle's wallet: keys, coins, chain sync and payment channels, over small traits.
+//!
+//! * [`Wallet`]: a BIP39 phrase and BIP84 descriptors, coin selection and signing through BDK,
+//!   chain sync over Esplora, the phrase sealed at rest ([`vault`]) under the user's password.
+//! * [`store::Store`]: where everything is kept — `chrome.storage.local` in the extension, files
+//!   for the command-line payer. State is stored before it is acted on.
+//!
+//! The same code runs natively and in the extension's wasm worker.
+
+#![deny(missing_docs)]
+
+mod channels;
+pub mod store;
+pub mod vault;
+mod wallet;
+
+pub use bdk_esplora::esplora_client;
+pub use channels::{ChannelClientError, ChannelLimits, ChannelRecord, Transport};
+pub use wallet::{Balance, Wallet, WalletError, CHANNEL_KEY_PURPOSE, STORAGE_FORMAT};

@@ -1,0 +1,140 @@
+//! Storage: a small key-value trait. The extension backs it with `chrome.storage.local`, the
+//! command-line payer with files. Every `put` is durable when it returns: callers store state
+//! before they act on it.
+
+use core::cell::RefCell;
+use core::fmt;
+use std::collections::BTreeMap;
+
+/// Why storage failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "storage failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A durable key-value store. Keys are short ASCII paths such as `channel/<id>`.
+// Futures are not `Send`: the wasm worker is single-threaded, and native callers run the
+// wallet on one task.
+#[allow(async_fn_in_trait)]
+pub trait Store {
+    /// The value under `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `key`; durable when it returns.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError>;
+    /// Every key starting with `prefix`, sorted.
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// An in-memory store, for tests.
+#[derive(Debug, Default)]
+pub struct MemoryStore(RefCell<BTreeMap<String, Vec<u8>>>);
+
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.0.borrow().get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.0.borrow_mut().insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .0
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+/// A directory of files, one per key (`/` in keys becomes a subdirectory), each written to a
+/// temporary file, synced and renamed into place so that a crash leaves the old or the new
+/// value, never a torn one.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: std::path::PathBuf,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl FileStore {
+    /// A store in `dir`, created if missing.
+    pub fn open(dir: impl Into<std::path::PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, key: &str) -> Result<std::path::PathBuf, StoreError> {
+        let ok = !key.is_empty()
+            && key
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+        if !ok {
+            return Err(StoreError(format!("invalid key {key:?}")));
+        }
+        Ok(self.dir.join(key))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Store for FileStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match std::fs::read(self.path(key)?) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError(format!("{key}: {e}"))),
+        }
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        use std::io::Write;
+        let path = self.path(key)?;
+        let err = |e: std::io::Error| StoreError(format!("{key}: {e}"));
+        let parent = path.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(parent).map_err(err)?;
+        let tmp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&tmp).map_err(err)?;
+        file.write_all(&value).map_err(err)?;
+        file.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        // The rename is durable once the directory entry is.
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(err)
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| StoreError(e.to_string()))?;
+            for entry in entries {
+                let path = entry.map_err(|e| StoreError(e.to_string()))?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_none_or(|e| e != "tmp") {
+                    let rel = path.strip_prefix(&self.dir).unwrap_or(&path);
+                    let key = rel.to_string_lossy().replace('\\', "/");
+                    if key.starts_with(prefix) {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}

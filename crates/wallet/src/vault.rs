@@ -1,0 +1,151 @@
+//! Secrets at rest: Argon2id turns the password into a key, XChaCha20-Poly1305 seals the secret.
+
+use core::fmt;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::Aead;
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+
+/// The sealed form of a secret, as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// Format of this record.
+    pub format: u16,
+    /// Argon2id memory cost, KiB.
+    pub m_cost: u32,
+    /// Argon2id passes.
+    pub t_cost: u32,
+    /// Argon2id lanes.
+    pub p_cost: u32,
+    /// KDF salt (hex).
+    pub salt: String,
+    /// AEAD nonce (hex).
+    pub nonce: String,
+    /// Ciphertext with its tag (hex).
+    pub ciphertext: String,
+}
+
+/// Argon2id cost: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane).
+const M_COST: u32 = 19 * 1024;
+const T_COST: u32 = 2;
+const P_COST: u32 = 1;
+const FORMAT: u16 = 1;
+
+/// Why a secret could not be sealed or opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VaultError {
+    /// The password is wrong (or the record was tampered with).
+    WrongPassword,
+    /// The record is malformed or of an unknown format.
+    Corrupt(&'static str),
+    /// The operating system's random source failed.
+    Random,
+}
+
+impl fmt::Display for VaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::WrongPassword => f.write_str("wrong password"),
+            Self::Corrupt(why) => write!(f, "sealed secret is corrupt: {why}"),
+            Self::Random => f.write_str("the system random source failed"),
+        }
+    }
+}
+
+impl std::error::Error for VaultError {}
+
+fn derive_key(password: &str, salt: &[u8], m: u32, t: u32, p: u32) -> Result<[u8; 32], VaultError> {
+    let params =
+        Params::new(m, t, p, Some(32)).map_err(|_| VaultError::Corrupt("argon2 parameters"))?;
+    let mut key = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(password.as_bytes(), salt, &mut key)
+        .map_err(|_| VaultError::Corrupt("argon2 salt"))?;
+    Ok(key)
+}
+
+/// Fresh random bytes from the system's CSPRNG (the browser's `crypto.getRandomValues` on wasm).
+pub fn random<const N: usize>() -> Result<[u8; N], VaultError> {
+    let mut out = [0u8; N];
+    getrandom::getrandom(&mut out).map_err(|_| VaultError::Random)?;
+    Ok(out)
+}
+
+/// Seals `secret` under `password`.
+pub fn seal(secret: &[u8], password: &str) -> Result<Sealed, VaultError> {
+    let salt = random::<16>()?;
+    let nonce = random::<24>()?;
+    let key = derive_key(password, &salt, M_COST, T_COST, P_COST)?;
+    let ciphertext = XChaCha20Poly1305::new(&key.into())
+        .encrypt(XNonce::from_slice(&nonce), secret)
+        .map_err(|_| VaultError::Corrupt("encryption failed"))?;
+    Ok(Sealed {
+        format: FORMAT,
+        m_cost: M_COST,
+        t_cost: T_COST,
+        p_cost: P_COST,
+        salt: hex(&salt),
+        nonce: hex(&nonce),
+        ciphertext: hex(&ciphertext),
+    })
+}
+
+/// Opens a sealed secret with `password`.
+pub fn open(sealed: &Sealed, password: &str) -> Result<Vec<u8>, VaultError> {
+    if sealed.format != FORMAT {
+        return Err(VaultError::Corrupt("unknown format"));
+    }
+    // Bound the work a corrupt or hostile record can ask for (1 GiB, 10 passes).
+    if sealed.m_cost > 1 << 20 || sealed.t_cost > 10 || sealed.p_cost > 4 {
+        return Err(VaultError::Corrupt("argon2 parameters out of range"));
+    }
+    let salt = unhex(&sealed.salt).ok_or(VaultError::Corrupt("salt"))?;
+    let nonce = unhex(&sealed.nonce).ok_or(VaultError::Corrupt("nonce"))?;
+    if nonce.len() != 24 {
+        return Err(VaultError::Corrupt("nonce length"));
+    }
+    let ciphertext = unhex(&sealed.ciphertext).ok_or(VaultError::Corrupt("ciphertext"))?;
+    let key = derive_key(password, &salt, sealed.m_cost, sealed.t_cost, sealed.p_cost)?;
+    XChaCha20Poly1305::new(&key.into())
+        .decrypt(XNonce::from_slice(&nonce), ciphertext.as_slice())
+        .map_err(|_| VaultError::WrongPassword)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || text.len() > 4096 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open() {
+        let sealed = seal(b"abandon abandon", "correct horse").expect("seal");
+        assert_eq!(
+            open(&sealed, "correct horse").expect("open"),
+            b"abandon abandon"
+        );
+        assert_eq!(open(&sealed, "wrong horse"), Err(VaultError::WrongPassword));
+        let mut tampered = sealed.clone();
+        tampered.ciphertext.replace_range(0..2, "00");
+        assert!(open(&tampered, "correct horse").is_err());
+        let mut greedy = sealed;
+        greedy.m_cost = u32::MAX;
+        assert_eq!(
+            open(&greedy, "correct horse"),
+            Err(VaultError::Corrupt("argon2 parameters out of range"))
+        );
+    }
+}

@@ -1,0 +1,454 @@
+//! The on-chain wallet: BIP39 phrase, BIP84 descriptors and coin selection through BDK, chain
+//! sync over Esplora, and the secret sealed at rest.
+
+use core::fmt;
+
+use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
+use bdk_esplora::EsploraAsyncExt;
+use bdk_wallet::chain::Merge;
+use bdk_wallet::keys::bip39::{Language, Mnemonic};
+use bdk_wallet::template::Bip84;
+use bdk_wallet::{ChangeSet, KeychainKind, SignOptions};
+use bitcoin::bip32::{ChildNumber, DerivationPath, Xpriv};
+use bitcoin::secp256k1::{SecretKey, SECP256K1};
+use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf, Transaction, TxOut};
+use serde::{Deserialize, Serialize};
+use trickle_channel::ChainTip;
+
+use crate::store::{Store, StoreError};
+use crate::vault::{self, Sealed, VaultError};
+
+const META_KEY: &str = "wallet/meta";
+const SEED_KEY: &str = "wallet/seed";
+const BDK_KEY: &str = "wallet/bdk";
+/// Storage layout version; bump with a migration when keys or records change shape.
+pub const STORAGE_FORMAT: u16 = 1;
+/// BIP32 purpose of Trickle's channel keys: `m/1017'/coin'/index'`.
+pub const CHANNEL_KEY_PURPOSE: u32 = 1017;
+const STOP_GAP: usize = 20;
+const PARALLEL_REQUESTS: usize = 4;
+
+/// What the wallet stores in the clear about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
+    format: u16,
+    network: Network,
+    /// Channel keys handed out so far.
+    channel_keys: u32,
+}
+
+/// Why a wallet operation failed.
+#[derive(Debug)]
+pub enum WalletError {
+    /// Storage failed; nothing after the failed write happened.
+    Store(StoreError),
+    /// The password is wrong or the sealed secret is damaged.
+    Vault(VaultError),
+    /// No wallet is stored yet.
+    NotFound,
+    /// A wallet is already stored; it is never overwritten.
+    AlreadyExists,
+    /// The recovery phrase is not valid BIP39.
+    BadPhrase(String),
+    /// The stored wallet is for another network.
+    WrongNetwork {
+        /// The stored wallet's network.
+        stored: Network,
+        /// The requested network.
+        requested: Network,
+    },
+    /// Stored data is malformed.
+    Corrupt(String),
+    /// The chain source failed.
+    Chain(String),
+    /// Not enough confirmed-or-trusted funds, or another reason the transaction cannot be built.
+    CannotFund(String),
+}
+
+impl fmt::Display for WalletError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(e) => write!(f, "{e}"),
+            Self::Vault(e) => write!(f, "{e}"),
+            Self::NotFound => f.write_str("no wallet here: create or restore one first"),
+            Self::AlreadyExists => f.write_str("a wallet already exists here"),
+            Self::BadPhrase(e) => write!(f, "invalid recovery phrase: {e}"),
+            Self::WrongNetwork { stored, requested } => {
+                write!(f, "the wallet is for {stored}, not {requested}")
+            }
+            Self::Corrupt(e) => write!(f, "stored wallet data is corrupt: {e}"),
+            Self::Chain(e) => write!(f, "chain source failed: {e}"),
+            Self::CannotFund(e) => write!(f, "cannot build the transaction: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WalletError {}
+
+impl From<StoreError> for WalletError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<VaultError> for WalletError {
+    fn from(e: VaultError) -> Self {
+        Self::Vault(e)
+    }
+}
+
+/// Confirmed and pending balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// Confirmed and spendable.
+    pub confirmed: Amount,
+    /// Unconfirmed (incoming, or our own change).
+    pub pending: Amount,
+    /// Coinbase outputs not yet mature.
+    pub immature: Amount,
+}
+
+/// An unlocked wallet over a store.
+pub struct Wallet<S: Store> {
+    store: S,
+    meta: Meta,
+    master: Xpriv,
+    bdk: bdk_wallet::Wallet,
+    changes: ChangeSet,
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, WalletError> {
+    serde_json::to_vec(value).map_err(|e| WalletError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, WalletError> {
+    serde_json::from_slice(bytes).map_err(|e| WalletError::Corrupt(format!("{what}: {e}")))
+}
+
+impl<S: Store> Wallet<S> {
+    /// Whether `store` holds a wallet.
+    pub async fn exists(store: &S) -> Result<bool, WalletError> {
+        Ok(store.get(META_KEY).await?.is_some())
+    }
+
+    /// Creates a wallet with a new 12-word phrase from the system's CSPRNG, sealed under
+    /// `password`. Returns the wallet and the phrase, to show the user once.
+    pub async fn create(
+        store: S,
+        network: Network,
+        password: &str,
+    ) -> Result<(Self, String), WalletError> {
+        let entropy = vault::random::<16>()?;
+        let mnemonic = Mnemonic::from_entropy_in(Language::English, &entropy)
+            .map_err(|e| WalletError::BadPhrase(e.to_string()))?;
+        let phrase = mnemonic.to_string();
+        let wallet = Self::restore(store, network, &phrase, password).await?;
+        Ok((wallet, phrase))
+    }
+
+    /// Restores a wallet from its recovery phrase, sealed under `password`.
+    pub async fn restore(
+        store: S,
+        network: Network,
+        phrase: &str,
+        password: &str,
+    ) -> Result<Self, WalletError> {
+        if Self::exists(&store).await? {
+            return Err(WalletError::AlreadyExists);
+        }
+        let mnemonic = Mnemonic::parse_in(Language::English, phrase)
+            .map_err(|e| WalletError::BadPhrase(e.to_string()))?;
+        let master = master_key(&mnemonic, network)?;
+        let mut bdk = bdk_wallet::Wallet::create(
+            Bip84(master, KeychainKind::External),
+            Bip84(master, KeychainKind::Internal),
+        )
+        .network(network)
+        .create_wallet_no_persist()
+        .map_err(|e| WalletError::Corrupt(e.to_string()))?;
+        let changes = bdk.take_staged().unwrap_or_default();
+        let meta = Meta {
+            format: STORAGE_FORMAT,
+            network,
+            channel_keys: 0,
+        };
+        // The sealed seed and the wallet data first; the meta record last marks it complete.
+        store
+            .put(
+                SEED_KEY,
+                json(&vault::seal(mnemonic.to_string().as_bytes(), password)?)?,
+            )
+            .await?;
+        store.put(BDK_KEY, json(&changes)?).await?;
+        store.put(META_KEY, json(&meta)?).await?;
+        Ok(Self {
+            store,
+            meta,
+            master,
+            bdk,
+            changes,
+        })
+    }
+
+    /// Opens the stored wallet with `password`.
+    pub async fn unlock(store: S, network: Network, password: &str) -> Result<Self, WalletError> {
+        let meta: Meta = from_json(
+            &store.get(META_KEY).await?.ok_or(WalletError::NotFound)?,
+            "meta",
+        )?;
+        if meta.format != STORAGE_FORMAT {
+            return Err(WalletError::Corrupt(format!(
+                "storage format {} is not {STORAGE_FORMAT}",
+                meta.format
+            )));
+        }
+        if meta.network != network {
+            return Err(WalletError::WrongNetwork {
+                stored: meta.network,
+                requested: network,
+            });
+        }
+        let sealed: Sealed = from_json(
+            &store.get(SEED_KEY).await?.ok_or(WalletError::NotFound)?,
+            "seed",
+        )?;
+        let phrase = String::from_utf8(vault::open(&sealed, password)?)
+            .map_err(|_| WalletError::Corrupt("seed is not text".into()))?;
+        let mnemonic = Mnemonic::parse_in(Language::English, &phrase)
+            .map_err(|e| WalletError::Corrupt(e.to_string()))?;
+        let master = master_key(&mnemonic, network)?;
+        let changes: ChangeSet = from_json(
+            &store.get(BDK_KEY).await?.ok_or(WalletError::NotFound)?,
+            "wallet data",
+        )?;
+        let bdk = bdk_wallet::Wallet::load()
+            .descriptor(
+                KeychainKind::External,
+                Some(Bip84(master, KeychainKind::External)),
+            )
+            .descriptor(
+                KeychainKind::Internal,
+                Some(Bip84(master, KeychainKind::Internal)),
+            )
+            .check_network(network)
+            .load_wallet_no_persist(changes.clone())
+            .map_err(|e| WalletError::Corrupt(e.to_string()))?
+            .ok_or(WalletError::NotFound)?;
+        Ok(Self {
+            store,
+            meta,
+            master,
+            bdk,
+            changes,
+        })
+    }
+
+    /// The recovery phrase, for export; asks for the password again.
+    pub async fn export_phrase(&self, password: &str) -> Result<String, WalletError> {
+        let sealed: Sealed = from_json(
+            &self
+                .store
+                .get(SEED_KEY)
+                .await?
+                .ok_or(WalletError::NotFound)?,
+            "seed",
+        )?;
+        String::from_utf8(vault::open(&sealed, password)?)
+            .map_err(|_| WalletError::Corrupt("seed is not text".into()))
+    }
+
+    /// The wallet's network.
+    pub fn network(&self) -> Network {
+        self.meta.network
+    }
+
+    /// The store, for the channel bookkeeping that shares it.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Stores what BDK staged since the last call.
+    async fn persist(&mut self) -> Result<(), WalletError> {
+        if let Some(staged) = self.bdk.take_staged() {
+            let mut merged = self.changes.clone();
+            merged.merge(staged);
+            self.store.put(BDK_KEY, json(&merged)?).await?;
+            self.changes = merged;
+        }
+        Ok(())
+    }
+
+    /// A receive address not used before (revealed and stored before it is shown).
+    pub async fn receive_address(&mut self) -> Result<Address, WalletError> {
+        let info = self.bdk.next_unused_address(KeychainKind::External);
+        self.persist().await?;
+        Ok(info.address)
+    }
+
+    /// A fresh script of the wallet's own (for channel change and refunds).
+    pub async fn fresh_script(&mut self) -> Result<ScriptBuf, WalletError> {
+        let info = self.bdk.reveal_next_address(KeychainKind::Internal);
+        self.persist().await?;
+        Ok(info.address.script_pubkey())
+    }
+
+    /// Confirmed and pending balance from the last sync.
+    pub fn balance(&self) -> Balance {
+        let b = self.bdk.balance();
+        Balance {
+            confirmed: b.confirmed,
+            pending: b.trusted_pending + b.untrusted_pending,
+            immature: b.immature,
+        }
+    }
+
+    /// The chain tip: height and median-time-past.
+    pub async fn tip<Z: Sleeper>(client: &AsyncClient<Z>) -> Result<ChainTip, WalletError> {
+        let chain = |e: bdk_esplora::esplora_client::Error| WalletError::Chain(e.to_string());
+        let hash = client.get_tip_hash().await.map_err(chain)?;
+        let info = client.get_block_info(&hash).await.map_err(chain)?;
+        Ok(ChainTip {
+            height: info.height,
+            median_time_past: u32::try_from(info.mediantime)
+                .map_err(|_| WalletError::Chain("median time out of range".into()))?,
+        })
+    }
+
+    /// Scans the chain for the wallet's transactions (a full scan the first time, then a
+    /// sync of revealed scripts) and stores the result. `now` is the current Unix time from a
+    /// source the caller trusts (the chain, or JS time in the browser).
+    pub async fn sync<Z: Sleeper>(
+        &mut self,
+        client: &AsyncClient<Z>,
+        now: u64,
+    ) -> Result<(), WalletError>
+    where
+        AsyncClient<Z>: EsploraAsyncExt,
+    {
+        let chain = |e: Box<bdk_esplora::esplora_client::Error>| WalletError::Chain(e.to_string());
+        let scanned = self.bdk.latest_checkpoint().height() > 0;
+        if scanned {
+            let request = self.bdk.start_sync_with_revealed_spks_at(now);
+            let update = client
+                .sync(request, PARALLEL_REQUESTS)
+                .await
+                .map_err(chain)?;
+            self.bdk
+                .apply_update(update)
+                .map_err(|e| WalletError::Chain(e.to_string()))?;
+        } else {
+            let request = self.bdk.start_full_scan_at(now);
+            let update = client
+                .full_scan(request, STOP_GAP, PARALLEL_REQUESTS)
+                .await
+                .map_err(chain)?;
+            self.bdk
+                .apply_update(update)
+                .map_err(|e| WalletError::Chain(e.to_string()))?;
+        }
+        self.persist().await
+    }
+
+    /// Builds and signs a transaction paying `outputs` from the wallet's coins (BDK's coin
+    /// selection, change back to the wallet), records it as pending, and returns it. The caller
+    /// broadcasts it.
+    pub async fn build_and_sign(
+        &mut self,
+        outputs: Vec<TxOut>,
+        fee_rate: FeeRate,
+        now: u64,
+    ) -> Result<Transaction, WalletError> {
+        let mut builder = self.bdk.build_tx();
+        for out in outputs {
+            builder.add_recipient(out.script_pubkey, out.value);
+        }
+        builder.fee_rate(fee_rate);
+        let mut psbt = builder
+            .finish()
+            .map_err(|e| WalletError::CannotFund(e.to_string()))?;
+        psbt.sign(&self.master, SECP256K1).map_err(|(_, errors)| {
+            WalletError::CannotFund(format!("signing failed: {errors:?}"))
+        })?;
+        let finalized = self
+            .bdk
+            .finalize_psbt(&mut psbt, SignOptions::default())
+            .map_err(|e| WalletError::CannotFund(e.to_string()))?;
+        if !finalized {
+            return Err(WalletError::CannotFund("could not finalize".into()));
+        }
+        let tx = psbt
+            .extract_tx()
+            .map_err(|e| WalletError::CannotFund(e.to_string()))?;
+        // Record it before anyone sees it, so its coins are never selected twice.
+        self.bdk.apply_unconfirmed_txs([(tx.clone(), now)]);
+        self.persist().await?;
+        Ok(tx)
+    }
+
+    /// Forgets a transaction that was built but never left the wallet, so its coins can be
+    /// selected again.
+    pub async fn forget_tx(&mut self, tx: &Transaction, now: u64) -> Result<(), WalletError> {
+        self.bdk.apply_evicted_txs([(tx.compute_txid(), now)]);
+        self.persist().await
+    }
+
+    /// Sends `amount` to `address` (a withdrawal): built, signed, stored, then broadcast.
+    pub async fn send<Z: Sleeper>(
+        &mut self,
+        client: &AsyncClient<Z>,
+        address: &Address,
+        amount: Amount,
+        fee_rate: FeeRate,
+        now: u64,
+    ) -> Result<Transaction, WalletError> {
+        let tx = self
+            .build_and_sign(
+                vec![TxOut {
+                    value: amount,
+                    script_pubkey: address.script_pubkey(),
+                }],
+                fee_rate,
+                now,
+            )
+            .await?;
+        client
+            .broadcast(&tx)
+            .await
+            .map_err(|e| WalletError::Chain(e.to_string()))?;
+        Ok(tx)
+    }
+
+    /// A new channel key, `m/1017'/coin'/index'`; the counter is stored before the key is
+    /// used, so no key is ever handed out twice.
+    pub async fn next_channel_key(&mut self) -> Result<(u32, SecretKey), WalletError> {
+        let index = self.meta.channel_keys;
+        let mut meta = self.meta.clone();
+        meta.channel_keys = index + 1;
+        self.store.put(META_KEY, json(&meta)?).await?;
+        self.meta = meta;
+        Ok((index, self.channel_key(index)?))
+    }
+
+    /// The channel key at `index`.
+    pub fn channel_key(&self, index: u32) -> Result<SecretKey, WalletError> {
+        let coin = match self.meta.network {
+            Network::Bitcoin => 0,
+            _ => 1,
+        };
+        let path: DerivationPath = [CHANNEL_KEY_PURPOSE, coin, index]
+            .into_iter()
+            .map(ChildNumber::from_hardened_idx)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| WalletError::Corrupt(e.to_string()))?
+            .into();
+        self.master
+            .derive_priv(SECP256K1, &path)
+            .map(|k| k.private_key)
+            .map_err(|e| WalletError::Corrupt(e.to_string()))
+    }
+}
+
+fn master_key(mnemonic: &Mnemonic, network: Network) -> Result<Xpriv, WalletError> {
+    Xpriv::new_master(network, &mnemonic.to_seed(""))
+        .map_err(|e| WalletError::Corrupt(e.to_string()))
+}
