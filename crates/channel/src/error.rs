@@ -12,50 +12,51 @@ use crate::message::{DecodeError, ErrorMessage};
 /// into `BAD_TRANSACTION` or `OTHER`, so that a peer can tell exactly what went wrong.
 /// Codes are stable: never renumber, only append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[repr(u16)]
 pub enum ErrorCode {
     /// The peer took too long.
-    Timeout = 1,
+    Timeout,
     /// A message could not be decoded.
-    SyntaxError = 2,
+    SyntaxError,
     /// No protocol version both sides speak.
-    NoAcceptableVersion = 3,
+    NoAcceptableVersion,
     /// A transaction is malformed or does not match the channel.
-    BadTransaction = 4,
+    BadTransaction,
     /// The proposed expiry is outside the acceptable window.
-    TimeWindowUnacceptable = 5,
+    TimeWindowUnacceptable,
     /// The channel value is above the acceptable maximum.
-    ChannelValueTooLarge = 6,
+    ChannelValueTooLarge,
     /// The server's minimum payment is above what the client accepts.
-    MinPaymentTooLarge = 7,
+    MinPaymentTooLarge,
     /// Anything else.
-    Other = 8,
+    Other,
     /// A signature does not verify.
-    BadSignature = 9,
+    BadSignature,
     /// A signature uses a sighash type the protocol does not allow there.
-    WrongSighash = 10,
+    WrongSighash,
     /// A payment would pay the server less than an earlier one.
-    PaymentDecreased = 11,
+    PaymentDecreased,
     /// A payment would pay the server more than the channel holds.
-    PaymentExceedsValue = 12,
+    PaymentExceedsValue,
     /// The channel is past (or within the close margin of) its expiry.
-    ChannelExpired = 13,
+    ChannelExpired,
     /// The message is not valid in the current state.
-    UnexpectedMessage = 14,
+    UnexpectedMessage,
     /// The channel value is below the acceptable minimum.
-    ChannelValueTooSmall = 15,
+    ChannelValueTooSmall,
     /// An output would be below the dust limit.
-    DustOutput = 16,
+    DustOutput,
     /// A payment is below the server's minimum.
-    PaymentTooSmall = 17,
+    PaymentTooSmall,
     /// No channel with that contract is known.
-    UnknownChannel = 18,
+    UnknownChannel,
     /// The channel is closed or closing.
-    ChannelClosed = 19,
+    ChannelClosed,
     /// A key does not match the channel's key.
-    WrongKey = 20,
+    WrongKey,
     /// The settlement does not pay what was agreed.
-    BadSettlement = 21,
+    BadSettlement,
+    /// A code this build does not know (from a newer peer); its number is kept.
+    Unknown(u16),
 }
 
 impl ErrorCode {
@@ -108,21 +109,29 @@ impl ErrorCode {
             Self::ChannelClosed => "channel_closed",
             Self::WrongKey => "wrong_key",
             Self::BadSettlement => "bad_settlement",
+            Self::Unknown(_) => "unknown",
         }
     }
 
     /// The code's number on the wire.
     pub fn to_u16(self) -> u16 {
-        self as u16
+        match self {
+            Self::Unknown(n) => n,
+            // Known codes are numbered by their place in `ALL`, from 1.
+            known => Self::ALL
+                .iter()
+                .position(|c| *c == known)
+                .map_or(0, |i| i as u16 + 1),
+        }
     }
 
-    /// The code for a number; unknown numbers become [`ErrorCode::Other`] so that a newer
-    /// peer's code never makes an error message undecodable.
+    /// The code for a number; a number this build does not know is kept as
+    /// [`ErrorCode::Unknown`], so a newer peer's error still decodes (and re-encodes the same).
     pub fn from_u16(n: u16) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.to_u16() == n)
-            .unwrap_or(Self::Other)
+        usize::from(n)
+            .checked_sub(1)
+            .and_then(|i| Self::ALL.get(i).copied())
+            .unwrap_or(Self::Unknown(n))
     }
 }
 
