@@ -1,0 +1,221 @@
+//! Chain access: the tip, broadcasting, and whether a contract was spent.
+
+use core::fmt;
+use std::time::Duration;
+
+use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
+use bitcoin::{BlockHash, OutPoint, Transaction, Txid};
+use serde::Deserialize;
+use trickle_channel::ChainTip;
+
+/// Why the chain could not be asked or told something.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainError {
+    /// The chain backend could not be reached or answered nonsense; try again later.
+    Unavailable(String),
+    /// The network refused the transaction (invalid, non-standard, conflicting).
+    Rejected(String),
+}
+
+impl fmt::Display for ChainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unavailable(e) => write!(f, "chain backend unavailable: {e}"),
+            Self::Rejected(e) => write!(f, "transaction rejected: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ChainError {}
+
+/// A spend of an output, as seen by the chain backend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spend {
+    /// The spending transaction.
+    pub tx: Transaction,
+    /// Whether it is in a block (else only in the mempool).
+    pub confirmed: bool,
+}
+
+/// What the payee needs from the chain.
+#[async_trait::async_trait]
+pub trait Chain: Send + Sync {
+    /// The best block: height and median-time-past.
+    async fn tip(&self) -> Result<ChainTip, ChainError>;
+
+    /// Hands a transaction to the network. A transaction the network already has is a success.
+    async fn broadcast(&self, tx: &Transaction) -> Result<(), ChainError>;
+
+    /// Whether `txid` is in a block.
+    async fn is_confirmed(&self, txid: &Txid) -> Result<bool, ChainError>;
+
+    /// The transaction spending `outpoint`, if any (mempool or chain).
+    async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError>;
+}
+
+/// An Esplora REST server (Blockstream's API; `trickle-regtest` serves the same).
+pub struct Esplora {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct BlockInfo {
+    height: u32,
+    mediantime: u32,
+}
+
+#[derive(Deserialize)]
+struct TxStatus {
+    confirmed: bool,
+}
+
+#[derive(Deserialize)]
+struct Outspend {
+    spent: bool,
+    txid: Option<Txid>,
+    status: Option<TxStatus>,
+}
+
+fn unavailable(e: impl fmt::Display) -> ChainError {
+    ChainError::Unavailable(e.to_string())
+}
+
+/// Error texts of Esplora/Bitcoin Core meaning "the network already has it".
+fn already_known(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "already in block chain",
+        "already-in-mempool",
+        "already in mempool",
+        "already-known",
+        "already known",
+        "outputs already in utxo set",
+        "same-nonwitness-data-in-mempool",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
+impl Esplora {
+    /// A client for the Esplora API at `base` (for example `http://127.0.0.1:3002`).
+    pub fn new(base: &str) -> Result<Self, ChainError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .map_err(unavailable)?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    async fn get_text(&self, path: &str) -> Result<Option<String>, ChainError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(ChainError::Unavailable(format!(
+                "GET {path} answered {}",
+                resp.status()
+            )));
+        }
+        resp.text().await.map(Some).map_err(unavailable)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, ChainError> {
+        match self.get_text(path).await? {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| ChainError::Unavailable(format!("GET {path}: {e}"))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Chain for Esplora {
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        let hash = self
+            .get_text("/blocks/tip/hash")
+            .await?
+            .ok_or_else(|| unavailable("no tip"))?;
+        let hash: BlockHash = hash.trim().parse().map_err(unavailable)?;
+        let block: BlockInfo = self
+            .get_json(&format!("/block/{hash}"))
+            .await?
+            .ok_or_else(|| unavailable("tip block vanished"))?;
+        Ok(ChainTip {
+            height: block.height,
+            median_time_past: block.mediantime,
+        })
+    }
+
+    async fn broadcast(&self, tx: &Transaction) -> Result<(), ChainError> {
+        let resp = self
+            .http
+            .post(format!("{}/tx", self.base))
+            .body(serialize_hex(tx))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(unavailable)?;
+        if status.is_success() || already_known(&text) {
+            return Ok(());
+        }
+        if status.is_client_error() {
+            return Err(ChainError::Rejected(text));
+        }
+        Err(ChainError::Unavailable(format!(
+            "POST /tx answered {status}: {text}"
+        )))
+    }
+
+    async fn is_confirmed(&self, txid: &Txid) -> Result<bool, ChainError> {
+        let status: Option<TxStatus> = self.get_json(&format!("/tx/{txid}/status")).await?;
+        Ok(status.is_some_and(|s| s.confirmed))
+    }
+
+    async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError> {
+        let path = format!("/tx/{}/outspend/{}", outpoint.txid, outpoint.vout);
+        let Some(out) = self.get_json::<Outspend>(&path).await? else {
+            return Ok(None);
+        };
+        let (true, Some(txid)) = (out.spent, out.txid) else {
+            return Ok(None);
+        };
+        let hex = self
+            .get_text(&format!("/tx/{txid}/hex"))
+            .await?
+            .ok_or_else(|| unavailable("spending transaction vanished"))?;
+        let tx: Transaction = deserialize_hex(hex.trim()).map_err(unavailable)?;
+        Ok(Some(Spend {
+            tx,
+            confirmed: out.status.is_some_and(|s| s.confirmed),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::already_known;
+
+    #[test]
+    fn duplicate_broadcasts_are_recognised() {
+        assert!(already_known("txn-already-in-mempool"));
+        assert!(already_known(
+            "sendrawtransaction RPC error: {\"code\":-27,\"message\":\"Transaction already in block chain\"}"
+        ));
+        assert!(!already_known("bad-txns-inputs-missingorspent"));
+    }
+}

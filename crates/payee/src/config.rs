@@ -1,0 +1,410 @@
+//! The `trickle-payee` binary's configuration file (TOML) and key seed file.
+
+use core::fmt;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf};
+use serde::Deserialize;
+use trickle_channel::{ExpiryKind, PayeePolicy};
+
+use crate::{PayeeConfig, Price, Prices, DEFAULT_ENDPOINT_PATH};
+
+/// Why the configuration cannot be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid TOML of the expected shape (the message names the field).
+    Parse(String),
+    /// A field has a value that cannot be used.
+    Field {
+        /// The field, as written in the file (`policy.min_payment`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(path, e) => write!(f, "cannot read config {}: {e}", path.display()),
+            Self::Parse(e) => write!(f, "invalid config: {e}"),
+            Self::Field { field, message } => write!(f, "config field `{field}`: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn field(name: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field: name.to_owned(),
+        message: message.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: String,
+    upstream: String,
+    network: String,
+    esplora: String,
+    database: PathBuf,
+    key_file: PathBuf,
+    public_url: Option<String>,
+    operator_listen: Option<String>,
+    payout_address: Option<String>,
+    #[serde(default = "default_poll")]
+    poll_interval_secs: u64,
+    #[serde(default = "default_fee")]
+    close_fee_rate_sat_vb: u64,
+    #[serde(default = "default_timeout")]
+    offer_timeout_secs: u32,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default, rename = "price")]
+    prices: Vec<RawPrice>,
+}
+
+fn default_poll() -> u64 {
+    30
+}
+fn default_fee() -> u64 {
+    2
+}
+fn default_timeout() -> u32 {
+    300
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPolicy {
+    versions: Vec<u8>,
+    min_channel_value: u64,
+    max_channel_value: u64,
+    min_payment: u64,
+    min_expiry_blocks: u32,
+    max_expiry_blocks: u32,
+    close_margin_blocks: u32,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self {
+            versions: vec![2, 1],
+            min_channel_value: 10_000,
+            max_channel_value: 1_000_000,
+            min_payment: 1_000,
+            min_expiry_blocks: 72,
+            max_expiry_blocks: 1_008,
+            close_margin_blocks: 12,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    path: String,
+    sat: u64,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    mime_type: String,
+}
+
+/// The channel policy of the configuration, less the payout script (which may come from the
+/// key seed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept v1 channels.
+    pub accept_v1: bool,
+    /// Accept v2 channels.
+    pub accept_v2: bool,
+    /// Smallest channel value.
+    pub min_channel_value: Amount,
+    /// Largest channel value.
+    pub max_channel_value: Amount,
+    /// Smallest first payment.
+    pub min_payment: Amount,
+    /// Shortest channel life, in blocks.
+    pub min_expiry_blocks: u32,
+    /// Longest channel life, in blocks.
+    pub max_expiry_blocks: u32,
+    /// Close this many blocks before expiry.
+    pub close_margin_blocks: u32,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the proxy listens.
+    pub listen: SocketAddr,
+    /// The site behind the proxy.
+    pub upstream: String,
+    /// The network.
+    pub network: Network,
+    /// Esplora base URL.
+    pub esplora: String,
+    /// SQLite database file (created on first start).
+    pub database: PathBuf,
+    /// Key seed file (created with mode 0600 on first start).
+    pub key_file: PathBuf,
+    /// The site's public origin, if set.
+    pub public_url: Option<String>,
+    /// Where `/status` and `/metrics` are served, if anywhere.
+    pub operator_listen: Option<SocketAddr>,
+    /// Where settlements pay the site, if set (else a key of the seed).
+    pub payout_address: Option<Address>,
+    /// How often the chain is polled.
+    pub poll_interval: Duration,
+    /// Settlement fee rate.
+    pub close_fee_rate: FeeRate,
+    /// Offer (nonce) and pending session lifetime.
+    pub offer_timeout_secs: u32,
+    /// Channel policy.
+    pub policy: Policy,
+    /// Prices by path prefix.
+    pub prices: Prices,
+}
+
+fn http_url(name: &str, value: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(value).map_err(|e| field(name, format!("not a URL: {e}")))?;
+    match url.scheme() {
+        "http" => {}
+        "https" if cfg!(feature = "tls") => {}
+        "https" => {
+            return Err(field(
+                name,
+                "https needs the `tls` feature of trickle-payee; use http or rebuild",
+            ))
+        }
+        other => return Err(field(name, format!("scheme {other} is not http"))),
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+fn addr(name: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|e| field(name, format!("not an address like 127.0.0.1:8080: {e}")))
+}
+
+impl Config {
+    /// Reads and validates a configuration file; relative paths in it are relative to it.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_owned(), e))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, dir)
+    }
+
+    /// Validates configuration text; relative paths are taken relative to `dir`.
+    pub fn parse(text: &str, dir: &Path) -> Result<Self, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let network = match raw.network.as_str() {
+            "bitcoin" | "mainnet" => Network::Bitcoin,
+            "testnet" => Network::Testnet,
+            "signet" => Network::Signet,
+            "regtest" => Network::Regtest,
+            other => {
+                return Err(field(
+                    "network",
+                    format!("{other} is not regtest, signet, testnet or bitcoin"),
+                ))
+            }
+        };
+        let payout_address = raw
+            .payout_address
+            .as_deref()
+            .map(|a| {
+                Address::from_str(a)
+                    .map_err(|e| field("payout_address", e.to_string()))?
+                    .require_network(network)
+                    .map_err(|e| field("payout_address", e.to_string()))
+            })
+            .transpose()?;
+        let p = raw.policy;
+        if p.versions.is_empty() || p.versions.iter().any(|v| !matches!(v, 1 | 2)) {
+            return Err(field("policy.versions", "must list 1 and/or 2"));
+        }
+        if p.min_channel_value > p.max_channel_value {
+            return Err(field(
+                "policy.min_channel_value",
+                "is above policy.max_channel_value",
+            ));
+        }
+        if p.min_payment == 0 || p.min_payment > p.min_channel_value {
+            return Err(field(
+                "policy.min_payment",
+                "must be above zero and at most policy.min_channel_value",
+            ));
+        }
+        if p.max_channel_value > Amount::MAX_MONEY.to_sat() {
+            return Err(field("policy.max_channel_value", "is above 21 million BTC"));
+        }
+        if p.min_expiry_blocks == 0 || p.min_expiry_blocks > p.max_expiry_blocks {
+            return Err(field(
+                "policy.min_expiry_blocks",
+                "must be above zero and at most policy.max_expiry_blocks",
+            ));
+        }
+        if p.close_margin_blocks >= p.min_expiry_blocks {
+            return Err(field(
+                "policy.close_margin_blocks",
+                "must be below policy.min_expiry_blocks, or channels close as they open",
+            ));
+        }
+        let mut prices = Prices::new();
+        for (i, price) in raw.prices.iter().enumerate() {
+            let name = format!("price[{i}].path");
+            if !price.path.starts_with('/') {
+                return Err(field(&name, "must start with /"));
+            }
+            if price.sat == 0 || price.sat > p.max_channel_value {
+                return Err(field(
+                    &format!("price[{i}].sat"),
+                    "must be above zero and at most policy.max_channel_value",
+                ));
+            }
+            prices = prices.with(
+                &price.path,
+                Price {
+                    amount: Amount::from_sat(price.sat),
+                    description: price.description.clone(),
+                    mime_type: price.mime_type.clone(),
+                },
+            );
+        }
+        if raw.poll_interval_secs == 0 {
+            return Err(field("poll_interval_secs", "must be above zero"));
+        }
+        let close_fee_rate = FeeRate::from_sat_per_vb(raw.close_fee_rate_sat_vb)
+            .filter(|r| *r >= FeeRate::from_sat_per_vb_u32(1))
+            .ok_or_else(|| field("close_fee_rate_sat_vb", "must be at least 1"))?;
+        if raw.offer_timeout_secs == 0 {
+            return Err(field("offer_timeout_secs", "must be above zero"));
+        }
+        // The public origin may be https without the `tls` feature: the proxy never dials it.
+        let public_url = raw
+            .public_url
+            .as_deref()
+            .map(|u| match reqwest::Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                    Ok(u.trim_end_matches('/').to_owned())
+                }
+                _ => Err(field("public_url", "must be an http or https URL")),
+            })
+            .transpose()?;
+        Ok(Self {
+            listen: addr("listen", &raw.listen)?,
+            upstream: http_url("upstream", &raw.upstream)?,
+            network,
+            esplora: http_url("esplora", &raw.esplora)?,
+            database: dir.join(raw.database),
+            key_file: dir.join(raw.key_file),
+            public_url,
+            operator_listen: raw
+                .operator_listen
+                .as_deref()
+                .map(|a| addr("operator_listen", a))
+                .transpose()?,
+            payout_address,
+            poll_interval: Duration::from_secs(raw.poll_interval_secs),
+            close_fee_rate,
+            offer_timeout_secs: raw.offer_timeout_secs,
+            policy: Policy {
+                accept_v1: p.versions.contains(&1),
+                accept_v2: p.versions.contains(&2),
+                min_channel_value: Amount::from_sat(p.min_channel_value),
+                max_channel_value: Amount::from_sat(p.max_channel_value),
+                min_payment: Amount::from_sat(p.min_payment),
+                min_expiry_blocks: p.min_expiry_blocks,
+                max_expiry_blocks: p.max_expiry_blocks,
+                close_margin_blocks: p.close_margin_blocks,
+            },
+            prices,
+        })
+    }
+
+    /// The payee configuration, with settlements paying `payout_script`.
+    pub fn payee_config(&self, payout_script: ScriptBuf) -> PayeeConfig {
+        let p = &self.policy;
+        PayeeConfig {
+            network: self.network,
+            policy: PayeePolicy {
+                accept_v1: p.accept_v1,
+                accept_v2: p.accept_v2,
+                min_channel_value: p.min_channel_value,
+                max_channel_value: p.max_channel_value,
+                min_payment: p.min_payment,
+                min_expiry_blocks: p.min_expiry_blocks,
+                max_expiry_blocks: p.max_expiry_blocks,
+                expiry_kind: ExpiryKind::Height,
+                close_margin_blocks: p.close_margin_blocks,
+                payout_script,
+            },
+            close_fee_rate: self.close_fee_rate,
+            offer_timeout_secs: self.offer_timeout_secs,
+            public_url: self.public_url.clone(),
+            endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
+        }
+    }
+}
+
+/// Why the key seed file cannot be used.
+#[derive(Debug)]
+pub enum SeedError {
+    /// Reading or creating the file failed.
+    Io(PathBuf, std::io::Error),
+    /// The file does not hold 64 hex digits.
+    Malformed(PathBuf),
+    /// No randomness for a new seed.
+    Random(String),
+}
+
+impl fmt::Display for SeedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(p, e) => write!(f, "key file {}: {e}", p.display()),
+            Self::Malformed(p) => write!(f, "key file {} does not hold 64 hex digits", p.display()),
+            Self::Random(e) => write!(f, "no randomness for a new key seed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SeedError {}
+
+/// Reads the 32-byte seed (hex) at `path`, creating it with fresh randomness and mode 0600 if
+/// the file does not exist.
+pub fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SeedError> {
+    let io = |e| SeedError::Io(path.to_owned(), e);
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mut seed = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut seed)
+                .map_err(|_| SeedError::Malformed(path.to_owned()))?;
+            Ok(seed)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let seed: [u8; 32] =
+                crate::payee::random().map_err(|e| SeedError::Random(e.to_string()))?;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path).map_err(io)?;
+            file.write_all(format!("{}\n", hex::encode(seed)).as_bytes())
+                .map_err(io)?;
+            file.sync_all().map_err(io)?;
+            Ok(seed)
+        }
+        Err(e) => Err(io(e)),
+    }
+}

@@ -1,0 +1,491 @@
+//! The tower layer that prices routes: 402 offers, `PAYMENT-SIGNATURE` handling in the order of
+//! `docs/protocol.md` section 2, and `PAYMENT-RESPONSE` receipts.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::OriginalUri;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bitcoin::Amount;
+use tower::{Layer, Service};
+use trickle_channel::credit::Ledger;
+use trickle_channel::credit::NONCE_RANDOM_LEN;
+use trickle_channel::http::{
+    caip2, ChannelTerms, PaymentRequired, PaymentRequirements, PaymentResponse, PaymentSignature,
+    Receipt, Refusal, Resource, ASSET, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
+    SCHEME, X402_VERSION,
+};
+use trickle_channel::{ErrorCode, PayeeState, WireMessage};
+
+use crate::payee::{random, Metrics, Payee, MAX_ATTEMPTS};
+use crate::store::{ChannelUpdate, StoreError, StoredChannel};
+
+/// What a resource costs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Price {
+    /// The price of one request.
+    pub amount: Amount,
+    /// What is sold, for people (`resource.description`).
+    pub description: String,
+    /// Its media type (`resource.mimeType`).
+    pub mime_type: String,
+}
+
+impl Price {
+    /// A price of `sat` satoshis, with no description.
+    pub fn sat(sat: u64) -> Self {
+        Self {
+            amount: Amount::from_sat(sat),
+            description: String::new(),
+            mime_type: String::new(),
+        }
+    }
+}
+
+/// Prices by path prefix; the longest prefix that matches whole path segments wins, and a path
+/// no prefix matches is free.
+#[derive(Clone, Debug, Default)]
+pub struct Prices(Vec<(String, Price)>);
+
+impl Prices {
+    /// No prices: everything is free.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every path costs `price`.
+    pub fn flat(price: Price) -> Self {
+        Self::new().with("/", price)
+    }
+
+    /// Adds a price for `prefix` (`/articles` prices `/articles` and `/articles/1`, not
+    /// `/articles2`).
+    pub fn with(mut self, prefix: &str, price: Price) -> Self {
+        self.0.push((prefix.to_owned(), price));
+        // Longest first, so that the first match is the most specific.
+        self.0.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        self
+    }
+
+    /// The price of `path`, if it has one.
+    pub fn get(&self, path: &str) -> Option<&Price> {
+        self.0
+            .iter()
+            .find(|(prefix, _)| {
+                path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                    rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/')
+                })
+            })
+            .map(|(_, price)| price)
+    }
+}
+
+/// Adds payment to a service: priced paths answer 402 until paid.
+#[derive(Clone)]
+pub struct PaymentLayer {
+    payee: Payee,
+    prices: Arc<Prices>,
+}
+
+impl PaymentLayer {
+    /// A layer charging `prices` to channels of `payee`.
+    pub fn new(payee: Payee, prices: Prices) -> Self {
+        Self {
+            payee,
+            prices: Arc::new(prices),
+        }
+    }
+}
+
+impl<S> Layer<S> for PaymentLayer {
+    type Service = PaymentService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PaymentService {
+            inner,
+            payee: self.payee.clone(),
+            prices: Arc::clone(&self.prices),
+        }
+    }
+}
+
+/// The service [`PaymentLayer`] makes.
+#[derive(Clone)]
+pub struct PaymentService<S> {
+    inner: S,
+    payee: Payee,
+    prices: Arc<Prices>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<Request<Body>> for PaymentService<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // The clone that was polled ready serves this request (tower's usual dance).
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (payee, prices) = (self.payee.clone(), Arc::clone(&self.prices));
+        Box::pin(handle(payee, prices, inner, req))
+    }
+}
+
+/// The request's origin (`scheme://host`), as the client sees it.
+fn origin(payee: &Payee, req: &Request<Body>) -> String {
+    if let Some(public) = &payee.config().public_url {
+        return public.trim_end_matches('/').to_owned();
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("http://{host}")
+}
+
+/// The absolute URL a nonce is bound to.
+fn resource_url(origin: &str, req: &Request<Body>) -> String {
+    // Under a nested router the URI is stripped of its prefix; the original one is the URL.
+    let uri = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or(req.uri(), |o| &o.0);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{origin}{path}")
+}
+
+async fn handle<S>(
+    payee: Payee,
+    prices: Arc<Prices>,
+    mut inner: S,
+    req: Request<Body>,
+) -> Result<Response, S::Error>
+where
+    S: Service<Request<Body>, Response = Response>,
+{
+    let path = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map_or(req.uri().path(), |o| o.0.path())
+        .to_owned();
+    let price = prices.get(&path).cloned();
+    let signature = req.headers().get(PAYMENT_SIGNATURE).cloned();
+    let origin = origin(&payee, &req);
+    let url = resource_url(&origin, &req);
+    let Some(signature) = signature else {
+        return match price {
+            None => inner.call(req).await,
+            Some(price) => Ok(payment_required(&payee, &origin, &url, &price, None, None)),
+        };
+    };
+    // A header that is not ASCII cannot be ours: it is refused as unparseable.
+    let text = signature.to_str().unwrap_or_default();
+    let amount = price.as_ref().map_or(Amount::ZERO, |p| p.amount);
+    match payee.charge(&url, text, amount).await {
+        Ok(receipt) => {
+            let mut resp = inner.call(req).await?;
+            attach(&mut resp, &receipt);
+            Ok(resp)
+        }
+        Err(Failure::Refused(refusal)) => match price {
+            Some(price) => Ok(payment_required(
+                &payee,
+                &origin,
+                &url,
+                &price,
+                Some(refusal.reason),
+                Some(&refusal.response),
+            )),
+            // A free resource is served even when a pre-armed payment is refused; the receipt
+            // says why the payment was not taken.
+            None => {
+                let mut resp = inner.call(req).await?;
+                attach(&mut resp, &refusal.response);
+                Ok(resp)
+            }
+        },
+        Err(Failure::Store(e)) => {
+            tracing::error!(error = %e, %url, "payment not stored; not serving");
+            Metrics::bump(&payee.metrics().store_failures, 1);
+            // Every answer to a payment carries a receipt; this one says nothing was taken.
+            let receipt = PaymentResponse {
+                success: false,
+                error_reason: Some(ErrorCode::Other.name().to_owned()),
+                network: caip2(payee.config().network),
+                payer: None,
+                receipt: None,
+            };
+            let mut resp = match price {
+                Some(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "payment storage is unavailable; nothing was charged\n",
+                )
+                    .into_response(),
+                None => inner.call(req).await?,
+            };
+            attach(&mut resp, &receipt);
+            Ok(resp)
+        }
+    }
+}
+
+fn attach(resp: &mut Response, receipt: &PaymentResponse) {
+    if let Ok(v) = HeaderValue::from_str(&receipt.to_header()) {
+        resp.headers_mut().insert(PAYMENT_RESPONSE, v);
+    }
+}
+
+fn payment_required(
+    payee: &Payee,
+    origin: &str,
+    url: &str,
+    price: &Price,
+    error: Option<Refusal>,
+    receipt: Option<&PaymentResponse>,
+) -> Response {
+    let Ok(random) = random::<NONCE_RANDOM_LEN>() else {
+        tracing::error!("no randomness for a nonce");
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let config = payee.config();
+    let policy = &config.policy;
+    let versions = [(policy.accept_v2, 2), (policy.accept_v1, 1)]
+        .into_iter()
+        .filter_map(|(on, v)| on.then_some(v))
+        .collect();
+    let offer = PaymentRequired {
+        x402_version: X402_VERSION,
+        error: error.map(|e| e.as_str().to_owned()),
+        resource: Resource {
+            url: url.to_owned(),
+            description: price.description.clone(),
+            mime_type: price.mime_type.clone(),
+        },
+        accepts: vec![PaymentRequirements {
+            scheme: SCHEME.to_owned(),
+            network: caip2(config.network),
+            amount: price.amount,
+            asset: ASSET.to_owned(),
+            pay_to: payee.server_key(),
+            max_timeout_seconds: config.offer_timeout_secs,
+            extra: ChannelTerms {
+                endpoint: format!("{origin}{}", config.endpoint_path),
+                versions,
+                min_channel_value: policy.min_channel_value,
+                max_channel_value: policy.max_channel_value,
+                min_payment: policy.min_payment,
+                max_expiry_blocks: policy.max_expiry_blocks,
+                nonce: payee.nonce_key().issue(random, url),
+            },
+        }],
+    };
+    let body = serde_json::to_vec(&offer).unwrap_or_default();
+    let mut resp = (
+        StatusCode::PAYMENT_REQUIRED,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&offer.to_header()) {
+        resp.headers_mut().insert(PAYMENT_REQUIRED, v);
+    }
+    if let Some(receipt) = receipt {
+        attach(&mut resp, receipt);
+    }
+    resp
+}
+
+/// A refused payment: why, and the `PAYMENT-RESPONSE` saying so.
+pub(crate) struct Refused {
+    reason: Refusal,
+    response: PaymentResponse,
+}
+
+/// Why a payment was not taken.
+pub(crate) enum Failure {
+    /// Refused, with the reason for the client.
+    Refused(Refused),
+    /// Storage failed: nothing was charged and nothing may be served.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl Payee {
+    fn response(
+        &self,
+        state: &PayeeState,
+        ledger: Ledger,
+        consumed: Amount,
+        refusal: Option<Refusal>,
+    ) -> PaymentResponse {
+        let channel = state.channel();
+        PaymentResponse {
+            success: refusal.is_none(),
+            error_reason: refusal.map(|r| r.as_str().to_owned()),
+            network: caip2(self.config().network),
+            payer: channel.map(|c| c.funding.contract.client_key),
+            receipt: channel.map(|c| Receipt {
+                channel: c.contract_txid(),
+                paid: ledger.paid,
+                consumed,
+                credit: ledger.credit(),
+                channel_value: c.funding.contract.value,
+                expiry: c.funding.contract.expiry.to_consensus_u32(),
+            }),
+        }
+    }
+
+    fn refuse(&self, reason: Refusal, why: &str, known: Option<(&PayeeState, Ledger)>) -> Failure {
+        tracing::info!(reason = reason.as_str(), why, "payment refused");
+        self.metrics().refused(reason.as_str());
+        let response = match known {
+            Some((state, ledger)) => self.response(state, ledger, Amount::ZERO, Some(reason)),
+            None => PaymentResponse {
+                success: false,
+                error_reason: Some(reason.as_str().to_owned()),
+                network: caip2(self.config().network),
+                payer: None,
+                receipt: None,
+            },
+        };
+        Failure::Refused(Refused { reason, response })
+    }
+
+    /// Takes a `PAYMENT-SIGNATURE` for a request to `url` costing `price`, in the order of
+    /// `docs/protocol.md` section 2. On success the payment, the consumed total and the nonce
+    /// are durably stored, and the receipt is returned: only then may the resource be served.
+    pub(crate) async fn charge(
+        &self,
+        url: &str,
+        header: &str,
+        price: Amount,
+    ) -> Result<PaymentResponse, Failure> {
+        let sig = PaymentSignature::from_header(header)
+            .map_err(|e| self.refuse(Refusal::InvalidHeader, &e.to_string(), None))?;
+        if sig.accepted.network != caip2(self.config().network) {
+            return Err(self.refuse(Refusal::WrongNetwork, "another network", None));
+        }
+        if sig.accepted.pay_to != self.server_key() {
+            return Err(self.refuse(Refusal::WrongPayee, "another payee key", None));
+        }
+        let payment = &sig.payload;
+        let update = payment
+            .update()
+            .map_err(|e| self.refuse(Refusal::InvalidHeader, &e.to_string(), None))?;
+        if let Some(nonce) = &payment.nonce {
+            self.nonce_key()
+                .check(nonce, url)
+                .map_err(|e| self.refuse(Refusal::WrongResource, &e.to_string(), None))?;
+        }
+        let store = self.store();
+        let txid = payment.channel;
+        let unknown = || {
+            self.refuse(
+                Refusal::Channel(ErrorCode::UnknownChannel),
+                "no channel with this contract",
+                None,
+            )
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(nonce) = &payment.nonce {
+                if store.is_charged(&txid, nonce).await? {
+                    // A reload: serve again, charge nothing.
+                    let stored = store.channel(&txid).await?.ok_or_else(unknown)?;
+                    Metrics::bump(&self.metrics().reloads, 1);
+                    return Ok(self.response(&stored.state, stored.ledger, Amount::ZERO, None));
+                }
+            }
+            let stored: StoredChannel = store.channel(&txid).await?.ok_or_else(unknown)?;
+            let known = Some((&stored.state, stored.ledger));
+            let PayeeState::Ready { channel } = &stored.state else {
+                let code = match stored.state {
+                    PayeeState::Closing { .. } | PayeeState::Closed { .. } => {
+                        ErrorCode::ChannelClosed
+                    }
+                    _ => ErrorCode::UnknownChannel,
+                };
+                return Err(self.refuse(Refusal::Channel(code), "channel is not open", known));
+            };
+            let mut state = stored.state.clone();
+            if let Some(update) = &update {
+                let value = channel.funding.contract.value;
+                if value.checked_sub(update.client_change) != Some(payment.amount) {
+                    return Err(self.refuse(
+                        Refusal::InvalidHeader,
+                        "amount is not the channel value minus the update's change",
+                        known,
+                    ));
+                }
+                let msg = WireMessage::UpdatePayment(update.clone());
+                // The PAYMENT_ACK the step would send is answered by the receipt instead.
+                let step = self
+                    .with_ctx(|ctx| stored.state.on_message(ctx, msg))
+                    .map_err(|e| self.refuse(Refusal::Channel(e.code()), &e.to_string(), known))?;
+                state = step.state;
+            }
+            let paid = state.channel().map(|c| c.paid()).unwrap_or_default();
+            let ledger = stored.ledger.with_paid(paid);
+            let changed = state != stored.state || ledger != stored.ledger;
+            let Ok(charged) = ledger.charge(price) else {
+                // The increment, if any, stays as credit: store it before refusing.
+                if changed {
+                    let update = ChannelUpdate {
+                        state: &state,
+                        ledger,
+                        charged_nonce: None,
+                    };
+                    match store.update_channel(&txid, stored.revision, update).await {
+                        Ok(_) => {}
+                        Err(StoreError::Conflict) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                return Err(self.refuse(
+                    Refusal::InsufficientCredit,
+                    "credit does not cover the price",
+                    Some((&state, ledger)),
+                ));
+            };
+            let nonce = payment.nonce.as_deref().map(|n| (n, price));
+            if changed || nonce.is_some() || charged != ledger {
+                let update = ChannelUpdate {
+                    state: &state,
+                    ledger: charged,
+                    charged_nonce: nonce,
+                };
+                match store.update_channel(&txid, stored.revision, update).await {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Metrics::bump(&self.metrics().paid_requests, 1);
+            Metrics::bump(&self.metrics().sat_consumed, price.to_sat());
+            return Ok(self.response(&state, charged, price, None));
+        }
+        Err(Failure::Store(StoreError::Conflict))
+    }
+}

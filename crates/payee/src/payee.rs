@@ -1,0 +1,226 @@
+//! The payee: keys, policy, store and chain, shared by the channel endpoint, the payment layer,
+//! the chain duties and the operator view.
+
+use core::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bitcoin::hashes::{sha256, Hash, HashEngine};
+use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
+use bitcoin::{CompressedPublicKey, FeeRate, Network, ScriptBuf};
+use trickle_channel::credit::NonceKey;
+use trickle_channel::{ChainTip, PayeeContext, PayeePolicy};
+
+use crate::chain::{Chain, ChainError};
+use crate::store::ChannelStore;
+
+/// Where the channel endpoint is mounted unless configured otherwise.
+pub const DEFAULT_ENDPOINT_PATH: &str = "/.well-known/trickle/channel";
+
+/// How the payee presents itself and what it accepts.
+#[derive(Clone, Debug)]
+pub struct PayeeConfig {
+    /// The Bitcoin network channels live on.
+    pub network: Network,
+    /// Channel rules (values, expiry, close margin, payout script).
+    pub policy: PayeePolicy,
+    /// Fee rate of the settlements the payee builds.
+    pub close_fee_rate: FeeRate,
+    /// How long an offer's nonce, and a pending session, stay valid (`maxTimeoutSeconds`).
+    pub offer_timeout_secs: u32,
+    /// The site's public origin (`https://example.com`), used in offers and to bind nonces;
+    /// `None` takes `http://` and the request's `Host` header.
+    pub public_url: Option<String>,
+    /// Path of the channel endpoint.
+    pub endpoint_path: String,
+}
+
+impl PayeeConfig {
+    /// A configuration with the defaults: 2 sat/vB settlements, 300 s offers, the endpoint at
+    /// [`DEFAULT_ENDPOINT_PATH`], origin from the `Host` header.
+    pub fn new(network: Network, policy: PayeePolicy) -> Self {
+        Self {
+            network,
+            policy,
+            close_fee_rate: FeeRate::from_sat_per_vb_u32(2),
+            offer_timeout_secs: 300,
+            public_url: None,
+            endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
+        }
+    }
+}
+
+/// The payee's secrets, derived from one 32-byte seed.
+#[derive(Clone)]
+pub struct Keys {
+    channel: SecretKey,
+    payout: SecretKey,
+    nonce: NonceKey,
+}
+
+/// A seed that derives no valid key (probability about 2^-128 per key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidSeed;
+
+impl fmt::Display for InvalidSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("seed derives an invalid key")
+    }
+}
+
+impl std::error::Error for InvalidSeed {}
+
+fn derive(seed: &[u8; 32], tag: &str) -> [u8; 32] {
+    let mut engine = sha256::Hash::engine();
+    engine.input(tag.as_bytes());
+    engine.input(seed);
+    sha256::Hash::from_engine(engine).to_byte_array()
+}
+
+impl Keys {
+    /// The channel key, payout key and nonce key of `seed`.
+    pub fn from_seed(seed: &[u8; 32]) -> Result<Self, InvalidSeed> {
+        let key = |tag| SecretKey::from_slice(&derive(seed, tag)).map_err(|_| InvalidSeed);
+        Ok(Self {
+            channel: key("trickle/payee/channel-key")?,
+            payout: key("trickle/payee/payout-key")?,
+            nonce: NonceKey::new(derive(seed, "trickle/payee/nonce-key")),
+        })
+    }
+
+    /// The public channel key (`payTo` in offers).
+    pub fn channel_public_key(&self) -> PublicKey {
+        PublicKey::from_secret_key(SECP256K1, &self.channel)
+    }
+
+    /// A P2WPKH script of the seed's payout key, for operators who name no payout address.
+    pub fn default_payout_script(&self) -> ScriptBuf {
+        let pk = PublicKey::from_secret_key(SECP256K1, &self.payout);
+        ScriptBuf::new_p2wpkh(&CompressedPublicKey(pk).wpubkey_hash())
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    pub paid_requests: AtomicU64,
+    pub reloads: AtomicU64,
+    pub sat_consumed: AtomicU64,
+    pub channels_opened: AtomicU64,
+    pub settlements_broadcast: AtomicU64,
+    pub store_failures: AtomicU64,
+    pub refusals: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Metrics {
+    pub fn bump(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        if let Ok(mut m) = self.refusals.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub config: PayeeConfig,
+    pub keys: Keys,
+    pub store: Arc<dyn ChannelStore>,
+    pub chain: Arc<dyn Chain>,
+    pub tip: RwLock<ChainTip>,
+    pub metrics: Metrics,
+    pub confirmed: Mutex<std::collections::HashSet<bitcoin::Txid>>,
+}
+
+/// The payee server's core; cheap to clone (all clones share one state).
+#[derive(Clone)]
+pub struct Payee(pub(crate) Arc<Inner>);
+
+impl Payee {
+    /// Starts a payee: reads the chain tip once so that the first offers use chain time.
+    pub async fn start(
+        config: PayeeConfig,
+        keys: Keys,
+        store: Arc<dyn ChannelStore>,
+        chain: Arc<dyn Chain>,
+    ) -> Result<Self, ChainError> {
+        let tip = chain.tip().await?;
+        Ok(Self(Arc::new(Inner {
+            config,
+            keys,
+            store,
+            chain,
+            tip: RwLock::new(tip),
+            metrics: Metrics::default(),
+            confirmed: Mutex::default(),
+        })))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PayeeConfig {
+        &self.0.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ChannelStore> {
+        &self.0.store
+    }
+
+    /// The public channel key.
+    pub fn server_key(&self) -> PublicKey {
+        self.0.keys.channel_public_key()
+    }
+
+    /// The chain tip as last read.
+    pub fn tip(&self) -> ChainTip {
+        // A poisoned lock still holds a tip that was valid when written.
+        *self.0.tip.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_tip(&self, tip: ChainTip) {
+        *self.0.tip.write().unwrap_or_else(|e| e.into_inner()) = tip;
+    }
+
+    pub(crate) fn nonce_key(&self) -> &NonceKey {
+        &self.0.keys.nonce
+    }
+
+    pub(crate) fn chain(&self) -> &Arc<dyn Chain> {
+        &self.0.chain
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Runs `f` with a transition context at the current tip.
+    pub(crate) fn with_ctx<R>(&self, f: impl FnOnce(&PayeeContext) -> R) -> R {
+        f(&PayeeContext {
+            policy: &self.0.config.policy,
+            key: &self.0.keys.channel,
+            tip: self.tip(),
+            close_fee_rate: self.0.config.close_fee_rate,
+        })
+    }
+}
+
+/// Unix seconds now; only ages out pending sessions (channel logic runs on chain time).
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Fresh random bytes from the operating system.
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], getrandom::Error> {
+    let mut out = [0u8; N];
+    getrandom::getrandom(&mut out)?;
+    Ok(out)
+}
+
+/// How many times a write that lost a race on one channel is retried.
+pub(crate) const MAX_ATTEMPTS: usize = 8;

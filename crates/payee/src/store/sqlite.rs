@@ -1,0 +1,341 @@
+//! The default store: one SQLite file, driven on tokio's blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bitcoin::{Amount, Txid};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use trickle_channel::credit::Ledger;
+use trickle_channel::PayeeState;
+
+use super::{
+    contract_txid, decode_state, encode_state, ChannelStore, ChannelUpdate, StoreError,
+    StoredChannel,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+/// Append only: a released migration is never edited.
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions, channels with their ledger, charged nonces.
+    "CREATE TABLE pending_sessions (
+        id TEXT PRIMARY KEY NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE channels (
+        txid TEXT PRIMARY KEY NOT NULL,
+        state TEXT NOT NULL,
+        status TEXT NOT NULL,
+        paid INTEGER NOT NULL,
+        consumed INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        seq INTEGER NOT NULL
+    );
+    CREATE TABLE charged_nonces (
+        channel TEXT NOT NULL REFERENCES channels(txid),
+        nonce TEXT NOT NULL,
+        price INTEGER NOT NULL,
+        PRIMARY KEY (channel, nonce)
+    );
+    CREATE INDEX pending_sessions_created ON pending_sessions(created_at);",
+];
+
+/// Channels in one SQLite file (WAL, `synchronous=FULL`: a commit is on disk when it returns).
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn sat(a: Amount) -> Result<i64, StoreError> {
+    i64::try_from(a.to_sat()).map_err(|_| StoreError::InvalidState("amount out of range"))
+}
+
+fn amount(v: i64) -> Result<Amount, StoreError> {
+    u64::try_from(v)
+        .map(Amount::from_sat)
+        .map_err(|_| StoreError::Corrupt(format!("negative amount {v}")))
+}
+
+fn revision(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative revision {v}")))
+}
+
+impl SqliteStore {
+    /// Opens (creating it if missing) the database at `path` and applies pending migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+            .await
+            .map_err(backend)?
+    }
+
+    fn open_blocking(path: &Path) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Exclusive)
+        .map_err(backend)?;
+    let current: u32 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "database schema {current} is newer than this build's {SCHEMA_VERSION}"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}
+
+fn row_channel(
+    state: String,
+    paid: i64,
+    consumed: i64,
+    rev: i64,
+) -> Result<StoredChannel, StoreError> {
+    Ok(StoredChannel {
+        state: decode_state(&state)?,
+        ledger: Ledger {
+            paid: amount(paid)?,
+            consumed: amount(consumed)?,
+        },
+        revision: revision(rev)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl ChannelStore for SqliteStore {
+    async fn insert_session(
+        &self,
+        id: &str,
+        state: &PayeeState,
+        created_at: u64,
+    ) -> Result<(), StoreError> {
+        let (id, state) = (id.to_owned(), encode_state(state)?);
+        let created = i64::try_from(created_at).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "INSERT OR IGNORE INTO pending_sessions (id, state, created_at) VALUES (?1, ?2, ?3)",
+                    params![id, state, created],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<PayeeState>, StoreError> {
+        let id = id.to_owned();
+        self.with(move |c| {
+            let text: Option<String> = c
+                .query_row(
+                    "SELECT state FROM pending_sessions WHERE id = ?1",
+                    [id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            text.map(|t| decode_state(&t)).transpose()
+        })
+        .await
+    }
+
+    async fn update_session(&self, id: &str, state: &PayeeState) -> Result<(), StoreError> {
+        let (id, state) = (id.to_owned(), encode_state(state)?);
+        self.with(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE pending_sessions SET state = ?2 WHERE id = ?1",
+                    params![id, state],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn open_channel(
+        &self,
+        session: &str,
+        state: &PayeeState,
+        ledger: Ledger,
+    ) -> Result<(), StoreError> {
+        let txid = contract_txid(state)?.to_string();
+        let (session, text, status) = (session.to_owned(), encode_state(state)?, state.name());
+        let (paid, consumed) = (sat(ledger.paid)?, sat(ledger.consumed)?);
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let removed = tx
+                .execute("DELETE FROM pending_sessions WHERE id = ?1", [&session])
+                .map_err(backend)?;
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO channels (txid, state, status, paid, consumed, revision, seq)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, (SELECT COALESCE(MAX(seq), 0) + 1 FROM channels))",
+                    params![txid, text, status, paid, consumed],
+                )
+                .map_err(backend)?;
+            if removed == 0 || inserted == 0 {
+                return Err(StoreError::Conflict);
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn prune_sessions(&self, created_before: u64) -> Result<u64, StoreError> {
+        let before = i64::try_from(created_before).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM pending_sessions WHERE created_at < ?1",
+                [before],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn channel(&self, txid: &Txid) -> Result<Option<StoredChannel>, StoreError> {
+        let txid = txid.to_string();
+        self.with(move |c| {
+            let row: Option<(String, i64, i64, i64)> = c
+                .query_row(
+                    "SELECT state, paid, consumed, revision FROM channels WHERE txid = ?1",
+                    [txid],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(s, p, c, r)| row_channel(s, p, c, r)).transpose()
+        })
+        .await
+    }
+
+    async fn channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
+        self.with(|c| {
+            let mut stmt = c
+                .prepare("SELECT state, paid, consumed, revision FROM channels ORDER BY seq")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(backend)?;
+            rows.map(|row| {
+                let (s, p, c, r) = row.map_err(backend)?;
+                row_channel(s, p, c, r)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn update_channel(
+        &self,
+        txid: &Txid,
+        revision: u64,
+        update: ChannelUpdate<'_>,
+    ) -> Result<u64, StoreError> {
+        if contract_txid(update.state)? != *txid {
+            return Err(StoreError::InvalidState("state is for another channel"));
+        }
+        let txid = txid.to_string();
+        let (text, status) = (encode_state(update.state)?, update.state.name());
+        let (paid, consumed) = (sat(update.ledger.paid)?, sat(update.ledger.consumed)?);
+        let nonce = match update.charged_nonce {
+            Some((n, price)) => Some((n.to_owned(), sat(price)?)),
+            None => None,
+        };
+        let old = i64::try_from(revision).map_err(|_| StoreError::Conflict)?;
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let n = tx
+                .execute(
+                    "UPDATE channels SET state = ?2, status = ?3, paid = ?4, consumed = ?5,
+                     revision = revision + 1 WHERE txid = ?1 AND revision = ?6",
+                    params![txid, text, status, paid, consumed, old],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::Conflict);
+            }
+            if let Some((nonce, price)) = nonce {
+                let n = tx
+                    .execute(
+                        "INSERT OR IGNORE INTO charged_nonces (channel, nonce, price) VALUES (?1, ?2, ?3)",
+                        params![txid, nonce, price],
+                    )
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StoreError::Conflict);
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(revision + 1)
+        })
+        .await
+    }
+
+    async fn is_charged(&self, txid: &Txid, nonce: &str) -> Result<bool, StoreError> {
+        let (txid, nonce) = (txid.to_string(), nonce.to_owned());
+        self.with(move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM charged_nonces WHERE channel = ?1 AND nonce = ?2)",
+                params![txid, nonce],
+                |r| r.get(0),
+            )
+            .map_err(backend)
+        })
+        .await
+    }
+}

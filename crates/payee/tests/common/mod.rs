@@ -1,0 +1,589 @@
+//! Test harness: keys, a funding wallet, a recording chain, an in-process server and an HTTP
+//! client built on `PayerState`.
+#![allow(dead_code)]
+
+pub mod suite;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Path;
+use axum::routing::get;
+use axum::Router;
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
+use bitcoin::sighash::SighashCache;
+use bitcoin::transaction::Version as TxVersion;
+use bitcoin::{
+    Amount, CompressedPublicKey, EcdsaSighashType, FeeRate, Network, OutPoint, ScriptBuf, Sequence,
+    Transaction, TxIn, TxOut, Txid, Witness,
+};
+use trickle_channel::http::{
+    ChannelPayment, PaymentRequired, PaymentResponse, PaymentSignature, Resource, PAYMENT_REQUIRED,
+    PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X402_VERSION,
+};
+use trickle_channel::*;
+use trickle_payee::chain::{Chain, ChainError, Spend};
+use trickle_payee::store::ChannelStore;
+use trickle_payee::{Keys, Payee, PayeeConfig, Price, Prices};
+
+pub fn key(n: u8) -> SecretKey {
+    SecretKey::from_slice(&[n; 32]).expect("valid key")
+}
+
+pub fn pubkey(k: &SecretKey) -> PublicKey {
+    PublicKey::from_secret_key(SECP256K1, k)
+}
+
+pub fn p2wpkh(k: &SecretKey) -> ScriptBuf {
+    ScriptBuf::new_p2wpkh(&CompressedPublicKey(pubkey(k)).wpubkey_hash())
+}
+
+pub const CLIENT: u8 = 1;
+pub const WALLET: u8 = 3;
+pub const SERVER_PAYOUT: u8 = 4;
+pub const CLIENT_PAYOUT: u8 = 5;
+pub const SEED: [u8; 32] = [9; 32];
+
+pub const TIP: ChainTip = ChainTip {
+    height: 1_000,
+    median_time_past: 1_700_000_000,
+};
+
+pub fn fee_rate() -> FeeRate {
+    FeeRate::from_sat_per_vb_u32(2)
+}
+
+pub fn payer_config(version: Version) -> PayerConfig {
+    PayerConfig {
+        version,
+        channel_value: Amount::from_sat(100_000),
+        time_window_blocks: 144,
+        max_expiry_blocks: 2_016,
+        max_min_payment: Amount::from_sat(5_000),
+        payout_script: p2wpkh(&key(CLIENT_PAYOUT)),
+    }
+}
+
+pub fn policy() -> PayeePolicy {
+    PayeePolicy {
+        accept_v1: true,
+        accept_v2: true,
+        min_channel_value: Amount::from_sat(10_000),
+        max_channel_value: Amount::from_sat(1_000_000),
+        min_payment: Amount::from_sat(1_000),
+        min_expiry_blocks: 72,
+        max_expiry_blocks: 1_008,
+        expiry_kind: ExpiryKind::Height,
+        close_margin_blocks: 12,
+        payout_script: p2wpkh(&key(SERVER_PAYOUT)),
+    }
+}
+
+pub fn server_key() -> SecretKey {
+    // Not the derived key: tests only need it to sign in memory (see `memory_channel`).
+    key(2)
+}
+
+/// A P2WPKH coin of `key(WALLET)` that funds contracts.
+pub struct Wallet {
+    pub coin: OutPoint,
+    pub value: Amount,
+}
+
+impl Wallet {
+    /// A made-up 1 BTC coin: enough where only the payee (and a recording chain) sees it.
+    pub fn new(tag: u8) -> Self {
+        Self {
+            coin: OutPoint::new(Txid::from_byte_array([tag; 32]), 0),
+            value: Amount::from_sat(100_000_000),
+        }
+    }
+
+    /// A signed transaction paying `output`, change back, 1000 sat fee.
+    pub fn fund(&self, output: TxOut) -> Transaction {
+        let wk = key(WALLET);
+        let coin_value = self.value;
+        let change = coin_value - output.value - Amount::from_sat(1_000);
+        let mut tx = Transaction {
+            version: TxVersion::TWO,
+            lock_time: LockTime::ZERO,
+            input: vec![TxIn {
+                previous_output: self.coin,
+                script_sig: ScriptBuf::new(),
+                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
+                witness: Witness::new(),
+            }],
+            output: vec![
+                output,
+                TxOut {
+                    value: change,
+                    script_pubkey: p2wpkh(&wk),
+                },
+            ],
+        };
+        let hash = SighashCache::new(&tx)
+            .p2wpkh_signature_hash(0, &p2wpkh(&wk), coin_value, EcdsaSighashType::All)
+            .expect("sighash");
+        let sig = bitcoin::ecdsa::Signature::sighash_all(
+            SECP256K1.sign_ecdsa(&bitcoin::secp256k1::Message::from(hash), &wk),
+        );
+        tx.input[0].witness = Witness::p2wpkh(&sig, &pubkey(&wk));
+        tx
+    }
+}
+
+/// A chain double: a settable tip, every broadcast recorded, spends and confirmations set by
+/// the test.
+pub struct RecordingChain {
+    pub tip: Mutex<ChainTip>,
+    pub broadcasts: Mutex<Vec<Transaction>>,
+    pub spends: Mutex<HashMap<OutPoint, Spend>>,
+    pub confirmed: Mutex<HashSet<Txid>>,
+    pub reject: AtomicBool,
+}
+
+impl RecordingChain {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            tip: Mutex::new(TIP),
+            broadcasts: Mutex::default(),
+            spends: Mutex::default(),
+            confirmed: Mutex::default(),
+            reject: AtomicBool::new(false),
+        })
+    }
+
+    pub fn broadcast_txids(&self) -> Vec<Txid> {
+        self.broadcasts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|t| t.compute_txid())
+            .collect()
+    }
+
+    pub fn set_height(&self, height: u32) {
+        self.tip.lock().unwrap().height = height;
+    }
+}
+
+#[async_trait::async_trait]
+impl Chain for RecordingChain {
+    async fn tip(&self) -> Result<ChainTip, ChainError> {
+        Ok(*self.tip.lock().unwrap())
+    }
+
+    async fn broadcast(&self, tx: &Transaction) -> Result<(), ChainError> {
+        if self.reject.load(Ordering::SeqCst) {
+            return Err(ChainError::Rejected(
+                "bad-txns-inputs-missingorspent".into(),
+            ));
+        }
+        self.broadcasts.lock().unwrap().push(tx.clone());
+        Ok(())
+    }
+
+    async fn is_confirmed(&self, txid: &Txid) -> Result<bool, ChainError> {
+        Ok(self.confirmed.lock().unwrap().contains(txid))
+    }
+
+    async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError> {
+        Ok(self.spends.lock().unwrap().get(outpoint).cloned())
+    }
+}
+
+pub fn payee_config() -> PayeeConfig {
+    PayeeConfig::new(Network::Regtest, policy())
+}
+
+pub fn prices() -> Prices {
+    Prices::new()
+        .with("/articles", Price::sat(10))
+        .with("/big", Price::sat(5_000))
+}
+
+/// The demo site: priced `/articles/{n}` and `/big`, free `/free`.
+pub fn site(payee: &Payee) -> Router {
+    let site = Router::new()
+        .route(
+            "/articles/{n}",
+            get(|Path(n): Path<String>| async move { format!("article {n}") }),
+        )
+        .route("/big", get(|| async { "big" }))
+        .route("/free", get(|| async { "free" }))
+        .layer(payee.layer(prices()));
+    payee.endpoint().merge(site).merge(payee.operator())
+}
+
+/// A payee on 127.0.0.1, port 0, serving [`site`] until the test's runtime ends.
+pub struct Server {
+    pub url: String,
+    pub payee: Payee,
+    pub chain: Arc<RecordingChain>,
+}
+
+impl Server {
+    pub async fn start(store: Arc<dyn ChannelStore>) -> Self {
+        Self::start_with(store, RecordingChain::new()).await
+    }
+
+    pub async fn start_with(store: Arc<dyn ChannelStore>, chain: Arc<RecordingChain>) -> Self {
+        let payee = start_payee(store, chain.clone()).await;
+        let url = serve_site(&payee).await;
+        Self { url, payee, chain }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("{}{}", self.url, trickle_payee::DEFAULT_ENDPOINT_PATH)
+    }
+}
+
+/// A payee with the test seed and configuration.
+pub async fn start_payee(store: Arc<dyn ChannelStore>, chain: Arc<dyn Chain>) -> Payee {
+    let keys = Keys::from_seed(&SEED).expect("keys");
+    Payee::start(payee_config(), keys, store, chain)
+        .await
+        .expect("payee starts")
+}
+
+/// Serves [`site`] of `payee` on 127.0.0.1, port 0; returns its base URL.
+pub async fn serve_site(payee: &Payee) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = site(payee);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A paying client over HTTP, built on `PayerState`.
+pub struct Client {
+    pub http: reqwest::Client,
+    pub endpoint: String,
+    pub payer: PayerState,
+    pub session: String,
+    pub tip: ChainTip,
+}
+
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub session: Option<String>,
+    pub messages: Vec<WireMessage>,
+}
+
+impl Client {
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>) -> Answer {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.endpoint))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        Answer {
+            status,
+            session: json["session"].as_str().map(str::to_owned),
+            messages: json["messages"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|m| {
+                            WireMessage::from_base64url(m.as_str().expect("string"))
+                                .expect("decodes")
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    pub async fn post(&self, path: &str, msg: &WireMessage) -> Answer {
+        let body = serde_json::json!({ "message": msg.to_base64url() });
+        self.post_raw(path, body.to_string().into_bytes()).await
+    }
+
+    fn feed(&mut self, messages: Vec<WireMessage>) -> Vec<WireMessage> {
+        let k = key(CLIENT);
+        let ctx = PayerContext {
+            key: &k,
+            tip: self.tip,
+            refund_fee_rate: fee_rate(),
+        };
+        let mut out = Vec::new();
+        for msg in messages {
+            let step = self.payer.on_message(&ctx, msg).expect("payer accepts");
+            self.payer = step.state;
+            out.extend(step.send);
+        }
+        out
+    }
+
+    /// Opens a channel of `version` over the endpoint; the first payment is the minimum.
+    pub async fn open(endpoint: &str, version: Version, wallet_tag: u8) -> Self {
+        Self::open_funded(endpoint, version, TIP, &Wallet::new(wallet_tag)).await
+    }
+
+    /// Opens a channel funded by `wallet`, the client seeing the chain at `tip`.
+    pub async fn open_funded(
+        endpoint: &str,
+        version: Version,
+        tip: ChainTip,
+        wallet: &Wallet,
+    ) -> Self {
+        match Self::try_open(endpoint, version, tip, wallet).await {
+            Ok(client) => client,
+            Err(answer) => panic!("open refused: {answer:?}"),
+        }
+    }
+
+    /// Opens a channel; the first answer that is not 200 is returned as the error.
+    pub async fn try_open(
+        endpoint: &str,
+        version: Version,
+        tip: ChainTip,
+        wallet: &Wallet,
+    ) -> Result<Self, Answer> {
+        let hello = PayerState::start(payer_config(version));
+        let mut client = Self {
+            http: reqwest::Client::new(),
+            endpoint: endpoint.to_owned(),
+            payer: hello.state,
+            session: String::new(),
+            tip,
+        };
+        let answer = client.post("/open", &hello.send[0]).await;
+        if answer.status != 200 {
+            return Err(answer);
+        }
+        client.session = answer.session.expect("session");
+        assert!(client.feed(answer.messages).is_empty());
+        let PayerState::AwaitingFunding { contract, .. } = &client.payer else {
+            panic!("payer awaits funding, is {}", client.payer.name())
+        };
+        let contract_tx = wallet.fund(contract.output());
+        let k = key(CLIENT);
+        let ctx = PayerContext {
+            key: &k,
+            tip: client.tip,
+            refund_fee_rate: fee_rate(),
+        };
+        let step = client
+            .payer
+            .contract_funded(&ctx, contract_tx, Amount::ZERO)
+            .expect("funded");
+        client.payer = step.state;
+        let mut to_send = step.send;
+        while let Some(msg) = to_send.pop() {
+            let answer = client
+                .post(&format!("/session/{}", client.session), &msg)
+                .await;
+            if answer.status != 200 {
+                return Err(answer);
+            }
+            client.session = answer.session.expect("session");
+            to_send.extend(client.feed(answer.messages));
+        }
+        assert!(
+            matches!(client.payer, PayerState::Ready { .. }),
+            "payer is {}",
+            client.payer.name()
+        );
+        Ok(client)
+    }
+
+    pub fn txid(&self) -> Txid {
+        self.payer
+            .committed_channel()
+            .expect("channel")
+            .contract_txid()
+    }
+
+    pub fn paid(&self) -> Amount {
+        self.payer.committed_channel().expect("channel").paid()
+    }
+
+    /// Signs `increment` more and returns the `UPDATE_PAYMENT`.
+    pub fn sign(&mut self, increment: Amount) -> UpdatePayment {
+        let k = key(CLIENT);
+        let ctx = PayerContext {
+            key: &k,
+            tip: self.tip,
+            refund_fee_rate: fee_rate(),
+        };
+        let step = self.payer.pay(&ctx, increment).expect("pay");
+        self.payer = step.state;
+        let Some(WireMessage::UpdatePayment(u)) = step.send.into_iter().next() else {
+            panic!("pay sends UPDATE_PAYMENT")
+        };
+        u
+    }
+
+    /// A `PAYMENT-SIGNATURE` answering `offer` (nonce `Some`) or pre-armed (`None`).
+    pub fn header(
+        &self,
+        offer: &PaymentRequired,
+        update: Option<&UpdatePayment>,
+        nonce: bool,
+    ) -> String {
+        let accepted = offer
+            .channel_offer(Network::Regtest)
+            .expect("offer")
+            .clone();
+        let value = self
+            .payer
+            .committed_channel()
+            .expect("channel")
+            .funding
+            .contract
+            .value;
+        let amount = update.map_or(self.paid(), |u| value - u.client_change);
+        PaymentSignature {
+            x402_version: X402_VERSION,
+            resource: Resource {
+                url: offer.resource.url.clone(),
+                description: String::new(),
+                mime_type: String::new(),
+            },
+            payload: ChannelPayment {
+                channel: self.txid(),
+                amount,
+                update: update.map(|u| WireMessage::UpdatePayment(u.clone()).to_base64url()),
+                nonce: nonce.then(|| accepted.extra.nonce.clone()),
+            },
+            accepted,
+        }
+        .to_header()
+    }
+}
+
+/// A GET with an optional `PAYMENT-SIGNATURE`.
+pub async fn fetch(url: &str, signature: Option<&str>) -> Fetched {
+    let mut req = reqwest::Client::new().get(url);
+    if let Some(s) = signature {
+        req = req.header(PAYMENT_SIGNATURE, s);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    let required =
+        header(PAYMENT_REQUIRED).map(|h| PaymentRequired::from_header(&h).expect("valid offer"));
+    let receipt =
+        header(PAYMENT_RESPONSE).map(|h| PaymentResponse::from_header(&h).expect("valid receipt"));
+    let body = resp.text().await.expect("body");
+    Fetched {
+        status,
+        required,
+        receipt,
+        body,
+    }
+}
+
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    pub required: Option<PaymentRequired>,
+    pub receipt: Option<PaymentResponse>,
+    pub body: String,
+}
+
+impl Fetched {
+    pub fn reason(&self) -> Option<String> {
+        self.receipt.as_ref().and_then(|r| r.error_reason.clone())
+    }
+    pub fn consumed(&self) -> u64 {
+        self.receipt
+            .as_ref()
+            .and_then(|r| r.receipt.as_ref())
+            .expect("receipt")
+            .consumed
+            .to_sat()
+    }
+    pub fn credit(&self) -> u64 {
+        self.receipt
+            .as_ref()
+            .and_then(|r| r.receipt.as_ref())
+            .expect("receipt")
+            .credit
+            .to_sat()
+    }
+}
+
+/// Payee states of one channel driven in memory (no HTTP), for store tests:
+/// (a pending session state, the open channel, the channel after a payment, the channel closing).
+pub fn memory_channel(version: Version, tag: u8) -> [PayeeState; 4] {
+    let pk = key(CLIENT);
+    let sk = server_key();
+    let policy = policy();
+    let pctx = PayerContext {
+        key: &pk,
+        tip: TIP,
+        refund_fee_rate: fee_rate(),
+    };
+    let sctx = PayeeContext {
+        policy: &policy,
+        key: &sk,
+        tip: TIP,
+        close_fee_rate: fee_rate(),
+    };
+    let hello = PayerState::start(payer_config(version));
+    let WireMessage::ClientVersion(cv) = &hello.send[0] else {
+        panic!()
+    };
+    let start = PayeeState::start(&sctx, cv).expect("start");
+    let pending = start.state.clone();
+    let mut payer = hello.state;
+    for m in start.send {
+        payer = payer.on_message(&pctx, m).expect("payer").state;
+    }
+    let PayerState::AwaitingFunding { contract, .. } = &payer else {
+        panic!()
+    };
+    let tx = Wallet::new(tag).fund(contract.output());
+    let step = payer
+        .contract_funded(&pctx, tx, Amount::ZERO)
+        .expect("funded");
+    payer = step.state;
+    let mut payee = start.state;
+    let mut to_payee = step.send;
+    while let Some(m) = to_payee.pop() {
+        let s = payee.on_message(&sctx, m).expect("payee");
+        payee = s.state;
+        for r in s.send {
+            let p = payer.on_message(&pctx, r).expect("payer");
+            payer = p.state;
+            to_payee.extend(p.send);
+        }
+    }
+    let ready = payee.clone();
+    let step = payer.pay(&pctx, Amount::from_sat(500)).expect("pay");
+    let paid = payee
+        .on_message(&sctx, step.send[0].clone())
+        .expect("paid")
+        .state;
+    let closing = paid.close(&sctx).expect("close").state;
+    [pending, ready, paid, closing]
+}
+
+/// `GET {endpoint}/session/{txid}` as JSON.
+pub async fn session_status(server: &Server, txid: Txid) -> serde_json::Value {
+    let text = reqwest::get(format!("{}/session/{txid}", server.endpoint()))
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    serde_json::from_str(&text).expect("json")
+}

@@ -1,0 +1,201 @@
+//! The test suite every `ChannelStore` must pass.
+
+use bitcoin::{Amount, Txid};
+use trickle_channel::credit::Ledger;
+use trickle_channel::{PayeeState, Version};
+use trickle_payee::store::{ChannelStore, ChannelUpdate, StoreError};
+
+use super::memory_channel;
+
+fn ledger(paid: u64, consumed: u64) -> Ledger {
+    Ledger {
+        paid: Amount::from_sat(paid),
+        consumed: Amount::from_sat(consumed),
+    }
+}
+
+fn txid(s: &PayeeState) -> Txid {
+    s.channel().expect("channel").contract_txid()
+}
+
+/// Runs every check on `store`, which must be empty.
+pub async fn run(store: &dyn ChannelStore) {
+    sessions(store).await;
+    open_and_update(store).await;
+}
+
+async fn sessions(store: &dyn ChannelStore) {
+    let [pending, ..] = memory_channel(Version::V1, 40);
+    assert_eq!(store.session("a").await.unwrap(), None);
+    store.insert_session("a", &pending, 100).await.unwrap();
+    assert_eq!(store.session("a").await.unwrap(), Some(pending.clone()));
+    assert_eq!(
+        store.insert_session("a", &pending, 100).await,
+        Err(StoreError::Conflict),
+        "a session id is never reused"
+    );
+    let [other, ..] = memory_channel(Version::V2, 41);
+    store.update_session("a", &other).await.unwrap();
+    assert_eq!(store.session("a").await.unwrap(), Some(other));
+    assert_eq!(
+        store.update_session("missing", &pending).await,
+        Err(StoreError::Conflict)
+    );
+    store.insert_session("b", &pending, 200).await.unwrap();
+    assert_eq!(store.prune_sessions(150).await.unwrap(), 1);
+    assert_eq!(store.session("a").await.unwrap(), None);
+    assert!(store.session("b").await.unwrap().is_some());
+    assert_eq!(store.prune_sessions(201).await.unwrap(), 1);
+}
+
+async fn open_and_update(store: &dyn ChannelStore) {
+    let [pending, ready, paid, closing] = memory_channel(Version::V2, 42);
+    let id = txid(&ready);
+    store.insert_session("s", &pending, 1).await.unwrap();
+    assert!(matches!(
+        store.open_channel("s", &pending, ledger(0, 0)).await,
+        Err(StoreError::InvalidState(_))
+    ));
+    store
+        .open_channel("s", &ready, ledger(1_000, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session("s").await.unwrap(),
+        None,
+        "the session became the channel"
+    );
+    assert_eq!(
+        store.open_channel("s", &ready, ledger(1_000, 0)).await,
+        Err(StoreError::Conflict),
+        "opening twice conflicts"
+    );
+    let stored = store.channel(&id).await.unwrap().expect("stored");
+    assert_eq!(
+        (stored.state.clone(), stored.ledger, stored.revision),
+        (ready.clone(), ledger(1_000, 0), 0)
+    );
+
+    // A payment with its consumed total and nonce: one write.
+    let rev = store
+        .update_channel(
+            &id,
+            0,
+            ChannelUpdate {
+                state: &paid,
+                ledger: ledger(1_500, 10),
+                charged_nonce: Some(("n1", Amount::from_sat(10))),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rev, 1);
+    assert!(store.is_charged(&id, "n1").await.unwrap());
+    assert!(!store.is_charged(&id, "n2").await.unwrap());
+    let stored = store.channel(&id).await.unwrap().expect("stored");
+    assert_eq!(
+        (stored.state, stored.ledger, stored.revision),
+        (paid.clone(), ledger(1_500, 10), 1)
+    );
+
+    // A stale revision changes nothing.
+    assert_eq!(
+        store
+            .update_channel(
+                &id,
+                0,
+                ChannelUpdate {
+                    state: &closing,
+                    ledger: ledger(1_500, 20),
+                    charged_nonce: Some(("n2", Amount::from_sat(10)))
+                }
+            )
+            .await,
+        Err(StoreError::Conflict)
+    );
+    // A nonce already charged fails the whole write: state and ledger stay.
+    assert_eq!(
+        store
+            .update_channel(
+                &id,
+                1,
+                ChannelUpdate {
+                    state: &closing,
+                    ledger: ledger(1_500, 20),
+                    charged_nonce: Some(("n1", Amount::from_sat(10)))
+                }
+            )
+            .await,
+        Err(StoreError::Conflict)
+    );
+    assert!(!store.is_charged(&id, "n2").await.unwrap());
+    let stored = store.channel(&id).await.unwrap().expect("stored");
+    assert_eq!(
+        (stored.state, stored.ledger, stored.revision),
+        (paid, ledger(1_500, 10), 1)
+    );
+
+    // A state for another channel is refused.
+    let [_, other_ready, ..] = memory_channel(Version::V1, 43);
+    assert!(matches!(
+        store
+            .update_channel(
+                &id,
+                1,
+                ChannelUpdate {
+                    state: &other_ready,
+                    ledger: ledger(0, 0),
+                    charged_nonce: None
+                }
+            )
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert_eq!(
+        store
+            .update_channel(
+                &txid(&other_ready),
+                0,
+                ChannelUpdate {
+                    state: &other_ready,
+                    ledger: ledger(0, 0),
+                    charged_nonce: None
+                }
+            )
+            .await,
+        Err(StoreError::Conflict),
+        "an unknown channel cannot be updated"
+    );
+
+    store
+        .update_channel(
+            &id,
+            1,
+            ChannelUpdate {
+                state: &closing,
+                ledger: ledger(1_500, 10),
+                charged_nonce: None,
+            },
+        )
+        .await
+        .unwrap();
+
+    // Listing, oldest first.
+    store.insert_session("t", &pending, 1).await.unwrap();
+    store
+        .open_channel("t", &other_ready, ledger(1_000, 0))
+        .await
+        .unwrap();
+    let all: Vec<Txid> = store
+        .channels()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.txid().expect("txid"))
+        .collect();
+    assert_eq!(all, vec![id, txid(&other_ready)]);
+    assert_eq!(
+        store.channel(&id).await.unwrap().expect("stored").state,
+        closing
+    );
+}

@@ -1,0 +1,331 @@
+//! The payment layer: 402 offers, payments in PAYMENT-SIGNATURE in the order of
+//! docs/protocol.md section 2, receipts, and nothing served unless the payment is stored.
+#![allow(clippy::unwrap_used)] // tests may panic on what cannot happen
+
+mod common;
+
+use std::sync::Arc;
+
+use bitcoin::Amount;
+use common::{fetch, Client, Server};
+use trickle_channel::http::PaymentSignature;
+use trickle_channel::Version;
+use trickle_payee::store::{ChannelStore, FailingStore, MemoryStore, SqliteStore};
+
+async fn setup(version: Version, tag: u8) -> (Server, Client) {
+    let server = Server::start(Arc::new(MemoryStore::new())).await;
+    let client = Client::open(&server.endpoint(), version, tag).await;
+    (server, client)
+}
+
+#[tokio::test]
+async fn priced_routes_answer_402_and_free_routes_pass() {
+    let (server, _) = setup(Version::V2, 70).await;
+    let free = fetch(&format!("{}/free", server.url), None).await;
+    assert_eq!((free.status, free.body.as_str()), (200, "free"));
+    assert!(free.receipt.is_none());
+
+    let offer = fetch(&format!("{}/articles/1", server.url), None).await;
+    assert_eq!(offer.status, 402);
+    let required = offer.required.expect("PAYMENT-REQUIRED");
+    assert_eq!(required.resource.url, format!("{}/articles/1", server.url));
+    let terms = required
+        .channel_offer(bitcoin::Network::Regtest)
+        .expect("channel offer");
+    assert_eq!(terms.amount, Amount::from_sat(10));
+    assert_eq!(terms.pay_to, server.payee.server_key());
+    assert_eq!(terms.extra.endpoint, server.endpoint());
+    assert_eq!(terms.extra.versions, vec![2, 1]);
+    let again = fetch(&format!("{}/articles/1", server.url), None).await;
+    assert_ne!(
+        again.required.unwrap().accepts[0].extra.nonce,
+        terms.extra.nonce,
+        "every offer has a fresh nonce"
+    );
+}
+
+async fn pay_flow(version: Version, tag: u8) {
+    let (server, mut client) = setup(version, tag).await;
+    let url = format!("{}/articles/1", server.url);
+    let offer = fetch(&url, None).await.required.unwrap();
+
+    // The channel's opening payment (1000 sat) is credit: pay from it without an update.
+    let header = client.header(&offer, None, true);
+    let paid = fetch(&url, Some(&header)).await;
+    assert_eq!((paid.status, paid.body.as_str()), (200, "article 1"));
+    let receipt = paid.receipt.as_ref().expect("receipt");
+    assert!(receipt.success);
+    assert_eq!(receipt.receipt.as_ref().unwrap().channel, client.txid());
+    assert_eq!((paid.consumed(), paid.credit()), (10, 990));
+
+    // A reload with the same header is served again, not charged.
+    let reload = fetch(&url, Some(&header)).await;
+    assert_eq!(
+        (reload.status, reload.consumed(), reload.credit()),
+        (200, 0, 990)
+    );
+
+    // The same payment at another URL: wrong_resource.
+    let other = fetch(&format!("{}/articles/2", server.url), Some(&header)).await;
+    assert_eq!(
+        (other.status, other.reason().as_deref()),
+        (402, Some("wrong_resource"))
+    );
+    assert!(
+        other.required.is_some(),
+        "a refusal comes with a fresh offer"
+    );
+
+    // An increment with the next offer.
+    let offer = fetch(&url, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(10));
+    let paid = fetch(&url, Some(&client.header(&offer, Some(&update), true))).await;
+    assert_eq!(
+        (paid.status, paid.consumed(), paid.credit()),
+        (200, 10, 990)
+    );
+    assert_eq!(
+        paid.receipt.unwrap().receipt.unwrap().paid,
+        Amount::from_sat(1_010)
+    );
+
+    let status = common::session_status(&server, client.txid()).await;
+    assert_eq!(
+        (status["paid"].as_str(), status["consumed"].as_str()),
+        (Some("1010"), Some("20"))
+    );
+}
+
+#[tokio::test]
+async fn v2_channel_pays_for_articles() {
+    pay_flow(Version::V2, 71).await;
+}
+
+#[tokio::test]
+async fn v1_channel_pays_for_articles() {
+    pay_flow(Version::V1, 72).await;
+}
+
+#[tokio::test]
+async fn pre_armed_payments_leave_credit() {
+    let (server, mut client) = setup(Version::V2, 73).await;
+    let url = format!("{}/articles/1", server.url);
+    let offer = fetch(&url, None).await.required.unwrap();
+    // Spend the opening credit down below the price of /big.
+    let update = client.sign(Amount::from_sat(100));
+    // Pre-armed on a free route: stored as credit, the page served.
+    let free = fetch(
+        &format!("{}/free", server.url),
+        Some(&client.header(&offer, Some(&update), false)),
+    )
+    .await;
+    assert_eq!(
+        (free.status, free.consumed(), free.credit()),
+        (200, 0, 1_100)
+    );
+    // Pre-armed on priced routes: served at once from credit, no nonce needed.
+    let header = client.header(&offer, None, false);
+    let a = fetch(&url, Some(&header)).await;
+    assert_eq!((a.status, a.consumed(), a.credit()), (200, 10, 1_090));
+    let b = fetch(&format!("{}/articles/2", server.url), Some(&header)).await;
+    assert_eq!((b.status, b.consumed(), b.credit()), (200, 10, 1_080));
+
+    // Not enough credit: 402 insufficient_credit, the increment kept as credit.
+    let big = format!("{}/big", server.url);
+    let update = client.sign(Amount::from_sat(20));
+    let refused = fetch(&big, Some(&client.header(&offer, Some(&update), false))).await;
+    assert_eq!(
+        (refused.status, refused.reason().as_deref()),
+        (402, Some("insufficient_credit"))
+    );
+    assert_eq!(
+        refused.required.as_ref().unwrap().error.as_deref(),
+        Some("insufficient_credit")
+    );
+    assert_eq!(refused.credit(), 1_100);
+    // The same increment again adds nothing; a larger one covers the price.
+    let again = fetch(&big, Some(&client.header(&offer, Some(&update), false))).await;
+    assert_eq!((again.status, again.credit()), (402, 1_100));
+    let update = client.sign(Amount::from_sat(3_900));
+    let paid = fetch(&big, Some(&client.header(&offer, Some(&update), false))).await;
+    assert_eq!(
+        (paid.status, paid.consumed(), paid.credit()),
+        (200, 5_000, 0)
+    );
+}
+
+#[tokio::test]
+async fn bad_payments_are_refused_with_their_reason() {
+    let (server, mut client) = setup(Version::V2, 74).await;
+    let url = format!("{}/articles/1", server.url);
+    let offer = fetch(&url, None).await.required.unwrap();
+
+    for junk in ["", "!!!", "eyJ4IjoxfQ", &"A".repeat(20_000)] {
+        let r = fetch(&url, Some(junk)).await;
+        assert_eq!(
+            (r.status, r.reason().as_deref()),
+            (402, Some("invalid_header")),
+            "{junk:.20}"
+        );
+    }
+
+    let newer = client.sign(Amount::from_sat(20));
+    let older_header = {
+        // An older update than the one stored: sign two, send the second first.
+        let newest = client.sign(Amount::from_sat(20));
+        let r = fetch(&url, Some(&client.header(&offer, Some(&newest), true))).await;
+        assert_eq!(r.status, 200);
+        client.header(
+            &fetch(&url, None).await.required.unwrap(),
+            Some(&newer),
+            true,
+        )
+    };
+    let r = fetch(&url, Some(&older_header)).await;
+    assert_eq!(
+        (r.status, r.reason().as_deref()),
+        (402, Some("payment_decreased"))
+    );
+
+    // A forged signature.
+    let mut forged = client.sign(Amount::from_sat(20));
+    forged.client_change -= Amount::from_sat(1);
+    let offer = fetch(&url, None).await.required.unwrap();
+    let header = client.header(&offer, Some(&forged), true);
+    let r = fetch(&url, Some(&header)).await;
+    assert_eq!(
+        (r.status, r.reason().as_deref()),
+        (402, Some("bad_signature"))
+    );
+
+    // Tampered headers: amount, network, payee, channel.
+    let good = client.sign(Amount::from_sat(1));
+    let base = PaymentSignature::from_header(&client.header(&offer, Some(&good), true)).unwrap();
+    let mut wrong_amount = base.clone();
+    wrong_amount.payload.amount += Amount::from_sat(1);
+    let mut wrong_network = base.clone();
+    wrong_network.accepted.network = trickle_channel::http::caip2(bitcoin::Network::Signet);
+    let mut wrong_payee = base.clone();
+    wrong_payee.accepted.pay_to = common::pubkey(&common::key(77));
+    let mut unknown = base.clone();
+    unknown.payload.channel = "11".repeat(32).parse().unwrap();
+    for (sig, reason) in [
+        (wrong_amount, "invalid_header"),
+        (wrong_network, "wrong_network"),
+        (wrong_payee, "wrong_payee"),
+        (unknown, "unknown_channel"),
+    ] {
+        let r = fetch(&url, Some(&sig.to_header())).await;
+        assert_eq!((r.status, r.reason().as_deref()), (402, Some(reason)));
+    }
+    // After all that, the good one still pays.
+    let r = fetch(&url, Some(&base.to_header())).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn a_failing_store_serves_nothing() {
+    let store = Arc::new(FailingStore::new(Arc::new(MemoryStore::new())));
+    let server = Server::start(store.clone()).await;
+    let mut client = Client::open(&server.endpoint(), Version::V2, 75).await;
+    let url = format!("{}/articles/1", server.url);
+    let offer = fetch(&url, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(10));
+    let header = client.header(&offer, Some(&update), true);
+    store.fail_writes(true);
+    let r = fetch(&url, Some(&header)).await;
+    assert_eq!((r.status, r.reason().as_deref()), (503, Some("other")));
+    assert!(!r.body.contains("article"), "nothing served: {}", r.body);
+    // The endpoint signs nothing either: CLOSE needs its state stored first.
+    let close = trickle_channel::WireMessage::Close(trickle_channel::Close { settlement: None });
+    let a = client
+        .post(&format!("/session/{}", client.txid()), &close)
+        .await;
+    assert_eq!(a.status, 503);
+    assert!(a
+        .messages
+        .iter()
+        .all(|m| !matches!(m, trickle_channel::WireMessage::Close(_))));
+    assert_eq!(
+        server.chain.broadcast_txids().len(),
+        1,
+        "only the contract was broadcast"
+    );
+    store.fail_writes(false);
+    let r = fetch(&url, Some(&header)).await;
+    assert_eq!((r.status, r.consumed()), (200, 10));
+}
+
+#[tokio::test]
+async fn a_restarted_server_resumes_without_charging_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payee.sqlite3");
+    let chain = common::RecordingChain::new();
+    let store: Arc<dyn ChannelStore> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let server = Server::start_with(store, chain.clone()).await;
+    let mut client = Client::open(&server.endpoint(), Version::V2, 76).await;
+    let url = format!("{}/articles/1", server.url);
+    let offer = fetch(&url, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(10));
+    let header = client.header(&offer, Some(&update), true);
+    assert_eq!(fetch(&url, Some(&header)).await.consumed(), 10);
+    let old_url = server.url.clone();
+    drop(server);
+
+    // A new server on the same file (and, as a new process would, a new port).
+    let store: Arc<dyn ChannelStore> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let server = Server::start_with(store, chain).await;
+    assert_ne!(server.url, old_url);
+    client.endpoint = server.endpoint();
+    let hello = client.payer.resume().unwrap();
+    client.payer = hello.state;
+    let a = client.post("/open", &hello.send[0]).await;
+    assert_eq!(
+        (a.status, a.session.clone()),
+        (200, Some(client.txid().to_string()))
+    );
+
+    // The ledger survived: nothing paid before the restart is charged or credited again.
+    let status = common::session_status(&server, client.txid()).await;
+    assert_eq!(
+        (status["paid"].as_str(), status["consumed"].as_str()),
+        (Some("1010"), Some("10"))
+    );
+    let url = format!("{}/articles/1", server.url);
+    let offer = fetch(&url, None).await.required.unwrap();
+    let r = fetch(&url, Some(&client.header(&offer, None, true))).await;
+    assert_eq!((r.status, r.consumed(), r.credit()), (200, 10, 990));
+    let r = fetch(&url, Some(&client.header(&offer, None, true))).await;
+    assert_eq!(
+        (r.status, r.consumed(), r.credit()),
+        (200, 0, 990),
+        "reload after restart"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_requests_never_spend_credit_twice() {
+    let (server, client) = setup(Version::V2, 77).await;
+    let url = format!("{}/articles/1", server.url);
+    let offer = fetch(&url, None).await.required.unwrap();
+    // 1000 sat of opening credit at 10 sat a request: at most 100 of these are served.
+    let header = client.header(&offer, None, false);
+    let requests = (0..120).map(|_| {
+        let (url, header) = (url.clone(), header.clone());
+        tokio::spawn(async move { fetch(&url, Some(&header)).await.status })
+    });
+    let mut served = 0;
+    for r in requests {
+        match r.await.unwrap() {
+            200 => served += 1,
+            402 | 503 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    assert!(served <= 100, "{served} served from credit for 100");
+    let status = common::session_status(&server, client.txid()).await;
+    assert_eq!(
+        status["consumed"].as_str(),
+        Some((served * 10).to_string().as_str())
+    );
+}

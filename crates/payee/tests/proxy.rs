@@ -1,0 +1,230 @@
+//! The `trickle-payee` binary: configuration errors, and a reverse proxy in front of a site,
+//! following a (fake) Esplora server.
+#![allow(clippy::unwrap_used)] // tests may panic on what cannot happen
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use axum::routing::{get, post};
+use axum::Router;
+use bitcoin::Amount;
+use common::{fetch, Client};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use trickle_channel::Version;
+use trickle_payee::config::{Config, ConfigError};
+
+const GOOD: &str = r#"
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:1"
+network = "regtest"
+esplora = "http://127.0.0.1:2"
+database = "payee.sqlite3"
+key_file = "payee.key"
+
+[policy]
+min_payment = 1000
+
+[[price]]
+path = "/articles"
+sat = 10
+description = "An article"
+"#;
+
+fn field_error(text: &str) -> String {
+    match Config::parse(text, Path::new("/tmp")) {
+        Err(e @ ConfigError::Field { .. }) | Err(e @ ConfigError::Parse(_)) => e.to_string(),
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => panic!("accepted a bad config:\n{text}"),
+    }
+}
+
+#[test]
+fn bad_configs_name_the_field() {
+    let config = Config::parse(GOOD, Path::new("/srv")).unwrap();
+    assert_eq!(config.database, Path::new("/srv/payee.sqlite3"));
+    assert_eq!(
+        config.prices.get("/articles/1").unwrap().amount,
+        Amount::from_sat(10)
+    );
+    assert!(config.prices.get("/articlesX").is_none());
+
+    for (from, to, field) in [
+        (r#"network = "regtest""#, r#"network = "moon""#, "`network`"),
+        (
+            r#"listen = "127.0.0.1:0""#,
+            r#"listen = "nowhere""#,
+            "`listen`",
+        ),
+        (
+            r#"upstream = "http://127.0.0.1:1""#,
+            r#"upstream = "ftp://x""#,
+            "`upstream`",
+        ),
+        (
+            "min_payment = 1000",
+            "min_payment = 0",
+            "`policy.min_payment`",
+        ),
+        ("min_payment = 1000", "versions = [3]", "`policy.versions`"),
+        ("sat = 10", "sat = 0", "`price[0].sat`"),
+        (
+            r#"path = "/articles""#,
+            r#"path = "articles""#,
+            "`price[0].path`",
+        ),
+        ("min_payment = 1000", "min_paymnet = 1000", "min_paymnet"),
+        (r#"esplora = "http://127.0.0.1:2""#, "", "esplora"),
+    ] {
+        let text = GOOD.replace(from, to);
+        let message = field_error(&text);
+        assert!(message.contains(field), "{field} not named in: {message}");
+    }
+}
+
+/// An Esplora server with one block and no spends, that accepts every transaction.
+fn fake_esplora() -> Router {
+    let hash = "00".repeat(31) + "01";
+    Router::new()
+        .route("/blocks/tip/hash", get(move || async move { hash }))
+        .route(
+            "/block/{hash}",
+            get(|| async { r#"{"id":"x","height":1000,"mediantime":1700000000}"# }),
+        )
+        .route("/tx", post(|| async { "ok" }))
+        .route(
+            "/tx/{txid}/status",
+            get(|| async { r#"{"confirmed":false}"# }),
+        )
+        .route(
+            "/tx/{txid}/outspend/{vout}",
+            get(|| async { r#"{"spent":false}"# }),
+        )
+}
+
+fn upstream_site() -> Router {
+    Router::new()
+        .route("/articles/{n}", get(|| async { "upstream article" }))
+        .route("/", get(|| async { "upstream home" }))
+        .route(
+            "/echo",
+            post(|body: String| async move { format!("echo {body}") }),
+        )
+}
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn the_proxy_charges_priced_paths_and_passes_the_rest() {
+    let esplora = serve(fake_esplora()).await;
+    let upstream = serve(upstream_site()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Top-level keys go before the TOML tables.
+    let config = format!(
+        "operator_listen = \"127.0.0.1:0\"\n{}",
+        GOOD.replace("http://127.0.0.1:1", &upstream)
+            .replace("http://127.0.0.1:2", &esplora)
+    );
+    let path = dir.path().join("payee.toml");
+    std::fs::write(&path, config).unwrap();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-payee"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().expect("a first line");
+    let url = first
+        .strip_prefix("trickle-payee listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_owned();
+    let second = lines.next_line().await.unwrap().expect("operator line");
+    let operator = second
+        .strip_prefix("trickle-payee operator on ")
+        .unwrap()
+        .to_owned();
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("payee.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(dir.path().join("payee.sqlite3").exists());
+
+    let home = fetch(&format!("{url}/"), None).await;
+    assert_eq!((home.status, home.body.as_str()), (200, "upstream home"));
+    let echo = reqwest::Client::new()
+        .post(format!("{url}/echo"))
+        .body("hi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echo.text().await.unwrap(), "echo hi");
+
+    let article = format!("{url}/articles/1");
+    let offer = fetch(&article, None).await;
+    assert_eq!(offer.status, 402);
+    let offer = offer.required.unwrap();
+    assert_eq!(offer.resource.description, "An article");
+    let endpoint = offer.accepts[0].extra.endpoint.clone();
+    assert_eq!(
+        endpoint,
+        format!("{url}{}", trickle_payee::DEFAULT_ENDPOINT_PATH)
+    );
+
+    let mut client = Client::open(&endpoint, Version::V2, 90).await;
+    let update = client.sign(Amount::from_sat(10));
+    let paid = fetch(&article, Some(&client.header(&offer, Some(&update), true))).await;
+    assert_eq!((paid.status, paid.body.as_str()), (200, "upstream article"));
+    assert_eq!((paid.consumed(), paid.credit()), (10, 1_000));
+
+    let status = reqwest::get(format!("{operator}/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(status.contains(&client.txid().to_string()), "{status}");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_config_file_exits_with_the_field_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payee.toml");
+    std::fs::write(&path, GOOD.replace("regtest", "moon")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-payee"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`network`"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = include_str!("../payee.example.toml");
+    let config = Config::parse(text, Path::new(".")).unwrap();
+    assert_eq!(
+        config.prices.get("/articles/7").unwrap().amount,
+        Amount::from_sat(10)
+    );
+}

@@ -1,0 +1,138 @@
+//! On a real regtest chain (blocks validated by libbitcoinkernel, Esplora API): the payee's
+//! contract broadcasts are accepted, and its settlements are accepted and confirm.
+#![allow(clippy::unwrap_used)] // tests may panic on what cannot happen
+
+mod common;
+
+use std::sync::Arc;
+
+use bitcoin::{Address, Amount, CompressedPublicKey, Network, OutPoint, Txid};
+use common::{fetch, key, pubkey, serve_site, start_payee, Client, Wallet, WALLET};
+use trickle_channel::{Close, PayeeState, Version, WireMessage};
+use trickle_payee::chain::Esplora;
+use trickle_payee::store::{ChannelStore, SqliteStore};
+use trickle_payee::Payee;
+use trickle_regtest::{Config, Node};
+
+struct Setup {
+    node: Node,
+    payee: Payee,
+    url: String,
+    wallet: Wallet,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let node = Node::start(Config::default()).await.unwrap();
+    let address = Address::p2wpkh(&CompressedPublicKey(pubkey(&key(WALLET))), Network::Regtest);
+    let txid = node
+        .fund(&address, Amount::from_sat(1_000_000))
+        .await
+        .unwrap();
+    let tx = node.transaction(&txid).unwrap();
+    let vout = tx
+        .output
+        .iter()
+        .position(|o| o.script_pubkey == address.script_pubkey())
+        .unwrap();
+    let wallet = Wallet {
+        coin: OutPoint::new(txid, vout as u32),
+        value: tx.output[vout].value,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ChannelStore> = Arc::new(
+        SqliteStore::open(dir.path().join("payee.sqlite3"))
+            .await
+            .unwrap(),
+    );
+    let payee = start_payee(store, Arc::new(Esplora::new(node.url()).unwrap())).await;
+    let url = serve_site(&payee).await;
+    Setup {
+        node,
+        payee,
+        url,
+        wallet,
+        _dir: dir,
+    }
+}
+
+async fn open_and_pay(s: &Setup, version: Version) -> Client {
+    let endpoint = format!("{}{}", s.url, trickle_payee::DEFAULT_ENDPOINT_PATH);
+    let mut client = Client::open_funded(&endpoint, version, s.payee.tip(), &s.wallet).await;
+    let contract = client.txid();
+    assert!(
+        s.node.in_mempool(&contract),
+        "the payee broadcast the contract"
+    );
+    s.node.mine(1).await.unwrap();
+    assert!(s.node.confirmation_height(&contract).is_some());
+
+    let article = format!("{}/articles/1", s.url);
+    let offer = fetch(&article, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(2_000));
+    let paid = fetch(&article, Some(&client.header(&offer, Some(&update), true))).await;
+    assert_eq!((paid.status, paid.consumed()), (200, 10));
+    client
+}
+
+async fn assert_closed_by(s: &Setup, contract: Txid, settlement: Txid) {
+    assert!(
+        s.node.in_mempool(&settlement),
+        "the settlement is valid and standard"
+    );
+    s.node.mine(1).await.unwrap();
+    assert!(s.node.confirmation_height(&settlement).is_some());
+    s.payee.chain_duties().await.unwrap();
+    let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+    assert!(
+        matches!(stored.state, PayeeState::Closed { spent_by, .. } if spent_by == settlement),
+        "closed by the settlement, is {}",
+        stored.state.name()
+    );
+}
+
+#[tokio::test]
+async fn v2_channel_opens_pays_and_settles_on_chain() {
+    let s = setup().await;
+    let client = open_and_pay(&s, Version::V2).await;
+    let contract = client.txid();
+    let close = WireMessage::Close(Close { settlement: None });
+    let answer = client.post(&format!("/session/{contract}"), &close).await;
+    let [WireMessage::Close(Close {
+        settlement: Some(settlement),
+    })] = answer.messages.as_slice()
+    else {
+        panic!("CLOSE with the settlement: {answer:?}")
+    };
+    assert_closed_by(&s, contract, settlement.compute_txid()).await;
+}
+
+#[tokio::test]
+async fn v1_channel_is_closed_by_the_payee_before_expiry() {
+    let s = setup().await;
+    let client = open_and_pay(&s, Version::V1).await;
+    let contract = client.txid();
+    let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+    let expiry = stored
+        .state
+        .channel()
+        .unwrap()
+        .funding
+        .contract
+        .expiry
+        .to_consensus_u32();
+    let margin = common::policy().close_margin_blocks;
+    // One block short of the margin: still open.
+    let height = s.node.height();
+    s.node.mine(expiry - margin - height - 1).await.unwrap();
+    s.payee.chain_duties().await.unwrap();
+    let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+    assert!(matches!(stored.state, PayeeState::Ready { .. }));
+    s.node.mine(1).await.unwrap();
+    s.payee.chain_duties().await.unwrap();
+    let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+    let PayeeState::Closing { settlement, .. } = &stored.state else {
+        panic!("closing at the margin, is {}", stored.state.name())
+    };
+    assert_closed_by(&s, contract, settlement.compute_txid()).await;
+}
