@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
-.PHONY: setup run test bench wasm
+.PHONY: setup run test checks bench wasm fuzz-smoke
 
 setup:
 	@bash scripts/setup.sh
@@ -8,7 +8,11 @@ setup:
 wasm: setup
 	cargo build -p trickle-channel --target wasm32-unknown-unknown --release
 
+# Every check, beside a throwaway PostgreSQL so the payee's store tests run against it too.
 test: setup
+	bash scripts/with-postgres.sh $(MAKE) --no-print-directory checks
+
+checks:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	# Two runs: trickle-channel's tests check scripts with libbitcoinconsensus (Core 25) while
@@ -16,6 +20,14 @@ test: setup
 	cargo test -p trickle-channel
 	cargo test --workspace --exclude trickle-channel
 	$(MAKE) --no-print-directory wasm
+	$(MAKE) --no-print-directory fuzz-smoke
+
+# Each fuzz target for a short time; a crash fails the run (see fuzz/README.md).
+FUZZ_SECONDS ?= 20
+fuzz-smoke:
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O
+	cd fuzz && for t in wire_message http_headers snapshots payer_payee; do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 bench: setup
 	cargo bench -p trickle-channel --bench payments

@@ -8,6 +8,7 @@ command -v make >/dev/null || need_apt+=(make)
 command -v clang >/dev/null || need_apt+=(clang)          # secp256k1-sys for wasm32
 command -v cmake >/dev/null || need_apt+=(cmake)          # bitcoinkernel (Bitcoin Core's C++)
 dpkg -s libboost-dev >/dev/null 2>&1 || need_apt+=(libboost-dev)
+ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || need_apt+=(postgresql) # payee store tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -22,3 +23,9 @@ fi
 
 # rust-toolchain.toml asks for rustfmt and clippy; make sure they are there before first use.
 rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
+
+# cargo-fuzz for the fuzz smoke run (pinned; skipped when already installed at that version).
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz 0.13.2" ]; then
+  echo "setup: cargo install cargo-fuzz 0.13.2"
+  cargo install cargo-fuzz --version 0.13.2
+fi

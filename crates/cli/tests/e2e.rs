@@ -1,0 +1,253 @@
+//! End to end on a local chain validated by Bitcoin Core's kernel: the `trickle` binary pays a
+//! static site behind the payee proxy over v2 and v1 channels, both sides agree on what was
+//! paid, the settlement confirms and pays what the receipts say; and when the payee vanishes,
+//! `trickle refund` takes the funds back after expiry.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use bitcoin::{Address, Amount, FeeRate, Network, Txid};
+use trickle_channel::{ExpiryKind, PayeePolicy};
+use trickle_payee::chain::Esplora;
+use trickle_payee::proxy::{self, Upstream};
+use trickle_payee::store::SqliteStore;
+use trickle_payee::{Keys, Payee, PayeeConfig, Price, Prices};
+use trickle_regtest::{Config, Node};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// The site behind the proxy: articles, and a free home page.
+async fn static_site() -> String {
+    serve(
+        Router::new()
+            .route("/", get(|| async { "home" }))
+            .route(
+                "/articles/{n}",
+                get(|axum::extract::Path(n): axum::extract::Path<u32>| async move {
+                    format!("article {n}")
+                }),
+            ),
+    )
+    .await
+}
+
+fn policy(versions: &[u8], expiry_blocks: u32) -> PayeePolicy {
+    PayeePolicy {
+        accept_v1: versions.contains(&1),
+        accept_v2: versions.contains(&2),
+        min_channel_value: Amount::from_sat(10_000),
+        max_channel_value: Amount::from_sat(1_000_000),
+        min_payment: Amount::from_sat(1_000),
+        min_expiry_blocks: expiry_blocks,
+        max_expiry_blocks: expiry_blocks,
+        expiry_kind: ExpiryKind::Height,
+        close_margin_blocks: 3,
+        payout_script: bitcoin::ScriptBuf::new(), // replaced by the key's payout script below
+    }
+}
+
+/// The payee proxy in front of `upstream`, pricing `/articles` at 10 sat.
+async fn proxy(
+    node: &Node,
+    upstream: &str,
+    policy: PayeePolicy,
+    dir: &std::path::Path,
+) -> (Payee, String) {
+    let keys = Keys::from_seed(&[42; 32]).expect("keys");
+    let policy = PayeePolicy {
+        payout_script: keys.default_payout_script(),
+        ..policy
+    };
+    let mut config = PayeeConfig::new(Network::Regtest, policy);
+    config.close_fee_rate = FeeRate::from_sat_per_vb_u32(2);
+    let store = SqliteStore::open(dir.join("payee.sqlite3"))
+        .await
+        .expect("store");
+    let payee = Payee::start(
+        config,
+        keys,
+        Arc::new(store),
+        Arc::new(Esplora::new(node.url()).expect("esplora")),
+    )
+    .await
+    .expect("payee");
+    let prices = Prices::new().with("/articles", Price::sat(10));
+    let app = proxy::app(&payee, prices, Upstream::new(upstream).expect("upstream"));
+    let url = serve(app).await;
+    (payee, url)
+}
+
+/// Runs `trickle` with a wallet in `dir`; returns stdout, panics with stderr on failure.
+async fn trickle(node_url: &str, dir: &std::path::Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trickle"));
+    cmd.args(args)
+        .env("TRICKLE_DIR", dir)
+        .env("TRICKLE_PASSWORD", PASSWORD)
+        .env("TRICKLE_NETWORK", "regtest")
+        .env("TRICKLE_ESPLORA", node_url);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("trickle runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "trickle {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A funded `trickle` wallet in a fresh directory.
+async fn funded_wallet(node: &Node) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("dir");
+    let phrase = trickle(node.url(), dir.path(), &["wallet", "create"]).await;
+    assert_eq!(phrase.split_whitespace().count(), 12);
+    let address: Address<_> = trickle(node.url(), dir.path(), &["wallet", "address"])
+        .await
+        .trim()
+        .parse()
+        .expect("address");
+    let address = address.require_network(Network::Regtest).expect("regtest");
+    node.fund(&address, Amount::from_sat(500_000))
+        .await
+        .expect("funded");
+    let balance = trickle(node.url(), dir.path(), &["wallet", "balance"]).await;
+    assert!(balance.contains("confirmed 500000 sat"), "{balance}");
+    dir
+}
+
+/// Parses the `trickle channels` row of `site`: (state, value, paid, credit).
+fn channel_row(table: &str, site: &str) -> (String, u64, u64, u64) {
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(site))
+        .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"));
+    let f: Vec<&str> = row.split_whitespace().collect();
+    let n = |i: usize| f[i].parse::<u64>().expect("number");
+    (f[1].to_owned(), n(2), n(3), n(4))
+}
+
+async fn pay_many_and_close(versions: &[u8], fetches: u32) {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let (payee, url) = proxy(&node, &site, policy(versions, 144), payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+
+    // Free pages pass straight through.
+    assert_eq!(
+        trickle(node.url(), w, &["fetch", &format!("{url}/")]).await,
+        "home"
+    );
+    // The first priced page opens a channel and pays; the rest pay over it.
+    for n in 0..=fetches {
+        let body = trickle(node.url(), w, &["fetch", &format!("{url}/articles/{n}")]).await;
+        assert_eq!(body, format!("article {n}"));
+    }
+    let (state, value, paid, credit) =
+        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(state, "Ready");
+    assert_eq!(value, 50_000);
+    // The first payment is the payee's minimum (1,000 sat, of which the first page took 10 and
+    // the rest stayed credit for the next pages); 10 sat per page after the credit ran out.
+    let consumed = 10 * u64::from(fetches + 1);
+    assert_eq!(paid - credit, consumed, "paid {paid}, credit {credit}");
+    let stored = payee.store().channels().await.expect("stored channels");
+    let [channel] = stored.as_slice() else {
+        panic!("one channel stored, got {}", stored.len())
+    };
+    let server_paid = channel.state.channel().expect("open").paid();
+    assert_eq!(
+        server_paid.to_sat(),
+        paid,
+        "the payee holds what the client signed"
+    );
+
+    // Close: the payee broadcasts the settlement, the chain confirms it.
+    let txid: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+        .await
+        .trim()
+        .parse()
+        .expect("txid");
+    node.mine(1).await.expect("mined");
+    assert!(
+        node.confirmation_height(&txid).is_some(),
+        "settlement confirmed"
+    );
+    let settlement = node.transaction(&txid).expect("settlement");
+    assert_eq!(
+        settlement.output[0].value.to_sat(),
+        value - paid,
+        "client change"
+    );
+    let fee = value
+        - settlement
+            .output
+            .iter()
+            .map(|o| o.value.to_sat())
+            .sum::<u64>();
+    assert_eq!(
+        settlement.output[1].value.to_sat() + fee,
+        paid,
+        "payee's share"
+    );
+    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(state, "Closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_channel_pays_a_hundred_pages_and_settles() {
+    pay_many_and_close(&[2, 1], 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_channel_pays_and_settles() {
+    pay_many_and_close(&[1], 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_after_the_payee_vanishes() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let (_payee, url) = proxy(&node, &site, policy(&[2], 20), payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+    trickle(node.url(), w, &["fetch", &format!("{url}/articles/1")]).await;
+    node.mine(1).await.expect("contract confirmed");
+
+    // Nothing to refund before expiry.
+    let none = trickle(node.url(), w, &["refund"]).await;
+    assert!(none.trim().is_empty(), "{none}");
+    // The payee never closes (its chain duties are not running): the chain passes the expiry.
+    node.mine(20).await.expect("mined");
+    let txid: Txid = trickle(node.url(), w, &["refund"])
+        .await
+        .trim()
+        .parse()
+        .expect("one refund txid");
+    node.mine(1).await.expect("mined");
+    assert!(
+        node.confirmation_height(&txid).is_some(),
+        "refund confirmed"
+    );
+    let balance = trickle(node.url(), w, &["wallet", "balance"]).await;
+    let confirmed: u64 = balance
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("balance");
+    // The payee never settled, so even the first payment (1,000 sat) comes back: all but the
+    // contract's and the refund's fees.
+    assert!(confirmed > 500_000 - 1_000, "{balance}");
+    assert!(confirmed < 500_000, "{balance}");
+}
