@@ -32,7 +32,7 @@ fuzz-smoke:
 bench: setup
 	cargo bench -p trickle-channel --bench payments
 
-# The local chain (Esplora API on port 3002, kept in .trickle/regtest); the payee server and
-# the extension join it as they land.
+# The local chain, a demo site and the payee proxy in front of it (scripts/run.sh); the
+# extension joins them when it lands.
 run: setup
-	cargo run -p trickle-regtest -- --port 3002 --datadir .trickle/regtest
+	bash scripts/run.sh

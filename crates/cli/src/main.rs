@@ -301,7 +301,10 @@ impl App {
                 )
                 .into());
             }
-            eprintln!("opening a channel of {value} with {host} ...");
+            eprintln!(
+                "opening a channel of {} sat with {host} ...",
+                value.to_sat()
+            );
             wallet.sync(&self.esplora, now()).await?;
             wallet
                 .open_channel(
@@ -326,7 +329,7 @@ impl App {
                 tip,
             )
             .await?;
-        eprintln!("paying {} to {host}", offer.amount);
+        eprintln!("paying {} sat to {host}", offer.amount.to_sat());
         let paid = self
             .http
             .0

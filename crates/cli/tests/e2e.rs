@@ -161,6 +161,7 @@ async fn pay_many_and_close(versions: &[u8], fetches: u32) {
     // the rest stayed credit for the next pages); 10 sat per page after the credit ran out.
     let consumed = 10 * u64::from(fetches + 1);
     assert_eq!(paid - credit, consumed, "paid {paid}, credit {credit}");
+    assert_eq!(paid, consumed.max(1_000), "never more than the pages and the first payment");
     let stored = payee.store().channels().await.expect("stored channels");
     let [channel] = stored.as_slice() else {
         panic!("one channel stored, got {}", stored.len())

@@ -291,7 +291,11 @@ impl<S: Store> Wallet<S> {
                 contract = Some(tx);
             }
         }
-        if matches!(record.state.state, PayerState::Ready { .. }) {
+        if let PayerState::Ready { channel } = &record.state.state {
+            // The first payment is the channel's first credit: the server counts it paid and
+            // not yet consumed (docs/protocol.md, section 2).
+            record.credit = channel.acknowledged;
+            self.save(&record).await?;
             return Ok(record);
         }
         // A contract that never left stays ours: forget it so its coins are spendable again.
