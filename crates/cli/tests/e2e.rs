@@ -64,7 +64,18 @@ async fn proxy(
     policy: PayeePolicy,
     dir: &std::path::Path,
 ) -> (Payee, String) {
-    let keys = Keys::from_seed(&[42; 32]).expect("keys");
+    proxy_with_seed(node, upstream, policy, dir, [42; 32]).await
+}
+
+/// The same proxy with the payee key of `seed`.
+async fn proxy_with_seed(
+    node: &Node,
+    upstream: &str,
+    policy: PayeePolicy,
+    dir: &std::path::Path,
+    seed: [u8; 32],
+) -> (Payee, String) {
+    let keys = Keys::from_seed(&seed).expect("keys");
     let policy = PayeePolicy {
         payout_script: keys.default_payout_script(),
         ..policy
@@ -103,6 +114,23 @@ async fn trickle(node_url: &str, dir: &std::path::Path, args: &[&str]) -> String
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "trickle {args:?} failed: {stderr}");
     String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Runs `trickle`, expecting it to fail; returns its stderr.
+async fn trickle_fails(node_url: &str, dir: &std::path::Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trickle"));
+    cmd.args(args)
+        .env("TRICKLE_DIR", dir)
+        .env("TRICKLE_PASSWORD", PASSWORD)
+        .env("TRICKLE_NETWORK", "regtest")
+        .env("TRICKLE_ESPLORA", node_url);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("trickle runs");
+    assert!(!out.status.success(), "trickle {args:?} should have failed");
+    assert!(out.stdout.is_empty(), "nothing printed as a body");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A funded `trickle` wallet in a fresh directory.
@@ -161,7 +189,11 @@ async fn pay_many_and_close(versions: &[u8], fetches: u32) {
     // the rest stayed credit for the next pages); 10 sat per page after the credit ran out.
     let consumed = 10 * u64::from(fetches + 1);
     assert_eq!(paid - credit, consumed, "paid {paid}, credit {credit}");
-    assert_eq!(paid, consumed.max(1_000), "never more than the pages and the first payment");
+    assert_eq!(
+        paid,
+        consumed.max(1_000),
+        "never more than the pages and the first payment"
+    );
     let stored = payee.store().channels().await.expect("stored channels");
     let [channel] = stored.as_slice() else {
         panic!("one channel stored, got {}", stored.len())
@@ -251,4 +283,92 @@ async fn refund_after_the_payee_vanishes() {
     // contract's and the refund's fees.
     assert!(confirmed > 500_000 - 1_000, "{balance}");
     assert!(confirmed < 500_000, "{balance}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_sites_get_nothing() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let (_payee, url) = proxy(&node, &site, policy(&[2], 144), payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+    let article = format!("{url}/articles/1");
+
+    // A price above the limit: refused before any channel is opened.
+    let err = trickle_fails(node.url(), w, &["fetch", &article, "--max-price", "5"]).await;
+    assert!(err.contains("above --max-price"), "{err}");
+    // A budget below the site's minimum channel: refused too.
+    let err = trickle_fails(node.url(), w, &["fetch", &article, "--budget", "5000"]).await;
+    assert!(err.contains("below the site's minimum channel"), "{err}");
+    let table = trickle(node.url(), w, &["channels"]).await;
+    assert_eq!(table.lines().count(), 1, "no channel opened:\n{table}");
+
+    // An offer for another network is not paid.
+    let mut signet = trickle_channel::http::PaymentRequired {
+        x402_version: 2,
+        error: None,
+        resource: trickle_channel::http::Resource {
+            url: "http://127.0.0.1/".into(),
+            description: String::new(),
+            mime_type: String::new(),
+        },
+        accepts: vec![],
+    };
+    let payee_key = bitcoin::secp256k1::PublicKey::from_secret_key(
+        bitcoin::secp256k1::SECP256K1,
+        &bitcoin::secp256k1::SecretKey::from_slice(&[9; 32]).expect("key"),
+    );
+    signet
+        .accepts
+        .push(trickle_channel::http::PaymentRequirements {
+            scheme: "channel".into(),
+            network: trickle_channel::http::caip2(Network::Signet),
+            amount: Amount::from_sat(10),
+            asset: "sat".into(),
+            pay_to: payee_key,
+            max_timeout_seconds: 60,
+            extra: trickle_channel::http::ChannelTerms {
+                endpoint: format!("{url}/.well-known/trickle/channel"),
+                versions: vec![2],
+                min_channel_value: Amount::from_sat(10_000),
+                max_channel_value: Amount::from_sat(100_000),
+                min_payment: Amount::from_sat(1_000),
+                max_expiry_blocks: 144,
+                nonce: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+        });
+    let header = signet.to_header();
+    let wrong_network = serve(Router::new().route(
+        "/",
+        get(move || {
+            let header = header.clone();
+            async move {
+                (
+                    axum::http::StatusCode::PAYMENT_REQUIRED,
+                    [("payment-required", header)],
+                    "pay me",
+                )
+            }
+        }),
+    ))
+    .await;
+    let err = trickle_fails(node.url(), w, &["fetch", &format!("{wrong_network}/")]).await;
+    assert!(err.contains("no channel payment on regtest"), "{err}");
+
+    // Open a channel, then the site's payee key changes: the client refuses to pay the new key.
+    trickle(node.url(), w, &["fetch", &article]).await;
+    let other_dir = tempfile::tempdir().expect("dir");
+    let (_other, other_url) =
+        proxy_with_seed(&node, &site, policy(&[2], 144), other_dir.path(), [43; 32]).await;
+    let err = trickle_fails(
+        node.url(),
+        w,
+        &["fetch", &format!("{other_url}/articles/2")],
+    )
+    .await;
+    assert!(err.contains("payee key changed"), "{err}");
+    let (_, value, paid, _) =
+        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!((value, paid), (50_000, 1_000), "nothing more was signed");
 }
