@@ -9,7 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bitcoin::{Address, Amount, FeeRate, Network};
 use clap::{Parser, Subcommand};
 use trickle_channel::http::{
-    PaymentRequired, PaymentResponse, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
+    PaymentRequired, PaymentResponse, Resource, PAYMENT_REQUIRED, PAYMENT_RESPONSE,
+    PAYMENT_SIGNATURE,
 };
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::store::FileStore;
@@ -45,11 +46,12 @@ enum Command {
     /// Manage the on-chain wallet.
     #[command(subcommand)]
     Wallet(WalletCommand),
-    /// GET a URL like curl, paying over a channel if the site asks and the price is within
-    /// limits; prints the body.
+    /// GET URLs like curl, paying over a channel if a site asks and the price is within
+    /// limits; prints the bodies. Repeat requests to a site carry their payment up front.
     Fetch {
-        /// The URL.
-        url: String,
+        /// The URLs, fetched in order.
+        #[arg(required = true)]
+        urls: Vec<String>,
         /// Refuse to pay more than this per request, in sat.
         #[arg(long, default_value_t = 100)]
         max_price: u64,
@@ -193,14 +195,22 @@ impl App {
                 println!("{}", tx.compute_txid());
             }
             Command::Fetch {
-                url,
+                urls,
                 max_price,
                 budget,
             } => {
-                let body = self
-                    .fetch(url, Amount::from_sat(*max_price), Amount::from_sat(*budget))
-                    .await?;
-                std::io::stdout().write_all(&body)?;
+                let mut session = FetchSession::default();
+                for url in urls {
+                    let body = self
+                        .fetch(
+                            &mut session,
+                            url,
+                            Amount::from_sat(*max_price),
+                            Amount::from_sat(*budget),
+                        )
+                        .await?;
+                    std::io::stdout().write_all(&body)?;
+                }
             }
             Command::Channels => {
                 let wallet = self.unlock().await?;
@@ -257,12 +267,31 @@ impl App {
         Ok(())
     }
 
-    /// GET `url`; on a 402 with a channel offer within limits, pay and retry once.
-    async fn fetch(&self, url: &str, max_price: Amount, budget: Amount) -> Result<Vec<u8>, Error> {
+    /// GET `url`; on a 402 with a channel offer within limits, pay and retry once. Once the
+    /// wallet is unlocked, requests to a site with an open channel carry a pre-armed payment.
+    async fn fetch(
+        &self,
+        session: &mut FetchSession,
+        url: &str,
+        max_price: Amount,
+        budget: Amount,
+    ) -> Result<Vec<u8>, Error> {
         let parsed = reqwest::Url::parse(url)?;
         let host = parsed.host_str().ok_or("URL has no host")?.to_owned();
-        let first = self.http.0.get(url).send().await?;
+        let resource = Resource {
+            url: url.to_owned(),
+            description: String::new(),
+            mime_type: String::new(),
+        };
+        let mut request = self.http.0.get(url);
+        if let (Some(wallet), Some(tip)) = (session.wallet.as_mut(), session.tip) {
+            if let Some(payment) = wallet.pre_arm(&host, &resource, tip).await? {
+                request = request.header(PAYMENT_SIGNATURE, payment);
+            }
+        }
+        let first = request.send().await?;
         if first.status().as_u16() != 402 {
+            self.apply_receipt(session, &host, &first).await?;
             return ok_body(first).await;
         }
         let header = first
@@ -279,7 +308,15 @@ impl App {
                 format!("price {} is above --max-price {}", offer.amount, max_price).into(),
             );
         }
-        let mut wallet = self.unlock().await?;
+        if session.wallet.is_none() {
+            session.wallet = Some(self.unlock().await?);
+        }
+        let tip = match session.tip {
+            Some(tip) => tip,
+            None => Wallet::<FileStore>::tip(&self.esplora).await?,
+        };
+        session.tip = Some(tip);
+        let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
         let existing = wallet.channel(&host, &offer.pay_to).await?;
         let usable = existing
             .as_ref()
@@ -319,12 +356,11 @@ impl App {
                 )
                 .await?;
         }
-        let tip = Wallet::<FileStore>::tip(&self.esplora).await?;
         let payment = wallet
             .pay(
                 &host,
                 offer,
-                &required.resource,
+                &resource,
                 Some(offer.extra.nonce.clone()),
                 tip,
             )
@@ -337,18 +373,46 @@ impl App {
             .header(PAYMENT_SIGNATURE, payment)
             .send()
             .await?;
-        if let Some(value) = paid.headers().get(PAYMENT_RESPONSE) {
-            let response = PaymentResponse::from_header(value.to_str()?)?;
-            wallet
-                .apply_receipt(&host, &offer.pay_to, &response, tip)
-                .await?;
-            if !response.success {
-                let reason = response.error_reason.unwrap_or_default();
-                return Err(format!("payment refused: {reason}").into());
-            }
-        }
+        self.apply_receipt(session, &host, &paid).await?;
         ok_body(paid).await
     }
+
+    /// Reads the `PAYMENT-RESPONSE` of `resp`, if any, into the channel. A refused payment
+    /// ends the fetch, except a refused pre-armed one: the 402 that comes with it is paid.
+    async fn apply_receipt(
+        &self,
+        session: &mut FetchSession,
+        host: &str,
+        resp: &reqwest::Response,
+    ) -> Result<(), Error> {
+        let Some(value) = resp.headers().get(PAYMENT_RESPONSE) else {
+            return Ok(());
+        };
+        let response = PaymentResponse::from_header(value.to_str()?)?;
+        if let (Some(wallet), Some(tip)) = (session.wallet.as_mut(), session.tip) {
+            let payee = wallet
+                .channels()
+                .await?
+                .into_iter()
+                .find(|r| r.site == host)
+                .map(|r| r.payee_key);
+            if let Some(payee) = payee {
+                wallet.apply_receipt(host, &payee, &response, tip).await?;
+            }
+        }
+        if !response.success && resp.status().as_u16() != 402 {
+            let reason = response.error_reason.unwrap_or_default();
+            return Err(format!("payment refused: {reason}").into());
+        }
+        Ok(())
+    }
+}
+
+/// What one `trickle fetch` run keeps between its URLs: the wallet, once unlocked, and the tip.
+#[derive(Default)]
+struct FetchSession {
+    wallet: Option<Wallet<FileStore>>,
+    tip: Option<trickle_channel::ChainTip>,
 }
 
 async fn ok_body(resp: reqwest::Response) -> Result<Vec<u8>, Error> {

@@ -101,33 +101,34 @@ async fn proxy_with_seed(
 
 /// Runs `trickle` with a wallet in `dir`; returns stdout, panics with stderr on failure.
 async fn trickle(node_url: &str, dir: &std::path::Path, args: &[&str]) -> String {
+    trickle_output(node_url, dir, args).await.0
+}
+
+/// Runs `trickle` with a wallet in `dir` against the chain at `node_url`.
+async fn run_trickle(node_url: &str, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_trickle"));
     cmd.args(args)
         .env("TRICKLE_DIR", dir)
         .env("TRICKLE_PASSWORD", PASSWORD)
         .env("TRICKLE_NETWORK", "regtest")
         .env("TRICKLE_ESPLORA", node_url);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
+    tokio::task::spawn_blocking(move || cmd.output())
         .await
         .expect("join")
-        .expect("trickle runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .expect("trickle runs")
+}
+
+/// Runs `trickle`; returns stdout and stderr, panics on failure.
+async fn trickle_output(node_url: &str, dir: &std::path::Path, args: &[&str]) -> (String, String) {
+    let out = run_trickle(node_url, dir, args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "trickle {args:?} failed: {stderr}");
-    String::from_utf8(out.stdout).expect("utf-8")
+    (String::from_utf8(out.stdout).expect("utf-8"), stderr)
 }
 
 /// Runs `trickle`, expecting it to fail; returns its stderr.
 async fn trickle_fails(node_url: &str, dir: &std::path::Path, args: &[&str]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_trickle"));
-    cmd.args(args)
-        .env("TRICKLE_DIR", dir)
-        .env("TRICKLE_PASSWORD", PASSWORD)
-        .env("TRICKLE_NETWORK", "regtest")
-        .env("TRICKLE_ESPLORA", node_url);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .expect("join")
-        .expect("trickle runs");
+    let out = run_trickle(node_url, dir, args).await;
     assert!(!out.status.success(), "trickle {args:?} should have failed");
     assert!(out.stdout.is_empty(), "nothing printed as a body");
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -181,13 +182,27 @@ async fn pay_many_and_close(versions: &[u8], fetches: u32) {
         let body = trickle(node.url(), w, &["fetch", &format!("{url}/articles/{n}")]).await;
         assert_eq!(body, format!("article {n}"));
     }
+    // Many pages in one run: after the first, each request carries its payment up front
+    // (pre-armed), so none needs a 402 round trip.
+    let urls: Vec<String> = (1000..1000 + fetches)
+        .map(|n| format!("{url}/articles/{n}"))
+        .collect();
+    let mut args = vec!["fetch"];
+    args.extend(urls.iter().map(String::as_str));
+    let (bodies, progress) = trickle_output(node.url(), w, &args).await;
+    let expected: String = (1000..1000 + fetches)
+        .map(|n| format!("article {n}"))
+        .collect();
+    assert_eq!(bodies, expected);
+    // Only the first page of the run was asked for payment (before the wallet was unlocked).
+    assert_eq!(progress.matches("paying").count(), 1, "{progress}");
     let (state, value, paid, credit) =
         channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
     assert_eq!(state, "Ready");
     assert_eq!(value, 50_000);
     // The first payment is the payee's minimum (1,000 sat, of which the first page took 10 and
     // the rest stayed credit for the next pages); 10 sat per page after the credit ran out.
-    let consumed = 10 * u64::from(fetches + 1);
+    let consumed = 10 * u64::from(2 * fetches + 1);
     assert_eq!(paid - credit, consumed, "paid {paid}, credit {credit}");
     assert_eq!(
         paid,

@@ -61,6 +61,9 @@ pub struct ChannelRecord {
     pub state: Snapshot<PayerState>,
     /// Paid but not yet consumed, per the last receipt.
     pub credit: Amount,
+    /// The site's last offer, answered by pre-armed payments.
+    #[serde(default)]
+    pub last_offer: Option<PaymentRequirements>,
 }
 
 impl ChannelRecord {
@@ -254,6 +257,7 @@ impl<S: Store> Wallet<S> {
             key_index,
             state: Snapshot::new(start.state),
             credit: Amount::ZERO,
+            last_offer: None,
         };
         let mut outbox = start.send;
         let mut url = format!("{base}/open");
@@ -337,9 +341,14 @@ impl<S: Store> Wallet<S> {
             let step = record.state.state.pay(&ctx, increment)?;
             record.state = Snapshot::new(step.state);
             record.credit = Amount::ZERO;
+            record.last_offer = Some(offer.clone());
             self.save(&record).await?;
             step.send.into_iter().next().map(|m| m.to_base64url())
         } else {
+            if record.last_offer.as_ref() != Some(offer) {
+                record.last_offer = Some(offer.clone());
+                self.save(&record).await?;
+            }
             None
         };
         let channel = record
@@ -359,6 +368,25 @@ impl<S: Store> Wallet<S> {
             },
         }
         .to_header())
+    }
+
+    /// A pre-armed `PAYMENT-SIGNATURE` for a request to `site` before it asks: answers the
+    /// site's last offer without a nonce, paying from credit or with a new increment (the
+    /// server keeps what the request does not need as credit). `None` without an open channel.
+    pub async fn pre_arm(
+        &mut self,
+        site: &str,
+        resource: &Resource,
+        tip: ChainTip,
+    ) -> Result<Option<String>, ChannelClientError> {
+        let offer = self.channels().await?.into_iter().find_map(|r| {
+            let open = matches!(r.state.state, PayerState::Ready { .. });
+            r.last_offer.filter(|_| open && r.site == site)
+        });
+        match offer {
+            Some(offer) => self.pay(site, &offer, resource, None, tip).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Applies a `PAYMENT-RESPONSE` receipt to the channel with `site`.
