@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Paid versus unpaid page loads through the payee proxy, on the local chain: each round runs
+# `trickle fetch` on 100 free pages, then on 100 paid pages (10 sat each, pre-armed after the
+# first), in one process each. Prints the median of ROUNDS rounds and the paid/unpaid ratio.
+# Both sides do the same HTTP work through the same proxy; the paid side adds signing,
+# durable stores on both ends and the signature check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-5}"
+PAGES="${PAGES:-100}"
+PROFILE="${PROFILE:-dev}"   # PROFILE=release measures optimised builds
+cargo build -q --profile "$PROFILE" -p trickle-regtest -p trickle-payee -p trickle-cli
+out_dir=debug; [ "$PROFILE" = dev ] || out_dir="$PROFILE"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/$out_dir"
+work=$(mktemp -d /tmp/trickle-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+mkdir -p "$work/site/articles" "$work/site/free"
+for n in $(seq 0 $((PAGES * (ROUNDS + 1)))); do
+  echo "page $n" > "$work/site/articles/$n"
+  echo "page $n" > "$work/site/free/$n"
+done
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+first_line() { for _ in $(seq 200); do [ -s "$1" ] && break; sleep 0.05; done; head -n 1 "$1"; }
+
+site_port=$(free_port)
+python3 -m http.server "$site_port" --bind 127.0.0.1 --directory "$work/site" >/dev/null 2>&1 &
+"$bin/trickle-regtest" --port 0 > "$work/regtest.out" 2>/dev/null &
+esplora=$(first_line "$work/regtest.out" | grep -o 'http://[0-9.:]*')
+cat > "$work/payee.toml" <<TOML
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:$site_port"
+network = "regtest"
+esplora = "$esplora"
+database = "$work/payee.sqlite3"
+key_file = "$work/payee.key"
+[policy]
+versions = [2]
+min_channel_value = 10000
+max_channel_value = 1000000
+min_payment = 1000
+min_expiry_blocks = 144
+max_expiry_blocks = 1008
+close_margin_blocks = 12
+[[price]]
+path = "/articles"
+sat = 10
+TOML
+"$bin/trickle-payee" --config "$work/payee.toml" > "$work/payee.out" 2>/dev/null &
+proxy=$(first_line "$work/payee.out" | grep -o 'http://[0-9.:]*')
+
+export TRICKLE_DIR="$work/wallet" TRICKLE_PASSWORD=bench TRICKLE_NETWORK=regtest TRICKLE_ESPLORA="$esplora"
+trickle="$bin/trickle"
+"$trickle" wallet create > /dev/null 2>&1
+curl -sf -X POST "$esplora/regtest/faucet" -H 'content-type: application/json' \
+  -d "{\"address\":\"$("$trickle" wallet address)\",\"amount_sat\":1000000}" > /dev/null
+# Open the channel once (the first visit), outside the measurement.
+"$trickle" fetch "$proxy/articles/0" --budget 100000 > /dev/null 2>&1
+
+now() { python3 -c 'import time; print(time.monotonic())'; }
+free=(); paid=()
+for round in $(seq "$ROUNDS"); do
+  base=$((round * PAGES))
+  urls_free=(); urls_paid=()
+  for n in $(seq "$base" $((base + PAGES - 1))); do
+    urls_free+=("$proxy/free/$n"); urls_paid+=("$proxy/articles/$n")
+  done
+  t0=$(now); "$trickle" fetch "${urls_free[@]}" > /dev/null 2>&1
+  t1=$(now); "$trickle" fetch "${urls_paid[@]}" > /dev/null 2>&1
+  t2=$(now)
+  free+=("$(python3 -c "print($t1 - $t0)")"); paid+=("$(python3 -c "print($t2 - $t1)")")
+done
+python3 - "${free[*]}" "${paid[*]}" "$PAGES" <<'PY'
+import statistics, sys
+free = [float(x) for x in sys.argv[1].split()]
+paid = [float(x) for x in sys.argv[2].split()]
+pages = int(sys.argv[3])
+mf, mp = statistics.median(free), statistics.median(paid)
+print(f"{pages} unpaid fetches: median {mf:.3f} s  ({mf / pages * 1e3:.2f} ms each)  rounds: {', '.join(f'{x:.3f}' for x in free)}")
+print(f"{pages} paid fetches:   median {mp:.3f} s  ({mp / pages * 1e3:.2f} ms each)  rounds: {', '.join(f'{x:.3f}' for x in paid)}")
+print(f"paid / unpaid: {mp / mf:.2f}x")
+PY
