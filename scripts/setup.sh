@@ -8,7 +8,8 @@ command -v make >/dev/null || need_apt+=(make)
 command -v clang >/dev/null || need_apt+=(clang)          # secp256k1-sys for wasm32
 command -v cmake >/dev/null || need_apt+=(cmake)          # bitcoinkernel (Bitcoin Core's C++)
 dpkg -s libboost-dev >/dev/null 2>&1 || need_apt+=(libboost-dev)
-ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || need_apt+=(postgresql) # payee store tests
+# The server (initdb, postgres), not just the client that shares its directory.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql) # payee store tests
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

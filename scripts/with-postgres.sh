@@ -2,7 +2,7 @@
 # Runs a command beside a throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql
 # package), exposed as TRICKLE_TEST_POSTGRES_URL; the server and its data go when it ends.
 set -euo pipefail
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
 dir=$(mktemp -d /tmp/trickle-pg.XXXXXX)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # initdb refuses to run as root: run the server as the postgres user when we are root.
