@@ -37,7 +37,7 @@ fn case(name: &str, version: Version, expiry_kind: ExpiryKind) -> Value {
     let close = pair.payer.close().expect("close");
     pair.payer = close.state;
     let settlement = pair.exchange(close.send).expect("settled");
-    let ch = pair.payer_channel_any();
+    let ch = payer_channel(&pair);
     let contract = &ch.funding.contract;
     let k = key(CLIENT);
     let refund = ch
@@ -82,16 +82,11 @@ fn case(name: &str, version: Version, expiry_kind: ExpiryKind) -> Value {
     })
 }
 
-trait AnyChannel {
-    fn payer_channel_any(&self) -> PayerChannel;
-}
-
-impl AnyChannel for Pair {
-    fn payer_channel_any(&self) -> PayerChannel {
-        match &self.payer {
-            PayerState::Closed { channel, .. } => channel.clone(),
-            other => other.committed_channel().expect("channel").clone(),
-        }
+/// The payer's channel, open or closed.
+fn payer_channel(pair: &Pair) -> PayerChannel {
+    match &pair.payer {
+        PayerState::Closed { channel, .. } => channel.clone(),
+        other => other.committed_channel().expect("channel").clone(),
     }
 }
 

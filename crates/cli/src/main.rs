@@ -284,8 +284,12 @@ impl App {
             mime_type: String::new(),
         };
         let mut request = self.http.0.get(url);
-        if let (Some(wallet), Some(tip)) = (session.wallet.as_mut(), session.tip) {
-            if let Some(payment) = wallet.pre_arm(&host, &resource, tip).await? {
+        if let (Some(wallet), Some(tip), Some(payee)) = (
+            session.wallet.as_mut(),
+            session.tip,
+            session.payees.get(&host),
+        ) {
+            if let Some(payment) = wallet.pre_arm(&host, payee, &resource, tip).await? {
                 request = request.header(PAYMENT_SIGNATURE, payment);
             }
         }
@@ -316,6 +320,7 @@ impl App {
             None => Wallet::<FileStore>::tip(&self.esplora).await?,
         };
         session.tip = Some(tip);
+        session.payees.insert(host.clone(), offer.pay_to);
         let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
         let existing = wallet.channel(&host, &offer.pay_to).await?;
         let usable = existing
@@ -389,16 +394,12 @@ impl App {
             return Ok(());
         };
         let response = PaymentResponse::from_header(value.to_str()?)?;
-        if let (Some(wallet), Some(tip)) = (session.wallet.as_mut(), session.tip) {
-            let payee = wallet
-                .channels()
-                .await?
-                .into_iter()
-                .find(|r| r.site == host)
-                .map(|r| r.payee_key);
-            if let Some(payee) = payee {
-                wallet.apply_receipt(host, &payee, &response, tip).await?;
-            }
+        if let (Some(wallet), Some(tip), Some(payee)) = (
+            session.wallet.as_mut(),
+            session.tip,
+            session.payees.get(host),
+        ) {
+            wallet.apply_receipt(host, payee, &response, tip).await?;
         }
         if !response.success && resp.status().as_u16() != 402 {
             let reason = response.error_reason.unwrap_or_default();
@@ -408,11 +409,13 @@ impl App {
     }
 }
 
-/// What one `trickle fetch` run keeps between its URLs: the wallet, once unlocked, and the tip.
+/// What one `trickle fetch` run keeps between its URLs: the wallet, once unlocked, the tip,
+/// and each site's payee key (so a request reads one channel record, not all of them).
 #[derive(Default)]
 struct FetchSession {
     wallet: Option<Wallet<FileStore>>,
     tip: Option<trickle_channel::ChainTip>,
+    payees: std::collections::HashMap<String, bitcoin::secp256k1::PublicKey>,
 }
 
 async fn ok_body(resp: reqwest::Response) -> Result<Vec<u8>, Error> {

@@ -376,12 +376,13 @@ impl<S: Store> Wallet<S> {
     pub async fn pre_arm(
         &mut self,
         site: &str,
+        payee_key: &PublicKey,
         resource: &Resource,
         tip: ChainTip,
     ) -> Result<Option<String>, ChannelClientError> {
-        let offer = self.channels().await?.into_iter().find_map(|r| {
+        let offer = self.channel(site, payee_key).await?.and_then(|r| {
             let open = matches!(r.state.state, PayerState::Ready { .. });
-            r.last_offer.filter(|_| open && r.site == site)
+            r.last_offer.filter(|_| open)
         });
         match offer {
             Some(offer) => self.pay(site, &offer, resource, None, tip).await.map(Some),

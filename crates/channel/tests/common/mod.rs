@@ -164,10 +164,6 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn payer_ctx(&self) -> (SecretKey, ChainTip) {
-        (key(CLIENT), self.tip)
-    }
-
     pub fn with_payer<R>(&self, f: impl FnOnce(&PayerContext) -> R) -> R {
         let k = key(CLIENT);
         f(&PayerContext {
