@@ -139,6 +139,12 @@ export function header(
   );
 }
 
+/** Sentences for the errors people meet most; the rest show the wallet's own message. */
+const FRIENDLY: Record<string, string> = {
+  wrong_password: "Wrong password. Check it and try again.",
+  no_worker: "Trickle's background worker did not answer. Close this window and open it again.",
+};
+
 /** An error banner that stays hidden until `show`. */
 export class Banner {
   readonly el: HTMLElement;
@@ -156,7 +162,7 @@ export class Banner {
 
   show(err: WalletError | string): void {
     const e = typeof err === "string" ? { code: "invalid_input", message: err } : err;
-    this.text.textContent = sentence(e.message);
+    this.text.textContent = FRIENDLY[e.code] ?? sentence(e.message);
     this.el.dataset.code = e.code;
     this.el.hidden = false;
   }

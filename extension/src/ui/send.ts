@@ -187,7 +187,12 @@ export function sendScreen(app: App, available: number | null): Screen {
         h("div", { class: "empty-icon success" }, icon("check", 28)),
         h("h2", { class: "title" }, `${formatSat(sat)} sat sent`),
         h("p", { class: "muted small" }, "It shows as pending until it is mined."),
-        h("code", { class: "txid", testid: "send-txid", title: txid }, txid),
+        h(
+          "div",
+          { class: "card address-card txid-card" },
+          h("div", { class: "label" }, "Transaction ID"),
+          h("code", { class: "txid", testid: "send-txid", title: txid }, txid),
+        ),
         h(
           "button",
           {

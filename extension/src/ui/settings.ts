@@ -84,6 +84,13 @@ export function settingsScreen(app: App, opts: { back: () => void }): Screen {
         const next: Settings = { network: network.value as Network, esploraUrl: url, autoLockMinutes: minutes };
         void busy(save, "Saving…", async () => {
           try {
+            if (!(await hostPermission(url))) {
+              esplora.classList.add("invalid");
+              banner.show(
+                `Trickle needs your permission to reach ${new URL(url).origin}; without it the wallet cannot read the chain.`,
+              );
+              return;
+            }
             const before = app.state;
             const state = await call("saveSettings", next);
             app.state = state;
@@ -145,6 +152,21 @@ export function settingsScreen(app: App, opts: { back: () => void }): Screen {
     ),
   );
   return { name: "settings", el };
+}
+
+/**
+ * The worker reaches the Esplora server only with a host permission for it; a page asks the user
+ * (this runs within the Save click, as `permissions.request` requires).
+ */
+async function hostPermission(url: string): Promise<boolean> {
+  const origins = [`${new URL(url).origin}/*`];
+  try {
+    if (await chrome.permissions.contains({ origins })) return true;
+    return await chrome.permissions.request({ origins });
+  } catch {
+    // Not requestable (e.g. plain http to another machine).
+    return false;
+  }
 }
 
 function exportSection(): HTMLElement {
