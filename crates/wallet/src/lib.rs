@@ -10,10 +10,15 @@
 #![deny(missing_docs)]
 
 mod channels;
+pub mod layout;
+pub mod settings;
 pub mod store;
 pub mod vault;
 mod wallet;
 
 pub use bdk_esplora::esplora_client;
 pub use channels::{ChannelClientError, ChannelLimits, ChannelRecord, Transport};
-pub use wallet::{Balance, Wallet, WalletError, CHANNEL_KEY_PURPOSE, STORAGE_FORMAT};
+pub use wallet::{
+    new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, WalletError,
+    CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,
+};

@@ -29,6 +29,23 @@ pub trait Store {
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError>;
     /// Every key starting with `prefix`, sorted.
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Removes `key` (no error if it is absent); durable when it returns.
+    async fn remove(&self, key: &str) -> Result<(), StoreError>;
+}
+
+impl<S: Store> Store for &S {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        (**self).put(key, value).await
+    }
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        (**self).keys(prefix).await
+    }
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        (**self).remove(key).await
+    }
 }
 
 /// An in-memory store, for tests.
@@ -53,6 +70,11 @@ impl Store for MemoryStore {
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.0.borrow_mut().remove(key);
+        Ok(())
     }
 }
 
@@ -136,5 +158,19 @@ impl Store for FileStore {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let err = |e: std::io::Error| StoreError(format!("{key}: {e}"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(err(e)),
+        }
+        let parent = path.parent().unwrap_or(&self.dir);
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(err)
     }
 }

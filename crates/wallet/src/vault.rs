@@ -72,15 +72,68 @@ pub fn random<const N: usize>() -> Result<[u8; N], VaultError> {
     Ok(out)
 }
 
-/// Seals `secret` under `password`.
-pub fn seal(secret: &[u8], password: &str) -> Result<Sealed, VaultError> {
+/// The key a password derives for one sealed record; holding it opens the record without the
+/// password's slow derivation (the extension keeps it in session memory while unlocked).
+#[derive(Clone, PartialEq, Eq)]
+pub struct VaultKey([u8; 32]);
+
+impl fmt::Debug for VaultKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VaultKey(..)")
+    }
+}
+
+impl VaultKey {
+    /// The key as hex, for session storage.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// A key from [`VaultKey::to_hex`].
+    pub fn from_hex(text: &str) -> Result<Self, VaultError> {
+        let bytes = unhex(text).ok_or(VaultError::Corrupt("session key"))?;
+        Ok(Self(
+            bytes
+                .try_into()
+                .map_err(|_| VaultError::Corrupt("session key length"))?,
+        ))
+    }
+
+    /// Derives the key `password` gives for `sealed` (Argon2id, deliberately slow).
+    pub fn derive(sealed: &Sealed, password: &str) -> Result<Self, VaultError> {
+        if sealed.format != FORMAT {
+            return Err(VaultError::Corrupt("unknown format"));
+        }
+        // Bound the work a corrupt or hostile record can ask for (1 GiB, 10 passes).
+        if sealed.m_cost > 1 << 20 || sealed.t_cost > 10 || sealed.p_cost > 4 {
+            return Err(VaultError::Corrupt("argon2 parameters out of range"));
+        }
+        let salt = unhex(&sealed.salt).ok_or(VaultError::Corrupt("salt"))?;
+        derive_key(password, &salt, sealed.m_cost, sealed.t_cost, sealed.p_cost).map(Self)
+    }
+
+    /// Opens `sealed` with this key.
+    pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, VaultError> {
+        let nonce = unhex(&sealed.nonce).ok_or(VaultError::Corrupt("nonce"))?;
+        if nonce.len() != 24 {
+            return Err(VaultError::Corrupt("nonce length"));
+        }
+        let ciphertext = unhex(&sealed.ciphertext).ok_or(VaultError::Corrupt("ciphertext"))?;
+        XChaCha20Poly1305::new(&self.0.into())
+            .decrypt(XNonce::from_slice(&nonce), ciphertext.as_slice())
+            .map_err(|_| VaultError::WrongPassword)
+    }
+}
+
+/// Seals `secret` under `password`; also returns the key, so the caller need not derive it again.
+pub fn seal(secret: &[u8], password: &str) -> Result<(Sealed, VaultKey), VaultError> {
     let salt = random::<16>()?;
     let nonce = random::<24>()?;
     let key = derive_key(password, &salt, M_COST, T_COST, P_COST)?;
     let ciphertext = XChaCha20Poly1305::new(&key.into())
         .encrypt(XNonce::from_slice(&nonce), secret)
         .map_err(|_| VaultError::Corrupt("encryption failed"))?;
-    Ok(Sealed {
+    let sealed = Sealed {
         format: FORMAT,
         m_cost: M_COST,
         t_cost: T_COST,
@@ -88,28 +141,13 @@ pub fn seal(secret: &[u8], password: &str) -> Result<Sealed, VaultError> {
         salt: hex(&salt),
         nonce: hex(&nonce),
         ciphertext: hex(&ciphertext),
-    })
+    };
+    Ok((sealed, VaultKey(key)))
 }
 
 /// Opens a sealed secret with `password`.
 pub fn open(sealed: &Sealed, password: &str) -> Result<Vec<u8>, VaultError> {
-    if sealed.format != FORMAT {
-        return Err(VaultError::Corrupt("unknown format"));
-    }
-    // Bound the work a corrupt or hostile record can ask for (1 GiB, 10 passes).
-    if sealed.m_cost > 1 << 20 || sealed.t_cost > 10 || sealed.p_cost > 4 {
-        return Err(VaultError::Corrupt("argon2 parameters out of range"));
-    }
-    let salt = unhex(&sealed.salt).ok_or(VaultError::Corrupt("salt"))?;
-    let nonce = unhex(&sealed.nonce).ok_or(VaultError::Corrupt("nonce"))?;
-    if nonce.len() != 24 {
-        return Err(VaultError::Corrupt("nonce length"));
-    }
-    let ciphertext = unhex(&sealed.ciphertext).ok_or(VaultError::Corrupt("ciphertext"))?;
-    let key = derive_key(password, &salt, sealed.m_cost, sealed.t_cost, sealed.p_cost)?;
-    XChaCha20Poly1305::new(&key.into())
-        .decrypt(XNonce::from_slice(&nonce), ciphertext.as_slice())
-        .map_err(|_| VaultError::WrongPassword)
+    VaultKey::derive(sealed, password)?.open(sealed)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -132,7 +170,14 @@ mod tests {
 
     #[test]
     fn seal_and_open() {
-        let sealed = seal(b"abandon abandon", "correct horse").expect("seal");
+        let (sealed, key) = seal(b"abandon abandon", "correct horse").expect("seal");
+        assert_eq!(
+            key.open(&sealed).expect("open with key"),
+            b"abandon abandon"
+        );
+        let copy = VaultKey::from_hex(&key.to_hex()).expect("hex round trip");
+        assert_eq!(copy, key);
+        assert!(VaultKey::from_hex("abcd").is_err());
         assert_eq!(
             open(&sealed, "correct horse").expect("open"),
             b"abandon abandon"

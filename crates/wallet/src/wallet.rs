@@ -11,12 +11,14 @@ use bdk_wallet::template::Bip84;
 use bdk_wallet::{ChangeSet, KeychainKind, SignOptions};
 use bitcoin::bip32::{ChildNumber, DerivationPath, Xpriv};
 use bitcoin::secp256k1::{SecretKey, SECP256K1};
-use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf, Transaction, TxOut};
+use bitcoin::{
+    Address, Amount, FeeRate, Network, ScriptBuf, SignedAmount, Transaction, TxOut, Txid,
+};
 use serde::{Deserialize, Serialize};
 use trickle_channel::ChainTip;
 
 use crate::store::{Store, StoreError};
-use crate::vault::{self, Sealed, VaultError};
+use crate::vault::{self, Sealed, VaultError, VaultKey};
 
 const META_KEY: &str = "wallet/meta";
 const SEED_KEY: &str = "wallet/seed";
@@ -63,6 +65,8 @@ pub enum WalletError {
     Chain(String),
     /// Not enough confirmed-or-trusted funds, or another reason the transaction cannot be built.
     CannotFund(String),
+    /// The text is not an address of the wallet's network.
+    BadAddress(String),
 }
 
 impl fmt::Display for WalletError {
@@ -79,11 +83,31 @@ impl fmt::Display for WalletError {
             Self::Corrupt(e) => write!(f, "stored wallet data is corrupt: {e}"),
             Self::Chain(e) => write!(f, "chain source failed: {e}"),
             Self::CannotFund(e) => write!(f, "cannot build the transaction: {e}"),
+            Self::BadAddress(e) => write!(f, "invalid address: {e}"),
         }
     }
 }
 
 impl std::error::Error for WalletError {}
+
+impl WalletError {
+    /// A stable snake_case name for programs (the extension's pages branch on it).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Store(_) => "storage",
+            Self::Vault(VaultError::WrongPassword) => "wrong_password",
+            Self::Vault(VaultError::Random) => "random_source",
+            Self::Vault(VaultError::Corrupt(_)) | Self::Corrupt(_) => "corrupt",
+            Self::NotFound => "no_wallet",
+            Self::AlreadyExists => "already_exists",
+            Self::BadPhrase(_) => "bad_phrase",
+            Self::WrongNetwork { .. } => "wrong_network",
+            Self::Chain(_) => "chain",
+            Self::CannotFund(_) => "cannot_fund",
+            Self::BadAddress(_) => "bad_address",
+        }
+    }
+}
 
 impl From<StoreError> for WalletError {
     fn from(e: StoreError) -> Self {
@@ -108,10 +132,54 @@ pub struct Balance {
     pub immature: Amount,
 }
 
+/// One transaction of the wallet's, as a list shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxSummary {
+    /// Its id.
+    pub txid: Txid,
+    /// What it did to the wallet's balance.
+    pub net: SignedAmount,
+    /// The fee, when all its inputs are known (always when the wallet paid it).
+    pub fee: Option<Amount>,
+    /// The block height it confirmed in.
+    pub height: Option<u32>,
+    /// Its block's time when confirmed, else when it was first seen (Unix seconds).
+    pub time: Option<u64>,
+}
+
+/// What a send would cost, before it is signed for real.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendPreview {
+    /// The fee.
+    pub fee: Amount,
+    /// The transaction's virtual size.
+    pub vsize: u64,
+}
+
+/// Fee rates for about 1, 6 and 24 blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeRates {
+    /// About 1 block.
+    pub fast: FeeRate,
+    /// About 6 blocks.
+    pub normal: FeeRate,
+    /// About 24 blocks.
+    pub slow: FeeRate,
+}
+
+/// A new 12-word recovery phrase from the system's CSPRNG (the browser's on wasm).
+pub fn new_phrase() -> Result<String, WalletError> {
+    let entropy = vault::random::<16>()?;
+    Mnemonic::from_entropy_in(Language::English, &entropy)
+        .map(|m| m.to_string())
+        .map_err(|e| WalletError::BadPhrase(e.to_string()))
+}
+
 /// An unlocked wallet over a store.
 pub struct Wallet<S: Store> {
     store: S,
     meta: Meta,
+    key: VaultKey,
     master: Xpriv,
     bdk: bdk_wallet::Wallet,
     changes: ChangeSet,
@@ -138,10 +206,7 @@ impl<S: Store> Wallet<S> {
         network: Network,
         password: &str,
     ) -> Result<(Self, String), WalletError> {
-        let entropy = vault::random::<16>()?;
-        let mnemonic = Mnemonic::from_entropy_in(Language::English, &entropy)
-            .map_err(|e| WalletError::BadPhrase(e.to_string()))?;
-        let phrase = mnemonic.to_string();
+        let phrase = new_phrase()?;
         let wallet = Self::restore(store, network, &phrase, password).await?;
         Ok((wallet, phrase))
     }
@@ -173,17 +238,14 @@ impl<S: Store> Wallet<S> {
             channel_keys: 0,
         };
         // The sealed seed and the wallet data first; the meta record last marks it complete.
-        store
-            .put(
-                SEED_KEY,
-                json(&vault::seal(mnemonic.to_string().as_bytes(), password)?)?,
-            )
-            .await?;
+        let (sealed, key) = vault::seal(mnemonic.to_string().as_bytes(), password)?;
+        store.put(SEED_KEY, json(&sealed)?).await?;
         store.put(BDK_KEY, json(&changes)?).await?;
         store.put(META_KEY, json(&meta)?).await?;
         Ok(Self {
             store,
             meta,
+            key,
             master,
             bdk,
             changes,
@@ -192,6 +254,13 @@ impl<S: Store> Wallet<S> {
 
     /// Opens the stored wallet with `password`.
     pub async fn unlock(store: S, network: Network, password: &str) -> Result<Self, WalletError> {
+        let sealed = Self::sealed_seed(&store).await?;
+        let key = VaultKey::derive(&sealed, password)?;
+        Self::resume(store, network, key).await
+    }
+
+    /// Opens the stored wallet with the key a password derived earlier ([`Wallet::session_key`]).
+    pub async fn resume(store: S, network: Network, key: VaultKey) -> Result<Self, WalletError> {
         let meta: Meta = from_json(
             &store.get(META_KEY).await?.ok_or(WalletError::NotFound)?,
             "meta",
@@ -208,11 +277,8 @@ impl<S: Store> Wallet<S> {
                 requested: network,
             });
         }
-        let sealed: Sealed = from_json(
-            &store.get(SEED_KEY).await?.ok_or(WalletError::NotFound)?,
-            "seed",
-        )?;
-        let phrase = String::from_utf8(vault::open(&sealed, password)?)
+        let sealed = Self::sealed_seed(&store).await?;
+        let phrase = String::from_utf8(key.open(&sealed)?)
             .map_err(|_| WalletError::Corrupt("seed is not text".into()))?;
         let mnemonic = Mnemonic::parse_in(Language::English, &phrase)
             .map_err(|e| WalletError::Corrupt(e.to_string()))?;
@@ -237,22 +303,29 @@ impl<S: Store> Wallet<S> {
         Ok(Self {
             store,
             meta,
+            key,
             master,
             bdk,
             changes,
         })
     }
 
+    async fn sealed_seed(store: &S) -> Result<Sealed, WalletError> {
+        from_json(
+            &store.get(SEED_KEY).await?.ok_or(WalletError::NotFound)?,
+            "seed",
+        )
+    }
+
+    /// The key that reopens this wallet without the password's slow derivation; keep it only in
+    /// memory that dies with the session.
+    pub fn session_key(&self) -> &VaultKey {
+        &self.key
+    }
+
     /// The recovery phrase, for export; asks for the password again.
     pub async fn export_phrase(&self, password: &str) -> Result<String, WalletError> {
-        let sealed: Sealed = from_json(
-            &self
-                .store
-                .get(SEED_KEY)
-                .await?
-                .ok_or(WalletError::NotFound)?,
-            "seed",
-        )?;
+        let sealed = Self::sealed_seed(&self.store).await?;
         String::from_utf8(vault::open(&sealed, password)?)
             .map_err(|_| WalletError::Corrupt("seed is not text".into()))
     }
@@ -300,6 +373,85 @@ impl<S: Store> Wallet<S> {
             pending: b.trusted_pending + b.untrusted_pending,
             immature: b.immature,
         }
+    }
+
+    /// The wallet's transactions, unconfirmed first, then newest first.
+    pub fn transactions(&self) -> Vec<TxSummary> {
+        let mut list: Vec<TxSummary> = self
+            .bdk
+            .transactions()
+            .map(|wtx| {
+                let tx = &wtx.tx_node.tx;
+                let (sent, received) = self.bdk.sent_and_received(tx);
+                let (height, time) = match wtx.chain_position {
+                    bdk_wallet::chain::ChainPosition::Confirmed { anchor, .. } => {
+                        (Some(anchor.block_id.height), Some(anchor.confirmation_time))
+                    }
+                    bdk_wallet::chain::ChainPosition::Unconfirmed { first_seen, .. } => {
+                        (None, first_seen)
+                    }
+                };
+                TxSummary {
+                    txid: wtx.tx_node.txid,
+                    net: received.to_signed().unwrap_or(SignedAmount::MAX)
+                        - sent.to_signed().unwrap_or(SignedAmount::MAX),
+                    fee: self.bdk.calculate_fee(tx).ok(),
+                    height,
+                    time,
+                }
+            })
+            .collect();
+        list.sort_by_key(|t| (core::cmp::Reverse(t.height.unwrap_or(u32::MAX)), t.txid));
+        list
+    }
+
+    /// Parses `text` as an address of the wallet's network.
+    pub fn parse_address(&self, text: &str) -> Result<Address, WalletError> {
+        text.trim()
+            .parse::<Address<_>>()
+            .map_err(|e| WalletError::BadAddress(e.to_string()))?
+            .require_network(self.meta.network)
+            .map_err(|e| WalletError::BadAddress(e.to_string()))
+    }
+
+    /// The fee and size of sending `amount` to `address`, without recording anything.
+    pub fn preview_send(
+        &mut self,
+        address: &Address,
+        amount: Amount,
+        fee_rate: FeeRate,
+    ) -> Result<SendPreview, WalletError> {
+        let (tx, fee) = self.sign_new(
+            vec![TxOut {
+                value: amount,
+                script_pubkey: address.script_pubkey(),
+            }],
+            fee_rate,
+        )?;
+        Ok(SendPreview {
+            fee,
+            vsize: tx.vsize() as u64,
+        })
+    }
+
+    /// Fee rates from the chain source's estimates (at least 1 sat/vB).
+    pub async fn fee_rates<Z: Sleeper>(client: &AsyncClient<Z>) -> Result<FeeRates, WalletError> {
+        let estimates = client
+            .get_fee_estimates()
+            .await
+            .map_err(|e| WalletError::Chain(e.to_string()))?;
+        let rate = |target| {
+            let sat_vb = bdk_esplora::esplora_client::convert_fee_rate(target, estimates.clone())
+                .unwrap_or(1.0)
+                .max(1.0);
+            // sat/vB to sat/kwu, rounded up so the estimate is met.
+            FeeRate::from_sat_per_kwu((f64::from(sat_vb) * 250.0).ceil() as u64)
+        };
+        Ok(FeeRates {
+            fast: rate(1),
+            normal: rate(6),
+            slow: rate(24),
+        })
     }
 
     /// The chain tip: height and median-time-past.
@@ -358,6 +510,19 @@ impl<S: Store> Wallet<S> {
         fee_rate: FeeRate,
         now: u64,
     ) -> Result<Transaction, WalletError> {
+        let (tx, _) = self.sign_new(outputs, fee_rate)?;
+        // Record it before anyone sees it, so its coins are never selected twice.
+        self.bdk.apply_unconfirmed_txs([(tx.clone(), now)]);
+        self.persist().await?;
+        Ok(tx)
+    }
+
+    /// Builds and signs a transaction paying `outputs`; records nothing. Returns it and its fee.
+    fn sign_new(
+        &mut self,
+        outputs: Vec<TxOut>,
+        fee_rate: FeeRate,
+    ) -> Result<(Transaction, Amount), WalletError> {
         let mut builder = self.bdk.build_tx();
         for out in outputs {
             builder.add_recipient(out.script_pubkey, out.value);
@@ -376,13 +541,13 @@ impl<S: Store> Wallet<S> {
         if !finalized {
             return Err(WalletError::CannotFund("could not finalize".into()));
         }
+        let fee = psbt
+            .fee()
+            .map_err(|e| WalletError::CannotFund(e.to_string()))?;
         let tx = psbt
             .extract_tx()
             .map_err(|e| WalletError::CannotFund(e.to_string()))?;
-        // Record it before anyone sees it, so its coins are never selected twice.
-        self.bdk.apply_unconfirmed_txs([(tx.clone(), now)]);
-        self.persist().await?;
-        Ok(tx)
+        Ok((tx, fee))
     }
 
     /// Forgets a transaction that was built but never left the wallet, so its coins can be

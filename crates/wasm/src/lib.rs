@@ -1,0 +1,577 @@
+//! The extension worker's wallet: one JS object, [`Trickle`], over `trickle-wallet`.
+//!
+//! Glue only. Storage is `chrome.storage.local` ([`chrome::ChromeStore`]), chain access is
+//! `fetch` to the Esplora URL in the settings, wallet time comes from the chain. Requests are
+//! the worker's messages (`extension/src/messages.ts`), answered with plain objects; failures
+//! reject with `{ code, message }`.
+
+mod chrome;
+mod sleep;
+
+use core::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use bitcoin::{Amount, FeeRate, Network};
+use futures::lock::Mutex;
+use serde::{Deserialize, Serialize};
+use trickle_wallet::esplora_client::{AsyncClient, Builder};
+use trickle_wallet::layout::{self, Scoped};
+use trickle_wallet::settings::Settings;
+use trickle_wallet::vault::VaultKey;
+use trickle_wallet::{new_phrase, Wallet, WalletError};
+use wasm_bindgen::prelude::*;
+
+use chrome::{ChromeStore, Session};
+use sleep::TimeoutSleeper;
+
+type ExtensionWallet = Wallet<Scoped<ChromeStore>>;
+type Esplora = AsyncClient<TimeoutSleeper>;
+
+const SESSION_KEY: &str = "unlocked";
+/// Networks a fresh profile starts on.
+const DEFAULT_NETWORK: Network = Network::Signet;
+/// Fee rates a user may choose, sat/vB.
+const FEE_RATE_SAT_VB: core::ops::RangeInclusive<f64> = 1.0..=10_000.0;
+
+/// An error as the pages see it.
+#[derive(Clone, Debug, Serialize)]
+struct Failure {
+    code: &'static str,
+    message: String,
+}
+
+impl From<WalletError> for Failure {
+    fn from(e: WalletError) -> Self {
+        Self {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<trickle_wallet::store::StoreError> for Failure {
+    fn from(e: trickle_wallet::store::StoreError) -> Self {
+        WalletError::Store(e).into()
+    }
+}
+
+fn failure(code: &'static str, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The worker's messages (see `messages.ts`).
+#[derive(Debug, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+enum Request {
+    State,
+    NewPhrase,
+    Restore {
+        phrase: String,
+        password: String,
+    },
+    Unlock {
+        password: String,
+    },
+    Lock,
+    Overview,
+    Sync,
+    ReceiveAddress,
+    FeeRates,
+    PreviewSend {
+        address: String,
+        amount_sat: u64,
+        fee_rate: f64,
+    },
+    Send {
+        address: String,
+        amount_sat: u64,
+        fee_rate: f64,
+    },
+    ExportPhrase {
+        password: String,
+    },
+    SaveSettings(Settings),
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SyncStatus {
+    syncing: bool,
+    height: Option<u32>,
+    at: Option<f64>,
+    error: Option<Failure>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct State {
+    wallet: &'static str,
+    settings: Settings,
+    sync: SyncStatus,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BalanceView {
+    confirmed: u64,
+    pending: u64,
+    immature: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TxView {
+    txid: String,
+    net: i64,
+    fee: Option<u64>,
+    height: Option<u32>,
+    time: Option<u64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Overview {
+    balance: BalanceView,
+    sync: SyncStatus,
+    transactions: Vec<TxView>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SendPreviewView {
+    fee_sat: u64,
+    vsize: u64,
+    total_sat: u64,
+    fee_rate: f64,
+}
+
+/// What `chrome.storage.session` holds while the wallet is unlocked.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UnlockedSession {
+    network: Network,
+    key: String,
+    /// When the wallet locks itself (ms since epoch) unless used before.
+    lock_at: f64,
+}
+
+struct Inner {
+    settings: RefCell<Settings>,
+    /// The unlocked wallet; one operation at a time holds it.
+    wallet: Mutex<Option<ExtensionWallet>>,
+    /// Mirrors `wallet.is_some()` for answers that must not wait behind a long sync.
+    unlocked: Cell<bool>,
+    sync: RefCell<SyncStatus>,
+}
+
+/// The wallet object the worker holds.
+#[wasm_bindgen]
+pub struct Trickle {
+    inner: Rc<Inner>,
+}
+
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsValue::from_str(&e.to_string()))
+}
+
+#[wasm_bindgen]
+impl Trickle {
+    /// Opens the stored settings (migrating an older storage layout) and, if the session still
+    /// holds an unlocked key that has not timed out, the wallet. Call once per worker start.
+    pub async fn load() -> Result<Trickle, JsValue> {
+        let loaded = Self::load_inner().await;
+        loaded.map_err(|f| to_js(&f).unwrap_or_else(|e| e))
+    }
+
+    /// Answers one request (`{ type, ...params }`) with its payload, or rejects with
+    /// `{ code, message }`.
+    pub async fn handle(&self, request: JsValue) -> Result<JsValue, JsValue> {
+        let inner = self.inner.clone();
+        let answer = match serde_wasm_bindgen::from_value::<Request>(request) {
+            Ok(request) => inner.handle(request).await,
+            Err(e) => Err(failure("bad_request", e.to_string())),
+        };
+        match answer {
+            Ok(payload) => Ok(payload),
+            Err(f) => Err(to_js(&f)?),
+        }
+    }
+
+    /// Locks the wallet if it has been idle past its auto-lock time; returns whether it is
+    /// locked now. The worker calls this from an alarm.
+    #[wasm_bindgen(js_name = lockIfIdle)]
+    pub async fn lock_if_idle(&self) -> Result<bool, JsValue> {
+        let inner = self.inner.clone();
+        inner
+            .lock_if_idle()
+            .await
+            .map_err(|f| to_js(&f).unwrap_or_else(|e| e))
+    }
+
+    /// Whether the wallet is unlocked.
+    #[wasm_bindgen(js_name = isUnlocked)]
+    pub fn is_unlocked(&self) -> bool {
+        self.inner.unlocked.get()
+    }
+}
+
+impl Trickle {
+    async fn load_inner() -> Result<Trickle, Failure> {
+        let settings = Settings::load(&ChromeStore, DEFAULT_NETWORK).await?;
+        let inner = Rc::new(Inner {
+            settings: RefCell::new(settings),
+            wallet: Mutex::new(None),
+            unlocked: Cell::new(false),
+            sync: RefCell::new(SyncStatus::default()),
+        });
+        inner.resume_session().await?;
+        Ok(Trickle { inner })
+    }
+}
+
+impl Inner {
+    fn network(&self) -> Network {
+        self.settings.borrow().network
+    }
+
+    async fn store(&self) -> Result<Scoped<ChromeStore>, Failure> {
+        Ok(layout::open(ChromeStore, self.network()).await?)
+    }
+
+    fn esplora(&self) -> Result<Esplora, Failure> {
+        Builder::new(&self.settings.borrow().esplora_url)
+            .build_async_with_sleeper::<TimeoutSleeper>()
+            .map_err(|e| failure("chain", format!("esplora client: {e}")))
+    }
+
+    async fn handle(&self, request: Request) -> Result<JsValue, Failure> {
+        let js = |r: Result<JsValue, JsValue>| {
+            r.map_err(|e| failure("internal", format!("cannot encode the answer: {e:?}")))
+        };
+        match request {
+            Request::State => js(to_js(&self.state().await?)),
+            Request::NewPhrase => {
+                #[derive(Serialize)]
+                struct Phrase {
+                    phrase: String,
+                }
+                js(to_js(&Phrase {
+                    phrase: new_phrase()?,
+                }))
+            }
+            Request::Restore { phrase, password } => {
+                check_password(&password)?;
+                let wallet =
+                    Wallet::restore(self.store().await?, self.network(), &phrase, &password)
+                        .await?;
+                self.unlocked_with(wallet).await?;
+                js(to_js(&self.state().await?))
+            }
+            Request::Unlock { password } => {
+                let wallet = Wallet::unlock(self.store().await?, self.network(), &password).await?;
+                self.unlocked_with(wallet).await?;
+                js(to_js(&self.state().await?))
+            }
+            Request::Lock => {
+                self.lock().await?;
+                js(to_js(&self.state().await?))
+            }
+            Request::Overview => js(to_js(&self.overview().await?)),
+            Request::Sync => {
+                self.sync().await?;
+                js(to_js(&self.overview().await?))
+            }
+            Request::ReceiveAddress => {
+                #[derive(Serialize)]
+                struct Receive {
+                    address: String,
+                }
+                let mut guard = self.unlocked_wallet().await?;
+                let address = guard.as_mut().ok_or_else(locked)?.receive_address().await?;
+                js(to_js(&Receive {
+                    address: address.to_string(),
+                }))
+            }
+            Request::FeeRates => {
+                #[derive(Serialize)]
+                struct Rates {
+                    fast: f64,
+                    normal: f64,
+                    slow: f64,
+                }
+                let rates = ExtensionWallet::fee_rates(&self.esplora()?).await?;
+                let vb = |r: FeeRate| r.to_sat_per_kwu() as f64 / 250.0;
+                js(to_js(&Rates {
+                    fast: vb(rates.fast),
+                    normal: vb(rates.normal),
+                    slow: vb(rates.slow),
+                }))
+            }
+            Request::PreviewSend {
+                address,
+                amount_sat,
+                fee_rate,
+            } => {
+                let (amount, rate) = send_terms(amount_sat, fee_rate)?;
+                let mut guard = self.unlocked_wallet().await?;
+                let wallet = guard.as_mut().ok_or_else(locked)?;
+                let address = wallet.parse_address(&address)?;
+                let preview = wallet.preview_send(&address, amount, rate)?;
+                js(to_js(&SendPreviewView {
+                    fee_sat: preview.fee.to_sat(),
+                    vsize: preview.vsize,
+                    total_sat: (amount + preview.fee).to_sat(),
+                    fee_rate,
+                }))
+            }
+            Request::Send {
+                address,
+                amount_sat,
+                fee_rate,
+            } => {
+                let (amount, rate) = send_terms(amount_sat, fee_rate)?;
+                let client = self.esplora()?;
+                let tip = ExtensionWallet::tip(&client).await?;
+                let mut guard = self.unlocked_wallet().await?;
+                let wallet = guard.as_mut().ok_or_else(locked)?;
+                let address = wallet.parse_address(&address)?;
+                let tx = wallet
+                    .send(
+                        &client,
+                        &address,
+                        amount,
+                        rate,
+                        u64::from(tip.median_time_past),
+                    )
+                    .await?;
+                #[derive(Serialize)]
+                struct Sent {
+                    txid: String,
+                }
+                js(to_js(&Sent {
+                    txid: tx.compute_txid().to_string(),
+                }))
+            }
+            Request::ExportPhrase { password } => {
+                #[derive(Serialize)]
+                struct Phrase {
+                    phrase: String,
+                }
+                let guard = self.unlocked_wallet().await?;
+                let wallet = guard.as_ref().ok_or_else(locked)?;
+                js(to_js(&Phrase {
+                    phrase: wallet.export_phrase(&password).await?,
+                }))
+            }
+            Request::SaveSettings(settings) => {
+                let settings = settings
+                    .validated()
+                    .map_err(|e| failure("bad_settings", e.to_string()))?;
+                let switching = settings.network != self.network();
+                if switching {
+                    self.lock().await?;
+                }
+                settings.save(&ChromeStore).await?;
+                *self.settings.borrow_mut() = settings;
+                *self.sync.borrow_mut() = SyncStatus::default();
+                js(to_js(&self.state().await?))
+            }
+        }
+    }
+
+    async fn state(&self) -> Result<State, Failure> {
+        let wallet = if self.unlocked.get() {
+            "unlocked"
+        } else if Wallet::exists(&self.store().await?).await? {
+            "locked"
+        } else {
+            "none"
+        };
+        Ok(State {
+            wallet,
+            settings: self.settings.borrow().clone(),
+            sync: self.sync.borrow().clone(),
+        })
+    }
+
+    /// The wallet, after recording activity (which postpones the auto-lock).
+    async fn unlocked_wallet(
+        &self,
+    ) -> Result<futures::lock::MutexGuard<'_, Option<ExtensionWallet>>, Failure> {
+        let guard = self.wallet.lock().await;
+        if let Some(wallet) = guard.as_ref() {
+            self.save_session(wallet.session_key()).await?;
+        }
+        Ok(guard)
+    }
+
+    async fn unlocked_with(&self, wallet: ExtensionWallet) -> Result<(), Failure> {
+        self.save_session(wallet.session_key()).await?;
+        *self.wallet.lock().await = Some(wallet);
+        self.unlocked.set(true);
+        Ok(())
+    }
+
+    async fn save_session(&self, key: &VaultKey) -> Result<(), Failure> {
+        let session = UnlockedSession {
+            network: self.network(),
+            key: key.to_hex(),
+            lock_at: now_ms() + f64::from(self.settings.borrow().auto_lock_minutes) * 60_000.0,
+        };
+        let text = serde_json_string(&session)?;
+        Session::set(SESSION_KEY, &text).await?;
+        Ok(())
+    }
+
+    /// Reopens the wallet from the session key a previous worker left, unless it timed out.
+    async fn resume_session(&self) -> Result<(), Failure> {
+        let Some(text) = Session::get(SESSION_KEY).await? else {
+            return Ok(());
+        };
+        let session: Option<UnlockedSession> = serde_json_from(&text);
+        match session {
+            Some(s) if s.network == self.network() && s.lock_at > now_ms() => {
+                let key = VaultKey::from_hex(&s.key).map_err(WalletError::from)?;
+                let wallet = Wallet::resume(self.store().await?, self.network(), key).await?;
+                *self.wallet.lock().await = Some(wallet);
+                self.unlocked.set(true);
+                Ok(())
+            }
+            _ => Ok(Session::remove(SESSION_KEY).await?),
+        }
+    }
+
+    async fn lock(&self) -> Result<(), Failure> {
+        Session::remove(SESSION_KEY).await?;
+        *self.wallet.lock().await = None;
+        self.unlocked.set(false);
+        Ok(())
+    }
+
+    async fn lock_if_idle(&self) -> Result<bool, Failure> {
+        if !self.unlocked.get() {
+            return Ok(true);
+        }
+        let expired = match Session::get(SESSION_KEY).await? {
+            Some(text) => {
+                serde_json_from::<UnlockedSession>(&text).is_none_or(|s| s.lock_at <= now_ms())
+            }
+            None => true,
+        };
+        if expired {
+            self.lock().await?;
+        }
+        Ok(expired)
+    }
+
+    async fn overview(&self) -> Result<Overview, Failure> {
+        let guard = self.wallet.lock().await;
+        let wallet = guard.as_ref().ok_or_else(locked)?;
+        let balance = wallet.balance();
+        Ok(Overview {
+            balance: BalanceView {
+                confirmed: balance.confirmed.to_sat(),
+                pending: balance.pending.to_sat(),
+                immature: balance.immature.to_sat(),
+            },
+            sync: self.sync.borrow().clone(),
+            transactions: wallet
+                .transactions()
+                .into_iter()
+                .map(|t| TxView {
+                    txid: t.txid.to_string(),
+                    net: t.net.to_sat(),
+                    fee: t.fee.map(Amount::to_sat),
+                    height: t.height,
+                    time: t.time,
+                })
+                .collect(),
+        })
+    }
+
+    /// Scans the chain for the wallet's coins; the status shows progress and the last error.
+    async fn sync(&self) -> Result<(), Failure> {
+        if !self.unlocked.get() {
+            return Err(locked());
+        }
+        self.sync.borrow_mut().syncing = true;
+        let result = self.sync_now().await;
+        let mut status = self.sync.borrow_mut();
+        status.syncing = false;
+        match result {
+            Ok(height) => {
+                status.height = Some(height);
+                status.at = Some(now_ms());
+                status.error = None;
+                Ok(())
+            }
+            Err(f) => {
+                status.error = Some(f.clone());
+                Err(f)
+            }
+        }
+    }
+
+    async fn sync_now(&self) -> Result<u32, Failure> {
+        let client = self.esplora()?;
+        let tip = ExtensionWallet::tip(&client).await?;
+        let mut guard = self.wallet.lock().await;
+        let wallet = guard.as_mut().ok_or_else(locked)?;
+        wallet
+            .sync(&client, u64::from(tip.median_time_past))
+            .await?;
+        Ok(tip.height)
+    }
+}
+
+fn locked() -> Failure {
+    failure(
+        "locked",
+        "the wallet is locked: unlock it with your password",
+    )
+}
+
+fn check_password(password: &str) -> Result<(), Failure> {
+    if password.chars().count() < 8 {
+        return Err(failure(
+            "weak_password",
+            "choose a password of at least 8 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn send_terms(amount_sat: u64, fee_rate: f64) -> Result<(Amount, FeeRate), Failure> {
+    if amount_sat == 0 || Amount::from_sat(amount_sat) > Amount::MAX_MONEY {
+        return Err(failure("bad_amount", "enter an amount above 0 sat"));
+    }
+    if !FEE_RATE_SAT_VB.contains(&fee_rate) {
+        return Err(failure(
+            "bad_fee_rate",
+            "the fee rate must be between 1 and 10,000 sat/vB",
+        ));
+    }
+    let rate = FeeRate::from_sat_per_kwu((fee_rate * 250.0).ceil() as u64);
+    Ok((Amount::from_sat(amount_sat), rate))
+}
+
+fn serde_json_string<T: Serialize>(value: &T) -> Result<String, Failure> {
+    serde_json::to_string(value).map_err(|e| failure("internal", e.to_string()))
+}
+
+fn serde_json_from<T: for<'de> Deserialize<'de>>(text: &str) -> Option<T> {
+    serde_json::from_str(text).ok()
+}

@@ -1,0 +1,120 @@
+// The typed message map between the extension's pages and its service worker. Every request is
+// `{ type, ...params }`; every answer is `{ ok: true, payload }` or `{ ok: false, error }`.
+
+export type Network = "regtest" | "signet" | "testnet" | "bitcoin";
+
+/** An error as it crosses from Rust: a stable snake_case code and a sentence for people. */
+export interface WalletError {
+  code: string;
+  message: string;
+}
+
+export type Reply<T> = { ok: true; payload: T } | { ok: false; error: WalletError };
+
+export interface Settings {
+  network: Network;
+  esploraUrl: string;
+  /** Minutes of inactivity before the wallet locks itself. */
+  autoLockMinutes: number;
+}
+
+export interface Balance {
+  /** Confirmed and spendable, sat. */
+  confirmed: number;
+  /** Unconfirmed, incoming or own change, sat. */
+  pending: number;
+  /** Coinbase outputs not yet mature, sat. */
+  immature: number;
+}
+
+export interface TxSummary {
+  txid: string;
+  /** Net effect on the wallet, sat (negative when spending). */
+  net: number;
+  /** Fee in sat when the wallet paid it and knows it. */
+  fee: number | null;
+  /** Block height when confirmed. */
+  height: number | null;
+  /** Block time (Unix seconds) when confirmed, else when first seen. */
+  time: number | null;
+}
+
+export interface SyncStatus {
+  /** A sync is running now. */
+  syncing: boolean;
+  /** Chain height at the last successful sync. */
+  height: number | null;
+  /** When the last sync finished (ms since epoch, browser time). */
+  at: number | null;
+  /** Why the last sync failed, if it did. */
+  error: WalletError | null;
+}
+
+export interface State {
+  wallet: "none" | "locked" | "unlocked";
+  settings: Settings;
+  sync: SyncStatus;
+}
+
+export interface Overview {
+  balance: Balance;
+  sync: SyncStatus;
+  transactions: TxSummary[];
+}
+
+export interface SendPreview {
+  feeSat: number;
+  vsize: number;
+  /** Amount plus fee, sat. */
+  totalSat: number;
+  feeRate: number;
+}
+
+export interface FeeRates {
+  /** sat/vB for about 1, 6 and 24 blocks. */
+  fast: number;
+  normal: number;
+  slow: number;
+}
+
+/** Requests and the payload each one answers with. */
+export interface Requests {
+  /** Where the wallet stands; never fails once the worker runs. */
+  state: { req: {}; res: State };
+  /** A new 12-word phrase from the browser's CSPRNG; nothing is stored until `restore`. */
+  newPhrase: { req: {}; res: { phrase: string } };
+  /** Stores a wallet for this phrase sealed under the password, and unlocks it. */
+  restore: { req: { phrase: string; password: string }; res: State };
+  unlock: { req: { password: string }; res: State };
+  lock: { req: {}; res: State };
+  /** Balance, sync status and transactions as last synced. */
+  overview: { req: {}; res: Overview };
+  /** Syncs with the chain now, then answers like `overview`. */
+  sync: { req: {}; res: Overview };
+  receiveAddress: { req: {}; res: { address: string } };
+  feeRates: { req: {}; res: FeeRates };
+  previewSend: { req: { address: string; amountSat: number; feeRate: number }; res: SendPreview };
+  send: { req: { address: string; amountSat: number; feeRate: number }; res: { txid: string } };
+  exportPhrase: { req: { password: string }; res: { phrase: string } };
+  /** Saves settings; switching network switches to that network's wallet (if any). */
+  saveSettings: { req: Settings; res: State };
+}
+
+export type RequestType = keyof Requests;
+/** One request; with no argument, the union of all of them (narrowed by `type`). */
+export type Request<K extends RequestType = RequestType> = K extends RequestType
+  ? { type: K } & Requests[K]["req"]
+  : never;
+
+/** Sends a request to the worker and unwraps its reply; throws the typed error on failure. */
+export async function call<K extends RequestType>(
+  type: K,
+  params: Requests[K]["req"],
+): Promise<Requests[K]["res"]> {
+  const reply = (await chrome.runtime.sendMessage({ type, ...params })) as
+    | Reply<Requests[K]["res"]>
+    | undefined;
+  if (!reply) throw { code: "no_worker", message: "the wallet's background worker did not answer" };
+  if (!reply.ok) throw reply.error;
+  return reply.payload;
+}
