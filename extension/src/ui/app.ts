@@ -2,7 +2,7 @@
 
 import { call, type State, type WalletError } from "../messages";
 import { h, icon, mark, replace, spinner, type Child } from "./dom";
-import { NETWORK_LABEL, sentence, toError } from "./format";
+import { NETWORK_LABEL, errorContext, humanMessage, toError } from "./format";
 import { homeScreen } from "./home";
 import { welcomeScreen } from "./onboarding";
 import { unlockScreen } from "./unlock";
@@ -49,6 +49,7 @@ export class App {
   /** The screen for a wallet state: welcome, unlock or home. */
   route(state: State, opts: { sync?: boolean } = {}): void {
     this.state = state;
+    errorContext.esploraUrl = state.settings.esploraUrl;
     if (state.wallet === "none") {
       this.show(welcomeScreen(this));
     } else if (state.wallet === "locked") {
@@ -105,7 +106,7 @@ function fatalScreen(app: App, err: WalletError): Screen {
       { class: "screen center stack" },
       h("div", { class: "empty-icon danger" }, icon("alert", 28)),
       h("h1", { class: "title" }, "Trickle could not start"),
-      h("p", { class: "muted", testid: "error-banner" }, sentence(err.message)),
+      h("p", { class: "muted", testid: "error-banner" }, humanMessage(err)),
       h("button", { class: "btn btn-primary", onclick: () => void app.start() }, "Try again"),
     ),
   };
@@ -139,12 +140,6 @@ export function header(
   );
 }
 
-/** Sentences for the errors people meet most; the rest show the wallet's own message. */
-const FRIENDLY: Record<string, string> = {
-  wrong_password: "Wrong password. Check it and try again.",
-  no_worker: "Trickle's background worker did not answer. Close this window and open it again.",
-};
-
 /** An error banner that stays hidden until `show`. */
 export class Banner {
   readonly el: HTMLElement;
@@ -162,7 +157,8 @@ export class Banner {
 
   show(err: WalletError | string): void {
     const e = typeof err === "string" ? { code: "invalid_input", message: err } : err;
-    this.text.textContent = FRIENDLY[e.code] ?? sentence(e.message);
+    this.text.textContent = humanMessage(e);
+    this.el.title = e.message;
     this.el.dataset.code = e.code;
     this.el.hidden = false;
   }

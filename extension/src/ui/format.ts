@@ -76,6 +76,41 @@ export function toError(e: unknown): WalletError {
   return { code: "internal", message: String(e) };
 }
 
+/** What error messages may name: the chain server the wallet is set to. */
+export const errorContext = { esploraUrl: "" };
+
+/** Sentences for the errors people meet most; the rest show the wallet's own message. */
+const FRIENDLY: Record<string, string> = {
+  wrong_password: "Wrong password. Check it and try again.",
+  no_worker: "Trickle's background worker did not answer. Close this window and open it again.",
+};
+
+const btcToSat = (btc: string) => Math.round(Number(btc) * 1e8);
+
+/**
+ * An error as a sentence for people: known codes get a plain sentence, amounts in BTC become sat,
+ * and a message that carries a debug dump is cut to its first line.
+ */
+export function humanMessage(e: WalletError): string {
+  const friendly = FRIENDLY[e.code];
+  if (friendly) return friendly;
+  const m = e.message;
+  if (e.code === "chain" && /failed to fetch|networkerror|connection refused|timed out|error sending request/i.test(m)) {
+    const where = errorContext.esploraUrl ? ` at ${errorContext.esploraUrl}` : "";
+    return `Cannot reach the Esplora server${where}. Check its address in Settings and your connection.`;
+  }
+  const funds = /([\d.]+) BTC available of ([\d.]+) BTC needed/.exec(m);
+  if (funds) {
+    return (
+      `Not enough funds: ${formatSat(btcToSat(funds[1]!))} sat available, ` +
+      `${formatSat(btcToSat(funds[2]!))} sat needed with the fee.`
+    );
+  }
+  let first = m.split(/\n|\\n/)[0] ?? m;
+  if (first.length > 220) first = `${first.slice(0, 217)}…`;
+  return sentence(first);
+}
+
 /** Rust errors read in lowercase; a sentence on screen starts with a capital. */
 export function sentence(s: string): string {
   const t = s.trim();

@@ -3,7 +3,7 @@
 import { call, type Overview, type SyncStatus, type TxSummary, type WalletError } from "../messages";
 import { App, header, type Screen } from "./app";
 import { h, icon, replace, spinner } from "./dom";
-import { ago, formatDay, formatSat, formatSignedSat, formatTime, sentence, toError } from "./format";
+import { ago, formatDay, formatSat, formatSignedSat, formatTime, humanMessage, toError } from "./format";
 import { receiveScreen } from "./receive";
 import { sendScreen } from "./send";
 import { settingsScreen } from "./settings";
@@ -116,7 +116,7 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
       loadError.hidden = true;
       return;
     }
-    replace(loadError, icon("alert", 18), h("span", { class: "banner-text" }, sentence(err.message)));
+    replace(loadError, icon("alert", 18), h("span", { class: "banner-text" }, humanMessage(err)));
     loadError.dataset.code = err.code;
     loadError.hidden = false;
   }
@@ -132,7 +132,7 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
       replace(
         syncRow,
         h("span", { class: "dot dot-error" }),
-        h("span", { class: "sync-text error-text", title: error.message }, "Sync failed: ", sentence(error.message)),
+        h("span", { class: "sync-text error-text", title: error.message }, "Sync failed. ", humanMessage(error)),
         h("button", { class: "link", testid: "sync-retry", onclick: () => void sync() }, "Retry"),
       );
     } else if (s?.height !== null && s?.height !== undefined) {

@@ -3,7 +3,7 @@
 import { call, type Network, type Settings } from "../messages";
 import { App, Banner, busy, field, header, passwordInput, phraseGrid, type Screen } from "./app";
 import { h, icon, replace } from "./dom";
-import { DEFAULT_ESPLORA, NETWORK_LABEL, toError } from "./format";
+import { DEFAULT_ESPLORA, NETWORK_LABEL, errorContext, toError } from "./format";
 
 const NETWORKS: Network[] = ["bitcoin", "signet", "testnet", "regtest"];
 
@@ -94,6 +94,7 @@ export function settingsScreen(app: App, opts: { back: () => void }): Screen {
             const before = app.state;
             const state = await call("saveSettings", next);
             app.state = state;
+            errorContext.esploraUrl = state.settings.esploraUrl;
             esplora.value = state.settings.esploraUrl;
             if (before?.settings.network !== state.settings.network || before?.wallet !== state.wallet) {
               app.route(state);
