@@ -1,0 +1,212 @@
+// The service worker can be stopped at any moment: it comes back, reloads the wallet from storage
+// and shows the same state. The password guards the wallet; a wrong one is refused clearly.
+// Prints the worker's cold start to "ready" (first successful `state` reply).
+
+import assert from "node:assert/strict";
+import { after, before, describe, test as nodeTest } from "node:test";
+import {
+  PASSWORD,
+  T,
+  assertNoPageErrors,
+  bannerText,
+  chooseRegtest,
+  launchBrowser,
+  onboardingTab,
+  openPage,
+  readBalance,
+  readReceiveAddress,
+  readTransactions,
+  report,
+  steps,
+  restoreFromWelcome,
+  send,
+  shot,
+  startChain,
+  stats,
+  stopWorker,
+  timeUntilOk,
+  waitForBalance,
+  waitReady,
+  waitScreen,
+  workerRunning,
+  writeArtifact,
+} from "./harness.mjs";
+
+// BIP39's all-"abandon" test phrase: fine for a throwaway regtest chain.
+const PHRASE = `${"abandon ".repeat(11)}about`;
+const FUNDED = 50_000;
+const RESTARTS = 5;
+
+const test = steps(nodeTest);
+
+describe("worker restarts and the password", { timeout: 600_000 }, () => {
+  let chain;
+  let browser;
+  let popup;
+  let known;
+  const timings = {};
+
+  before(async () => {
+    chain = await startChain();
+    browser = await launchBrowser("worker");
+    const page = await onboardingTab(browser);
+    await waitReady(page);
+    timings.launchToReadyMs = Math.round(performance.now() - browser.t0);
+    timings.launchToWorkerTargetMs = Math.round(browser.workerMs);
+    await chooseRegtest(page, chain.url);
+    await restoreFromWelcome(page, PHRASE, PASSWORD, "onboarding-10-restore-filled");
+    await waitScreen(page, "done", T.sync);
+    await page.close();
+
+    popup = await openPage(browser, "popup.html");
+    const address = await readReceiveAddress(popup);
+    await chain.faucet(address, FUNDED);
+    await waitForBalance(popup, { confirmed: FUNDED, pending: 0 });
+    known = {
+      balance: await readBalance(popup),
+      txids: (await readTransactions(popup)).map((tx) => tx.txid),
+      address: await readReceiveAddress(popup),
+    };
+    assert.equal(known.txids.length, 1);
+  });
+
+  after(async () => {
+    if (Object.keys(timings).length) await writeArtifact("cold-start.json", timings).catch(() => {});
+    await browser?.close();
+    await chain?.stop();
+  });
+
+  test("cold start at launch: browser launch → first state reply", (t) => {
+    report(t, `worker target up ${timings.launchToWorkerTargetMs} ms after launch`);
+    report(t, `cold start (launch → first state reply): ${timings.launchToReadyMs} ms`);
+    assert.ok(timings.launchToReadyMs > 0 && timings.launchToReadyMs < T.launch);
+  });
+
+  test("the stopped worker restarts on the next message, unlocks and shows the same state", { timeout: 240_000 }, async (t) => {
+    // Measure from a screen that does not poll, so only our message wakes the worker.
+    await popup.getByTestId("nav-settings").click();
+    await waitScreen(popup, "settings");
+
+    const toState = [];
+    const toOverview = [];
+    let wallet;
+    for (let i = 0; i < RESTARTS; i++) {
+      await stopWorker(browser, popup);
+      assert.equal(await workerRunning(browser, popup), false, "the worker is stopped");
+      toState.push(await timeUntilOk(popup, "state"));
+      assert.equal(await workerRunning(browser, popup), true, "a message started it again");
+      const state = await send(popup, { type: "state" });
+      wallet = state.payload.wallet;
+      assert.notEqual(wallet, "none", "the wallet survives the restart");
+      assert.equal(state.payload.settings.network, "regtest", "settings survive the restart");
+      assert.equal(state.payload.settings.esploraUrl, chain.url);
+      if (wallet === "unlocked") {
+        // Time to a wallet that answers from its loaded state, not only to `state`.
+        await stopWorker(browser, popup);
+        toOverview.push(await timeUntilOk(popup, "overview", T.sync));
+      }
+    }
+    const s = stats(toState);
+    timings.restartToStateMs = { ...s, values: toState.map(Math.round) };
+    report(
+      t,
+      `cold start after stop (message → first state reply), ${s.runs} runs: ` +
+        `median ${s.median.toFixed(0)} ms, min ${s.min.toFixed(0)}, max ${s.max.toFixed(0)}`,
+    );
+    if (toOverview.length) {
+      const o = stats(toOverview);
+      timings.restartToOverviewMs = { ...o, values: toOverview.map(Math.round) };
+      report(t, `after stop to first overview reply (wallet loaded): median ${o.median.toFixed(0)} ms, max ${o.max.toFixed(0)}`);
+    }
+    timings.walletAfterRestart = wallet;
+    report(t, `after a restart the wallet is ${wallet}`);
+
+    // The popup, opened again, shows the same wallet (after the password if the worker forgot the key).
+    await popup.reload({ timeout: T.ui });
+    await popup.waitForFunction(() => ["home", "unlock"].includes(document.getElementById("app")?.dataset.screen), null, { timeout: T.ui });
+    if ((await popup.locator("#app").getAttribute("data-screen")) === "unlock") {
+      await popup.getByTestId("unlock-password").fill(PASSWORD);
+      await popup.getByTestId("unlock-submit").click();
+    }
+    await waitForBalance(popup, known.balance);
+    assert.deepEqual((await readTransactions(popup)).map((tx) => tx.txid), known.txids);
+    assert.equal(await readReceiveAddress(popup), known.address);
+
+    // Locked, then stopped: it stays locked and unlocks with the password.
+    await popup.getByTestId("lock").click();
+    await waitScreen(popup, "unlock");
+    await stopWorker(browser, popup);
+    const state = await waitReady(popup);
+    assert.equal(state.state.wallet, "locked", "a locked wallet is still locked after a restart");
+    await popup.getByTestId("unlock-password").fill(PASSWORD);
+    await popup.getByTestId("unlock-submit").click();
+    await waitForBalance(popup, known.balance);
+    assertNoPageErrors(browser);
+  });
+
+  test("a wrong password is refused with a clear message; the right one unlocks", { timeout: 120_000 }, async () => {
+    await waitScreen(popup, "home");
+    await popup.getByTestId("lock").click();
+    await waitScreen(popup, "unlock");
+    await shot(popup, "popup-12-unlock");
+    assert.equal((await send(popup, { type: "state" })).payload.wallet, "locked");
+
+    // Empty: said on the page, nothing sent.
+    await popup.getByTestId("unlock-submit").click();
+    assert.match(await bannerText(popup), /Enter your password/);
+
+    await popup.getByTestId("unlock-password").fill("wrong password");
+    await popup.getByTestId("unlock-submit").click();
+    const message = await bannerText(popup);
+    assert.match(message, /password/i, `the message names the password: "${message}"`);
+    const code = await popup.getByTestId("error-banner").getAttribute("data-code");
+    assert.ok(code && code !== "internal" && code !== "no_worker", `a typed error code: ${code}`);
+    assert.equal(await popup.getByTestId("unlock-password").getAttribute("class").then((c) => c.includes("invalid")), true);
+    await shot(popup, "popup-13-unlock-wrong-password");
+    await waitScreen(popup, "unlock");
+    assert.equal((await send(popup, { type: "state" })).payload.wallet, "locked", "still locked");
+
+    // The same refusal straight from the worker, as a typed error.
+    const direct = await send(popup, { type: "unlock", password: "another wrong one" });
+    assert.equal(direct.ok, false);
+    assert.equal(direct.error.code, code);
+    assert.ok(direct.error.message.length > 5);
+
+    // The hint leads to restoring from the phrase, and back.
+    await popup.getByTestId("forgot-password").click();
+    await waitScreen(popup, "restore");
+    await shot(popup, "popup-14-forgot-password");
+    await popup.getByTestId("back").click();
+    await waitScreen(popup, "unlock");
+
+    await popup.getByTestId("unlock-password").fill(PASSWORD);
+    await popup.getByTestId("unlock-submit").click();
+    await waitForBalance(popup, known.balance);
+    assertNoPageErrors(browser);
+  });
+
+  test("a chain that cannot be reached shows a sync error with retry", { timeout: 120_000 }, async () => {
+    const setUrl = async (url) => {
+      await popup.getByTestId("nav-settings").click();
+      await waitScreen(popup, "settings");
+      await popup.getByTestId("settings-esplora").fill(url);
+      await popup.getByTestId("settings-save").click();
+      await popup.getByTestId("settings-saved").waitFor({ timeout: T.ui });
+      await popup.getByTestId("back").click();
+      await waitScreen(popup, "home");
+    };
+    const syncButton = popup.locator('[data-testid="sync-now"]:visible, [data-testid="sync-retry"]:visible').first();
+    await setUrl("http://127.0.0.1:1");
+    await syncButton.click();
+    await popup.locator('[data-testid="sync-status"][data-state="error"]').waitFor({ timeout: T.sync });
+    assert.equal(await popup.getByTestId("sync-retry").isVisible(), true);
+    assert.match(await popup.getByTestId("sync-status").innerText(), /Sync failed/);
+    assert.equal((await readBalance(popup)).confirmed, known.balance.confirmed, "the last balance stays");
+    await shot(popup, "popup-15-sync-error");
+
+    await setUrl(chain.url);
+    await syncButton.click();
+    await popup.locator('[data-testid="sync-status"][data-state="synced"]').waitFor({ timeout: T.sync });
+    assertNoPageErrors(browser);
+  });
+});
