@@ -83,8 +83,12 @@ export interface Requests {
   state: { req: {}; res: State };
   /** A new 12-word phrase from the browser's CSPRNG; nothing is stored until `restore`. */
   newPhrase: { req: {}; res: { phrase: string } };
-  /** Stores a wallet for this phrase sealed under the password, and unlocks it. */
-  restore: { req: { phrase: string; password: string }; res: State };
+  /**
+   * Stores a wallet for this phrase sealed under the password, and unlocks it. A wallet already
+   * stored for the network is refused (`already_exists`) unless `replace` is true ("forgot
+   * password": the phrase is checked first, then the old wallet is replaced).
+   */
+  restore: { req: { phrase: string; password: string; replace?: boolean }; res: State };
   unlock: { req: { password: string }; res: State };
   lock: { req: {}; res: State };
   /** Balance, sync status and transactions as last synced. */
