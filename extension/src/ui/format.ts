@@ -83,6 +83,7 @@ export const errorContext = { esploraUrl: "" };
 const FRIENDLY: Record<string, string> = {
   wrong_password: "Wrong password. Check it and try again.",
   no_worker: "Trickle's background worker did not answer. Close this window and open it again.",
+  already_exists: "A wallet already exists for this network. Unlock it, or restore from its phrase.",
 };
 
 const btcToSat = (btc: string) => Math.round(Number(btc) * 1e8);
@@ -97,7 +98,7 @@ export function humanMessage(e: WalletError): string {
   const m = e.message;
   if (e.code === "chain" && /failed to fetch|networkerror|connection refused|timed out|error sending request/i.test(m)) {
     const where = errorContext.esploraUrl ? ` at ${errorContext.esploraUrl}` : "";
-    return `Cannot reach the Esplora server${where}. Check its address in Settings and your connection.`;
+    return `Cannot reach the Esplora server${where}. Check it in Settings.`;
   }
   const funds = /([\d.]+) BTC available of ([\d.]+) BTC needed/.exec(m);
   if (funds) {

@@ -190,6 +190,9 @@ function passwordFields(): {
 } {
   const pw = passwordInput("password", { autocomplete: "new-password" });
   const again = passwordInput("password-confirm", { autocomplete: "new-password" });
+  for (const input of [pw.input, again.input]) {
+    input.addEventListener("input", () => input.classList.remove("invalid"));
+  }
   const check = (banner: Banner): string | null => {
     pw.input.classList.remove("invalid");
     again.input.classList.remove("invalid");
@@ -279,6 +282,7 @@ export function restoreScreen(app: App, opts: { back: () => void; replacing?: bo
   const count = h("span", { testid: "restore-count" }, "0 words");
   const normalized = () => phrase.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
   phrase.addEventListener("input", () => {
+    phrase.classList.remove("invalid");
     const n = normalized().length;
     count.textContent = `${n} word${n === 1 ? "" : "s"}`;
   });
@@ -307,7 +311,11 @@ export function restoreScreen(app: App, opts: { back: () => void; replacing?: bo
         if (password === null) return;
         void busy(submit, "Restoring…", async () => {
           try {
-            const state = await call("restore", { phrase: words.join(" "), password });
+            const state = await call("restore", {
+              phrase: words.join(" "),
+              password,
+              ...(opts.replacing ? { replace: true } : {}),
+            });
             phrase.value = "";
             finish(app, state);
           } catch (e) {
