@@ -10,6 +10,7 @@ import {
   assertNoPageErrors,
   bannerText,
   chooseRegtest,
+  fillPasswords,
   launchBrowser,
   onboardingTab,
   openPage,
@@ -36,6 +37,7 @@ import {
 const PHRASE = `${"abandon ".repeat(11)}about`;
 const FUNDED = 50_000;
 const RESTARTS = 5;
+const NEW_PASSWORD = "a new password, after forgetting";
 
 const test = steps(nodeTest);
 
@@ -207,6 +209,38 @@ describe("worker restarts and the password", { timeout: 600_000 }, () => {
     await setUrl(chain.url);
     await syncButton.click();
     await popup.locator('[data-testid="sync-status"][data-state="synced"]').waitFor({ timeout: T.sync });
+    assertNoPageErrors(browser);
+  });
+
+  test("forgot password: the phrase restores the wallet under a new password", { timeout: 120_000 }, async () => {
+    await waitScreen(popup, "home");
+    await popup.getByTestId("lock").click();
+    await waitScreen(popup, "unlock");
+    await popup.getByTestId("forgot-password").click();
+    await waitScreen(popup, "restore");
+
+    // A phrase that is not valid BIP39 (bad checksum) is refused and the stored wallet stays.
+    await popup.getByTestId("restore-phrase").fill(`${"abandon ".repeat(11)}abandon`);
+    await fillPasswords(popup, NEW_PASSWORD);
+    await popup.getByTestId("restore-submit").click();
+    const refused = await bannerText(popup);
+    assert.match(refused, /phrase/i, `the refusal names the phrase: "${refused}"`);
+    assert.equal((await send(popup, { type: "state" })).payload.wallet, "locked", "the old wallet is kept");
+
+    await popup.getByTestId("restore-phrase").fill(PHRASE);
+    await popup.getByTestId("restore-submit").click();
+    await waitForBalance(popup, known.balance);
+    assert.deepEqual((await readTransactions(popup)).map((tx) => tx.txid), known.txids);
+
+    // The new password unlocks it; the old one no longer does.
+    await popup.getByTestId("lock").click();
+    await waitScreen(popup, "unlock");
+    await popup.getByTestId("unlock-password").fill(PASSWORD);
+    await popup.getByTestId("unlock-submit").click();
+    assert.match(await bannerText(popup), /Wrong password/);
+    await popup.getByTestId("unlock-password").fill(NEW_PASSWORD);
+    await popup.getByTestId("unlock-submit").click();
+    await waitForBalance(popup, known.balance);
     assertNoPageErrors(browser);
   });
 });
