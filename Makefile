@@ -1,12 +1,12 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
-.PHONY: setup run test checks bench wasm fuzz-smoke
+.PHONY: setup run test checks bench extension fuzz-smoke
 
 setup:
 	@bash scripts/setup.sh
 
-# Builds every crate's wasm32 target that must run in the browser.
-wasm: setup
-	cargo build -p trickle-channel --target wasm32-unknown-unknown --release
+# The browser extension, unpacked in dist/extension/ (load it from there) and zipped.
+extension: setup
+	bash scripts/build-extension.sh
 
 # Every check, beside a throwaway PostgreSQL so the payee's store tests run against it too.
 test: setup
@@ -19,7 +19,11 @@ checks:
 	# trickle-regtest links libbitcoinkernel (Core 31); one test binary cannot hold both.
 	cargo test -p trickle-channel
 	cargo test --workspace --exclude trickle-channel
-	$(MAKE) --no-print-directory wasm
+	cargo clippy -p trickle-wasm --target wasm32-unknown-unknown -- -D warnings
+	# The extension in Chromium against the local chain (tests/browser/).
+	bash scripts/build-extension.sh
+	cargo build -p trickle-regtest
+	npm run test:browser
 	$(MAKE) --no-print-directory fuzz-smoke
 
 # Each fuzz target for a short time; a crash fails the run (see fuzz/README.md).

@@ -10,6 +10,10 @@ command -v cmake >/dev/null || need_apt+=(cmake)          # bitcoinkernel (Bitco
 dpkg -s libboost-dev >/dev/null 2>&1 || need_apt+=(libboost-dev)
 # The server (initdb, postgres), not just the client that shares its directory.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql) # payee store tests
+command -v chromium >/dev/null || need_apt+=(chromium)    # the extension's browser tests
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+command -v python3 >/dev/null || need_apt+=(python3)      # scripts (free ports, zip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -29,4 +33,19 @@ rustup component list --installed | grep -q '^clippy' || rustup component add cl
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz 0.13.2" ]; then
   echo "setup: cargo install cargo-fuzz 0.13.2"
   cargo install cargo-fuzz --version 0.13.2
+fi
+
+# wasm-bindgen's CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+wbg=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg" ]; then
+  echo "setup: cargo install wasm-bindgen-cli $wbg"
+  cargo install wasm-bindgen-cli --version "$wbg"
+fi
+
+# The extension's build and test tools (esbuild, TypeScript, wasm-opt, playwright-core), pinned
+# by package-lock.json; reinstalled only when the lock file changed.
+if ! cmp -s package-lock.json node_modules/.trickle-installed-lock 2>/dev/null; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+  cp package-lock.json node_modules/.trickle-installed-lock
 fi

@@ -86,7 +86,8 @@ export interface Requests {
   /**
    * Stores a wallet for this phrase sealed under the password, and unlocks it. A wallet already
    * stored for the network is refused (`already_exists`) unless `replace` is true ("forgot
-   * password": the phrase is checked first, then the old wallet is replaced).
+   * password"): then the stored wallet is sealed under the new password, keeping its history
+   * and channels, and the phrase must be that wallet's own (else `bad_phrase`).
    */
   restore: { req: { phrase: string; password: string; replace?: boolean }; res: State };
   unlock: { req: { password: string }; res: State };

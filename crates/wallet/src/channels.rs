@@ -471,7 +471,7 @@ impl<S: Store> Wallet<S> {
             for tx in step.broadcast {
                 let sent = client.broadcast(&tx).await;
                 if !was_refunded {
-                    sent.map_err(|e| WalletError::Chain(e.to_string()))?;
+                    sent.map_err(WalletError::from)?;
                     refunds.push(tx);
                 }
                 // A rebroadcast fails once the refund is confirmed: nothing to do then.

@@ -6,9 +6,10 @@ use core::fmt;
 use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
 use bdk_esplora::EsploraAsyncExt;
 use bdk_wallet::chain::Merge;
+use bdk_wallet::coin_selection::{BranchAndBoundCoinSelection, LargestFirstCoinSelection};
 use bdk_wallet::keys::bip39::{Language, Mnemonic};
 use bdk_wallet::template::Bip84;
-use bdk_wallet::{ChangeSet, KeychainKind, SignOptions};
+use bdk_wallet::{ChangeSet, KeychainKind, LoadError, LoadMismatch, SignOptions};
 use bitcoin::bip32::{ChildNumber, DerivationPath, Xpriv};
 use bitcoin::secp256k1::{SecretKey, SECP256K1};
 use bitcoin::{
@@ -112,6 +113,40 @@ impl WalletError {
 impl From<StoreError> for WalletError {
     fn from(e: StoreError) -> Self {
         Self::Store(e)
+    }
+}
+
+impl From<bdk_esplora::esplora_client::Error> for WalletError {
+    /// One sentence a person can act on, not the HTTP client's debug dump.
+    fn from(e: bdk_esplora::esplora_client::Error) -> Self {
+        use bdk_esplora::esplora_client::Error as E;
+        let first_line = |text: &str| -> String {
+            let line = text.lines().next().unwrap_or_default();
+            line.chars().take(300).collect()
+        };
+        Self::Chain(match e {
+            E::Reqwest(e) if e.is_timeout() => "the chain server did not answer in time".into(),
+            E::Reqwest(e) => match e.url() {
+                Some(url) => format!(
+                    "cannot reach the chain server at {}",
+                    url.origin().ascii_serialization()
+                ),
+                None => "cannot reach the chain server".into(),
+            },
+            E::HttpResponse { status, message } => {
+                format!(
+                    "the chain server answered {status}: {}",
+                    first_line(&message)
+                )
+            }
+            other => first_line(&other.to_string()),
+        })
+    }
+}
+
+impl From<Box<bdk_esplora::esplora_client::Error>> for WalletError {
+    fn from(e: Box<bdk_esplora::esplora_client::Error>) -> Self {
+        Self::from(*e)
     }
 }
 
@@ -261,6 +296,56 @@ impl<S: Store> Wallet<S> {
 
     /// Opens the stored wallet with the key a password derived earlier ([`Wallet::session_key`]).
     pub async fn resume(store: S, network: Network, key: VaultKey) -> Result<Self, WalletError> {
+        let sealed = Self::sealed_seed(&store).await?;
+        let phrase = String::from_utf8(key.open(&sealed)?)
+            .map_err(|_| WalletError::Corrupt("seed is not text".into()))?;
+        let mnemonic = Mnemonic::parse_in(Language::English, &phrase)
+            .map_err(|e| WalletError::Corrupt(e.to_string()))?;
+        // The sealed phrase not matching the wallet's own records is damage, not a user error.
+        let (meta, master, bdk, changes) = match Self::load(&store, network, &mnemonic).await {
+            Err(WalletError::BadPhrase(why)) => return Err(WalletError::Corrupt(why)),
+            other => other?,
+        };
+        Ok(Self {
+            store,
+            meta,
+            key,
+            master,
+            bdk,
+            changes,
+        })
+    }
+
+    /// Seals the stored wallet under a new password, given its recovery phrase: the way back
+    /// from a forgotten password, keeping its history and channels. Refused when the phrase is
+    /// another wallet's, whose storage this would orphan.
+    pub async fn reset_password(
+        store: S,
+        network: Network,
+        phrase: &str,
+        password: &str,
+    ) -> Result<Self, WalletError> {
+        let mnemonic = Mnemonic::parse_in(Language::English, phrase)
+            .map_err(|e| WalletError::BadPhrase(e.to_string()))?;
+        let (meta, master, bdk, changes) = Self::load(&store, network, &mnemonic).await?;
+        let (sealed, key) = vault::seal(mnemonic.to_string().as_bytes(), password)?;
+        store.put(SEED_KEY, json(&sealed)?).await?;
+        Ok(Self {
+            store,
+            meta,
+            key,
+            master,
+            bdk,
+            changes,
+        })
+    }
+
+    /// The stored wallet records, checked against the keys `mnemonic` derives.
+    async fn load(
+        store: &S,
+        network: Network,
+        mnemonic: &Mnemonic,
+    ) -> Result<(Meta, Xpriv, bdk_wallet::Wallet, ChangeSet), WalletError> {
         let meta: Meta = from_json(
             &store.get(META_KEY).await?.ok_or(WalletError::NotFound)?,
             "meta",
@@ -277,12 +362,7 @@ impl<S: Store> Wallet<S> {
                 requested: network,
             });
         }
-        let sealed = Self::sealed_seed(&store).await?;
-        let phrase = String::from_utf8(key.open(&sealed)?)
-            .map_err(|_| WalletError::Corrupt("seed is not text".into()))?;
-        let mnemonic = Mnemonic::parse_in(Language::English, &phrase)
-            .map_err(|e| WalletError::Corrupt(e.to_string()))?;
-        let master = master_key(&mnemonic, network)?;
+        let master = master_key(mnemonic, network)?;
         let changes: ChangeSet = from_json(
             &store.get(BDK_KEY).await?.ok_or(WalletError::NotFound)?,
             "wallet data",
@@ -298,16 +378,16 @@ impl<S: Store> Wallet<S> {
             )
             .check_network(network)
             .load_wallet_no_persist(changes.clone())
-            .map_err(|e| WalletError::Corrupt(e.to_string()))?
+            .map_err(|e| match e {
+                LoadError::Mismatch(LoadMismatch::Descriptor { .. }) => WalletError::BadPhrase(
+                    "this phrase is not the stored wallet's; only its own phrase can reset \
+                     the password"
+                        .into(),
+                ),
+                e => WalletError::Corrupt(e.to_string()),
+            })?
             .ok_or(WalletError::NotFound)?;
-        Ok(Self {
-            store,
-            meta,
-            key,
-            master,
-            bdk,
-            changes,
-        })
+        Ok((meta, master, bdk, changes))
     }
 
     async fn sealed_seed(store: &S) -> Result<Sealed, WalletError> {
@@ -436,10 +516,7 @@ impl<S: Store> Wallet<S> {
 
     /// Fee rates from the chain source's estimates (at least 1 sat/vB).
     pub async fn fee_rates<Z: Sleeper>(client: &AsyncClient<Z>) -> Result<FeeRates, WalletError> {
-        let estimates = client
-            .get_fee_estimates()
-            .await
-            .map_err(|e| WalletError::Chain(e.to_string()))?;
+        let estimates = client.get_fee_estimates().await?;
         let rate = |target| {
             let sat_vb = bdk_esplora::esplora_client::convert_fee_rate(target, estimates.clone())
                 .unwrap_or(1.0)
@@ -456,9 +533,8 @@ impl<S: Store> Wallet<S> {
 
     /// The chain tip: height and median-time-past.
     pub async fn tip<Z: Sleeper>(client: &AsyncClient<Z>) -> Result<ChainTip, WalletError> {
-        let chain = |e: bdk_esplora::esplora_client::Error| WalletError::Chain(e.to_string());
-        let hash = client.get_tip_hash().await.map_err(chain)?;
-        let info = client.get_block_info(&hash).await.map_err(chain)?;
+        let hash = client.get_tip_hash().await?;
+        let info = client.get_block_info(&hash).await?;
         Ok(ChainTip {
             height: info.height,
             median_time_past: u32::try_from(info.mediantime)
@@ -477,14 +553,10 @@ impl<S: Store> Wallet<S> {
     where
         AsyncClient<Z>: EsploraAsyncExt,
     {
-        let chain = |e: Box<bdk_esplora::esplora_client::Error>| WalletError::Chain(e.to_string());
         let scanned = self.bdk.latest_checkpoint().height() > 0;
         if scanned {
             let request = self.bdk.start_sync_with_revealed_spks_at(now);
-            let update = client
-                .sync(request, PARALLEL_REQUESTS)
-                .await
-                .map_err(chain)?;
+            let update = client.sync(request, PARALLEL_REQUESTS).await?;
             self.bdk
                 .apply_update(update)
                 .map_err(|e| WalletError::Chain(e.to_string()))?;
@@ -492,8 +564,7 @@ impl<S: Store> Wallet<S> {
             let request = self.bdk.start_full_scan_at(now);
             let update = client
                 .full_scan(request, STOP_GAP, PARALLEL_REQUESTS)
-                .await
-                .map_err(chain)?;
+                .await?;
             self.bdk
                 .apply_update(update)
                 .map_err(|e| WalletError::Chain(e.to_string()))?;
@@ -523,7 +594,12 @@ impl<S: Store> Wallet<S> {
         outputs: Vec<TxOut>,
         fee_rate: FeeRate,
     ) -> Result<(Transaction, Amount), WalletError> {
-        let mut builder = self.bdk.build_tx();
+        // Deterministic selection (branch and bound, else largest first), so that a previewed
+        // fee is the fee the real send pays.
+        let mut builder = self
+            .bdk
+            .build_tx()
+            .coin_selection(BranchAndBoundCoinSelection::<LargestFirstCoinSelection>::default());
         for out in outputs {
             builder.add_recipient(out.script_pubkey, out.value);
         }
@@ -576,10 +652,7 @@ impl<S: Store> Wallet<S> {
                 now,
             )
             .await?;
-        client
-            .broadcast(&tx)
-            .await
-            .map_err(|e| WalletError::Chain(e.to_string()))?;
+        client.broadcast(&tx).await?;
         Ok(tx)
     }
 

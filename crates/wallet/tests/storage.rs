@@ -199,3 +199,39 @@ async fn damaged_records_give_clear_errors() {
     assert_eq!(err.code(), "corrupt");
     assert!(err.to_string().contains("wallet data"), "{err}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_forgotten_password_is_reset_with_the_wallets_own_phrase_only() {
+    let fixture = fixture();
+    let store = load(&fixture).await;
+    let scoped = layout::open(&store, Network::Regtest).await.expect("open");
+    let before = store.keys("").await.expect("keys");
+    let seed = scoped.get("wallet/seed").await.expect("get");
+
+    let other = trickle_wallet::new_phrase().expect("phrase");
+    let err = Wallet::reset_password(&scoped, Network::Regtest, &other, "new password")
+        .await
+        .err()
+        .expect("another wallet's phrase refused");
+    assert_eq!(err.code(), "bad_phrase");
+    assert!(err.to_string().contains("not the stored wallet's"), "{err}");
+    assert_eq!(scoped.get("wallet/seed").await.expect("get"), seed);
+
+    let mut wallet =
+        Wallet::reset_password(&scoped, Network::Regtest, &fixture.phrase, "new password")
+            .await
+            .expect("reset with the wallet's phrase");
+    assert_eq!(
+        wallet.receive_address().await.expect("address").to_string(),
+        fixture.first_address
+    );
+    assert_eq!(store.keys("").await.expect("keys"), before);
+    let err = Wallet::unlock(&scoped, Network::Regtest, &fixture.password)
+        .await
+        .err()
+        .expect("old password no longer opens it");
+    assert_eq!(err.code(), "wrong_password");
+    Wallet::unlock(&scoped, Network::Regtest, "new password")
+        .await
+        .expect("new password opens it");
+}

@@ -75,6 +75,9 @@ enum Request {
     Restore {
         phrase: String,
         password: String,
+        /// Reset the stored wallet's password with its phrase instead of adding a wallet.
+        #[serde(default)]
+        replace: bool,
     },
     Unlock {
         password: String,
@@ -272,11 +275,18 @@ impl Inner {
                     phrase: new_phrase()?,
                 }))
             }
-            Request::Restore { phrase, password } => {
+            Request::Restore {
+                phrase,
+                password,
+                replace,
+            } => {
                 check_password(&password)?;
-                let wallet =
-                    Wallet::restore(self.store().await?, self.network(), &phrase, &password)
-                        .await?;
+                let (store, network) = (self.store().await?, self.network());
+                let wallet = if replace {
+                    Wallet::reset_password(store, network, &phrase, &password).await?
+                } else {
+                    Wallet::restore(store, network, &phrase, &password).await?
+                };
                 self.unlocked_with(wallet).await?;
                 js(to_js(&self.state().await?))
             }
