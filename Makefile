@@ -36,7 +36,6 @@ fuzz-smoke:
 bench: setup
 	cargo bench -p trickle-channel --bench payments
 
-# The local chain, a demo site and the payee proxy in front of it (scripts/run.sh); the
-# extension joins them when it lands.
+# The local chain, a demo site and the payee proxy in front of it (scripts/run.sh).
 run: setup
 	bash scripts/run.sh

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Brings up Trickle on the local chain: the regtest chain (Esplora API on :3002), a demo site
 # (:3000) and the payee proxy pricing its articles (:8080), then shows how to pay with the
-# `trickle` CLI. State is kept in .trickle/; Ctrl-C stops everything.
+# `trickle` CLI. State is kept in .trickle/; Or with the extension: `make extension`, load dist/extension/ (chrome://extensions, Developer
+mode, Load unpacked), choose network regtest on its welcome screen (Esplora
+http://127.0.0.1:3002), and fund its receive address with the faucet call above.
+
+Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state="$PWD/.trickle"
@@ -70,6 +74,10 @@ Pay with the CLI, in another terminal:
   trickle fetch http://127.0.0.1:8080/articles/1.html
   trickle channels
   trickle close 127.0.0.1
+
+Or with the extension: `make extension`, load dist/extension/ (chrome://extensions, Developer
+mode, Load unpacked), choose network regtest on its welcome screen (Esplora
+http://127.0.0.1:3002), and fund its receive address with the faucet call above.
 
 Ctrl-C stops everything.
 HELP
