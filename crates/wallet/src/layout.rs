@@ -193,7 +193,7 @@ mod tests {
                 .put(LAYOUT_KEY, br#"{"layout":3}"#.to_vec())
                 .await
                 .expect("put");
-            let err = open(&store, Network::Regtest).await.err().expect("refused");
+            let err = open(&store, Network::Regtest).await.expect_err("refused");
             assert!(err.to_string().contains("newer"), "{err}");
         }
     }
