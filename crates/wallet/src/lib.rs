@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod budget;
 mod channels;
 pub mod layout;
 pub mod settings;

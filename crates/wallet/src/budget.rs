@@ -1,0 +1,1287 @@
+//! Per-site budgets, enforced here and not in the UI.
+//!
+//! A site is an origin (`https://example.com`, `http://127.0.0.1:8080`). The user approves a
+//! [`Budget`] for it: a limit per period, a maximum price per request, an optional threshold
+//! below which requests are paid without asking, and whether the site is enabled or revoked. A
+//! site without a budget gets no payment; the caller asks the user first.
+//!
+//! # Reserve, then commit or release
+//!
+//! Spending is reserved before a payment is signed ([`Budget::reserve`]), committed when the
+//! server acknowledges it ([`Budget::commit`], or [`Budget::commit_part`] for a pre-armed
+//! increment that is only partly consumed) and released when the payment fails
+//! ([`Budget::release`]). A reservation counts against the limit from the moment it is made, so
+//! concurrent requests can never sign more than the limit between them. The caller stores the
+//! budget after every change, before it acts on it ("persist, then act"): [`Budgets`] does
+//! both in one call.
+//!
+//! # Periods
+//!
+//! Periods are fixed lengths of time, **rolling from the budget's creation**: a day is 86,400
+//! seconds, a week 7 days, a month 30 days. A period covers `[start, start + length)`; when
+//! `now` reaches `start + length`, the next period starts at the latest boundary
+//! `start + k × length` not after `now`, and what was spent is set to zero. Time is passed in
+//! (Unix seconds), never read here. Time that goes backwards never starts a new period.
+//!
+//! Reservations outstanding at a period change are kept: they go on counting against the limit
+//! in the new period, and are charged to the period in which they are committed. Each is
+//! charged once, never lost and never counted twice.
+//!
+//! Editing a budget ([`Budget::update`]) never resets what was spent: the limit, price and
+//! threshold change, spent and reservations stay. A new period length keeps the current
+//! period's spending: the new period starts at the latest boundary of the new length (counted
+//! from the current period's start) not after `now`. Lowering the limit below what is already
+//! spent or reserved is allowed; nothing more is reserved until the spending falls under it.
+
+use core::cell::RefCell;
+use core::fmt;
+use std::collections::BTreeMap;
+
+use bitcoin::Amount;
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError};
+
+/// The version of the stored [`Budget`] record.
+pub const BUDGET_FORMAT: u32 = 1;
+/// The store key prefix of budgets: `budget/<escaped origin>` (see [`budget_key`]).
+pub const BUDGET_PREFIX: &str = "budget/";
+/// At most this many reservations are outstanding per site; more are refused until some are
+/// committed or released (a bound on the stored record, far above any real use).
+pub const MAX_RESERVATIONS: usize = 1_000;
+
+/// The length of a budget period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    /// 86,400 seconds.
+    Day,
+    /// 7 days.
+    Week,
+    /// 30 days.
+    Month,
+}
+
+impl Period {
+    /// The period's length in seconds.
+    pub const fn seconds(self) -> u64 {
+        const DAY: u64 = 86_400;
+        match self {
+            Self::Day => DAY,
+            Self::Week => 7 * DAY,
+            Self::Month => 30 * DAY,
+        }
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        })
+    }
+}
+
+/// What the user approved for a site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    /// Most spent (committed plus reserved) in one period.
+    pub limit: Amount,
+    /// The period the limit is for.
+    pub period: Period,
+    /// Most paid for one request.
+    pub max_price: Amount,
+    /// Requests priced at or below this are paid without asking; `None`: always ask.
+    #[serde(default)]
+    pub auto_approve: Option<Amount>,
+}
+
+impl Terms {
+    /// Checks that the terms make sense: a limit and a max price above zero and within 21
+    /// million BTC, a max price at most the limit, a threshold at most the max price.
+    pub fn validate(&self) -> Result<(), BudgetError> {
+        let invalid = |why| Err(BudgetError::InvalidTerms(why));
+        if self.limit == Amount::ZERO {
+            return invalid("the limit must be above zero");
+        }
+        if self.limit > Amount::MAX_MONEY {
+            return invalid("the limit is above 21 million BTC");
+        }
+        if self.max_price == Amount::ZERO {
+            return invalid("the max price per request must be above zero");
+        }
+        if self.max_price > self.limit {
+            return invalid("the max price per request must be at most the limit");
+        }
+        if self.auto_approve.is_some_and(|t| t > self.max_price) {
+            return invalid("the auto-approve threshold must be at most the max price");
+        }
+        Ok(())
+    }
+}
+
+/// Whether a site may be paid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetState {
+    /// Paid within the budget.
+    Enabled,
+    /// Never paid (the user revoked the site); outstanding reservations can still be committed
+    /// or released.
+    Revoked,
+}
+
+/// Names one reservation of one budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReservationId(pub u64);
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Spending reserved for a payment that is signed, or about to be, and not yet acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// Its id.
+    pub id: ReservationId,
+    /// The amount reserved (what is left of it after a partial commit).
+    pub amount: Amount,
+    /// When it was made (Unix seconds): the caller can find reservations whose payment was
+    /// lost, for example when the worker stopped between signing and the receipt.
+    pub created: u64,
+}
+
+/// A site's budget now, for display: what [`Budget::status`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetStatus {
+    /// Committed in the current period.
+    pub spent: Amount,
+    /// Reserved and not yet committed or released.
+    pub reserved: Amount,
+    /// What can still be reserved in this period.
+    pub remaining: Amount,
+    /// Start of the current period (Unix seconds).
+    pub period_start: u64,
+    /// End of the current period (Unix seconds, exclusive).
+    pub period_end: u64,
+}
+
+/// A site's budget, as stored under [`budget_key`]`(origin)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    format: u32,
+    origin: String,
+    terms: Terms,
+    state: BudgetState,
+    period_start: u64,
+    spent: Amount,
+    reservations: Vec<Reservation>,
+    next_reservation: u64,
+}
+
+/// Why a budget operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BudgetError {
+    /// The user revoked the site.
+    Revoked {
+        /// The site.
+        origin: String,
+    },
+    /// The price is above the budget's max price per request.
+    OverMaxPrice {
+        /// The price asked.
+        price: Amount,
+        /// The budget's max price.
+        max_price: Amount,
+    },
+    /// Reserving the amount would take the period's spending above the limit.
+    WouldExceed {
+        /// The amount asked for.
+        amount: Amount,
+        /// What is left to reserve in this period.
+        remaining: Amount,
+        /// The period.
+        period: Period,
+    },
+    /// No outstanding reservation has this id (never made, or already committed or released).
+    UnknownReservation(ReservationId),
+    /// A partial commit of more than is reserved.
+    CommitExceedsReservation {
+        /// The reservation.
+        id: ReservationId,
+        /// What it holds.
+        reserved: Amount,
+        /// What was to be committed.
+        amount: Amount,
+    },
+    /// A reservation of zero.
+    ZeroAmount,
+    /// Too many outstanding reservations (see [`MAX_RESERVATIONS`]).
+    TooManyReservations,
+    /// The terms do not make sense.
+    InvalidTerms(&'static str),
+    /// Not an `http` or `https` origin.
+    InvalidOrigin(String),
+    /// The site has no budget.
+    NoBudget {
+        /// The site.
+        origin: String,
+    },
+    /// A stored budget does not read back.
+    Corrupt(String),
+    /// Storage failed.
+    Store(StoreError),
+}
+
+impl fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Revoked { origin } => write!(f, "payments to {origin} are revoked"),
+            Self::OverMaxPrice { price, max_price } => write!(
+                f,
+                "the price of {} sat is above the max price of {} sat per request",
+                price.to_sat(),
+                max_price.to_sat()
+            ),
+            Self::WouldExceed {
+                amount,
+                remaining,
+                period,
+            } => write!(
+                f,
+                "{} sat would exceed the budget: {} sat left this {period}",
+                amount.to_sat(),
+                remaining.to_sat()
+            ),
+            Self::UnknownReservation(id) => write!(f, "no outstanding reservation {id}"),
+            Self::CommitExceedsReservation {
+                id,
+                reserved,
+                amount,
+            } => write!(
+                f,
+                "cannot commit {} sat of reservation {id}, which holds {} sat",
+                amount.to_sat(),
+                reserved.to_sat()
+            ),
+            Self::ZeroAmount => f.write_str("a reservation must be above zero"),
+            Self::TooManyReservations => write!(
+                f,
+                "more than {MAX_RESERVATIONS} payments are waiting for the site's answer"
+            ),
+            Self::InvalidTerms(why) => f.write_str(why),
+            Self::InvalidOrigin(s) => {
+                write!(f, "{s:?} is not a site origin (http(s)://host[:port])")
+            }
+            Self::NoBudget { origin } => write!(f, "no budget for {origin}"),
+            Self::Corrupt(why) => write!(f, "stored budget is damaged: {why}"),
+            Self::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BudgetError {}
+
+impl From<StoreError> for BudgetError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// The origin (`scheme://host[:port]`, lowercase, default port omitted) of an `http` or `https`
+/// URL: the site a payment for that URL goes to, and the key of its budget.
+pub fn site_origin(url: &str) -> Result<String, BudgetError> {
+    let invalid = || BudgetError::InvalidOrigin(url.to_owned());
+    let parsed = url::Url::parse(url).map_err(|_| invalid())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(invalid());
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
+/// `origin` in its canonical form: accepts an origin with or without a trailing `/` (`HTTPS://
+/// Example.COM/` gives `https://example.com`), refuses anything with a path, query, fragment
+/// or credentials.
+pub fn normalize_origin(origin: &str) -> Result<String, BudgetError> {
+    let invalid = || BudgetError::InvalidOrigin(origin.to_owned());
+    let parsed = url::Url::parse(origin).map_err(|_| invalid())?;
+    if parsed.path() != "/"
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return Err(invalid());
+    }
+    site_origin(origin)
+}
+
+/// Bytes kept as they are in a budget key; every other byte is written `_xx` (lowercase hex).
+/// Lowercase only, so that keys stay distinct on case-insensitive file systems.
+fn plain(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+}
+
+/// The store key of `origin`'s budget: `budget/` and the origin with every byte outside
+/// `[a-z0-9.-]` escaped as `_xx` (`https://example.com` → `budget/https_3a_2f_2fexample.com`).
+pub fn budget_key(origin: &str) -> String {
+    let mut key = String::with_capacity(BUDGET_PREFIX.len() + origin.len() + 8);
+    key.push_str(BUDGET_PREFIX);
+    for b in origin.bytes() {
+        if plain(b) {
+            key.push(char::from(b));
+        } else {
+            key.push('_');
+            key.push_str(&format!("{b:02x}"));
+        }
+    }
+    key
+}
+
+/// The origin a budget key names, if `key` is one [`budget_key`] writes.
+pub fn origin_from_key(key: &str) -> Option<String> {
+    let escaped = key.strip_prefix(BUDGET_PREFIX)?.as_bytes();
+    let mut out = Vec::with_capacity(escaped.len());
+    let mut i = 0;
+    while i < escaped.len() {
+        let b = escaped[i];
+        if b == b'_' {
+            let hex = core::str::from_utf8(escaped.get(i + 1..i + 3)?).ok()?;
+            if hex.bytes().any(|h| h.is_ascii_uppercase()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else if plain(b) {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    let origin = String::from_utf8(out).ok()?;
+    // One key per origin: refuse spellings budget_key would not write (`_61` for `a`).
+    (budget_key(&origin) == key).then_some(origin)
+}
+
+impl Budget {
+    /// A new, enabled budget for `origin` (normalized, see [`normalize_origin`]) whose first
+    /// period starts at `now`.
+    pub fn new(origin: &str, terms: Terms, now: u64) -> Result<Self, BudgetError> {
+        terms.validate()?;
+        Ok(Self {
+            format: BUDGET_FORMAT,
+            origin: normalize_origin(origin)?,
+            terms,
+            state: BudgetState::Enabled,
+            period_start: now,
+            spent: Amount::ZERO,
+            reservations: Vec::new(),
+            next_reservation: 1,
+        })
+    }
+
+    /// The site.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// What the user approved.
+    pub fn terms(&self) -> &Terms {
+        &self.terms
+    }
+
+    /// Enabled or revoked.
+    pub fn state(&self) -> BudgetState {
+        self.state
+    }
+
+    /// Outstanding reservations, oldest first.
+    pub fn reservations(&self) -> &[Reservation] {
+        &self.reservations
+    }
+
+    /// The sum of outstanding reservations.
+    pub fn reserved(&self) -> Amount {
+        self.reservations.iter().fold(Amount::ZERO, |sum, r| {
+            sum.checked_add(r.amount).unwrap_or(Amount::MAX)
+        })
+    }
+
+    /// The start of the period that contains `now` (the current one if time went backwards).
+    fn period_start_at(&self, now: u64) -> u64 {
+        let len = self.terms.period.seconds();
+        match now.checked_sub(self.period_start) {
+            Some(elapsed) => self.period_start + elapsed / len * len,
+            None => self.period_start,
+        }
+    }
+
+    /// The budget at `now`, without changing it.
+    pub fn status(&self, now: u64) -> BudgetStatus {
+        let start = self.period_start_at(now);
+        let spent = if start == self.period_start {
+            self.spent
+        } else {
+            Amount::ZERO
+        };
+        let reserved = self.reserved();
+        let used = spent.checked_add(reserved).unwrap_or(Amount::MAX);
+        BudgetStatus {
+            spent,
+            reserved,
+            remaining: self.terms.limit.checked_sub(used).unwrap_or(Amount::ZERO),
+            period_start: start,
+            period_end: start.saturating_add(self.terms.period.seconds()),
+        }
+    }
+
+    /// Starts the period that contains `now`, if it is a new one: spent goes to zero,
+    /// reservations stay. Returns whether a new period started. The other operations call it.
+    pub fn roll(&mut self, now: u64) -> bool {
+        let start = self.period_start_at(now);
+        if start == self.period_start {
+            return false;
+        }
+        self.period_start = start;
+        self.spent = Amount::ZERO;
+        true
+    }
+
+    /// Whether a request priced `price` needs the user's approval: yes unless the budget has
+    /// an auto-approve threshold at or above the price.
+    pub fn needs_approval(&self, price: Amount) -> bool {
+        self.terms.auto_approve.is_none_or(|t| price > t)
+    }
+
+    /// Reserves `amount` for a payment about to be signed, if the site is enabled, the amount
+    /// is at most the max price, and the period's spent plus reserved plus `amount` stays
+    /// within the limit. Store the budget before signing.
+    pub fn reserve(&mut self, amount: Amount, now: u64) -> Result<ReservationId, BudgetError> {
+        self.roll(now);
+        if self.state == BudgetState::Revoked {
+            return Err(BudgetError::Revoked {
+                origin: self.origin.clone(),
+            });
+        }
+        if amount == Amount::ZERO {
+            return Err(BudgetError::ZeroAmount);
+        }
+        if amount > self.terms.max_price {
+            return Err(BudgetError::OverMaxPrice {
+                price: amount,
+                max_price: self.terms.max_price,
+            });
+        }
+        let remaining = self.status(now).remaining;
+        if amount > remaining {
+            return Err(BudgetError::WouldExceed {
+                amount,
+                remaining,
+                period: self.terms.period,
+            });
+        }
+        if self.reservations.len() >= MAX_RESERVATIONS {
+            return Err(BudgetError::TooManyReservations);
+        }
+        let id = ReservationId(self.next_reservation);
+        self.next_reservation += 1;
+        self.reservations.push(Reservation {
+            id,
+            amount,
+            created: now,
+        });
+        Ok(id)
+    }
+
+    fn position(&self, id: ReservationId) -> Result<usize, BudgetError> {
+        self.reservations
+            .iter()
+            .position(|r| r.id == id)
+            .ok_or(BudgetError::UnknownReservation(id))
+    }
+
+    /// Commits reservation `id`: the server acknowledged the payment. Its amount counts as
+    /// spent in the period that contains `now`. Returns the amount.
+    pub fn commit(&mut self, id: ReservationId, now: u64) -> Result<Amount, BudgetError> {
+        let at = self.position(id)?;
+        let amount = self.reservations[at].amount;
+        self.commit_part(id, amount, now)?;
+        Ok(amount)
+    }
+
+    /// Commits `amount` of reservation `id` and keeps the rest reserved under the same id (a
+    /// pre-armed increment partly consumed); a reservation committed in full is gone. Returns
+    /// what stays reserved.
+    pub fn commit_part(
+        &mut self,
+        id: ReservationId,
+        amount: Amount,
+        now: u64,
+    ) -> Result<Amount, BudgetError> {
+        let at = self.position(id)?;
+        let reserved = self.reservations[at].amount;
+        let rest = reserved
+            .checked_sub(amount)
+            .ok_or(BudgetError::CommitExceedsReservation {
+                id,
+                reserved,
+                amount,
+            })?;
+        self.roll(now);
+        self.spent = self.spent.checked_add(amount).unwrap_or(Amount::MAX);
+        if rest == Amount::ZERO {
+            self.reservations.remove(at);
+        } else {
+            self.reservations[at].amount = rest;
+        }
+        Ok(rest)
+    }
+
+    /// Releases reservation `id`: the payment failed or was never sent. Returns the amount
+    /// freed.
+    pub fn release(&mut self, id: ReservationId) -> Result<Amount, BudgetError> {
+        let at = self.position(id)?;
+        Ok(self.reservations.remove(at).amount)
+    }
+
+    /// Changes the terms. Spent and reservations stay; a new period length keeps the current
+    /// period's spending (see the [module documentation](self)).
+    pub fn update(&mut self, terms: Terms, now: u64) -> Result<(), BudgetError> {
+        terms.validate()?;
+        self.roll(now);
+        if terms.period != self.terms.period {
+            let len = terms.period.seconds();
+            if let Some(elapsed) = now.checked_sub(self.period_start) {
+                self.period_start += elapsed / len * len;
+            }
+        }
+        self.terms = terms;
+        Ok(())
+    }
+
+    /// Revokes the site: nothing more is reserved.
+    pub fn revoke(&mut self) {
+        self.state = BudgetState::Revoked;
+    }
+
+    /// Enables a revoked site again, with what it had spent.
+    pub fn enable(&mut self) {
+        self.state = BudgetState::Enabled;
+    }
+
+    /// The stored form (JSON).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // A struct of plain fields always serializes.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads a stored budget, refusing unknown formats and values no budget can hold.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BudgetError> {
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        let corrupt = |why: String| BudgetError::Corrupt(why);
+        let Format { format } =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if format != BUDGET_FORMAT {
+            return Err(corrupt(format!(
+                "format {format} is not {BUDGET_FORMAT} (written by a newer version?)"
+            )));
+        }
+        let this: Self = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        this.terms
+            .validate()
+            .map_err(|e| corrupt(format!("{}: {e}", this.origin)))?;
+        if normalize_origin(&this.origin).ok().as_deref() != Some(this.origin.as_str()) {
+            return Err(corrupt(format!("{:?} is not an origin", this.origin)));
+        }
+        let total = this
+            .reservations
+            .iter()
+            .try_fold(this.spent, |sum, r| sum.checked_add(r.amount));
+        if total.is_none_or(|t| t > Amount::MAX_MONEY) {
+            return Err(corrupt(format!(
+                "{}: spending is above 21 million BTC",
+                this.origin
+            )));
+        }
+        if this.reservations.len() > MAX_RESERVATIONS
+            || this
+                .reservations
+                .iter()
+                .any(|r| r.amount == Amount::ZERO || r.id.0 >= this.next_reservation || r.id.0 == 0)
+            || this.reservations.windows(2).any(|w| w[0].id >= w[1].id)
+        {
+            return Err(corrupt(format!("{}: bad reservations", this.origin)));
+        }
+        Ok(this)
+    }
+}
+
+/// The budgets in a [`Store`], one record per site under `budget/`.
+///
+/// [`Budgets::reserve`], [`Budgets::commit`], [`Budgets::release`] and [`Budgets::modify`]
+/// change a budget and store it before they return, so the caller can act (sign, send) as soon
+/// as they succeed. Concurrent calls on one `Budgets` never lose each other's changes: each
+/// change is made on the in-memory copy in one step, with no wait in between, then stored.
+/// Use one `Budgets` per store, and a store that applies writes in the order they are issued
+/// (`chrome.storage.local` and [`crate::store::FileStore`] do).
+#[derive(Debug)]
+pub struct Budgets<S> {
+    store: S,
+    cache: RefCell<BTreeMap<String, Budget>>,
+}
+
+impl<S: Store> Budgets<S> {
+    /// The budgets kept in `store`.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            cache: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    async fn read(&self, origin: &str) -> Result<Option<Budget>, BudgetError> {
+        let key = budget_key(origin);
+        let Some(bytes) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let budget =
+            Budget::from_bytes(&bytes).map_err(|e| BudgetError::Corrupt(format!("{key}: {e}")))?;
+        if budget.origin != origin {
+            return Err(BudgetError::Corrupt(format!(
+                "{key} holds the budget of {}",
+                budget.origin
+            )));
+        }
+        Ok(Some(budget))
+    }
+
+    /// The budget of `origin` (any spelling [`normalize_origin`] accepts), if it has one.
+    pub async fn load(&self, origin: &str) -> Result<Option<Budget>, BudgetError> {
+        let origin = normalize_origin(origin)?;
+        if let Some(b) = self.cache.borrow().get(&origin) {
+            return Ok(Some(b.clone()));
+        }
+        let loaded = self.read(&origin).await?;
+        let mut cache = self.cache.borrow_mut();
+        // Another call may have loaded and changed it while this one waited for the store.
+        if let Some(b) = cache.get(&origin) {
+            return Ok(Some(b.clone()));
+        }
+        if let Some(b) = &loaded {
+            cache.insert(origin, b.clone());
+        }
+        Ok(loaded)
+    }
+
+    async fn write(&self, budget: Budget) -> Result<(), BudgetError> {
+        let key = budget_key(&budget.origin);
+        let bytes = budget.to_bytes();
+        let origin = budget.origin.clone();
+        self.cache.borrow_mut().insert(origin.clone(), budget);
+        if let Err(e) = self.store.put(&key, bytes).await {
+            // The store is the truth: read it again next time.
+            self.cache.borrow_mut().remove(&origin);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Stores `budget` (a new one, or one changed by the caller), replacing the site's.
+    /// Prefer [`Budgets::modify`] for changes: it cannot lose a concurrent reservation.
+    pub async fn save(&self, budget: &Budget) -> Result<(), BudgetError> {
+        self.write(budget.clone()).await
+    }
+
+    /// Every stored budget, by origin.
+    pub async fn list(&self) -> Result<Vec<Budget>, BudgetError> {
+        let mut out = Vec::new();
+        for key in self.store.keys(BUDGET_PREFIX).await? {
+            let origin = origin_from_key(&key)
+                .ok_or_else(|| BudgetError::Corrupt(format!("{key} is not a budget key")))?;
+            if let Some(budget) = self.load(&origin).await? {
+                out.push(budget);
+            }
+        }
+        out.sort_by(|a, b| a.origin.cmp(&b.origin));
+        Ok(out)
+    }
+
+    /// Forgets the budget of `origin`.
+    pub async fn remove(&self, origin: &str) -> Result<(), BudgetError> {
+        let origin = normalize_origin(origin)?;
+        self.cache.borrow_mut().remove(&origin);
+        self.store.remove(&budget_key(&origin)).await?;
+        Ok(())
+    }
+
+    /// Applies `change` to the budget of `origin` and stores the result before returning. If
+    /// `change` fails, nothing changes.
+    pub async fn modify<T>(
+        &self,
+        origin: &str,
+        change: impl FnOnce(&mut Budget) -> Result<T, BudgetError>,
+    ) -> Result<T, BudgetError> {
+        let origin = normalize_origin(origin)?;
+        let mut budget = self
+            .load(&origin)
+            .await?
+            .ok_or(BudgetError::NoBudget { origin })?;
+        let out = change(&mut budget)?;
+        self.write(budget).await?;
+        Ok(out)
+    }
+
+    /// [`Budget::reserve`], stored before it returns.
+    pub async fn reserve(
+        &self,
+        origin: &str,
+        amount: Amount,
+        now: u64,
+    ) -> Result<ReservationId, BudgetError> {
+        self.modify(origin, |b| b.reserve(amount, now)).await
+    }
+
+    /// [`Budget::commit`], stored before it returns.
+    pub async fn commit(
+        &self,
+        origin: &str,
+        id: ReservationId,
+        now: u64,
+    ) -> Result<Amount, BudgetError> {
+        self.modify(origin, |b| b.commit(id, now)).await
+    }
+
+    /// [`Budget::commit_part`], stored before it returns.
+    pub async fn commit_part(
+        &self,
+        origin: &str,
+        id: ReservationId,
+        amount: Amount,
+        now: u64,
+    ) -> Result<Amount, BudgetError> {
+        self.modify(origin, |b| b.commit_part(id, amount, now))
+            .await
+    }
+
+    /// [`Budget::release`], stored before it returns.
+    pub async fn release(&self, origin: &str, id: ReservationId) -> Result<Amount, BudgetError> {
+        self.modify(origin, |b| b.release(id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: u64 = 1_700_000_000;
+    const DAY: u64 = 86_400;
+
+    fn sat(n: u64) -> Amount {
+        Amount::from_sat(n)
+    }
+
+    fn terms(limit: u64, period: Period, max_price: u64, auto: Option<u64>) -> Terms {
+        Terms {
+            limit: sat(limit),
+            period,
+            max_price: sat(max_price),
+            auto_approve: auto.map(sat),
+        }
+    }
+
+    fn budget() -> Budget {
+        Budget::new(
+            "https://example.com",
+            terms(100, Period::Day, 20, Some(5)),
+            T0,
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn period_lengths() {
+        assert_eq!(Period::Day.seconds(), 86_400);
+        assert_eq!(Period::Week.seconds(), 7 * 86_400);
+        assert_eq!(Period::Month.seconds(), 30 * 86_400);
+    }
+
+    #[test]
+    fn invalid_terms_are_refused() {
+        let cases = [
+            (terms(0, Period::Day, 1, None), "limit must be above zero"),
+            (
+                Terms {
+                    limit: Amount::MAX_MONEY + sat(1),
+                    ..terms(1, Period::Day, 1, None)
+                },
+                "21 million",
+            ),
+            (terms(10, Period::Day, 0, None), "max price"),
+            (terms(10, Period::Day, 11, None), "at most the limit"),
+            (terms(10, Period::Day, 5, Some(6)), "auto-approve"),
+        ];
+        for (t, why) in cases {
+            let err = Budget::new("https://a.example", t, T0).expect_err("invalid");
+            assert!(err.to_string().contains(why), "{err} lacks {why}");
+            let mut b = budget();
+            assert_eq!(b.update(t, T0), Err(err));
+            assert_eq!(b.terms(), budget().terms(), "refused update changed terms");
+        }
+        assert!(terms(10, Period::Day, 10, Some(10)).validate().is_ok());
+        assert!(terms(10, Period::Day, 10, Some(0)).validate().is_ok());
+    }
+
+    #[test]
+    fn origins_are_normalized_or_refused() {
+        let t = terms(10, Period::Day, 1, None);
+        for (given, origin) in [
+            ("https://example.com", "https://example.com"),
+            ("HTTPS://Example.COM/", "https://example.com"),
+            ("https://example.com:443", "https://example.com"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://[::1]:3000/", "http://[::1]:3000"),
+            ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ] {
+            let b = Budget::new(given, t, T0).expect(given);
+            assert_eq!(b.origin(), origin);
+        }
+        for bad in [
+            "",
+            "example.com",
+            "https://example.com/path",
+            "https://example.com/?q",
+            "https://example.com/#f",
+            "https://user@example.com",
+            "ftp://example.com",
+            "file:///etc/passwd",
+            "data:text/plain,hi",
+        ] {
+            assert_eq!(
+                Budget::new(bad, t, T0),
+                Err(BudgetError::InvalidOrigin(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            site_origin("https://example.com:8443/a/b?c#d").as_deref(),
+            Ok("https://example.com:8443")
+        );
+    }
+
+    #[test]
+    fn keys_are_plain_reversible_and_distinct() {
+        let origins = [
+            "https://example.com",
+            "http://127.0.0.1:8080",
+            "http://[::1]:3000",
+            "https://xn--bcher-kva.example",
+            "weird_Origin/..%",
+        ];
+        for origin in origins {
+            let key = budget_key(origin);
+            assert!(key.starts_with("budget/"));
+            assert!(key[7..]
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)));
+            assert!(!key[7..].contains('/'));
+            assert_eq!(origin_from_key(&key).as_deref(), Some(origin));
+        }
+        assert_eq!(
+            budget_key("https://example.com"),
+            "budget/https_3a_2f_2fexample.com"
+        );
+        assert_ne!(budget_key("http://a.b"), budget_key("http://A.b"));
+        for bad in [
+            "budget/https_3A_2f",
+            "budget/_6",
+            "budget/_zz",
+            "budget/_61",
+            "budget/A",
+            "budget/a b",
+            "other/abc",
+        ] {
+            assert_eq!(origin_from_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reserve_checks_every_limit() {
+        let mut b = budget();
+        assert_eq!(b.reserve(Amount::ZERO, T0), Err(BudgetError::ZeroAmount));
+        assert_eq!(
+            b.reserve(sat(21), T0),
+            Err(BudgetError::OverMaxPrice {
+                price: sat(21),
+                max_price: sat(20)
+            })
+        );
+        for _ in 0..5 {
+            b.reserve(sat(20), T0).expect("within");
+        }
+        let err = b.reserve(sat(1), T0).expect_err("full");
+        assert_eq!(
+            err,
+            BudgetError::WouldExceed {
+                amount: sat(1),
+                remaining: Amount::ZERO,
+                period: Period::Day
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "1 sat would exceed the budget: 0 sat left this day"
+        );
+        assert_eq!(b.reserved(), sat(100));
+        assert_eq!(b.status(T0).remaining, Amount::ZERO);
+    }
+
+    #[test]
+    fn exactly_the_limit_is_allowed() {
+        let mut b =
+            Budget::new("https://a.example", terms(30, Period::Day, 20, None), T0).expect("valid");
+        let r = b.reserve(sat(20), T0).expect("first");
+        assert_eq!(
+            b.reserve(sat(11), T0),
+            Err(BudgetError::WouldExceed {
+                amount: sat(11),
+                remaining: sat(10),
+                period: Period::Day
+            })
+        );
+        b.reserve(sat(10), T0).expect("up to the limit");
+        b.commit(r, T0).expect("commit");
+        let s = b.status(T0);
+        assert_eq!(
+            (s.spent, s.reserved, s.remaining),
+            (sat(20), sat(10), sat(0))
+        );
+    }
+
+    #[test]
+    fn commit_and_release() {
+        let mut b = budget();
+        let a = b.reserve(sat(10), T0).expect("a");
+        let c = b.reserve(sat(20), T0).expect("c");
+        assert_ne!(a, c);
+        assert_eq!(b.commit(a, T0 + 1), Ok(sat(10)));
+        assert_eq!(b.release(c), Ok(sat(20)));
+        let s = b.status(T0 + 1);
+        assert_eq!(
+            (s.spent, s.reserved, s.remaining),
+            (sat(10), sat(0), sat(90))
+        );
+        // Each only once.
+        assert_eq!(b.commit(a, T0), Err(BudgetError::UnknownReservation(a)));
+        assert_eq!(b.release(a), Err(BudgetError::UnknownReservation(a)));
+        assert_eq!(b.release(c), Err(BudgetError::UnknownReservation(c)));
+        assert_eq!(b.commit(c, T0), Err(BudgetError::UnknownReservation(c)));
+        let never = ReservationId(99);
+        assert_eq!(
+            b.commit(never, T0).expect_err("unknown").to_string(),
+            "no outstanding reservation #99"
+        );
+        // Ids are never reused.
+        let d = b.reserve(sat(1), T0).expect("d");
+        assert!(d > c);
+    }
+
+    #[test]
+    fn partial_commit_keeps_the_rest_reserved() {
+        let mut b = budget();
+        let r = b.reserve(sat(20), T0).expect("r");
+        assert_eq!(
+            b.commit_part(r, sat(21), T0),
+            Err(BudgetError::CommitExceedsReservation {
+                id: r,
+                reserved: sat(20),
+                amount: sat(21)
+            })
+        );
+        assert_eq!(b.commit_part(r, sat(5), T0), Ok(sat(15)));
+        assert_eq!((b.status(T0).spent, b.reserved()), (sat(5), sat(15)));
+        assert_eq!(b.commit_part(r, Amount::ZERO, T0), Ok(sat(15)));
+        assert_eq!(b.commit_part(r, sat(15), T0), Ok(Amount::ZERO));
+        assert!(b.reservations().is_empty());
+        assert_eq!(b.status(T0).spent, sat(20));
+        let r = b.reserve(sat(8), T0).expect("r");
+        b.commit_part(r, sat(3), T0).expect("part");
+        assert_eq!(b.release(r), Ok(sat(5)));
+        assert_eq!(b.status(T0).spent, sat(23));
+    }
+
+    #[test]
+    fn revoked_sites_get_nothing() {
+        let mut b = budget();
+        let r = b.reserve(sat(10), T0).expect("before");
+        b.revoke();
+        assert_eq!(b.state(), BudgetState::Revoked);
+        let err = b.reserve(sat(1), T0).expect_err("revoked");
+        assert_eq!(
+            err,
+            BudgetError::Revoked {
+                origin: "https://example.com".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "payments to https://example.com are revoked"
+        );
+        // A payment in flight still settles.
+        assert_eq!(b.commit(r, T0), Ok(sat(10)));
+        b.enable();
+        b.reserve(sat(1), T0).expect("enabled again");
+        assert_eq!(b.status(T0).spent, sat(10), "revoking kept what was spent");
+    }
+
+    #[test]
+    fn periods_roll_at_their_boundaries() {
+        for period in [Period::Day, Period::Week, Period::Month] {
+            let len = period.seconds();
+            let mut b =
+                Budget::new("https://a.example", terms(100, period, 100, None), T0).expect("valid");
+            let r = b.reserve(sat(60), T0).expect("r");
+            b.commit(r, T0).expect("commit");
+            // The last second of the first period.
+            assert!(!b.roll(T0 + len - 1));
+            assert_eq!(b.status(T0 + len - 1).spent, sat(60));
+            assert_eq!(
+                b.reserve(sat(41), T0 + len - 1),
+                Err(BudgetError::WouldExceed {
+                    amount: sat(41),
+                    remaining: sat(40),
+                    period
+                })
+            );
+            // The first second of the next.
+            let s = b.status(T0 + len);
+            assert_eq!(
+                (s.spent, s.period_start, s.period_end),
+                (sat(0), T0 + len, T0 + 2 * len)
+            );
+            assert_eq!(b.spent, sat(60), "status changes nothing");
+            b.reserve(sat(100), T0 + len).expect("a fresh period");
+            assert_eq!(b.period_start, T0 + len);
+            // Far later: the boundary on the same grid, not `now`.
+            let later = T0 + 10 * len + 12_345;
+            assert!(b.roll(later));
+            assert_eq!(b.period_start, T0 + 10 * len);
+            assert_eq!(b.status(later).period_end, T0 + 11 * len);
+        }
+    }
+
+    #[test]
+    fn time_going_backwards_never_resets() {
+        let mut b =
+            Budget::new("https://a.example", terms(100, Period::Day, 50, None), T0).expect("valid");
+        let r = b.reserve(sat(50), T0 + 100).expect("r");
+        b.commit(r, T0 + 100).expect("commit");
+        assert!(!b.roll(T0 - 10 * DAY));
+        assert!(!b.roll(0));
+        let s = b.status(0);
+        assert_eq!((s.spent, s.period_start), (sat(50), T0));
+        assert_eq!(b.reserve(sat(20), 0).map(|_| ()), Ok(()));
+        assert_eq!(b.status(T0).remaining, sat(30));
+        // And the far future does not overflow.
+        assert!(b.roll(u64::MAX));
+        assert_eq!(b.status(u64::MAX).spent, Amount::ZERO);
+        assert_eq!(b.status(u64::MAX).period_end, u64::MAX);
+    }
+
+    #[test]
+    fn reservations_straddling_a_reset_count_once() {
+        let mut b = budget();
+        let early = b.reserve(sat(20), T0).expect("early");
+        let gone = b.reserve(sat(20), T0).expect("gone");
+        let r = b.reserve(sat(20), T0).expect("r");
+        b.commit(r, T0).expect("commit");
+        let next = T0 + DAY + 5;
+        // The outstanding 40 count in the new period too ...
+        let s = b.status(next);
+        assert_eq!(
+            (s.spent, s.reserved, s.remaining),
+            (sat(0), sat(40), sat(60))
+        );
+        for _ in 0..3 {
+            assert!(b.reserve(sat(20), next).is_ok());
+        }
+        assert_eq!(
+            b.reserve(sat(1), next).map(|_| ()),
+            Err(BudgetError::WouldExceed {
+                amount: sat(1),
+                remaining: Amount::ZERO,
+                period: Period::Day
+            })
+        );
+        // ... and are charged to the period in which they are committed, once.
+        assert_eq!(b.commit(early, next), Ok(sat(20)));
+        assert_eq!(b.release(gone), Ok(sat(20)));
+        let s = b.status(next);
+        assert_eq!(
+            (s.spent, s.reserved, s.remaining),
+            (sat(20), sat(60), sat(20))
+        );
+        // A commit made without an earlier roll still lands in the new period.
+        let mut c = budget();
+        let x = c.reserve(sat(15), T0).expect("x");
+        assert_eq!(c.commit(x, T0 + 3 * DAY), Ok(sat(15)));
+        assert_eq!(c.status(T0 + 3 * DAY).spent, sat(15));
+        assert_eq!(c.period_start, T0 + 3 * DAY);
+    }
+
+    #[test]
+    fn editing_keeps_what_was_spent() {
+        let mut b = budget();
+        let r = b.reserve(sat(20), T0).expect("r");
+        b.commit(r, T0).expect("commit");
+        let held = b.reserve(sat(20), T0).expect("held");
+        // A higher limit: same spent, same reservation, more room.
+        b.update(terms(200, Period::Day, 50, None), T0 + 10)
+            .expect("raise");
+        let s = b.status(T0 + 10);
+        assert_eq!(
+            (s.spent, s.reserved, s.remaining),
+            (sat(20), sat(20), sat(160))
+        );
+        // A limit below what is used: nothing more, nothing forgotten.
+        b.update(terms(30, Period::Day, 10, None), T0 + 20)
+            .expect("lower");
+        let s = b.status(T0 + 20);
+        assert_eq!(
+            (s.spent, s.reserved, s.remaining),
+            (sat(20), sat(20), sat(0))
+        );
+        assert!(matches!(
+            b.reserve(sat(1), T0 + 20),
+            Err(BudgetError::WouldExceed { .. })
+        ));
+        assert_eq!(b.release(held), Ok(sat(20)));
+        assert_eq!(b.status(T0 + 20).remaining, sat(10));
+        assert_eq!(b.origin(), "https://example.com");
+        assert_eq!(b.state(), BudgetState::Enabled);
+    }
+
+    #[test]
+    fn a_new_period_length_keeps_the_current_periods_spending() {
+        // Day → month on day 0: the month starts where the day did.
+        let mut b = budget();
+        let r = b.reserve(sat(20), T0 + 3600).expect("r");
+        b.commit(r, T0 + 3600).expect("commit");
+        b.update(terms(100, Period::Month, 20, None), T0 + 7200)
+            .expect("month");
+        let s = b.status(T0 + 7200);
+        assert_eq!((s.spent, s.period_start), (sat(20), T0));
+        assert_eq!(s.period_end, T0 + Period::Month.seconds());
+
+        // Month → day on day 3: the day that contains now, spending kept.
+        let mut b = Budget::new("https://a.example", terms(100, Period::Month, 50, None), T0)
+            .expect("valid");
+        let now = T0 + 3 * DAY + 600;
+        let r = b.reserve(sat(50), T0 + DAY).expect("r");
+        b.commit(r, T0 + DAY).expect("commit");
+        b.update(terms(100, Period::Day, 50, None), now)
+            .expect("day");
+        let s = b.status(now);
+        assert_eq!((s.spent, s.period_start), (sat(50), T0 + 3 * DAY));
+        assert_eq!(s.period_end, T0 + 4 * DAY);
+        // It resets at the next day boundary only.
+        assert_eq!(b.status(T0 + 4 * DAY - 1).spent, sat(50));
+        assert_eq!(b.status(T0 + 4 * DAY).spent, Amount::ZERO);
+
+        // An edit after the period ended: the old period ends first, then the change applies.
+        let mut b = budget();
+        let r = b.reserve(sat(20), T0).expect("r");
+        b.commit(r, T0).expect("commit");
+        b.update(terms(100, Period::Week, 20, None), T0 + DAY + 1)
+            .expect("week");
+        let s = b.status(T0 + DAY + 1);
+        assert_eq!((s.spent, s.period_start), (sat(0), T0 + DAY));
+    }
+
+    #[test]
+    fn approval_threshold() {
+        let b = budget();
+        assert!(!b.needs_approval(sat(1)));
+        assert!(!b.needs_approval(sat(5)));
+        assert!(b.needs_approval(sat(6)));
+        let mut b = budget();
+        b.update(terms(100, Period::Day, 20, None), T0)
+            .expect("no threshold");
+        assert!(b.needs_approval(sat(1)));
+    }
+
+    #[test]
+    fn stored_form_round_trips_and_is_checked() {
+        let mut b = budget();
+        let r = b.reserve(sat(10), T0).expect("r");
+        b.reserve(sat(7), T0).expect("s");
+        b.commit(r, T0).expect("commit");
+        let bytes = b.to_bytes();
+        assert_eq!(Budget::from_bytes(&bytes), Ok(b.clone()));
+        let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(json["format"], 1);
+        assert_eq!(json["origin"], "https://example.com");
+        assert_eq!(json["terms"]["period"], "day");
+        assert_eq!(json["terms"]["limit"], 100);
+        assert_eq!(json["state"], "enabled");
+        assert_eq!(json["spent"], 10);
+        assert_eq!(json["reservations"][0]["amount"], 7);
+
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut j = json.clone();
+            f(&mut j);
+            Budget::from_bytes(&serde_json::to_vec(&j).expect("bytes"))
+        };
+        let corrupt = |r: Result<Budget, BudgetError>| matches!(r, Err(BudgetError::Corrupt(_)));
+        assert!(corrupt(with(&|j| j["format"] = 2.into())));
+        assert!(corrupt(with(&|j| j["terms"]["limit"] = 0.into())));
+        assert!(corrupt(with(
+            &|j| j["origin"] = "https://a.example/x".into()
+        )));
+        assert!(corrupt(with(&|j| j["spent"] = u64::MAX.into())));
+        assert!(corrupt(with(&|j| j["state"] = "paused".into())));
+        assert!(corrupt(
+            with(&|j| j["reservations"][0]["amount"] = 0.into())
+        ));
+        assert!(corrupt(with(&|j| j["reservations"][0]["id"] = 99.into())));
+        assert!(corrupt(with(
+            &|j| j["reservations"][0]["amount"] = 2_100_000_000_000_000u64.into()
+        )));
+        assert!(corrupt(with(&|j| {
+            let first = j["reservations"][0].clone();
+            j["reservations"].as_array_mut().expect("array").push(first);
+        })));
+        assert!(corrupt(Budget::from_bytes(b"")));
+        assert!(corrupt(Budget::from_bytes(b"{\"format\":1}")));
+        let msg = with(&|j| j["format"] = 2.into()).expect_err("newer");
+        assert!(msg.to_string().contains("format 2 is not 1"), "{msg}");
+    }
+
+    #[test]
+    fn too_many_reservations_are_refused() {
+        let mut b = Budget::new(
+            "https://a.example",
+            terms(1_000_000, Period::Day, 1, None),
+            T0,
+        )
+        .expect("valid");
+        for _ in 0..MAX_RESERVATIONS {
+            b.reserve(sat(1), T0).expect("within");
+        }
+        assert_eq!(b.reserve(sat(1), T0), Err(BudgetError::TooManyReservations));
+        assert_eq!(Budget::from_bytes(&b.to_bytes()), Ok(b));
+    }
+}
