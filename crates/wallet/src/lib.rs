@@ -12,6 +12,7 @@
 pub mod budget;
 mod channels;
 pub mod layout;
+pub mod offer;
 pub mod settings;
 pub mod store;
 pub mod vault;
