@@ -330,7 +330,7 @@ impl fmt::Display for OfferError {
                     .collect();
                 write!(
                     f,
-                    "the site asks for payment on {}; this wallet is on {wallet}",
+                    "the site offers no channel payment on {wallet} (only on {})",
                     names.join(", ")
                 )
             }
@@ -366,9 +366,9 @@ impl fmt::Display for OfferError {
             ),
             Self::ChannelTooSmall { wish, min } => write!(
                 f,
-                "the site's smallest channel is {} sat, above the {} sat to lock",
-                sat(min),
-                sat(wish)
+                "{} sat to lock is below the site's minimum channel of {} sat",
+                sat(wish),
+                sat(min)
             ),
             Self::MinPaymentTooLarge { min_payment, limit } => write!(
                 f,

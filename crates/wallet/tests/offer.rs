@@ -177,7 +177,7 @@ fn other_networks_and_schemes_are_refused() {
     );
     assert_eq!(
         err.to_string(),
-        "the site asks for payment on regtest; this wallet is on signet"
+        "the site offers no channel payment on signet (only on regtest)"
     );
     let odd = with(|o| o.network = "eip155:1".into());
     assert!(check(&odd)
@@ -520,7 +520,7 @@ fn channel_value_for_a_new_channel() {
     );
     assert_eq!(
         err.to_string(),
-        "the site's smallest channel is 10000 sat, above the 9999 sat to lock"
+        "9999 sat to lock is below the site's minimum channel of 10000 sat"
     );
     let strict = ChannelLimits {
         max_min_payment: sat(999),
