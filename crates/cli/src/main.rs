@@ -215,7 +215,7 @@ impl App {
             Command::Channels => {
                 let wallet = self.unlock().await?;
                 println!(
-                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}",
+                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
                     "site", "state", "value", "paid", "credit", "expiry"
                 );
                 for record in wallet.channels().await? {
@@ -228,8 +228,12 @@ impl App {
                             (v, paid.unwrap_or(0), e)
                         })
                         .unwrap_or((0, 0, 0));
+                    // The channel's id on the wire and on chain: its contract txid.
+                    let contract = state
+                        .contract_txid()
+                        .map_or_else(|| "-".to_owned(), |t| t.to_string());
                     println!(
-                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}",
+                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  {contract}",
                         record.site,
                         state.name(),
                         value,
