@@ -19,9 +19,24 @@ use trickle_regtest::{Config, Node};
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    serve_at("127.0.0.1:0", app).await
+}
+
+/// Serves `app` at `addr` on the current runtime; returns its URL. A server that was just
+/// stopped may hold the address for a moment: binding is retried for a few seconds.
+async fn serve_at(addr: &str, app: Router) -> String {
+    let mut tries = 0;
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                eprintln!("bind {addr}: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    };
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
@@ -75,6 +90,19 @@ async fn proxy_with_seed(
     dir: &std::path::Path,
     seed: [u8; 32],
 ) -> (Payee, String) {
+    let (payee, app) = payee_app(node.url(), upstream, policy, dir, seed).await;
+    (payee, serve(app).await)
+}
+
+/// The payee of `seed` with its database in `dir`, and its proxy in front of `upstream`,
+/// pricing `/articles` at 10 sat.
+async fn payee_app(
+    esplora: &str,
+    upstream: &str,
+    policy: PayeePolicy,
+    dir: &std::path::Path,
+    seed: [u8; 32],
+) -> (Payee, Router) {
     let keys = Keys::from_seed(&seed).expect("keys");
     let policy = PayeePolicy {
         payout_script: keys.default_payout_script(),
@@ -89,14 +117,84 @@ async fn proxy_with_seed(
         config,
         keys,
         Arc::new(store),
-        Arc::new(Esplora::new(node.url()).expect("esplora")),
+        Arc::new(Esplora::new(esplora).expect("esplora")),
     )
     .await
     .expect("payee");
     let prices = Prices::new().with("/articles", Price::sat(10));
     let app = proxy::app(&payee, prices, Upstream::new(upstream).expect("upstream"));
-    let url = serve(app).await;
-    (payee, url)
+    (payee, app)
+}
+
+/// A payee proxy that runs as if in a process of its own: on a runtime of its own, so that
+/// [`PayeeProcess::kill`] stops it at once — its connections dropped mid-request, everything
+/// it held in memory gone — and only its database and key stay behind (the key is the fixed
+/// seed of [`proxy`]).
+struct PayeeProcess {
+    runtime: Option<tokio::runtime::Runtime>,
+    url: String,
+}
+
+impl PayeeProcess {
+    /// Starts the proxy at `addr` (`127.0.0.1:0` for any port) with its database in `dir`;
+    /// `wrap` may put a layer in front of it.
+    async fn start(
+        node: &Node,
+        upstream: &str,
+        policy: PayeePolicy,
+        dir: &std::path::Path,
+        addr: &str,
+        wrap: impl FnOnce(Router) -> Router + Send + 'static,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (esplora, upstream, dir, addr) = (
+            node.url().to_owned(),
+            upstream.to_owned(),
+            dir.to_owned(),
+            addr.to_owned(),
+        );
+        let url = runtime
+            .spawn(async move {
+                let (_, app) = payee_app(&esplora, &upstream, policy, &dir, [42; 32]).await;
+                serve_at(&addr, wrap(app)).await
+            })
+            .await
+            .expect("payee started");
+        Self {
+            runtime: Some(runtime),
+            url,
+        }
+    }
+
+    /// Stops the payee at once, as a killed process stops.
+    fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for PayeeProcess {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The channels stored in the payee database in `dir`, read as an operator would.
+async fn stored_channels(dir: &std::path::Path) -> Vec<trickle_payee::store::StoredChannel> {
+    use trickle_payee::store::ChannelStore as _;
+    SqliteStore::open(dir.join("payee.sqlite3"))
+        .await
+        .expect("store")
+        .channels()
+        .await
+        .expect("stored channels")
 }
 
 /// Runs `trickle` with a wallet in `dir`; returns stdout, panics with stderr on failure.
@@ -151,6 +249,18 @@ async fn funded_wallet(node: &Node) -> tempfile::TempDir {
     let balance = trickle(node.url(), dir.path(), &["wallet", "balance"]).await;
     assert!(balance.contains("confirmed 500000 sat"), "{balance}");
     dir
+}
+
+/// The contract txid (the channel's id) in the `trickle channels` row of `site`.
+fn channel_txid(table: &str, site: &str) -> Txid {
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(site))
+        .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"));
+    row.split_whitespace()
+        .last()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no contract txid in {row}"))
 }
 
 /// Parses the `trickle channels` row of `site`: (state, value, paid, credit).
@@ -386,4 +496,184 @@ async fn hostile_sites_get_nothing() {
     let (_, value, paid, _) =
         channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
     assert_eq!((value, paid), (50_000, 1_000), "nothing more was signed");
+}
+
+/// Fetches `/articles/{n}` for `pages` from the site at `url` in one `trickle fetch` run.
+async fn fetch_articles(
+    node: &Node,
+    wallet: &std::path::Path,
+    url: &str,
+    pages: std::ops::Range<u32>,
+) -> std::process::Output {
+    let urls: Vec<String> = pages.map(|n| format!("{url}/articles/{n}")).collect();
+    let mut args = vec!["fetch"];
+    args.extend(urls.iter().map(String::as_str));
+    run_trickle(node.url(), wallet, &args).await
+}
+
+/// The bodies of `/articles/{n}` for `pages`, as `trickle fetch` prints them.
+fn articles(pages: std::ops::Range<u32>) -> String {
+    pages.map(|n| format!("article {n}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_restart_mid_stream_resumes_the_channel_and_charges_nothing_twice() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    // A kill switch in front of the payee: once armed, a request for `/articles/104` never
+    // reaches it, and the test kills the payee while that request waits.
+    let armed = Arc::new(AtomicBool::new(false));
+    let dying = Arc::new(tokio::sync::Notify::new());
+    let switch = {
+        let (armed, dying) = (armed.clone(), dying.clone());
+        move |app: Router| {
+            app.layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let (armed, dying) = (armed.clone(), dying.clone());
+                    async move {
+                        if armed.load(Ordering::SeqCst) && req.uri().path() == "/articles/104" {
+                            dying.notify_one();
+                            std::future::pending::<()>().await;
+                        }
+                        next.run(req).await
+                    }
+                },
+            ))
+        }
+    };
+    let first = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 144),
+        payee_dir.path(),
+        "127.0.0.1:0",
+        switch,
+    )
+    .await;
+    let url = first.url.clone();
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+
+    // 101 pages use up the first payment's credit: from then on every page signs a payment.
+    let out = fetch_articles(&node, w, &url, 0..101).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = trickle(node.url(), w, &["channels"]).await;
+    let contract = channel_txid(&table, "127.0.0.1");
+    let (_, _, paid_before, credit_before) = channel_row(&table, "127.0.0.1");
+    assert_eq!((paid_before, credit_before), (1_010, 0));
+
+    // The payee dies mid-stream: the next run's fourth page reaches a payee that is killed
+    // before it reads it; the run stops there with a clear error.
+    armed.store(true, Ordering::SeqCst);
+    let run = tokio::spawn({
+        let (node_url, w, url) = (node.url().to_owned(), w.to_owned(), url.clone());
+        async move {
+            let urls: Vec<String> = (101..111).map(|n| format!("{url}/articles/{n}")).collect();
+            let mut args = vec!["fetch"];
+            args.extend(urls.iter().map(String::as_str));
+            run_trickle(&node_url, &w, &args).await
+        }
+    });
+    dying.notified().await;
+    first.kill();
+    let out = run.await.expect("run");
+    assert!(!out.status.success(), "the run fails with its payee");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), articles(101..104));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("trickle: "), "{err}");
+    let stored = stored_channels(payee_dir.path()).await;
+    let [channel] = stored.as_slice() else {
+        panic!("one channel stored, got {}", stored.len())
+    };
+    assert_eq!(
+        channel.ledger.consumed.to_sat(),
+        10 * 104,
+        "the three pages served were charged once each; the fourth never reached the payee"
+    );
+    let paid_at_kill = channel.ledger.paid.to_sat();
+    assert!(paid_at_kill >= 1_040, "paid {paid_at_kill}");
+
+    // While it is down, a fetch fails clearly and pays nothing.
+    let err = trickle_fails(node.url(), w, &["fetch", &format!("{url}/articles/104")]).await;
+    assert!(err.contains("trickle: "), "{err}");
+    let table = trickle(node.url(), w, &["channels"]).await;
+    let (_, _, paid_down, _) = channel_row(&table, "127.0.0.1");
+
+    // The payee comes back at the same address with the same database and key: the channel
+    // resumes by its id, amounts grow from where they were, and no page is charged twice.
+    let second = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 144),
+        payee_dir.path(),
+        url.trim_start_matches("http://"),
+        |app| app,
+    )
+    .await;
+    assert_eq!(second.url, url);
+    let out = fetch_articles(&node, w, &url, 104..120).await;
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{progress}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), articles(104..120));
+    assert!(!progress.contains("opening"), "no new channel: {progress}");
+    assert_eq!(progress.matches("paying").count(), 1, "{progress}");
+
+    let table = trickle(node.url(), w, &["channels"]).await;
+    assert_eq!(table.lines().count(), 2, "still one channel:\n{table}");
+    assert_eq!(
+        channel_txid(&table, "127.0.0.1"),
+        contract,
+        "the same channel"
+    );
+    let (state, value, paid, credit) = channel_row(&table, "127.0.0.1");
+    assert_eq!(state, "Ready");
+    assert!(
+        paid > paid_down && paid_down >= paid_before,
+        "{paid_before} {paid_down} {paid}"
+    );
+    let stored = stored_channels(payee_dir.path()).await;
+    let [channel] = stored.as_slice() else {
+        panic!("one channel stored, got {}", stored.len())
+    };
+    assert_eq!(channel.txid(), Some(contract));
+    assert_eq!(
+        channel.ledger.consumed.to_sat(),
+        10 * 120,
+        "every page served was charged exactly once"
+    );
+    assert_eq!(
+        channel.ledger.paid.to_sat(),
+        paid,
+        "the payee holds what the client signed"
+    );
+    assert_eq!(
+        channel.ledger.credit().to_sat(),
+        credit,
+        "and both agree on the credit"
+    );
+
+    // The restarted payee closes with the best payment.
+    let txid: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+        .await
+        .trim()
+        .parse()
+        .expect("txid");
+    node.mine(1).await.expect("mined");
+    assert!(
+        node.confirmation_height(&txid).is_some(),
+        "settlement confirmed"
+    );
+    let settlement = node.transaction(&txid).expect("settlement");
+    assert_eq!(
+        settlement.output[0].value.to_sat(),
+        value - paid,
+        "client change"
+    );
 }
