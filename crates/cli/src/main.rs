@@ -254,7 +254,22 @@ impl App {
                 let tip = Wallet::<FileStore>::tip(&self.esplora).await?;
                 let settlement = wallet
                     .close_channel(&self.http, host, &record.payee_key, tip)
-                    .await?;
+                    .await
+                    .map_err(|e| {
+                        // Nothing new was signed: the channel's money is where it was.
+                        let expiry = match record.state.state.contract().map(|c| c.expiry) {
+                            Some(bitcoin::absolute::LockTime::Blocks(h)) => format!("block {h}"),
+                            Some(bitcoin::absolute::LockTime::Seconds(t)) => {
+                                format!("median time {t}")
+                            }
+                            None => "its expiry".to_owned(),
+                        };
+                        format!(
+                            "the payee did not close the channel with {host}: {e}\n\
+                             The channel is kept and nothing more was paid: `trickle close {host}` \
+                             asks again, and after {expiry} `trickle refund` takes its funds back."
+                        )
+                    })?;
                 println!("{}", settlement.compute_txid());
             }
             Command::Refund => {

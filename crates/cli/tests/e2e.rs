@@ -372,21 +372,144 @@ async fn v1_channel_pays_and_settles() {
     pay_many_and_close(&[1], 20).await;
 }
 
+// How the hostile channel endpoint of `hostile_close` answers session messages.
+const HONEST: u8 = 0;
+const REFUSES: u8 = 1;
+const CHEATS: u8 = 2;
+const BREAKS: u8 = 3;
+
+/// A channel endpoint that answers session messages as `mode` says: an `ERROR`, a settlement
+/// that takes the client's change, or an HTTP 500 with no message.
+fn hostile_close(mode: Arc<std::sync::atomic::AtomicU8>) -> impl FnOnce(Router) -> Router {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use trickle_channel::{Close, ErrorCode, ErrorMessage, WireMessage};
+    move |app: Router| {
+        app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let mode = mode.load(std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let Some(session) = path.strip_prefix("/.well-known/trickle/channel/session/")
+                    else {
+                        return next.run(req).await;
+                    };
+                    let reply = |status, msg: WireMessage| {
+                        let body = format!(r#"{{"messages":["{}"]}}"#, msg.to_base64url());
+                        (status, [("content-type", "application/json")], body).into_response()
+                    };
+                    match mode {
+                        REFUSES => reply(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            WireMessage::Error(ErrorMessage {
+                                code: ErrorCode::Other,
+                                explanation: "not closing today".into(),
+                                expected_value: None,
+                            }),
+                        ),
+                        CHEATS => {
+                            // Spends the contract (whichever output it is) and pays everything
+                            // elsewhere: the client's change is missing.
+                            let contract: Txid = session.parse().expect("contract txid");
+                            let input = |vout| bitcoin::TxIn {
+                                previous_output: bitcoin::OutPoint::new(contract, vout),
+                                ..Default::default()
+                            };
+                            let output = bitcoin::TxOut {
+                                value: Amount::from_sat(1_000),
+                                script_pubkey: bitcoin::ScriptBuf::new_op_return([]),
+                            };
+                            let settlement = bitcoin::Transaction {
+                                version: bitcoin::transaction::Version::TWO,
+                                lock_time: bitcoin::absolute::LockTime::ZERO,
+                                input: vec![input(0), input(1)],
+                                output: vec![output.clone(), output],
+                            };
+                            reply(
+                                StatusCode::OK,
+                                WireMessage::Close(Close {
+                                    settlement: Some(settlement),
+                                }),
+                            )
+                        }
+                        BREAKS => (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+                        _ => next.run(req).await,
+                    }
+                }
+            },
+        ))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refund_after_the_payee_vanishes() {
+async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     let node = Node::start(Config::default()).await.expect("node");
     let site = static_site().await;
     let payee_dir = tempfile::tempdir().expect("dir");
-    let (_payee, url) = proxy(&node, &site, policy(&[2], 20), payee_dir.path()).await;
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(HONEST));
+    let payee = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 20),
+        payee_dir.path(),
+        "127.0.0.1:0",
+        hostile_close(mode.clone()),
+    )
+    .await;
     let wallet = funded_wallet(&node).await;
     let w = wallet.path();
-    trickle(node.url(), w, &["fetch", &format!("{url}/articles/1")]).await;
+    trickle(
+        node.url(),
+        w,
+        &["fetch", &format!("{}/articles/1", payee.url)],
+    )
+    .await;
     node.mine(1).await.expect("contract confirmed");
+    let row = |table: &str| {
+        let (state, value, paid, _) = channel_row(table, "127.0.0.1");
+        (state, value, paid, channel_txid(table, "127.0.0.1"))
+    };
+    let (_, value, paid, contract) = row(&trickle(node.url(), w, &["channels"]).await);
+    assert_eq!((value, paid), (50_000, 1_000));
+
+    // The payee refuses to close, in three ways: an ERROR, a settlement that does not pay
+    // the client its change, an answer that is no answer. Each time the client says so
+    // clearly, signs nothing and keeps the channel.
+    for (how, expected) in [
+        (REFUSES, "peer refused (Other): not closing today"),
+        (CHEATS, "bad settlement: does not pay the client its change"),
+        (BREAKS, "status 500"),
+    ] {
+        mode.store(how, std::sync::atomic::Ordering::SeqCst);
+        let err = trickle_fails(node.url(), w, &["close", "127.0.0.1"]).await;
+        assert!(
+            err.contains("the payee did not close the channel with 127.0.0.1"),
+            "{err}"
+        );
+        assert!(err.contains(expected), "{err}");
+        assert!(
+            err.contains("`trickle refund` takes its funds back"),
+            "{err}"
+        );
+        assert_eq!(
+            row(&trickle(node.url(), w, &["channels"]).await),
+            ("Closing".to_owned(), value, paid, contract),
+            "the channel is kept as it was"
+        );
+    }
+    // Then the payee stops altogether (and its chain duties never run): closing fails too.
+    payee.kill();
+    let err = trickle_fails(node.url(), w, &["close", "127.0.0.1"]).await;
+    assert!(
+        err.contains("the payee did not close the channel with 127.0.0.1"),
+        "{err}"
+    );
+    assert!(err.contains("channel endpoint: "), "{err}");
 
     // Nothing to refund before expiry.
     let none = trickle(node.url(), w, &["refund"]).await;
     assert!(none.trim().is_empty(), "{none}");
-    // The payee never closes (its chain duties are not running): the chain passes the expiry.
+    // The chain passes the expiry: the refund takes everything back.
     node.mine(20).await.expect("mined");
     let txid: Txid = trickle(node.url(), w, &["refund"])
         .await
@@ -398,6 +521,10 @@ async fn refund_after_the_payee_vanishes() {
         node.confirmation_height(&txid).is_some(),
         "refund confirmed"
     );
+    let refund = node.transaction(&txid).expect("refund");
+    assert_eq!(refund.input[0].previous_output.txid, contract);
+    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(state, "Refunded");
     let balance = trickle(node.url(), w, &["wallet", "balance"]).await;
     let confirmed: u64 = balance
         .split_whitespace()
