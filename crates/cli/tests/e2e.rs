@@ -38,6 +38,10 @@ async fn serve_at(addr: &str, app: Router) -> String {
         }
     };
     let url = format!("http://{}", listener.local_addr().expect("addr"));
+    // As the payee binary does: responses go out as soon as they are written.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        tcp.set_nodelay(true).expect("nodelay");
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
