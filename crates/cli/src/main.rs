@@ -13,7 +13,7 @@ use trickle_channel::http::{
     PAYMENT_SIGNATURE,
 };
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
-use trickle_wallet::store::FileStore;
+use trickle_wallet::store::{FileStore, Store, StoreError};
 use trickle_wallet::{ChannelLimits, Transport, Wallet};
 
 type Error = Box<dyn std::error::Error>;
@@ -107,6 +107,40 @@ impl Transport for Http {
     }
 }
 
+/// The wallet's files, read and written on tokio's blocking pool: a write waiting for the disk
+/// never holds up a request in flight on the same thread.
+#[derive(Clone)]
+struct Files(FileStore);
+
+impl Files {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&FileStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError(e.to_string()))?
+    }
+}
+
+impl Store for Files {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |s| s.get_blocking(&key)).await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(move |s| s.put_blocking(&key, &value)).await
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.run(move |s| s.keys_blocking(&prefix)).await
+    }
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -133,8 +167,8 @@ struct App {
 }
 
 impl App {
-    fn store(&self) -> Result<FileStore, Error> {
-        Ok(FileStore::open(&self.cli.dir)?)
+    fn store(&self) -> Result<Files, Error> {
+        Ok(Files(FileStore::open(&self.cli.dir)?))
     }
 
     fn fee_rate(&self) -> Result<FeeRate, Error> {
@@ -142,7 +176,7 @@ impl App {
             .ok_or_else(|| "fee rate out of range".into())
     }
 
-    async fn unlock(&self) -> Result<Wallet<FileStore>, Error> {
+    async fn unlock(&self) -> Result<Wallet<Files>, Error> {
         let password = secret("TRICKLE_PASSWORD", "password")?;
         Ok(Wallet::unlock(self.store()?, self.cli.network, &password).await?)
     }
@@ -200,17 +234,38 @@ impl App {
                 budget,
             } => {
                 let mut session = FetchSession::default();
-                for url in urls {
+                let hosts: Vec<Option<String>> = urls
+                    .iter()
+                    .map(|u| {
+                        let url = reqwest::Url::parse(u).ok()?;
+                        url.host_str().map(str::to_owned)
+                    })
+                    .collect();
+                let mut fetched = Ok(());
+                for (i, url) in urls.iter().enumerate() {
+                    // Whether the next URL goes to the same site: its payment can be prepared
+                    // while this one is in flight.
+                    let next_same_site = hosts[i].is_some() && hosts.get(i + 1) == Some(&hosts[i]);
                     let body = self
                         .fetch(
                             &mut session,
                             url,
                             Amount::from_sat(*max_price),
                             Amount::from_sat(*budget),
+                            next_same_site,
                         )
-                        .await?;
-                    std::io::stdout().write_all(&body)?;
+                        .await
+                        .and_then(|body| Ok(std::io::stdout().write_all(&body)?));
+                    if let Err(e) = body {
+                        fetched = Err(e);
+                        break;
+                    }
                 }
+                // Receipts are kept in memory during the run; store them once at its end.
+                if let Some(wallet) = session.wallet.as_mut() {
+                    wallet.flush().await?;
+                }
+                fetched?;
             }
             Command::Channels => {
                 let wallet = self.unlock().await?;
@@ -251,7 +306,7 @@ impl App {
                     .into_iter()
                     .find(|r| &r.site == host)
                     .ok_or_else(|| format!("no channel with {host}"))?;
-                let tip = Wallet::<FileStore>::tip(&self.esplora).await?;
+                let tip = Wallet::<Files>::tip(&self.esplora).await?;
                 let settlement = wallet
                     .close_channel(&self.http, host, &record.payee_key, tip)
                     .await
@@ -287,13 +342,16 @@ impl App {
     }
 
     /// GET `url`; on a 402 with a channel offer within limits, pay and retry once. Once the
-    /// wallet is unlocked, requests to a site with an open channel carry a pre-armed payment.
+    /// wallet is unlocked, requests to a site with an open channel carry a pre-armed payment;
+    /// with `next_same_site`, the payment of the next request is prepared while this one is in
+    /// flight.
     async fn fetch(
         &self,
         session: &mut FetchSession,
         url: &str,
         max_price: Amount,
         budget: Amount,
+        next_same_site: bool,
     ) -> Result<Vec<u8>, Error> {
         let parsed = reqwest::Url::parse(url)?;
         let host = parsed.host_str().ok_or("URL has no host")?.to_owned();
@@ -303,6 +361,7 @@ impl App {
             mime_type: String::new(),
         };
         let mut request = self.http.0.get(url);
+        let mut armed = false;
         if let (Some(wallet), Some(tip), Some(payee)) = (
             session.wallet.as_mut(),
             session.tip,
@@ -310,11 +369,14 @@ impl App {
         ) {
             if let Some(payment) = wallet.pre_arm(&host, payee, &resource, tip).await? {
                 request = request.header(PAYMENT_SIGNATURE, payment);
+                armed = true;
             }
         }
-        let first = request.send().await?;
+        let first = send(session, &host, request, armed && next_same_site).await?;
+        // A refused payment comes with the payee's account of the channel: apply it before
+        // paying again.
+        self.apply_receipt(session, &host, &first).await?;
         if first.status().as_u16() != 402 {
-            self.apply_receipt(session, &host, &first).await?;
             return ok_body(first).await;
         }
         let header = first
@@ -336,7 +398,7 @@ impl App {
         }
         let tip = match session.tip {
             Some(tip) => tip,
-            None => Wallet::<FileStore>::tip(&self.esplora).await?,
+            None => Wallet::<Files>::tip(&self.esplora).await?,
         };
         session.tip = Some(tip);
         session.payees.insert(host.clone(), offer.pay_to);
@@ -390,13 +452,8 @@ impl App {
             )
             .await?;
         eprintln!("paying {} sat to {host}", offer.amount.to_sat());
-        let paid = self
-            .http
-            .0
-            .get(url)
-            .header(PAYMENT_SIGNATURE, payment)
-            .send()
-            .await?;
+        let request = self.http.0.get(url).header(PAYMENT_SIGNATURE, payment);
+        let paid = send(session, &host, request, next_same_site).await?;
         self.apply_receipt(session, &host, &paid).await?;
         ok_body(paid).await
     }
@@ -428,11 +485,36 @@ impl App {
     }
 }
 
+/// Sends `request` to `host`; with `prepare_next`, the wallet prepares (signs and stores) the
+/// payment of the next request to `host` meanwhile, so that the next request need not wait for
+/// a signature or a disk write. The prepared payment is stored before this returns.
+async fn send(
+    session: &mut FetchSession,
+    host: &str,
+    request: reqwest::RequestBuilder,
+    prepare_next: bool,
+) -> Result<reqwest::Response, Error> {
+    match (
+        prepare_next,
+        session.wallet.as_mut(),
+        session.tip,
+        session.payees.get(host),
+    ) {
+        (true, Some(wallet), Some(tip), Some(payee)) => {
+            let (response, prepared) =
+                tokio::join!(request.send(), wallet.prepare_next(host, payee, tip));
+            prepared?;
+            Ok(response?)
+        }
+        _ => Ok(request.send().await?),
+    }
+}
+
 /// What one `trickle fetch` run keeps between its URLs: the wallet, once unlocked, the tip,
 /// and each site's payee key (so a request reads one channel record, not all of them).
 #[derive(Default)]
 struct FetchSession {
-    wallet: Option<Wallet<FileStore>>,
+    wallet: Option<Wallet<Files>>,
     tip: Option<trickle_channel::ChainTip>,
     payees: std::collections::HashMap<String, bitcoin::secp256k1::PublicKey>,
 }

@@ -90,8 +90,9 @@ impl FileStore {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-impl Store for FileStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl FileStore {
+    /// [`Store::get`], blocking the calling thread.
+    pub fn get_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match std::fs::read(self.path(key)?) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -99,7 +100,8 @@ impl Store for FileStore {
         }
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    /// [`Store::put`], blocking the calling thread until the value is durable.
+    pub fn put_blocking(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         use std::io::Write;
         let path = self.path(key)?;
         let err = |e: std::io::Error| StoreError(format!("{key}: {e}"));
@@ -107,7 +109,7 @@ impl Store for FileStore {
         std::fs::create_dir_all(parent).map_err(err)?;
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp).map_err(err)?;
-        file.write_all(&value).map_err(err)?;
+        file.write_all(value).map_err(err)?;
         file.sync_all().map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(err)?;
         // The rename is durable once the directory entry is.
@@ -116,7 +118,8 @@ impl Store for FileStore {
             .map_err(err)
     }
 
-    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    /// [`Store::keys`], blocking the calling thread.
+    pub fn keys_blocking(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         let mut stack = vec![self.dir.clone()];
         while let Some(dir) = stack.pop() {
@@ -136,5 +139,22 @@ impl Store for FileStore {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// The store's methods run on the calling thread; an async caller that must not stall (other
+/// requests in flight) runs the `_blocking` methods on a thread of its own instead.
+#[cfg(not(target_arch = "wasm32"))]
+impl Store for FileStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_blocking(key)
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.put_blocking(key, &value)
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.keys_blocking(prefix)
     }
 }
