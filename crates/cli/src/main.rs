@@ -1,5 +1,5 @@
 //! `trickle`: the native Trickle payer. The same wallet and channel code as the extension, on
-//! an encrypted file-backed wallet, for scripts, agents and tests.
+//! an encrypted wallet in one SQLite file, for scripts, agents and tests.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use trickle_channel::http::{
     PAYMENT_SIGNATURE,
 };
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
-use trickle_wallet::store::{FileStore, Store, StoreError};
+use trickle_wallet::store::{SqliteStore, Store, StoreError};
 use trickle_wallet::{ChannelLimits, Transport, Wallet};
 
 type Error = Box<dyn std::error::Error>;
@@ -25,7 +25,7 @@ type Error = Box<dyn std::error::Error>;
     about = "Pay websites over Bitcoin payment channels"
 )]
 struct Cli {
-    /// Wallet directory.
+    /// Wallet directory (the wallet is the SQLite file `wallet.sqlite3` in it).
     #[arg(long, env = "TRICKLE_DIR", default_value = ".trickle/wallet")]
     dir: PathBuf,
     /// Bitcoin network: regtest, signet, testnet or bitcoin.
@@ -107,15 +107,15 @@ impl Transport for Http {
     }
 }
 
-/// The wallet's files, read and written on tokio's blocking pool: a write waiting for the disk
-/// never holds up a request in flight on the same thread.
+/// The wallet's database, read and written on tokio's blocking pool: a write waiting for the
+/// disk never holds up a request in flight on the same thread.
 #[derive(Clone)]
-struct Files(FileStore);
+struct Disk(SqliteStore);
 
-impl Files {
+impl Disk {
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&FileStore) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = self.0.clone();
         tokio::task::spawn_blocking(move || f(&store))
@@ -124,7 +124,7 @@ impl Files {
     }
 }
 
-impl Store for Files {
+impl Store for Disk {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let key = key.to_owned();
         self.run(move |s| s.get_blocking(&key)).await
@@ -167,8 +167,8 @@ struct App {
 }
 
 impl App {
-    fn store(&self) -> Result<Files, Error> {
-        Ok(Files(FileStore::open(&self.cli.dir)?))
+    fn store(&self) -> Result<Disk, Error> {
+        Ok(Disk(SqliteStore::open(&self.cli.dir)?))
     }
 
     fn fee_rate(&self) -> Result<FeeRate, Error> {
@@ -176,7 +176,7 @@ impl App {
             .ok_or_else(|| "fee rate out of range".into())
     }
 
-    async fn unlock(&self) -> Result<Wallet<Files>, Error> {
+    async fn unlock(&self) -> Result<Wallet<Disk>, Error> {
         let password = secret("TRICKLE_PASSWORD", "password")?;
         Ok(Wallet::unlock(self.store()?, self.cli.network, &password).await?)
     }
@@ -306,7 +306,7 @@ impl App {
                     .into_iter()
                     .find(|r| &r.site == host)
                     .ok_or_else(|| format!("no channel with {host}"))?;
-                let tip = Wallet::<Files>::tip(&self.esplora).await?;
+                let tip = Wallet::<Disk>::tip(&self.esplora).await?;
                 let settlement = wallet
                     .close_channel(&self.http, host, &record.payee_key, tip)
                     .await
@@ -398,7 +398,7 @@ impl App {
         }
         let tip = match session.tip {
             Some(tip) => tip,
-            None => Wallet::<Files>::tip(&self.esplora).await?,
+            None => Wallet::<Disk>::tip(&self.esplora).await?,
         };
         session.tip = Some(tip);
         session.payees.insert(host.clone(), offer.pay_to);
@@ -514,7 +514,7 @@ async fn send(
 /// and each site's payee key (so a request reads one channel record, not all of them).
 #[derive(Default)]
 struct FetchSession {
-    wallet: Option<Wallet<Files>>,
+    wallet: Option<Wallet<Disk>>,
     tip: Option<trickle_channel::ChainTip>,
     payees: std::collections::HashMap<String, bitcoin::secp256k1::PublicKey>,
 }
