@@ -6,6 +6,10 @@
 # the paid side adds unlocking the wallet, signing, durable stores on both ends and the
 # signature check.
 #
+# Each round also times one-page runs, to split the paid run into what it pays once (starting
+# the process, unlocking the wallet: Argon2id by design, the chain tip, the first page's 402
+# round trip) and what each further page costs: (run of 100 - run of 1) / 99.
+#
 # PROFILE=release measures optimised builds of `trickle` and `trickle-payee` (the default,
 # PROFILE=dev, measures debug builds). The chain is not on the measured path and is always the
 # debug build.
@@ -23,7 +27,7 @@ work=$(mktemp -d /tmp/trickle-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 mkdir -p "$work/site/articles" "$work/site/free"
-for n in $(seq 0 $((PAGES * (ROUNDS + 1)))); do
+for n in $(seq 0 $((PAGES * (ROUNDS + 2)))); do
   echo "page $n" > "$work/site/articles/$n"
   echo "page $n" > "$work/site/free/$n"
 done
@@ -64,8 +68,9 @@ curl -sf -X POST "$esplora/regtest/faucet" -H 'content-type: application/json' \
 # Open the channel once (the first visit), outside the measurement.
 "$trickle" fetch "$proxy/articles/0" --budget 100000 > /dev/null 2>&1
 
-free=(); paid=()
+free=(); paid=(); free1=(); paid1=()
 for round in $(seq "$ROUNDS"); do
+  one=$((PAGES * (ROUNDS + 1) + round))
   base=$((round * PAGES))
   urls_free=(); urls_paid=()
   for n in $(seq "$base" $((base + PAGES - 1))); do
@@ -79,20 +84,28 @@ for round in $(seq "$ROUNDS"); do
   }
   if [ $((round % 2)) = 1 ]; then
     f=$(run "${urls_free[@]}"); p=$(run "${urls_paid[@]}")
+    f1=$(run "$proxy/free/$one"); p1=$(run "$proxy/articles/$one")
   else
     p=$(run "${urls_paid[@]}"); f=$(run "${urls_free[@]}")
+    p1=$(run "$proxy/articles/$one"); f1=$(run "$proxy/free/$one")
   fi
-  free+=("$f"); paid+=("$p")
+  free+=("$f"); paid+=("$p"); free1+=("$f1"); paid1+=("$p1")
 done
-python3 - "${free[*]}" "${paid[*]}" "$PAGES" "$PROFILE" <<'PY'
+python3 - "${free[*]}" "${paid[*]}" "${free1[*]}" "${paid1[*]}" "$PAGES" "$PROFILE" <<'PY'
 import statistics, sys
 def spans(arg):
     return [float(b) - float(a) for a, b in (x.split("-") for x in arg.split())]
-free, paid = spans(sys.argv[1]), spans(sys.argv[2])
-pages = int(sys.argv[3])
-print(f"profile {sys.argv[4]}, {len(free)} rounds")
+free, paid, free1, paid1 = (spans(a) for a in sys.argv[1:5])
+pages = int(sys.argv[5])
+print(f"profile {sys.argv[6]}, {len(free)} rounds")
 mf, mp = statistics.median(free), statistics.median(paid)
 print(f"{pages} unpaid fetches: median {mf:.3f} s  ({mf / pages * 1e3:.2f} ms each)  rounds: {', '.join(f'{x:.3f}' for x in free)}")
 print(f"{pages} paid fetches:   median {mp:.3f} s  ({mp / pages * 1e3:.2f} ms each)  rounds: {', '.join(f'{x:.3f}' for x in paid)}")
 print(f"paid / unpaid: {mp / mf:.2f}x")
+# Per further page, within each round, then the median over rounds.
+ef = statistics.median((a - b) / (pages - 1) for a, b in zip(free, free1))
+ep = statistics.median((a - b) / (pages - 1) for a, b in zip(paid, paid1))
+m1f, m1p = statistics.median(free1), statistics.median(paid1)
+print(f"once per run: unpaid {m1f * 1e3:.1f} ms, paid {m1p * 1e3:.1f} ms (1-page runs)")
+print(f"each further page: unpaid {ef * 1e3:.2f} ms, paid {ep * 1e3:.2f} ms, paid / unpaid: {ep / ef:.2f}x")
 PY
