@@ -261,11 +261,14 @@ impl App {
                         break;
                     }
                 }
-                // Receipts are kept in memory during the run; store them once at its end.
-                if let Some(wallet) = session.wallet.as_mut() {
-                    wallet.flush().await?;
-                }
+                // Receipts are kept in memory during the run; store them once at its end
+                // (also when it failed: they are the payee's latest account of the channel).
+                let flushed = match session.wallet.as_mut() {
+                    Some(wallet) => wallet.flush().await,
+                    None => Ok(()),
+                };
                 fetched?;
+                flushed?;
             }
             Command::Channels => {
                 let wallet = self.unlock().await?;
