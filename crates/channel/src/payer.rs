@@ -364,6 +364,23 @@ impl PayerState {
         }
     }
 
+    /// The contract's txid (the channel's id at the payee and on chain), once it is built.
+    pub fn contract_txid(&self) -> Option<Txid> {
+        match self {
+            Self::AwaitingRefundSignature { funding, .. } => Some(funding.outpoint.txid),
+            Self::AwaitingOpen { channel }
+            | Self::Ready { channel }
+            | Self::Resuming { channel }
+            | Self::Closing { channel }
+            | Self::Closed { channel, .. }
+            | Self::Refunded { channel, .. } => Some(channel.contract_txid()),
+            Self::AwaitingVersion { .. }
+            | Self::AwaitingInitiate { .. }
+            | Self::AwaitingFunding { .. }
+            | Self::Failed { .. } => None,
+        }
+    }
+
     /// The wallet funded the contract with `contract_tx`: v1 asks the server to sign the refund;
     /// v2 hands over the contract with the first payment of `first_payment` (raised to the
     /// server's minimum).

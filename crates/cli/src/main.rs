@@ -1,5 +1,5 @@
 //! `trickle`: the native Trickle payer. The same wallet and channel code as the extension, on
-//! an encrypted file-backed wallet, for scripts, agents and tests.
+//! an encrypted wallet in one SQLite file, for scripts, agents and tests.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -13,7 +13,8 @@ use trickle_channel::http::{
     PAYMENT_SIGNATURE,
 };
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
-use trickle_wallet::store::FileStore;
+use trickle_wallet::layout::{self, Scoped};
+use trickle_wallet::store::{SqliteStore, Store, StoreError};
 use trickle_wallet::{ChannelLimits, Transport, Wallet};
 
 type Error = Box<dyn std::error::Error>;
@@ -25,7 +26,7 @@ type Error = Box<dyn std::error::Error>;
     about = "Pay websites over Bitcoin payment channels"
 )]
 struct Cli {
-    /// Wallet directory.
+    /// Wallet directory (the wallet is the SQLite file `wallet.sqlite3` in it).
     #[arg(long, env = "TRICKLE_DIR", default_value = ".trickle/wallet")]
     dir: PathBuf,
     /// Bitcoin network: regtest, signet, testnet or bitcoin.
@@ -107,6 +108,45 @@ impl Transport for Http {
     }
 }
 
+/// The wallet's database, read and written on tokio's blocking pool: a write waiting for the
+/// disk never holds up a request in flight on the same thread.
+#[derive(Clone)]
+struct Disk(SqliteStore);
+
+impl Disk {
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError(e.to_string()))?
+    }
+}
+
+impl Store for Disk {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |s| s.get_blocking(&key)).await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(move |s| s.put_blocking(&key, &value)).await
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.run(move |s| s.keys_blocking(&prefix)).await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(move |s| s.remove_blocking(&key)).await
+    }
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -133,8 +173,10 @@ struct App {
 }
 
 impl App {
-    fn store(&self) -> Result<FileStore, Error> {
-        Ok(FileStore::open(&self.cli.dir)?)
+    /// This network's share of the wallet database, migrated to the current layout.
+    async fn store(&self) -> Result<Scoped<Disk>, Error> {
+        let disk = Disk(SqliteStore::open(&self.cli.dir)?);
+        Ok(layout::open(disk, self.cli.network).await?)
     }
 
     fn fee_rate(&self) -> Result<FeeRate, Error> {
@@ -142,9 +184,9 @@ impl App {
             .ok_or_else(|| "fee rate out of range".into())
     }
 
-    async fn unlock(&self) -> Result<Wallet<FileStore>, Error> {
+    async fn unlock(&self) -> Result<Wallet<Scoped<Disk>>, Error> {
         let password = secret("TRICKLE_PASSWORD", "password")?;
-        Ok(Wallet::unlock(self.store()?, self.cli.network, &password).await?)
+        Ok(Wallet::unlock(self.store().await?, self.cli.network, &password).await?)
     }
 
     async fn run(&self) -> Result<(), Error> {
@@ -152,14 +194,14 @@ impl App {
             Command::Wallet(WalletCommand::Create) => {
                 let password = secret("TRICKLE_PASSWORD", "new password")?;
                 let (_, phrase) =
-                    Wallet::create(self.store()?, self.cli.network, &password).await?;
+                    Wallet::create(self.store().await?, self.cli.network, &password).await?;
                 eprintln!("Write these 12 words down; they are shown only once:");
                 println!("{phrase}");
             }
             Command::Wallet(WalletCommand::Restore) => {
                 let phrase = secret("TRICKLE_PHRASE", "recovery phrase")?;
                 let password = secret("TRICKLE_PASSWORD", "new password")?;
-                Wallet::restore(self.store()?, self.cli.network, &phrase, &password).await?;
+                Wallet::restore(self.store().await?, self.cli.network, &phrase, &password).await?;
                 eprintln!("restored");
             }
             Command::Wallet(WalletCommand::Address) => {
@@ -200,22 +242,46 @@ impl App {
                 budget,
             } => {
                 let mut session = FetchSession::default();
-                for url in urls {
+                let hosts: Vec<Option<String>> = urls
+                    .iter()
+                    .map(|u| {
+                        let url = reqwest::Url::parse(u).ok()?;
+                        url.host_str().map(str::to_owned)
+                    })
+                    .collect();
+                let mut fetched = Ok(());
+                for (i, url) in urls.iter().enumerate() {
+                    // Whether the next URL goes to the same site: its payment can be prepared
+                    // while this one is in flight.
+                    let next_same_site = hosts[i].is_some() && hosts.get(i + 1) == Some(&hosts[i]);
                     let body = self
                         .fetch(
                             &mut session,
                             url,
                             Amount::from_sat(*max_price),
                             Amount::from_sat(*budget),
+                            next_same_site,
                         )
-                        .await?;
-                    std::io::stdout().write_all(&body)?;
+                        .await
+                        .and_then(|body| Ok(std::io::stdout().write_all(&body)?));
+                    if let Err(e) = body {
+                        fetched = Err(e);
+                        break;
+                    }
                 }
+                // Receipts are kept in memory during the run; store them once at its end
+                // (also when it failed: they are the payee's latest account of the channel).
+                let flushed = match session.wallet.as_mut() {
+                    Some(wallet) => wallet.flush().await,
+                    None => Ok(()),
+                };
+                fetched?;
+                flushed?;
             }
             Command::Channels => {
                 let wallet = self.unlock().await?;
                 println!(
-                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}",
+                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
                     "site", "state", "value", "paid", "credit", "expiry"
                 );
                 for record in wallet.channels().await? {
@@ -228,8 +294,12 @@ impl App {
                             (v, paid.unwrap_or(0), e)
                         })
                         .unwrap_or((0, 0, 0));
+                    // The channel's id on the wire and on chain: its contract txid.
+                    let contract = state
+                        .contract_txid()
+                        .map_or_else(|| "-".to_owned(), |t| t.to_string());
                     println!(
-                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}",
+                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  {contract}",
                         record.site,
                         state.name(),
                         value,
@@ -247,10 +317,25 @@ impl App {
                     .into_iter()
                     .find(|r| &r.site == host)
                     .ok_or_else(|| format!("no channel with {host}"))?;
-                let tip = Wallet::<FileStore>::tip(&self.esplora).await?;
+                let tip = Wallet::<Scoped<Disk>>::tip(&self.esplora).await?;
                 let settlement = wallet
                     .close_channel(&self.http, host, &record.payee_key, tip)
-                    .await?;
+                    .await
+                    .map_err(|e| {
+                        // Nothing new was signed: the channel's money is where it was.
+                        let expiry = match record.state.state.contract().map(|c| c.expiry) {
+                            Some(bitcoin::absolute::LockTime::Blocks(h)) => format!("block {h}"),
+                            Some(bitcoin::absolute::LockTime::Seconds(t)) => {
+                                format!("median time {t}")
+                            }
+                            None => "its expiry".to_owned(),
+                        };
+                        format!(
+                            "the payee did not close the channel with {host}: {e}\n\
+                             The channel is kept and nothing more was paid: `trickle close {host}` \
+                             asks again, and after {expiry} `trickle refund` takes its funds back."
+                        )
+                    })?;
                 println!("{}", settlement.compute_txid());
             }
             Command::Refund => {
@@ -268,13 +353,16 @@ impl App {
     }
 
     /// GET `url`; on a 402 with a channel offer within limits, pay and retry once. Once the
-    /// wallet is unlocked, requests to a site with an open channel carry a pre-armed payment.
+    /// wallet is unlocked, requests to a site with an open channel carry a pre-armed payment;
+    /// with `next_same_site`, the payment of the next request is prepared while this one is in
+    /// flight.
     async fn fetch(
         &self,
         session: &mut FetchSession,
         url: &str,
         max_price: Amount,
         budget: Amount,
+        next_same_site: bool,
     ) -> Result<Vec<u8>, Error> {
         let parsed = reqwest::Url::parse(url)?;
         let host = parsed.host_str().ok_or("URL has no host")?.to_owned();
@@ -284,6 +372,7 @@ impl App {
             mime_type: String::new(),
         };
         let mut request = self.http.0.get(url);
+        let mut armed = false;
         if let (Some(wallet), Some(tip), Some(payee)) = (
             session.wallet.as_mut(),
             session.tip,
@@ -291,11 +380,14 @@ impl App {
         ) {
             if let Some(payment) = wallet.pre_arm(&host, payee, &resource, tip).await? {
                 request = request.header(PAYMENT_SIGNATURE, payment);
+                armed = true;
             }
         }
-        let first = request.send().await?;
+        let first = send(session, &host, request, armed && next_same_site).await?;
+        // A refused payment comes with the payee's account of the channel: apply it before
+        // paying again.
+        self.apply_receipt(session, &host, &first).await?;
         if first.status().as_u16() != 402 {
-            self.apply_receipt(session, &host, &first).await?;
             return ok_body(first).await;
         }
         let header = first
@@ -317,7 +409,7 @@ impl App {
         }
         let tip = match session.tip {
             Some(tip) => tip,
-            None => Wallet::<FileStore>::tip(&self.esplora).await?,
+            None => Wallet::<Scoped<Disk>>::tip(&self.esplora).await?,
         };
         session.tip = Some(tip);
         session.payees.insert(host.clone(), offer.pay_to);
@@ -371,13 +463,8 @@ impl App {
             )
             .await?;
         eprintln!("paying {} sat to {host}", offer.amount.to_sat());
-        let paid = self
-            .http
-            .0
-            .get(url)
-            .header(PAYMENT_SIGNATURE, payment)
-            .send()
-            .await?;
+        let request = self.http.0.get(url).header(PAYMENT_SIGNATURE, payment);
+        let paid = send(session, &host, request, next_same_site).await?;
         self.apply_receipt(session, &host, &paid).await?;
         ok_body(paid).await
     }
@@ -409,11 +496,36 @@ impl App {
     }
 }
 
+/// Sends `request` to `host`; with `prepare_next`, the wallet prepares (signs and stores) the
+/// payment of the next request to `host` meanwhile, so that the next request need not wait for
+/// a signature or a disk write. The prepared payment is stored before this returns.
+async fn send(
+    session: &mut FetchSession,
+    host: &str,
+    request: reqwest::RequestBuilder,
+    prepare_next: bool,
+) -> Result<reqwest::Response, Error> {
+    match (
+        prepare_next,
+        session.wallet.as_mut(),
+        session.tip,
+        session.payees.get(host),
+    ) {
+        (true, Some(wallet), Some(tip), Some(payee)) => {
+            let (response, prepared) =
+                tokio::join!(request.send(), wallet.prepare_next(host, payee, tip));
+            prepared?;
+            Ok(response?)
+        }
+        _ => Ok(request.send().await?),
+    }
+}
+
 /// What one `trickle fetch` run keeps between its URLs: the wallet, once unlocked, the tip,
 /// and each site's payee key (so a request reads one channel record, not all of them).
 #[derive(Default)]
 struct FetchSession {
-    wallet: Option<Wallet<FileStore>>,
+    wallet: Option<Wallet<Scoped<Disk>>>,
     tip: Option<trickle_channel::ChainTip>,
     payees: std::collections::HashMap<String, bitcoin::secp256k1::PublicKey>,
 }

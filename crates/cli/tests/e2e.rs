@@ -19,10 +19,29 @@ use trickle_regtest::{Config, Node};
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    serve_at("127.0.0.1:0", app).await
+}
+
+/// Serves `app` at `addr` on the current runtime; returns its URL. A server that was just
+/// stopped may hold the address for a moment: binding is retried for a few seconds.
+async fn serve_at(addr: &str, app: Router) -> String {
+    let mut tries = 0;
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                eprintln!("bind {addr}: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    };
     let url = format!("http://{}", listener.local_addr().expect("addr"));
+    // As the payee binary does: responses go out as soon as they are written.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        tcp.set_nodelay(true).expect("nodelay");
+    });
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
@@ -75,6 +94,19 @@ async fn proxy_with_seed(
     dir: &std::path::Path,
     seed: [u8; 32],
 ) -> (Payee, String) {
+    let (payee, app) = payee_app(node.url(), upstream, policy, dir, seed).await;
+    (payee, serve(app).await)
+}
+
+/// The payee of `seed` with its database in `dir`, and its proxy in front of `upstream`,
+/// pricing `/articles` at 10 sat.
+async fn payee_app(
+    esplora: &str,
+    upstream: &str,
+    policy: PayeePolicy,
+    dir: &std::path::Path,
+    seed: [u8; 32],
+) -> (Payee, Router) {
     let keys = Keys::from_seed(&seed).expect("keys");
     let policy = PayeePolicy {
         payout_script: keys.default_payout_script(),
@@ -89,14 +121,84 @@ async fn proxy_with_seed(
         config,
         keys,
         Arc::new(store),
-        Arc::new(Esplora::new(node.url()).expect("esplora")),
+        Arc::new(Esplora::new(esplora).expect("esplora")),
     )
     .await
     .expect("payee");
     let prices = Prices::new().with("/articles", Price::sat(10));
     let app = proxy::app(&payee, prices, Upstream::new(upstream).expect("upstream"));
-    let url = serve(app).await;
-    (payee, url)
+    (payee, app)
+}
+
+/// A payee proxy that runs as if in a process of its own: on a runtime of its own, so that
+/// [`PayeeProcess::kill`] stops it at once — its connections dropped mid-request, everything
+/// it held in memory gone — and only its database and key stay behind (the key is the fixed
+/// seed of [`proxy`]).
+struct PayeeProcess {
+    runtime: Option<tokio::runtime::Runtime>,
+    url: String,
+}
+
+impl PayeeProcess {
+    /// Starts the proxy at `addr` (`127.0.0.1:0` for any port) with its database in `dir`;
+    /// `wrap` may put a layer in front of it.
+    async fn start(
+        node: &Node,
+        upstream: &str,
+        policy: PayeePolicy,
+        dir: &std::path::Path,
+        addr: &str,
+        wrap: impl FnOnce(Router) -> Router + Send + 'static,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (esplora, upstream, dir, addr) = (
+            node.url().to_owned(),
+            upstream.to_owned(),
+            dir.to_owned(),
+            addr.to_owned(),
+        );
+        let url = runtime
+            .spawn(async move {
+                let (_, app) = payee_app(&esplora, &upstream, policy, &dir, [42; 32]).await;
+                serve_at(&addr, wrap(app)).await
+            })
+            .await
+            .expect("payee started");
+        Self {
+            runtime: Some(runtime),
+            url,
+        }
+    }
+
+    /// Stops the payee at once, as a killed process stops.
+    fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for PayeeProcess {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// The channels stored in the payee database in `dir`, read as an operator would.
+async fn stored_channels(dir: &std::path::Path) -> Vec<trickle_payee::store::StoredChannel> {
+    use trickle_payee::store::ChannelStore as _;
+    SqliteStore::open(dir.join("payee.sqlite3"))
+        .await
+        .expect("store")
+        .channels()
+        .await
+        .expect("stored channels")
 }
 
 /// Runs `trickle` with a wallet in `dir`; returns stdout, panics with stderr on failure.
@@ -151,6 +253,18 @@ async fn funded_wallet(node: &Node) -> tempfile::TempDir {
     let balance = trickle(node.url(), dir.path(), &["wallet", "balance"]).await;
     assert!(balance.contains("confirmed 500000 sat"), "{balance}");
     dir
+}
+
+/// The contract txid (the channel's id) in the `trickle channels` row of `site`.
+fn channel_txid(table: &str, site: &str) -> Txid {
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(site))
+        .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"));
+    row.split_whitespace()
+        .last()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no contract txid in {row}"))
 }
 
 /// Parses the `trickle channels` row of `site`: (state, value, paid, credit).
@@ -262,21 +376,144 @@ async fn v1_channel_pays_and_settles() {
     pay_many_and_close(&[1], 20).await;
 }
 
+// How the hostile channel endpoint of `hostile_close` answers session messages.
+const HONEST: u8 = 0;
+const REFUSES: u8 = 1;
+const CHEATS: u8 = 2;
+const BREAKS: u8 = 3;
+
+/// A channel endpoint that answers session messages as `mode` says: an `ERROR`, a settlement
+/// that takes the client's change, or an HTTP 500 with no message.
+fn hostile_close(mode: Arc<std::sync::atomic::AtomicU8>) -> impl FnOnce(Router) -> Router {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use trickle_channel::{Close, ErrorCode, ErrorMessage, WireMessage};
+    move |app: Router| {
+        app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let mode = mode.load(std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let path = req.uri().path().to_owned();
+                    let Some(session) = path.strip_prefix("/.well-known/trickle/channel/session/")
+                    else {
+                        return next.run(req).await;
+                    };
+                    let reply = |status, msg: WireMessage| {
+                        let body = format!(r#"{{"messages":["{}"]}}"#, msg.to_base64url());
+                        (status, [("content-type", "application/json")], body).into_response()
+                    };
+                    match mode {
+                        REFUSES => reply(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            WireMessage::Error(ErrorMessage {
+                                code: ErrorCode::Other,
+                                explanation: "not closing today".into(),
+                                expected_value: None,
+                            }),
+                        ),
+                        CHEATS => {
+                            // Spends the contract (whichever output it is) and pays everything
+                            // elsewhere: the client's change is missing.
+                            let contract: Txid = session.parse().expect("contract txid");
+                            let input = |vout| bitcoin::TxIn {
+                                previous_output: bitcoin::OutPoint::new(contract, vout),
+                                ..Default::default()
+                            };
+                            let output = bitcoin::TxOut {
+                                value: Amount::from_sat(1_000),
+                                script_pubkey: bitcoin::ScriptBuf::new_op_return([]),
+                            };
+                            let settlement = bitcoin::Transaction {
+                                version: bitcoin::transaction::Version::TWO,
+                                lock_time: bitcoin::absolute::LockTime::ZERO,
+                                input: vec![input(0), input(1)],
+                                output: vec![output.clone(), output],
+                            };
+                            reply(
+                                StatusCode::OK,
+                                WireMessage::Close(Close {
+                                    settlement: Some(settlement),
+                                }),
+                            )
+                        }
+                        BREAKS => (StatusCode::INTERNAL_SERVER_ERROR, "oops").into_response(),
+                        _ => next.run(req).await,
+                    }
+                }
+            },
+        ))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refund_after_the_payee_vanishes() {
+async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     let node = Node::start(Config::default()).await.expect("node");
     let site = static_site().await;
     let payee_dir = tempfile::tempdir().expect("dir");
-    let (_payee, url) = proxy(&node, &site, policy(&[2], 20), payee_dir.path()).await;
+    let mode = Arc::new(std::sync::atomic::AtomicU8::new(HONEST));
+    let payee = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 20),
+        payee_dir.path(),
+        "127.0.0.1:0",
+        hostile_close(mode.clone()),
+    )
+    .await;
     let wallet = funded_wallet(&node).await;
     let w = wallet.path();
-    trickle(node.url(), w, &["fetch", &format!("{url}/articles/1")]).await;
+    trickle(
+        node.url(),
+        w,
+        &["fetch", &format!("{}/articles/1", payee.url)],
+    )
+    .await;
     node.mine(1).await.expect("contract confirmed");
+    let row = |table: &str| {
+        let (state, value, paid, _) = channel_row(table, "127.0.0.1");
+        (state, value, paid, channel_txid(table, "127.0.0.1"))
+    };
+    let (_, value, paid, contract) = row(&trickle(node.url(), w, &["channels"]).await);
+    assert_eq!((value, paid), (50_000, 1_000));
+
+    // The payee refuses to close, in three ways: an ERROR, a settlement that does not pay
+    // the client its change, an answer that is no answer. Each time the client says so
+    // clearly, signs nothing and keeps the channel.
+    for (how, expected) in [
+        (REFUSES, "peer refused (Other): not closing today"),
+        (CHEATS, "bad settlement: does not pay the client its change"),
+        (BREAKS, "status 500"),
+    ] {
+        mode.store(how, std::sync::atomic::Ordering::SeqCst);
+        let err = trickle_fails(node.url(), w, &["close", "127.0.0.1"]).await;
+        assert!(
+            err.contains("the payee did not close the channel with 127.0.0.1"),
+            "{err}"
+        );
+        assert!(err.contains(expected), "{err}");
+        assert!(
+            err.contains("`trickle refund` takes its funds back"),
+            "{err}"
+        );
+        assert_eq!(
+            row(&trickle(node.url(), w, &["channels"]).await),
+            ("Closing".to_owned(), value, paid, contract),
+            "the channel is kept as it was"
+        );
+    }
+    // Then the payee stops altogether (and its chain duties never run): closing fails too.
+    payee.kill();
+    let err = trickle_fails(node.url(), w, &["close", "127.0.0.1"]).await;
+    assert!(
+        err.contains("the payee did not close the channel with 127.0.0.1"),
+        "{err}"
+    );
+    assert!(err.contains("channel endpoint: "), "{err}");
 
     // Nothing to refund before expiry.
     let none = trickle(node.url(), w, &["refund"]).await;
     assert!(none.trim().is_empty(), "{none}");
-    // The payee never closes (its chain duties are not running): the chain passes the expiry.
+    // The chain passes the expiry: the refund takes everything back.
     node.mine(20).await.expect("mined");
     let txid: Txid = trickle(node.url(), w, &["refund"])
         .await
@@ -288,6 +525,10 @@ async fn refund_after_the_payee_vanishes() {
         node.confirmation_height(&txid).is_some(),
         "refund confirmed"
     );
+    let refund = node.transaction(&txid).expect("refund");
+    assert_eq!(refund.input[0].previous_output.txid, contract);
+    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(state, "Refunded");
     let balance = trickle(node.url(), w, &["wallet", "balance"]).await;
     let confirmed: u64 = balance
         .split_whitespace()
@@ -386,4 +627,184 @@ async fn hostile_sites_get_nothing() {
     let (_, value, paid, _) =
         channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
     assert_eq!((value, paid), (50_000, 1_000), "nothing more was signed");
+}
+
+/// Fetches `/articles/{n}` for `pages` from the site at `url` in one `trickle fetch` run.
+async fn fetch_articles(
+    node: &Node,
+    wallet: &std::path::Path,
+    url: &str,
+    pages: std::ops::Range<u32>,
+) -> std::process::Output {
+    let urls: Vec<String> = pages.map(|n| format!("{url}/articles/{n}")).collect();
+    let mut args = vec!["fetch"];
+    args.extend(urls.iter().map(String::as_str));
+    run_trickle(node.url(), wallet, &args).await
+}
+
+/// The bodies of `/articles/{n}` for `pages`, as `trickle fetch` prints them.
+fn articles(pages: std::ops::Range<u32>) -> String {
+    pages.map(|n| format!("article {n}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_restart_mid_stream_resumes_the_channel_and_charges_nothing_twice() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    // A kill switch in front of the payee: once armed, a request for `/articles/104` never
+    // reaches it, and the test kills the payee while that request waits.
+    let armed = Arc::new(AtomicBool::new(false));
+    let dying = Arc::new(tokio::sync::Notify::new());
+    let switch = {
+        let (armed, dying) = (armed.clone(), dying.clone());
+        move |app: Router| {
+            app.layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let (armed, dying) = (armed.clone(), dying.clone());
+                    async move {
+                        if armed.load(Ordering::SeqCst) && req.uri().path() == "/articles/104" {
+                            dying.notify_one();
+                            std::future::pending::<()>().await;
+                        }
+                        next.run(req).await
+                    }
+                },
+            ))
+        }
+    };
+    let first = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 144),
+        payee_dir.path(),
+        "127.0.0.1:0",
+        switch,
+    )
+    .await;
+    let url = first.url.clone();
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+
+    // 101 pages use up the first payment's credit: from then on every page signs a payment.
+    let out = fetch_articles(&node, w, &url, 0..101).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = trickle(node.url(), w, &["channels"]).await;
+    let contract = channel_txid(&table, "127.0.0.1");
+    let (_, _, paid_before, credit_before) = channel_row(&table, "127.0.0.1");
+    assert_eq!((paid_before, credit_before), (1_010, 0));
+
+    // The payee dies mid-stream: the next run's fourth page reaches a payee that is killed
+    // before it reads it; the run stops there with a clear error.
+    armed.store(true, Ordering::SeqCst);
+    let run = tokio::spawn({
+        let (node_url, w, url) = (node.url().to_owned(), w.to_owned(), url.clone());
+        async move {
+            let urls: Vec<String> = (101..111).map(|n| format!("{url}/articles/{n}")).collect();
+            let mut args = vec!["fetch"];
+            args.extend(urls.iter().map(String::as_str));
+            run_trickle(&node_url, &w, &args).await
+        }
+    });
+    dying.notified().await;
+    first.kill();
+    let out = run.await.expect("run");
+    assert!(!out.status.success(), "the run fails with its payee");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), articles(101..104));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("trickle: "), "{err}");
+    let stored = stored_channels(payee_dir.path()).await;
+    let [channel] = stored.as_slice() else {
+        panic!("one channel stored, got {}", stored.len())
+    };
+    assert_eq!(
+        channel.ledger.consumed.to_sat(),
+        10 * 104,
+        "the three pages served were charged once each; the fourth never reached the payee"
+    );
+    let paid_at_kill = channel.ledger.paid.to_sat();
+    assert!(paid_at_kill >= 1_040, "paid {paid_at_kill}");
+
+    // While it is down, a fetch fails clearly and pays nothing.
+    let err = trickle_fails(node.url(), w, &["fetch", &format!("{url}/articles/104")]).await;
+    assert!(err.contains("trickle: "), "{err}");
+    let table = trickle(node.url(), w, &["channels"]).await;
+    let (_, _, paid_down, _) = channel_row(&table, "127.0.0.1");
+
+    // The payee comes back at the same address with the same database and key: the channel
+    // resumes by its id, amounts grow from where they were, and no page is charged twice.
+    let second = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 144),
+        payee_dir.path(),
+        url.trim_start_matches("http://"),
+        |app| app,
+    )
+    .await;
+    assert_eq!(second.url, url);
+    let out = fetch_articles(&node, w, &url, 104..120).await;
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{progress}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), articles(104..120));
+    assert!(!progress.contains("opening"), "no new channel: {progress}");
+    assert_eq!(progress.matches("paying").count(), 1, "{progress}");
+
+    let table = trickle(node.url(), w, &["channels"]).await;
+    assert_eq!(table.lines().count(), 2, "still one channel:\n{table}");
+    assert_eq!(
+        channel_txid(&table, "127.0.0.1"),
+        contract,
+        "the same channel"
+    );
+    let (state, value, paid, credit) = channel_row(&table, "127.0.0.1");
+    assert_eq!(state, "Ready");
+    assert!(
+        paid > paid_down && paid_down >= paid_before,
+        "{paid_before} {paid_down} {paid}"
+    );
+    let stored = stored_channels(payee_dir.path()).await;
+    let [channel] = stored.as_slice() else {
+        panic!("one channel stored, got {}", stored.len())
+    };
+    assert_eq!(channel.txid(), Some(contract));
+    assert_eq!(
+        channel.ledger.consumed.to_sat(),
+        10 * 120,
+        "every page served was charged exactly once"
+    );
+    assert_eq!(
+        channel.ledger.paid.to_sat(),
+        paid,
+        "the payee holds what the client signed"
+    );
+    assert_eq!(
+        channel.ledger.credit().to_sat(),
+        credit,
+        "and both agree on the credit"
+    );
+
+    // The restarted payee closes with the best payment.
+    let txid: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+        .await
+        .trim()
+        .parse()
+        .expect("txid");
+    node.mine(1).await.expect("mined");
+    assert!(
+        node.confirmation_height(&txid).is_some(),
+        "settlement confirmed"
+    );
+    let settlement = node.transaction(&txid).expect("settlement");
+    assert_eq!(
+        settlement.output[0].value.to_sat(),
+        value - paid,
+        "client change"
+    );
 }

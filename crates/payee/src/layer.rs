@@ -8,9 +8,10 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::extract::OriginalUri;
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bitcoin::Amount;
+use tokio::sync::oneshot;
 use tower::{Layer, Service};
 use trickle_channel::credit::Ledger;
 use trickle_channel::credit::NONCE_RANDOM_LEN;
@@ -197,11 +198,46 @@ where
         };
     };
     // A header that is not ASCII cannot be ours: it is refused as unparseable.
-    let text = signature.to_str().unwrap_or_default();
+    let text = signature.to_str().unwrap_or_default().to_owned();
     let amount = price.as_ref().map_or(Amount::ZERO, |p| p.amount);
-    match payee.charge(&url, text, amount).await {
+    // A safe request (GET, HEAD: RFC 9110 section 9.2.1, no effect at the site) is passed to
+    // the site as soon as its payment is verified, while the payment is being stored: the
+    // site's answer is held until the store has made the payment durable, and dropped if the
+    // payment is not taken. Nothing reaches the client before the store returns. Any other
+    // request reaches the site only once its payment is stored.
+    let overlap = req.method() == Method::GET || req.method() == Method::HEAD;
+    let (verified, go) = if overlap {
+        let (tx, rx) = oneshot::channel::<()>();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let upstream = async move {
+        // Signalled once the payment is verified; dropped if it is refused before that.
+        let verified = match go {
+            Some(go) => go.await.is_ok(),
+            None => false,
+        };
+        if verified {
+            Upstream::Called(inner.call(req).await)
+        } else {
+            Upstream::NotCalled(Box::new((inner, req)))
+        }
+    };
+    let (charged, upstream) = tokio::join!(payee.charge(&url, &text, amount, verified), upstream);
+    // The site's answer: the one fetched while storing, or one fetched now.
+    let serve = |upstream: Upstream<S>| async move {
+        match upstream {
+            Upstream::Called(resp) => resp,
+            Upstream::NotCalled(later) => {
+                let (mut inner, req) = *later;
+                inner.call(req).await
+            }
+        }
+    };
+    match charged {
         Ok(receipt) => {
-            let mut resp = inner.call(req).await?;
+            let mut resp = serve(upstream).await?;
             attach(&mut resp, &receipt);
             Ok(resp)
         }
@@ -217,7 +253,7 @@ where
             // A free resource is served even when a pre-armed payment is refused; the receipt
             // says why the payment was not taken.
             None => {
-                let mut resp = inner.call(req).await?;
+                let mut resp = serve(upstream).await?;
                 attach(&mut resp, &refusal.response);
                 Ok(resp)
             }
@@ -239,12 +275,18 @@ where
                     "payment storage is unavailable; nothing was charged\n",
                 )
                     .into_response(),
-                None => inner.call(req).await?,
+                None => serve(upstream).await?,
             };
             attach(&mut resp, &receipt);
             Ok(resp)
         }
     }
+}
+
+/// The site's side of a paid request: already asked (while the payment was stored), or not.
+enum Upstream<S: Service<Request<Body>>> {
+    Called(Result<S::Response, S::Error>),
+    NotCalled(Box<(S, Request<Body>)>),
 }
 
 fn attach(resp: &mut Response, receipt: &PaymentResponse) {
@@ -377,12 +419,21 @@ impl Payee {
     /// Takes a `PAYMENT-SIGNATURE` for a request to `url` costing `price`, in the order of
     /// `docs/protocol.md` section 2. On success the payment, the consumed total and the nonce
     /// are durably stored, and the receipt is returned: only then may the resource be served.
+    /// `verified`, if given, is signalled once the payment is verified and covers the price,
+    /// before it is stored: the caller may start preparing the response (never send it).
     pub(crate) async fn charge(
         &self,
         url: &str,
         header: &str,
         price: Amount,
+        mut verified: Option<oneshot::Sender<()>>,
     ) -> Result<PaymentResponse, Failure> {
+        let mut signal = move || {
+            if let Some(tx) = verified.take() {
+                // The receiver is gone only if the request was dropped: nothing to prepare.
+                let _ = tx.send(());
+            }
+        };
         let sig = PaymentSignature::from_header(header)
             .map_err(|e| self.refuse(Refusal::InvalidHeader, &e.to_string(), None))?;
         if sig.accepted.network != caip2(self.config().network) {
@@ -414,6 +465,7 @@ impl Payee {
                 if store.is_charged(&txid, nonce).await? {
                     // A reload: serve again, charge nothing.
                     let stored = store.channel(&txid).await?.ok_or_else(unknown)?;
+                    signal();
                     Metrics::bump(&self.metrics().reloads, 1);
                     return Ok(self.response(&stored.state, stored.ledger, Amount::ZERO, None));
                 }
@@ -469,6 +521,7 @@ impl Payee {
                     Some((&state, ledger)),
                 ));
             };
+            signal();
             let nonce = payment.nonce.as_deref().map(|n| (n, price));
             if changed || nonce.is_some() || charged != ledger {
                 let update = ChannelUpdate {

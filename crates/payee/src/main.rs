@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use trickle_payee::chain::Esplora;
 use trickle_payee::config::{load_or_create_seed, Config};
@@ -87,6 +88,13 @@ async fn run(path: PathBuf) -> Result<(), Box<dyn Error>> {
     out.flush()?;
     tracing::info!(key = %payee.server_key(), upstream = %config.upstream, "serving");
     let duties = payee.spawn_chain_duties(config.poll_interval);
+    // Responses are streamed from the site in pieces (headers, then the body): with Nagle's
+    // algorithm a small last piece would wait for the client's delayed ACK (40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;

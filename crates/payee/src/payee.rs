@@ -55,6 +55,7 @@ impl PayeeConfig {
 #[derive(Clone)]
 pub struct Keys {
     channel: SecretKey,
+    channel_public: PublicKey,
     payout: SecretKey,
     nonce: NonceKey,
 }
@@ -82,8 +83,10 @@ impl Keys {
     /// The channel key, payout key and nonce key of `seed`.
     pub fn from_seed(seed: &[u8; 32]) -> Result<Self, InvalidSeed> {
         let key = |tag| SecretKey::from_slice(&derive(seed, tag)).map_err(|_| InvalidSeed);
+        let channel = key("trickle/payee/channel-key")?;
         Ok(Self {
-            channel: key("trickle/payee/channel-key")?,
+            channel,
+            channel_public: PublicKey::from_secret_key(SECP256K1, &channel),
             payout: key("trickle/payee/payout-key")?,
             nonce: NonceKey::new(derive(seed, "trickle/payee/nonce-key")),
         })
@@ -91,7 +94,7 @@ impl Keys {
 
     /// The public channel key (`payTo` in offers).
     pub fn channel_public_key(&self) -> PublicKey {
-        PublicKey::from_secret_key(SECP256K1, &self.channel)
+        self.channel_public
     }
 
     /// A P2WPKH script of the seed's payout key, for operators who name no payout address.

@@ -329,3 +329,199 @@ async fn concurrent_requests_never_spend_credit_twice() {
         Some((served * 10).to_string().as_str())
     );
 }
+
+/// A store whose channel writes wait until [`GatedStore::open`]; everything else passes.
+struct GatedStore {
+    inner: Arc<dyn ChannelStore>,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+impl GatedStore {
+    fn new(inner: Arc<dyn ChannelStore>) -> Self {
+        Self {
+            inner,
+            gate: tokio::sync::watch::channel(true).0,
+        }
+    }
+
+    fn open(&self, open: bool) {
+        self.gate.send_replace(open);
+    }
+}
+
+#[async_trait::async_trait]
+impl ChannelStore for GatedStore {
+    async fn insert_session(
+        &self,
+        id: &str,
+        state: &trickle_channel::PayeeState,
+        created_at: u64,
+    ) -> Result<(), trickle_payee::store::StoreError> {
+        self.inner.insert_session(id, state, created_at).await
+    }
+    async fn session(
+        &self,
+        id: &str,
+    ) -> Result<Option<trickle_channel::PayeeState>, trickle_payee::store::StoreError> {
+        self.inner.session(id).await
+    }
+    async fn update_session(
+        &self,
+        id: &str,
+        state: &trickle_channel::PayeeState,
+    ) -> Result<(), trickle_payee::store::StoreError> {
+        self.inner.update_session(id, state).await
+    }
+    async fn open_channel(
+        &self,
+        session: &str,
+        state: &trickle_channel::PayeeState,
+        ledger: trickle_channel::credit::Ledger,
+    ) -> Result<(), trickle_payee::store::StoreError> {
+        self.inner.open_channel(session, state, ledger).await
+    }
+    async fn prune_sessions(
+        &self,
+        created_before: u64,
+    ) -> Result<u64, trickle_payee::store::StoreError> {
+        self.inner.prune_sessions(created_before).await
+    }
+    async fn channel(
+        &self,
+        txid: &bitcoin::Txid,
+    ) -> Result<Option<trickle_payee::store::StoredChannel>, trickle_payee::store::StoreError> {
+        self.inner.channel(txid).await
+    }
+    async fn channels(
+        &self,
+    ) -> Result<Vec<trickle_payee::store::StoredChannel>, trickle_payee::store::StoreError> {
+        self.inner.channels().await
+    }
+    async fn update_channel(
+        &self,
+        txid: &bitcoin::Txid,
+        revision: u64,
+        update: trickle_payee::store::ChannelUpdate<'_>,
+    ) -> Result<u64, trickle_payee::store::StoreError> {
+        let mut gate = self.gate.subscribe();
+        let _ = gate.wait_for(|open| *open).await;
+        self.inner.update_channel(txid, revision, update).await
+    }
+    async fn is_charged(
+        &self,
+        txid: &bitcoin::Txid,
+        nonce: &str,
+    ) -> Result<bool, trickle_payee::store::StoreError> {
+        self.inner.is_charged(txid, nonce).await
+    }
+}
+
+#[tokio::test]
+async fn a_paid_get_is_prepared_while_its_payment_is_stored_and_sent_only_after() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let gated = Arc::new(GatedStore::new(Arc::new(MemoryStore::new())));
+    let failing = Arc::new(FailingStore::new(gated.clone()));
+    let payee = common::start_payee(failing.clone(), common::RecordingChain::new()).await;
+    // A site that counts what it is asked.
+    let (gets, posts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let site = axum::Router::new()
+        .route(
+            "/articles/{n}",
+            axum::routing::get({
+                let gets = gets.clone();
+                move || async move {
+                    gets.fetch_add(1, Ordering::SeqCst);
+                    "article"
+                }
+            })
+            .post({
+                let posts = posts.clone();
+                move || async move {
+                    posts.fetch_add(1, Ordering::SeqCst);
+                    "posted"
+                }
+            }),
+        )
+        .layer(payee.layer(common::prices()));
+    let app = payee.endpoint().merge(site);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let endpoint = format!("{base}{}", trickle_payee::DEFAULT_ENDPOINT_PATH);
+    let mut client = Client::open(&endpoint, Version::V2, 77).await;
+    let url = format!("{base}/articles/1");
+
+    // The store holds the write: the site is asked meanwhile, the client gets nothing yet.
+    gated.open(false);
+    let offer = fetch(&url, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(10));
+    let header = client.header(&offer, Some(&update), true);
+    let pending = tokio::spawn({
+        let (url, header) = (url.clone(), header.clone());
+        async move { fetch(&url, Some(&header)).await }
+    });
+    for _ in 0..500 {
+        if gets.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(gets.load(Ordering::SeqCst), 1, "the site is asked");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !pending.is_finished(),
+        "nothing is sent before the payment is stored"
+    );
+    let stored = payee
+        .store()
+        .channel(&client.txid())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.ledger.consumed, Amount::ZERO);
+    gated.open(true);
+    let r = pending.await.unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str(), r.consumed()),
+        (200, "article", 10)
+    );
+
+    // A payment that is not stored: the site's answer is dropped.
+    let offer = fetch(&url, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(10));
+    let header = client.header(&offer, Some(&update), true);
+    failing.fail_writes(true);
+    let r = fetch(&url, Some(&header)).await;
+    assert_eq!((r.status, r.reason().as_deref()), (503, Some("other")));
+    assert!(!r.body.contains("article"), "nothing served: {}", r.body);
+    // A refused payment never reaches the site.
+    let asked = gets.load(Ordering::SeqCst);
+    let r = fetch(&format!("{base}/articles/2"), Some(&header)).await;
+    assert_eq!(
+        (r.status, r.reason().as_deref()),
+        (402, Some("wrong_resource"))
+    );
+    assert_eq!(gets.load(Ordering::SeqCst), asked);
+    // Nor does a POST whose payment is not stored: other methods wait for the store.
+    let post = reqwest::Client::new()
+        .post(&url)
+        .header(trickle_channel::http::PAYMENT_SIGNATURE, &header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 503);
+    assert_eq!(
+        posts.load(Ordering::SeqCst),
+        0,
+        "the site never saw the POST"
+    );
+    failing.fail_writes(false);
+    let post = reqwest::Client::new()
+        .post(&url)
+        .header(trickle_channel::http::PAYMENT_SIGNATURE, &header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 200);
+    assert_eq!(posts.load(Ordering::SeqCst), 1);
+}

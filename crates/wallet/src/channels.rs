@@ -1,6 +1,9 @@
 //! The client's channels with sites: opening one over the payee's channel endpoint, paying
 //! priced requests, reading receipts, closing and refunding. Every state is stored before the
-//! message it produced leaves ("persist, then act").
+//! message it produced leaves ("persist, then act"): a signed payment is stored before it is
+//! handed to the caller. Receipts produce no message and are stored with the next payment (or
+//! by [`Wallet::flush`]), so a paid page costs one durable write, which
+//! [`Wallet::prepare_next`] lets the caller make while the previous request is in flight.
 
 use core::fmt;
 
@@ -59,7 +62,7 @@ pub struct ChannelRecord {
     pub key_index: u32,
     /// The channel state.
     pub state: Snapshot<PayerState>,
-    /// Paid but not yet consumed, per the last receipt.
+    /// Paid but not yet consumed, per the payee's last receipt.
     pub credit: Amount,
     /// The site's last offer, answered by pre-armed payments.
     #[serde(default)]
@@ -70,6 +73,18 @@ impl ChannelRecord {
     /// The channel's id.
     pub fn id(&self) -> ChannelId {
         ChannelId::new(&self.payee_key, &self.site)
+    }
+
+    /// What the payee can charge requests once it holds the latest payment: the credit of its
+    /// last receipt plus what was signed since (reserved in the budget until consumed).
+    pub fn available(&self) -> Amount {
+        self.state
+            .state
+            .committed_channel()
+            .map_or(Amount::ZERO, |c| {
+                let unacknowledged = c.paid().checked_sub(c.acknowledged).unwrap_or(Amount::ZERO);
+                self.credit + unacknowledged
+            })
     }
 }
 
@@ -86,6 +101,8 @@ pub enum ChannelClientError {
     NoChannel(String),
     /// The site's payee key differs from the channel's: refuse to pay a different key.
     PayeeKeyChanged,
+    /// A receipt that cannot be about this channel.
+    BadReceipt(&'static str),
 }
 
 impl fmt::Display for ChannelClientError {
@@ -96,6 +113,7 @@ impl fmt::Display for ChannelClientError {
             Self::Transport(e) => write!(f, "channel endpoint: {e}"),
             Self::NoChannel(site) => write!(f, "no open channel with {site}"),
             Self::PayeeKeyChanged => f.write_str("the site's payee key changed; not paying"),
+            Self::BadReceipt(why) => write!(f, "bad receipt: {why}"),
         }
     }
 }
@@ -168,13 +186,16 @@ async fn exchange<T: Transport>(
 }
 
 impl<S: Store> Wallet<S> {
-    /// The stored channel with `site` paying `payee_key`, if any.
+    /// The channel with `site` paying `payee_key`, if any.
     pub async fn channel(
         &self,
         site: &str,
         payee_key: &PublicKey,
     ) -> Result<Option<ChannelRecord>, ChannelClientError> {
         let key = record_key(&ChannelId::new(payee_key, site));
+        if let Some(record) = self.unsaved.get(&key) {
+            return Ok(Some(record.clone()));
+        }
         match self.store().get(&key).await? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
@@ -183,11 +204,13 @@ impl<S: Store> Wallet<S> {
         }
     }
 
-    /// Every stored channel.
+    /// Every channel.
     pub async fn channels(&self) -> Result<Vec<ChannelRecord>, ChannelClientError> {
         let mut out = Vec::new();
         for key in self.store().keys("channel/").await? {
-            if let Some(bytes) = self.store().get(&key).await? {
+            if let Some(record) = self.unsaved.get(&key) {
+                out.push(record.clone());
+            } else if let Some(bytes) = self.store().get(&key).await? {
                 out.push(
                     serde_json::from_slice(&bytes)
                         .map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))?,
@@ -197,9 +220,25 @@ impl<S: Store> Wallet<S> {
         Ok(out)
     }
 
-    async fn save(&self, record: &ChannelRecord) -> Result<(), ChannelClientError> {
+    /// Stores `record`, and with it whatever receipts changed in it; durable when it returns.
+    async fn save(&mut self, record: &ChannelRecord) -> Result<(), ChannelClientError> {
         let bytes = serde_json::to_vec(record).map_err(|e| WalletError::Corrupt(e.to_string()))?;
-        self.store().put(&record_key(&record.id()), bytes).await?;
+        let key = record_key(&record.id());
+        self.store().put(&key, bytes).await?;
+        self.unsaved.remove(&key);
+        Ok(())
+    }
+
+    /// Stores the channel records that receipts changed since they were last stored. Call it
+    /// when a run of requests ends; until then a receipt is only in memory (see
+    /// [`Wallet::apply_receipt`] for why that loses nothing).
+    pub async fn flush(&mut self) -> Result<(), ChannelClientError> {
+        while let Some((key, record)) = self.unsaved.pop_first() {
+            if let Err(e) = self.save(&record).await {
+                self.unsaved.insert(key, record);
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
@@ -314,8 +353,8 @@ impl<S: Store> Wallet<S> {
     }
 
     /// The `PAYMENT-SIGNATURE` header value that pays `offer` for `resource` over the channel
-    /// with `site`: a new signed payment for what the known credit does not cover, stored
-    /// before it is returned.
+    /// with `site`: from what the payee can already charge if that covers the price, else with
+    /// a new signed payment for the rest, stored before it is returned.
     pub async fn pay(
         &mut self,
         site: &str,
@@ -331,31 +370,27 @@ impl<S: Store> Wallet<S> {
         if record.payee_key != offer.pay_to {
             return Err(ChannelClientError::PayeeKeyChanged);
         }
-        let key = self.channel_key(record.key_index)?;
-        let ctx = Self::context(&key, tip, FeeRate::BROADCAST_MIN);
-        let increment = offer
-            .amount
-            .checked_sub(record.credit)
-            .unwrap_or(Amount::ZERO);
-        let update = if increment > Amount::ZERO {
-            let step = record.state.state.pay(&ctx, increment)?;
-            record.state = Snapshot::new(step.state);
-            record.credit = Amount::ZERO;
+        let new_offer = record.last_offer.as_ref() != Some(offer);
+        if new_offer {
             record.last_offer = Some(offer.clone());
+        }
+        if self.cover(&mut record, offer.amount, tip)? {
+            // Persist, then act: the new signature leaves only once it is stored.
             self.save(&record).await?;
-            step.send.into_iter().next().map(|m| m.to_base64url())
-        } else {
-            if record.last_offer.as_ref() != Some(offer) {
-                record.last_offer = Some(offer.clone());
-                self.save(&record).await?;
-            }
-            None
-        };
+        } else if new_offer {
+            // Nothing was signed: the offer is stored with the next write.
+            self.unsaved
+                .insert(record_key(&record.id()), record.clone());
+        }
         let channel = record
             .state
             .state
             .committed_channel()
             .ok_or_else(|| ChannelClientError::NoChannel(site.to_owned()))?;
+        // The latest payment goes with every request until a receipt acknowledges it: a payee
+        // that already holds it counts it once, one that missed it counts it now.
+        let update = (channel.paid() > channel.acknowledged)
+            .then(|| WireMessage::UpdatePayment(channel.latest.clone()).to_base64url());
         Ok(PaymentSignature {
             x402_version: X402_VERSION,
             resource: resource.clone(),
@@ -370,9 +405,32 @@ impl<S: Store> Wallet<S> {
         .to_header())
     }
 
+    /// Signs a payment so that the payee can charge `needed` (see
+    /// [`ChannelRecord::available`]), unless it already can. Returns whether it signed; the
+    /// caller stores `record` before the payment leaves.
+    fn cover(
+        &self,
+        record: &mut ChannelRecord,
+        needed: Amount,
+        tip: ChainTip,
+    ) -> Result<bool, ChannelClientError> {
+        let Some(increment) = needed
+            .checked_sub(record.available())
+            .filter(|i| *i > Amount::ZERO)
+        else {
+            return Ok(false);
+        };
+        let key = self.channel_key(record.key_index)?;
+        let ctx = Self::context(&key, tip, FeeRate::BROADCAST_MIN);
+        let step = record.state.state.pay(&ctx, increment)?;
+        record.state = Snapshot::new(step.state);
+        Ok(true)
+    }
+
     /// A pre-armed `PAYMENT-SIGNATURE` for a request to `site` before it asks: answers the
-    /// site's last offer without a nonce, paying from credit or with a new increment (the
-    /// server keeps what the request does not need as credit). `None` without an open channel.
+    /// site's last offer without a nonce, paying from what the payee can charge or with a new
+    /// increment (the payee keeps what the request does not need as credit). `None` without an
+    /// open channel.
     pub async fn pre_arm(
         &mut self,
         site: &str,
@@ -390,7 +448,46 @@ impl<S: Store> Wallet<S> {
         }
     }
 
-    /// Applies a `PAYMENT-RESPONSE` receipt to the channel with `site`.
+    /// Prepares the payment for the next request to `site` while one is in flight: signs and
+    /// stores a payment so that the payee can charge both the request in flight and one more at
+    /// the site's last price, unless it already can. Call it after the in-flight request's
+    /// payment was made and before its receipt is applied. The next [`Wallet::pre_arm`] then
+    /// sends the prepared payment with no signing or storing of its own.
+    ///
+    /// Until it is sent, a prepared payment is only in this wallet: a payee never holds more
+    /// than the client sent. If no request follows, the next one to the site, in this run or a
+    /// later one, sends it.
+    pub async fn prepare_next(
+        &mut self,
+        site: &str,
+        payee_key: &PublicKey,
+        tip: ChainTip,
+    ) -> Result<(), ChannelClientError> {
+        let Some(mut record) = self.channel(site, payee_key).await? else {
+            return Ok(());
+        };
+        let Some(price) = record.last_offer.as_ref().map(|o| o.amount) else {
+            return Ok(());
+        };
+        if !matches!(record.state.state, PayerState::Ready { .. }) {
+            return Ok(());
+        }
+        if self.cover(&mut record, price + price, tip)? {
+            self.save(&record).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the `PAYMENT-RESPONSE` receipt of a request to `site`: what the payee now holds
+    /// and its credit. A refusal that carries the channel's state counts too: it is the payee's
+    /// account of the channel, from which the next payment is computed.
+    ///
+    /// The record changes in memory only; it is stored with the next payment or by
+    /// [`Wallet::flush`]. Nothing is signed here, and no money depends on a receipt being
+    /// stored: a receipt lost in a crash leaves the last stored one, by which the client
+    /// counts on more credit than the payee has; the payee then answers 402 and the client
+    /// pays the difference, as it would have. Every signed payment is stored before it leaves,
+    /// whatever happens to receipts.
     pub async fn apply_receipt(
         &mut self,
         site: &str,
@@ -402,9 +499,12 @@ impl<S: Store> Wallet<S> {
             .channel(site, payee_key)
             .await?
             .ok_or_else(|| ChannelClientError::NoChannel(site.to_owned()))?;
-        let Some(receipt) = response.receipt.as_ref().filter(|_| response.success) else {
+        let Some(receipt) = response.receipt.as_ref() else {
             return Ok(());
         };
+        if Some(receipt.channel) != record.state.state.contract_txid() {
+            return Err(ChannelClientError::BadReceipt("it is for another channel"));
+        }
         let key = self.channel_key(record.key_index)?;
         let ctx = Self::context(&key, tip, FeeRate::BROADCAST_MIN);
         let ack = WireMessage::PaymentAck(PaymentAck {
@@ -413,7 +513,8 @@ impl<S: Store> Wallet<S> {
         let step = record.state.state.on_message(&ctx, ack)?;
         record.state = Snapshot::new(step.state);
         record.credit = receipt.credit;
-        self.save(&record).await
+        self.unsaved.insert(record_key(&record.id()), record);
+        Ok(())
     }
 
     /// Asks the payee to close the channel with `site` and checks the settlement it returns.

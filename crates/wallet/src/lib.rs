@@ -2,8 +2,8 @@
 //!
 //! * [`Wallet`]: a BIP39 phrase and BIP84 descriptors, coin selection and signing through BDK,
 //!   chain sync over Esplora, the phrase sealed at rest ([`vault`]) under the user's password.
-//! * [`store::Store`]: where everything is kept — `chrome.storage.local` in the extension, files
-//!   for the command-line payer. State is stored before it is acted on.
+//! * [`store::Store`]: where everything is kept — `chrome.storage.local` in the extension, one
+//!   SQLite file for the command-line payer. State is stored before it is acted on.
 //!
 //! The same code runs natively and in the extension's wasm worker.
 

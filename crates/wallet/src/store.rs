@@ -1,6 +1,6 @@
 //! Storage: a small key-value trait. The extension backs it with `chrome.storage.local`, the
-//! command-line payer with files. Every `put` is durable when it returns: callers store state
-//! before they act on it.
+//! command-line payer with one SQLite file ([`SqliteStore`]). Every `put` is durable when it
+//! returns: callers store state before they act on it.
 
 use core::cell::RefCell;
 use core::fmt;
@@ -112,8 +112,9 @@ impl FileStore {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-impl Store for FileStore {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl FileStore {
+    /// [`Store::get`], blocking the calling thread.
+    pub fn get_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match std::fs::read(self.path(key)?) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -121,7 +122,8 @@ impl Store for FileStore {
         }
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    /// [`Store::put`], blocking the calling thread until the value is durable.
+    pub fn put_blocking(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         use std::io::Write;
         let path = self.path(key)?;
         let err = |e: std::io::Error| StoreError(format!("{key}: {e}"));
@@ -129,7 +131,7 @@ impl Store for FileStore {
         std::fs::create_dir_all(parent).map_err(err)?;
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp).map_err(err)?;
-        file.write_all(&value).map_err(err)?;
+        file.write_all(value).map_err(err)?;
         file.sync_all().map_err(err)?;
         std::fs::rename(&tmp, &path).map_err(err)?;
         // The rename is durable once the directory entry is.
@@ -138,7 +140,8 @@ impl Store for FileStore {
             .map_err(err)
     }
 
-    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    /// [`Store::keys`], blocking the calling thread.
+    pub fn keys_blocking(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         let mut stack = vec![self.dir.clone()];
         while let Some(dir) = stack.pop() {
@@ -160,7 +163,8 @@ impl Store for FileStore {
         Ok(out)
     }
 
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+    /// [`Store::remove`], blocking the calling thread until the removal is durable.
+    pub fn remove_blocking(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         let err = |e: std::io::Error| StoreError(format!("{key}: {e}"));
         match std::fs::remove_file(&path) {
@@ -172,5 +176,175 @@ impl Store for FileStore {
         std::fs::File::open(parent)
             .and_then(|d| d.sync_all())
             .map_err(err)
+    }
+}
+
+/// The store's methods run on the calling thread; an async caller that must not stall (other
+/// requests in flight) runs the `_blocking` methods on a thread of its own instead.
+#[cfg(not(target_arch = "wasm32"))]
+impl Store for FileStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_blocking(key)
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.put_blocking(key, &value)
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.keys_blocking(prefix)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.remove_blocking(key)
+    }
+}
+
+/// The name of [`SqliteStore`]'s database file in the wallet directory.
+#[cfg(not(target_arch = "wasm32"))]
+pub const SQLITE_FILE: &str = "wallet.sqlite3";
+
+/// A store in one SQLite file (`wallet.sqlite3` in the wallet directory), in WAL mode with
+/// `synchronous=FULL`: a `put` is one transaction, on disk when it returns, at the cost of one
+/// flush (a [`FileStore`] `put` costs three: the file, the rename and the directory). Readers
+/// and writers in other processes see whole values only.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: std::sync::Arc<std::sync::Mutex<rusqlite::Connection>>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn sqlite(e: rusqlite::Error) -> StoreError {
+    StoreError(format!("sqlite: {e}"))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl SqliteStore {
+    /// The store of the wallet directory `dir`, created if missing. A directory written by a
+    /// [`FileStore`] is moved into the database the first time: every key in one transaction,
+    /// after which the files are removed.
+    pub fn open(dir: impl Into<std::path::PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
+        let mut conn = rusqlite::Connection::open(dir.join(SQLITE_FILE)).map_err(sqlite)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);",
+        )
+        .map_err(sqlite)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sqlite)?;
+        import_files(&mut conn, &dir)?;
+        Ok(Self {
+            conn: std::sync::Arc::new(std::sync::Mutex::new(conn)),
+        })
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, rusqlite::Connection>, StoreError> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError("connection lock poisoned".into()))
+    }
+
+    /// [`Store::get`], blocking the calling thread.
+    pub fn get_blocking(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        use rusqlite::OptionalExtension as _;
+        self.conn()?
+            .prepare_cached("SELECT value FROM kv WHERE key = ?1")
+            .map_err(sqlite)?
+            .query_row([key], |r| r.get(0))
+            .optional()
+            .map_err(sqlite)
+    }
+
+    /// [`Store::put`], blocking the calling thread until the value is durable.
+    pub fn put_blocking(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")
+            .map_err(sqlite)?
+            .execute(rusqlite::params![key, value])
+            .map_err(sqlite)?;
+        Ok(())
+    }
+
+    /// [`Store::keys`], blocking the calling thread.
+    pub fn keys_blocking(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached("SELECT key FROM kv WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
+            .map_err(sqlite)?;
+        let keys = stmt
+            .query_map([prefix], |r| r.get(0))
+            .map_err(sqlite)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(sqlite);
+        keys
+    }
+
+    /// [`Store::remove`], blocking the calling thread until the removal is durable.
+    pub fn remove_blocking(&self, key: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .prepare_cached("DELETE FROM kv WHERE key = ?1")
+            .map_err(sqlite)?
+            .execute([key])
+            .map_err(sqlite)?;
+        Ok(())
+    }
+}
+
+/// Moves the keys of a [`FileStore`] in `dir` into the empty database `conn`, in one
+/// transaction; the files go once it is committed (a crash in between leaves files that are
+/// no longer read).
+#[cfg(not(target_arch = "wasm32"))]
+fn import_files(conn: &mut rusqlite::Connection, dir: &std::path::Path) -> Result<(), StoreError> {
+    let empty: bool = conn
+        .query_row("SELECT NOT EXISTS (SELECT 1 FROM kv)", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if !empty {
+        return Ok(());
+    }
+    let files = FileStore::open(dir)?;
+    let keys: Vec<String> = files
+        .keys_blocking("")?
+        .into_iter()
+        .filter(|k| files.path(k).is_ok() && !k.starts_with(SQLITE_FILE))
+        .collect();
+    let tx = conn.transaction().map_err(sqlite)?;
+    for key in &keys {
+        if let Some(value) = files.get_blocking(key)? {
+            tx.execute(
+                "INSERT INTO kv (key, value) VALUES (?1, ?2)",
+                rusqlite::params![key, value],
+            )
+            .map_err(sqlite)?;
+        }
+    }
+    tx.commit().map_err(sqlite)?;
+    for key in &keys {
+        let path = files.path(key)?;
+        std::fs::remove_file(&path).map_err(|e| StoreError(format!("{key}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The store's methods run on the calling thread; an async caller that must not stall runs the
+/// `_blocking` methods on a thread of its own instead.
+#[cfg(not(target_arch = "wasm32"))]
+impl Store for SqliteStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_blocking(key)
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.put_blocking(key, &value)
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.keys_blocking(prefix)
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.remove_blocking(key)
     }
 }

@@ -218,6 +218,11 @@ pub struct Wallet<S: Store> {
     master: Xpriv,
     bdk: bdk_wallet::Wallet,
     changes: ChangeSet,
+    /// Channel records changed by receipts and not yet stored, by store key; see
+    /// [`Wallet::flush`].
+    pub(crate) unsaved: std::collections::BTreeMap<String, crate::ChannelRecord>,
+    /// Channel keys derived so far (each derivation costs several curve multiplications).
+    channel_keys: std::sync::Mutex<std::collections::BTreeMap<u32, SecretKey>>,
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, WalletError> {
@@ -284,6 +289,8 @@ impl<S: Store> Wallet<S> {
             master,
             bdk,
             changes,
+            unsaved: Default::default(),
+            channel_keys: Default::default(),
         })
     }
 
@@ -313,6 +320,8 @@ impl<S: Store> Wallet<S> {
             master,
             bdk,
             changes,
+            unsaved: Default::default(),
+            channel_keys: Default::default(),
         })
     }
 
@@ -337,6 +346,8 @@ impl<S: Store> Wallet<S> {
             master,
             bdk,
             changes,
+            unsaved: Default::default(),
+            channel_keys: Default::default(),
         })
     }
 
@@ -669,6 +680,17 @@ impl<S: Store> Wallet<S> {
 
     /// The channel key at `index`.
     pub fn channel_key(&self, index: u32) -> Result<SecretKey, WalletError> {
+        // A poisoned lock still holds keys that were derived correctly.
+        let mut keys = self.channel_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(key) = keys.get(&index) {
+            return Ok(*key);
+        }
+        let key = self.derive_channel_key(index)?;
+        keys.insert(index, key);
+        Ok(key)
+    }
+
+    fn derive_channel_key(&self, index: u32) -> Result<SecretKey, WalletError> {
         let coin = match self.meta.network {
             Network::Bitcoin => 0,
             _ => 1,

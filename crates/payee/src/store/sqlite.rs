@@ -249,11 +249,11 @@ impl ChannelStore for SqliteStore {
         let txid = txid.to_string();
         self.with(move |c| {
             let row: Option<(String, i64, i64, i64)> = c
-                .query_row(
+                .prepare_cached(
                     "SELECT state, paid, consumed, revision FROM channels WHERE txid = ?1",
-                    [txid],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
+                .map_err(backend)?
+                .query_row([txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .optional()
                 .map_err(backend)?;
             row.map(|(s, p, c, r)| row_channel(s, p, c, r)).transpose()
@@ -300,21 +300,23 @@ impl ChannelStore for SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let n = tx
-                .execute(
+                .prepare_cached(
                     "UPDATE channels SET state = ?2, status = ?3, paid = ?4, consumed = ?5,
                      revision = revision + 1 WHERE txid = ?1 AND revision = ?6",
-                    params![txid, text, status, paid, consumed, old],
                 )
+                .map_err(backend)?
+                .execute(params![txid, text, status, paid, consumed, old])
                 .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::Conflict);
             }
             if let Some((nonce, price)) = nonce {
                 let n = tx
-                    .execute(
+                    .prepare_cached(
                         "INSERT OR IGNORE INTO charged_nonces (channel, nonce, price) VALUES (?1, ?2, ?3)",
-                        params![txid, nonce, price],
                     )
+                    .map_err(backend)?
+                    .execute(params![txid, nonce, price])
                     .map_err(backend)?;
                 if n == 0 {
                     return Err(StoreError::Conflict);
@@ -329,11 +331,11 @@ impl ChannelStore for SqliteStore {
     async fn is_charged(&self, txid: &Txid, nonce: &str) -> Result<bool, StoreError> {
         let (txid, nonce) = (txid.to_string(), nonce.to_owned());
         self.with(move |c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM charged_nonces WHERE channel = ?1 AND nonce = ?2)",
-                params![txid, nonce],
-                |r| r.get(0),
             )
+            .map_err(backend)?
+            .query_row(params![txid, nonce], |r| r.get(0))
             .map_err(backend)
         })
         .await

@@ -1,0 +1,132 @@
+//! The stores: one suite for every implementation, values that survive reopening, and a
+//! file-backed wallet moved into SQLite without losing a key.
+
+use bitcoin::Network;
+use trickle_wallet::store::{FileStore, MemoryStore, SqliteStore, Store, SQLITE_FILE};
+use trickle_wallet::{Wallet, WalletError};
+
+/// A fresh directory under the system's temporary directory.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("trickle-store-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// What every store must do.
+async fn suite(store: &impl Store) {
+    assert_eq!(store.get("channel/a").await.expect("get"), None);
+    store.put("channel/b", b"2".to_vec()).await.expect("put");
+    store.put("channel/a", b"1".to_vec()).await.expect("put");
+    store.put("wallet/meta", b"m".to_vec()).await.expect("put");
+    assert_eq!(
+        store.get("channel/a").await.expect("get"),
+        Some(b"1".to_vec())
+    );
+    store
+        .put("channel/a", b"one".to_vec())
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        store.get("channel/a").await.expect("get"),
+        Some(b"one".to_vec())
+    );
+    assert_eq!(
+        store.keys("channel/").await.expect("keys"),
+        vec!["channel/a".to_owned(), "channel/b".to_owned()],
+        "sorted, by prefix"
+    );
+    assert_eq!(store.keys("").await.expect("keys").len(), 3);
+    assert!(store.keys("nothing/").await.expect("keys").is_empty());
+    store.put("gone/x", b"x".to_vec()).await.expect("put");
+    store.remove("gone/x").await.expect("remove");
+    store
+        .remove("gone/x")
+        .await
+        .expect("removing an absent key is fine");
+    assert_eq!(store.get("gone/x").await.expect("get"), None);
+    assert!(store.keys("gone/").await.expect("keys").is_empty());
+    assert_eq!(store.keys("").await.expect("keys").len(), 3);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_store_passes_the_suite_and_keeps_its_values() {
+    suite(&MemoryStore::default()).await;
+
+    let dir = temp_dir("files");
+    suite(&FileStore::open(&dir).expect("store")).await;
+    let reopened = FileStore::open(&dir).expect("store");
+    assert_eq!(
+        reopened.get("channel/a").await.expect("get"),
+        Some(b"one".to_vec())
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+
+    let dir = temp_dir("sqlite");
+    suite(&SqliteStore::open(&dir).expect("store")).await;
+    let reopened = SqliteStore::open(&dir).expect("store");
+    assert_eq!(
+        reopened.get("channel/a").await.expect("get"),
+        Some(b"one".to_vec())
+    );
+    assert_eq!(reopened.keys("").await.expect("keys").len(), 3);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_file_backed_wallet_moves_into_sqlite_whole() {
+    let dir = temp_dir("import");
+    let (mut wallet, phrase) = Wallet::create(
+        FileStore::open(&dir).expect("store"),
+        Network::Regtest,
+        "secret",
+    )
+    .await
+    .expect("created");
+    let address = wallet.receive_address().await.expect("address");
+    let files = FileStore::open(&dir).expect("store");
+    let keys = files.keys("").await.expect("keys");
+    assert!(keys.len() >= 3, "{keys:?}");
+    let mut values = Vec::new();
+    for key in &keys {
+        values.push(files.get(key).await.expect("get"));
+    }
+    drop(wallet);
+
+    let store = SqliteStore::open(&dir).expect("store");
+    assert_eq!(store.keys("").await.expect("keys"), keys, "every key moved");
+    for (key, value) in keys.iter().zip(values) {
+        assert_eq!(store.get(key).await.expect("get"), value, "{key}");
+    }
+    // The files are gone: the database is the only copy.
+    assert!(FileStore::open(&dir)
+        .expect("store")
+        .keys("")
+        .await
+        .expect("keys")
+        .iter()
+        .all(|k| k.starts_with(SQLITE_FILE)));
+    assert!(matches!(
+        Wallet::unlock(
+            FileStore::open(&dir).expect("store"),
+            Network::Regtest,
+            "secret"
+        )
+        .await,
+        Err(WalletError::NotFound)
+    ));
+    // The wallet opens from the database as it was; opening again moves nothing twice.
+    let mut wallet = Wallet::unlock(store, Network::Regtest, "secret")
+        .await
+        .expect("unlocked");
+    assert_eq!(wallet.receive_address().await.expect("address"), address);
+    let again = SqliteStore::open(&dir).expect("store");
+    assert_eq!(again.keys("").await.expect("keys"), keys);
+    // The phrase is not in the database in the clear.
+    let db = std::fs::read(dir.join(SQLITE_FILE)).expect("database");
+    let wal = std::fs::read(dir.join(format!("{SQLITE_FILE}-wal"))).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!String::from_utf8_lossy(&bytes).contains(&phrase));
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
