@@ -1,6 +1,7 @@
 // The page's shell: which screen shows, the shared header, the error banner and busy buttons.
 
-import { call, type State, type WalletError } from "../messages";
+import { call, type Approval, type State, type WalletError } from "../messages";
+import { approveScreen } from "./approve";
 import { h, icon, mark, replace, spinner, type Child } from "./dom";
 import { NETWORK_LABEL, errorContext, humanMessage, toError } from "./format";
 import { homeScreen } from "./home";
@@ -21,6 +22,8 @@ export interface Screen {
 export class App {
   state: State | null = null;
   private screen: Screen | null = null;
+  /** Counts screens shown, so that a slow look-up does not replace a newer screen. */
+  private shown = 0;
 
   constructor(
     readonly root: HTMLElement,
@@ -40,13 +43,14 @@ export class App {
   show(screen: Screen): void {
     this.screen?.dispose?.();
     this.screen = screen;
+    this.shown++;
     this.root.dataset.screen = screen.name;
     replace(this.root, screen.el);
     this.root.scrollTop = 0;
     screen.mounted?.();
   }
 
-  /** The screen for a wallet state: welcome, unlock or home. */
+  /** The screen for a wallet state: welcome, unlock, a payment waiting for the user, or home. */
   route(state: State, opts: { sync?: boolean } = {}): void {
     this.state = state;
     errorContext.esploraUrl = state.settings.esploraUrl;
@@ -55,8 +59,22 @@ export class App {
     } else if (state.wallet === "locked") {
       this.show(unlockScreen(this));
     } else {
-      this.show(homeScreen(this, { sync: opts.sync ?? true }));
+      void this.showUnlocked(opts.sync ?? true);
     }
+  }
+
+  /** The first payment waiting for the user, else home (also when the worker cannot say). */
+  private async showUnlocked(sync: boolean): Promise<void> {
+    const before = this.shown;
+    let waiting: Approval[] = [];
+    try {
+      waiting = await call("approvals", {});
+    } catch {
+      // Home, then; it shows the worker's errors itself.
+    }
+    if (this.shown !== before) return;
+    const first = waiting[0];
+    this.show(first ? approveScreen(this, first) : homeScreen(this, { sync }));
   }
 
   /** After an error that may mean "the wallet locked itself meanwhile": re-route if so. */

@@ -95,6 +95,11 @@ const ICONS: Record<string, Array<[string, Record<string, string | number>]>> = 
     ["circle", { cx: 12, cy: 12, r: 9 }],
     ["path", { d: "M12 7v5l3 2" }],
   ],
+  globe: [
+    ["circle", { cx: 12, cy: 12, r: 9 }],
+    ["path", { d: "M3 12h18M12 3c2.5 2.7 3.7 5.7 3.7 9s-1.2 6.3-3.7 9c-2.5-2.7-3.7-5.7-3.7-9s1.2-6.3 3.7-9z" }],
+  ],
+  download: [["path", { d: "M12 4v11M7 10l5 5 5-5M5 20h14" }]],
 };
 
 export function icon(name: keyof typeof ICONS | string, size = 20): SVGElement {

@@ -1,4 +1,4 @@
-import type { Network, WalletError } from "../messages";
+import type { Network, Period, WalletError } from "../messages";
 
 const sats = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 
@@ -48,6 +48,16 @@ export function ago(ms: number, now = Date.now()): string {
   if (hours < 48) return `${hours} h ago`;
   return `${Math.round(hours / 24)} days ago`;
 }
+
+/** `1, "request"` → `"1 request"`; `2, "request"` → `"2 requests"`. */
+export function plural(n: number, noun: string): string {
+  return `${formatSat(n)} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+export const PERIOD_LABEL: Record<Period, string> = { day: "Day", week: "Week", month: "Month" };
+
+/** The budget period under way, in words. */
+export const PERIOD_NOW: Record<Period, string> = { day: "today", week: "this week", month: "this month" };
 
 export const NETWORK_LABEL: Record<Network, string> = {
   regtest: "Regtest",

@@ -1,12 +1,15 @@
-// Home: balance, sync indicator, receive / send, and the transaction list.
+// Home: balance, sync indicator, payments waiting for the user, receive / send / sites, and the
+// transaction list.
 
-import { call, type Overview, type SyncStatus, type TxSummary, type WalletError } from "../messages";
+import { call, type Approval, type Overview, type SyncStatus, type TxSummary, type WalletError } from "../messages";
 import { App, header, type Screen } from "./app";
+import { approveScreen } from "./approve";
 import { h, icon, replace, spinner } from "./dom";
-import { ago, formatDay, formatSat, formatSignedSat, formatTime, humanMessage, toError } from "./format";
+import { ago, formatDay, formatSat, formatSignedSat, formatTime, humanMessage, plural, toError } from "./format";
 import { receiveScreen } from "./receive";
 import { sendScreen } from "./send";
 import { settingsScreen } from "./settings";
+import { sitesScreen } from "./sites";
 
 /** How often the open popup re-reads the overview. */
 const REFRESH_MS = 5000;
@@ -29,6 +32,23 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
     h("p", { class: "muted small" }, "Receive bitcoin to fund your wallet. Payments show up here."),
   );
   const loadError = h("div", { class: "banner banner-error", role: "alert", testid: "error-banner", hidden: true });
+  const approvalsText = h("span", { class: "banner-text" });
+  let waiting: Approval[] = [];
+  const approvalsBanner = h(
+    "button",
+    {
+      class: "banner banner-warn",
+      testid: "approvals-banner",
+      hidden: true,
+      onclick: () => {
+        const first = waiting[0];
+        if (first) app.show(approveScreen(app, first));
+      },
+    },
+    icon("alert", 18),
+    approvalsText,
+    h("span", { class: "banner-go" }, "Review"),
+  );
 
   let syncing = false;
   let syncError: { error: WalletError; at: number } | null = null;
@@ -70,6 +90,7 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
       "div",
       { class: "content stack" },
       loadError,
+      approvalsBanner,
       h(
         "section",
         { class: "card balance-card" },
@@ -105,6 +126,12 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
           },
           icon("send", 18),
           "Send",
+        ),
+        h(
+          "button",
+          { class: "btn btn-secondary action", testid: "nav-sites", onclick: () => app.show(sitesScreen(app)) },
+          icon("globe", 18),
+          "Sites",
         ),
       ),
       h("section", { class: "txs" }, h("h2", { class: "section-title" }, "Activity"), txList, txEmpty),
@@ -199,6 +226,19 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
     }
   }
 
+  async function refreshApprovals() {
+    try {
+      waiting = await call("approvals", {});
+    } catch {
+      // The overview shows the worker's errors.
+      waiting = [];
+    }
+    if (disposed) return;
+    approvalsBanner.hidden = waiting.length === 0;
+    approvalsBanner.dataset.count = String(waiting.length);
+    approvalsText.textContent = `${plural(waiting.length, "payment request")} waiting`;
+  }
+
   async function sync() {
     if (syncing) return;
     syncing = true;
@@ -220,13 +260,17 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
 
   if (lastOverview) render(lastOverview);
   else renderSync();
-  const timer = setInterval(() => void refresh(), REFRESH_MS);
+  const timer = setInterval(() => {
+    void refresh();
+    void refreshApprovals();
+  }, REFRESH_MS);
 
   return {
     name: "home",
     el,
     mounted: () => {
       void refresh();
+      void refreshApprovals();
       if (opts.sync) void sync();
     },
     dispose: () => {
