@@ -25,6 +25,11 @@ for entry in worker ui; do
   node_modules/.bin/esbuild "extension/src/$entry.ts" --bundle --format=esm --target=chrome130 \
     --minify --log-level=warning --outfile="$out/$entry.js"
 done
+# Content scripts are classic scripts, not modules.
+for entry in content page-api; do
+  node_modules/.bin/esbuild "extension/src/$entry.ts" --bundle --format=iife --target=chrome130 \
+    --minify --log-level=warning --outfile="$out/$entry.js"
+done
 cp manifest.json "$out/"
 cp -r extension/static/. "$out/"
 cp "$pkg/trickle_wasm_bg.wasm" "$out/"

@@ -77,6 +77,102 @@ export interface FeeRates {
   slow: number;
 }
 
+export type Period = "day" | "week" | "month";
+
+/** A site's budget terms. */
+export interface TermsView {
+  limitSat: number;
+  period: Period;
+  maxPriceSat: number;
+  /** Requests priced at or below this are paid without asking; null: always ask. */
+  autoApproveSat: number | null;
+}
+
+export type AskReason =
+  | { kind: "noBudget" }
+  | { kind: "confirm" }
+  | { kind: "budgetExhausted"; remaining: number; needed: number };
+
+/** A payment waiting for the user, with what approving it means. */
+export interface Ask {
+  reason: AskReason;
+  origin: string;
+  url: string;
+  description: string;
+  price: number;
+  current: TermsView | null;
+  suggested: TermsView;
+  hasChannel: boolean;
+  /** What a new channel locks, sat. */
+  channelValue: number;
+  /** On-chain fee to open it, sat (closing is paid by the site). */
+  openFee: number | null;
+  /** Why the wallet cannot fund the channel now. */
+  cannotFund: string | null;
+}
+
+export type OfferAnswer = { action: "pay"; header: string; signedSat: number } | { action: "ask"; ask: Ask };
+
+/** A request that waits for the user (kept by the worker in session storage). */
+export interface Approval {
+  id: number;
+  url: string;
+  tabId: number;
+  type: string;
+  /** The PAYMENT-REQUIRED header. */
+  offer: string;
+  /** Null while the wallet is locked: unlock, then decide. */
+  ask: Ask | null;
+  at: number;
+}
+
+/** Something the user should know about a payment that did not happen. */
+export interface Notice {
+  at: number;
+  url: string;
+  code: string;
+  message: string;
+}
+
+export interface Payment {
+  at: number;
+  origin: string;
+  url: string;
+  consumedSat: number;
+  paidSat: number;
+  creditSat: number;
+  committedSat: number;
+}
+
+export interface SiteView {
+  origin: string;
+  revoked: boolean;
+  terms: TermsView;
+  spentSat: number;
+  reservedSat: number;
+  remainingSat: number;
+  periodStart: number;
+  periodEnd: number;
+}
+
+export interface ChannelView {
+  site: string;
+  state: string;
+  valueSat: number;
+  paidSat: number;
+  creditSat: number;
+  /** Block height the channel expires at. */
+  expiry: number;
+  contractTxid: string | null;
+  payee: string;
+}
+
+export interface Sites {
+  sites: SiteView[];
+  channels: ChannelView[];
+  history: Payment[];
+}
+
 /** Requests and the payload each one answers with. */
 export interface Requests {
   /** Where the wallet stands; never fails once the worker runs. */
@@ -103,6 +199,27 @@ export interface Requests {
   exportPhrase: { req: { password: string }; res: { phrase: string } };
   /** Saves settings; switching network switches to that network's wallet (if any). */
   saveSettings: { req: Settings; res: State };
+  /** A 402 offer seen by the worker (the worker's own use). */
+  offer: { req: { url: string; header: string; confirmed?: boolean }; res: OfferAnswer };
+  /** A PAYMENT-RESPONSE seen by the worker (the worker's own use); null if not ours. */
+  receipt: { req: { url: string; header: string }; res: Payment | null };
+  /** Creates or changes a site's budget (spending so far is kept). */
+  approve: { req: { origin: string; terms: TermsView }; res: SiteView };
+  revoke: { req: { origin: string }; res: SiteView };
+  sites: { req: {}; res: Sites };
+  closeChannel: { req: { site: string }; res: { txid: string } };
+  refundExpired: { req: {}; res: string[] };
+  /** Asks payees what they hold of payments whose receipt never came; commits that. */
+  reconcile: { req: {}; res: { committedSat: number } };
+  /** Payments waiting for the user (answered by the worker itself). */
+  approvals: { req: {}; res: Approval[] };
+  /** Approve (with terms), deny, or never pay this site; answers what happened. */
+  decide: {
+    req: { id: number; decision: "approve" | "deny" | "never"; terms?: TermsView };
+    res: string;
+  };
+  /** Payments that did not happen, and why (newest first). */
+  notices: { req: {}; res: Notice[] };
 }
 
 export type RequestType = keyof Requests;

@@ -4,6 +4,7 @@
 
 import init, { Trickle } from "../pkg/trickle_wasm.js";
 import type { Reply, Request, WalletError } from "./messages.js";
+import { Payer } from "./pay.js";
 
 const SYNC_ALARM = "sync";
 const LOCK_ALARM = "auto-lock";
@@ -15,6 +16,15 @@ const ready: Promise<Trickle> = (async () => {
   console.info(`trickle: worker ready in ${Math.round(performance.now() - started)} ms`);
   return trickle;
 })();
+
+/** Settles payments a previous worker signed but saw no receipt for (it was stopped meanwhile). */
+function reconcile(trickle: Trickle): Promise<unknown> {
+  if (!trickle.isUnlocked()) return Promise.resolve();
+  return trickle.handle({ type: "reconcile" }).catch((e) => console.warn("trickle: reconcile failed", e));
+}
+void ready.then(reconcile);
+
+const payer = new Payer(async (request) => (await ready).handle(request));
 
 function asError(e: unknown): WalletError {
   if (e && typeof e === "object" && "code" in e && "message" in e) {
@@ -41,20 +51,63 @@ async function answer(request: Request): Promise<Reply<unknown>> {
       }
     }
     await trickle.lockIfIdle();
-    return { ok: true, payload: await trickle.handle(request) };
+    switch (request.type) {
+      case "approvals":
+        return { ok: true, payload: await payer.approvals() };
+      case "notices":
+        return { ok: true, payload: await payer.notices() };
+      case "decide":
+        return { ok: true, payload: await payer.decide(request.id, request.decision, request.terms) };
+      case "offer":
+      case "receipt":
+      case "reconcile":
+        // Only the worker itself hands these to the wallet.
+        return { ok: false, error: { code: "bad_request", message: `${request.type} is internal` } };
+      default:
+        return { ok: true, payload: await trickle.handle(request) };
+    }
+  } catch (e) {
+    return { ok: false, error: asError(e) };
+  }
+}
+
+/** The page API (content script): a page pays a 402 it got for a resource of its own site. */
+async function pagePay(message: { url?: unknown; header?: unknown }, sender: chrome.runtime.MessageSender) {
+  try {
+    if (typeof message.url !== "string" || typeof message.header !== "string" || !sender.tab?.id || !sender.origin) {
+      throw { code: "bad_request", message: "pagePay needs a url and a header, from a tab" };
+    }
+    await ready;
+    return { ok: true, payload: await payer.payForPage(message.url, message.header, sender.tab.id, sender.origin) };
   } catch (e) {
     return { ok: false, error: asError(e) };
   }
 }
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
-  // Only the extension's own pages talk to the wallet.
-  if (sender.id !== chrome.runtime.id || !sender.url?.startsWith(chrome.runtime.getURL(""))) {
-    return false;
+  if (sender.id !== chrome.runtime.id) return false;
+  if (sender.url?.startsWith(chrome.runtime.getURL(""))) {
+    // The extension's own pages talk to the wallet.
+    answer(message as Request).then(sendResponse);
+    return true; // the answer comes asynchronously
   }
-  answer(message as Request).then(sendResponse);
-  return true; // the answer comes asynchronously
+  if (sender.tab && message?.type === "pagePay") {
+    // Content scripts in web pages only ask to pay for their own page's site.
+    pagePay(message, sender).then(sendResponse);
+    return true;
+  }
+  return false;
 });
+
+// Observing only (no blocking): 402 offers to answer and receipts to apply.
+chrome.webRequest.onHeadersReceived.addListener(
+  (details) => {
+    void payer.onResponse(details).catch((e) => console.warn("trickle: payment handling failed", e));
+    return undefined;
+  },
+  { urls: ["http://*/*", "https://*/*"] },
+  ["responseHeaders"],
+);
 
 chrome.runtime.onInstalled.addListener((details) => {
   if (details.reason === "install") {
@@ -66,9 +119,13 @@ chrome.alarms.onAlarm.addListener(async (alarm) => {
   const trickle = await ready;
   if (alarm.name === LOCK_ALARM) {
     await trickle.lockIfIdle();
+    await payer.expireRules();
   } else if (alarm.name === SYNC_ALARM && !(await trickle.lockIfIdle())) {
     // A failed sync is recorded in the wallet's sync status, which the popup shows.
     await trickle.handle({ type: "sync" }).catch(() => undefined);
+    await reconcile(trickle);
+    // Channels the payee never closed: take the funds back once they expire.
+    await trickle.handle({ type: "refundExpired" }).catch((e) => console.warn("trickle: refund failed", e));
   }
 });
 

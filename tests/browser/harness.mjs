@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import http from "node:http";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -18,6 +19,10 @@ export const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 export const REGTEST_BIN =
   process.env.TRICKLE_REGTEST_BIN ??
   path.resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target", "debug", "trickle-regtest");
+
+export const PAYEE_BIN =
+  process.env.TRICKLE_PAYEE_BIN ??
+  path.resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target", "debug", "trickle-payee");
 
 export const PASSWORD = "correct horse battery";
 export const POPUP = { width: 360, height: 600 };
@@ -53,15 +58,16 @@ export async function workDir(name) {
 // ---------------------------------------------------------------------------------------------
 // The chain
 
-/** Starts `trickle-regtest --port 0`; resolves once it prints its URL. */
-export async function startChain() {
-  if (!existsSync(REGTEST_BIN)) {
-    throw new Error(
-      `${REGTEST_BIN} is missing: build it with \`cargo build -p trickle-regtest\` ` +
-        "or point TRICKLE_REGTEST_BIN at it",
-    );
+/**
+ * Spawns `bin args`, killed when the tests exit; resolves once it has printed `count` lines
+ * matching `pattern` (their first capture groups, in order).
+ */
+async function spawnServer(bin, args, pattern, count = 1) {
+  const name = path.basename(bin);
+  if (!existsSync(bin)) {
+    throw new Error(`${bin} is missing: build it with \`cargo build -p ${name}\` or point the env var at it`);
   }
-  const child = spawn(REGTEST_BIN, ["--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let stderr = "";
   child.stderr.on("data", (d) => {
@@ -69,27 +75,48 @@ export async function startChain() {
   });
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   const lines = createInterface({ input: child.stdout });
-  const first = new Promise((resolve) => lines.once("line", resolve));
-  let url;
+  const found = [];
+  const printed = new Promise((resolve, reject) => {
+    lines.on("line", (line) => {
+      const m = pattern.exec(line);
+      if (!m) return reject(new Error(`unexpected line from ${name}: ${line}`));
+      found.push(m[1]);
+      if (found.length === count) resolve(found);
+    });
+  });
   try {
-    const line = await within(
+    await within(
       60_000,
-      "trickle-regtest to print its URL",
+      `${name} to print its URL`,
       Promise.race([
-        first,
+        printed,
         exited.then(({ code, signal }) => {
-          throw new Error(`trickle-regtest exited (${code ?? signal}): ${stderr}`);
+          throw new Error(`${name} exited (${code ?? signal}): ${stderr}`);
         }),
       ]),
     );
-    const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(line);
-    if (!m) throw new Error(`unexpected first line from trickle-regtest: ${line}`);
-    url = m[1];
   } catch (e) {
     child.kill("SIGKILL");
     children.delete(child);
     throw e;
   }
+  return {
+    urls: found,
+    stderr: () => stderr,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGTERM");
+      const done = await Promise.race([exited, sleep(10_000).then(() => null)]);
+      if (!done) child.kill("SIGKILL");
+      children.delete(child);
+    },
+  };
+}
+
+/** Starts `trickle-regtest --port 0`; resolves once it prints its URL. */
+export async function startChain() {
+  const server = await spawnServer(REGTEST_BIN, ["--port", "0"], /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+  const url = server.urls[0];
 
   async function post(route, body) {
     const res = await fetch(`${url}${route}`, {
@@ -118,13 +145,71 @@ export async function startChain() {
     async faucet(address, amountSat, { mine = true } = {}) {
       return (await post("/regtest/faucet", { address, amount_sat: amountSat, mine })).txid;
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const done = await Promise.race([exited, sleep(10_000).then(() => null)]);
-      if (!done) child.kill("SIGKILL");
-      children.delete(child);
+    stop: server.stop,
+  };
+}
+
+/**
+ * The payee proxy (`trickle-payee`) in front of `upstream`, on the chain at `esplora`, with its
+ * database and key in `dir`. `prices`: [{ path, sat }]; `policy`: overrides of the channel
+ * policy (snake_case, as in the TOML file).
+ */
+export async function startPayee({ esplora, upstream, dir, prices, policy = {} }) {
+  const toml = (v) => (typeof v === "string" ? JSON.stringify(v) : Array.isArray(v) ? `[${v.join(", ")}]` : String(v));
+  const lines = [
+    `listen = "127.0.0.1:0"`,
+    `operator_listen = "127.0.0.1:0"`,
+    `upstream = ${toml(upstream)}`,
+    `network = "regtest"`,
+    `esplora = ${toml(esplora)}`,
+    `database = ${toml(path.join(dir, "payee.sqlite3"))}`,
+    `key_file = ${toml(path.join(dir, "payee.key"))}`,
+    `poll_interval_secs = 1`,
+    // Small test channels: at 1 sat/vB the payee's share of a few hundred sat is not dust.
+    `close_fee_rate_sat_vb = 1`,
+    "",
+    "[policy]",
+    ...Object.entries(policy).map(([k, v]) => `${k} = ${toml(v)}`),
+    ...prices.flatMap(({ path: p, sat }) => ["", "[[price]]", `path = ${toml(p)}`, `sat = ${sat}`]),
+  ];
+  const config = path.join(dir, "payee.toml");
+  await writeFile(config, lines.join("\n") + "\n");
+  const server = await spawnServer(PAYEE_BIN, ["--config", config], /on (http:\/\/127\.0\.0\.1:\d+)/, 2);
+  const [url, operator] = server.urls;
+  return {
+    url,
+    operator,
+    /** The operator's `/status`: channels with paid, consumed and credit. */
+    async status() {
+      const res = await fetch(`${operator}/status`, { signal: AbortSignal.timeout(10_000) });
+      assert.equal(res.status, 200);
+      return res.json();
     },
+    stop: server.stop,
+    stderr: server.stderr,
+  };
+}
+
+/** A small site on 127.0.0.1 (a free port): `routes` maps a path regex to (match) => [type, body]. */
+export async function startSite(routes) {
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, "http://x");
+    for (const [re, handler] of routes) {
+      const m = re.exec(url.pathname);
+      if (m) {
+        const [type, body] = handler(m);
+        res.writeHead(200, { "content-type": type, "cache-control": "no-store" });
+        res.end(body);
+        return;
+      }
+    }
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("not found");
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    stop: () => new Promise((resolve) => server.close(resolve)),
   };
 }
 

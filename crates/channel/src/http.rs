@@ -394,14 +394,16 @@ impl PaymentResponse {
 }
 
 /// Amounts travel as decimal strings of satoshis, as x402 writes amounts.
-mod sat_string {
+pub mod sat_string {
     use bitcoin::Amount;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
+    /// Writes `a` as a decimal string of sat.
     pub fn serialize<S: Serializer>(a: &Amount, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&a.to_sat().to_string())
     }
 
+    /// Reads a decimal string of sat, at most 21 million BTC.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_digit()) {

@@ -106,6 +106,13 @@ impl Transport for Http {
         let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
         Ok((status, bytes.to_vec()))
     }
+
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        let resp = self.0.get(url).send().await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+        Ok((status, bytes.to_vec()))
+    }
 }
 
 /// The wallet's database, read and written on tokio's blocking pool: a write waiting for the

@@ -22,11 +22,14 @@ use trickle_channel::{
 use crate::store::{Store, StoreError};
 use crate::wallet::{Wallet, WalletError};
 
-/// HTTP as the channel client needs it: a JSON POST that answers a status and a body.
+/// HTTP as the channel client needs it: a JSON POST, and a GET, each answering a status and a
+/// body.
 #[allow(async_fn_in_trait)]
 pub trait Transport {
     /// POSTs `body` (JSON) to `url`.
     async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String>;
+    /// GETs `url`.
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String>;
 }
 
 /// The client's limits for channels it opens.

@@ -14,6 +14,7 @@ mod channels;
 pub mod layout;
 pub mod offer;
 pub mod settings;
+pub mod site;
 pub mod store;
 pub mod vault;
 mod wallet;

@@ -512,13 +512,22 @@ impl<S: Store> Wallet<S> {
         amount: Amount,
         fee_rate: FeeRate,
     ) -> Result<SendPreview, WalletError> {
-        let (tx, fee) = self.sign_new(
+        self.preview(
             vec![TxOut {
                 value: amount,
                 script_pubkey: address.script_pubkey(),
             }],
             fee_rate,
-        )?;
+        )
+    }
+
+    /// The fee and size of a transaction paying `outputs`, without recording anything.
+    pub fn preview(
+        &mut self,
+        outputs: Vec<TxOut>,
+        fee_rate: FeeRate,
+    ) -> Result<SendPreview, WalletError> {
+        let (tx, fee) = self.sign_new(outputs, fee_rate)?;
         Ok(SendPreview {
             fee,
             vsize: tx.vsize() as u64,

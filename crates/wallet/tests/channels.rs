@@ -164,6 +164,22 @@ impl Payee {
 }
 
 impl Transport for Payee {
+    /// `GET {endpoint}/session/{txid}`: what the payee holds.
+    async fn get(&self, _url: &str) -> Result<(u16, Vec<u8>), String> {
+        let (state, ledger) = self.channel.borrow().clone().ok_or("no channel")?;
+        let channel = state.channel().ok_or("not open")?;
+        let status = serde_json::json!({
+            "session": channel.contract_txid().to_string(),
+            "state": "ready",
+            "paid": ledger.paid.to_sat().to_string(),
+            "consumed": ledger.consumed.to_sat().to_string(),
+            "credit": ledger.credit().to_sat().to_string(),
+            "channelValue": channel.funding.contract.value.to_sat().to_string(),
+            "expiry": channel.funding.contract.expiry.to_consensus_u32(),
+        });
+        Ok((200, status.to_string().into_bytes()))
+    }
+
     async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
         let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let text = body["message"].as_str().ok_or("no message")?;

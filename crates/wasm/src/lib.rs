@@ -6,6 +6,8 @@
 //! reject with `{ code, message }`.
 
 mod chrome;
+mod http;
+mod sites;
 mod sleep;
 
 use core::cell::{Cell, RefCell};
@@ -101,6 +103,36 @@ enum Request {
         password: String,
     },
     SaveSettings(Settings),
+    /// A 402 with a `PAYMENT-REQUIRED` header seen by the worker. `confirmed`: the user
+    /// approved this payment.
+    Offer {
+        url: String,
+        header: String,
+        #[serde(default)]
+        confirmed: bool,
+    },
+    /// A `PAYMENT-RESPONSE` header seen by the worker.
+    Receipt {
+        url: String,
+        header: String,
+    },
+    /// Creates or changes a site's budget.
+    Approve {
+        origin: String,
+        terms: sites::TermsView,
+    },
+    Revoke {
+        origin: String,
+    },
+    /// Budgets, channels and the payment history.
+    Sites,
+    CloseChannel {
+        site: String,
+    },
+    /// Broadcasts refunds of expired channels.
+    RefundExpired,
+    /// Asks payees what they hold of payments whose receipt never came.
+    Reconcile,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -172,6 +204,10 @@ struct Inner {
     /// Mirrors `wallet.is_some()` for answers that must not wait behind a long sync.
     unlocked: Cell<bool>,
     sync: RefCell<SyncStatus>,
+    /// The chain tip and fee rate last fetched, and when (ms).
+    chain_view: RefCell<Option<(trickle_channel::ChainTip, FeeRate, f64)>>,
+    /// The network's budgets (one instance, so concurrent reservations see each other).
+    budgets: RefCell<Option<Rc<trickle_wallet::budget::Budgets<sites::ScopedStore>>>>,
 }
 
 /// The wallet object the worker holds.
@@ -239,6 +275,8 @@ impl Trickle {
             wallet: Mutex::new(None),
             unlocked: Cell::new(false),
             sync: RefCell::new(SyncStatus::default()),
+            chain_view: RefCell::new(None),
+            budgets: RefCell::new(None),
         });
         inner.resume_session().await?;
         Ok(Trickle { inner })
@@ -397,7 +435,38 @@ impl Inner {
                 settings.save(&ChromeStore).await?;
                 *self.settings.borrow_mut() = settings;
                 *self.sync.borrow_mut() = SyncStatus::default();
+                *self.chain_view.borrow_mut() = None;
+                *self.budgets.borrow_mut() = None;
                 js(to_js(&self.state().await?))
+            }
+            Request::Offer {
+                url,
+                header,
+                confirmed,
+            } => js(to_js(&self.offer(&url, &header, confirmed).await?)),
+            Request::Receipt { url, header } => js(to_js(&self.receipt(&url, &header).await?)),
+            Request::Approve { origin, terms } => js(to_js(&self.approve(&origin, terms).await?)),
+            Request::Revoke { origin } => js(to_js(&self.revoke(&origin).await?)),
+            Request::Sites => js(to_js(&self.sites().await?)),
+            Request::CloseChannel { site } => {
+                #[derive(Serialize)]
+                struct Closed {
+                    txid: String,
+                }
+                js(to_js(&Closed {
+                    txid: self.close_channel(&site).await?,
+                }))
+            }
+            Request::RefundExpired => js(to_js(&self.refund_expired().await?)),
+            Request::Reconcile => {
+                #[derive(Serialize)]
+                #[serde(rename_all = "camelCase")]
+                struct Reconciled {
+                    committed_sat: u64,
+                }
+                js(to_js(&Reconciled {
+                    committed_sat: self.reconcile().await?,
+                }))
             }
         }
     }

@@ -1,0 +1,709 @@
+//! Paying a site that answered `402 Payment Required`, within the budget the user approved.
+//!
+//! [`Wallet::answer_offer`] takes the URL and its `PAYMENT-REQUIRED` header and either returns
+//! the `PAYMENT-SIGNATURE` header that pays it, or asks for the user ([`Ask`]). On the way:
+//!
+//! 1. The offer is checked ([`check_offer`]): network, price, endpoint origin, pinned payee key.
+//! 2. A site without a budget, or a price above the budget's auto-approve threshold that the
+//!    user has not confirmed, is not paid: the caller asks the user.
+//! 3. The budget counts money **signed** to the site: the first payment of a new channel and
+//!    every later increment. Each is reserved before it is signed and committed once a receipt
+//!    shows the payee holds it; a reservation is released only when nothing was signed (the
+//!    channel did not open). A signed increment whose receipt never comes stays reserved: it
+//!    is in the channel as unacknowledged credit, the next payment builds on it, and the
+//!    receipt of a later request commits it. So no sequence of failures, restarts or
+//!    concurrent requests signs more than the budget's limit.
+//! 4. Payments from credit the payee already holds sign nothing and reserve nothing.
+//!
+//! [`Wallet::take_receipt`] applies the `PAYMENT-RESPONSE` of a paid request and commits the
+//! reservations it acknowledges. Outstanding payments are stored under `payment/`, so a worker
+//! that stops between signing and the receipt resumes them.
+
+use core::fmt;
+
+use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::PublicKey;
+use bitcoin::{Amount, FeeRate, Network, ScriptBuf, TxOut, WScriptHash};
+use serde::{Deserialize, Serialize};
+use trickle_channel::http::{PaymentRequired, PaymentResponse, Receipt};
+use trickle_channel::{ChainTip, PayerState};
+
+use crate::budget::{budget_key, BudgetError, Budgets, Period, ReservationId, Terms};
+use crate::channels::{ChannelClientError, ChannelRecord, Transport};
+use crate::offer::{check_offer, Approval, CheckedOffer, OfferContext, OfferError, OfferPolicy};
+use crate::store::Store;
+use crate::wallet::{Wallet, WalletError};
+
+const PAYMENT_PREFIX: &str = "payment/";
+
+/// What the wallet needs from outside to pay a site.
+pub struct PayContext<'a, T, Z> {
+    /// HTTP to the payee's channel endpoint.
+    pub transport: &'a T,
+    /// The chain (Esplora).
+    pub chain: &'a AsyncClient<Z>,
+    /// The chain tip, recent.
+    pub tip: ChainTip,
+    /// Fee rate for a channel's contract.
+    pub fee_rate: FeeRate,
+    /// The wallet's network.
+    pub network: Network,
+    /// The client's rules for offers and channels.
+    pub policy: &'a OfferPolicy,
+    /// Now, in Unix seconds (budget periods run on wall-clock time).
+    pub now: u64,
+}
+
+/// Why the user is asked before a payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum AskReason {
+    /// The site has no budget.
+    NoBudget,
+    /// The price is above the budget's auto-approve threshold.
+    Confirm,
+    /// The budget has too little left for this payment.
+    BudgetExhausted {
+        /// What is left this period, sat.
+        #[serde(with = "bitcoin::amount::serde::as_sat")]
+        remaining: Amount,
+        /// What the payment needs, sat.
+        #[serde(with = "bitcoin::amount::serde::as_sat")]
+        needed: Amount,
+    },
+}
+
+/// A payment the user is asked to approve, with what approving it means.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ask {
+    /// Why.
+    pub reason: AskReason,
+    /// The site (origin).
+    pub origin: String,
+    /// The URL asking.
+    pub url: String,
+    /// The resource's description, from the site.
+    pub description: String,
+    /// The price, sat.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub price: Amount,
+    /// The site's current budget, if any.
+    pub current: Option<Terms>,
+    /// A budget to offer the user.
+    pub suggested: Terms,
+    /// Whether a channel with the site is open (else approving opens one).
+    pub has_channel: bool,
+    /// What a new channel would lock, sat (from the suggested budget).
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub channel_value: Amount,
+    /// The on-chain fee to open it at the current fee rate, if the wallet can fund it now.
+    #[serde(with = "bitcoin::amount::serde::as_sat::opt")]
+    pub open_fee: Option<Amount>,
+    /// Why the wallet cannot fund the channel now, if it cannot.
+    pub cannot_fund: Option<String>,
+}
+
+/// The answer to an offer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Retry the request with this `PAYMENT-SIGNATURE` header.
+    Pay {
+        /// The header's value.
+        header: String,
+        /// Sat newly signed for this request (zero when paid from credit).
+        signed: Amount,
+    },
+    /// Ask the user first; nothing was signed.
+    Ask(Box<Ask>),
+}
+
+/// A receipt, as applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptView {
+    /// The site (origin).
+    pub origin: String,
+    /// Whether the payee accepted the payment.
+    pub success: bool,
+    /// The payee's reason for refusing, if it did.
+    pub error_reason: Option<String>,
+    /// What this request was charged, sat.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub consumed: Amount,
+    /// What the payee holds in total, sat.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub paid: Amount,
+    /// Paid and not yet consumed, sat.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub credit: Amount,
+    /// Sat of the budget this receipt committed.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    pub committed: Amount,
+}
+
+/// A signed increment waiting for the receipt that shows the payee holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Outstanding {
+    origin: String,
+    site: String,
+    payee: PublicKey,
+    reservation: ReservationId,
+    /// The channel's total once the payee holds this payment.
+    paid_after: Amount,
+}
+
+/// A channel as its payee's endpoint reports it (`GET {endpoint}/session/{txid}`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionStatus {
+    #[serde(with = "trickle_channel::http::sat_string")]
+    paid: Amount,
+    #[serde(with = "trickle_channel::http::sat_string")]
+    credit: Amount,
+    #[serde(with = "trickle_channel::http::sat_string")]
+    channel_value: Amount,
+    expiry: u32,
+}
+
+fn outstanding_key(origin: &str, id: ReservationId) -> String {
+    format!("{PAYMENT_PREFIX}{}/{}", budget_key(origin), id.0)
+}
+
+/// Why a site was not paid. Nothing was signed beyond what the budget holds reserved.
+#[derive(Debug)]
+pub enum PayError {
+    /// The offer was refused.
+    Offer(OfferError),
+    /// The budget refused or failed.
+    Budget(BudgetError),
+    /// The channel could not be opened or paid.
+    Channel(ChannelClientError),
+    /// A header that does not parse.
+    BadHeader(String),
+}
+
+impl PayError {
+    /// A stable snake_case name for the pages.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Offer(OfferError::WrongNetwork { .. }) => "wrong_network",
+            Self::Offer(OfferError::OverMaxPrice { .. }) => "over_max_price",
+            Self::Offer(OfferError::EndpointElsewhere { .. }) => "endpoint_elsewhere",
+            Self::Offer(OfferError::PayeeKeyChanged { .. }) => "payee_key_changed",
+            Self::Offer(OfferError::Revoked { .. }) => "revoked",
+            Self::Offer(_) => "bad_offer",
+            Self::Budget(BudgetError::Store(_)) => "storage",
+            Self::Budget(_) => "budget",
+            Self::Channel(ChannelClientError::Wallet(e)) => e.code(),
+            Self::Channel(ChannelClientError::PayeeKeyChanged) => "payee_key_changed",
+            Self::Channel(_) => "channel",
+            Self::BadHeader(_) => "bad_header",
+        }
+    }
+}
+
+impl fmt::Display for PayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Offer(e) => write!(f, "{e}"),
+            Self::Budget(e) => write!(f, "{e}"),
+            Self::Channel(e) => write!(f, "{e}"),
+            Self::BadHeader(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for PayError {}
+
+impl From<OfferError> for PayError {
+    fn from(e: OfferError) -> Self {
+        Self::Offer(e)
+    }
+}
+
+impl From<BudgetError> for PayError {
+    fn from(e: BudgetError) -> Self {
+        Self::Budget(e)
+    }
+}
+
+impl From<ChannelClientError> for PayError {
+    fn from(e: ChannelClientError) -> Self {
+        Self::Channel(e)
+    }
+}
+
+impl From<WalletError> for PayError {
+    fn from(e: WalletError) -> Self {
+        Self::Channel(e.into())
+    }
+}
+
+impl From<crate::store::StoreError> for PayError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Budget(e.into())
+    }
+}
+
+/// The budget offered to a site the user has not approved yet: a hundred requests at this
+/// price a week, each paid without asking.
+pub fn suggested_terms(price: Amount) -> Terms {
+    let limit = (price * 100).min(Amount::MAX_MONEY);
+    Terms {
+        limit,
+        period: Period::Week,
+        max_price: price,
+        auto_approve: Some(price),
+    }
+}
+
+impl<S: Store> Wallet<S> {
+    /// The open channel with `site`, if any (one that can take payments).
+    async fn open_channel_with(
+        &self,
+        site: &str,
+    ) -> Result<Option<ChannelRecord>, ChannelClientError> {
+        Ok(self
+            .channels()
+            .await?
+            .into_iter()
+            .find(|r| r.site == site && matches!(r.state.state, PayerState::Ready { .. })))
+    }
+
+    /// The payee key of the site's channel that is not yet settled or refunded, if any: an
+    /// offer with another key is refused.
+    async fn pinned_payee(&self, site: &str) -> Result<Option<PublicKey>, ChannelClientError> {
+        Ok(self
+            .channels()
+            .await?
+            .into_iter()
+            .find(|r| r.site == site && r.state.state.committed_channel().is_some())
+            .map(|r| r.payee_key))
+    }
+
+    /// The fee to fund a channel of `value` now, or why the wallet cannot.
+    fn open_fee(&mut self, value: Amount, fee_rate: FeeRate) -> Result<Amount, WalletError> {
+        // A P2WSH output of the same size as the contract's.
+        let contract = TxOut {
+            value,
+            script_pubkey: ScriptBuf::new_p2wsh(&WScriptHash::all_zeros()),
+        };
+        Ok(self.preview(vec![contract], fee_rate)?.fee)
+    }
+
+    /// Answers the 402 of `url` whose `PAYMENT-REQUIRED` header is `header` (see the
+    /// [module documentation](self)). `confirmed`: the user approved this payment.
+    pub async fn answer_offer<B: Store, T: Transport, Z: Sleeper>(
+        &mut self,
+        budgets: &Budgets<B>,
+        ctx: &PayContext<'_, T, Z>,
+        url: &str,
+        header: &str,
+        confirmed: bool,
+    ) -> Result<Answer, PayError> {
+        let required =
+            PaymentRequired::from_header(header).map_err(|e| PayError::BadHeader(e.to_string()))?;
+        let origin = crate::budget::site_origin(url).map_err(|_| OfferError::BadUrl(url.into()))?;
+        let budget = budgets.load(&origin).await?;
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .ok_or_else(|| OfferError::BadUrl(url.into()))?;
+        let pinned = self.pinned_payee(&host).await?;
+        let offer = check_offer(
+            &required,
+            &OfferContext {
+                url,
+                network: ctx.network,
+                budget: budget.as_ref(),
+                pinned_payee: pinned.as_ref(),
+                policy: ctx.policy,
+            },
+        )?;
+        let channel = self.open_channel_with(offer.host()).await?;
+        let ask = |wallet: &mut Self, reason| -> Answer {
+            let terms = budget.as_ref().map(|b| *b.terms());
+            wallet.ask(&offer, url, reason, terms, channel.is_some(), ctx)
+        };
+        match offer.approval() {
+            Approval::NoBudget => return Ok(ask(self, AskReason::NoBudget)),
+            Approval::Prompt if !confirmed => return Ok(ask(self, AskReason::Confirm)),
+            Approval::Prompt | Approval::Auto => {}
+        }
+        let terms = budget
+            .as_ref()
+            .map(|b| *b.terms())
+            .ok_or(BudgetError::NoBudget {
+                origin: origin.clone(),
+            })?;
+
+        let mut signed = Amount::ZERO;
+        if channel.is_none() {
+            let value = offer.channel_value(
+                terms.limit.max(offer.min_channel_value()),
+                &ctx.policy.limits,
+            )?;
+            match self.open_for(budgets, ctx, &offer, value).await? {
+                Some(first) => signed += first,
+                None => {
+                    let reason = self
+                        .exhausted(budgets, &offer, offer.min_payment(), ctx.now)
+                        .await?;
+                    return Ok(ask(self, reason));
+                }
+            }
+        }
+
+        let increment = self
+            .increment_for(offer.host(), offer.payee(), offer.price())
+            .await?;
+        let reservation = if increment > Amount::ZERO {
+            match budgets.reserve(&origin, increment, ctx.now).await {
+                Ok(id) => Some(id),
+                Err(BudgetError::WouldExceed { .. }) => {
+                    let reason = self.exhausted(budgets, &offer, increment, ctx.now).await?;
+                    return Ok(ask(self, reason));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let paid = self
+            .pay(
+                offer.host(),
+                offer.requirements(),
+                offer.resource(),
+                Some(offer.nonce().to_owned()),
+                ctx.tip,
+            )
+            .await;
+        let header = match paid {
+            Ok(header) => header,
+            Err(e) => {
+                // Persist-then-act: a payment that failed to store never left.
+                if let Some(id) = reservation {
+                    budgets.release(&origin, id).await?;
+                }
+                return Err(e.into());
+            }
+        };
+        if let Some(id) = reservation {
+            let paid_after = self
+                .channel(offer.host(), offer.payee())
+                .await?
+                .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
+                .unwrap_or(Amount::MAX_MONEY);
+            let outstanding = Outstanding {
+                origin: origin.clone(),
+                site: offer.host().to_owned(),
+                payee: *offer.payee(),
+                reservation: id,
+                paid_after,
+            };
+            let bytes = serde_json::to_vec(&outstanding)
+                .map_err(|e| WalletError::Corrupt(e.to_string()))?;
+            self.store()
+                .put(&outstanding_key(&origin, id), bytes)
+                .await?;
+            signed += increment;
+        }
+        Ok(Answer::Pay { header, signed })
+    }
+
+    /// Opens a channel of `value` for `offer`, its first payment reserved in the budget before
+    /// it is signed and committed once the payee acknowledged it (in the opening exchange).
+    /// `None` when the budget has too little left for the first payment.
+    async fn open_for<B: Store, T: Transport, Z: Sleeper>(
+        &mut self,
+        budgets: &Budgets<B>,
+        ctx: &PayContext<'_, T, Z>,
+        offer: &CheckedOffer,
+        value: Amount,
+    ) -> Result<Option<Amount>, PayError> {
+        let first = offer.min_payment();
+        let id = match budgets.reserve(offer.origin(), first, ctx.now).await {
+            Ok(id) => id,
+            Err(BudgetError::WouldExceed { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let opened = self
+            .open_channel(
+                ctx.transport,
+                ctx.chain,
+                offer.host(),
+                offer.requirements(),
+                value,
+                &ctx.policy.limits,
+                ctx.fee_rate,
+                ctx.now,
+            )
+            .await;
+        match opened {
+            Ok(record) => {
+                let acknowledged = record
+                    .state
+                    .state
+                    .committed_channel()
+                    .map_or(Amount::ZERO, |c| c.acknowledged);
+                // The payee acknowledged the first payment: that much is spent. Should it have
+                // acknowledged less, the rest is released (it was never signed).
+                let spent = acknowledged.min(first);
+                if spent > Amount::ZERO {
+                    budgets
+                        .commit_part(offer.origin(), id, spent, ctx.now)
+                        .await?;
+                }
+                if spent < first {
+                    budgets.release(offer.origin(), id).await?;
+                }
+                Ok(Some(spent))
+            }
+            Err(e) => {
+                // The opening failed: the first payment was either never signed or is in a
+                // channel the payee never acknowledged. Keep the reservation in the latter case.
+                let signed = self
+                    .channel(offer.host(), offer.payee())
+                    .await?
+                    .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
+                    .is_some_and(|p| p > Amount::ZERO);
+                if !signed {
+                    budgets.release(offer.origin(), id).await?;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn exhausted<B: Store>(
+        &self,
+        budgets: &Budgets<B>,
+        offer: &CheckedOffer,
+        needed: Amount,
+        now: u64,
+    ) -> Result<AskReason, PayError> {
+        let remaining = budgets
+            .load(offer.origin())
+            .await?
+            .map_or(Amount::ZERO, |b| b.status(now).remaining);
+        Ok(AskReason::BudgetExhausted { remaining, needed })
+    }
+
+    fn ask<T, Z>(
+        &mut self,
+        offer: &CheckedOffer,
+        url: &str,
+        reason: AskReason,
+        current: Option<Terms>,
+        has_channel: bool,
+        ctx: &PayContext<'_, T, Z>,
+    ) -> Answer {
+        let suggested = match (&reason, current) {
+            // Raising an exhausted budget: the same terms, twice the limit.
+            (AskReason::BudgetExhausted { .. }, Some(t)) => Terms {
+                limit: (t.limit * 2).min(Amount::MAX_MONEY),
+                ..t
+            },
+            (_, Some(t)) => t,
+            (_, None) => suggested_terms(offer.price()),
+        };
+        let channel_value = offer
+            .channel_value(
+                suggested.limit.max(offer.min_channel_value()),
+                &ctx.policy.limits,
+            )
+            .unwrap_or(offer.min_channel_value());
+        let (open_fee, cannot_fund) = if has_channel {
+            (None, None)
+        } else {
+            match self.open_fee(channel_value, ctx.fee_rate) {
+                Ok(fee) => (Some(fee), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        };
+        Answer::Ask(Box::new(Ask {
+            reason,
+            origin: offer.origin().to_owned(),
+            url: url.to_owned(),
+            description: offer.resource().description.clone(),
+            price: offer.price(),
+            current,
+            suggested,
+            has_channel,
+            channel_value,
+            open_fee,
+            cannot_fund,
+        }))
+    }
+
+    /// Applies the `PAYMENT-RESPONSE` header of a response from `url` and commits the budget
+    /// reservations of the increments the payee now holds. `None` when the receipt is about no
+    /// channel of this wallet (a stray header is ignored, not trusted).
+    pub async fn take_receipt<B: Store>(
+        &mut self,
+        budgets: &Budgets<B>,
+        url: &str,
+        header: &str,
+        tip: ChainTip,
+        now: u64,
+    ) -> Result<Option<ReceiptView>, PayError> {
+        let response =
+            PaymentResponse::from_header(header).map_err(|e| PayError::BadHeader(e.to_string()))?;
+        let Some(receipt) = response.receipt.as_ref() else {
+            return Ok(None);
+        };
+        let origin = crate::budget::site_origin(url).map_err(|_| OfferError::BadUrl(url.into()))?;
+        let Some(record) = self
+            .channels()
+            .await?
+            .into_iter()
+            .find(|r| r.state.state.contract_txid() == Some(receipt.channel))
+        else {
+            return Ok(None);
+        };
+        if url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            != Some(record.site.clone())
+        {
+            return Err(ChannelClientError::BadReceipt("it is for another site's channel").into());
+        }
+        self.apply_receipt(&record.site, &record.payee_key, &response, tip)
+            .await?;
+        self.flush().await?;
+        let committed = self
+            .commit_acknowledged(budgets, &record, receipt.paid, now)
+            .await?;
+        Ok(Some(ReceiptView {
+            origin,
+            success: response.success,
+            error_reason: response.error_reason.clone(),
+            consumed: receipt.consumed,
+            paid: receipt.paid,
+            credit: receipt.credit,
+            committed,
+        }))
+    }
+
+    /// Commits the budget reservations of `record`'s outstanding increments that the payee
+    /// holds, now that it holds `paid` in total. Returns what was committed.
+    async fn commit_acknowledged<B: Store>(
+        &mut self,
+        budgets: &Budgets<B>,
+        record: &ChannelRecord,
+        paid: Amount,
+        now: u64,
+    ) -> Result<Amount, PayError> {
+        let mut committed = Amount::ZERO;
+        for (key, outstanding) in self.outstanding().await? {
+            if outstanding.site != record.site
+                || outstanding.payee != record.payee_key
+                || outstanding.paid_after > paid
+            {
+                continue;
+            }
+            match budgets
+                .commit(&outstanding.origin, outstanding.reservation, now)
+                .await
+            {
+                Ok(amount) => committed += amount,
+                // Committed before a crash that kept the record: nothing left to do.
+                Err(BudgetError::UnknownReservation(_) | BudgetError::NoBudget { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.store().remove(&key).await?;
+        }
+        Ok(committed)
+    }
+
+    async fn outstanding(&self) -> Result<Vec<(String, Outstanding)>, PayError> {
+        let mut out = Vec::new();
+        for key in self.store().keys(PAYMENT_PREFIX).await? {
+            if let Some(bytes) = self.store().get(&key).await? {
+                let outstanding = serde_json::from_slice(&bytes)
+                    .map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))?;
+                out.push((key, outstanding));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Settles the budget of increments whose receipt never came (the worker stopped between
+    /// signing and the receipt, the response was lost): asks each such channel's payee what it
+    /// holds (`GET {endpoint}/session/{channel}`), applies that as a receipt and commits what
+    /// it acknowledges. What it does not hold stays reserved. Returns what was committed.
+    pub async fn reconcile<B: Store, T: Transport>(
+        &mut self,
+        budgets: &Budgets<B>,
+        transport: &T,
+        tip: ChainTip,
+        now: u64,
+    ) -> Result<Amount, PayError> {
+        let mut sites: Vec<(String, PublicKey)> = self
+            .outstanding()
+            .await?
+            .into_iter()
+            .map(|(_, o)| (o.site, o.payee))
+            .collect();
+        sites.dedup();
+        let mut committed = Amount::ZERO;
+        for (site, payee) in sites {
+            let Some(record) = self.channel(&site, &payee).await? else {
+                continue;
+            };
+            let Some(txid) = record.state.state.contract_txid() else {
+                continue;
+            };
+            let url = format!("{}/session/{txid}", record.endpoint);
+            let (status, body) = transport
+                .get(&url)
+                .await
+                .map_err(ChannelClientError::Transport)?;
+            if status != 200 {
+                return Err(
+                    ChannelClientError::Transport(format!("{url}: status {status}")).into(),
+                );
+            }
+            let held: SessionStatus = serde_json::from_slice(&body).map_err(|e| {
+                ChannelClientError::Transport(format!("{url}: unreadable status: {e}"))
+            })?;
+            let response = PaymentResponse {
+                success: true,
+                error_reason: None,
+                network: trickle_channel::http::caip2(self.network()),
+                payer: None,
+                receipt: Some(Receipt {
+                    channel: txid,
+                    paid: held.paid,
+                    consumed: Amount::ZERO,
+                    credit: held.credit,
+                    channel_value: held.channel_value,
+                    expiry: held.expiry,
+                }),
+            };
+            self.apply_receipt(&site, &payee, &response, tip).await?;
+            self.flush().await?;
+            committed += self
+                .commit_acknowledged(budgets, &record, held.paid, now)
+                .await?;
+        }
+        Ok(committed)
+    }
+
+    /// What paying `price` to `site` would newly sign: the price less what the payee can
+    /// already charge.
+    pub async fn increment_for(
+        &self,
+        site: &str,
+        payee: &PublicKey,
+        price: Amount,
+    ) -> Result<Amount, ChannelClientError> {
+        let available = self
+            .channel(site, payee)
+            .await?
+            .map_or(Amount::ZERO, |r| r.available());
+        Ok(price.checked_sub(available).unwrap_or(Amount::ZERO))
+    }
+}

@@ -1,0 +1,400 @@
+//! Paying sites: the worker hands over 402 offers and receipts it sees; budgets, channels and
+//! the payment history are answered to the popup.
+
+use bitcoin::{Amount, FeeRate};
+use serde::{Deserialize, Serialize};
+use trickle_channel::ChainTip;
+use trickle_wallet::budget::{Budget, BudgetError, BudgetState, Budgets, Period, Terms};
+use trickle_wallet::offer::OfferPolicy;
+use trickle_wallet::site::{Answer, Ask, PayContext, PayError};
+use trickle_wallet::store::Store;
+use trickle_wallet::ChannelRecord;
+
+use crate::http::FetchTransport;
+use crate::{failure, locked, now_ms, ExtensionWallet, Failure, Inner};
+
+/// How long a chain tip and fee rate are reused before they are fetched again.
+const CHAIN_VIEW_MS: f64 = 30_000.0;
+/// Payments kept in the history.
+const HISTORY_LIMIT: usize = 1_000;
+const HISTORY_KEY: &str = "history";
+
+impl From<PayError> for Failure {
+    fn from(e: PayError) -> Self {
+        failure(e.code(), e.to_string())
+    }
+}
+
+impl From<BudgetError> for Failure {
+    fn from(e: BudgetError) -> Self {
+        PayError::from(e).into()
+    }
+}
+
+/// A budget's terms as the pages write them.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TermsView {
+    limit_sat: u64,
+    period: Period,
+    max_price_sat: u64,
+    auto_approve_sat: Option<u64>,
+}
+
+impl From<Terms> for TermsView {
+    fn from(t: Terms) -> Self {
+        Self {
+            limit_sat: t.limit.to_sat(),
+            period: t.period,
+            max_price_sat: t.max_price.to_sat(),
+            auto_approve_sat: t.auto_approve.map(Amount::to_sat),
+        }
+    }
+}
+
+impl From<TermsView> for Terms {
+    fn from(t: TermsView) -> Self {
+        Self {
+            limit: Amount::from_sat(t.limit_sat),
+            period: t.period,
+            max_price: Amount::from_sat(t.max_price_sat),
+            auto_approve: t.auto_approve_sat.map(Amount::from_sat),
+        }
+    }
+}
+
+/// What the worker does with an offer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase", tag = "action")]
+pub(crate) enum OfferAnswer {
+    /// Retry with this `PAYMENT-SIGNATURE`.
+    Pay { header: String, signed_sat: u64 },
+    /// Ask the user.
+    Ask { ask: Box<AskView> },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AskView {
+    #[serde(flatten)]
+    ask: Ask,
+    current: Option<TermsView>,
+    suggested: TermsView,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SiteView {
+    origin: String,
+    revoked: bool,
+    terms: TermsView,
+    spent_sat: u64,
+    reserved_sat: u64,
+    remaining_sat: u64,
+    period_start: u64,
+    period_end: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChannelView {
+    site: String,
+    state: &'static str,
+    value_sat: u64,
+    paid_sat: u64,
+    credit_sat: u64,
+    /// nLockTime encoding: a height below 500,000,000.
+    expiry: u32,
+    contract_txid: Option<String>,
+    payee: String,
+}
+
+impl From<&ChannelRecord> for ChannelView {
+    fn from(r: &ChannelRecord) -> Self {
+        let state = &r.state.state;
+        Self {
+            site: r.site.clone(),
+            state: state.name(),
+            value_sat: state.contract().map_or(0, |c| c.value.to_sat()),
+            paid_sat: state.committed_channel().map_or(0, |c| c.paid().to_sat()),
+            credit_sat: r.credit.to_sat(),
+            expiry: state.contract().map_or(0, |c| c.expiry.to_consensus_u32()),
+            contract_txid: state.contract_txid().map(|t| t.to_string()),
+            payee: r.payee_key.to_string(),
+        }
+    }
+}
+
+/// One paid request, as the history keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Payment {
+    at: f64,
+    origin: String,
+    url: String,
+    consumed_sat: u64,
+    paid_sat: u64,
+    credit_sat: u64,
+    committed_sat: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Sites {
+    sites: Vec<SiteView>,
+    channels: Vec<ChannelView>,
+    history: Vec<Payment>,
+}
+
+fn now_secs() -> u64 {
+    (now_ms() / 1000.0) as u64
+}
+
+fn site_view(b: &Budget, now: u64) -> SiteView {
+    let status = b.status(now);
+    SiteView {
+        origin: b.origin().to_owned(),
+        revoked: b.state() == BudgetState::Revoked,
+        terms: (*b.terms()).into(),
+        spent_sat: status.spent.to_sat(),
+        reserved_sat: status.reserved.to_sat(),
+        remaining_sat: status.remaining.to_sat(),
+        period_start: status.period_start,
+        period_end: status.period_end,
+    }
+}
+
+impl Inner {
+    /// The chain tip and a fee rate, fetched at most every [`CHAIN_VIEW_MS`].
+    async fn chain_view(&self) -> Result<(ChainTip, FeeRate), Failure> {
+        if let Some((tip, rate, at)) = *self.chain_view.borrow() {
+            if now_ms() - at < CHAIN_VIEW_MS {
+                return Ok((tip, rate));
+            }
+        }
+        let client = self.esplora()?;
+        let tip = ExtensionWallet::tip(&client).await?;
+        let rate = ExtensionWallet::fee_rates(&client).await?.normal;
+        *self.chain_view.borrow_mut() = Some((tip, rate, now_ms()));
+        Ok((tip, rate))
+    }
+
+    pub(crate) async fn budgets(&self) -> Result<std::rc::Rc<Budgets<ScopedStore>>, Failure> {
+        if let Some(b) = self.budgets.borrow().as_ref() {
+            return Ok(b.clone());
+        }
+        let store = self.store().await?;
+        // One instance only, even when two requests got here at once: each instance caches,
+        // and a second one would not see the first one's reservations.
+        let mut slot = self.budgets.borrow_mut();
+        Ok(slot
+            .get_or_insert_with(|| std::rc::Rc::new(Budgets::new(store)))
+            .clone())
+    }
+
+    /// Answers a 402 offer: the payment header, or what to ask the user.
+    pub(crate) async fn offer(
+        &self,
+        url: &str,
+        header: &str,
+        confirmed: bool,
+    ) -> Result<OfferAnswer, Failure> {
+        let budgets = self.budgets().await?;
+        let (tip, fee_rate) = self.chain_view().await?;
+        let chain = self.esplora()?;
+        let policy = OfferPolicy::default();
+        let ctx = PayContext {
+            transport: &FetchTransport,
+            chain: &chain,
+            tip,
+            fee_rate,
+            network: self.network(),
+            policy: &policy,
+            now: now_secs(),
+        };
+        let mut guard = self.unlocked_wallet().await?;
+        let wallet = guard.as_mut().ok_or_else(locked)?;
+        match wallet
+            .answer_offer(&budgets, &ctx, url, header, confirmed)
+            .await?
+        {
+            Answer::Pay { header, signed } => Ok(OfferAnswer::Pay {
+                header,
+                signed_sat: signed.to_sat(),
+            }),
+            Answer::Ask(ask) => {
+                let current = ask.current.map(TermsView::from);
+                let suggested = ask.suggested.into();
+                Ok(OfferAnswer::Ask {
+                    ask: Box::new(AskView {
+                        ask: *ask,
+                        current,
+                        suggested,
+                    }),
+                })
+            }
+        }
+    }
+
+    /// Applies a receipt; records the payment in the history.
+    pub(crate) async fn receipt(
+        &self,
+        url: &str,
+        header: &str,
+    ) -> Result<Option<Payment>, Failure> {
+        let budgets = self.budgets().await?;
+        let (tip, _) = self.chain_view().await?;
+        let mut guard = self.wallet.lock().await;
+        let wallet = guard.as_mut().ok_or_else(locked)?;
+        let Some(view) = wallet
+            .take_receipt(&budgets, url, header, tip, now_secs())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let payment = Payment {
+            at: now_ms(),
+            origin: view.origin,
+            url: url.to_owned(),
+            consumed_sat: view.consumed.to_sat(),
+            paid_sat: view.paid.to_sat(),
+            credit_sat: view.credit.to_sat(),
+            committed_sat: view.committed.to_sat(),
+        };
+        if view.success {
+            let store = wallet.store();
+            let mut history = read_history(store).await?;
+            history.push(payment.clone());
+            let excess = history.len().saturating_sub(HISTORY_LIMIT);
+            history.drain(..excess);
+            let bytes =
+                serde_json::to_vec(&history).map_err(|e| failure("internal", e.to_string()))?;
+            store.put(HISTORY_KEY, bytes).await?;
+        }
+        Ok(Some(payment))
+    }
+
+    /// Creates the budget of `origin`, or changes its terms (keeping what was spent), and
+    /// enables it.
+    pub(crate) async fn approve(
+        &self,
+        origin: &str,
+        terms: TermsView,
+    ) -> Result<SiteView, Failure> {
+        let budgets = self.budgets().await?;
+        let terms = Terms::from(terms);
+        let now = now_secs();
+        let budget = match budgets.load(origin).await? {
+            Some(_) => {
+                budgets
+                    .modify(origin, |b| {
+                        b.update(terms, now)?;
+                        b.enable();
+                        Ok(b.clone())
+                    })
+                    .await?
+            }
+            None => {
+                let budget = Budget::new(origin, terms, now)?;
+                budgets.save(&budget).await?;
+                budget
+            }
+        };
+        Ok(site_view(&budget, now))
+    }
+
+    /// Revokes `origin`: nothing more is paid to it until it is approved again.
+    pub(crate) async fn revoke(&self, origin: &str) -> Result<SiteView, Failure> {
+        let budgets = self.budgets().await?;
+        let budget = budgets
+            .modify(origin, |b| {
+                b.revoke();
+                Ok(b.clone())
+            })
+            .await?;
+        Ok(site_view(&budget, now_secs()))
+    }
+
+    /// Budgets, channels and the payment history.
+    pub(crate) async fn sites(&self) -> Result<Sites, Failure> {
+        let budgets = self.budgets().await?;
+        let now = now_secs();
+        let sites = budgets
+            .list()
+            .await?
+            .iter()
+            .map(|b| site_view(b, now))
+            .collect();
+        let guard = self.wallet.lock().await;
+        let wallet = guard.as_ref().ok_or_else(locked)?;
+        let channels = wallet
+            .channels()
+            .await
+            .map_err(|e| failure("channel", e.to_string()))?
+            .iter()
+            .map(ChannelView::from)
+            .collect();
+        Ok(Sites {
+            sites,
+            channels,
+            history: read_history(wallet.store()).await?,
+        })
+    }
+
+    /// Asks the payee of the channel with `site` to close it; answers the settlement's txid.
+    pub(crate) async fn close_channel(&self, site: &str) -> Result<String, Failure> {
+        let (tip, _) = self.chain_view().await?;
+        let mut guard = self.unlocked_wallet().await?;
+        let wallet = guard.as_mut().ok_or_else(locked)?;
+        let record = wallet
+            .channels()
+            .await
+            .map_err(|e| failure("channel", e.to_string()))?
+            .into_iter()
+            .find(|r| r.site == site && r.state.state.committed_channel().is_some())
+            .ok_or_else(|| failure("no_channel", format!("no open channel with {site}")))?;
+        let settlement = wallet
+            .close_channel(&FetchTransport, site, &record.payee_key, tip)
+            .await
+            .map_err(|e| failure("close_refused", format!("the payee did not close the channel: {e}; after its expiry the wallet takes the funds back by itself")))?;
+        Ok(settlement.compute_txid().to_string())
+    }
+
+    /// Settles the budget of payments whose receipt never came (see `Wallet::reconcile`).
+    pub(crate) async fn reconcile(&self) -> Result<u64, Failure> {
+        let budgets = self.budgets().await?;
+        let (tip, _) = self.chain_view().await?;
+        let mut guard = self.wallet.lock().await;
+        let wallet = guard.as_mut().ok_or_else(locked)?;
+        let committed = wallet
+            .reconcile(&budgets, &FetchTransport, tip, now_secs())
+            .await?;
+        Ok(committed.to_sat())
+    }
+
+    /// Chain duties: broadcasts the refunds of expired channels the payee never closed.
+    pub(crate) async fn refund_expired(&self) -> Result<Vec<String>, Failure> {
+        let client = self.esplora()?;
+        let rate = ExtensionWallet::fee_rates(&client).await?.normal;
+        let mut guard = self.wallet.lock().await;
+        let wallet = guard.as_mut().ok_or_else(locked)?;
+        let refunds = wallet
+            .refund_expired(&client, rate)
+            .await
+            .map_err(|e| failure("channel", e.to_string()))?;
+        Ok(refunds
+            .iter()
+            .map(|t| t.compute_txid().to_string())
+            .collect())
+    }
+}
+
+pub(crate) type ScopedStore = trickle_wallet::layout::Scoped<crate::chrome::ChromeStore>;
+
+async fn read_history<S: Store>(store: &S) -> Result<Vec<Payment>, Failure> {
+    match store.get(HISTORY_KEY).await? {
+        None => Ok(Vec::new()),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| failure("corrupt", format!("{HISTORY_KEY}: {e}"))),
+    }
+}

@@ -1,0 +1,339 @@
+// Paying sites from the worker. The browser tells us about responses (webRequest, observing
+// only); the wallet (Rust) decides about offers and receipts; this file moves headers:
+//
+//   402 + PAYMENT-REQUIRED ─▶ wallet.offer ─▶ pay: a declarativeNetRequest session rule sets
+//   PAYMENT-SIGNATURE on that exact URL, in that tab, for that resource type; the navigation is
+//   re-requested ─▶ PAYMENT-RESPONSE ─▶ wallet.receipt commits the budget.
+//
+// The rule stays for the life of the offer's nonce, so a reload of the paid URL sends the same
+// payment, which the payee serves again without charging. A 402 for a URL that has a live rule
+// means the site took the payment and asks again: it is not paid twice.
+//
+// State that must outlive the worker (rules, approvals waiting for the user, notices) lives in
+// chrome.storage.session and in the session rules themselves.
+
+import type { Approval, Ask, Notice, OfferAnswer, Payment, Request, TermsView } from "./messages.js";
+
+type Handle = (request: Request) => Promise<unknown>;
+
+/** How long a paid URL's rule (and so a free reload) lasts: the payee's default offer life. */
+const RULE_LIFE_MS = 5 * 60_000;
+const PAY_PRIORITY = 2;
+const APPROVALS = "approvals";
+const NOTICES = "notices";
+const RULES = "payRules";
+const MAX_NOTICES = 20;
+
+type ResourceType = chrome.declarativeNetRequest.ResourceType;
+
+interface PayRule {
+  id: number;
+  url: string;
+  tabId: number;
+  expires: number;
+  /** Installed to pay again after the payee refused the first payment for lack of credit. */
+  retried: boolean;
+}
+
+interface Seen {
+  url: string;
+  tabId: number;
+  type: string;
+}
+
+function header(headers: chrome.webRequest.HttpHeader[] | undefined, name: string): string | undefined {
+  return headers?.find((h) => h.name.toLowerCase() === name)?.value;
+}
+
+async function sessionList<T>(key: string): Promise<T[]> {
+  const items = await chrome.storage.session.get(key);
+  return (items[key] as T[] | undefined) ?? [];
+}
+
+async function setSessionList<T>(key: string, list: T[]): Promise<void> {
+  await chrome.storage.session.set({ [key]: list });
+}
+
+// Session-list changes are read-modify-write: run them one at a time.
+let queue: Promise<unknown> = Promise.resolve();
+function serially<T>(f: () => Promise<T>): Promise<T> {
+  const run = queue.then(f, f);
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** A condition matching exactly `url` (no prefix, no longer URL). */
+function exactUrl(url: string): Pick<chrome.declarativeNetRequest.RuleCondition, "urlFilter" | "regexFilter"> {
+  // `*`, `^` and `|` are wildcards in urlFilter; such URLs get an escaped regex instead.
+  return /[*^|]/.test(url) ? { regexFilter: `^${escapeRegex(url)}$` } : { urlFilter: `|${url}|` };
+}
+
+/** How long a page's next payment to a site waits for the previous one's receipt. */
+const RECEIPT_WAIT_MS = 10_000;
+
+export class Payer {
+  /** Per site: resolves once its last page-API payment has its receipt (or timed out). */
+  private readonly siteTurns = new Map<string, Promise<void>>();
+  /** Per `tabId url`: resolves the wait for that request's receipt. */
+  private readonly receiptWaiters = new Map<string, () => void>();
+
+  constructor(private readonly handle: Handle) {}
+
+  /** Drops rules whose offer has expired (and any a previous browser session left). */
+  async expireRules(): Promise<void> {
+    await serially(async () => {
+      const now = Date.now();
+      const rules = await sessionList<PayRule>(RULES);
+      const live = rules.filter((r) => r.expires > now);
+      const liveIds = new Set(live.map((r) => r.id));
+      const installed = await chrome.declarativeNetRequest.getSessionRules();
+      const stale = installed.filter((r) => r.priority === PAY_PRIORITY && !liveIds.has(r.id)).map((r) => r.id);
+      if (stale.length) await chrome.declarativeNetRequest.updateSessionRules({ removeRuleIds: stale });
+      if (live.length !== rules.length) await setSessionList(RULES, live);
+    });
+  }
+
+  private async liveRule(url: string, tabId: number): Promise<PayRule | undefined> {
+    const now = Date.now();
+    return (await sessionList<PayRule>(RULES)).find((r) => r.url === url && r.tabId === tabId && r.expires > now);
+  }
+
+  /** Installs the rule that sends `signature` with requests for exactly `url` from `tabId`. */
+  private async addRule(
+    url: string,
+    tabId: number,
+    type: ResourceType,
+    signature: string,
+    retried: boolean,
+  ): Promise<void> {
+    await serially(async () => {
+      const rules = await sessionList<PayRule>(RULES);
+      const installed = await chrome.declarativeNetRequest.getSessionRules();
+      const id = Math.max(0, ...installed.map((r) => r.id), ...rules.map((r) => r.id)) + 1;
+      const replaced = rules.filter((r) => r.url === url && r.tabId === tabId).map((r) => r.id);
+      await chrome.declarativeNetRequest.updateSessionRules({
+        removeRuleIds: replaced,
+        addRules: [
+          {
+            id,
+            priority: PAY_PRIORITY,
+            action: {
+              type: chrome.declarativeNetRequest.RuleActionType.MODIFY_HEADERS,
+              requestHeaders: [
+                {
+                  header: "payment-signature",
+                  operation: chrome.declarativeNetRequest.HeaderOperation.SET,
+                  value: signature,
+                },
+              ],
+            },
+            condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId] },
+          },
+        ],
+      });
+      const kept = rules.filter((r) => !replaced.includes(r.id));
+      await setSessionList(RULES, [...kept, { id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried }]);
+    });
+  }
+
+  async notify(notice: Omit<Notice, "at">, tabId?: number): Promise<void> {
+    await serially(async () => {
+      const list = await sessionList<Notice>(NOTICES);
+      list.unshift({ ...notice, at: Date.now() });
+      await setSessionList(NOTICES, list.slice(0, MAX_NOTICES));
+    });
+    if (tabId !== undefined && tabId >= 0) await this.badge(tabId, "!", "#b42318");
+  }
+
+  private async badge(tabId: number, text: string, color: string): Promise<void> {
+    await chrome.action.setBadgeBackgroundColor({ tabId, color }).catch(() => undefined);
+    await chrome.action.setBadgeText({ tabId, text }).catch(() => undefined);
+  }
+
+  /** A response seen by webRequest: a receipt to apply, a 402 to answer. */
+  async onResponse(details: chrome.webRequest.OnHeadersReceivedDetails): Promise<void> {
+    if (details.tabId < 0) return; // the worker's own requests (chain, channel endpoint)
+    const receipt = header(details.responseHeaders, "payment-response");
+    if (receipt) await this.onReceipt(details, receipt);
+    const offer = header(details.responseHeaders, "payment-required");
+    // Navigations are paid here; page scripts pay through the page API (`payForPage`).
+    if (details.statusCode === 402 && offer && (details.type === "main_frame" || details.type === "sub_frame")) {
+      const seen = { url: details.url, tabId: details.tabId, type: details.type };
+      await this.onOffer(seen, offer, false, receipt !== undefined && lackedCredit(receipt));
+    }
+  }
+
+  private async onReceipt(details: chrome.webRequest.OnHeadersReceivedDetails, value: string): Promise<void> {
+    const key = `${details.tabId} ${details.url}`;
+    try {
+      const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as Payment | null;
+      if (payment && details.type === "main_frame") {
+        await this.badge(details.tabId, payment.consumedSat > 0 ? String(payment.consumedSat) : "✓", "#1a7f37");
+      }
+    } catch (e) {
+      await this.notify({ url: details.url, ...asError(e) }, details.tabId);
+    } finally {
+      this.receiptWaiters.get(key)?.();
+      this.receiptWaiters.delete(key);
+    }
+  }
+
+  /**
+   * Answers the 402 of `seen.url`; returns what happened. `confirmed`: the user approved this
+   * payment (else only a budget's auto-approve pays). `lackedCredit`: the 402 refused our
+   * payment for lack of credit, with the payee's account of the channel (already applied):
+   * the difference is paid, once.
+   */
+  async onOffer(
+    seen: Seen,
+    offer: string,
+    confirmed: boolean,
+    lackedCredit = false,
+  ): Promise<"paid" | "ask" | "refused"> {
+    const live = await this.liveRule(seen.url, seen.tabId);
+    if (live && !(lackedCredit && !live.retried)) {
+      await this.notify(
+        {
+          url: seen.url,
+          code: "paid_again",
+          message: "The site asked to be paid again for a page it was just paid for; Trickle did not pay twice.",
+        },
+        seen.tabId,
+      );
+      return "refused";
+    }
+    let answer: OfferAnswer;
+    try {
+      answer = (await this.handle({ type: "offer", url: seen.url, header: offer, confirmed })) as OfferAnswer;
+    } catch (e) {
+      const error = asError(e);
+      if (error.code === "locked") {
+        await this.queueApproval(seen, offer, null);
+        return "ask";
+      }
+      await this.notify({ url: seen.url, ...error }, seen.tabId);
+      return "refused";
+    }
+    if (answer.action === "ask") {
+      await this.queueApproval(seen, offer, answer.ask);
+      return "ask";
+    }
+    await this.addRule(seen.url, seen.tabId, seen.type as ResourceType, answer.header, live !== undefined);
+    if (seen.type === "main_frame") {
+      // Re-request the page; the rule adds the payment. (tabs.reload would reload the page
+      // before the 402, when the 402 came from a navigation.)
+      await chrome.tabs.update(seen.tabId, { url: seen.url });
+    }
+    return "paid";
+  }
+
+  private async queueApproval(seen: Seen, offer: string, ask: Ask | null): Promise<void> {
+    await serially(async () => {
+      const list = await sessionList<Approval>(APPROVALS);
+      const kept = list.filter((a) => !(a.url === seen.url && a.tabId === seen.tabId));
+      const id = Math.max(0, ...list.map((a) => a.id)) + 1;
+      kept.push({ id, url: seen.url, tabId: seen.tabId, type: seen.type, offer, ask, at: Date.now() });
+      await setSessionList(APPROVALS, kept);
+    });
+    await this.badge(seen.tabId, "$", "#9a6700");
+  }
+
+  async approvals(): Promise<Approval[]> {
+    return sessionList<Approval>(APPROVALS);
+  }
+
+  async notices(): Promise<Notice[]> {
+    return sessionList<Notice>(NOTICES);
+  }
+
+  /**
+   * The user's answer to a waiting approval: approve (with the budget's terms), deny (this
+   * time), or never (revoke the site).
+   */
+  async decide(id: number, decision: "approve" | "deny" | "never", terms?: TermsView): Promise<string> {
+    const approval = await serially(async () => {
+      const list = await sessionList<Approval>(APPROVALS);
+      await setSessionList(
+        APPROVALS,
+        list.filter((a) => a.id !== id),
+      );
+      return list.find((a) => a.id === id);
+    });
+    if (!approval) throw { code: "no_approval", message: "that request is no longer waiting" };
+    await chrome.action.setBadgeText({ tabId: approval.tabId, text: "" }).catch(() => undefined);
+    const origin = new URL(approval.url).origin;
+    if (decision === "deny") return "denied";
+    if (decision === "never") {
+      const suggested = approval.ask?.suggested;
+      if (!terms && !suggested) throw { code: "bad_request", message: "no terms to revoke with" };
+      await this.handle({ type: "approve", origin, terms: (terms ?? suggested)! });
+      await this.handle({ type: "revoke", origin });
+      return "revoked";
+    }
+    if (terms) await this.handle({ type: "approve", origin, terms });
+    // Asked while the wallet was locked: the user has not seen the price yet, so the offer is
+    // answered afresh (paid only within the budget's auto-approve, else asked again).
+    return this.onOffer(approval, approval.offer, approval.ask !== null);
+  }
+
+  /**
+   * The page API: a page's script asks to pay the 402 it got for `url`, from its own tab.
+   *
+   * A site's payments are made one after another, each after the previous one's receipt (or
+   * a timeout): every payment signs a larger total than the one before, and a payee refuses a
+   * total below one it already holds, so a later payment must not overtake an earlier one.
+   */
+  async payForPage(url: string, offer: string, tabId: number, pageOrigin: string): Promise<string> {
+    const origin = new URL(url).origin;
+    if (origin !== pageOrigin) {
+      throw { code: "other_origin", message: "a page may only pay for its own site's resources" };
+    }
+    const previous = this.siteTurns.get(origin) ?? Promise.resolve();
+    let done!: () => void;
+    const turn = new Promise<void>((resolve) => (done = resolve));
+    this.siteTurns.set(origin, previous.then(() => turn));
+    await previous;
+    let result: string;
+    try {
+      result = await this.onOffer({ url, tabId, type: "xmlhttprequest" }, offer, false);
+    } catch (e) {
+      done();
+      throw e;
+    }
+    if (result !== "paid") {
+      done();
+      return result;
+    }
+    const key = `${tabId} ${url}`;
+    const timer = setTimeout(() => {
+      this.receiptWaiters.delete(key);
+      done();
+    }, RECEIPT_WAIT_MS);
+    this.receiptWaiters.set(key, () => {
+      clearTimeout(timer);
+      done();
+    });
+    return result;
+  }
+}
+
+/** Whether a PAYMENT-RESPONSE refused the payment for lack of credit. */
+function lackedCredit(receipt: string): boolean {
+  try {
+    const b64 = receipt.replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(b64)).errorReason === "insufficient_credit";
+  } catch {
+    return false;
+  }
+}
+
+function asError(e: unknown): { code: string; message: string } {
+  if (e && typeof e === "object" && "code" in e && "message" in e) {
+    return { code: String(e.code), message: String(e.message) };
+  }
+  return { code: "internal", message: e instanceof Error ? e.message : String(e) };
+}

@@ -1,0 +1,385 @@
+// The extension pays: a priced site behind the payee proxy, on the local chain, in Chromium.
+// Nothing is paid before the user approves a budget; then pages are paid once each, reloads are
+// free, the budget stops exactly at its limit, concurrent page-API payments never overspend,
+// hostile offers are refused, a worker stopped between signing and receipt loses nothing, and
+// closing and refunding put the money where the receipts say, to the sat.
+// Writes the paid-versus-unpaid page load times to artifacts/pay-timings.json.
+
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, test as nodeTest } from "node:test";
+import {
+  PASSWORD,
+  T,
+  assertNoPageErrors,
+  launchBrowser,
+  onboardingTab,
+  openPage,
+  report,
+  send,
+  shot,
+  sleep,
+  startChain,
+  startPayee,
+  startSite,
+  stats,
+  steps,
+  stopWorker,
+  waitReady,
+  waitScreen,
+  workDir,
+  writeArtifact,
+} from "./harness.mjs";
+
+const PHRASE = `${"abandon ".repeat(11)}about`;
+const FUNDED = 200_000;
+const PRICE = 10;
+const API_PRICE = 2;
+const LIMIT = 50 * PRICE;
+const POLICY = {
+  versions: [2, 1],
+  min_channel_value: 1_000,
+  max_channel_value: 100_000,
+  min_payment: PRICE,
+  min_expiry_blocks: 144,
+  max_expiry_blocks: 144,
+  close_margin_blocks: 6,
+};
+
+const test = steps(nodeTest);
+
+/** The extension's answer to `message`, unwrapped; fails the test on an error reply. */
+async function ask(page, message) {
+  const reply = await send(page, message);
+  assert.ok(reply?.ok, `${message.type}: ${JSON.stringify(reply)}`);
+  return reply.payload;
+}
+
+/**
+ * Polls `check` until it returns truthy; returns that. `check` may return `[ok, seen]` to have
+ * what it saw reported if it never gets there.
+ */
+async function eventually(what, check, timeoutMs = T.ui) {
+  const deadline = performance.now() + timeoutMs;
+  let last;
+  while (performance.now() < deadline) {
+    try {
+      const v = await check();
+      if (Array.isArray(v) && v.length === 2 && typeof v[0] === "boolean") {
+        if (v[0]) return v[1];
+        last = v[1];
+      } else if (v) {
+        return v;
+      }
+    } catch (e) {
+      last = e.message;
+    }
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(last)}`);
+}
+
+/** Opens `url` in `page` and waits for `text`: the page as the user finally sees it. */
+async function visit(page, url, text) {
+  const t0 = performance.now();
+  await page.goto(url, { waitUntil: "commit" });
+  await page.getByText(text, { exact: true }).waitFor({ timeout: T.ui });
+  return performance.now() - t0;
+}
+
+async function esplora(chain, route) {
+  const res = await fetch(`${chain.url}${route}`, { signal: AbortSignal.timeout(10_000) });
+  assert.equal(res.status, 200, `GET ${route}`);
+  return res.json();
+}
+
+/** The payee's one channel, and the extension's channel with the same contract. */
+async function bothSides(ext, payee) {
+  const status = await payee.status();
+  assert.equal(status.channels.length, 1, "the payee has one channel");
+  const theirs = status.channels[0];
+  const { channels, sites } = await ask(ext, { type: "sites" });
+  const ours = channels.find((c) => c.contractTxid === theirs.channel);
+  assert.ok(ours, "the extension has the payee's channel");
+  return { theirs, ours, sites };
+}
+
+describe("paying sites", { timeout: 900_000 }, () => {
+  let chain;
+  let site;
+  let payee;
+  let browser;
+  let ext; // an extension page, to talk to the worker
+  let tab; // the tab browsing the site
+  let work;
+  const timings = { unpaid: [], repeatPaid: [] };
+
+  before(async () => {
+    work = await workDir("pay-servers");
+    chain = await startChain();
+    site = await startSite([
+      [/^\/$/, () => ["text/html", "<h1>Home</h1><p>Free.</p>"]],
+      [/^\/free\/(\d+)$/, (m) => ["text/html", `<h1>Free ${m[1]}</h1><p>${"words ".repeat(200)}</p>`]],
+      [/^\/articles\/(\d+)$/, (m) => ["text/html", `<h1>Article ${m[1]}</h1><p>${"words ".repeat(200)}</p>`]],
+      [/^\/api\/quote\/(\d+)$/, (m) => ["application/json", JSON.stringify({ quote: Number(m[1]) })]],
+      [/^\/expensive$/, () => ["text/html", "<h1>Expensive</h1>"]],
+    ]);
+    const dir = path.join(work.dir, "payee");
+    await mkdir(dir, { recursive: true });
+    payee = await startPayee({
+      esplora: chain.url,
+      upstream: site.url,
+      dir,
+      policy: POLICY,
+      prices: [
+        { path: "/articles", sat: PRICE },
+        { path: "/api", sat: API_PRICE },
+        { path: "/expensive", sat: 5_000 },
+      ],
+    });
+    browser = await launchBrowser("pay");
+    const onboarding = await onboardingTab(browser);
+    await waitReady(onboarding);
+    await ask(onboarding, {
+      type: "saveSettings",
+      network: "regtest",
+      esploraUrl: chain.url,
+      autoLockMinutes: 60,
+    });
+    await ask(onboarding, { type: "restore", phrase: PHRASE, password: PASSWORD });
+    const { address } = await ask(onboarding, { type: "receiveAddress" });
+    await chain.faucet(address, FUNDED);
+    await eventually("the funds", async () => (await ask(onboarding, { type: "sync" })).balance.confirmed === FUNDED, T.sync);
+    await onboarding.close();
+    ext = await openPage(browser, "popup.html");
+    tab = await browser.context.newPage();
+  });
+
+  after(async () => {
+    if (process.env.TRICKLE_TEST_VERBOSE) console.log(browser?.workerLog.join("\n"));
+    if (timings.repeatPaid.length) await writeArtifact("pay-timings.json", timings).catch(() => {});
+    await browser?.close();
+    await payee?.stop();
+    await chain?.stop();
+    await site?.stop();
+    await work?.dispose();
+  });
+
+  test("a priced page is not paid before the user approves a budget", async () => {
+    const res = await tab.goto(`${payee.url}/articles/1`);
+    assert.equal(res.status(), 402);
+    const approvals = await eventually("the approval request", async () => {
+      const list = await ask(ext, { type: "approvals" });
+      return list.length === 1 && list;
+    });
+    assert.equal(approvals[0].url, `${payee.url}/articles/1`);
+    assert.equal(approvals[0].ask.reason.kind, "noBudget");
+    assert.equal(approvals[0].ask.price, PRICE);
+    assert.equal(approvals[0].ask.hasChannel, false);
+    assert.ok(approvals[0].ask.openFee > 0, "the prompt shows the fee to open a channel");
+    await sleep(500);
+    assert.equal((await payee.status()).channels.length, 0, "no channel was opened");
+    assert.equal(await tab.getByText("Article 1", { exact: true }).count(), 0);
+  });
+
+  test("approving a budget in the popup pays, and both sides agree", async () => {
+    await ext.reload();
+    await waitScreen(ext, "approve");
+    assert.equal(await ext.getByTestId("approve-origin").innerText(), payee.url);
+    assert.equal(await ext.getByTestId("approve-price").getAttribute("data-sat"), String(PRICE));
+    await ext.getByTestId("approve-limit").fill(String(LIMIT));
+    await ext.getByTestId("approve-period").selectOption("day");
+    await ext.getByTestId("approve-max-price").fill(String(PRICE));
+    await ext.getByTestId("approve-auto").fill(String(PRICE));
+    await shot(ext, "pay-10-approve");
+    const t0 = performance.now();
+    await ext.getByTestId("approve-submit").click();
+    await tab.getByText("Article 1", { exact: true }).waitFor({ timeout: T.sync });
+    timings.openingVisitMs = performance.now() - t0;
+
+    const { theirs, ours, sites } = await eventually("the receipt to be applied", async () => {
+      const sides = await bothSides(ext, payee);
+      return sides.sites[0]?.spentSat === PRICE && sides;
+    });
+    assert.equal(theirs.state, "ready");
+    assert.equal(theirs.paid, PRICE, "the first payment paid the first page");
+    assert.equal(theirs.consumed, PRICE);
+    assert.equal(ours.paidSat, theirs.paid);
+    assert.equal(ours.creditSat, theirs.credit);
+    assert.equal(ours.valueSat, theirs.channelValue);
+    assert.equal(ours.state, "Ready");
+    assert.deepEqual(
+      { origin: sites[0].origin, spent: sites[0].spentSat, reserved: sites[0].reservedSat, limit: sites[0].terms.limitSat },
+      { origin: payee.url, spent: PRICE, reserved: 0, limit: LIMIT },
+    );
+  });
+
+  test("50 paid pages: each paid once; a reload is free; the budget stops exactly at its limit", async (t) => {
+    for (let n = 1; n <= 20; n++) timings.unpaid.push(await visit(tab, `${site.url}/free/${n}`, `Free ${n}`));
+    timings.firstPaidOnChannelMs = await visit(tab, `${payee.url}/articles/2`, "Article 2");
+    for (let n = 3; n <= 50; n++) {
+      timings.repeatPaid.push(await visit(tab, `${payee.url}/articles/${n}`, `Article ${n}`));
+    }
+    const { theirs, ours, sites } = await eventually("the last receipt", async () => {
+      const sides = await bothSides(ext, payee);
+      return sides.sites[0].reservedSat === 0 && sides.theirs.consumed === LIMIT && sides;
+    });
+    assert.equal(theirs.paid, LIMIT, "the payee holds exactly the budget");
+    assert.equal(ours.paidSat, LIMIT);
+    assert.equal(sites[0].spentSat, LIMIT, "the budget is spent to the sat");
+    assert.equal(sites[0].remainingSat, 0);
+    const { history } = await ask(ext, { type: "sites" });
+    assert.equal(history.filter((p) => p.consumedSat === PRICE).length, 50, "50 receipts of one price each");
+
+    // A reload of a paid page sends the same payment: served, not charged again.
+    await visit(tab, `${payee.url}/articles/50`, "Article 50");
+    await sleep(300);
+    assert.equal((await payee.status()).channels[0].consumed, LIMIT, "the reload was not charged");
+
+    // The next page does not fit: the extension asks instead of paying.
+    const res = await tab.goto(`${payee.url}/articles/51`);
+    assert.equal(res.status(), 402);
+    const approvals = await eventually("a new approval request", async () => {
+      const list = await ask(ext, { type: "approvals" });
+      return list.length === 1 && list;
+    });
+    assert.deepEqual(approvals[0].ask.reason, { kind: "budgetExhausted", remaining: 0, needed: PRICE });
+    assert.equal((await payee.status()).channels[0].paid, LIMIT, "nothing beyond the budget was signed");
+
+    const u = stats(timings.unpaid);
+    const p = stats(timings.repeatPaid);
+    report(
+      t,
+      `page loads: unpaid median ${u.median.toFixed(1)} ms, repeat paid median ${p.median.toFixed(1)} ms ` +
+        `(ratio ${(p.median / u.median).toFixed(2)}), first paid on an open channel ` +
+        `${timings.firstPaidOnChannelMs.toFixed(1)} ms, first visit opening a channel ${timings.openingVisitMs.toFixed(1)} ms`,
+    );
+    timings.summary = {
+      unpaidMedianMs: u.median,
+      repeatPaidMedianMs: p.median,
+      ratio: p.median / u.median,
+      firstPaidOnChannelMs: timings.firstPaidOnChannelMs,
+      openingVisitMs: timings.openingVisitMs,
+    };
+  });
+
+  test("raising the budget pays; a worker stopped between signing and receipt loses nothing", async () => {
+    const [waiting] = await ask(ext, { type: "approvals" });
+    const decided = await ask(ext, {
+      type: "decide",
+      id: waiting.id,
+      decision: "approve",
+      terms: { limitSat: LIMIT + PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    assert.equal(decided, "paid");
+    // Signed, stored, and the rule is in place; the receipt has not been applied yet.
+    await stopWorker(browser, ext);
+    await tab.getByText("Article 51", { exact: true }).waitFor({ timeout: T.ui });
+    const { theirs, ours, sites } = await eventually("the receipt after the worker's restart", async () => {
+      const sides = await bothSides(ext, payee);
+      return [sides.sites[0].spentSat === LIMIT + PRICE, sides];
+    });
+    assert.equal(theirs.paid, LIMIT + PRICE);
+    assert.equal(theirs.consumed, LIMIT + PRICE);
+    assert.equal(ours.paidSat, theirs.paid, "no double payment");
+    assert.equal(sites[0].reservedSat, 0);
+  });
+
+  test("10 concurrent page-API payments never overspend the budget", async () => {
+    const before = (await payee.status()).channels[0];
+    const spentBefore = (await ask(ext, { type: "sites" })).sites[0].spentSat;
+    // Room for exactly 5 of the 10 calls.
+    const limit = spentBefore + 5 * API_PRICE;
+    await ask(ext, {
+      type: "approve",
+      origin: payee.url,
+      terms: { limitSat: limit, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    await visit(tab, `${payee.url}/`, "Home");
+    const results = await tab.evaluate(() =>
+      Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          window.trickle.fetch(`/api/quote/${i}`).then(
+            async (r) => ({ status: r.status, body: await r.text() }),
+            (e) => ({ error: e.code }),
+          ),
+        ),
+      ),
+    );
+    const paid = results.filter((r) => r.status === 200);
+    assert.equal(paid.length, 5, `5 calls paid: ${JSON.stringify(results)}`);
+    for (const r of paid) assert.match(r.body, /^\{"quote":\d\}$/);
+    assert.equal(results.filter((r) => r.error === "ask").length, 5, "the other 5 wait for the user");
+    const after = await eventually("the receipts", async () => {
+      const s = await bothSides(ext, payee);
+      return s.sites[0].reservedSat === 0 && s;
+    });
+    assert.equal(after.sites[0].spentSat, limit, "spent exactly the limit");
+    assert.equal(after.theirs.paid - before.paid, 5 * API_PRICE, "the payee holds 5 payments more");
+    assert.equal(after.ours.paidSat, after.theirs.paid);
+    for (const a of await ask(ext, { type: "approvals" })) {
+      await ask(ext, { type: "decide", id: a.id, decision: "deny" });
+    }
+  });
+
+  test("hostile: a price above the budget's max, a page paying for another site", async () => {
+    const paidBefore = (await payee.status()).channels[0].paid;
+    const res = await tab.goto(`${payee.url}/expensive`);
+    assert.equal(res.status(), 402);
+    const notices = await eventually("a notice", async () => {
+      const list = await ask(ext, { type: "notices" });
+      return list.find((n) => n.code === "over_max_price") && list;
+    });
+    assert.match(notices[0].message, /above the max price/);
+    assert.equal((await ask(ext, { type: "approvals" })).length, 0, "nothing to approve");
+
+    // The page API only pays for the page's own site.
+    await visit(tab, `${site.url}/`, "Home");
+    const reply = await tab.evaluate(
+      ({ url }) =>
+        new Promise((resolve) => {
+          const id = "probe";
+          window.addEventListener("message", (e) => {
+            if (e.data?.channel === "trickle-page-api" && e.data.id === id && e.data.reply) resolve(e.data.reply);
+          });
+          window.postMessage({ channel: "trickle-page-api", id, url, header: "e30" }, location.origin);
+        }),
+      { url: `${payee.url}/articles/60` },
+    );
+    assert.equal(reply.ok, false);
+    assert.equal(reply.error.code, "other_origin");
+    await sleep(300);
+    assert.equal((await payee.status()).channels[0].paid, paidBefore, "nothing was paid");
+  });
+
+  test("closing from the popup: the settlement pays each side what the receipts say", async (t) => {
+    const { ours } = await bothSides(ext, payee);
+    const { txid } = await ask(ext, { type: "closeChannel", site: "127.0.0.1" });
+    await chain.mine(1);
+    const tx = await eventually("the settlement on the chain", async () => {
+      const t = await esplora(chain, `/tx/${txid}`);
+      return t.status.confirmed && t;
+    });
+    const outputs = tx.vout.map((o) => o.value);
+    assert.ok(outputs.includes(ours.valueSat - ours.paidSat), `the client gets value − paid: ${outputs}`);
+    const theirs = outputs.filter((v) => v !== ours.valueSat - ours.paidSat);
+    assert.equal(theirs.length, 1);
+    assert.equal(theirs[0] + tx.fee, ours.paidSat, "the payee gets what it was paid, less the fee it pays");
+
+    const contract = await esplora(chain, `/tx/${ours.contractTxid}`);
+    const expected = FUNDED - contract.fee - ours.paidSat;
+    const overview = await eventually("the settled balance", async () => {
+      const o = await ask(ext, { type: "sync" });
+      return o.balance.confirmed === expected && o;
+    }, T.sync);
+    assert.equal(overview.balance.pending, 0);
+    report(t, `balance ${overview.balance.confirmed} = ${FUNDED} − ${contract.fee} fee − ${ours.paidSat} paid`);
+    await ext.reload();
+    await waitScreen(ext, "home");
+    await ext.getByTestId("nav-sites").click();
+    await waitScreen(ext, "sites");
+    await shot(ext, "pay-20-sites");
+    assertNoPageErrors(browser);
+  });
+});
