@@ -20,9 +20,9 @@ checks:
 	cargo test -p trickle-channel
 	cargo test --workspace --exclude trickle-channel
 	cargo clippy -p trickle-wasm --target wasm32-unknown-unknown -- -D warnings
-	# The extension in Chromium against the local chain (tests/browser/).
+	# The extension in Chromium against the local chain and the payee proxy (tests/browser/).
 	bash scripts/build-extension.sh
-	cargo build -p trickle-regtest
+	cargo build -p trickle-regtest -p trickle-payee
 	npm run test:browser
 	$(MAKE) --no-print-directory fuzz-smoke
 

@@ -355,7 +355,16 @@ describe("paying sites", { timeout: 900_000 }, () => {
 
   test("closing from the popup: the settlement pays each side what the receipts say", async (t) => {
     const { ours } = await bothSides(ext, payee);
-    const { txid } = await ask(ext, { type: "closeChannel", site: "127.0.0.1" });
+    await ext.reload();
+    await waitScreen(ext, "home");
+    await ext.getByTestId("nav-sites").click();
+    await waitScreen(ext, "sites");
+    const row = ext.locator(`[data-testid="channel-row"][data-site="${payee.url}"]`);
+    await row.getByTestId("channel-close").click();
+    await row.getByTestId("channel-close-confirm").click();
+    const closed = ext.getByTestId("channel-closed-txid");
+    await closed.waitFor({ timeout: T.ui });
+    const txid = await closed.getAttribute("data-txid");
     await chain.mine(1);
     const tx = await eventually("the settlement on the chain", async () => {
       const t = await esplora(chain, `/tx/${txid}`);
@@ -375,11 +384,64 @@ describe("paying sites", { timeout: 900_000 }, () => {
     }, T.sync);
     assert.equal(overview.balance.pending, 0);
     report(t, `balance ${overview.balance.confirmed} = ${FUNDED} − ${contract.fee} fee − ${ours.paidSat} paid`);
-    await ext.reload();
-    await waitScreen(ext, "home");
-    await ext.getByTestId("nav-sites").click();
-    await waitScreen(ext, "sites");
     await shot(ext, "pay-20-sites");
     assertNoPageErrors(browser);
+  });
+
+  test("a payee that vanishes: after expiry the refund takes the channel's funds back", async (t) => {
+    const dir = path.join(work.dir, "payee2");
+    await mkdir(dir, { recursive: true });
+    const short = await startPayee({
+      esplora: chain.url,
+      upstream: site.url,
+      dir,
+      policy: { ...POLICY, min_expiry_blocks: 20, max_expiry_blocks: 20, close_margin_blocks: 3 },
+      prices: [{ path: "/articles", sat: PRICE }],
+    });
+    try {
+      const before = (await ask(ext, { type: "sync" })).balance.confirmed;
+      await ask(ext, {
+        type: "approve",
+        origin: short.url,
+        terms: { limitSat: 100, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+      });
+      await visit(tab, `${short.url}/articles/7`, "Article 7");
+      const channel = (await ask(ext, { type: "sites" })).channels.find((c) => c.site === short.url);
+      assert.equal(channel?.state, "Ready");
+      await short.stop();
+
+      // The contract confirms, then the chain passes the channel's expiry.
+      const height = await chain.mine(1);
+      await chain.mine(Math.max(1, channel.expiry - height + 1));
+      // The worker's alarm does this every minute; asking now does not wait for it.
+      await ask(ext, { type: "refundExpired" });
+      const refunded = await eventually("the refund", async () => {
+        const c = (await ask(ext, { type: "sites" })).channels.find((x) => x.site === short.url);
+        return [c.state === "Refunded", c];
+      });
+      const contract = await esplora(chain, `/tx/${channel.contractTxid}`);
+      const vout = contract.vout.findIndex((o) => o.value === channel.valueSat);
+      const spend = await esplora(chain, `/tx/${channel.contractTxid}/outspend/${vout}`);
+      assert.ok(spend.spent, "the contract output is spent");
+      await chain.mine(1);
+      const refund = await eventually("the refund on the chain", async () => {
+        const tx = await esplora(chain, `/tx/${spend.txid}`);
+        return tx.status.confirmed && tx;
+      });
+      assert.equal(refund.vout.length, 1);
+      assert.equal(refund.vout[0].value, channel.valueSat - refund.fee, "the whole channel comes back, less the fee");
+      const expected = before - contract.fee - refund.fee;
+      await eventually(
+        "the refunded balance",
+        async () => {
+          const o = await ask(ext, { type: "sync" });
+          return [o.balance.confirmed === expected && o.balance.pending === 0, o.balance];
+        },
+        T.sync,
+      );
+      report(t, `refund ${refunded.contractTxid}: balance ${expected} = ${before} − ${contract.fee} − ${refund.fee} fees`);
+    } finally {
+      await short.stop();
+    }
   });
 });

@@ -15,6 +15,8 @@
 //!    concurrent requests signs more than the budget's limit.
 //! 4. Payments from credit the payee already holds sign nothing and reserve nothing.
 //!
+//! A site is an origin (scheme, host and port): its budget and its channels are keyed by it.
+//!
 //! [`Wallet::take_receipt`] applies the `PAYMENT-RESPONSE` of a paid request and commits the
 //! reservations it acknowledges. Outstanding payments are stored under `payment/`, so a worker
 //! that stops between signing and the receipt resumes them.
@@ -307,11 +309,7 @@ impl<S: Store> Wallet<S> {
             PaymentRequired::from_header(header).map_err(|e| PayError::BadHeader(e.to_string()))?;
         let origin = crate::budget::site_origin(url).map_err(|_| OfferError::BadUrl(url.into()))?;
         let budget = budgets.load(&origin).await?;
-        let host = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .ok_or_else(|| OfferError::BadUrl(url.into()))?;
-        let pinned = self.pinned_payee(&host).await?;
+        let pinned = self.pinned_payee(&origin).await?;
         let offer = check_offer(
             &required,
             &OfferContext {
@@ -322,7 +320,7 @@ impl<S: Store> Wallet<S> {
                 policy: ctx.policy,
             },
         )?;
-        let channel = self.open_channel_with(offer.host()).await?;
+        let channel = self.open_channel_with(offer.origin()).await?;
         let ask = |wallet: &mut Self, reason| -> Answer {
             let terms = budget.as_ref().map(|b| *b.terms());
             wallet.ask(&offer, url, reason, terms, channel.is_some(), ctx)
@@ -357,7 +355,7 @@ impl<S: Store> Wallet<S> {
         }
 
         let increment = self
-            .increment_for(offer.host(), offer.payee(), offer.price())
+            .increment_for(offer.origin(), offer.payee(), offer.price())
             .await?;
         let reservation = if increment > Amount::ZERO {
             match budgets.reserve(&origin, increment, ctx.now).await {
@@ -373,7 +371,7 @@ impl<S: Store> Wallet<S> {
         };
         let paid = self
             .pay(
-                offer.host(),
+                offer.origin(),
                 offer.requirements(),
                 offer.resource(),
                 Some(offer.nonce().to_owned()),
@@ -392,13 +390,13 @@ impl<S: Store> Wallet<S> {
         };
         if let Some(id) = reservation {
             let paid_after = self
-                .channel(offer.host(), offer.payee())
+                .channel(offer.origin(), offer.payee())
                 .await?
                 .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
                 .unwrap_or(Amount::MAX_MONEY);
             let outstanding = Outstanding {
                 origin: origin.clone(),
-                site: offer.host().to_owned(),
+                site: offer.origin().to_owned(),
                 payee: *offer.payee(),
                 reservation: id,
                 paid_after,
@@ -433,7 +431,7 @@ impl<S: Store> Wallet<S> {
             .open_channel(
                 ctx.transport,
                 ctx.chain,
-                offer.host(),
+                offer.origin(),
                 offer.requirements(),
                 value,
                 &ctx.policy.limits,
@@ -465,7 +463,7 @@ impl<S: Store> Wallet<S> {
                 // The opening failed: the first payment was either never signed or is in a
                 // channel the payee never acknowledged. Keep the reservation in the latter case.
                 let signed = self
-                    .channel(offer.host(), offer.payee())
+                    .channel(offer.origin(), offer.payee())
                     .await?
                     .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
                     .is_some_and(|p| p > Amount::ZERO);
@@ -563,11 +561,7 @@ impl<S: Store> Wallet<S> {
         else {
             return Ok(None);
         };
-        if url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            != Some(record.site.clone())
-        {
+        if record.site != origin {
             return Err(ChannelClientError::BadReceipt("it is for another site's channel").into());
         }
         self.apply_receipt(&record.site, &record.payee_key, &response, tip)

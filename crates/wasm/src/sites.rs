@@ -3,7 +3,7 @@
 
 use bitcoin::{Amount, FeeRate};
 use serde::{Deserialize, Serialize};
-use trickle_channel::ChainTip;
+use trickle_channel::{ChainTip, PayerState};
 use trickle_wallet::budget::{Budget, BudgetError, BudgetState, Budgets, Period, Terms};
 use trickle_wallet::offer::OfferPolicy;
 use trickle_wallet::site::{Answer, Ask, PayContext, PayError};
@@ -116,7 +116,10 @@ impl From<&ChannelRecord> for ChannelView {
             site: r.site.clone(),
             state: state.name(),
             value_sat: state.contract().map_or(0, |c| c.value.to_sat()),
-            paid_sat: state.committed_channel().map_or(0, |c| c.paid().to_sat()),
+            paid_sat: match state {
+                PayerState::Closed { channel, .. } => channel.paid().to_sat(),
+                _ => state.committed_channel().map_or(0, |c| c.paid().to_sat()),
+            },
             credit_sat: r.credit.to_sat(),
             expiry: state.contract().map_or(0, |c| c.expiry.to_consensus_u32()),
             contract_txid: state.contract_txid().map(|t| t.to_string()),
