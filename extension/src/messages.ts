@@ -142,6 +142,8 @@ export interface Payment {
   paidSat: number;
   creditSat: number;
   committedSat: number;
+  /** For a pre-armed payment: the header that reloads the URL without paying again. */
+  reloadHeader?: string;
 }
 
 export interface SiteView {
@@ -159,7 +161,10 @@ export interface ChannelView {
   site: string;
   state: string;
   valueSat: number;
+  /** Signed to the payee in total (the last part may not have reached it yet). */
   paidSat: number;
+  /** What the payee holds, per its last receipt. */
+  acknowledgedSat: number;
   creditSat: number;
   /** Block height the channel expires at. */
   expiry: number;
@@ -209,6 +214,8 @@ export interface Requests {
   sites: { req: {}; res: Sites };
   closeChannel: { req: { site: string }; res: { txid: string } };
   refundExpired: { req: {}; res: string[] };
+  /** The pre-armed payment for the site's next page, if its budget allows (worker's own use). */
+  preArm: { req: { origin: string }; res: { header: string | null } };
   /** Asks payees what they hold of payments whose receipt never came; commits that. */
   reconcile: { req: {}; res: { committedSat: number } };
   /** Payments waiting for the user (answered by the worker itself). */

@@ -19,6 +19,9 @@ type Handle = (request: Request) => Promise<unknown>;
 /** How long a paid URL's rule (and so a free reload) lasts: the payee's default offer life. */
 const RULE_LIFE_MS = 5 * 60_000;
 const PAY_PRIORITY = 2;
+/** Pre-armed rules (a site's next page) yield to a paid URL's own rule. */
+const ARM_PRIORITY = 1;
+const ARMED = "armedSites";
 const APPROVALS = "approvals";
 const NOTICES = "notices";
 const RULES = "payRules";
@@ -64,6 +67,11 @@ function serially<T>(f: () => Promise<T>): Promise<T> {
 
 function escapeRegex(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+/** A condition matching the URLs that start with `prefix`. */
+function prefixUrl(prefix: string): Pick<chrome.declarativeNetRequest.RuleCondition, "urlFilter" | "regexFilter"> {
+  return /[*^|]/.test(prefix) ? { regexFilter: `^${escapeRegex(prefix)}` } : { urlFilter: `|${prefix}` };
 }
 
 /** A condition matching exactly `url` (no prefix, no longer URL). */
@@ -154,6 +162,48 @@ export class Payer {
     await chrome.action.setBadgeText({ tabId, text }).catch(() => undefined);
   }
 
+  /**
+   * Keeps the pre-armed payment of `origin` on its pages: the next page goes out with it and
+   * needs no 402 round trip. The wallet reserves its increment in the budget; without an open
+   * channel, or when the budget would not pay without asking, the rule is removed.
+   */
+  async arm(origin: string): Promise<void> {
+    const { header: signature } = (await this.handle({ type: "preArm", origin })) as { header: string | null };
+    await serially(async () => {
+      const armed = ((await chrome.storage.session.get(ARMED))[ARMED] ?? {}) as Record<string, number>;
+      const installed = await chrome.declarativeNetRequest.getSessionRules();
+      const old = armed[origin];
+      const removeRuleIds = old === undefined ? [] : [old];
+      const addRules: chrome.declarativeNetRequest.Rule[] = [];
+      if (signature) {
+        const id = Math.max(0, ...installed.map((r) => r.id)) + 1;
+        addRules.push({
+          id,
+          priority: ARM_PRIORITY,
+          action: {
+            type: chrome.declarativeNetRequest.RuleActionType.MODIFY_HEADERS,
+            requestHeaders: [
+              {
+                header: "payment-signature",
+                operation: chrome.declarativeNetRequest.HeaderOperation.SET,
+                value: signature,
+              },
+            ],
+          },
+          condition: {
+            ...prefixUrl(`${origin}/`),
+            resourceTypes: [chrome.declarativeNetRequest.ResourceType.MAIN_FRAME],
+          },
+        });
+        armed[origin] = id;
+      } else {
+        delete armed[origin];
+      }
+      await chrome.declarativeNetRequest.updateSessionRules({ removeRuleIds, addRules });
+      await chrome.storage.session.set({ [ARMED]: armed });
+    });
+  }
+
   /** A response seen by webRequest: a receipt to apply, a 402 to answer. */
   async onResponse(details: chrome.webRequest.OnHeadersReceivedDetails): Promise<void> {
     if (details.tabId < 0) return; // the worker's own requests (chain, channel endpoint)
@@ -172,8 +222,13 @@ export class Payer {
     try {
       const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as Payment | null;
       if (payment && details.type === "main_frame") {
+        if (payment.reloadHeader) {
+          // Paid by the pre-armed payment: a reload of this URL sends the receipt's nonce.
+          await this.addRule(details.url, details.tabId, "main_frame" as ResourceType, payment.reloadHeader, false);
+        }
         await this.badge(details.tabId, payment.consumedSat > 0 ? String(payment.consumedSat) : "✓", "#1a7f37");
       }
+      if (payment) await this.arm(payment.origin);
     } catch (e) {
       await this.notify({ url: details.url, ...asError(e) }, details.tabId);
     } finally {

@@ -61,8 +61,16 @@ async function answer(request: Request): Promise<Reply<unknown>> {
       case "offer":
       case "receipt":
       case "reconcile":
+      case "preArm":
         // Only the worker itself hands these to the wallet.
         return { ok: false, error: { code: "bad_request", message: `${request.type} is internal` } };
+      case "approve":
+      case "revoke": {
+        const payload = await trickle.handle(request);
+        // The site's pre-armed payment follows its budget (removed when revoked or used up).
+        await payer.arm(new URL(request.origin).origin).catch((e) => console.warn("trickle: arming failed", e));
+        return { ok: true, payload };
+      }
       default:
         return { ok: true, payload: await trickle.handle(request) };
     }

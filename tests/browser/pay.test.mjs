@@ -88,6 +88,22 @@ async function visit(page, url, text) {
   return performance.now() - t0;
 }
 
+/** The pre-armed payment header the extension attaches to the site's next page, or null. */
+async function armedHeader(ext) {
+  const rules = await ext.evaluate(() => chrome.declarativeNetRequest.getSessionRules());
+  const armed = rules.filter((r) => r.priority === 1);
+  assert.ok(armed.length <= 1, "at most one pre-armed rule per site");
+  return armed[0]?.action.requestHeaders[0].value ?? null;
+}
+
+/** Waits until the extension has moved the site's pre-armed payment past `previous`. */
+async function rearmed(ext, previous) {
+  return eventually("the next pre-armed payment", async () => {
+    const now = await armedHeader(ext);
+    return [now !== previous, now];
+  });
+}
+
 async function esplora(chain, route) {
   const res = await fetch(`${chain.url}${route}`, { signal: AbortSignal.timeout(10_000) });
   assert.equal(res.status, 200, `GET ${route}`);
@@ -198,35 +214,43 @@ describe("paying sites", { timeout: 900_000 }, () => {
     await tab.getByText("Article 1", { exact: true }).waitFor({ timeout: T.sync });
     timings.openingVisitMs = performance.now() - t0;
 
-    const { theirs, ours, sites } = await eventually("the receipt to be applied", async () => {
+    // Then the next page's payment is pre-armed: signed, its increment reserved.
+    const { theirs, ours, sites } = await eventually("the receipt and the pre-armed payment", async () => {
       const sides = await bothSides(ext, payee);
-      return sides.sites[0]?.spentSat === PRICE && sides;
+      return [sides.sites[0]?.spentSat === PRICE && sides.sites[0].reservedSat === PRICE, sides];
     });
+    assert.ok(await armedHeader(ext), "a pre-armed rule is in place");
     assert.equal(theirs.state, "ready");
     assert.equal(theirs.paid, PRICE, "the first payment paid the first page");
     assert.equal(theirs.consumed, PRICE);
-    assert.equal(ours.paidSat, theirs.paid);
+    assert.equal(ours.acknowledgedSat, theirs.paid, "both sides agree on what the payee holds");
+    assert.equal(ours.paidSat, theirs.paid + PRICE, "plus the pre-armed increment, not yet sent");
     assert.equal(ours.creditSat, theirs.credit);
     assert.equal(ours.valueSat, theirs.channelValue);
     assert.equal(ours.state, "Ready");
     assert.deepEqual(
       { origin: sites[0].origin, spent: sites[0].spentSat, reserved: sites[0].reservedSat, limit: sites[0].terms.limitSat },
-      { origin: payee.url, spent: PRICE, reserved: 0, limit: LIMIT },
+      { origin: payee.url, spent: PRICE, reserved: PRICE, limit: LIMIT },
     );
   });
 
   test("50 paid pages: each paid once; a reload is free; the budget stops exactly at its limit", async (t) => {
-    for (let n = 1; n <= 20; n++) timings.unpaid.push(await visit(tab, `${site.url}/free/${n}`, `Free ${n}`));
+    // Unpaid: the same pages straight from the site, without the proxy or any payment.
+    for (let n = 1; n <= 20; n++) timings.unpaid.push(await visit(tab, `${site.url}/articles/${n}`, `Article ${n}`));
+    let armed = await armedHeader(ext);
     timings.firstPaidOnChannelMs = await visit(tab, `${payee.url}/articles/2`, "Article 2");
     for (let n = 3; n <= 50; n++) {
+      // The reader's pause between pages: the next payment is armed meanwhile.
+      armed = await rearmed(ext, armed);
       timings.repeatPaid.push(await visit(tab, `${payee.url}/articles/${n}`, `Article ${n}`));
     }
+    assert.equal(await rearmed(ext, armed), null, "nothing is pre-armed once the budget is used");
     const { theirs, ours, sites } = await eventually("the last receipt", async () => {
       const sides = await bothSides(ext, payee);
       return sides.sites[0].reservedSat === 0 && sides.theirs.consumed === LIMIT && sides;
     });
     assert.equal(theirs.paid, LIMIT, "the payee holds exactly the budget");
-    assert.equal(ours.paidSat, LIMIT);
+    assert.equal(ours.paidSat, LIMIT, "nothing more was signed");
     assert.equal(sites[0].spentSat, LIMIT, "the budget is spent to the sat");
     assert.equal(sites[0].remainingSat, 0);
     const { history } = await ask(ext, { type: "sites" });
@@ -282,7 +306,8 @@ describe("paying sites", { timeout: 900_000 }, () => {
     });
     assert.equal(theirs.paid, LIMIT + PRICE);
     assert.equal(theirs.consumed, LIMIT + PRICE);
-    assert.equal(ours.paidSat, theirs.paid, "no double payment");
+    assert.equal(ours.acknowledgedSat, theirs.paid, "no double payment");
+    assert.equal(ours.paidSat, theirs.paid, "nothing signed beyond the budget");
     assert.equal(sites[0].reservedSat, 0);
   });
 
@@ -317,7 +342,8 @@ describe("paying sites", { timeout: 900_000 }, () => {
     });
     assert.equal(after.sites[0].spentSat, limit, "spent exactly the limit");
     assert.equal(after.theirs.paid - before.paid, 5 * API_PRICE, "the payee holds 5 payments more");
-    assert.equal(after.ours.paidSat, after.theirs.paid);
+    assert.equal(after.ours.acknowledgedSat, after.theirs.paid);
+    assert.equal(after.ours.paidSat, after.theirs.paid, "nothing signed beyond the budget");
     for (const a of await ask(ext, { type: "approvals" })) {
       await ask(ext, { type: "decide", id: a.id, decision: "deny" });
     }
@@ -354,7 +380,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
   });
 
   test("closing from the popup: the settlement pays each side what the receipts say", async (t) => {
-    const { ours } = await bothSides(ext, payee);
+    const { ours, theirs: held } = await bothSides(ext, payee);
     await ext.reload();
     await waitScreen(ext, "home");
     await ext.getByTestId("nav-sites").click();
@@ -371,19 +397,21 @@ describe("paying sites", { timeout: 900_000 }, () => {
       return t.status.confirmed && t;
     });
     const outputs = tx.vout.map((o) => o.value);
-    assert.ok(outputs.includes(ours.valueSat - ours.paidSat), `the client gets value − paid: ${outputs}`);
-    const theirs = outputs.filter((v) => v !== ours.valueSat - ours.paidSat);
+    assert.equal(ours.acknowledgedSat, held.paid, "the receipts say what the payee holds");
+    assert.ok(outputs.includes(ours.valueSat - held.paid), `the client gets value − paid: ${outputs}`);
+    const theirs = outputs.filter((v) => v !== ours.valueSat - held.paid);
     assert.equal(theirs.length, 1);
-    assert.equal(theirs[0] + tx.fee, ours.paidSat, "the payee gets what it was paid, less the fee it pays");
+    assert.equal(theirs[0] + tx.fee, held.paid, "the payee gets what it was paid, less the fee it pays");
+    assert.equal((await ask(ext, { type: "sites" })).sites[0].reservedSat, 0, "no reservation left");
 
     const contract = await esplora(chain, `/tx/${ours.contractTxid}`);
-    const expected = FUNDED - contract.fee - ours.paidSat;
+    const expected = FUNDED - contract.fee - held.paid;
     const overview = await eventually("the settled balance", async () => {
       const o = await ask(ext, { type: "sync" });
       return o.balance.confirmed === expected && o;
     }, T.sync);
     assert.equal(overview.balance.pending, 0);
-    report(t, `balance ${overview.balance.confirmed} = ${FUNDED} − ${contract.fee} fee − ${ours.paidSat} paid`);
+    report(t, `balance ${overview.balance.confirmed} = ${FUNDED} − ${contract.fee} fee − ${held.paid} paid`);
     await shot(ext, "pay-20-sites");
     assertNoPageErrors(browser);
   });

@@ -182,6 +182,11 @@ pub struct Receipt {
     pub channel_value: Amount,
     /// The channel's expiry (`nLockTime` encoding: height below 500,000,000, else Unix time).
     pub expiry: u32,
+    /// For a request charged by a pre-armed payment: a nonce the server issued for the URL and
+    /// counted as charged, so that the client can reload the URL without being charged again
+    /// (a payment with this nonce and no update is a reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }
 
 /// The `PAYMENT-RESPONSE` header.

@@ -74,6 +74,7 @@ fn examples() -> (PaymentRequired, PaymentSignature, PaymentResponse) {
             credit: ch.paid() - Amount::from_sat(20),
             channel_value: ch.funding.contract.value,
             expiry: ch.funding.contract.expiry.to_consensus_u32(),
+            nonce: None,
         }),
     };
     (required, signature, response)

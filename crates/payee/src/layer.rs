@@ -396,8 +396,16 @@ impl Payee {
                 credit: ledger.credit(),
                 channel_value: c.funding.contract.value,
                 expiry: c.funding.contract.expiry.to_consensus_u32(),
+                nonce: None,
             }),
         }
+    }
+
+    /// A fresh nonce for `url` (see `docs/protocol.md`, section 1).
+    fn mint_nonce(&self, url: &str) -> Result<String, StoreError> {
+        let random = random::<NONCE_RANDOM_LEN>()
+            .map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
+        Ok(self.nonce_key().issue(random, url))
     }
 
     fn refuse(&self, reason: Refusal, why: &str, known: Option<(&PayeeState, Ledger)>) -> Failure {
@@ -522,7 +530,17 @@ impl Payee {
                 ));
             };
             signal();
-            let nonce = payment.nonce.as_deref().map(|n| (n, price));
+            // A pre-armed payment charged for this URL: issue a nonce for it and count it as
+            // charged, so the client can reload the URL with it (step 2) without paying again.
+            let minted = match (&payment.nonce, charged != ledger) {
+                (None, true) => Some(self.mint_nonce(url)?),
+                _ => None,
+            };
+            let nonce = payment
+                .nonce
+                .as_deref()
+                .or(minted.as_deref())
+                .map(|n| (n, price));
             if changed || nonce.is_some() || charged != ledger {
                 let update = ChannelUpdate {
                     state: &state,
@@ -537,7 +555,11 @@ impl Payee {
             }
             Metrics::bump(&self.metrics().paid_requests, 1);
             Metrics::bump(&self.metrics().sat_consumed, price.to_sat());
-            return Ok(self.response(&state, charged, price, None));
+            let mut response = self.response(&state, charged, price, None);
+            if let Some(receipt) = response.receipt.as_mut() {
+                receipt.nonce = minted;
+            }
+            return Ok(response);
         }
         Err(Failure::Store(StoreError::Conflict))
     }

@@ -130,6 +130,46 @@ async fn pre_armed_payments_leave_credit() {
     let b = fetch(&format!("{}/articles/2", server.url), Some(&header)).await;
     assert_eq!((b.status, b.consumed(), b.credit()), (200, 10, 1_080));
 
+    // The receipt of a pre-armed charge carries a nonce issued for the URL: with it (and no
+    // update) the URL reloads free; at another URL it is refused.
+    let issued = a
+        .receipt
+        .as_ref()
+        .unwrap()
+        .receipt
+        .as_ref()
+        .unwrap()
+        .nonce
+        .clone();
+    let nonce = issued.expect("a pre-armed charge's receipt carries a nonce");
+    let mut reload = PaymentSignature::from_header(&header).unwrap();
+    reload.payload.update = None;
+    reload.payload.nonce = Some(nonce);
+    let reload = reload.to_header();
+    let again = fetch(&url, Some(&reload)).await;
+    assert_eq!(
+        (again.status, again.consumed(), again.credit()),
+        (200, 0, 1_080)
+    );
+    let elsewhere = fetch(&format!("{}/articles/3", server.url), Some(&reload)).await;
+    assert_eq!(
+        (elsewhere.status, elsewhere.reason().as_deref()),
+        (402, Some("wrong_resource"))
+    );
+    let b_nonce = b
+        .receipt
+        .as_ref()
+        .unwrap()
+        .receipt
+        .as_ref()
+        .unwrap()
+        .nonce
+        .clone();
+    assert!(
+        b_nonce.is_some(),
+        "every pre-armed charge gets its own nonce"
+    );
+
     // Not enough credit: 402 insufficient_credit, the increment kept as credit.
     let big = format!("{}/big", server.url);
     let update = client.sign(Amount::from_sat(20));

@@ -28,7 +28,10 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Network, ScriptBuf, TxOut, WScriptHash};
 use serde::{Deserialize, Serialize};
-use trickle_channel::http::{PaymentRequired, PaymentResponse, Receipt};
+use trickle_channel::http::{
+    ChannelPayment, PaymentRequired, PaymentResponse, PaymentSignature, Receipt, Resource,
+    X402_VERSION,
+};
 use trickle_channel::{ChainTip, PayerState};
 
 use crate::budget::{budget_key, BudgetError, Budgets, Period, ReservationId, Terms};
@@ -143,13 +146,16 @@ pub struct ReceiptView {
     /// Sat of the budget this receipt committed.
     #[serde(with = "bitcoin::amount::serde::as_sat")]
     pub committed: Amount,
+    /// For a request paid by a pre-armed payment: the `PAYMENT-SIGNATURE` that reloads the URL
+    /// without paying again (the receipt's nonce, no update).
+    pub reload_header: Option<String>,
 }
 
 /// A signed increment waiting for the receipt that shows the payee holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Outstanding {
+    /// The site, and its channel's key.
     origin: String,
-    site: String,
     payee: PublicKey,
     reservation: ReservationId,
     /// The channel's total once the payee holds this payment.
@@ -160,6 +166,8 @@ struct Outstanding {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SessionStatus {
+    /// `ready`, `closing` or `closed`.
+    state: String,
     #[serde(with = "trickle_channel::http::sat_string")]
     paid: Amount,
     #[serde(with = "trickle_channel::http::sat_string")]
@@ -389,23 +397,7 @@ impl<S: Store> Wallet<S> {
             }
         };
         if let Some(id) = reservation {
-            let paid_after = self
-                .channel(offer.origin(), offer.payee())
-                .await?
-                .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
-                .unwrap_or(Amount::MAX_MONEY);
-            let outstanding = Outstanding {
-                origin: origin.clone(),
-                site: offer.origin().to_owned(),
-                payee: *offer.payee(),
-                reservation: id,
-                paid_after,
-            };
-            let bytes = serde_json::to_vec(&outstanding)
-                .map_err(|e| WalletError::Corrupt(e.to_string()))?;
-            self.store()
-                .put(&outstanding_key(&origin, id), bytes)
-                .await?;
+            self.record_outstanding(&origin, offer.payee(), id).await?;
             signed += increment;
         }
         Ok(Answer::Pay { header, signed })
@@ -570,6 +562,27 @@ impl<S: Store> Wallet<S> {
         let committed = self
             .commit_acknowledged(budgets, &record, receipt.paid, now)
             .await?;
+        let reload_header = match (&receipt.nonce, &record.last_offer) {
+            (Some(nonce), Some(offer)) => Some(
+                PaymentSignature {
+                    x402_version: X402_VERSION,
+                    resource: Resource {
+                        url: url.to_owned(),
+                        description: String::new(),
+                        mime_type: String::new(),
+                    },
+                    accepted: offer.clone(),
+                    payload: ChannelPayment {
+                        channel: receipt.channel,
+                        amount: receipt.paid,
+                        update: None,
+                        nonce: Some(nonce.clone()),
+                    },
+                }
+                .to_header(),
+            ),
+            _ => None,
+        };
         Ok(Some(ReceiptView {
             origin,
             success: response.success,
@@ -578,6 +591,7 @@ impl<S: Store> Wallet<S> {
             paid: receipt.paid,
             credit: receipt.credit,
             committed,
+            reload_header,
         }))
     }
 
@@ -592,7 +606,7 @@ impl<S: Store> Wallet<S> {
     ) -> Result<Amount, PayError> {
         let mut committed = Amount::ZERO;
         for (key, outstanding) in self.outstanding().await? {
-            if outstanding.site != record.site
+            if outstanding.origin != record.site
                 || outstanding.payee != record.payee_key
                 || outstanding.paid_after > paid
             {
@@ -627,7 +641,8 @@ impl<S: Store> Wallet<S> {
     /// Settles the budget of increments whose receipt never came (the worker stopped between
     /// signing and the receipt, the response was lost): asks each such channel's payee what it
     /// holds (`GET {endpoint}/session/{channel}`), applies that as a receipt and commits what
-    /// it acknowledges. What it does not hold stays reserved. Returns what was committed.
+    /// it acknowledges. What it does not hold stays reserved while the channel is open, and is
+    /// released once the channel is closing or closed. Returns what was committed.
     pub async fn reconcile<B: Store, T: Transport>(
         &mut self,
         budgets: &Budgets<B>,
@@ -639,7 +654,7 @@ impl<S: Store> Wallet<S> {
             .outstanding()
             .await?
             .into_iter()
-            .map(|(_, o)| (o.site, o.payee))
+            .map(|(_, o)| (o.origin, o.payee))
             .collect();
         sites.dedup();
         let mut committed = Amount::ZERO;
@@ -675,15 +690,135 @@ impl<S: Store> Wallet<S> {
                     credit: held.credit,
                     channel_value: held.channel_value,
                     expiry: held.expiry,
+                    nonce: None,
                 }),
             };
-            self.apply_receipt(&site, &payee, &response, tip).await?;
-            self.flush().await?;
+            let open = held.state == "ready";
+            if open {
+                self.apply_receipt(&site, &payee, &response, tip).await?;
+                self.flush().await?;
+            }
             committed += self
                 .commit_acknowledged(budgets, &record, held.paid, now)
                 .await?;
+            if !open {
+                // Closed with less than was signed: the rest was never the payee's.
+                self.release_outstanding(budgets, &record).await?;
+            }
         }
         Ok(committed)
+    }
+
+    /// Releases every outstanding reservation of `record`'s channel.
+    async fn release_outstanding<B: Store>(
+        &mut self,
+        budgets: &Budgets<B>,
+        record: &ChannelRecord,
+    ) -> Result<(), PayError> {
+        for (key, outstanding) in self.outstanding().await? {
+            if outstanding.origin != record.site || outstanding.payee != record.payee_key {
+                continue;
+            }
+            match budgets
+                .release(&outstanding.origin, outstanding.reservation)
+                .await
+            {
+                Ok(_) | Err(BudgetError::UnknownReservation(_) | BudgetError::NoBudget { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            self.store().remove(&key).await?;
+        }
+        Ok(())
+    }
+
+    /// A pre-armed `PAYMENT-SIGNATURE` for the next page of `origin`, sent before the site
+    /// asks: it answers the site's last offer and adds the increment that price needs, which
+    /// is reserved in the budget first (and committed once a receipt shows the payee holds it).
+    /// `None` when the site's budget would not pay its last price without asking, when the
+    /// budget has too little left, or without an open channel.
+    pub async fn pre_arm_site<B: Store>(
+        &mut self,
+        budgets: &Budgets<B>,
+        origin: &str,
+        tip: ChainTip,
+        now: u64,
+    ) -> Result<Option<String>, PayError> {
+        let Some(record) = self.open_channel_with(origin).await? else {
+            return Ok(None);
+        };
+        let Some(offer) = record.last_offer.clone() else {
+            return Ok(None);
+        };
+        let Some(budget) = budgets.load(origin).await? else {
+            return Ok(None);
+        };
+        let auto = budget.state() == crate::budget::BudgetState::Enabled
+            && offer.amount <= budget.terms().max_price
+            && !budget.needs_approval(offer.amount);
+        if !auto {
+            return Ok(None);
+        }
+        let increment = self
+            .increment_for(origin, &record.payee_key, offer.amount)
+            .await?;
+        let reservation = if increment > Amount::ZERO {
+            match budgets.reserve(origin, increment, now).await {
+                Ok(id) => Some(id),
+                Err(BudgetError::WouldExceed { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let resource = Resource {
+            url: format!("{origin}/"),
+            description: String::new(),
+            mime_type: String::new(),
+        };
+        let armed = self
+            .pre_arm(origin, &record.payee_key, &resource, tip)
+            .await;
+        let header = match armed {
+            Ok(Some(header)) => header,
+            Ok(None) | Err(_) => {
+                if let Some(id) = reservation {
+                    budgets.release(origin, id).await?;
+                }
+                return armed.map(|_| None).map_err(PayError::from);
+            }
+        };
+        if let Some(id) = reservation {
+            self.record_outstanding(origin, &record.payee_key, id)
+                .await?;
+        }
+        Ok(Some(header))
+    }
+
+    /// Stores the outstanding increment of `reservation`: the channel's latest total, which a
+    /// receipt must reach for the reservation to be committed.
+    async fn record_outstanding(
+        &mut self,
+        origin: &str,
+        payee: &PublicKey,
+        reservation: ReservationId,
+    ) -> Result<(), PayError> {
+        let paid_after = self
+            .channel(origin, payee)
+            .await?
+            .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
+            .unwrap_or(Amount::MAX_MONEY);
+        let outstanding = Outstanding {
+            origin: origin.to_owned(),
+            payee: *payee,
+            reservation,
+            paid_after,
+        };
+        let bytes =
+            serde_json::to_vec(&outstanding).map_err(|e| WalletError::Corrupt(e.to_string()))?;
+        self.store()
+            .put(&outstanding_key(origin, reservation), bytes)
+            .await?;
+        Ok(())
     }
 
     /// What paying `price` to `site` would newly sign: the price less what the payee can

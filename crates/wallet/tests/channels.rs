@@ -154,6 +154,7 @@ impl Payee {
                 credit: ledger.credit(),
                 channel_value: channel.funding.contract.value,
                 expiry: channel.funding.contract.expiry.to_consensus_u32(),
+                nonce: None,
             }),
         }
     }

@@ -133,6 +133,10 @@ enum Request {
     RefundExpired,
     /// Asks payees what they hold of payments whose receipt never came.
     Reconcile,
+    /// The pre-armed payment for the next page of `origin`, if its budget allows.
+    PreArm {
+        origin: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -458,6 +462,15 @@ impl Inner {
                 }))
             }
             Request::RefundExpired => js(to_js(&self.refund_expired().await?)),
+            Request::PreArm { origin } => {
+                #[derive(Serialize)]
+                struct Armed {
+                    header: Option<String>,
+                }
+                js(to_js(&Armed {
+                    header: self.pre_arm(&origin).await?,
+                }))
+            }
             Request::Reconcile => {
                 #[derive(Serialize)]
                 #[serde(rename_all = "camelCase")]

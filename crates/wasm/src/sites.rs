@@ -102,6 +102,9 @@ pub(crate) struct ChannelView {
     state: &'static str,
     value_sat: u64,
     paid_sat: u64,
+    /// What the payee holds, per its last receipt (the rest of `paid_sat` is signed, not yet
+    /// sent or acknowledged).
+    acknowledged_sat: u64,
     credit_sat: u64,
     /// nLockTime encoding: a height below 500,000,000.
     expiry: u32,
@@ -120,6 +123,9 @@ impl From<&ChannelRecord> for ChannelView {
                 PayerState::Closed { channel, .. } => channel.paid().to_sat(),
                 _ => state.committed_channel().map_or(0, |c| c.paid().to_sat()),
             },
+            acknowledged_sat: state
+                .committed_channel()
+                .map_or(0, |c| c.acknowledged.to_sat()),
             credit_sat: r.credit.to_sat(),
             expiry: state.contract().map_or(0, |c| c.expiry.to_consensus_u32()),
             contract_txid: state.contract_txid().map(|t| t.to_string()),
@@ -139,6 +145,9 @@ pub(crate) struct Payment {
     paid_sat: u64,
     credit_sat: u64,
     committed_sat: u64,
+    /// Reloads the URL without paying again (pre-armed payments only; not kept in history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reload_header: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -263,11 +272,15 @@ impl Inner {
             paid_sat: view.paid.to_sat(),
             credit_sat: view.credit.to_sat(),
             committed_sat: view.committed.to_sat(),
+            reload_header: view.reload_header,
         };
         if view.success {
             let store = wallet.store();
             let mut history = read_history(store).await?;
-            history.push(payment.clone());
+            history.push(Payment {
+                reload_header: None,
+                ..payment.clone()
+            });
             let excess = history.len().saturating_sub(HISTORY_LIMIT);
             history.drain(..excess);
             let bytes =
@@ -360,7 +373,22 @@ impl Inner {
             .close_channel(&FetchTransport, site, &record.payee_key, tip)
             .await
             .map_err(|e| failure("close_refused", format!("the payee did not close the channel: {e}; after its expiry the wallet takes the funds back by itself")))?;
+        drop(guard);
+        // Settle the budget: what the payee closed with is spent, the rest released. Should
+        // the endpoint not answer now, the alarm's reconcile does it later.
+        let _ = self.reconcile().await;
         Ok(settlement.compute_txid().to_string())
+    }
+
+    /// The pre-armed payment for the next page of `origin` (see `Wallet::pre_arm_site`).
+    pub(crate) async fn pre_arm(&self, origin: &str) -> Result<Option<String>, Failure> {
+        let budgets = self.budgets().await?;
+        let (tip, _) = self.chain_view().await?;
+        let mut guard = self.wallet.lock().await;
+        let wallet = guard.as_mut().ok_or_else(locked)?;
+        Ok(wallet
+            .pre_arm_site(&budgets, origin, tip, now_secs())
+            .await?)
     }
 
     /// Settles the budget of payments whose receipt never came (see `Wallet::reconcile`).
