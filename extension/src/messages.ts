@@ -216,7 +216,10 @@ export interface Requests {
   refundExpired: { req: {}; res: string[] };
   /** The pre-armed payment for the site's next page, if its budget allows (worker's own use). */
   preArm: { req: { origin: string }; res: { header: string | null } };
-  /** Asks payees what they hold of payments whose receipt never came; commits that. */
+  /**
+   * Asks payees what they hold of payments whose receipt never came and commits that; releases
+   * what closed or refunded channels never paid. The worker also runs it every minute.
+   */
   reconcile: { req: {}; res: { committedSat: number } };
   /** Payments waiting for the user (answered by the worker itself). */
   approvals: { req: {}; res: Approval[] };

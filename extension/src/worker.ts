@@ -60,7 +60,6 @@ async function answer(request: Request): Promise<Reply<unknown>> {
         return { ok: true, payload: await payer.decide(request.id, request.decision, request.terms) };
       case "offer":
       case "receipt":
-      case "reconcile":
       case "preArm":
         // Only the worker itself hands these to the wallet.
         return { ok: false, error: { code: "bad_request", message: `${request.type} is internal` } };
@@ -131,9 +130,9 @@ chrome.alarms.onAlarm.addListener(async (alarm) => {
   } else if (alarm.name === SYNC_ALARM && !(await trickle.lockIfIdle())) {
     // A failed sync is recorded in the wallet's sync status, which the popup shows.
     await trickle.handle({ type: "sync" }).catch(() => undefined);
-    await reconcile(trickle);
     // Channels the payee never closed: take the funds back once they expire.
     await trickle.handle({ type: "refundExpired" }).catch((e) => console.warn("trickle: refund failed", e));
+    await reconcile(trickle);
   }
 });
 

@@ -467,6 +467,10 @@ describe("paying sites", { timeout: 900_000 }, () => {
         },
         T.sync,
       );
+      // The refund took the whole channel back: the budget keeps nothing reserved for it.
+      await ask(ext, { type: "reconcile" });
+      const budget = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === short.url);
+      assert.equal(budget.reservedSat, 0, "nothing left reserved for the refunded channel");
       report(t, `refund ${refunded.contractTxid}: balance ${expected} = ${before} − ${contract.fee} − ${refund.fee} fees`);
     } finally {
       await short.stop();

@@ -642,7 +642,7 @@ impl<S: Store> Wallet<S> {
     /// signing and the receipt, the response was lost): asks each such channel's payee what it
     /// holds (`GET {endpoint}/session/{channel}`), applies that as a receipt and commits what
     /// it acknowledges. What it does not hold stays reserved while the channel is open, and is
-    /// released once the channel is closing or closed. Returns what was committed.
+    /// released once the channel is closing, closed or refunded. Returns what was committed.
     pub async fn reconcile<B: Store, T: Transport>(
         &mut self,
         budgets: &Budgets<B>,
@@ -662,6 +662,11 @@ impl<S: Store> Wallet<S> {
             let Some(record) = self.channel(&site, &payee).await? else {
                 continue;
             };
+            if matches!(record.state.state, PayerState::Refunded { .. }) {
+                // The refund took the whole channel back: nothing of it was the payee's.
+                self.release_outstanding(budgets, &record).await?;
+                continue;
+            }
             let Some(txid) = record.state.state.contract_txid() else {
                 continue;
             };

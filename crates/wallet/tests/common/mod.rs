@@ -1,0 +1,225 @@
+//! An in-process payee for the wallet's channel tests: the channel core's payee state machine
+//! behind the endpoint's JSON, and the payment rules of `docs/protocol.md` section 2.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
+use bitcoin::{Amount, FeeRate, Network};
+use trickle_channel::credit::Ledger;
+use trickle_channel::http::{
+    caip2, ChannelTerms, PaymentRequirements, PaymentResponse, PaymentSignature, Receipt,
+};
+use trickle_channel::{ChainTip, ExpiryKind, PayeeContext, PayeePolicy, PayeeState, WireMessage};
+use trickle_wallet::store::{MemoryStore, Store, StoreError};
+use trickle_wallet::Transport;
+
+/// The site the payee serves (the channel endpoint is on it).
+pub const SITE: &str = "site.example";
+/// The price of a page.
+pub const PRICE: Amount = Amount::from_sat(10);
+
+/// A store shared with the test, counting writes of channel records.
+#[derive(Clone, Default)]
+pub struct Counted(Rc<(MemoryStore, Cell<usize>)>);
+
+impl Counted {
+    pub fn channel_writes(&self) -> usize {
+        self.0 .1.get()
+    }
+}
+
+impl Store for Counted {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0 .0.get(key).await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        if key.starts_with("channel/") {
+            self.0 .1.set(self.0 .1.get() + 1);
+        }
+        self.0 .0.put(key, value).await
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.0 .0.keys(prefix).await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.0 .0.remove(key).await
+    }
+}
+
+/// The payee: the channel core's state machine behind the channel endpoint's JSON, and the
+/// payment rules of `docs/protocol.md` section 2 (without nonces) over one channel's ledger.
+pub struct Payee {
+    key: SecretKey,
+    /// The payee's channel policy (tests may change it before the channel opens).
+    pub policy: PayeePolicy,
+    tip: ChainTip,
+    sessions: RefCell<HashMap<String, PayeeState>>,
+    channel: RefCell<Option<(PayeeState, Ledger)>>,
+}
+
+impl Payee {
+    pub fn new(tip: ChainTip) -> Self {
+        let key = SecretKey::from_slice(&[42; 32]).expect("key");
+        Self {
+            key,
+            policy: PayeePolicy {
+                accept_v1: false,
+                accept_v2: true,
+                min_channel_value: Amount::from_sat(10_000),
+                max_channel_value: Amount::from_sat(1_000_000),
+                min_payment: Amount::from_sat(1_000),
+                min_expiry_blocks: 144,
+                max_expiry_blocks: 144,
+                expiry_kind: ExpiryKind::Height,
+                close_margin_blocks: 3,
+                payout_script: bitcoin::ScriptBuf::new_op_return([]),
+            },
+            tip,
+            sessions: RefCell::default(),
+            channel: RefCell::default(),
+        }
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::from_secret_key(SECP256K1, &self.key)
+    }
+
+    fn ctx(&self) -> PayeeContext<'_> {
+        PayeeContext {
+            policy: &self.policy,
+            key: &self.key,
+            tip: self.tip,
+            close_fee_rate: FeeRate::from_sat_per_vb_u32(2),
+        }
+    }
+
+    pub fn offer(&self) -> PaymentRequirements {
+        PaymentRequirements {
+            scheme: "channel".into(),
+            network: caip2(Network::Regtest),
+            amount: PRICE,
+            asset: "sat".into(),
+            pay_to: self.public_key(),
+            max_timeout_seconds: 300,
+            extra: ChannelTerms {
+                endpoint: format!("https://{SITE}/channel"),
+                versions: vec![2],
+                min_channel_value: self.policy.min_channel_value,
+                max_channel_value: self.policy.max_channel_value,
+                min_payment: self.policy.min_payment,
+                max_expiry_blocks: 144,
+                nonce: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            },
+        }
+    }
+
+    /// Takes a pre-armed `PAYMENT-SIGNATURE` for a request costing `price`: the update (if
+    /// any) counts once, the price is charged to the credit; a refusal keeps the increment.
+    pub fn charge(&self, header: &str, price: Amount) -> PaymentResponse {
+        let sig = PaymentSignature::from_header(header).expect("header");
+        let mut slot = self.channel.borrow_mut();
+        let (state, ledger) = slot.as_mut().expect("channel open");
+        if let Some(update) = sig.payload.update().expect("update") {
+            let step = state
+                .on_message(&self.ctx(), WireMessage::UpdatePayment(update))
+                .expect("payment accepted");
+            *state = step.state;
+        }
+        let channel = state.channel().expect("open");
+        *ledger = ledger.with_paid(channel.paid());
+        let charged = ledger.charge(price);
+        if let Ok(l) = charged {
+            *ledger = l;
+        }
+        PaymentResponse {
+            success: charged.is_ok(),
+            error_reason: charged.err().map(|_| "insufficient_credit".to_owned()),
+            network: caip2(Network::Regtest),
+            payer: Some(channel.funding.contract.client_key),
+            receipt: Some(Receipt {
+                channel: channel.contract_txid(),
+                paid: ledger.paid,
+                consumed: if charged.is_ok() { price } else { Amount::ZERO },
+                credit: ledger.credit(),
+                channel_value: channel.funding.contract.value,
+                expiry: channel.funding.contract.expiry.to_consensus_u32(),
+                nonce: None,
+            }),
+        }
+    }
+
+    pub fn ledger(&self) -> Ledger {
+        self.channel.borrow().as_ref().expect("open").1
+    }
+}
+
+impl Transport for Payee {
+    /// `GET {endpoint}/session/{txid}`: what the payee holds.
+    async fn get(&self, _url: &str) -> Result<(u16, Vec<u8>), String> {
+        let (state, ledger) = self.channel.borrow().clone().ok_or("no channel")?;
+        let channel = state.channel().ok_or("not open")?;
+        let status = serde_json::json!({
+            "session": channel.contract_txid().to_string(),
+            "state": "ready",
+            "paid": ledger.paid.to_sat().to_string(),
+            "consumed": ledger.consumed.to_sat().to_string(),
+            "credit": ledger.credit().to_sat().to_string(),
+            "channelValue": channel.funding.contract.value.to_sat().to_string(),
+            "expiry": channel.funding.contract.expiry.to_consensus_u32(),
+        });
+        Ok((200, status.to_string().into_bytes()))
+    }
+
+    async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let text = body["message"].as_str().ok_or("no message")?;
+        let msg = WireMessage::from_base64url(text).map_err(|e| e.to_string())?;
+        let (session, step) = if url.ends_with("/open") {
+            let WireMessage::ClientVersion(hello) = msg else {
+                return Err("not CLIENT_VERSION".into());
+            };
+            let step = PayeeState::start(&self.ctx(), &hello).map_err(|e| e.to_string())?;
+            let id = format!("s{}", self.sessions.borrow().len());
+            self.sessions
+                .borrow_mut()
+                .insert(id.clone(), step.state.clone());
+            (id, step)
+        } else {
+            let id = url.rsplit('/').next().unwrap_or_default().to_owned();
+            let state = self.sessions.borrow_mut().remove(&id).ok_or("no session")?;
+            let step = state
+                .on_message(&self.ctx(), msg)
+                .map_err(|e| e.to_string())?;
+            match step.state.channel() {
+                Some(channel) => {
+                    let ledger = Ledger::default().with_paid(channel.paid());
+                    *self.channel.borrow_mut() = Some((step.state.clone(), ledger));
+                    (channel.contract_txid().to_string(), step)
+                }
+                None => {
+                    self.sessions
+                        .borrow_mut()
+                        .insert(id.clone(), step.state.clone());
+                    (id, step)
+                }
+            }
+        };
+        let messages: Vec<String> = step.send.iter().map(WireMessage::to_base64url).collect();
+        let answer = serde_json::json!({ "session": session, "messages": messages });
+        Ok((200, answer.to_string().into_bytes()))
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}

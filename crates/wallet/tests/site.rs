@@ -1,0 +1,260 @@
+//! Paying a site within its budget (`trickle_wallet::site`), against the in-process payee on a
+//! local chain: nothing is signed without a budget; the budget counts what is signed and stops
+//! exactly at its limit; a receipt commits; a receipt lost in a crash is settled by asking the
+//! payee; a failed opening releases its reservation; a receipt for another site is refused.
+
+mod common;
+
+use bdk_esplora::esplora_client::{AsyncClient, Builder};
+use bitcoin::{Amount, FeeRate, Network};
+use common::{now, Counted, Payee, PRICE};
+use trickle_channel::http::{PaymentRequired, Resource, X402_VERSION};
+use trickle_channel::ChainTip;
+use trickle_regtest::{Config, Node};
+use trickle_wallet::budget::{Budget, Budgets, Period, Terms};
+use trickle_wallet::offer::OfferPolicy;
+use trickle_wallet::site::{Answer, AskReason, PayContext, PayError};
+use trickle_wallet::{Transport, Wallet};
+
+/// The site, as an origin (the payee serves `common::SITE`).
+const ORIGIN: &str = "https://site.example";
+
+fn url(n: u32) -> String {
+    format!("{ORIGIN}/articles/{n}")
+}
+
+/// The `PAYMENT-REQUIRED` header the payee answers `url(n)` with.
+fn required(payee: &Payee, n: u32) -> String {
+    PaymentRequired {
+        x402_version: X402_VERSION,
+        error: None,
+        resource: Resource {
+            url: url(n),
+            description: "an article".into(),
+            mime_type: "text/html".into(),
+        },
+        accepts: vec![payee.offer()],
+    }
+    .to_header()
+}
+
+struct Setup {
+    _node: Node,
+    wallet: Wallet<Counted>,
+    budgets: Budgets<Counted>,
+    client: AsyncClient,
+    tip: ChainTip,
+}
+
+/// A funded wallet, and a payee whose first payment is one page.
+async fn setup() -> (Setup, Payee) {
+    let node = Node::start(Config::default()).await.expect("node");
+    let client = Builder::new(node.url()).build_async().expect("client");
+    let store = Counted::default();
+    let (mut wallet, _) = Wallet::create(store.clone(), Network::Regtest, "pw")
+        .await
+        .expect("wallet");
+    let address = wallet.receive_address().await.expect("address");
+    node.fund(&address, Amount::from_sat(200_000))
+        .await
+        .expect("funded");
+    wallet.sync(&client, now()).await.expect("synced");
+    let tip = Wallet::<Counted>::tip(&client).await.expect("tip");
+    let mut payee = Payee::new(tip);
+    payee.policy.min_payment = PRICE;
+    let setup = Setup {
+        _node: node,
+        wallet,
+        budgets: Budgets::new(store),
+        client,
+        tip,
+    };
+    (setup, payee)
+}
+
+impl Setup {
+    /// Answers the 402 of page `n` offered by `payee`, over `transport`.
+    async fn answer_with<T: Transport>(
+        &mut self,
+        payee: &Payee,
+        transport: &T,
+        n: u32,
+    ) -> Result<Answer, PayError> {
+        let policy = OfferPolicy::default();
+        let ctx = PayContext {
+            transport,
+            chain: &self.client,
+            tip: self.tip,
+            fee_rate: FeeRate::from_sat_per_vb_u32(2),
+            network: Network::Regtest,
+            policy: &policy,
+            now: now(),
+        };
+        let header = required(payee, n);
+        self.wallet
+            .answer_offer(&self.budgets, &ctx, &url(n), &header, false)
+            .await
+    }
+
+    async fn answer(&mut self, payee: &Payee, n: u32) -> Answer {
+        self.answer_with(payee, payee, n).await.expect("answered")
+    }
+
+    /// Answers page `n`, has the payee charge it and applies the receipt.
+    async fn load(&mut self, payee: &Payee, n: u32) -> Answer {
+        let answer = self.answer(payee, n).await;
+        if let Answer::Pay { header, .. } = &answer {
+            let receipt = payee.charge(header, PRICE);
+            assert!(receipt.success, "page {n}: {receipt:?}");
+            self.wallet
+                .take_receipt(
+                    &self.budgets,
+                    &url(n),
+                    &receipt.to_header(),
+                    self.tip,
+                    now(),
+                )
+                .await
+                .expect("receipt applied")
+                .expect("a receipt of ours");
+        }
+        answer
+    }
+
+    async fn approve(&self, limit: u64) {
+        let terms = Terms {
+            limit: Amount::from_sat(limit),
+            period: Period::Day,
+            max_price: PRICE,
+            auto_approve: Some(PRICE),
+        };
+        let budget = Budget::new(ORIGIN, terms, now()).expect("budget");
+        self.budgets.save(&budget).await.expect("saved");
+    }
+
+    async fn spent_reserved(&self) -> (u64, u64) {
+        let b = self
+            .budgets
+            .load(ORIGIN)
+            .await
+            .expect("load")
+            .expect("budget");
+        let s = b.status(now());
+        (s.spent.to_sat(), s.reserved.to_sat())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn without_a_budget_nothing_is_signed_and_the_user_is_asked() {
+    let (mut s, payee) = setup().await;
+    let Answer::Ask(ask) = s.answer(&payee, 1).await else {
+        panic!("paid without a budget")
+    };
+    assert_eq!(ask.reason, AskReason::NoBudget);
+    assert_eq!((ask.origin.as_str(), ask.price), (ORIGIN, PRICE));
+    assert!(!ask.has_channel);
+    assert!(ask.open_fee.is_some_and(|f| f > Amount::ZERO), "{ask:?}");
+    assert!(s.wallet.channels().await.expect("channels").is_empty());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_budget_counts_what_is_signed_and_stops_exactly_at_its_limit() {
+    let (mut s, payee) = setup().await;
+    s.approve(3 * PRICE.to_sat()).await;
+    // The channel's first payment (one page) pays page 1.
+    assert!(matches!(s.load(&payee, 1).await, Answer::Pay { signed, .. } if signed == PRICE));
+    assert_eq!(s.spent_reserved().await, (10, 0));
+    for n in 2..=3 {
+        assert!(matches!(s.load(&payee, n).await, Answer::Pay { signed, .. } if signed == PRICE));
+    }
+    assert_eq!(s.spent_reserved().await, (30, 0));
+    let Answer::Ask(ask) = s.answer(&payee, 4).await else {
+        panic!("paid beyond the budget")
+    };
+    assert_eq!(
+        ask.reason,
+        AskReason::BudgetExhausted {
+            remaining: Amount::ZERO,
+            needed: PRICE
+        }
+    );
+    assert_eq!(payee.ledger().paid, PRICE * 3, "nothing more was signed");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_receipt_lost_in_a_crash_stays_reserved_until_the_payee_is_asked() {
+    let (mut s, payee) = setup().await;
+    s.approve(10 * PRICE.to_sat()).await;
+    s.load(&payee, 1).await;
+    let Answer::Pay { header, .. } = s.answer(&payee, 2).await else {
+        panic!("not paid")
+    };
+    assert_eq!(s.spent_reserved().await, (10, 10));
+    // The payee takes the payment; the response never reaches the wallet.
+    assert!(payee.charge(&header, PRICE).success);
+    let committed = s
+        .wallet
+        .reconcile(&s.budgets, &payee, s.tip, now())
+        .await
+        .expect("reconciled");
+    assert_eq!(committed, PRICE);
+    assert_eq!(s.spent_reserved().await, (20, 0));
+}
+
+/// A channel endpoint that refuses everything.
+struct Down;
+
+impl Transport for Down {
+    async fn post_json(&self, _: &str, _: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        Err("connection refused".into())
+    }
+
+    async fn get(&self, _: &str) -> Result<(u16, Vec<u8>), String> {
+        Err("connection refused".into())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_channel_that_does_not_open_releases_its_reservation() {
+    let (mut s, payee) = setup().await;
+    s.approve(10 * PRICE.to_sat()).await;
+    let failed = s.answer_with(&payee, &Down, 1).await;
+    assert!(
+        matches!(&failed, Err(e) if e.code() == "channel"),
+        "{failed:?}"
+    );
+    assert_eq!(s.spent_reserved().await, (0, 0), "nothing stays reserved");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_receipt_for_another_site_is_refused() {
+    let (mut s, payee) = setup().await;
+    s.approve(10 * PRICE.to_sat()).await;
+    let Answer::Pay { header, .. } = s.answer(&payee, 1).await else {
+        panic!("not paid")
+    };
+    let receipt = payee.charge(&header, PRICE);
+    let other = s
+        .wallet
+        .take_receipt(
+            &s.budgets,
+            "https://elsewhere.example/a",
+            &receipt.to_header(),
+            s.tip,
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(&other, Err(e) if e.code() == "channel"),
+        "{other:?}"
+    );
+    // Garbage is an error, not a panic.
+    let junk = s
+        .wallet
+        .take_receipt(&s.budgets, &url(1), "not base64!", s.tip, now())
+        .await;
+    assert!(
+        matches!(&junk, Err(e) if e.code() == "bad_header"),
+        "{junk:?}"
+    );
+}
