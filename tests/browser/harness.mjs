@@ -536,7 +536,8 @@ export async function stopWorker(browser, page) {
     const { success } = await cdp.send("Target.closeTarget", { targetId: before[0].targetId });
     assert.equal(success, true, "CDP closed the worker's target");
     const deadline = performance.now() + T.short;
-    while ((await workerTargets(browser, cdp)).length > 0) {
+    // Gone, that is: a worker started again at once for a new event is another target.
+    while ((await workerTargets(browser, cdp)).some((t) => t.targetId === before[0].targetId)) {
       if (performance.now() > deadline) throw new Error("the worker's target is still there after closeTarget");
       await sleep(20);
     }

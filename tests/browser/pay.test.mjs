@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
+import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test as nodeTest } from "node:test";
 import {
@@ -104,13 +105,66 @@ async function rearmed(ext, previous) {
   });
 }
 
+/**
+ * A site in front of a payee proxy, forwarding everything (the payee sees the site's own host,
+ * so offers and the channel endpoint are on the site's origin), until told to misbehave:
+ * `mode.upstream` switches the payee behind it; `mode.takeAndAskAgain` forwards a paid request
+ * and answers 402 with a fresh offer anyway; `mode.rewrite(offer)` answers every request with
+ * 402 and an offer of its own making (made from its payee's).
+ */
+async function startHostileSite(upstream) {
+  const mode = { upstream, takeAndAskAgain: false, rewrite: null };
+  // node:http, not fetch: the payee must see the site's Host header.
+  const forward = (req, body, headers) =>
+    new Promise((resolve, reject) => {
+      const out = http.request(`${mode.upstream}${req.url}`, { method: req.method, headers }, (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode, headers: { ...res.headers }, body: Buffer.concat(chunks) }));
+        res.on("error", reject);
+      });
+      out.on("error", reject);
+      out.end(body);
+    });
+  const server = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const body = Buffer.concat(chunks);
+    try {
+      const { ["payment-signature"]: signature, ...unpaid } = req.headers;
+      // A site making its own offers never lets a payment through to its payee.
+      let answer = await forward(req, body, mode.rewrite ? unpaid : req.headers);
+      if (mode.takeAndAskAgain && signature !== undefined && answer.status === 200) {
+        const again = await forward(req, body, unpaid);
+        answer = { ...again, headers: { ...answer.headers, "payment-required": again.headers["payment-required"] } };
+      } else if (mode.rewrite && answer.status === 402 && answer.headers["payment-required"]) {
+        const offer = JSON.parse(Buffer.from(answer.headers["payment-required"], "base64").toString());
+        answer.headers["payment-required"] = Buffer.from(JSON.stringify(mode.rewrite(offer))).toString("base64");
+      }
+      delete answer.headers["content-length"];
+      delete answer.headers["transfer-encoding"];
+      res.writeHead(answer.status, answer.headers);
+      res.end(answer.body);
+    } catch (e) {
+      res.writeHead(502);
+      res.end(String(e));
+    }
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    mode,
+    stop: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
 async function esplora(chain, route) {
   const res = await fetch(`${chain.url}${route}`, { signal: AbortSignal.timeout(10_000) });
   assert.equal(res.status, 200, `GET ${route}`);
   return res.json();
 }
 
-/** The payee's one channel, and the extension's channel with the same contract. */
+/** The payee's one channel, the extension's channel with the same contract, and its budget. */
 async function bothSides(ext, payee) {
   const status = await payee.status();
   assert.equal(status.channels.length, 1, "the payee has one channel");
@@ -118,7 +172,7 @@ async function bothSides(ext, payee) {
   const { channels, sites } = await ask(ext, { type: "sites" });
   const ours = channels.find((c) => c.contractTxid === theirs.channel);
   assert.ok(ours, "the extension has the payee's channel");
-  return { theirs, ours, sites };
+  return { theirs, ours, sites: sites.filter((x) => x.origin === payee.url) };
 }
 
 describe("paying sites", { timeout: 900_000 }, () => {
@@ -129,7 +183,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
   let ext; // an extension page, to talk to the worker
   let tab; // the tab browsing the site
   let work;
-  const timings = { unpaid: [], repeatPaid: [] };
+  const timings = { unpaid: [], unpaidProxy: [], repeatPaid: [] };
 
   before(async () => {
     work = await workDir("pay-servers");
@@ -183,6 +237,8 @@ describe("paying sites", { timeout: 900_000 }, () => {
   });
 
   test("a priced page is not paid before the user approves a budget", async () => {
+    // Baseline, before any payment rule exists: unpriced pages through the payee proxy.
+    for (let n = 1; n <= 20; n++) timings.unpaidProxy.push(await visit(tab, `${payee.url}/free/${n}`, `Free ${n}`));
     const res = await tab.goto(`${payee.url}/articles/1`);
     assert.equal(res.status(), 402);
     const approvals = await eventually("the approval request", async () => {
@@ -235,7 +291,8 @@ describe("paying sites", { timeout: 900_000 }, () => {
   });
 
   test("50 paid pages: each paid once; a reload is free; the budget stops exactly at its limit", async (t) => {
-    // Unpaid: the same pages straight from the site, without the proxy or any payment.
+    // Unpaid: the same pages straight from the site, without the proxy or any payment (the
+    // stricter baseline; the first step measured unpriced pages through the proxy).
     for (let n = 1; n <= 20; n++) timings.unpaid.push(await visit(tab, `${site.url}/articles/${n}`, `Article ${n}`));
     let armed = await armedHeader(ext);
     timings.firstPaidOnChannelMs = await visit(tab, `${payee.url}/articles/2`, "Article 2");
@@ -272,17 +329,21 @@ describe("paying sites", { timeout: 900_000 }, () => {
     assert.equal((await payee.status()).channels[0].paid, LIMIT, "nothing beyond the budget was signed");
 
     const u = stats(timings.unpaid);
+    const up = stats(timings.unpaidProxy);
     const p = stats(timings.repeatPaid);
     report(
       t,
-      `page loads: unpaid median ${u.median.toFixed(1)} ms, repeat paid median ${p.median.toFixed(1)} ms ` +
-        `(ratio ${(p.median / u.median).toFixed(2)}), first paid on an open channel ` +
+      `page loads: unpaid median ${u.median.toFixed(1)} ms from the site, ${up.median.toFixed(1)} ms ` +
+        `through the proxy; repeat paid median ${p.median.toFixed(1)} ms (ratio ${(p.median / u.median).toFixed(2)} ` +
+        `to the site, ${(p.median / up.median).toFixed(2)} to the proxy); first paid on an open channel ` +
         `${timings.firstPaidOnChannelMs.toFixed(1)} ms, first visit opening a channel ${timings.openingVisitMs.toFixed(1)} ms`,
     );
     timings.summary = {
       unpaidMedianMs: u.median,
+      unpaidProxyMedianMs: up.median,
       repeatPaidMedianMs: p.median,
       ratio: p.median / u.median,
+      ratioToProxy: p.median / up.median,
       firstPaidOnChannelMs: timings.firstPaidOnChannelMs,
       openingVisitMs: timings.openingVisitMs,
     };
@@ -313,7 +374,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
 
   test("10 concurrent page-API payments never overspend the budget", async () => {
     const before = (await payee.status()).channels[0];
-    const spentBefore = (await ask(ext, { type: "sites" })).sites[0].spentSat;
+    const spentBefore = (await bothSides(ext, payee)).sites[0].spentSat;
     // Room for exactly 5 of the 10 calls.
     const limit = spentBefore + 5 * API_PRICE;
     await ask(ext, {
@@ -379,8 +440,83 @@ describe("paying sites", { timeout: 900_000 }, () => {
     assert.equal((await payee.status()).channels[0].paid, paidBefore, "nothing was paid");
   });
 
+  test("hostile sites: taking a payment and asking again, a wrong network, an endpoint elsewhere, a new payee key", async () => {
+    const dirs = [path.join(work.dir, "payee-h1"), path.join(work.dir, "payee-h2")];
+    for (const d of dirs) await mkdir(d, { recursive: true });
+    const prices = [{ path: "/articles", sat: PRICE }];
+    const [first, second] = await Promise.all(
+      dirs.map((dir) => startPayee({ esplora: chain.url, upstream: site.url, dir, policy: POLICY, prices })),
+    );
+    const hostile = await startHostileSite(first.url);
+    const noticeFor = (url, code) =>
+      eventually(`a ${code} notice`, async () => {
+        const list = await ask(ext, { type: "notices" });
+        return list.find((n) => n.url === url && n.code === code);
+      });
+    try {
+      await ask(ext, {
+        type: "approve",
+        origin: hostile.url,
+        terms: { limitSat: 100, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+      });
+      await visit(tab, `${hostile.url}/articles/1`, "Article 1");
+      await eventually("the pre-armed payment", async () => {
+        const s = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === hostile.url);
+        return s.reservedSat === PRICE;
+      });
+      const held = (await first.status()).channels[0].paid;
+
+      // It takes the payment, then asks again: not paid a second time.
+      hostile.mode.takeAndAskAgain = true;
+      const url2 = `${hostile.url}/articles/2`;
+      assert.equal((await tab.goto(url2)).status(), 402);
+      await noticeFor(url2, "paid_again");
+      await sleep(500);
+      const taken = (await first.status()).channels[0].paid;
+      assert.equal(taken - held, PRICE, "the payee got the one pre-armed increment, no more");
+      hostile.mode.takeAndAskAgain = false;
+
+      // Offers the wallet refuses before signing anything.
+      const refused = async (n, code, rewrite) => {
+        hostile.mode.rewrite = rewrite;
+        const url = `${hostile.url}/articles/${n}`;
+        await tab.goto(url);
+        await noticeFor(url, code);
+        hostile.mode.rewrite = null;
+      };
+      await refused(3, "wrong_network", (o) => ({
+        ...o,
+        accepts: o.accepts.map((a) => ({ ...a, network: "bip122:000000000019d6689c085ae165831e93" })),
+      }));
+      await refused(4, "endpoint_elsewhere", (o) => ({
+        ...o,
+        accepts: o.accepts.map((a) => ({ ...a, extra: { ...a.extra, endpoint: `${first.url}/.well-known/trickle/channel` } })),
+      }));
+      // Another payee (another key) behind the same site.
+      hostile.mode.upstream = second.url;
+      await refused(5, "payee_key_changed", null);
+      assert.equal((await second.status()).channels.length, 0, "no channel with the new key");
+      assert.ok((await first.status()).channels[0].paid - held <= 2 * PRICE, "at most the reserved increments");
+      await shot(ext, "pay-15-notices");
+    } finally {
+      await hostile.stop();
+      await first.stop();
+      await second.stop();
+    }
+  });
+
   test("closing from the popup: the settlement pays each side what the receipts say", async (t) => {
     const { ours, theirs: held } = await bothSides(ext, payee);
+    // Confirm what the earlier steps left pending (the hostile site's contract and its change).
+    await chain.mine(1);
+    const before = await eventually(
+      "a settled balance",
+      async () => {
+        const { balance } = await ask(ext, { type: "sync" });
+        return [balance.pending === 0, balance];
+      },
+      T.sync,
+    );
     await ext.reload();
     await waitScreen(ext, "home");
     await ext.getByTestId("nav-sites").click();
@@ -402,16 +538,17 @@ describe("paying sites", { timeout: 900_000 }, () => {
     const theirs = outputs.filter((v) => v !== ours.valueSat - held.paid);
     assert.equal(theirs.length, 1);
     assert.equal(theirs[0] + tx.fee, held.paid, "the payee gets what it was paid, less the fee it pays");
-    assert.equal((await ask(ext, { type: "sites" })).sites[0].reservedSat, 0, "no reservation left");
+    const budget = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === payee.url);
+    assert.equal(budget.reservedSat, 0, "no reservation left");
 
-    const contract = await esplora(chain, `/tx/${ours.contractTxid}`);
-    const expected = FUNDED - contract.fee - held.paid;
+    // The balance grows by the client's share of the settlement, to the sat.
+    const expected = before.confirmed + (ours.valueSat - held.paid);
     const overview = await eventually("the settled balance", async () => {
       const o = await ask(ext, { type: "sync" });
       return o.balance.confirmed === expected && o;
     }, T.sync);
     assert.equal(overview.balance.pending, 0);
-    report(t, `balance ${overview.balance.confirmed} = ${FUNDED} − ${contract.fee} fee − ${held.paid} paid`);
+    report(t, `balance ${overview.balance.confirmed} = ${before.confirmed} + ${ours.valueSat} − ${held.paid} paid`);
     await shot(ext, "pay-20-sites");
     assertNoPageErrors(browser);
   });

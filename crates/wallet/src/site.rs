@@ -177,6 +177,14 @@ struct SessionStatus {
     expiry: u32,
 }
 
+/// What the payee at `url` (`{endpoint}/session/{txid}`) says it holds, if it answers.
+async fn session_status<T: Transport>(transport: &T, url: &str) -> Option<SessionStatus> {
+    match transport.get(url).await {
+        Ok((200, body)) => serde_json::from_slice(&body).ok(),
+        _ => None,
+    }
+}
+
 fn outstanding_key(origin: &str, id: ReservationId) -> String {
     format!("{PAYMENT_PREFIX}{}/{}", budget_key(origin), id.0)
 }
@@ -642,7 +650,8 @@ impl<S: Store> Wallet<S> {
     /// signing and the receipt, the response was lost): asks each such channel's payee what it
     /// holds (`GET {endpoint}/session/{channel}`), applies that as a receipt and commits what
     /// it acknowledges. What it does not hold stays reserved while the channel is open, and is
-    /// released once the channel is closing, closed or refunded. Returns what was committed.
+    /// released once the channel is closing, closed or refunded. A payee that does not answer
+    /// is skipped (asked again next time). Returns what was committed.
     pub async fn reconcile<B: Store, T: Transport>(
         &mut self,
         budgets: &Budgets<B>,
@@ -671,18 +680,11 @@ impl<S: Store> Wallet<S> {
                 continue;
             };
             let url = format!("{}/session/{txid}", record.endpoint);
-            let (status, body) = transport
-                .get(&url)
-                .await
-                .map_err(ChannelClientError::Transport)?;
-            if status != 200 {
-                return Err(
-                    ChannelClientError::Transport(format!("{url}: status {status}")).into(),
-                );
-            }
-            let held: SessionStatus = serde_json::from_slice(&body).map_err(|e| {
-                ChannelClientError::Transport(format!("{url}: unreadable status: {e}"))
-            })?;
+            // A payee that does not answer now is asked again next time; the others are not
+            // held up by it.
+            let Some(held) = session_status(transport, &url).await else {
+                continue;
+            };
             let response = PaymentResponse {
                 success: true,
                 error_reason: None,
