@@ -172,6 +172,19 @@ export interface ChannelView {
   payee: string;
 }
 
+export interface DutyEvent {
+  site: string;
+  /** A txid, or what went wrong. */
+  detail: string;
+}
+
+export interface Duties {
+  closed: DutyEvent[];
+  settled: DutyEvent[];
+  refunds: string[];
+  failed: DutyEvent[];
+}
+
 export interface Sites {
   sites: SiteView[];
   channels: ChannelView[];
@@ -213,7 +226,11 @@ export interface Requests {
   revoke: { req: { origin: string }; res: SiteView };
   sites: { req: {}; res: Sites };
   closeChannel: { req: { site: string }; res: { txid: string } };
-  refundExpired: { req: {}; res: string[] };
+  /**
+   * Channel duties (the worker runs them every minute): close channels near expiry, check
+   * settlements seen on chain, refund expired channels, settle budgets.
+   */
+  duties: { req: {}; res: Duties };
   /** The pre-armed payment for the site's next page, if its budget allows (worker's own use). */
   preArm: { req: { origin: string }; res: { header: string | null } };
   /**

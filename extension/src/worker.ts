@@ -3,7 +3,7 @@
 // once per start (state comes back from storage every time), and every answer waits for it.
 
 import init, { Trickle } from "../pkg/trickle_wasm.js";
-import type { Reply, Request, WalletError } from "./messages.js";
+import type { Duties, Reply, Request, WalletError } from "./messages.js";
 import { Payer } from "./pay.js";
 
 const SYNC_ALARM = "sync";
@@ -130,9 +130,15 @@ chrome.alarms.onAlarm.addListener(async (alarm) => {
   } else if (alarm.name === SYNC_ALARM && !(await trickle.lockIfIdle())) {
     // A failed sync is recorded in the wallet's sync status, which the popup shows.
     await trickle.handle({ type: "sync" }).catch(() => undefined);
-    // Channels the payee never closed: take the funds back once they expire.
-    await trickle.handle({ type: "refundExpired" }).catch((e) => console.warn("trickle: refund failed", e));
-    await reconcile(trickle);
+    // Close near expiry, check settlements, refund what the payee never closed.
+    try {
+      const duties = (await trickle.handle({ type: "duties" })) as Duties;
+      for (const { site, detail } of duties.failed) {
+        await payer.notify({ url: site, code: "channel_duty", message: detail });
+      }
+    } catch (e) {
+      console.warn("trickle: channel duties failed", e);
+    }
   }
 });
 

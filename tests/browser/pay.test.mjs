@@ -37,6 +37,8 @@ const PHRASE = `${"abandon ".repeat(11)}about`;
 const FUNDED = 200_000;
 const PRICE = 10;
 const API_PRICE = 2;
+/** A price high enough for a channel the payee can settle on its own (fee and dust). */
+const BIG = 500;
 const LIMIT = 50 * PRICE;
 const POLICY = {
   versions: [2, 1],
@@ -553,6 +555,66 @@ describe("paying sites", { timeout: 900_000 }, () => {
     assertNoPageErrors(browser);
   });
 
+  test("a payee that closes before expiry: the wallet checks the settlement on the chain", async (t) => {
+    const dir = path.join(work.dir, "payee-closing");
+    await mkdir(dir, { recursive: true });
+    const closing = await startPayee({
+      esplora: chain.url,
+      upstream: site.url,
+      dir,
+      // Enough paid for the payee's share to cover its settlement fee and stay above dust.
+      // It closes 10 blocks before expiry: earlier than the wallet would ask (6).
+      policy: { ...POLICY, min_payment: BIG, min_expiry_blocks: 20, max_expiry_blocks: 20, close_margin_blocks: 10 },
+      prices: [{ path: "/articles", sat: BIG }],
+    });
+    try {
+      await ask(ext, {
+        type: "approve",
+        origin: closing.url,
+        terms: { limitSat: BIG + 100, period: "day", maxPriceSat: BIG, autoApproveSat: BIG },
+      });
+      await visit(tab, `${closing.url}/articles/8`, "Article 8");
+      const channel = await eventually("the channel", async () => {
+        const c = (await ask(ext, { type: "sites" })).channels.find((x) => x.site === closing.url);
+        return [c?.state === "Ready" && c.acknowledgedSat === BIG, c];
+      });
+      const height = await chain.mine(1);
+      const before = await eventually(
+        "a settled balance",
+        async () => {
+          const { balance } = await ask(ext, { type: "sync" });
+          return [balance.pending === 0, balance];
+        },
+        T.sync,
+      );
+      // Within the payee's close margin, not yet the wallet's: the payee settles on its own.
+      await chain.mine(Math.max(1, channel.expiry - 8 - height));
+      await eventually("the payee's settlement", async () => {
+        const s = await closing.status();
+        return [s.channels[0].state !== "ready", s.channels[0]];
+      }, T.sync);
+      await chain.mine(1);
+      const duties = await ask(ext, { type: "duties" });
+      const settled = duties.settled.find((e) => e.site === closing.url);
+      assert.ok(settled, `the settlement was seen and checked: ${JSON.stringify(duties)}`);
+      const after = (await ask(ext, { type: "sites" })).channels.find((x) => x.site === closing.url);
+      assert.equal(after.state, "Closed");
+      const tx = await esplora(chain, `/tx/${settled.detail}`);
+      assert.ok(tx.vout.some((o) => o.value === channel.valueSat - BIG), "the client gets value − paid");
+      await eventually(
+        "the settled balance",
+        async () => {
+          const { balance } = await ask(ext, { type: "sync" });
+          return [balance.confirmed === before.confirmed + channel.valueSat - BIG, balance];
+        },
+        T.sync,
+      );
+      report(t, `settlement ${settled.detail} checked: ${channel.valueSat - BIG} sat back to the wallet`);
+    } finally {
+      await closing.stop();
+    }
+  });
+
   test("a payee that vanishes: after expiry the refund takes the channel's funds back", async (t) => {
     const dir = path.join(work.dir, "payee2");
     await mkdir(dir, { recursive: true });
@@ -579,7 +641,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
       const height = await chain.mine(1);
       await chain.mine(Math.max(1, channel.expiry - height + 1));
       // The worker's alarm does this every minute; asking now does not wait for it.
-      await ask(ext, { type: "refundExpired" });
+      await ask(ext, { type: "duties" });
       const refunded = await eventually("the refund", async () => {
         const c = (await ask(ext, { type: "sites" })).channels.find((x) => x.site === short.url);
         return [c.state === "Refunded", c];

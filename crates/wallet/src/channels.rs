@@ -553,6 +553,49 @@ impl<S: Store> Wallet<S> {
         settlement.ok_or_else(|| ChannelClientError::Transport("no settlement in CLOSE".into()))
     }
 
+    /// Chain duties for every channel: a contract seen spent on chain is checked — our refund,
+    /// or a settlement, which must pay the client at least the channel value less what it
+    /// signed (`PayerState::on_contract_spent`) — and the channel recorded as closed. Returns,
+    /// per site whose contract was newly seen spent, the spending txid or why the settlement
+    /// is refused (then the channel is kept as it was, and the refusal reported again).
+    pub async fn check_spent_contracts<Z: Sleeper>(
+        &mut self,
+        client: &AsyncClient<Z>,
+    ) -> Result<Vec<(String, Result<bitcoin::Txid, ChannelError>)>, ChannelClientError> {
+        let mut seen = Vec::new();
+        for mut record in self.channels().await? {
+            let outpoint = match &record.state.state {
+                PayerState::Refunded { channel, .. } => channel.funding.outpoint,
+                state => match state.committed_channel() {
+                    Some(channel) => channel.funding.outpoint,
+                    None => continue,
+                },
+            };
+            let status = client
+                .get_output_status(&outpoint.txid, u64::from(outpoint.vout))
+                .await
+                .map_err(WalletError::from)?;
+            let Some(spender) = status.and_then(|s| s.txid) else {
+                continue;
+            };
+            let Some(tx) = client.get_tx(&spender).await.map_err(WalletError::from)? else {
+                continue;
+            };
+            match record.state.state.on_contract_spent(&tx) {
+                Ok(step) => {
+                    let changed = step.state != record.state.state;
+                    record.state = Snapshot::new(step.state);
+                    if changed {
+                        self.save(&record).await?;
+                        seen.push((record.site.clone(), Ok(spender)));
+                    }
+                }
+                Err(e) => seen.push((record.site.clone(), Err(e))),
+            }
+        }
+        Ok(seen)
+    }
+
     /// Chain duties for every channel: once a channel's expiry has passed without a
     /// settlement, store its refund, then broadcast it (again on later calls, until the chain
     /// has it). Returns the refunds broadcast for the first time.

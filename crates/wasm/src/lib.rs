@@ -129,8 +129,8 @@ enum Request {
     CloseChannel {
         site: String,
     },
-    /// Broadcasts refunds of expired channels.
-    RefundExpired,
+    /// Channel duties: close near expiry, check settlements, refund expired channels.
+    Duties,
     /// Asks payees what they hold of payments whose receipt never came.
     Reconcile,
     /// The pre-armed payment for the next page of `origin`, if its budget allows.
@@ -461,7 +461,7 @@ impl Inner {
                     txid: self.close_channel(&site).await?,
                 }))
             }
-            Request::RefundExpired => js(to_js(&self.refund_expired().await?)),
+            Request::Duties => js(to_js(&self.duties().await?)),
             Request::PreArm { origin } => {
                 #[derive(Serialize)]
                 struct Armed {

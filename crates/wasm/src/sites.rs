@@ -13,6 +13,8 @@ use trickle_wallet::ChannelRecord;
 use crate::http::FetchTransport;
 use crate::{failure, locked, now_ms, ExtensionWallet, Failure, Inner};
 
+/// Channels this close to their expiry (blocks) are closed by the wallet's duties.
+const CLOSE_MARGIN_BLOCKS: u32 = 6;
 /// How long a chain tip and fee rate are reused before they are fetched again.
 const CHAIN_VIEW_MS: f64 = 30_000.0;
 /// Payments kept in the history.
@@ -132,6 +134,27 @@ impl From<&ChannelRecord> for ChannelView {
             payee: r.payee_key.to_string(),
         }
     }
+}
+
+/// Something a duty did to one site's channel.
+#[derive(Serialize)]
+pub(crate) struct Event {
+    site: String,
+    /// A txid, or what went wrong.
+    detail: String,
+}
+
+/// What the channel duties did.
+#[derive(Default, Serialize)]
+pub(crate) struct Duties {
+    /// Channels closed near their expiry (the settlement's txid).
+    closed: Vec<Event>,
+    /// Contracts seen spent by a settlement that pays what it must.
+    settled: Vec<Event>,
+    /// Refunds broadcast.
+    refunds: Vec<String>,
+    /// Closes that failed and settlements refused.
+    failed: Vec<Event>,
 }
 
 /// One paid request, as the history keeps it.
@@ -403,20 +426,75 @@ impl Inner {
         Ok(committed.to_sat())
     }
 
-    /// Chain duties: broadcasts the refunds of expired channels the payee never closed.
-    pub(crate) async fn refund_expired(&self) -> Result<Vec<String>, Failure> {
+    /// Channel duties, run by the worker's alarm: ask the payee to close channels near their
+    /// expiry, check every contract seen spent (a settlement must pay the client what it did
+    /// not sign away), broadcast the refunds of expired channels the payee never closed, and
+    /// settle the budgets (`reconcile`).
+    pub(crate) async fn duties(&self) -> Result<Duties, Failure> {
         let client = self.esplora()?;
+        let tip = ExtensionWallet::tip(&client).await?;
         let rate = ExtensionWallet::fee_rates(&client).await?.normal;
-        let mut guard = self.wallet.lock().await;
-        let wallet = guard.as_mut().ok_or_else(locked)?;
-        let refunds = wallet
-            .refund_expired(&client, rate)
-            .await
-            .map_err(|e| failure("channel", e.to_string()))?;
-        Ok(refunds
-            .iter()
-            .map(|t| t.compute_txid().to_string())
-            .collect())
+        let channel_failure =
+            |e: trickle_wallet::ChannelClientError| failure("channel", e.to_string());
+        let mut duties = Duties::default();
+        let expiring: Vec<String> = {
+            let guard = self.wallet.lock().await;
+            let wallet = guard.as_ref().ok_or_else(locked)?;
+            wallet
+                .channels()
+                .await
+                .map_err(channel_failure)?
+                .into_iter()
+                .filter(|r| matches!(r.state.state, PayerState::Ready { .. }))
+                .filter(|r| {
+                    r.state.state.contract().is_some_and(|c| {
+                        let expiry = c.expiry.to_consensus_u32();
+                        expiry <= tip.height.saturating_add(CLOSE_MARGIN_BLOCKS)
+                    })
+                })
+                .map(|r| r.site)
+                .collect()
+        };
+        for site in expiring {
+            match self.close_channel(&site).await {
+                Ok(txid) => duties.closed.push(Event { site, detail: txid }),
+                // Closed by the payee already, or unreachable: the spent contract tells, and
+                // the refund covers a payee that is gone.
+                Err(f) => duties.failed.push(Event {
+                    site,
+                    detail: f.message,
+                }),
+            }
+        }
+        {
+            let mut guard = self.wallet.lock().await;
+            let wallet = guard.as_mut().ok_or_else(locked)?;
+            for (site, seen) in wallet
+                .check_spent_contracts(&client)
+                .await
+                .map_err(channel_failure)?
+            {
+                match seen {
+                    Ok(txid) => duties.settled.push(Event {
+                        site,
+                        detail: txid.to_string(),
+                    }),
+                    Err(e) => duties.failed.push(Event {
+                        site,
+                        detail: format!("settlement refused: {e}"),
+                    }),
+                }
+            }
+            for tx in wallet
+                .refund_expired(&client, rate)
+                .await
+                .map_err(channel_failure)?
+            {
+                duties.refunds.push(tx.compute_txid().to_string());
+            }
+        }
+        self.reconcile().await?;
+        Ok(duties)
     }
 }
 
