@@ -91,6 +91,14 @@ async function visit(page, url, text) {
   return performance.now() - t0;
 }
 
+/** The page's wait for its server, from the request to the first byte (Navigation Timing). */
+function serverWait(page) {
+  return page.evaluate(() => {
+    const [nav] = performance.getEntriesByType("navigation");
+    return nav.responseStart - nav.requestStart;
+  });
+}
+
 /** The pre-armed payment header the extension attaches to the site's next page, or null. */
 async function armedHeader(ext) {
   const rules = await ext.evaluate(() => chrome.declarativeNetRequest.getSessionRules());
@@ -185,7 +193,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
   let ext; // an extension page, to talk to the worker
   let tab; // the tab browsing the site
   let work;
-  const timings = { unpaid: [], unpaidProxy: [], repeatPaid: [] };
+  const timings = { unpaid: [], unpaidProxy: [], repeatPaid: [], unpaidProxyWait: [], repeatPaidWait: [] };
 
   before(async () => {
     work = await workDir("pay-servers");
@@ -240,7 +248,10 @@ describe("paying sites", { timeout: 900_000 }, () => {
 
   test("a priced page is not paid before the user approves a budget", async () => {
     // Baseline, before any payment rule exists: unpriced pages through the payee proxy.
-    for (let n = 1; n <= 20; n++) timings.unpaidProxy.push(await visit(tab, `${payee.url}/free/${n}`, `Free ${n}`));
+    for (let n = 1; n <= 20; n++) {
+      timings.unpaidProxy.push(await visit(tab, `${payee.url}/free/${n}`, `Free ${n}`));
+      timings.unpaidProxyWait.push(await serverWait(tab));
+    }
     const res = await tab.goto(`${payee.url}/articles/1`);
     assert.equal(res.status(), 402);
     const approvals = await eventually("the approval request", async () => {
@@ -302,6 +313,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
       // The reader's pause between pages: the next payment is armed meanwhile.
       armed = await rearmed(ext, armed);
       timings.repeatPaid.push(await visit(tab, `${payee.url}/articles/${n}`, `Article ${n}`));
+      timings.repeatPaidWait.push(await serverWait(tab));
     }
     assert.equal(await rearmed(ext, armed), null, "nothing is pre-armed once the budget is used");
     const { theirs, ours, sites } = await eventually("the last receipt", async () => {
@@ -340,7 +352,16 @@ describe("paying sites", { timeout: 900_000 }, () => {
         `to the site, ${(p.median / up.median).toFixed(2)} to the proxy); first paid on an open channel ` +
         `${timings.firstPaidOnChannelMs.toFixed(1)} ms, first visit opening a channel ${timings.openingVisitMs.toFixed(1)} ms`,
     );
+    const wu = stats(timings.unpaidProxyWait);
+    const wp = stats(timings.repeatPaidWait);
+    report(
+      t,
+      `server wait (request to first byte): unpaid through the proxy ${wu.median.toFixed(1)} ms, ` +
+        `repeat paid ${wp.median.toFixed(1)} ms`,
+    );
     timings.summary = {
+      unpaidProxyServerWaitMs: wu.median,
+      repeatPaidServerWaitMs: wp.median,
       unpaidMedianMs: u.median,
       unpaidProxyMedianMs: up.median,
       repeatPaidMedianMs: p.median,
