@@ -69,6 +69,16 @@ function escapeRegex(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
+/** The rule action that sends `signature` as the request's PAYMENT-SIGNATURE. */
+function setSignature(signature: string): chrome.declarativeNetRequest.RuleAction {
+  return {
+    type: chrome.declarativeNetRequest.RuleActionType.MODIFY_HEADERS,
+    requestHeaders: [
+      { header: "payment-signature", operation: chrome.declarativeNetRequest.HeaderOperation.SET, value: signature },
+    ],
+  };
+}
+
 /** A condition matching the URLs that start with `prefix`. */
 function prefixUrl(prefix: string): Pick<chrome.declarativeNetRequest.RuleCondition, "urlFilter" | "regexFilter"> {
   return /[*^|]/.test(prefix) ? { regexFilter: `^${escapeRegex(prefix)}` } : { urlFilter: `|${prefix}` };
@@ -129,16 +139,7 @@ export class Payer {
           {
             id,
             priority: PAY_PRIORITY,
-            action: {
-              type: chrome.declarativeNetRequest.RuleActionType.MODIFY_HEADERS,
-              requestHeaders: [
-                {
-                  header: "payment-signature",
-                  operation: chrome.declarativeNetRequest.HeaderOperation.SET,
-                  value: signature,
-                },
-              ],
-            },
+            action: setSignature(signature),
             condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId] },
           },
         ],
@@ -180,16 +181,7 @@ export class Payer {
         addRules.push({
           id,
           priority: ARM_PRIORITY,
-          action: {
-            type: chrome.declarativeNetRequest.RuleActionType.MODIFY_HEADERS,
-            requestHeaders: [
-              {
-                header: "payment-signature",
-                operation: chrome.declarativeNetRequest.HeaderOperation.SET,
-                value: signature,
-              },
-            ],
-          },
+          action: setSignature(signature),
           condition: {
             ...prefixUrl(`${origin}/`),
             resourceTypes: [chrome.declarativeNetRequest.ResourceType.MAIN_FRAME],
