@@ -1,9 +1,13 @@
 //! Stored data across versions and faults: a layout-1 wallet written by Trickle 0.1 migrates
-//! and unlocks, a migration interrupted at any write finishes on the next open, and damaged
-//! records give clear errors.
+//! and unlocks, a migration interrupted at any write finishes on the next open, damaged
+//! records give clear errors, and a disk that fills up while paying gives a clear error and
+//! lets no signature out.
+
+mod common;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use bitcoin::Network;
 use trickle_wallet::layout::{self, LAYOUT};
@@ -234,4 +238,189 @@ async fn a_forgotten_password_is_reset_with_the_wallets_own_phrase_only() {
     Wallet::unlock(&scoped, Network::Regtest, "new password")
         .await
         .expect("new password opens it");
+}
+
+/// A wallet store on a disk that can fill up: while `full`, every write fails as a full disk
+/// fails (`ENOSPC`) and changes nothing.
+#[derive(Clone, Default)]
+struct Disk(Rc<(MemoryStore, Cell<bool>)>);
+
+const ENOSPC: &str = "wallet.sqlite3: No space left on device (os error 28)";
+
+impl Disk {
+    fn fill(&self, full: bool) {
+        self.0 .1.set(full);
+    }
+
+    fn write(&self) -> Result<(), StoreError> {
+        match self.0 .1.get() {
+            true => Err(StoreError(ENOSPC.into())),
+            false => Ok(()),
+        }
+    }
+}
+
+impl Store for Disk {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0 .0.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.write()?;
+        self.0 .0.put(key, value).await
+    }
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.0 .0.keys(prefix).await
+    }
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.write()?;
+        self.0 .0.remove(key).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out() {
+    use bitcoin::{Amount, FeeRate};
+    use common::{now, Payee, PRICE, SITE};
+    use trickle_channel::http::{PaymentSignature, Resource};
+    use trickle_regtest::{Config, Node};
+    use trickle_wallet::ChannelLimits;
+
+    const PASSWORD: &str = "pw";
+    let page = |n: u32| Resource {
+        url: format!("https://{SITE}/articles/{n}"),
+        description: String::new(),
+        mime_type: String::new(),
+    };
+    let node = Node::start(Config::default()).await.expect("node");
+    let client = bdk_esplora::esplora_client::Builder::new(node.url())
+        .build_async()
+        .expect("client");
+    let disk = Disk::default();
+    let (mut wallet, _) = Wallet::create(disk.clone(), Network::Regtest, PASSWORD)
+        .await
+        .expect("wallet");
+    let address = wallet.receive_address().await.expect("address");
+    node.fund(&address, Amount::from_sat(200_000))
+        .await
+        .expect("funded");
+    wallet.sync(&client, now()).await.expect("synced");
+    let tip = Wallet::<Disk>::tip(&client).await.expect("tip");
+    let payee = Payee::new(tip);
+    let key = payee.public_key();
+    let offer = payee.offer();
+
+    // Opening a channel on a full disk: refused before anything is signed or sent.
+    disk.fill(true);
+    let err = wallet
+        .open_channel(
+            &payee,
+            &client,
+            SITE,
+            &offer,
+            Amount::from_sat(50_000),
+            &ChannelLimits::default(),
+            FeeRate::from_sat_per_vb_u32(2),
+            now(),
+        )
+        .await
+        .expect_err("no channel opened on a full disk");
+    assert!(err.to_string().contains(ENOSPC), "{err}");
+    assert!(wallet.channels().await.expect("channels").is_empty());
+    disk.fill(false);
+    wallet
+        .open_channel(
+            &payee,
+            &client,
+            SITE,
+            &offer,
+            Amount::from_sat(50_000),
+            &ChannelLimits::default(),
+            FeeRate::from_sat_per_vb_u32(2),
+            now(),
+        )
+        .await
+        .expect("channel opened");
+    // The first payment's credit is used up: from now on every page needs a signature.
+    let header = wallet
+        .pay(SITE, &offer, &page(0), None, tip)
+        .await
+        .expect("paid");
+    let receipt = payee.charge(&header, Amount::from_sat(1_000));
+    wallet
+        .apply_receipt(SITE, &key, &receipt, tip)
+        .await
+        .expect("receipt");
+    let paid = |record: &trickle_wallet::ChannelRecord| {
+        record.state.state.committed_channel().expect("open").paid()
+    };
+    let before = payee.ledger();
+
+    // The disk fills up. Paying after a 402, pre-armed, or preparing the next payment each
+    // fail with the disk's error and return no header: no new signature leaves.
+    disk.fill(true);
+    let err = wallet
+        .pay(SITE, &offer, &page(1), Some(offer.extra.nonce.clone()), tip)
+        .await
+        .expect_err("no payment on a full disk");
+    assert_eq!(
+        err.to_string(),
+        format!("storage failed: {ENOSPC}"),
+        "the disk's own error"
+    );
+    let err = wallet
+        .pre_arm(SITE, &key, &page(1), tip)
+        .await
+        .expect_err("no pre-armed payment on a full disk");
+    assert!(err.to_string().contains(ENOSPC), "{err}");
+    let err = wallet
+        .prepare_next(SITE, &key, tip)
+        .await
+        .expect_err("nothing prepared on a full disk");
+    assert!(err.to_string().contains(ENOSPC), "{err}");
+    // The receipt kept in memory cannot be stored either; it stays pending.
+    let err = wallet.flush().await.expect_err("flush fails");
+    assert!(err.to_string().contains(ENOSPC), "{err}");
+    let record = wallet
+        .channel(SITE, &key)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(
+        paid(&record),
+        before.paid,
+        "nothing signed in memory either"
+    );
+    assert_eq!(payee.ledger(), before, "the payee got nothing");
+
+    // Space again: the next payment is exactly one price more than the last stored one (the
+    // failed attempts left no signature behind to skip or reuse), and the payee takes it.
+    disk.fill(false);
+    let header = wallet
+        .pay(SITE, &offer, &page(1), Some(offer.extra.nonce.clone()), tip)
+        .await
+        .expect("paid");
+    assert_eq!(
+        PaymentSignature::from_header(&header)
+            .expect("header")
+            .payload
+            .amount,
+        before.paid + PRICE
+    );
+    let stored = Wallet::unlock(disk.clone(), Network::Regtest, PASSWORD)
+        .await
+        .expect("unlocked")
+        .channel(SITE, &key)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(paid(&stored), before.paid + PRICE, "stored before it left");
+    let receipt = payee.charge(&header, PRICE);
+    assert!(receipt.success, "{receipt:?}");
+    assert_eq!(payee.ledger().paid, before.paid + PRICE);
+    assert_eq!(payee.ledger().consumed, before.consumed + PRICE);
+    wallet
+        .apply_receipt(SITE, &key, &receipt, tip)
+        .await
+        .expect("receipt");
+    wallet.flush().await.expect("flushed");
 }
