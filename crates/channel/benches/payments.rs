@@ -1,12 +1,15 @@
 //! The cost of one payment on each side, against a bare secp256k1 ECDSA verify measured in the
 //! same run: `cargo bench -p trickle-channel --bench payments`. Prints a table of medians and
-//! ratios after criterion's own report.
+//! ratios after criterion's own report; with `BENCH_ROWS` set it also appends its rows to that
+//! file, in the table format of `scripts/bench.sh`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;
+use std::io::Write;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use bitcoin::secp256k1::{Message, SECP256K1};
 use bitcoin::Amount;
@@ -58,31 +61,62 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-/// Median of one benchmark, in nanoseconds, from criterion's estimates.
-fn median_ns(name: &str) -> Option<f64> {
+/// Median of one benchmark, in nanoseconds, from criterion's estimates written since `since`
+/// (an older file is a previous run's).
+fn median_ns(name: &str, since: SystemTime) -> Option<f64> {
     let path = output_dir()
         .join(GROUP)
         .join(name)
         .join("new/estimates.json");
+    if std::fs::metadata(&path).ok()?.modified().ok()? < since {
+        return None;
+    }
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     json["median"]["point_estimate"].as_f64()
 }
 
 fn main() {
+    let started = SystemTime::now();
     let mut c = Criterion::default()
         .output_directory(&output_dir())
         .configure_from_args();
     bench(&mut c);
     c.final_summary();
 
-    let Some(bare) = median_ns(BARE) else {
+    let Some(bare) = median_ns(BARE, started) else {
         return; // a filtered or `--test` run measures nothing
     };
     println!("\n{:<28} {:>12} {:>10}", "operation", "median", "vs bare");
     for name in [BARE, SIGN, VERIFY] {
-        if let Some(ns) = median_ns(name) {
+        if let Some(ns) = median_ns(name, started) {
             println!("{name:<28} {:>9.1} us {:>9.2}x", ns / 1e3, ns / bare);
+        }
+    }
+
+    if let Some(path) = std::env::var_os("BENCH_ROWS") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("BENCH_ROWS file opens");
+        for (name, figure) in [
+            (SIGN, "payer signs a payment, native (criterion median)"),
+            (
+                VERIFY,
+                "payee verifies a payment, native (criterion median)",
+            ),
+        ] {
+            if let Some(ns) = median_ns(name, started) {
+                writeln!(
+                    file,
+                    "| {figure} | {:.1} µs | {:.1} µs (bare secp256k1 verify) | {:.2}x |",
+                    ns / 1e3,
+                    bare / 1e3,
+                    ns / bare
+                )
+                .expect("BENCH_ROWS written");
+            }
         }
     }
 }
