@@ -5,6 +5,7 @@
 //! the worker's messages (`extension/src/messages.ts`), answered with plain objects; failures
 //! reject with `{ code, message }`.
 
+mod bench;
 mod chrome;
 mod http;
 mod sites;
@@ -136,6 +137,11 @@ enum Request {
     /// The pre-armed payment for the next page of `origin`, if its budget allows.
     PreArm {
         origin: String,
+    },
+    /// Signs `count` payments on a throwaway channel and returns the time it took
+    /// (`bench.rs`; `tests/browser/bench.mjs`).
+    BenchPayments {
+        count: u32,
     },
 }
 
@@ -481,6 +487,7 @@ impl Inner {
                     committed_sat: self.reconcile().await?,
                 }))
             }
+            Request::BenchPayments { count } => js(to_js(&bench::bench_payments(count)?)),
         }
     }
 
