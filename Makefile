@@ -33,8 +33,9 @@ fuzz-smoke:
 	cd fuzz && for t in wire_message http_headers snapshots payer_payee; do \
 		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
+# Every benchmark, one table of figures against baselines of the same run (scripts/bench.sh).
 bench: setup
-	cargo bench -p trickle-channel --bench payments
+	bash scripts/bench.sh
 
 # The local chain, a demo site and the payee proxy in front of it (scripts/run.sh).
 run: setup

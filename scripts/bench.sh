@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Every benchmark, then one Markdown table: | figure | value | baseline | ratio |. Each figure's
+# baseline is measured in the same run (or is a computed lower bound, said in its cell); timings
+# are medians. `make bench` runs this.
+#
+# Each part appends its rows, already in the table's format, to the file named by $BENCH_ROWS;
+# adding a part is one `part NAME COMMAND...` line below. Parts:
+#   payments  payer signs / payee verifies a payment, native, against a bare secp256k1 verify
+#             (crates/channel/benches/payments.rs, criterion)
+#   vbytes    on-chain virtual bytes of v1 and v2 channels against the minimum of their script
+#             templates (crates/channel/benches/vbytes.rs, which defines the minimum)
+#   browser   the payer in Chromium: signing in the worker's wasm against the same call native
+#             (from `payments` of this run), worker cold start against an empty MV3 worker, wasm
+#             size (tests/browser/bench.mjs; builds the extension first)
+#
+# Knobs (environment):
+#   BENCH_PARTS="payments vbytes browser"  the parts to run, in this order
+#   BENCH_QUICK=1         a quick run: short criterion times, fewer channels, rounds and restarts
+#   BENCH_CRITERION_ARGS  arguments for the criterion bench (default: criterion's own defaults)
+#   BENCH_VBYTES_CHANNELS channels per version (101); BENCH_COLD_RUNS (9), BENCH_SIGN_ROUNDS (15),
+#   BENCH_SIGN_COUNT (200): see tests/browser/bench.mjs
+#   BENCH_SKIP_BUILD=1    use dist/extension as it is (it must have been built from this tree)
+#   BENCH_ROWS=FILE       keep the rows in FILE (appended to) instead of a temporary file
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+parts="${BENCH_PARTS:-payments vbytes browser}"
+
+if [ "${BENCH_QUICK:-}" = 1 ]; then
+  : "${BENCH_CRITERION_ARGS:=--warm-up-time 1 --measurement-time 2}"
+  export BENCH_VBYTES_CHANNELS="${BENCH_VBYTES_CHANNELS:-11}"
+  export BENCH_COLD_RUNS="${BENCH_COLD_RUNS:-3}" BENCH_SIGN_ROUNDS="${BENCH_SIGN_ROUNDS:-5}"
+fi
+criterion_args=(${BENCH_CRITERION_ARGS:-})
+
+if [ -z "${BENCH_ROWS:-}" ]; then
+  BENCH_ROWS=$(mktemp /tmp/trickle-bench-rows.XXXXXX)
+  trap 'rm -f "$BENCH_ROWS"' EXIT
+fi
+export BENCH_ROWS
+# For the browser part: the native signing median must come from this run's criterion output.
+export BENCH_CRITERION_DIR="$target/criterion" BENCH_STARTED_MS=$((started * 1000))
+
+failed=()
+part() {
+  local name=$1
+  shift
+  case " $parts " in *" $name "*) ;; *) return 0 ;; esac
+  echo "bench: $name" >&2
+  local t0=$SECONDS
+  # A part's own report goes to stderr; only the table is on stdout.
+  if "$@" >&2; then
+    echo "bench: $name done in $((SECONDS - t0)) s" >&2
+  else
+    echo "bench: $name FAILED" >&2
+    failed+=("$name")
+  fi
+}
+
+browser() {
+  [ "${BENCH_SKIP_BUILD:-}" = 1 ] || bash scripts/build-extension.sh
+  node tests/browser/bench.mjs
+}
+
+part payments cargo bench -q -p trickle-channel --bench payments -- "${criterion_args[@]}"
+part vbytes cargo bench -q -p trickle-channel --bench vbytes
+part browser browser
+
+echo
+echo "| figure | value | baseline | ratio |"
+echo "| --- | --- | --- | --- |"
+cat "$BENCH_ROWS"
+echo
+echo "bench: $(($(date +%s) - started)) s on $(nproc) cores$([ ${#failed[@]} = 0 ] || echo "; FAILED: ${failed[*]}")" >&2
+[ ${#failed[@]} = 0 ]
