@@ -30,8 +30,8 @@ extern "C" {
     fn performance_now() -> f64;
 }
 
-/// Most payments one request may sign (a few seconds of work at most).
-const MAX_COUNT: u32 = 100_000;
+/// Most payments one request may sign (about ten seconds of work in the worker at most).
+const MAX_COUNT: u32 = 10_000;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
