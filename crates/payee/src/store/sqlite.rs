@@ -1,10 +1,13 @@
-//! The default store: one SQLite file, driven on tokio's blocking pool.
+//! The default store: one SQLite file. Reads run on tokio's blocking pool; writes go to one
+//! writer thread that commits every write waiting for it in one transaction (group commit), so
+//! that concurrent payments share one `fsync` instead of queueing for one each.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use bitcoin::{Amount, Txid};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
 use trickle_channel::credit::Ledger;
 use trickle_channel::PayeeState;
 
@@ -43,7 +46,94 @@ const MIGRATIONS: &[&str] = &[
 /// Channels in one SQLite file (WAL, `synchronous=FULL`: a commit is on disk when it returns).
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+    writer: mpsc::Sender<Box<dyn Write>>,
+}
+
+/// The most writes one transaction takes: bounds how long a batch holds the database.
+const MAX_BATCH: usize = 512;
+
+/// One caller's write, as the writer thread sees it.
+trait Write: Send {
+    /// Runs the write's statements inside the batch's transaction; whether they succeeded.
+    fn apply(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the batch's commit has returned (or failed).
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+struct Pending<T, F> {
+    run: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Write for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send,
+{
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let result = self.run.take().map_or_else(
+            || Err(StoreError::Backend("write applied twice".into())),
+            |run| run(conn),
+        );
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), StoreError>) {
+        let Self { result, reply, .. } = *self;
+        let result = committed.and_then(|()| {
+            result.unwrap_or_else(|| Err(StoreError::Backend("write not applied".into())))
+        });
+        // The caller is gone only if its request was dropped.
+        let _ = reply.send(result);
+    }
+}
+
+/// The writer thread: takes every write waiting, applies each in its own savepoint (a failed
+/// write undoes only itself), commits once, then answers each caller. Nobody hears that a write
+/// succeeded before the commit holding it has returned.
+fn run_writer(conn: Connection, writes: mpsc::Receiver<Box<dyn Write>>) {
+    while let Ok(first) = writes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = backend(e);
+            for w in batch {
+                w.answer(Err(e.clone()));
+            }
+            continue;
+        }
+        for w in &mut batch {
+            let applied = conn.execute_batch("SAVEPOINT write").is_ok() && {
+                let ok = w.apply(&conn);
+                let end = if ok {
+                    "RELEASE write"
+                } else {
+                    "ROLLBACK TO write; RELEASE write"
+                };
+                conn.execute_batch(end).is_ok() && ok
+            };
+            if !applied {
+                tracing::debug!("a write was refused; the rest of its batch goes on");
+            }
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(backend);
+        if committed.is_err() {
+            // Nothing of the batch is kept; the connection is ready for the next one.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for w in batch {
+            w.answer(committed.clone());
+        }
+    }
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -64,6 +154,17 @@ fn revision(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative revision {v}")))
 }
 
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(backend)?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `path` and applies pending migrations.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -74,33 +175,51 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &Path) -> Result<Self, StoreError> {
-        let mut conn = Connection::open(path).map_err(backend)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
+        let mut writer = connect(path)?;
+        migrate(&mut writer)?;
+        let reader = connect(path)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("payee-sqlite".into())
+            .spawn(move || run_writer(writer, rx))
             .map_err(backend)?;
-        migrate(&mut conn)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
+            writer: tx,
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
-    async fn with<T: Send + 'static>(
+    /// Runs `f` with the reading connection on the blocking pool.
+    async fn read<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = Arc::clone(&self.conn);
+        let conn = Arc::clone(&self.reader);
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
+            let guard = conn
                 .lock()
                 .map_err(|_| StoreError::Backend("connection lock poisoned".into()))?;
-            f(&mut guard)
+            f(&guard)
         })
         .await
         .map_err(backend)?
+    }
+
+    /// Runs `f` in the writer thread's next transaction; returns once that has committed.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Backend("the SQLite writer thread stopped".into());
+        self.writer
+            .send(Box::new(Pending {
+                run: Some(f),
+                result: None,
+                reply,
+            }))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
@@ -153,7 +272,7 @@ impl ChannelStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let (id, state) = (id.to_owned(), encode_state(state)?);
         let created = i64::try_from(created_at).unwrap_or(i64::MAX);
-        self.with(move |c| {
+        self.write(move |c| {
             let n = c
                 .execute(
                     "INSERT OR IGNORE INTO pending_sessions (id, state, created_at) VALUES (?1, ?2, ?3)",
@@ -170,7 +289,7 @@ impl ChannelStore for SqliteStore {
 
     async fn session(&self, id: &str) -> Result<Option<PayeeState>, StoreError> {
         let id = id.to_owned();
-        self.with(move |c| {
+        self.read(move |c| {
             let text: Option<String> = c
                 .query_row(
                     "SELECT state FROM pending_sessions WHERE id = ?1",
@@ -186,7 +305,7 @@ impl ChannelStore for SqliteStore {
 
     async fn update_session(&self, id: &str, state: &PayeeState) -> Result<(), StoreError> {
         let (id, state) = (id.to_owned(), encode_state(state)?);
-        self.with(move |c| {
+        self.write(move |c| {
             let n = c
                 .execute(
                     "UPDATE pending_sessions SET state = ?2 WHERE id = ?1",
@@ -210,10 +329,7 @@ impl ChannelStore for SqliteStore {
         let txid = contract_txid(state)?.to_string();
         let (session, text, status) = (session.to_owned(), encode_state(state)?, state.name());
         let (paid, consumed) = (sat(ledger.paid)?, sat(ledger.consumed)?);
-        self.with(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+        self.write(move |tx| {
             let removed = tx
                 .execute("DELETE FROM pending_sessions WHERE id = ?1", [&session])
                 .map_err(backend)?;
@@ -227,14 +343,14 @@ impl ChannelStore for SqliteStore {
             if removed == 0 || inserted == 0 {
                 return Err(StoreError::Conflict);
             }
-            tx.commit().map_err(backend)
+            Ok(())
         })
         .await
     }
 
     async fn prune_sessions(&self, created_before: u64) -> Result<u64, StoreError> {
         let before = i64::try_from(created_before).unwrap_or(i64::MAX);
-        self.with(move |c| {
+        self.write(move |c| {
             c.execute(
                 "DELETE FROM pending_sessions WHERE created_at < ?1",
                 [before],
@@ -247,7 +363,7 @@ impl ChannelStore for SqliteStore {
 
     async fn channel(&self, txid: &Txid) -> Result<Option<StoredChannel>, StoreError> {
         let txid = txid.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let row: Option<(String, i64, i64, i64)> = c
                 .prepare_cached(
                     "SELECT state, paid, consumed, revision FROM channels WHERE txid = ?1",
@@ -262,7 +378,7 @@ impl ChannelStore for SqliteStore {
     }
 
     async fn channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
                 .prepare("SELECT state, paid, consumed, revision FROM channels ORDER BY seq")
                 .map_err(backend)?;
@@ -295,10 +411,7 @@ impl ChannelStore for SqliteStore {
             None => None,
         };
         let old = i64::try_from(revision).map_err(|_| StoreError::Conflict)?;
-        self.with(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+        self.write(move |tx| {
             let n = tx
                 .prepare_cached(
                     "UPDATE channels SET state = ?2, status = ?3, paid = ?4, consumed = ?5,
@@ -322,7 +435,6 @@ impl ChannelStore for SqliteStore {
                     return Err(StoreError::Conflict);
                 }
             }
-            tx.commit().map_err(backend)?;
             Ok(revision + 1)
         })
         .await
@@ -330,7 +442,7 @@ impl ChannelStore for SqliteStore {
 
     async fn is_charged(&self, txid: &Txid, nonce: &str) -> Result<bool, StoreError> {
         let (txid, nonce) = (txid.to_string(), nonce.to_owned());
-        self.with(move |c| {
+        self.read(move |c| {
             c.prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM charged_nonces WHERE channel = ?1 AND nonce = ?2)",
             )

@@ -22,6 +22,7 @@ fn txid(s: &PayeeState) -> Txid {
 pub async fn run(store: &dyn ChannelStore) {
     sessions(store).await;
     open_and_update(store).await;
+    concurrent_writes(store).await;
 }
 
 async fn sessions(store: &dyn ChannelStore) {
@@ -198,4 +199,84 @@ async fn open_and_update(store: &dyn ChannelStore) {
         store.channel(&id).await.unwrap().expect("stored").state,
         closing
     );
+}
+
+/// Writes that arrive together (one SQLite transaction, for a store that groups them) keep
+/// their own outcomes: of racing writes at one revision exactly one wins, a refused write
+/// takes nothing else down, and every write that was answered Ok is stored.
+async fn concurrent_writes(store: &dyn ChannelStore) {
+    let channels: Vec<[PayeeState; 4]> = (100..116)
+        .map(|tag| memory_channel(Version::V2, tag))
+        .collect();
+    for (i, [pending, ready, ..]) in channels.iter().enumerate() {
+        let id = format!("c{i}");
+        store.insert_session(&id, pending, 1).await.unwrap();
+        store
+            .open_channel(&id, ready, ledger(1_000, 0))
+            .await
+            .unwrap();
+    }
+    // Eight writers race on the first channel at revision 0; every other channel gets one
+    // write, a charged nonce each.
+    let nonces: Vec<String> = (0..channels.len()).map(|i| format!("n{i}")).collect();
+    let ids: Vec<Txid> = channels.iter().map(|[_, ready, ..]| txid(ready)).collect();
+    let racing = (0..8u64).map(|k| {
+        let [_, _, paid, _] = &channels[0];
+        store.update_channel(
+            &ids[0],
+            0,
+            ChannelUpdate {
+                state: paid,
+                ledger: ledger(1_500, 10 + k),
+                charged_nonce: None,
+            },
+        )
+    });
+    let others = (1..channels.len()).map(|i| {
+        let ([_, _, paid, _], nonce) = (&channels[i], &nonces[i]);
+        store.update_channel(
+            &ids[i],
+            0,
+            ChannelUpdate {
+                state: paid,
+                ledger: ledger(1_500, 10),
+                charged_nonce: Some((nonce, Amount::from_sat(10))),
+            },
+        )
+    });
+    let (racing, others) = futures::future::join(
+        futures::future::join_all(racing),
+        futures::future::join_all(others),
+    )
+    .await;
+    let winners: Vec<u64> = racing
+        .iter()
+        .enumerate()
+        .filter_map(|(k, r)| match r {
+            Ok(rev) => {
+                assert_eq!(*rev, 1);
+                Some(k as u64)
+            }
+            Err(e) => {
+                assert_eq!(*e, StoreError::Conflict);
+                None
+            }
+        })
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one racing write wins: {racing:?}"
+    );
+    let stored = store.channel(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.ledger, stored.revision),
+        (ledger(1_500, 10 + winners[0]), 1)
+    );
+    for ((id, nonce), result) in ids.iter().zip(&nonces).skip(1).zip(others) {
+        assert_eq!(result, Ok(1));
+        let stored = store.channel(id).await.unwrap().unwrap();
+        assert_eq!((stored.ledger, stored.revision), (ledger(1_500, 10), 1));
+        assert!(store.is_charged(id, nonce).await.unwrap());
+    }
 }

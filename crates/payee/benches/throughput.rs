@@ -1,0 +1,310 @@
+//! The payee under load: payments through the full server path (HTTP parse, state lookup,
+//! signature check, durable store) against a bare secp256k1 ECDSA verify loop measured in the
+//! same run. `cargo bench -p trickle-payee --bench throughput`.
+//!
+//! A load generator on loopback opens `CHANNELS` channels, signs `PAYMENTS` payments ahead of
+//! time (signing is the client's cost, not the server's), then sends them as pre-armed requests
+//! from `CONCURRENCY` connections, each request carrying a new signed increment. The server runs
+//! on its own runtime whose threads (workers and blocking pool, where the store works) are named
+//! `payee-*`, so that their CPU time can be read from `/proc`: payments per server CPU-second is
+//! the per-core rate, compared with bare verifies per CPU-second. The same requests to a free
+//! page through the same server give the latency baseline.
+//!
+//! Store: SQLite in a temporary directory (the default), and PostgreSQL when
+//! `TRICKLE_TEST_POSTGRES_URL` is set (`bash scripts/with-postgres.sh cargo bench ...`).
+//! With `BENCH_ROWS=FILE`, rows of the summary table are appended to FILE.
+
+#![allow(clippy::unwrap_used)] // the shared test helpers panic on what cannot happen
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bitcoin::hashes::Hash;
+use bitcoin::secp256k1::{Message, SECP256K1};
+use bitcoin::{Amount, OutPoint, Txid};
+use common::*;
+use trickle_channel::http::{PaymentRequired, PAYMENT_SIGNATURE};
+use trickle_channel::Version;
+use trickle_payee::store::{ChannelStore, SqliteStore};
+
+const PRICE: u64 = 10;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU seconds (user + system) of this process's threads whose name starts with `prefix`.
+fn thread_cpu(prefix: &str) -> f64 {
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let dir = task.expect("task").path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let utime: f64 = fields[11].parse().expect("utime");
+        let stime: f64 = fields[12].parse().expect("stime");
+        total += (utime + stime) / ticks;
+    }
+    total
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Bare verifies per CPU-second: the median of several timed loops on this thread.
+fn bare_verify_rate() -> f64 {
+    let msg = Message::from_digest([42; 32]);
+    let sk = key(CLIENT);
+    let sig = SECP256K1.sign_ecdsa(&msg, &sk);
+    let pk = pubkey(&sk);
+    let n = 5_000;
+    let rates = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..n {
+                black_box(SECP256K1.verify_ecdsa(black_box(&msg), black_box(&sig), black_box(&pk)))
+                    .expect("valid");
+            }
+            n as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(rates)
+}
+
+struct Run {
+    label: String,
+    payments: usize,
+    wall: Duration,
+    server_cpu: f64,
+    latencies: Vec<Duration>,
+}
+
+/// Sends every request of `work` (one list per connection, sent in order) and times each.
+async fn drive(base: &str, work: Vec<Vec<(String, Option<String>)>>) -> Vec<Duration> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(work.len())
+        .tcp_nodelay(true)
+        .build()
+        .expect("client");
+    let tasks = work.into_iter().map(|requests| {
+        let http = http.clone();
+        let base = base.to_owned();
+        tokio::spawn(async move {
+            let mut times = Vec::with_capacity(requests.len());
+            for (path, header) in requests {
+                let mut req = http.get(format!("{base}{path}"));
+                if let Some(h) = header {
+                    req = req.header(PAYMENT_SIGNATURE, h);
+                }
+                let t = Instant::now();
+                let resp = req.send().await.expect("request");
+                let status = resp.status();
+                resp.bytes().await.expect("body");
+                times.push(t.elapsed());
+                assert_eq!(status, 200, "{path}");
+            }
+            times
+        })
+    });
+    let mut all = Vec::new();
+    for t in tasks.collect::<Vec<_>>() {
+        all.extend(t.await.expect("task"));
+    }
+    all
+}
+
+async fn measure(label: &str, base: &str, work: Vec<Vec<(String, Option<String>)>>) -> Run {
+    let payments = work.iter().map(Vec::len).sum();
+    let cpu0 = thread_cpu("payee-");
+    let t = Instant::now();
+    let mut latencies = drive(base, work).await;
+    let wall = t.elapsed();
+    let server_cpu = thread_cpu("payee-") - cpu0;
+    latencies.sort();
+    Run {
+        label: label.to_owned(),
+        payments,
+        wall,
+        server_cpu,
+        latencies,
+    }
+}
+
+/// Opens `channels` channels on the server at `base` and signs `per_channel` pre-armed
+/// payments on each, one price each; returns the requests, dealt to `concurrency` connections.
+async fn prepare(
+    base: &str,
+    channels: usize,
+    per_channel: usize,
+    concurrency: usize,
+) -> Vec<Vec<(String, Option<String>)>> {
+    let endpoint = format!("{base}{}", trickle_payee::DEFAULT_ENDPOINT_PATH);
+    let offer: PaymentRequired = fetch(&format!("{base}/articles/0"), None)
+        .await
+        .required
+        .expect("a 402 offer");
+    let mut work = vec![Vec::new(); concurrency];
+    let t = Instant::now();
+    for c in 0..channels {
+        let mut coin = [0u8; 32];
+        coin[..8].copy_from_slice(&(c as u64 + 1).to_le_bytes());
+        let wallet = Wallet {
+            coin: OutPoint::new(Txid::from_byte_array(coin), 0),
+            value: Amount::from_sat(100_000_000),
+        };
+        let mut client = Client::open_funded(&endpoint, Version::V2, TIP, &wallet).await;
+        // Every channel's requests go to one connection, in order: a channel's payments grow.
+        let conn = &mut work[c % concurrency];
+        for i in 0..per_channel {
+            let update = client.sign(Amount::from_sat(PRICE));
+            let header = client.header(&offer, Some(&update), false);
+            conn.push((format!("/articles/{c}-{i}"), Some(header)));
+        }
+    }
+    eprintln!(
+        "opened {channels} channels and signed {} payments in {:.1} s",
+        channels * per_channel,
+        t.elapsed().as_secs_f64()
+    );
+    work
+}
+
+fn report(run: &Run, bare: f64) -> Vec<String> {
+    let per_cpu = run.payments as f64 / run.server_cpu;
+    let wall_rate = run.payments as f64 / run.wall.as_secs_f64();
+    let l = &run.latencies;
+    println!(
+        "{}: {} requests in {:.2} s = {:.0}/s wall; server CPU {:.2} s = {:.0}/CPU-s ({:.2}x bare verify); \
+         latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+        run.label,
+        run.payments,
+        run.wall.as_secs_f64(),
+        wall_rate,
+        run.server_cpu,
+        per_cpu,
+        per_cpu / bare,
+        percentile(l, 0.5).as_secs_f64() * 1e3,
+        percentile(l, 0.9).as_secs_f64() * 1e3,
+        percentile(l, 0.99).as_secs_f64() * 1e3,
+    );
+    vec![format!(
+        "| payee {}: payments per server CPU-second | {:.0}/s | bare verify {:.0}/s | {:.2} |",
+        run.label,
+        per_cpu,
+        bare,
+        per_cpu / bare
+    )]
+}
+
+fn main() {
+    let channels = env("CHANNELS", 1_000);
+    let payments = env("PAYMENTS", 100_000);
+    let concurrency = env("CONCURRENCY", 64).min(channels);
+    let per_channel = payments.div_ceil(channels);
+
+    let bare = bare_verify_rate();
+    println!("bare secp256k1 ECDSA verify: {bare:.0}/s on one core");
+
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("payee-rt")
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("load")
+        .enable_all()
+        .build()
+        .expect("load runtime");
+
+    let mut stores: Vec<(&str, Arc<dyn ChannelStore>)> = Vec::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = server
+        .block_on(SqliteStore::open(dir.path().join("payee.sqlite3")))
+        .expect("sqlite");
+    stores.push(("SQLite", Arc::new(sqlite)));
+    #[cfg(feature = "postgres")]
+    if let Ok(url) = std::env::var("TRICKLE_TEST_POSTGRES_URL") {
+        let pg = server
+            .block_on(trickle_payee::store::PostgresStore::connect(&url))
+            .expect("postgres");
+        stores.push(("PostgreSQL", Arc::new(pg)));
+    }
+
+    let mut rows = Vec::new();
+    for (name, store) in stores {
+        let base = server.block_on(async { Server::start(store).await.url });
+        let work = load.block_on(prepare(&base, channels, per_channel, concurrency));
+        let free: Vec<Vec<(String, Option<String>)>> = work
+            .iter()
+            .map(|conn| {
+                conn.iter()
+                    .map(|(path, _)| (path.replace("/articles/", "/free?"), None))
+                    .collect()
+            })
+            .collect();
+        let unpaid = load.block_on(measure(&format!("{name}, free page"), &base, free));
+        let paid = load.block_on(measure(&format!("{name}, paid"), &base, work));
+        report(&unpaid, bare);
+        rows.extend(report(&paid, bare));
+        let (lp, lu) = (&paid.latencies, &unpaid.latencies);
+        for (p, tag) in [(0.5, "p50"), (0.99, "p99")] {
+            let (a, b) = (percentile(lp, p), percentile(lu, p));
+            rows.push(format!(
+                "| payee {name}: {tag} latency, {concurrency} connections, {channels} channels | {:.2} ms | free page {:.2} ms | {:.2} |",
+                a.as_secs_f64() * 1e3,
+                b.as_secs_f64() * 1e3,
+                a.as_secs_f64() / b.as_secs_f64()
+            ));
+        }
+        rows.push(format!(
+            "| payee {name}: paid requests per second (wall, {} payments) | {:.0}/s | free page {:.0}/s | {:.2} |",
+            paid.payments,
+            paid.payments as f64 / paid.wall.as_secs_f64(),
+            unpaid.payments as f64 / unpaid.wall.as_secs_f64(),
+            (paid.payments as f64 / paid.wall.as_secs_f64())
+                / (unpaid.payments as f64 / unpaid.wall.as_secs_f64()),
+        ));
+    }
+    println!();
+    println!("| figure | value | baseline | ratio |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!("{r}");
+    }
+    if let Some(path) = std::env::var_os("BENCH_ROWS") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("BENCH_ROWS");
+        for r in &rows {
+            writeln!(f, "{r}").expect("write BENCH_ROWS");
+        }
+    }
+}
