@@ -270,7 +270,13 @@ impl App {
                             next_same_site,
                         )
                         .await
-                        .and_then(|body| Ok(std::io::stdout().write_all(&body)?));
+                        .and_then(|body| {
+                            // Out at once: a paid body must not wait in a buffer that a
+                            // killed process loses.
+                            let mut out = std::io::stdout().lock();
+                            out.write_all(&body)?;
+                            Ok(out.flush()?)
+                        });
                     if let Err(e) = body {
                         fetched = Err(e);
                         break;
@@ -422,6 +428,19 @@ impl App {
         session.payees.insert(host.clone(), offer.pay_to);
         let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
         let existing = wallet.channel(&host, &offer.pay_to).await?;
+        // A run killed while opening left the contract handed over but the channel not open:
+        // finish that opening rather than lock a second channel.
+        if existing.as_ref().is_some_and(|r| {
+            matches!(
+                r.state.state,
+                trickle_channel::PayerState::AwaitingOpen { .. }
+            )
+        }) {
+            eprintln!("completing the opening of the channel with {host} ...");
+            wallet
+                .complete_open(&self.http, &self.esplora, &host, &offer.pay_to)
+                .await?;
+        }
         let usable = existing
             .as_ref()
             .and_then(|r| r.state.state.committed_channel().map(|_| r))
@@ -473,6 +492,41 @@ impl App {
         let request = self.http.0.get(url).header(PAYMENT_SIGNATURE, payment);
         let paid = send(session, &host, request, next_same_site).await?;
         self.apply_receipt(session, &host, &paid).await?;
+        // The payee has less credit than this wallet counted (a receipt lost when a run was
+        // killed): its refusal carried its account of the channel, now applied, and a fresh
+        // offer. Pay the difference, once.
+        let again = match paid.headers().get(PAYMENT_REQUIRED) {
+            Some(h) if paid.status().as_u16() == 402 => {
+                Some(PaymentRequired::from_header(h.to_str()?)?)
+            }
+            _ => None,
+        };
+        if let Some(required) = again.filter(|r| r.error.as_deref() == Some("insufficient_credit"))
+        {
+            if let Some(offer) = required
+                .channel_offer(self.cli.network)
+                .filter(|o| o.amount <= max_price)
+            {
+                let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
+                let payment = wallet
+                    .pay(
+                        &host,
+                        offer,
+                        &resource,
+                        Some(offer.extra.nonce.clone()),
+                        tip,
+                    )
+                    .await?;
+                eprintln!(
+                    "paying {} sat to {host} (the payee had less credit)",
+                    offer.amount.to_sat()
+                );
+                let request = self.http.0.get(url).header(PAYMENT_SIGNATURE, payment);
+                let paid = send(session, &host, request, next_same_site).await?;
+                self.apply_receipt(session, &host, &paid).await?;
+                return ok_body(paid).await;
+            }
+        }
         ok_body(paid).await
     }
 

@@ -15,8 +15,8 @@ use trickle_channel::http::{
     ChannelPayment, PaymentRequirements, PaymentResponse, PaymentSignature, Resource, X402_VERSION,
 };
 use trickle_channel::{
-    ChainTip, ChannelError, ChannelId, PayerConfig, PayerContext, PayerState, PaymentAck, Snapshot,
-    Version, WireMessage,
+    ChainTip, ChannelError, ChannelId, ClientVersion, PayerConfig, PayerContext, PayerState,
+    PaymentAck, ProvideContract, Snapshot, Version, WireMessage,
 };
 
 use crate::store::{Store, StoreError};
@@ -353,6 +353,75 @@ impl<S: Store> Wallet<S> {
             message: "end of opening",
         }
         .into())
+    }
+
+    /// Completes the opening of the channel with `site` if it was interrupted after the
+    /// contract was handed over (a process killed before the payee's `CHANNEL_OPEN` was
+    /// stored): the payee that holds the channel resumes it by its contract
+    /// (`CLIENT_VERSION` with `previous_contract`); one that never got the contract receives it
+    /// again on the opening session. Does nothing for a channel that is not opening.
+    pub async fn complete_open<T: Transport, Z: Sleeper>(
+        &mut self,
+        transport: &T,
+        client: &AsyncClient<Z>,
+        site: &str,
+        payee_key: &PublicKey,
+    ) -> Result<ChannelRecord, ChannelClientError> {
+        let mut record = self
+            .channel(site, payee_key)
+            .await?
+            .ok_or_else(|| ChannelClientError::NoChannel(site.to_owned()))?;
+        let PayerState::AwaitingOpen { channel } = &record.state.state else {
+            return Ok(record);
+        };
+        let channel = channel.clone();
+        let key = self.channel_key(record.key_index)?;
+        let tip = Self::tip(client).await?;
+        let ctx = Self::context(&key, tip, FeeRate::BROADCAST_MIN);
+        let base = record.endpoint.clone();
+        let hello = WireMessage::ClientVersion(ClientVersion {
+            major: channel.funding.contract.version.major(),
+            minor: 0,
+            time_window_blocks: 0,
+            previous_contract: Some(channel.contract_txid()),
+        });
+        let (_, replies) = exchange(transport, &format!("{base}/open"), &hello).await?;
+        let replies = match replies
+            .into_iter()
+            .find(|m| matches!(m, WireMessage::ChannelOpen(_)))
+        {
+            Some(open) => vec![open],
+            // The payee does not know the channel: hand the contract over again.
+            None => {
+                let provide = WireMessage::ProvideContract(ProvideContract {
+                    contract: channel.contract_tx.clone(),
+                    client_key: PublicKey::from_secret_key(bitcoin::secp256k1::SECP256K1, &key),
+                    payout_script: channel.payout_script.clone(),
+                    initial_payment: channel.latest.clone(),
+                });
+                let url = format!("{base}/session/{}", record.session);
+                exchange(transport, &url, &provide).await?.1
+            }
+        };
+        for reply in replies {
+            let step = record.state.state.on_message(&ctx, reply)?;
+            record.state = Snapshot::new(step.state);
+            for tx in step.broadcast {
+                // The server broadcasts the contract too; ours is a backstop.
+                let _ = client.broadcast(&tx).await;
+            }
+        }
+        let PayerState::Ready { channel } = &record.state.state else {
+            return Err(ChannelError::UnexpectedMessage {
+                state: record.state.state.name(),
+                message: "end of opening",
+            }
+            .into());
+        };
+        record.session = channel.contract_txid().to_string();
+        record.credit = channel.acknowledged;
+        self.save(&record).await?;
+        Ok(record)
     }
 
     /// The `PAYMENT-SIGNATURE` header value that pays `offer` for `resource` over the channel
