@@ -1,7 +1,7 @@
 //! Stored data across versions and faults: a layout-1 wallet written by Trickle 0.1 migrates
 //! and unlocks, a migration interrupted at any write finishes on the next open, damaged
 //! records give clear errors, and a disk that fills up while paying gives a clear error and
-//! lets no signature out.
+//! lets no signature out, or while opening a channel, locks no coins.
 
 mod common;
 
@@ -240,22 +240,31 @@ async fn a_forgotten_password_is_reset_with_the_wallets_own_phrase_only() {
         .expect("new password opens it");
 }
 
-/// A wallet store on a disk that can fill up: while `full`, every write fails as a full disk
+/// A wallet store on a disk that can fill up: once full, every write fails as a full disk
 /// fails (`ENOSPC`) and changes nothing.
 #[derive(Clone, Default)]
-struct Disk(Rc<(MemoryStore, Cell<bool>)>);
+struct Disk(Rc<(MemoryStore, Cell<Option<usize>>)>);
 
 const ENOSPC: &str = "wallet.sqlite3: No space left on device (os error 28)";
 
 impl Disk {
     fn fill(&self, full: bool) {
-        self.0 .1.set(full);
+        self.0 .1.set(full.then_some(0));
+    }
+
+    /// The disk is full after `writes` more writes.
+    fn fill_after(&self, writes: usize) {
+        self.0 .1.set(Some(writes));
     }
 
     fn write(&self) -> Result<(), StoreError> {
         match self.0 .1.get() {
-            true => Err(StoreError(ENOSPC.into())),
-            false => Ok(()),
+            Some(0) => Err(StoreError(ENOSPC.into())),
+            Some(n) => {
+                self.0 .1.set(Some(n - 1));
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 }
@@ -423,4 +432,72 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
         .await
         .expect("receipt");
     wallet.flush().await.expect("flushed");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_disk_filling_up_at_any_write_of_an_opening_locks_no_coins() {
+    use bitcoin::{Amount, FeeRate};
+    use common::{now, Payee, SITE};
+    use trickle_regtest::{Config, Node};
+    use trickle_wallet::ChannelLimits;
+
+    const PASSWORD: &str = "pw";
+    let node = Node::start(Config::default()).await.expect("node");
+    let client = bdk_esplora::esplora_client::Builder::new(node.url())
+        .build_async()
+        .expect("client");
+    let disk = Disk::default();
+    let (mut wallet, _) = Wallet::create(disk.clone(), Network::Regtest, PASSWORD)
+        .await
+        .expect("wallet");
+    let address = wallet.receive_address().await.expect("address");
+    node.fund(&address, Amount::from_sat(200_000))
+        .await
+        .expect("funded");
+    wallet.sync(&client, now()).await.expect("synced");
+    let tip = Wallet::<Disk>::tip(&client).await.expect("tip");
+    let mut failures = 0;
+    for writes in 0.. {
+        let payee = Payee::new(tip);
+        disk.fill_after(writes);
+        let opened = wallet
+            .open_channel(
+                &payee,
+                &client,
+                SITE,
+                &payee.offer(),
+                Amount::from_sat(50_000),
+                &ChannelLimits::default(),
+                FeeRate::from_sat_per_vb_u32(2),
+                now(),
+            )
+            .await;
+        disk.fill(false);
+        let Err(err) = opened else { break };
+        failures += 1;
+        assert!(err.to_string().contains(ENOSPC), "write {writes}: {err}");
+        // The process ends there; the next one reads what the disk holds.
+        wallet = Wallet::unlock(disk.clone(), Network::Regtest, PASSWORD)
+            .await
+            .expect("unlocked");
+        wallet.sync(&client, now()).await.expect("synced");
+        let handed_over = wallet
+            .channels()
+            .await
+            .expect("channels")
+            .iter()
+            .any(|r| r.state.state.committed_channel().is_some());
+        if handed_over {
+            // The contract went to the payee: its coins are the channel's now.
+            break;
+        }
+        let balance = wallet.balance();
+        assert_eq!(
+            balance.confirmed + balance.pending,
+            Amount::from_sat(200_000),
+            "disk full after {writes} writes of an opening: coins locked by a contract that \
+             never left the wallet"
+        );
+    }
+    assert!(failures > 2, "the disk filled at {failures} points");
 }
