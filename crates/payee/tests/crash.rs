@@ -919,12 +919,17 @@ async fn payee_killed_at_random_loses_no_payment_and_serves_nothing_unpaid() {
         assert_eq!(stored.paid, signed, "closed with the best payment");
         channels.push((txid, settlement.compute_txid(), value, stored));
     }
-    // The payee broadcast every settlement (a restarted one again when asked to close again).
+    // The payee broadcast every settlement (a restarted one again when asked to close again,
+    // and its chain duties until it confirms).
+    let deadline = Instant::now() + PATIENCE;
     for (_, settlement, ..) in &channels {
-        assert!(
-            w.node.in_mempool(settlement),
-            "settlement {settlement} broadcast"
-        );
+        while !w.node.in_mempool(settlement) {
+            assert!(
+                Instant::now() < deadline,
+                "settlement {settlement} never broadcast"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     w.node.mine(1).await.unwrap();
     let mut fee = 0;
