@@ -106,6 +106,9 @@ pub enum ChannelClientError {
     PayeeKeyChanged,
     /// A receipt that cannot be about this channel.
     BadReceipt(&'static str),
+    /// The site's channel with this payee is not settled yet: another would replace its
+    /// record, and with it the way to check its settlement or take its refund.
+    ChannelUnsettled(String),
 }
 
 impl fmt::Display for ChannelClientError {
@@ -117,6 +120,10 @@ impl fmt::Display for ChannelClientError {
             Self::NoChannel(site) => write!(f, "no open channel with {site}"),
             Self::PayeeKeyChanged => f.write_str("the site's payee key changed; not paying"),
             Self::BadReceipt(why) => write!(f, "bad receipt: {why}"),
+            Self::ChannelUnsettled(site) => write!(
+                f,
+                "the channel with {site} is not settled yet; not opening another"
+            ),
         }
     }
 }
@@ -278,6 +285,13 @@ impl<S: Store> Wallet<S> {
             .iter()
             .find_map(|v| Version::from_major(*v))
             .ok_or(ChannelError::NoAcceptableVersion { requested: 0 })?;
+        if self
+            .channel(site, &offer.pay_to)
+            .await?
+            .is_some_and(|r| r.state.state.committed_channel().is_some())
+        {
+            return Err(ChannelClientError::ChannelUnsettled(site.to_owned()));
+        }
         let tip = Self::tip(client).await?;
         let (key_index, key) = self.next_channel_key().await?;
         let payout_script = self.fresh_script().await?;

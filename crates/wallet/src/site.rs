@@ -336,7 +336,10 @@ impl<S: Store> Wallet<S> {
                 policy: ctx.policy,
             },
         )?;
-        let channel = self.open_channel_with(offer.origin()).await?;
+        let channel = match self.open_channel_with(offer.origin()).await? {
+            Some(channel) => Some(channel),
+            None => self.finish_opening(ctx, &offer).await?,
+        };
         let ask = |wallet: &mut Self, reason| -> Answer {
             let terms = budget.as_ref().map(|b| *b.terms());
             wallet.ask(&offer, url, reason, terms, channel.is_some(), ctx)
@@ -411,6 +414,27 @@ impl<S: Store> Wallet<S> {
         Ok(Answer::Pay { header, signed })
     }
 
+    /// The site's channel whose opening was cut short after its contract was handed over (the
+    /// worker stopped, the answer was lost), completed now; `None` if there is none. Opening
+    /// another instead would replace its record, and with it the channel's refund.
+    async fn finish_opening<T: Transport, Z: Sleeper>(
+        &mut self,
+        ctx: &PayContext<'_, T, Z>,
+        offer: &CheckedOffer,
+    ) -> Result<Option<ChannelRecord>, PayError> {
+        let opening = self
+            .channel(offer.origin(), offer.payee())
+            .await?
+            .is_some_and(|r| matches!(r.state.state, PayerState::AwaitingOpen { .. }));
+        if !opening {
+            return Ok(None);
+        }
+        let record = self
+            .complete_open(ctx.transport, ctx.chain, offer.origin(), offer.payee())
+            .await?;
+        Ok(matches!(record.state.state, PayerState::Ready { .. }).then_some(record))
+    }
+
     /// Opens a channel of `value` for `offer`, its first payment reserved in the budget before
     /// it is signed and committed once the payee acknowledged it (in the opening exchange).
     /// `None` when the budget has too little left for the first payment.
@@ -467,7 +491,11 @@ impl<S: Store> Wallet<S> {
                     .await?
                     .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
                     .is_some_and(|p| p > Amount::ZERO);
-                if !signed {
+                if signed {
+                    // Settled by `reconcile` once the payee says what it holds.
+                    self.record_outstanding(offer.origin(), offer.payee(), id)
+                        .await?;
+                } else {
                     budgets.release(offer.origin(), id).await?;
                 }
                 Err(e.into())

@@ -226,6 +226,59 @@ async fn a_channel_that_does_not_open_releases_its_reservation() {
     assert_eq!(s.spent_reserved().await, (0, 0), "nothing stays reserved");
 }
 
+/// The payee's endpoint, whose answer to the contract (`PROVIDE_CONTRACT`) is lost: the payee
+/// opens the channel, the wallet hears nothing, as when the worker stops at that moment.
+struct LostOpen<'a>(&'a Payee);
+
+impl Transport for LostOpen<'_> {
+    async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        let answer = self.0.post_json(url, body).await?;
+        if url.ends_with("/open") {
+            Ok(answer)
+        } else {
+            Err("connection reset".into())
+        }
+    }
+
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        self.0.get(url).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_opening_cut_short_is_completed_not_replaced() {
+    let (mut s, payee) = setup().await;
+    s.approve(10 * PRICE.to_sat()).await;
+    let failed = s.answer_with(&payee, &LostOpen(&payee), 1).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let opened = payee.ledger();
+    assert_eq!(opened.paid, PRICE, "the payee holds the first payment");
+    assert_eq!(
+        s.spent_reserved().await,
+        (0, 10),
+        "the first payment stays reserved"
+    );
+
+    // The next offer completes that channel (resumed by its contract) and pays over it.
+    s.load(&payee, 2).await;
+    let channels = s.wallet.channels().await.expect("channels");
+    assert_eq!(channels.len(), 1, "one channel: {channels:?}");
+    let ours = channels[0].state.state.committed_channel().expect("open");
+    assert_eq!(
+        ours.contract_txid(),
+        payee.channel_txid(),
+        "the channel the payee opened"
+    );
+    assert_eq!(payee.ledger().paid, ours.acknowledged, "both sides agree");
+    assert_eq!(payee.ledger().consumed, PRICE, "page 2 was charged");
+    // Asking the payee settles the first payment's reservation: what was signed is spent, once.
+    s.wallet
+        .reconcile(&s.budgets, &payee, s.tip, now())
+        .await
+        .expect("reconciled");
+    assert_eq!(s.spent_reserved().await, (ours.paid().to_sat(), 0));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_receipt_for_another_site_is_refused() {
     let (mut s, payee) = setup().await;

@@ -158,6 +158,13 @@ impl Payee {
     pub fn ledger(&self) -> Ledger {
         self.channel.borrow().as_ref().expect("open").1
     }
+
+    /// The contract txid of the channel the payee holds.
+    pub fn channel_txid(&self) -> bitcoin::Txid {
+        let slot = self.channel.borrow();
+        let (state, _) = slot.as_ref().expect("open");
+        state.channel().expect("open").contract_txid()
+    }
 }
 
 impl Transport for Payee {
@@ -185,6 +192,18 @@ impl Transport for Payee {
             let WireMessage::ClientVersion(hello) = msg else {
                 return Err("not CLIENT_VERSION".into());
             };
+            // A channel it holds is resumed by its contract, as the payee server does.
+            let held = self.channel.borrow().clone();
+            if let (Some(prev), Some((state, _))) = (hello.previous_contract, held) {
+                if state.channel().map(|c| c.contract_txid()) == Some(prev) {
+                    let step = state.resume(&hello).map_err(|e| e.to_string())?;
+                    let messages: Vec<String> =
+                        step.send.iter().map(WireMessage::to_base64url).collect();
+                    let answer =
+                        serde_json::json!({ "session": prev.to_string(), "messages": messages });
+                    return Ok((200, answer.to_string().into_bytes()));
+                }
+            }
             let step = PayeeState::start(&self.ctx(), &hello).map_err(|e| e.to_string())?;
             let id = format!("s{}", self.sessions.borrow().len());
             self.sessions
