@@ -10,6 +10,8 @@
 # the process, unlocking the wallet: Argon2id by design, the chain tip, the first page's 402
 # round trip) and what each further page costs: (run of 100 - run of 1) / 99.
 #
+# With BENCH_ROWS=FILE (scripts/bench.sh), its two figures are appended to FILE as table rows.
+#
 # PROFILE=release measures optimised builds of `trickle` and `trickle-payee` (the default,
 # PROFILE=dev, measures debug builds). The chain is not on the measured path and is always the
 # debug build.
@@ -92,7 +94,7 @@ for round in $(seq "$ROUNDS"); do
   free+=("$f"); paid+=("$p"); free1+=("$f1"); paid1+=("$p1")
 done
 python3 - "${free[*]}" "${paid[*]}" "${free1[*]}" "${paid1[*]}" "$PAGES" "$PROFILE" <<'PY'
-import statistics, sys
+import os, statistics, sys
 def spans(arg):
     return [float(b) - float(a) for a, b in (x.split("-") for x in arg.split())]
 free, paid, free1, paid1 = (spans(a) for a in sys.argv[1:5])
@@ -108,4 +110,11 @@ ep = statistics.median((a - b) / (pages - 1) for a, b in zip(paid, paid1))
 m1f, m1p = statistics.median(free1), statistics.median(paid1)
 print(f"once per run: unpaid {m1f * 1e3:.1f} ms, paid {m1p * 1e3:.1f} ms (1-page runs)")
 print(f"each further page: unpaid {ef * 1e3:.2f} ms, paid {ep * 1e3:.2f} ms, paid / unpaid: {ep / ef:.2f}x")
+rows = os.environ.get("BENCH_ROWS")
+if rows:
+    with open(rows, "a") as f:
+        f.write(f"| trickle fetch: {pages} paid pages, pre-armed (whole run, median of {len(free)}) "
+                f"| {mp * 1e3:.0f} ms | {pages} unpaid {mf * 1e3:.0f} ms | {mp / mf:.2f} |\n")
+        f.write(f"| trickle fetch: each further paid page (run of {pages} minus run of 1) "
+                f"| {ep * 1e3:.2f} ms | unpaid {ef * 1e3:.2f} ms | {ep / ef:.2f} |\n")
 PY

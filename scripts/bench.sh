@@ -9,12 +9,19 @@
 #             (crates/channel/benches/payments.rs, criterion)
 #   vbytes    on-chain virtual bytes of v1 and v2 channels against the minimum of their script
 #             templates (crates/channel/benches/vbytes.rs, which defines the minimum)
+#   throughput the payee under load: payments per server CPU-second through the full server path
+#             (HTTP, state, signature check, SQLite group commit) against a bare verify loop;
+#             latency percentiles and requests per second against a free page through the same
+#             server (crates/payee/benches/throughput.rs; PostgreSQL too when
+#             TRICKLE_TEST_POSTGRES_URL is set)
+#   fetch     `trickle fetch` of 100 paid against 100 unpaid pages through the payee proxy on the
+#             local chain, release builds (scripts/bench-fetch.sh)
 #   browser   the payer in Chromium: signing in the worker's wasm against the same call native
 #             (from `payments` of this run), worker cold start against an empty MV3 worker, wasm
 #             size (tests/browser/bench.mjs; builds the extension first)
 #
 # Knobs (environment):
-#   BENCH_PARTS="payments vbytes browser"  the parts to run, in this order
+#   BENCH_PARTS="payments vbytes throughput fetch browser"  the parts to run, in this order
 #   BENCH_QUICK=1         a quick run: short criterion times, fewer channels, rounds and restarts
 #   BENCH_CRITERION_ARGS  arguments for the criterion bench (default: criterion's own defaults)
 #   BENCH_VBYTES_CHANNELS channels per version (101); BENCH_COLD_RUNS (9), BENCH_SIGN_ROUNDS (15),
@@ -25,12 +32,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-parts="${BENCH_PARTS:-payments vbytes browser}"
+parts="${BENCH_PARTS:-payments vbytes throughput fetch browser}"
 
 if [ "${BENCH_QUICK:-}" = 1 ]; then
   : "${BENCH_CRITERION_ARGS:=--warm-up-time 1 --measurement-time 2}"
   export BENCH_VBYTES_CHANNELS="${BENCH_VBYTES_CHANNELS:-11}"
   export BENCH_COLD_RUNS="${BENCH_COLD_RUNS:-3}" BENCH_SIGN_ROUNDS="${BENCH_SIGN_ROUNDS:-5}"
+  export CHANNELS="${CHANNELS:-100}" PAYMENTS="${PAYMENTS:-10000}" ROUNDS="${ROUNDS:-3}"
 fi
 criterion_args=(${BENCH_CRITERION_ARGS:-})
 
@@ -65,6 +73,8 @@ browser() {
 
 part payments cargo bench -q -p trickle-channel --bench payments -- "${criterion_args[@]}"
 part vbytes cargo bench -q -p trickle-channel --bench vbytes
+part throughput cargo bench -q -p trickle-payee --bench throughput
+part fetch env PROFILE=release bash scripts/bench-fetch.sh
 part browser browser
 
 echo
