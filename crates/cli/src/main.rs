@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bitcoin::{Address, Amount, FeeRate, Network};
 use clap::{Parser, Subcommand};
 use trickle_channel::http::{
-    PaymentRequired, PaymentResponse, Resource, PAYMENT_REQUIRED, PAYMENT_RESPONSE,
-    PAYMENT_SIGNATURE,
+    PaymentRequired, PaymentRequirements, PaymentResponse, Resource, PAYMENT_REQUIRED,
+    PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
 };
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
@@ -479,19 +479,10 @@ impl App {
                 )
                 .await?;
         }
-        let payment = wallet
-            .pay(
-                &host,
-                offer,
-                &resource,
-                Some(offer.extra.nonce.clone()),
-                tip,
-            )
-            .await?;
         eprintln!("paying {} sat to {host}", offer.amount.to_sat());
-        let request = self.http.0.get(url).header(PAYMENT_SIGNATURE, payment);
-        let paid = send(session, &host, request, next_same_site).await?;
-        self.apply_receipt(session, &host, &paid).await?;
+        let paid = self
+            .pay_offer(session, &host, offer, &resource, next_same_site)
+            .await?;
         // The payee has less credit than this wallet counted (a receipt lost when a run was
         // killed): its refusal carried its account of the channel, now applied, and a fresh
         // offer. Pay the difference, once.
@@ -507,27 +498,42 @@ impl App {
                 .channel_offer(self.cli.network)
                 .filter(|o| o.amount <= max_price)
             {
-                let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
-                let payment = wallet
-                    .pay(
-                        &host,
-                        offer,
-                        &resource,
-                        Some(offer.extra.nonce.clone()),
-                        tip,
-                    )
-                    .await?;
                 eprintln!(
                     "paying {} sat to {host} (the payee had less credit)",
                     offer.amount.to_sat()
                 );
-                let request = self.http.0.get(url).header(PAYMENT_SIGNATURE, payment);
-                let paid = send(session, &host, request, next_same_site).await?;
-                self.apply_receipt(session, &host, &paid).await?;
+                let paid = self
+                    .pay_offer(session, &host, offer, &resource, next_same_site)
+                    .await?;
                 return ok_body(paid).await;
             }
         }
         ok_body(paid).await
+    }
+
+    /// Pays `offer` (answering its nonce) for `resource`, sends the request again with the
+    /// payment and applies the receipt; returns the response.
+    async fn pay_offer(
+        &self,
+        session: &mut FetchSession,
+        host: &str,
+        offer: &PaymentRequirements,
+        resource: &Resource,
+        next_same_site: bool,
+    ) -> Result<reqwest::Response, Error> {
+        let tip = session.tip.ok_or("no chain tip")?;
+        let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
+        let payment = wallet
+            .pay(host, offer, resource, Some(offer.extra.nonce.clone()), tip)
+            .await?;
+        let request = self
+            .http
+            .0
+            .get(&resource.url)
+            .header(PAYMENT_SIGNATURE, payment);
+        let paid = send(session, host, request, next_same_site).await?;
+        self.apply_receipt(session, host, &paid).await?;
+        Ok(paid)
     }
 
     /// Reads the `PAYMENT-RESPONSE` of `resp`, if any, into the channel. A refused payment
