@@ -293,6 +293,7 @@ async fn channel_message(payee: &Payee, txid: Txid, msg: WireMessage) -> Result<
                 ledger,
                 charged_nonce: None,
             };
+            payee.forget_hot_channel(&txid);
             match store.update_channel(&txid, stored.revision, update).await {
                 Ok(_) => {}
                 Err(StoreError::Conflict) => continue,

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::OriginalUri;
 use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bitcoin::Amount;
+use bitcoin::{Amount, Txid};
 use tokio::sync::oneshot;
 use tower::{Layer, Service};
 use trickle_channel::credit::Ledger;
@@ -478,7 +478,25 @@ impl Payee {
                     return Ok(self.response(&stored.state, stored.ledger, Amount::ZERO, None));
                 }
             }
-            let stored: StoredChannel = store.channel(&txid).await?.ok_or_else(unknown)?;
+            // The state this instance last stored, if any: every write below names its
+            // revision, so a state another writer has since replaced is caught by the store.
+            let (stored, cached) = match self.hot_channel(&txid) {
+                Some(stored) => (stored, true),
+                None => match store.channel(&txid).await? {
+                    Some(stored) => (Arc::new(stored), false),
+                    None => return Err(unknown()),
+                },
+            };
+            // A refusal is never decided on a remembered state: read the store and decide again.
+            macro_rules! refuse {
+                ($failure:expr) => {{
+                    if cached {
+                        self.forget_hot_channel(&txid);
+                        continue;
+                    }
+                    return Err($failure);
+                }};
+            }
             let known = Some((&stored.state, stored.ledger));
             let PayeeState::Ready { channel } = &stored.state else {
                 let code = match stored.state {
@@ -487,13 +505,13 @@ impl Payee {
                     }
                     _ => ErrorCode::UnknownChannel,
                 };
-                return Err(self.refuse(Refusal::Channel(code), "channel is not open", known));
+                refuse!(self.refuse(Refusal::Channel(code), "channel is not open", known));
             };
             let mut state = stored.state.clone();
             if let Some(update) = &update {
                 let value = channel.funding.contract.value;
                 if value.checked_sub(update.client_change) != Some(payment.amount) {
-                    return Err(self.refuse(
+                    refuse!(self.refuse(
                         Refusal::InvalidHeader,
                         "amount is not the channel value minus the update's change",
                         known,
@@ -501,10 +519,12 @@ impl Payee {
                 }
                 let msg = WireMessage::UpdatePayment(update.clone());
                 // The PAYMENT_ACK the step would send is answered by the receipt instead.
-                let step = self
-                    .with_ctx(|ctx| stored.state.on_message(ctx, msg))
-                    .map_err(|e| self.refuse(Refusal::Channel(e.code()), &e.to_string(), known))?;
-                state = step.state;
+                match self.with_ctx(|ctx| stored.state.on_message(ctx, msg)) {
+                    Ok(step) => state = step.state,
+                    Err(e) => {
+                        refuse!(self.refuse(Refusal::Channel(e.code()), &e.to_string(), known))
+                    }
+                }
             }
             let paid = state.channel().map(|c| c.paid()).unwrap_or_default();
             let ledger = stored.ledger.with_paid(paid);
@@ -517,11 +537,13 @@ impl Payee {
                         ledger,
                         charged_nonce: None,
                     };
-                    match store.update_channel(&txid, stored.revision, update).await {
-                        Ok(_) => {}
-                        Err(StoreError::Conflict) => continue,
-                        Err(e) => return Err(e.into()),
+                    let revision = self.update_channel(&txid, &stored, update).await?;
+                    if revision.is_none() {
+                        continue;
                     }
+                } else if cached {
+                    self.forget_hot_channel(&txid);
+                    continue;
                 }
                 return Err(self.refuse(
                     Refusal::InsufficientCredit,
@@ -547,10 +569,8 @@ impl Payee {
                     ledger: charged,
                     charged_nonce: nonce,
                 };
-                match store.update_channel(&txid, stored.revision, update).await {
-                    Ok(_) => {}
-                    Err(StoreError::Conflict) => continue,
-                    Err(e) => return Err(e.into()),
+                if self.update_channel(&txid, &stored, update).await?.is_none() {
+                    continue;
                 }
             }
             Metrics::bump(&self.metrics().paid_requests, 1);
@@ -562,5 +582,40 @@ impl Payee {
             return Ok(response);
         }
         Err(Failure::Store(StoreError::Conflict))
+    }
+
+    /// Writes `update` over `stored` and remembers the result for the channel's next request;
+    /// `None` if another writer got there first (the remembered state is dropped: reload).
+    async fn update_channel(
+        &self,
+        txid: &Txid,
+        stored: &StoredChannel,
+        update: ChannelUpdate<'_>,
+    ) -> Result<Option<u64>, StoreError> {
+        match self
+            .store()
+            .update_channel(txid, stored.revision, update)
+            .await
+        {
+            Ok(revision) => {
+                self.remember_hot_channel(
+                    *txid,
+                    StoredChannel {
+                        state: update.state.clone(),
+                        ledger: update.ledger,
+                        revision,
+                    },
+                );
+                Ok(Some(revision))
+            }
+            Err(StoreError::Conflict) => {
+                self.forget_hot_channel(txid);
+                Ok(None)
+            }
+            Err(e) => {
+                self.forget_hot_channel(txid);
+                Err(e)
+            }
+        }
     }
 }

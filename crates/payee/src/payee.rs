@@ -13,7 +13,7 @@ use trickle_channel::credit::NonceKey;
 use trickle_channel::{ChainTip, PayeeContext, PayeePolicy};
 
 use crate::chain::{Chain, ChainError};
-use crate::store::ChannelStore;
+use crate::store::{ChannelStore, StoredChannel};
 
 /// Where the channel endpoint is mounted unless configured otherwise.
 pub const DEFAULT_ENDPOINT_PATH: &str = "/.well-known/trickle/channel";
@@ -136,6 +136,8 @@ pub(crate) struct Inner {
     pub tip: RwLock<ChainTip>,
     pub metrics: Metrics,
     pub confirmed: Mutex<std::collections::HashSet<bitcoin::Txid>>,
+    /// Each open channel as this instance last stored it, so that a paid request needs no read.
+    pub hot: Mutex<std::collections::HashMap<bitcoin::Txid, Arc<StoredChannel>>>,
 }
 
 /// The payee server's core; cheap to clone (all clones share one state).
@@ -159,6 +161,7 @@ impl Payee {
             tip: RwLock::new(tip),
             metrics: Metrics::default(),
             confirmed: Mutex::default(),
+            hot: Mutex::default(),
         })))
     }
 
@@ -197,6 +200,24 @@ impl Payee {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The channel as this instance last stored it, if it remembers it. It may be stale when
+    /// other instances share the database: a write naming its revision is then refused.
+    pub(crate) fn hot_channel(&self, txid: &bitcoin::Txid) -> Option<Arc<StoredChannel>> {
+        self.0.hot.lock().ok()?.get(txid).cloned()
+    }
+
+    pub(crate) fn remember_hot_channel(&self, txid: bitcoin::Txid, stored: StoredChannel) {
+        if let Ok(mut hot) = self.0.hot.lock() {
+            hot.insert(txid, Arc::new(stored));
+        }
+    }
+
+    pub(crate) fn forget_hot_channel(&self, txid: &bitcoin::Txid) {
+        if let Ok(mut hot) = self.0.hot.lock() {
+            hot.remove(txid);
+        }
     }
 
     /// Runs `f` with a transition context at the current tip.

@@ -111,6 +111,7 @@ impl Payee {
             charged_nonce: None,
         };
         // A conflict means a request moved the channel; the next round sees the new state.
+        self.forget_hot_channel(&txid);
         self.store()
             .update_channel(&txid, stored.revision, update)
             .await

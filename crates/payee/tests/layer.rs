@@ -565,3 +565,67 @@ async fn a_paid_get_is_prepared_while_its_payment_is_stored_and_sent_only_after(
     assert_eq!(post.status().as_u16(), 200);
     assert_eq!(posts.load(Ordering::SeqCst), 1);
 }
+
+/// Two payees on one store, as two instances behind a load balancer: each remembers the
+/// channels it charged, and a state the other has since moved on is never acted upon (the
+/// store refuses a write at an old revision, and no refusal is decided on a remembered state).
+#[tokio::test]
+async fn two_payees_on_one_store_never_act_on_a_stale_channel() {
+    let store: Arc<dyn ChannelStore> = Arc::new(MemoryStore::new());
+    let a = Server::start(store.clone()).await;
+    let b = Server::start(store).await;
+    let mut client = Client::open(&a.endpoint(), Version::V2, 74).await;
+    let at = |server: &Server, path: &str| format!("{}{path}", server.url);
+    let offer = fetch(&at(&a, "/articles/1"), None).await.required.unwrap();
+
+    // A charges the opening credit and remembers the channel.
+    let paid = fetch(
+        &at(&a, "/articles/1"),
+        Some(&client.header(&offer, None, false)),
+    )
+    .await;
+    assert_eq!((paid.status, paid.credit()), (200, 990));
+    // B takes the rest of the credit.
+    let update = client.sign(Amount::from_sat(4_010));
+    let paid = fetch(
+        &at(&b, "/big"),
+        Some(&client.header(&offer, Some(&update), false)),
+    )
+    .await;
+    assert_eq!(
+        (paid.status, paid.consumed(), paid.credit()),
+        (200, 5_000, 0)
+    );
+    // A remembers 990 of credit: its write is refused, it reads the channel again and finds
+    // the 5-sat increment short of the price.
+    let update = client.sign(Amount::from_sat(5));
+    let short = fetch(
+        &at(&a, "/articles/2"),
+        Some(&client.header(&offer, Some(&update), false)),
+    )
+    .await;
+    assert_eq!(
+        (short.status, short.reason().as_deref(), short.credit()),
+        (402, Some("insufficient_credit"), 5)
+    );
+    // B adds credit; A, remembering 5 sat, reads again before refusing and serves.
+    let update = client.sign(Amount::from_sat(100));
+    let free = fetch(
+        &at(&b, "/free"),
+        Some(&client.header(&offer, Some(&update), false)),
+    )
+    .await;
+    assert_eq!((free.status, free.credit()), (200, 105));
+    let paid = fetch(
+        &at(&a, "/articles/3"),
+        Some(&client.header(&offer, None, false)),
+    )
+    .await;
+    assert_eq!((paid.status, paid.consumed(), paid.credit()), (200, 10, 95));
+
+    let status = common::session_status(&a, client.txid()).await;
+    assert_eq!(
+        (status["paid"].as_str(), status["consumed"].as_str()),
+        (Some("5115"), Some("5020"))
+    );
+}
