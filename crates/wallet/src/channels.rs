@@ -22,6 +22,12 @@ use trickle_channel::{
 use crate::store::{Store, StoreError};
 use crate::wallet::{Wallet, WalletError};
 
+/// How many requests at a site's price one prepared payment pays ahead
+/// ([`Wallet::prepare_next`]): one signature and one durable write then serve this many
+/// requests. The cost: a payee that vanishes, or a channel closed before they are used, keeps
+/// up to this many prices unused.
+pub const PREPAID_REQUESTS: u64 = 10;
+
 /// HTTP as the channel client needs it: a JSON POST, and a GET, each answering a status and a
 /// body.
 #[allow(async_fn_in_trait)]
@@ -460,7 +466,7 @@ impl<S: Store> Wallet<S> {
         if new_offer {
             record.last_offer = Some(offer.clone());
         }
-        if self.cover(&mut record, offer.amount, tip)? {
+        if self.cover(&mut record, offer.amount, offer.amount, tip)? {
             // Persist, then act: the new signature leaves only once it is stored.
             self.save(&record).await?;
         } else if new_offer {
@@ -491,21 +497,30 @@ impl<S: Store> Wallet<S> {
         .to_header())
     }
 
-    /// Signs a payment so that the payee can charge `needed` (see
-    /// [`ChannelRecord::available`]), unless it already can. Returns whether it signed; the
-    /// caller stores `record` before the payment leaves.
+    /// Unless the payee can already charge `needed` (see [`ChannelRecord::available`]), signs
+    /// a payment so that it can charge `wanted` (at least `needed`, as far as the channel
+    /// allows). Returns whether it signed; the caller stores `record` before the payment leaves.
     fn cover(
         &self,
         record: &mut ChannelRecord,
         needed: Amount,
+        wanted: Amount,
         tip: ChainTip,
     ) -> Result<bool, ChannelClientError> {
-        let Some(increment) = needed
-            .checked_sub(record.available())
-            .filter(|i| *i > Amount::ZERO)
-        else {
+        let available = record.available();
+        let Some(short) = needed.checked_sub(available).filter(|i| *i > Amount::ZERO) else {
             return Ok(false);
         };
+        let remaining = record
+            .state
+            .state
+            .committed_channel()
+            .map_or(Amount::ZERO, |c| c.remaining());
+        let increment = wanted
+            .checked_sub(available)
+            .unwrap_or(Amount::ZERO)
+            .min(remaining)
+            .max(short);
         let key = self.channel_key(record.key_index)?;
         let ctx = Self::context(&key, tip, FeeRate::BROADCAST_MIN);
         let step = record.state.state.pay(&ctx, increment)?;
@@ -534,9 +549,10 @@ impl<S: Store> Wallet<S> {
         }
     }
 
-    /// Prepares the payment for the next request to `site` while one is in flight: signs and
-    /// stores a payment so that the payee can charge both the request in flight and one more at
-    /// the site's last price, unless it already can. Call it after the in-flight request's
+    /// Prepares the payment for the next request to `site` while one is in flight: unless the
+    /// payee can already charge both the request in flight and one more at the site's last
+    /// price, signs and stores a payment that tops its credit up to [`PREPAID_REQUESTS`] more
+    /// at that price (as far as the channel allows). Call it after the in-flight request's
     /// payment was made and before its receipt is applied. The next [`Wallet::pre_arm`] then
     /// sends the prepared payment with no signing or storing of its own.
     ///
@@ -558,7 +574,10 @@ impl<S: Store> Wallet<S> {
         if !matches!(record.state.state, PayerState::Ready { .. }) {
             return Ok(());
         }
-        if self.cover(&mut record, price + price, tip)? {
+        let wanted = price
+            .checked_mul(PREPAID_REQUESTS + 1)
+            .unwrap_or(Amount::MAX_MONEY);
+        if self.cover(&mut record, price + price, wanted, tip)? {
             self.save(&record).await?;
         }
         Ok(())

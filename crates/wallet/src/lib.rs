@@ -20,7 +20,7 @@ pub mod vault;
 mod wallet;
 
 pub use bdk_esplora::esplora_client;
-pub use channels::{ChannelClientError, ChannelLimits, ChannelRecord, Transport};
+pub use channels::{ChannelClientError, ChannelLimits, ChannelRecord, Transport, PREPAID_REQUESTS};
 pub use wallet::{
     new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, WalletError,
     CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,
