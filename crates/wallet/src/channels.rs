@@ -208,40 +208,56 @@ impl<S: Store> Wallet<S> {
         site: &str,
         payee_key: &PublicKey,
     ) -> Result<Option<ChannelRecord>, ChannelClientError> {
-        let key = record_key(&ChannelId::new(payee_key, site));
-        if let Some(record) = self.unsaved.get(&key) {
-            return Ok(Some(record.clone()));
-        }
-        match self.store().get(&key).await? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| WalletError::Corrupt(format!("{key}: {e}")).into()),
-        }
+        self.record(record_key(&ChannelId::new(payee_key, site)))
+            .await
     }
 
     /// Every channel.
     pub async fn channels(&self) -> Result<Vec<ChannelRecord>, ChannelClientError> {
         let mut out = Vec::new();
         for key in self.store().keys("channel/").await? {
-            if let Some(record) = self.unsaved.get(&key) {
-                out.push(record.clone());
-            } else if let Some(bytes) = self.store().get(&key).await? {
-                out.push(
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))?,
-                );
-            }
+            out.extend(self.record(key).await?);
         }
         Ok(out)
+    }
+
+    /// The record under `key`: as last read or written, else from the store.
+    async fn record(&self, key: String) -> Result<Option<ChannelRecord>, ChannelClientError> {
+        if let Some((record, _)) = self.known_records().get(&key) {
+            return Ok(Some(record.clone()));
+        }
+        let Some(bytes) = self.store().get(&key).await? else {
+            return Ok(None);
+        };
+        let record: ChannelRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))?;
+        self.known_records()
+            .entry(key)
+            .or_insert_with(|| (record.clone(), true));
+        Ok(Some(record))
+    }
+
+    fn known_records(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, (ChannelRecord, bool)>> {
+        // A poisoned lock still holds records as they were last read or written.
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `record` in memory only, to be stored with the next payment or by
+    /// [`Wallet::flush`].
+    fn keep_unstored(&self, record: ChannelRecord) {
+        self.known_records()
+            .insert(record_key(&record.id()), (record, false));
     }
 
     /// Stores `record`, and with it whatever receipts changed in it; durable when it returns.
     async fn save(&mut self, record: &ChannelRecord) -> Result<(), ChannelClientError> {
         let bytes = serde_json::to_vec(record).map_err(|e| WalletError::Corrupt(e.to_string()))?;
         let key = record_key(&record.id());
+        // On failure the record stays as it was: the payment signed in `record` never leaves.
         self.store().put(&key, bytes).await?;
-        self.unsaved.remove(&key);
+        self.known_records().insert(key, (record.clone(), true));
         Ok(())
     }
 
@@ -249,11 +265,14 @@ impl<S: Store> Wallet<S> {
     /// when a run of requests ends; until then a receipt is only in memory (see
     /// [`Wallet::apply_receipt`] for why that loses nothing).
     pub async fn flush(&mut self) -> Result<(), ChannelClientError> {
-        while let Some((key, record)) = self.unsaved.pop_first() {
-            if let Err(e) = self.save(&record).await {
-                self.unsaved.insert(key, record);
-                return Err(e);
-            }
+        let unstored: Vec<ChannelRecord> = self
+            .known_records()
+            .values()
+            .filter(|(_, stored)| !stored)
+            .map(|(record, _)| record.clone())
+            .collect();
+        for record in unstored {
+            self.save(&record).await?;
         }
         Ok(())
     }
@@ -471,8 +490,7 @@ impl<S: Store> Wallet<S> {
             self.save(&record).await?;
         } else if new_offer {
             // Nothing was signed: the offer is stored with the next write.
-            self.unsaved
-                .insert(record_key(&record.id()), record.clone());
+            self.keep_unstored(record.clone());
         }
         let channel = record
             .state
@@ -618,7 +636,7 @@ impl<S: Store> Wallet<S> {
         let step = record.state.state.on_message(&ctx, ack)?;
         record.state = Snapshot::new(step.state);
         record.credit = receipt.credit;
-        self.unsaved.insert(record_key(&record.id()), record);
+        self.keep_unstored(record);
         Ok(())
     }
 

@@ -218,9 +218,11 @@ pub struct Wallet<S: Store> {
     master: Xpriv,
     bdk: bdk_wallet::Wallet,
     changes: ChangeSet,
-    /// Channel records changed by receipts and not yet stored, by store key; see
-    /// [`Wallet::flush`].
-    pub(crate) unsaved: std::collections::BTreeMap<String, crate::ChannelRecord>,
+    /// Channel records as this wallet last read or wrote them, by store key, so that a paid
+    /// request reads none; `false` marks one a receipt changed and that is not yet stored
+    /// (see [`Wallet::flush`]). This wallet is its store's only writer of channel records.
+    pub(crate) records:
+        std::sync::Mutex<std::collections::BTreeMap<String, (crate::ChannelRecord, bool)>>,
     /// Channel keys derived so far (each derivation costs several curve multiplications).
     channel_keys: std::sync::Mutex<std::collections::BTreeMap<u32, SecretKey>>,
 }
@@ -289,7 +291,7 @@ impl<S: Store> Wallet<S> {
             master,
             bdk,
             changes,
-            unsaved: Default::default(),
+            records: Default::default(),
             channel_keys: Default::default(),
         })
     }
@@ -320,7 +322,7 @@ impl<S: Store> Wallet<S> {
             master,
             bdk,
             changes,
-            unsaved: Default::default(),
+            records: Default::default(),
             channel_keys: Default::default(),
         })
     }
@@ -346,7 +348,7 @@ impl<S: Store> Wallet<S> {
             master,
             bdk,
             changes,
-            unsaved: Default::default(),
+            records: Default::default(),
             channel_keys: Default::default(),
         })
     }

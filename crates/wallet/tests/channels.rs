@@ -88,7 +88,7 @@ async fn one_write_per_signed_payment_none_per_receipt_and_nothing_charged_twice
     let before = payee.ledger();
 
     // Requests one after the other, each preparing the next payment while it is "in flight".
-    let writes = store.channel_writes();
+    let (writes, reads) = (store.channel_writes(), store.channel_reads());
     for n in 1..=20 {
         let header = wallet
             .pre_arm(SITE, &key, &page(n), tip)
@@ -116,6 +116,11 @@ async fn one_write_per_signed_payment_none_per_receipt_and_nothing_charged_twice
         store.channel_writes() - writes,
         3,
         "one write per signed payment, none for the 20 receipts"
+    );
+    assert_eq!(
+        store.channel_reads(),
+        reads,
+        "the wallet reads the channel it wrote from memory"
     );
     let ledger = payee.ledger();
     assert_eq!(

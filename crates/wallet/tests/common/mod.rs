@@ -24,16 +24,23 @@ pub const PRICE: Amount = Amount::from_sat(10);
 
 /// A store shared with the test, counting writes of channel records.
 #[derive(Clone, Default)]
-pub struct Counted(Rc<(MemoryStore, Cell<usize>)>);
+pub struct Counted(Rc<(MemoryStore, Cell<usize>, Cell<usize>)>);
 
 impl Counted {
     pub fn channel_writes(&self) -> usize {
         self.0 .1.get()
     }
+
+    pub fn channel_reads(&self) -> usize {
+        self.0 .2.get()
+    }
 }
 
 impl Store for Counted {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if key.starts_with("channel/") {
+            self.0 .2.set(self.0 .2.get() + 1);
+        }
         self.0 .0.get(key).await
     }
 
