@@ -104,7 +104,7 @@ fn run_writer(conn: Connection, writes: mpsc::Receiver<Box<dyn Write>>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run(&conn, "BEGIN IMMEDIATE") {
             let e = backend(e);
             for w in batch {
                 w.answer(Err(e.clone()));
@@ -112,28 +112,29 @@ fn run_writer(conn: Connection, writes: mpsc::Receiver<Box<dyn Write>>) {
             continue;
         }
         for w in &mut batch {
-            let applied = conn.execute_batch("SAVEPOINT write").is_ok() && {
+            let applied = run(&conn, "SAVEPOINT write").is_ok() && {
                 let ok = w.apply(&conn);
-                let end = if ok {
-                    "RELEASE write"
-                } else {
-                    "ROLLBACK TO write; RELEASE write"
-                };
-                conn.execute_batch(end).is_ok() && ok
+                let undone = ok || run(&conn, "ROLLBACK TO write").is_ok();
+                undone && run(&conn, "RELEASE write").is_ok() && ok
             };
             if !applied {
                 tracing::debug!("a write was refused; the rest of its batch goes on");
             }
         }
-        let committed = conn.execute_batch("COMMIT").map_err(backend);
+        let committed = run(&conn, "COMMIT").map_err(backend);
         if committed.is_err() {
             // Nothing of the batch is kept; the connection is ready for the next one.
-            let _ = conn.execute_batch("ROLLBACK");
+            let _ = run(&conn, "ROLLBACK");
         }
         for w in batch {
             w.answer(committed.clone());
         }
     }
+}
+
+/// Runs one statement of the writer's, parsed once per connection.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -162,6 +163,8 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     .map_err(backend)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(backend)?;
+    // Room for every statement the writer and the reader run, so none is parsed twice.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
