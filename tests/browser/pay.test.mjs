@@ -91,6 +91,18 @@ async function visit(page, url, text) {
   return performance.now() - t0;
 }
 
+/**
+ * The page's own load time, from the start of its navigation to the end of its load event
+ * (Navigation Timing): what the browser spent on the page, without the test's round trips.
+ */
+async function pageLoad(page) {
+  await page.waitForFunction(() => performance.getEntriesByType("navigation")[0]?.loadEventEnd > 0);
+  return page.evaluate(() => {
+    const [nav] = performance.getEntriesByType("navigation");
+    return nav.loadEventEnd - nav.startTime;
+  });
+}
+
 /** The page's wait for its server, from the request to the first byte (Navigation Timing). */
 function serverWait(page) {
   return page.evaluate(() => {
@@ -193,7 +205,15 @@ describe("paying sites", { timeout: 900_000 }, () => {
   let ext; // an extension page, to talk to the worker
   let tab; // the tab browsing the site
   let work;
-  const timings = { unpaid: [], unpaidProxy: [], repeatPaid: [], unpaidProxyWait: [], repeatPaidWait: [] };
+  const timings = {
+    unpaid: [],
+    unpaidProxy: [],
+    repeatPaid: [],
+    unpaidProxyWait: [],
+    repeatPaidWait: [],
+    unpaidLoad: [],
+    repeatPaidLoad: [],
+  };
 
   before(async () => {
     work = await workDir("pay-servers");
@@ -308,13 +328,17 @@ describe("paying sites", { timeout: 900_000 }, () => {
     timings.firstPaidOnChannelMs = await visit(tab, `${payee.url}/articles/2`, "Article 2");
     // Each paid page beside the same page unpaid, straight from the site (no proxy, no
     // payment: the stricter baseline), in alternating order, so that both see the same machine.
-    const unpaid = async (n) => timings.unpaid.push(await visit(tab, `${site.url}/articles/${n}`, `Article ${n}`));
+    const unpaid = async (n) => {
+      timings.unpaid.push(await visit(tab, `${site.url}/articles/${n}`, `Article ${n}`));
+      timings.unpaidLoad.push(await pageLoad(tab));
+    };
     for (let n = 3; n <= 50; n++) {
       if (n % 2) await unpaid(n);
       // The reader's pause between pages: the next payment is armed meanwhile.
       armed = await rearmed(ext, armed);
       timings.repeatPaid.push(await visit(tab, `${payee.url}/articles/${n}`, `Article ${n}`));
       timings.repeatPaidWait.push(await serverWait(tab));
+      timings.repeatPaidLoad.push(await pageLoad(tab));
       if (n % 2 === 0) await unpaid(n);
     }
     assert.equal(await rearmed(ext, armed), null, "nothing is pre-armed once the budget is used");
@@ -361,7 +385,17 @@ describe("paying sites", { timeout: 900_000 }, () => {
       `server wait (request to first byte): unpaid through the proxy ${wu.median.toFixed(1)} ms, ` +
         `repeat paid ${wp.median.toFixed(1)} ms`,
     );
+    const lu = stats(timings.unpaidLoad);
+    const lp = stats(timings.repeatPaidLoad);
+    report(
+      t,
+      `page load per Navigation Timing (navigation start to load event end): unpaid from the site ` +
+        `${lu.median.toFixed(1)} ms, repeat paid ${lp.median.toFixed(1)} ms (ratio ${(lp.median / lu.median).toFixed(2)})`,
+    );
     timings.summary = {
+      unpaidLoadMs: lu.median,
+      repeatPaidLoadMs: lp.median,
+      loadRatio: lp.median / lu.median,
       unpaidProxyServerWaitMs: wu.median,
       repeatPaidServerWaitMs: wp.median,
       unpaidMedianMs: u.median,
