@@ -26,6 +26,7 @@ const APPROVALS = "approvals";
 const NOTICES = "notices";
 const RULES = "payRules";
 const MAX_NOTICES = 20;
+const PAID_COLOUR = "#1a7f37";
 
 type ResourceType = chrome.declarativeNetRequest.ResourceType;
 
@@ -93,60 +94,129 @@ function exactUrl(url: string): Pick<chrome.declarativeNetRequest.RuleCondition,
 /** How long a page's next payment to a site waits for the previous one's receipt. */
 const RECEIPT_WAIT_MS = 10_000;
 
+/** The session rules this worker installed, as kept in chrome.storage.session. */
+interface RuleBook {
+  /** Paid URLs' rules. */
+  pay: PayRule[];
+  /** Each site's pre-armed rule id. */
+  armed: Record<string, number>;
+  /** The next free rule id. */
+  nextId: number;
+}
+
+/** A change to the session rules: rules to add, and the ids they replace. */
+interface RuleChange {
+  add: chrome.declarativeNetRequest.Rule[];
+  remove: number[];
+}
+
 export class Payer {
   /** Per site: resolves once its last page-API payment has its receipt (or timed out). */
   private readonly siteTurns = new Map<string, Promise<void>>();
   /** Per `tabId url`: resolves the wait for that request's receipt. */
   private readonly receiptWaiters = new Map<string, () => void>();
+  /** The rule book, read once per worker start; changed only inside `serially`. */
+  private book: Promise<RuleBook> | undefined;
+  /** Tabs whose badge has a warning colour of their own. */
+  private readonly warnedTabs = new Set<number>();
+  private paidColourSet = false;
 
   constructor(private readonly handle: Handle) {}
 
+  private rules(): Promise<RuleBook> {
+    this.book ??= (async () => {
+      const items = await chrome.storage.session.get([RULES, ARMED]);
+      const pay = (items[RULES] as PayRule[] | undefined) ?? [];
+      const armed = (items[ARMED] as Record<string, number> | undefined) ?? {};
+      const installed = await chrome.declarativeNetRequest.getSessionRules();
+      const ids = [...installed.map((r) => r.id), ...pay.map((r) => r.id), ...Object.values(armed)];
+      return { pay, armed, nextId: Math.max(0, ...ids) + 1 };
+    })().catch((e) => {
+      this.book = undefined;
+      throw e;
+    });
+    return this.book;
+  }
+
+  /**
+   * Applies `edit` to a copy of the rule book, installs the rules it adds, removes those it
+   * replaces, and keeps the new book: one rule update and one storage write, however many
+   * rules change. On failure nothing changes.
+   */
+  private async changeRules(edit: (book: RuleBook) => RuleChange): Promise<void> {
+    await serially(async () => {
+      const book = await this.rules();
+      const next: RuleBook = { pay: [...book.pay], armed: { ...book.armed }, nextId: book.nextId };
+      const { add, remove } = edit(next);
+      if (!add.length && !remove.length) return;
+      await chrome.declarativeNetRequest.updateSessionRules({ removeRuleIds: remove, addRules: add });
+      await chrome.storage.session.set({ [RULES]: next.pay, [ARMED]: next.armed });
+      this.book = Promise.resolve(next);
+    });
+  }
+
   /** Drops rules whose offer has expired (and any a previous browser session left). */
   async expireRules(): Promise<void> {
-    await serially(async () => {
+    const installed = await chrome.declarativeNetRequest.getSessionRules();
+    await this.changeRules((book) => {
       const now = Date.now();
-      const rules = await sessionList<PayRule>(RULES);
-      const live = rules.filter((r) => r.expires > now);
-      const liveIds = new Set(live.map((r) => r.id));
-      const installed = await chrome.declarativeNetRequest.getSessionRules();
-      const stale = installed.filter((r) => r.priority === PAY_PRIORITY && !liveIds.has(r.id)).map((r) => r.id);
-      if (stale.length) await chrome.declarativeNetRequest.updateSessionRules({ removeRuleIds: stale });
-      if (live.length !== rules.length) await setSessionList(RULES, live);
+      book.pay = book.pay.filter((r) => r.expires > now);
+      const live = new Set(book.pay.map((r) => r.id));
+      const remove = installed.filter((r) => r.priority === PAY_PRIORITY && !live.has(r.id)).map((r) => r.id);
+      return { add: [], remove };
     });
   }
 
   private async liveRule(url: string, tabId: number): Promise<PayRule | undefined> {
     const now = Date.now();
-    return (await sessionList<PayRule>(RULES)).find((r) => r.url === url && r.tabId === tabId && r.expires > now);
+    return (await this.rules()).pay.find((r) => r.url === url && r.tabId === tabId && r.expires > now);
   }
 
-  /** Installs the rule that sends `signature` with requests for exactly `url` from `tabId`. */
-  private async addRule(
+  /** The rule that sends `signature` with requests for exactly `url` from `tabId`. */
+  private static payRule(
+    book: RuleBook,
     url: string,
     tabId: number,
     type: ResourceType,
     signature: string,
     retried: boolean,
-  ): Promise<void> {
-    await serially(async () => {
-      const rules = await sessionList<PayRule>(RULES);
-      const installed = await chrome.declarativeNetRequest.getSessionRules();
-      const id = Math.max(0, ...installed.map((r) => r.id), ...rules.map((r) => r.id)) + 1;
-      const replaced = rules.filter((r) => r.url === url && r.tabId === tabId).map((r) => r.id);
-      await chrome.declarativeNetRequest.updateSessionRules({
-        removeRuleIds: replaced,
-        addRules: [
-          {
-            id,
-            priority: PAY_PRIORITY,
-            action: setSignature(signature),
-            condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId] },
-          },
-        ],
-      });
-      const kept = rules.filter((r) => !replaced.includes(r.id));
-      await setSessionList(RULES, [...kept, { id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried }]);
-    });
+  ): RuleChange {
+    const id = book.nextId++;
+    const remove = book.pay.filter((r) => r.url === url && r.tabId === tabId).map((r) => r.id);
+    book.pay = book.pay.filter((r) => !remove.includes(r.id));
+    book.pay.push({ id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried });
+    const rule = {
+      id,
+      priority: PAY_PRIORITY,
+      action: setSignature(signature),
+      condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId] },
+    };
+    return { add: [rule], remove };
+  }
+
+  /** Moves the pre-armed rule of `origin` to `signature`, or removes it (`null`). */
+  private static armRule(book: RuleBook, origin: string, signature: string | null): RuleChange {
+    const old = book.armed[origin];
+    const remove = old === undefined ? [] : [old];
+    delete book.armed[origin];
+    if (!signature) return { add: [], remove };
+    const id = book.nextId++;
+    book.armed[origin] = id;
+    const rule = {
+      id,
+      priority: ARM_PRIORITY,
+      action: setSignature(signature),
+      condition: {
+        ...prefixUrl(`${origin}/`),
+        resourceTypes: [chrome.declarativeNetRequest.ResourceType.MAIN_FRAME],
+      },
+    };
+    return { add: [rule], remove };
+  }
+
+  /** The pre-armed payment of `origin`'s next page, signed by the wallet, or `null`. */
+  private async preArm(origin: string): Promise<string | null> {
+    return ((await this.handle({ type: "preArm", origin })) as { header: string | null }).header;
   }
 
   async notify(notice: Omit<Notice, "at">, tabId?: number): Promise<void> {
@@ -158,8 +228,25 @@ export class Payer {
     if (tabId !== undefined && tabId >= 0) await this.badge(tabId, "!", "#b42318");
   }
 
+  /** A warning on the tab's badge, in its own colour. */
   private async badge(tabId: number, text: string, color: string): Promise<void> {
+    this.warnedTabs.add(tabId);
     await chrome.action.setBadgeBackgroundColor({ tabId, color }).catch(() => undefined);
+    await chrome.action.setBadgeText({ tabId, text }).catch(() => undefined);
+  }
+
+  /**
+   * "Paid" on the tab's badge. Paid is the badge's default colour, so a paid page costs one
+   * call; only a tab that showed a warning gets its colour back.
+   */
+  private async paidBadge(tabId: number, text: string): Promise<void> {
+    if (!this.paidColourSet) {
+      this.paidColourSet = true;
+      await chrome.action.setBadgeBackgroundColor({ color: PAID_COLOUR }).catch(() => undefined);
+    }
+    if (this.warnedTabs.delete(tabId)) {
+      await chrome.action.setBadgeBackgroundColor({ tabId, color: PAID_COLOUR }).catch(() => undefined);
+    }
     await chrome.action.setBadgeText({ tabId, text }).catch(() => undefined);
   }
 
@@ -169,31 +256,8 @@ export class Payer {
    * channel, or when the budget would not pay without asking, the rule is removed.
    */
   async arm(origin: string): Promise<void> {
-    const { header: signature } = (await this.handle({ type: "preArm", origin })) as { header: string | null };
-    await serially(async () => {
-      const armed = ((await chrome.storage.session.get(ARMED))[ARMED] ?? {}) as Record<string, number>;
-      const installed = await chrome.declarativeNetRequest.getSessionRules();
-      const old = armed[origin];
-      const removeRuleIds = old === undefined ? [] : [old];
-      const addRules: chrome.declarativeNetRequest.Rule[] = [];
-      if (signature) {
-        const id = Math.max(0, ...installed.map((r) => r.id)) + 1;
-        addRules.push({
-          id,
-          priority: ARM_PRIORITY,
-          action: setSignature(signature),
-          condition: {
-            ...prefixUrl(`${origin}/`),
-            resourceTypes: [chrome.declarativeNetRequest.ResourceType.MAIN_FRAME],
-          },
-        });
-        armed[origin] = id;
-      } else {
-        delete armed[origin];
-      }
-      await chrome.declarativeNetRequest.updateSessionRules({ removeRuleIds, addRules });
-      await chrome.storage.session.set({ [ARMED]: armed });
-    });
+    const signature = await this.preArm(origin);
+    await this.changeRules((book) => Payer.armRule(book, origin, signature));
   }
 
   /** A response seen by webRequest: a receipt to apply, a 402 to answer. */
@@ -213,14 +277,20 @@ export class Payer {
     const key = `${details.tabId} ${details.url}`;
     try {
       const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as Payment | null;
-      if (payment && details.type === "main_frame") {
-        if (payment.reloadHeader) {
-          // Paid by the pre-armed payment: a reload of this URL sends the receipt's nonce.
-          await this.addRule(details.url, details.tabId, "main_frame" as ResourceType, payment.reloadHeader, false);
-        }
-        await this.badge(details.tabId, payment.consumedSat > 0 ? String(payment.consumedSat) : "✓", "#1a7f37");
+      if (!payment) return;
+      const signature = await this.preArm(payment.origin);
+      // Paid by the pre-armed payment: a reload of this URL sends the receipt's nonce. That
+      // rule and the site's next pre-armed payment go in together.
+      const reload = details.type === "main_frame" ? payment.reloadHeader : undefined;
+      await this.changeRules((book) => {
+        const armed = Payer.armRule(book, payment.origin, signature);
+        if (!reload) return armed;
+        const paid = Payer.payRule(book, details.url, details.tabId, "main_frame" as ResourceType, reload, false);
+        return { add: [...paid.add, ...armed.add], remove: [...paid.remove, ...armed.remove] };
+      });
+      if (details.type === "main_frame") {
+        await this.paidBadge(details.tabId, payment.consumedSat > 0 ? String(payment.consumedSat) : "✓");
       }
-      if (payment) await this.arm(payment.origin);
     } catch (e) {
       await this.notify({ url: details.url, ...asError(e) }, details.tabId);
     } finally {
@@ -269,7 +339,10 @@ export class Payer {
       await this.queueApproval(seen, offer, answer.ask);
       return "ask";
     }
-    await this.addRule(seen.url, seen.tabId, seen.type as ResourceType, answer.header, live !== undefined);
+    const { header: signature } = answer;
+    await this.changeRules((book) =>
+      Payer.payRule(book, seen.url, seen.tabId, seen.type as ResourceType, signature, live !== undefined),
+    );
     if (seen.type === "main_frame") {
       // Re-request the page; the rule adds the payment. (tabs.reload would reload the page
       // before the 402, when the 402 came from a navigation.)
