@@ -214,11 +214,19 @@ impl<S: Store> Wallet<S> {
 
     /// Every channel.
     pub async fn channels(&self) -> Result<Vec<ChannelRecord>, ChannelClientError> {
-        let mut out = Vec::new();
-        for key in self.store().keys("channel/").await? {
-            out.extend(self.record(key).await?);
+        use std::sync::atomic::Ordering;
+        // Listed once: from then on every record this wallet writes is in `records` too.
+        if !self.records_listed.load(Ordering::Acquire) {
+            for key in self.store().keys("channel/").await? {
+                self.record(key).await?;
+            }
+            self.records_listed.store(true, Ordering::Release);
         }
-        Ok(out)
+        Ok(self
+            .known_records()
+            .values()
+            .map(|(record, _)| record.clone())
+            .collect())
     }
 
     /// The record under `key`: as last read or written, else from the store.

@@ -153,7 +153,7 @@ pub struct ReceiptView {
 
 /// A signed increment waiting for the receipt that shows the payee holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Outstanding {
+pub(crate) struct Outstanding {
     /// The site, and its channel's key.
     origin: String,
     payee: PublicKey,
@@ -594,6 +594,7 @@ impl<S: Store> Wallet<S> {
         }
         self.apply_receipt(&record.site, &record.payee_key, &response, tip)
             .await?;
+        // Stored before the budget commits, so that the two agree after a crash.
         self.flush().await?;
         let committed = self
             .commit_acknowledged(budgets, &record, receipt.paid, now)
@@ -657,21 +658,44 @@ impl<S: Store> Wallet<S> {
                 Err(BudgetError::UnknownReservation(_) | BudgetError::NoBudget { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            self.store().remove(&key).await?;
+            self.settle_outstanding(&key).await?;
         }
         Ok(committed)
     }
 
+    /// The increments waiting for their receipt: read from the store once, then kept in
+    /// memory as this wallet adds and settles them.
     async fn outstanding(&self) -> Result<Vec<(String, Outstanding)>, PayError> {
-        let mut out = Vec::new();
+        if let Some(known) = self.known_outstanding().as_ref() {
+            return Ok(known.iter().map(|(k, o)| (k.clone(), o.clone())).collect());
+        }
+        let mut read = std::collections::BTreeMap::new();
         for key in self.store().keys(PAYMENT_PREFIX).await? {
             if let Some(bytes) = self.store().get(&key).await? {
-                let outstanding = serde_json::from_slice(&bytes)
+                let outstanding: Outstanding = serde_json::from_slice(&bytes)
                     .map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))?;
-                out.push((key, outstanding));
+                read.insert(key, outstanding);
             }
         }
+        let out = read.iter().map(|(k, o)| (k.clone(), o.clone())).collect();
+        *self.known_outstanding() = Some(read);
         Ok(out)
+    }
+
+    fn known_outstanding(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<std::collections::BTreeMap<String, Outstanding>>> {
+        // A poisoned lock still holds the entries as they were last read or written.
+        self.outstanding.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes the outstanding entry under `key`, once its reservation is settled.
+    async fn settle_outstanding(&self, key: &str) -> Result<(), PayError> {
+        self.store().remove(key).await?;
+        if let Some(known) = self.known_outstanding().as_mut() {
+            known.remove(key);
+        }
+        Ok(())
     }
 
     /// Settles the budget of increments whose receipt never came (the worker stopped between
@@ -761,7 +785,7 @@ impl<S: Store> Wallet<S> {
                 Ok(_) | Err(BudgetError::UnknownReservation(_) | BudgetError::NoBudget { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            self.store().remove(&key).await?;
+            self.settle_outstanding(&key).await?;
         }
         Ok(())
     }
@@ -850,9 +874,11 @@ impl<S: Store> Wallet<S> {
         };
         let bytes =
             serde_json::to_vec(&outstanding).map_err(|e| WalletError::Corrupt(e.to_string()))?;
-        self.store()
-            .put(&outstanding_key(origin, reservation), bytes)
-            .await?;
+        let key = outstanding_key(origin, reservation);
+        self.store().put(&key, bytes).await?;
+        if let Some(known) = self.known_outstanding().as_mut() {
+            known.insert(key, outstanding);
+        }
         Ok(())
     }
 

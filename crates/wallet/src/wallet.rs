@@ -223,6 +223,11 @@ pub struct Wallet<S: Store> {
     /// (see [`Wallet::flush`]). This wallet is its store's only writer of channel records.
     pub(crate) records:
         std::sync::Mutex<std::collections::BTreeMap<String, (crate::ChannelRecord, bool)>>,
+    /// Whether `records` holds every stored channel record: listed once, then kept current.
+    pub(crate) records_listed: std::sync::atomic::AtomicBool,
+    /// The increments waiting for their receipt, by store key, once read (see `site`).
+    pub(crate) outstanding:
+        std::sync::Mutex<Option<std::collections::BTreeMap<String, crate::site::Outstanding>>>,
     /// Channel keys derived so far (each derivation costs several curve multiplications).
     channel_keys: std::sync::Mutex<std::collections::BTreeMap<u32, SecretKey>>,
 }
@@ -236,6 +241,28 @@ fn from_json<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T
 }
 
 impl<S: Store> Wallet<S> {
+    fn assemble(
+        store: S,
+        meta: Meta,
+        key: VaultKey,
+        master: Xpriv,
+        bdk: bdk_wallet::Wallet,
+        changes: ChangeSet,
+    ) -> Self {
+        Self {
+            store,
+            meta,
+            key,
+            master,
+            bdk,
+            changes,
+            records: Default::default(),
+            records_listed: Default::default(),
+            outstanding: Default::default(),
+            channel_keys: Default::default(),
+        }
+    }
+
     /// Whether `store` holds a wallet.
     pub async fn exists(store: &S) -> Result<bool, WalletError> {
         Ok(store.get(META_KEY).await?.is_some())
@@ -284,16 +311,7 @@ impl<S: Store> Wallet<S> {
         store.put(SEED_KEY, json(&sealed)?).await?;
         store.put(BDK_KEY, json(&changes)?).await?;
         store.put(META_KEY, json(&meta)?).await?;
-        Ok(Self {
-            store,
-            meta,
-            key,
-            master,
-            bdk,
-            changes,
-            records: Default::default(),
-            channel_keys: Default::default(),
-        })
+        Ok(Self::assemble(store, meta, key, master, bdk, changes))
     }
 
     /// Opens the stored wallet with `password`.
@@ -315,16 +333,7 @@ impl<S: Store> Wallet<S> {
             Err(WalletError::BadPhrase(why)) => return Err(WalletError::Corrupt(why)),
             other => other?,
         };
-        Ok(Self {
-            store,
-            meta,
-            key,
-            master,
-            bdk,
-            changes,
-            records: Default::default(),
-            channel_keys: Default::default(),
-        })
+        Ok(Self::assemble(store, meta, key, master, bdk, changes))
     }
 
     /// Seals the stored wallet under a new password, given its recovery phrase: the way back
@@ -341,16 +350,7 @@ impl<S: Store> Wallet<S> {
         let (meta, master, bdk, changes) = Self::load(&store, network, &mnemonic).await?;
         let (sealed, key) = vault::seal(mnemonic.to_string().as_bytes(), password)?;
         store.put(SEED_KEY, json(&sealed)?).await?;
-        Ok(Self {
-            store,
-            meta,
-            key,
-            master,
-            bdk,
-            changes,
-            records: Default::default(),
-            channel_keys: Default::default(),
-        })
+        Ok(Self::assemble(store, meta, key, master, bdk, changes))
     }
 
     /// The stored wallet records, checked against the keys `mnemonic` derives.

@@ -40,6 +40,7 @@ fn required(payee: &Payee, n: u32) -> String {
 
 struct Setup {
     _node: Node,
+    store: Counted,
     wallet: Wallet<Counted>,
     budgets: Budgets<Counted>,
     client: AsyncClient,
@@ -64,6 +65,7 @@ async fn setup() -> (Setup, Payee) {
     payee.policy.min_payment = PRICE;
     let setup = Setup {
         _node: node,
+        store: store.clone(),
         wallet,
         budgets: Budgets::new(store),
         client,
@@ -179,6 +181,47 @@ async fn the_budget_counts_what_is_signed_and_stops_exactly_at_its_limit() {
         }
     );
     assert_eq!(payee.ledger().paid, PRICE * 3, "nothing more was signed");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn pre_armed_pages_read_nothing_from_the_store() {
+    let (mut s, payee) = setup().await;
+    s.approve(100 * PRICE.to_sat()).await;
+    s.load(&payee, 1).await;
+    // What the extension does per page: the receipt of the page, then the next page's payment.
+    let mut armed = s
+        .wallet
+        .pre_arm_site(&s.budgets, ORIGIN, s.tip, now())
+        .await
+        .expect("pre-armed")
+        .expect("a channel and a budget");
+    let before = s.store.reads_and_listings();
+    for n in 2..=11 {
+        let receipt = payee.charge(&armed, PRICE);
+        assert!(receipt.success, "page {n}: {receipt:?}");
+        s.wallet
+            .take_receipt(&s.budgets, &url(n), &receipt.to_header(), s.tip, now())
+            .await
+            .expect("receipt applied")
+            .expect("a receipt of ours");
+        armed = s
+            .wallet
+            .pre_arm_site(&s.budgets, ORIGIN, s.tip, now())
+            .await
+            .expect("pre-armed")
+            .expect("a channel and a budget");
+    }
+    assert_eq!(
+        s.store.reads_and_listings(),
+        before,
+        "ten pages, no read and no listing"
+    );
+    assert_eq!(payee.ledger().consumed, PRICE * 11);
+    assert_eq!(
+        s.spent_reserved().await,
+        (110, 10),
+        "the next page's increment reserved"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

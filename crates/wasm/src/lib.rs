@@ -218,6 +218,8 @@ struct Inner {
     chain_view: RefCell<Option<(trickle_channel::ChainTip, FeeRate, f64)>>,
     /// The network's budgets (one instance, so concurrent reservations see each other).
     budgets: RefCell<Option<Rc<trickle_wallet::budget::Budgets<sites::ScopedStore>>>>,
+    /// The network's payment history, once read; every write goes through it.
+    history: RefCell<Option<Vec<sites::Payment>>>,
 }
 
 /// The wallet object the worker holds.
@@ -287,6 +289,7 @@ impl Trickle {
             sync: RefCell::new(SyncStatus::default()),
             chain_view: RefCell::new(None),
             budgets: RefCell::new(None),
+            history: RefCell::new(None),
         });
         inner.resume_session().await?;
         Ok(Trickle { inner })
@@ -447,6 +450,7 @@ impl Inner {
                 *self.sync.borrow_mut() = SyncStatus::default();
                 *self.chain_view.borrow_mut() = None;
                 *self.budgets.borrow_mut() = None;
+                *self.history.borrow_mut() = None;
                 js(to_js(&self.state().await?))
             }
             Request::Offer {

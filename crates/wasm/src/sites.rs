@@ -281,10 +281,8 @@ impl Inner {
         let (tip, _) = self.chain_view().await?;
         let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
-        let Some(view) = wallet
-            .take_receipt(&budgets, url, header, tip, now_secs())
-            .await?
-        else {
+        let now = now_secs();
+        let Some(view) = wallet.take_receipt(&budgets, url, header, tip, now).await? else {
             return Ok(None);
         };
         let payment = Payment {
@@ -295,22 +293,41 @@ impl Inner {
             paid_sat: view.paid.to_sat(),
             credit_sat: view.credit.to_sat(),
             committed_sat: view.committed.to_sat(),
-            reload_header: view.reload_header,
+            reload_header: None,
         };
         if view.success {
-            let store = wallet.store();
-            let mut history = read_history(store).await?;
-            history.push(Payment {
-                reload_header: None,
-                ..payment.clone()
-            });
-            let excess = history.len().saturating_sub(HISTORY_LIMIT);
-            history.drain(..excess);
-            let bytes =
-                serde_json::to_vec(&history).map_err(|e| failure("internal", e.to_string()))?;
-            store.put(HISTORY_KEY, bytes).await?;
+            self.record_payment(wallet.store(), payment.clone()).await?;
         }
-        Ok(Some(payment))
+        Ok(Some(Payment {
+            reload_header: view.reload_header,
+            ..payment
+        }))
+    }
+
+    /// Appends `payment` to the history, keeping the last [`HISTORY_LIMIT`].
+    async fn record_payment<S: Store>(&self, store: &S, payment: Payment) -> Result<(), Failure> {
+        let mut history = self.history(store).await?;
+        history.push(payment);
+        let excess = history.len().saturating_sub(HISTORY_LIMIT);
+        history.drain(..excess);
+        let bytes = serde_json::to_vec(&history).map_err(|e| failure("internal", e.to_string()))?;
+        store.put(HISTORY_KEY, bytes).await?;
+        *self.history.borrow_mut() = Some(history);
+        Ok(())
+    }
+
+    /// The payment history: read from the store once, then kept as it is written.
+    async fn history<S: Store>(&self, store: &S) -> Result<Vec<Payment>, Failure> {
+        if let Some(history) = self.history.borrow().as_ref() {
+            return Ok(history.clone());
+        }
+        let history = match store.get(HISTORY_KEY).await? {
+            None => Vec::new(),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| failure("corrupt", format!("{HISTORY_KEY}: {e}")))?,
+        };
+        *self.history.borrow_mut() = Some(history.clone());
+        Ok(history)
     }
 
     /// Creates the budget of `origin`, or changes its terms (keeping what was spent), and
@@ -376,7 +393,7 @@ impl Inner {
         Ok(Sites {
             sites,
             channels,
-            history: read_history(wallet.store()).await?,
+            history: self.history(wallet.store()).await?,
         })
     }
 
@@ -499,11 +516,3 @@ impl Inner {
 }
 
 pub(crate) type ScopedStore = trickle_wallet::layout::Scoped<crate::chrome::ChromeStore>;
-
-async fn read_history<S: Store>(store: &S) -> Result<Vec<Payment>, Failure> {
-    match store.get(HISTORY_KEY).await? {
-        None => Ok(Vec::new()),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| failure("corrupt", format!("{HISTORY_KEY}: {e}"))),
-    }
-}

@@ -22,36 +22,57 @@ pub const SITE: &str = "site.example";
 /// The price of a page.
 pub const PRICE: Amount = Amount::from_sat(10);
 
-/// A store shared with the test, counting writes of channel records.
+/// A store shared with the test, counting what is asked of it.
 #[derive(Clone, Default)]
-pub struct Counted(Rc<(MemoryStore, Cell<usize>, Cell<usize>)>);
+pub struct Counted(Rc<(MemoryStore, Counts)>);
+
+#[derive(Default)]
+struct Counts {
+    channel_writes: Cell<usize>,
+    channel_reads: Cell<usize>,
+    reads: Cell<usize>,
+    listings: Cell<usize>,
+}
+
+fn bump(n: &Cell<usize>) {
+    n.set(n.get() + 1);
+}
 
 impl Counted {
+    /// Writes of channel records.
     pub fn channel_writes(&self) -> usize {
-        self.0 .1.get()
+        self.0 .1.channel_writes.get()
     }
 
+    /// Reads of channel records.
     pub fn channel_reads(&self) -> usize {
-        self.0 .2.get()
+        self.0 .1.channel_reads.get()
+    }
+
+    /// Reads of any key, and listings of keys.
+    pub fn reads_and_listings(&self) -> (usize, usize) {
+        (self.0 .1.reads.get(), self.0 .1.listings.get())
     }
 }
 
 impl Store for Counted {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        bump(&self.0 .1.reads);
         if key.starts_with("channel/") {
-            self.0 .2.set(self.0 .2.get() + 1);
+            bump(&self.0 .1.channel_reads);
         }
         self.0 .0.get(key).await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
         if key.starts_with("channel/") {
-            self.0 .1.set(self.0 .1.get() + 1);
+            bump(&self.0 .1.channel_writes);
         }
         self.0 .0.put(key, value).await
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        bump(&self.0 .1.listings);
         self.0 .0.keys(prefix).await
     }
 
