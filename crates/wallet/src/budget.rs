@@ -653,6 +653,12 @@ impl<S: Store> Budgets<S> {
         &self.store
     }
 
+    /// Forgets the budgets read so far: the next use reads them from the store again (after a
+    /// write the store may not have taken).
+    pub fn forget_cached(&self) {
+        self.cache.borrow_mut().clear();
+    }
+
     async fn read(&self, origin: &str) -> Result<Option<Budget>, BudgetError> {
         let key = budget_key(origin);
         let Some(bytes) = self.store.get(&key).await? else {

@@ -252,6 +252,15 @@ impl<S: Store> Wallet<S> {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Forgets the channel records and outstanding increments read so far: the next use reads
+    /// them from the store again (after a write the store may not have taken).
+    pub fn forget_cached(&self) {
+        self.known_records().clear();
+        self.records_listed
+            .store(false, std::sync::atomic::Ordering::Release);
+        *self.outstanding.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Keeps `record` in memory only, to be stored with the next payment or by
     /// [`Wallet::flush`].
     fn keep_unstored(&self, record: ChannelRecord) {

@@ -220,6 +220,8 @@ struct Inner {
     budgets: RefCell<Option<Rc<trickle_wallet::budget::Budgets<sites::ScopedStore>>>>,
     /// The network's payment history, once read; every write goes through it.
     history: RefCell<Option<Vec<sites::Payment>>>,
+    /// The wallet's and the budgets' storage: one batch covers both.
+    local: ChromeStore,
 }
 
 /// The wallet object the worker holds.
@@ -281,7 +283,7 @@ impl Trickle {
 
 impl Trickle {
     async fn load_inner() -> Result<Trickle, Failure> {
-        let settings = Settings::load(&ChromeStore, DEFAULT_NETWORK).await?;
+        let settings = Settings::load(&ChromeStore::default(), DEFAULT_NETWORK).await?;
         let inner = Rc::new(Inner {
             settings: RefCell::new(settings),
             wallet: Mutex::new(None),
@@ -290,6 +292,7 @@ impl Trickle {
             chain_view: RefCell::new(None),
             budgets: RefCell::new(None),
             history: RefCell::new(None),
+            local: ChromeStore::default(),
         });
         inner.resume_session().await?;
         Ok(Trickle { inner })
@@ -302,7 +305,9 @@ impl Inner {
     }
 
     async fn store(&self) -> Result<Scoped<ChromeStore>, Failure> {
-        Ok(layout::open(ChromeStore, self.network()).await?)
+        // Migrating never joins a batch that may be open on `local`.
+        layout::open(ChromeStore::default(), self.network()).await?;
+        Ok(Scoped::new(self.local.clone(), self.network()))
     }
 
     fn esplora(&self) -> Result<Esplora, Failure> {
@@ -333,11 +338,14 @@ impl Inner {
             } => {
                 check_password(&password)?;
                 let (store, network) = (self.store().await?, self.network());
+                // Written under the wallet's lock, so that no batch takes these writes in.
+                let writer = self.wallet.lock().await;
                 let wallet = if replace {
                     Wallet::reset_password(store, network, &phrase, &password).await?
                 } else {
                     Wallet::restore(store, network, &phrase, &password).await?
                 };
+                drop(writer);
                 self.unlocked_with(wallet).await?;
                 js(to_js(&self.state().await?))
             }
@@ -445,7 +453,7 @@ impl Inner {
                 if switching {
                     self.lock().await?;
                 }
-                settings.save(&ChromeStore).await?;
+                settings.save(&ChromeStore::default()).await?;
                 *self.settings.borrow_mut() = settings;
                 *self.sync.borrow_mut() = SyncStatus::default();
                 *self.chain_view.borrow_mut() = None;

@@ -271,7 +271,7 @@ impl Inner {
         }
     }
 
-    /// Applies a receipt; records the payment in the history.
+    /// Applies a receipt; records the payment in the history. One storage write (a batch).
     pub(crate) async fn receipt(
         &self,
         url: &str,
@@ -281,27 +281,50 @@ impl Inner {
         let (tip, _) = self.chain_view().await?;
         let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
-        let now = now_secs();
-        let Some(view) = wallet.take_receipt(&budgets, url, header, tip, now).await? else {
-            return Ok(None);
-        };
-        let payment = Payment {
-            at: now_ms(),
-            origin: view.origin,
-            url: url.to_owned(),
-            consumed_sat: view.consumed.to_sat(),
-            paid_sat: view.paid.to_sat(),
-            credit_sat: view.credit.to_sat(),
-            committed_sat: view.committed.to_sat(),
-            reload_header: None,
-        };
-        if view.success {
-            self.record_payment(wallet.store(), payment.clone()).await?;
+        let applied = self
+            .local
+            .batch(async {
+                let Some(view) = wallet
+                    .take_receipt(&budgets, url, header, tip, now_secs())
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let payment = Payment {
+                    at: now_ms(),
+                    origin: view.origin,
+                    url: url.to_owned(),
+                    consumed_sat: view.consumed.to_sat(),
+                    paid_sat: view.paid.to_sat(),
+                    credit_sat: view.credit.to_sat(),
+                    committed_sat: view.committed.to_sat(),
+                    reload_header: None,
+                };
+                if view.success {
+                    self.record_payment(wallet.store(), payment.clone()).await?;
+                }
+                Ok(Some(Payment {
+                    reload_header: view.reload_header,
+                    ..payment
+                }))
+            })
+            .await;
+        self.forget_cached_on_failure(wallet, &budgets, applied)
+    }
+
+    /// After a failed batch, the store may lack what the caches hold: they are read again.
+    fn forget_cached_on_failure<T>(
+        &self,
+        wallet: &ExtensionWallet,
+        budgets: &Budgets<ScopedStore>,
+        result: Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        if result.is_err() {
+            wallet.forget_cached();
+            budgets.forget_cached();
+            *self.history.borrow_mut() = None;
         }
-        Ok(Some(Payment {
-            reload_header: view.reload_header,
-            ..payment
-        }))
+        result
     }
 
     /// Appends `payment` to the history, keeping the last [`HISTORY_LIMIT`].
@@ -338,6 +361,8 @@ impl Inner {
         terms: TermsView,
     ) -> Result<SiteView, Failure> {
         let budgets = self.budgets().await?;
+        // Budgets are written under the wallet's lock, so that no batch takes this write in.
+        let _writer = self.wallet.lock().await;
         let terms = Terms::from(terms);
         let now = now_secs();
         let budget = match budgets.load(origin).await? {
@@ -362,6 +387,7 @@ impl Inner {
     /// Revokes `origin`: nothing more is paid to it until it is approved again.
     pub(crate) async fn revoke(&self, origin: &str) -> Result<SiteView, Failure> {
         let budgets = self.budgets().await?;
+        let _writer = self.wallet.lock().await;
         let budget = budgets
             .modify(origin, |b| {
                 b.revoke();
@@ -420,15 +446,23 @@ impl Inner {
         Ok(settlement.compute_txid().to_string())
     }
 
-    /// The pre-armed payment for the next page of `origin` (see `Wallet::pre_arm_site`).
+    /// The pre-armed payment for the next page of `origin` (see `Wallet::pre_arm_site`): its
+    /// reservation, channel state and outstanding increment in one storage write (a batch),
+    /// stored before the header is returned.
     pub(crate) async fn pre_arm(&self, origin: &str) -> Result<Option<String>, Failure> {
         let budgets = self.budgets().await?;
         let (tip, _) = self.chain_view().await?;
         let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
-        Ok(wallet
-            .pre_arm_site(&budgets, origin, tip, now_secs())
-            .await?)
+        let header = self
+            .local
+            .batch(async {
+                Ok(wallet
+                    .pre_arm_site(&budgets, origin, tip, now_secs())
+                    .await?)
+            })
+            .await;
+        self.forget_cached_on_failure(wallet, &budgets, header)
     }
 
     /// Settles the budget of payments whose receipt never came (see `Wallet::reconcile`).
