@@ -210,6 +210,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
     unpaidProxy: [],
     repeatPaid: [],
     unpaidProxyWait: [],
+    unpaidProxyLoad: [],
     repeatPaidWait: [],
     unpaidLoad: [],
     repeatPaidLoad: [],
@@ -271,6 +272,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
     for (let n = 1; n <= 20; n++) {
       timings.unpaidProxy.push(await visit(tab, `${payee.url}/free/${n}`, `Free ${n}`));
       timings.unpaidProxyWait.push(await serverWait(tab));
+      timings.unpaidProxyLoad.push(await pageLoad(tab));
     }
     const res = await tab.goto(`${payee.url}/articles/1`);
     assert.equal(res.status(), 402);
@@ -386,16 +388,21 @@ describe("paying sites", { timeout: 900_000 }, () => {
         `repeat paid ${wp.median.toFixed(1)} ms`,
     );
     const lu = stats(timings.unpaidLoad);
+    const lup = stats(timings.unpaidProxyLoad);
     const lp = stats(timings.repeatPaidLoad);
     report(
       t,
       `page load per Navigation Timing (navigation start to load event end): unpaid from the site ` +
-        `${lu.median.toFixed(1)} ms, repeat paid ${lp.median.toFixed(1)} ms (ratio ${(lp.median / lu.median).toFixed(2)})`,
+        `${lu.median.toFixed(1)} ms, ${lup.median.toFixed(1)} ms through the proxy; repeat paid ` +
+        `${lp.median.toFixed(1)} ms (ratio ${(lp.median / lu.median).toFixed(2)} to the site, ` +
+        `${(lp.median / lup.median).toFixed(2)} to the proxy)`,
     );
     timings.summary = {
       unpaidLoadMs: lu.median,
       repeatPaidLoadMs: lp.median,
       loadRatio: lp.median / lu.median,
+      unpaidProxyLoadMs: lup.median,
+      loadRatioToProxy: lp.median / lup.median,
       unpaidProxyServerWaitMs: wu.median,
       repeatPaidServerWaitMs: wp.median,
       unpaidMedianMs: u.median,
