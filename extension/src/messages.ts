@@ -146,6 +146,14 @@ export interface Payment {
   reloadHeader?: string;
 }
 
+/** A receipt applied, with the site's next pre-armed payment signed in the same write. */
+export interface ReceiptAnswer extends Payment {
+  /** The next page's payment header; null when nothing is pre-armed. */
+  nextHeader: string | null;
+  /** Why the next payment could not be signed (the pre-armed rule is then left as it is). */
+  nextError: WalletError | null;
+}
+
 export interface SiteView {
   origin: string;
   revoked: boolean;
@@ -220,7 +228,7 @@ export interface Requests {
   /** A 402 offer seen by the worker (the worker's own use). */
   offer: { req: { url: string; header: string; confirmed?: boolean }; res: OfferAnswer };
   /** A PAYMENT-RESPONSE seen by the worker (the worker's own use); null if not ours. */
-  receipt: { req: { url: string; header: string }; res: Payment | null };
+  receipt: { req: { url: string; header: string }; res: ReceiptAnswer | null };
   /** Creates or changes a site's budget (spending so far is kept). */
   approve: { req: { origin: string; terms: TermsView }; res: SiteView };
   revoke: { req: { origin: string }; res: SiteView };

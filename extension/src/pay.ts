@@ -12,7 +12,7 @@
 // State that must outlive the worker (rules, approvals waiting for the user, notices) lives in
 // chrome.storage.session and in the session rules themselves.
 
-import type { Approval, Ask, Notice, OfferAnswer, Payment, Request, TermsView } from "./messages.js";
+import type { Approval, Ask, Notice, OfferAnswer, ReceiptAnswer, Request, TermsView } from "./messages.js";
 
 type Handle = (request: Request) => Promise<unknown>;
 
@@ -276,14 +276,15 @@ export class Payer {
   private async onReceipt(details: chrome.webRequest.OnHeadersReceivedDetails, value: string): Promise<void> {
     const key = `${details.tabId} ${details.url}`;
     try {
-      const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as Payment | null;
+      const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as ReceiptAnswer | null;
       if (!payment) return;
-      const signature = await this.preArm(payment.origin);
       // Paid by the pre-armed payment: a reload of this URL sends the receipt's nonce. That
       // rule and the site's next pre-armed payment go in together.
       const reload = details.type === "main_frame" ? payment.reloadHeader : undefined;
       await this.changeRules((book) => {
-        const armed = Payer.armRule(book, payment.origin, signature);
+        const armed = payment.nextError
+          ? { add: [], remove: [] }
+          : Payer.armRule(book, payment.origin, payment.nextHeader);
         if (!reload) return armed;
         const paid = Payer.payRule(book, details.url, details.tabId, "main_frame" as ResourceType, reload, false);
         return { add: [...paid.add, ...armed.add], remove: [...paid.remove, ...armed.remove] };
@@ -291,6 +292,7 @@ export class Payer {
       if (details.type === "main_frame") {
         await this.paidBadge(details.tabId, payment.consumedSat > 0 ? String(payment.consumedSat) : "✓");
       }
+      if (payment.nextError) await this.notify({ url: details.url, ...payment.nextError }, details.tabId);
     } catch (e) {
       await this.notify({ url: details.url, ...asError(e) }, details.tabId);
     } finally {

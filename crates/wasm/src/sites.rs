@@ -173,6 +173,18 @@ pub(crate) struct Payment {
     reload_header: Option<String>,
 }
 
+/// A receipt applied: the payment, and the site's next pre-armed payment.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ReceiptAnswer {
+    #[serde(flatten)]
+    payment: Payment,
+    /// The next page's `PAYMENT-SIGNATURE`; `None` when there is none to pre-arm.
+    next_header: Option<String>,
+    /// Why the next payment could not be signed.
+    next_error: Option<Failure>,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Sites {
@@ -271,12 +283,14 @@ impl Inner {
         }
     }
 
-    /// Applies a receipt; records the payment in the history. One storage write (a batch).
+    /// Applies a receipt, records the payment in the history and signs the site's next
+    /// pre-armed payment (see [`Inner::pre_arm`]): all in one storage write (a batch), made
+    /// before the next payment's header is returned.
     pub(crate) async fn receipt(
         &self,
         url: &str,
         header: &str,
-    ) -> Result<Option<Payment>, Failure> {
+    ) -> Result<Option<ReceiptAnswer>, Failure> {
         let budgets = self.budgets().await?;
         let (tip, _) = self.chain_view().await?;
         let mut guard = self.wallet.lock().await;
@@ -284,10 +298,8 @@ impl Inner {
         let applied = self
             .local
             .batch(async {
-                let Some(view) = wallet
-                    .take_receipt(&budgets, url, header, tip, now_secs())
-                    .await?
-                else {
+                let now = now_secs();
+                let Some(view) = wallet.take_receipt(&budgets, url, header, tip, now).await? else {
                     return Ok(None);
                 };
                 let payment = Payment {
@@ -303,9 +315,19 @@ impl Inner {
                 if view.success {
                     self.record_payment(wallet.store(), payment.clone()).await?;
                 }
-                Ok(Some(Payment {
-                    reload_header: view.reload_header,
-                    ..payment
+                // The receipt stands whatever happens to the next payment; a failure to sign
+                // it is told apart.
+                let next = wallet
+                    .pre_arm_site(&budgets, &payment.origin, tip, now)
+                    .await
+                    .map_err(Failure::from);
+                Ok(Some(ReceiptAnswer {
+                    payment: Payment {
+                        reload_header: view.reload_header,
+                        ..payment
+                    },
+                    next_header: next.as_ref().ok().cloned().flatten(),
+                    next_error: next.err(),
                 }))
             })
             .await;
