@@ -622,8 +622,8 @@ impl<S: Store> Wallet<S> {
     /// and its credit. A refusal that carries the channel's state counts too: it is the payee's
     /// account of the channel, from which the next payment is computed.
     ///
-    /// The record changes in memory only; it is stored with the next payment or by
-    /// [`Wallet::flush`]. Nothing is signed here, and no money depends on a receipt being
+    /// A receipt older than one already applied changes nothing. The record changes in memory
+    /// only; it is stored with the next payment or by [`Wallet::flush`]. Nothing is signed here, and no money depends on a receipt being
     /// stored: a receipt lost in a crash leaves the last stored one, by which the client
     /// counts on more credit than the payee has; the payee then answers 402 and the client
     /// pays the difference, as it would have. Every signed payment is stored before it leaves,
@@ -647,12 +647,23 @@ impl<S: Store> Wallet<S> {
         }
         let key = self.channel_key(record.key_index)?;
         let ctx = Self::context(&key, tip, FeeRate::BROADCAST_MIN);
+        let held = record
+            .state
+            .state
+            .committed_channel()
+            .map_or(Amount::ZERO, |c| c.acknowledged);
         let ack = WireMessage::PaymentAck(PaymentAck {
             amount_paid: receipt.paid,
         });
         let step = record.state.state.on_message(&ctx, ack)?;
         record.state = Snapshot::new(step.state);
-        record.credit = receipt.credit;
+        // Receipts may arrive out of order. One for less than the payee is known to hold is
+        // older than the credit we have; at the same total, credit only goes down.
+        if receipt.paid > held {
+            record.credit = receipt.credit;
+        } else if receipt.paid == held {
+            record.credit = record.credit.min(receipt.credit);
+        }
         self.keep_unstored(record);
         Ok(())
     }

@@ -244,6 +244,62 @@ async fn a_prepared_payment_stranded_by_a_crash_goes_with_the_next_request() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn a_late_receipt_changes_nothing() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let (mut wallet, payee, _client, tip) = open(&node, Counted::default()).await;
+    let key = payee.public_key();
+    let agrees = |record: &trickle_wallet::ChannelRecord| {
+        let ledger = payee.ledger();
+        let ours = record.state.state.committed_channel().expect("open");
+        (ours.acknowledged, record.credit) == (ledger.paid, ledger.credit())
+    };
+    // A free page leaves the pre-armed increment as credit; the next page uses it up.
+    let header = pre_arm(&mut wallet, &key, 1, tip).await;
+    let first = payee.charge(&header, Amount::ZERO);
+    assert_eq!(first.receipt.as_ref().map(|r| r.credit), Some(PRICE));
+    wallet
+        .apply_receipt(SITE, &key, &first, tip)
+        .await
+        .expect("first");
+    let header = pre_arm(&mut wallet, &key, 2, tip).await;
+    let second = payee.charge(&header, PRICE);
+    assert!(second.success, "{second:?}");
+    wallet
+        .apply_receipt(SITE, &key, &second, tip)
+        .await
+        .expect("second");
+    // The first receipt again, late: same total, more credit. It is older, not newer.
+    wallet
+        .apply_receipt(SITE, &key, &first, tip)
+        .await
+        .expect("late");
+    let record = wallet
+        .channel(SITE, &key)
+        .await
+        .expect("read")
+        .expect("record");
+    assert!(agrees(&record), "{record:?} against {:?}", payee.ledger());
+    // A page with a new increment, then the first receipt once more: a lower total.
+    let header = pre_arm(&mut wallet, &key, 3, tip).await;
+    let third = payee.charge(&header, PRICE);
+    assert!(third.success, "{third:?}");
+    wallet
+        .apply_receipt(SITE, &key, &third, tip)
+        .await
+        .expect("third");
+    wallet
+        .apply_receipt(SITE, &key, &first, tip)
+        .await
+        .expect("late again");
+    let record = wallet
+        .channel(SITE, &key)
+        .await
+        .expect("read")
+        .expect("record");
+    assert!(agrees(&record), "{record:?} against {:?}", payee.ledger());
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn a_receipt_lost_in_a_crash_is_corrected_by_the_payee_and_costs_nothing() {
     let node = Node::start(Config::default()).await.expect("node");
     let store = Counted::default();
