@@ -264,7 +264,11 @@ export class Payer {
   async onResponse(details: chrome.webRequest.OnHeadersReceivedDetails): Promise<void> {
     if (details.tabId < 0) return; // the worker's own requests (chain, channel endpoint)
     const receipt = header(details.responseHeaders, "payment-response");
-    if (receipt) await this.onReceipt(details, receipt);
+    if (receipt) {
+      // A paid page loads first; its receipt is applied after (or after LOAD_WAIT_MS).
+      if (details.type === "main_frame" && details.statusCode < 300) await loaded(details.tabId);
+      await this.onReceipt(details, receipt);
+    }
     const offer = header(details.responseHeaders, "payment-required");
     // Navigations are paid here; page scripts pay through the page API (`payForPage`).
     if (details.statusCode === 402 && offer && (details.type === "main_frame" || details.type === "sub_frame")) {
@@ -441,6 +445,25 @@ export class Payer {
     });
     return result;
   }
+}
+
+/** The longest a paid page's receipt waits for the page to finish loading. */
+const LOAD_WAIT_MS = 2_000;
+
+/** Resolves once tab `tabId` has finished loading, or after `LOAD_WAIT_MS`. */
+function loaded(tabId: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      chrome.tabs.onUpdated.removeListener(listener);
+      resolve();
+    };
+    const listener = (id: number, change: chrome.tabs.OnUpdatedInfo) => {
+      if (id === tabId && change.status === "complete") done();
+    };
+    const timer = setTimeout(done, LOAD_WAIT_MS);
+    chrome.tabs.onUpdated.addListener(listener);
+  });
 }
 
 /** Whether a PAYMENT-RESPONSE refused the payment for lack of credit. */
