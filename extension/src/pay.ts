@@ -3,7 +3,12 @@
 //
 //   402 + PAYMENT-REQUIRED ─▶ wallet.offer ─▶ pay: a declarativeNetRequest session rule sets
 //   PAYMENT-SIGNATURE on that exact URL, in that tab, for that resource type; the navigation is
-//   re-requested ─▶ PAYMENT-RESPONSE ─▶ wallet.receipt commits the budget.
+//   re-requested ─▶ PAYMENT-RESPONSE ─▶ wallet.receipt commits the budget and signs the site's
+//   next payment, which a pre-armed rule attaches to the site's next page.
+//
+// A paid page's receipt is applied once the page has loaded: the page does not wait for it, and
+// the bookkeeping does not compete with it. A next page requested before that carries the
+// previous payment; the payee answers 402 with its account, and the difference is paid once.
 //
 // The rule stays for the life of the offer's nonce, so a reload of the paid URL sends the same
 // payment, which the payee serves again without charging. A 402 for a URL that has a live rule
