@@ -258,7 +258,7 @@ impl<S: Store> Wallet<S> {
         self.known_records().clear();
         self.records_listed
             .store(false, std::sync::atomic::Ordering::Release);
-        *self.outstanding.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.known_outstanding() = None;
     }
 
     /// Keeps `record` in memory only, to be stored with the next payment or by
@@ -623,10 +623,10 @@ impl<S: Store> Wallet<S> {
     /// account of the channel, from which the next payment is computed.
     ///
     /// A receipt older than one already applied changes nothing. The record changes in memory
-    /// only; it is stored with the next payment or by [`Wallet::flush`]. Nothing is signed here, and no money depends on a receipt being
-    /// stored: a receipt lost in a crash leaves the last stored one, by which the client
-    /// counts on more credit than the payee has; the payee then answers 402 and the client
-    /// pays the difference, as it would have. Every signed payment is stored before it leaves,
+    /// only; it is stored with the next payment or by [`Wallet::flush`]. Nothing is signed
+    /// here, and no money depends on a receipt being stored: a receipt lost in a crash leaves
+    /// the last stored one, by which the client counts on more credit than the payee has; the
+    /// payee then answers 402 and the client pays the difference, as it would have. Every signed payment is stored before it leaves,
     /// whatever happens to receipts.
     pub async fn apply_receipt(
         &mut self,

@@ -682,7 +682,7 @@ impl<S: Store> Wallet<S> {
         Ok(out)
     }
 
-    fn known_outstanding(
+    pub(crate) fn known_outstanding(
         &self,
     ) -> std::sync::MutexGuard<'_, Option<std::collections::BTreeMap<String, Outstanding>>> {
         // A poisoned lock still holds the entries as they were last read or written.

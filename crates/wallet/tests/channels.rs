@@ -261,42 +261,31 @@ async fn a_late_receipt_changes_nothing() {
         .apply_receipt(SITE, &key, &first, tip)
         .await
         .expect("first");
-    let header = pre_arm(&mut wallet, &key, 2, tip).await;
-    let second = payee.charge(&header, PRICE);
-    assert!(second.success, "{second:?}");
-    wallet
-        .apply_receipt(SITE, &key, &second, tip)
-        .await
-        .expect("second");
-    // The first receipt again, late: same total, more credit. It is older, not newer.
-    wallet
-        .apply_receipt(SITE, &key, &first, tip)
-        .await
-        .expect("late");
-    let record = wallet
-        .channel(SITE, &key)
-        .await
-        .expect("read")
-        .expect("record");
-    assert!(agrees(&record), "{record:?} against {:?}", payee.ledger());
-    // A page with a new increment, then the first receipt once more: a lower total.
-    let header = pre_arm(&mut wallet, &key, 3, tip).await;
-    let third = payee.charge(&header, PRICE);
-    assert!(third.success, "{third:?}");
-    wallet
-        .apply_receipt(SITE, &key, &third, tip)
-        .await
-        .expect("third");
-    wallet
-        .apply_receipt(SITE, &key, &first, tip)
-        .await
-        .expect("late again");
-    let record = wallet
-        .channel(SITE, &key)
-        .await
-        .expect("read")
-        .expect("record");
-    assert!(agrees(&record), "{record:?} against {:?}", payee.ledger());
+    // Page 2 uses the credit: the same total as the first receipt, less credit. Page 3 adds
+    // an increment: a higher total. After each, the first receipt comes again, late.
+    for n in 2..=3 {
+        let header = pre_arm(&mut wallet, &key, n, tip).await;
+        let receipt = payee.charge(&header, PRICE);
+        assert!(receipt.success, "page {n}: {receipt:?}");
+        wallet
+            .apply_receipt(SITE, &key, &receipt, tip)
+            .await
+            .expect("receipt");
+        wallet
+            .apply_receipt(SITE, &key, &first, tip)
+            .await
+            .expect("late");
+        let record = wallet
+            .channel(SITE, &key)
+            .await
+            .expect("read")
+            .expect("record");
+        assert!(
+            agrees(&record),
+            "page {n}: {record:?} against {:?}",
+            payee.ledger()
+        );
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
