@@ -267,6 +267,10 @@ impl Config {
             if !price.path.starts_with('/') {
                 return Err(field(&name, "must start with /"));
             }
+            // A prefix no request may carry would price nothing.
+            if let Err(why) = crate::path::check(&price.path) {
+                return Err(field(&name, why.as_str()));
+            }
             if price.sat == 0 || price.sat > p.max_channel_value {
                 return Err(field(
                     &format!("price[{i}].sat"),

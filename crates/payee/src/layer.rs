@@ -48,7 +48,8 @@ impl Price {
 }
 
 /// Prices by path prefix; the longest prefix that matches whole path segments wins, and a path
-/// no prefix matches is free.
+/// no prefix matches is free. ASCII letters match in any case (`/Articles/1` costs what
+/// `/articles/1` costs), for sites that route without regard to case.
 #[derive(Clone, Debug, Default)]
 pub struct Prices(Vec<(String, Price)>);
 
@@ -77,9 +78,11 @@ impl Prices {
         self.0
             .iter()
             .find(|(prefix, _)| {
-                path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
-                    rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/')
-                })
+                let Some((head, rest)) = path.split_at_checked(prefix.len()) else {
+                    return false;
+                };
+                head.eq_ignore_ascii_case(prefix)
+                    && (rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'))
             })
             .map(|(_, price)| price)
     }
@@ -185,9 +188,12 @@ where
     let path = req
         .extensions()
         .get::<OriginalUri>()
-        .map_or(req.uri().path(), |o| o.0.path())
-        .to_owned();
-    let price = prices.get(&path).cloned();
+        .map_or(req.uri().path(), |o| o.0.path());
+    // Priced and served must be the same path: one the site could read as another is refused.
+    if let Err(why) = crate::path::check(path) {
+        return Ok((StatusCode::BAD_REQUEST, format!("ambiguous path: {why}\n")).into_response());
+    }
+    let price = prices.get(path).cloned();
     let signature = req.headers().get(PAYMENT_SIGNATURE).cloned();
     let origin = origin(&payee, &req);
     let url = resource_url(&origin, &req);

@@ -16,6 +16,7 @@ pub mod config;
 mod endpoint;
 mod layer;
 mod operator;
+pub mod path;
 mod payee;
 pub mod proxy;
 pub mod store;

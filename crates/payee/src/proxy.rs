@@ -15,6 +15,8 @@ use crate::{Payee, Prices};
 /// The site behind the proxy.
 pub struct Upstream {
     base: String,
+    /// The path of `base` (empty for a bare origin), which every forwarded path follows.
+    base_path: String,
     http: reqwest::Client,
 }
 
@@ -39,8 +41,12 @@ impl Upstream {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| UpstreamError(e.to_string()))?;
+        let base = base.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base).map_err(|e| UpstreamError(e.to_string()))?;
+        let base_path = parsed.path().trim_end_matches('/').to_owned();
         Ok(Self {
-            base: base.trim_end_matches('/').to_owned(),
+            base,
+            base_path,
             http,
         })
     }
@@ -73,6 +79,13 @@ async fn forward(State(up): State<Arc<Upstream>>, req: Request<Body>) -> Respons
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{path}", up.base);
+    // The layer priced `parts.uri.path()`; the site must be asked for exactly that path. The
+    // layer refuses paths a URL parser would rewrite, so this only catches what it missed.
+    let sent_path = reqwest::Url::parse(&url).ok().map(|u| u.path().to_owned());
+    if sent_path.as_deref() != Some(format!("{}{}", up.base_path, parts.uri.path()).as_str()) {
+        tracing::warn!(%url, "the site would see another path; refused");
+        return (StatusCode::BAD_REQUEST, "ambiguous path\n").into_response();
+    }
     // The payment is for this proxy; the site sees a plain request.
     let headers = end_to_end(
         &parts.headers,

@@ -6,14 +6,19 @@ mod common;
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
 use bitcoin::Amount;
 use common::{fetch, Client};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use trickle_channel::Version;
 use trickle_payee::config::{Config, ConfigError};
+use trickle_payee::proxy::Upstream;
+use trickle_payee::store::MemoryStore;
+use trickle_payee::{Price, Prices};
 
 const GOOD: &str = r#"
 listen = "127.0.0.1:0"
@@ -226,5 +231,133 @@ fn the_example_config_is_valid() {
     assert_eq!(
         config.prices.get("/articles/7").unwrap().amount,
         Amount::from_sat(10)
+    );
+}
+
+/// A site that reads paths as loosely as real servers may: it decodes every `%XX`, reads `\` as
+/// `/`, ignores case, `;params`, trailing dots, empty and `.` segments, and resolves `..`. It
+/// counts the requests it answered with the priced article.
+fn lenient_site(served: Arc<AtomicUsize>) -> Router {
+    Router::new().fallback(move |uri: axum::http::Uri| {
+        let served = Arc::clone(&served);
+        async move {
+            let raw = uri.path().as_bytes();
+            let mut decoded = Vec::new();
+            let mut i = 0;
+            while i < raw.len() {
+                let hex = raw
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
+                match (raw[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                    (b'%', Some(b)) => {
+                        decoded.push(b);
+                        i += 3;
+                    }
+                    (b, _) => {
+                        decoded.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&decoded)
+                .to_lowercase()
+                .replace('\\', "/");
+            let mut segments: Vec<&str> = Vec::new();
+            for segment in text.split('/') {
+                let segment = segment
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches('.');
+                match segment {
+                    "" => {}
+                    ".." => {
+                        segments.pop();
+                    }
+                    s => segments.push(s),
+                }
+            }
+            if segments == ["articles", "1"] {
+                served.fetch_add(1, Ordering::SeqCst);
+                "the priced article".to_owned()
+            } else {
+                format!("not the article: /{}", segments.join("/"))
+            }
+        }
+    })
+}
+
+/// Sends `GET {target}` as a raw request line (no client normalises it) and returns the status.
+async fn raw_get(base: &str, target: &str) -> u16 {
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.split(' ').nth(1).unwrap_or_default();
+    status
+        .parse()
+        .unwrap_or_else(|_| panic!("{target}: {answer}"))
+}
+
+/// Every way of writing a priced path that some server reads as the priced path.
+const UNPRICING_TRICKS: &[&str] = &[
+    "/./articles/1",
+    "/articles/./1",
+    "/x/../articles/1",
+    "/articles/1/../1",
+    "/%2e/articles/1",
+    "/%2E/articles/1",
+    "/free/%2e%2e/articles/1",
+    "/free/.%2e/articles/1",
+    "//articles/1",
+    "/articles//1",
+    "/articles%2f1",
+    "/articles%2F1",
+    "/articles%5c1",
+    "/articles\\1",
+    "/%61rticles/1",
+    "/articles/%31",
+    "/ARTICLES/1",
+    "/Articles/1",
+    "/articles./1",
+    "/articles/1.",
+    "/articles;x/1",
+    "/articles%3b/1",
+];
+
+#[tokio::test]
+async fn dot_segments_do_not_unprice_a_path() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let site = serve(lenient_site(Arc::clone(&served))).await;
+    let payee =
+        common::start_payee(Arc::new(MemoryStore::new()), common::RecordingChain::new()).await;
+    let prices = Prices::new().with("/articles", Price::sat(10));
+    // The proxy in front of the lenient site, and the layer in front of the same site in-process.
+    let proxied = serve(trickle_payee::proxy::app(
+        &payee,
+        prices.clone(),
+        Upstream::new(&site).unwrap(),
+    ))
+    .await;
+    let layered = serve(lenient_site(Arc::clone(&served)).layer(payee.layer(prices))).await;
+    for base in [&proxied, &layered] {
+        assert_eq!(raw_get(base, "/articles/1").await, 402);
+        for target in UNPRICING_TRICKS {
+            let status = raw_get(base, target).await;
+            assert!(
+                status == 402 || status == 400,
+                "{target} via {base}: {status}"
+            );
+        }
+        // Free paths still pass, with their query strings.
+        assert_eq!(raw_get(base, "/free/page.html?x=/articles/1").await, 200);
+    }
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        0,
+        "the priced article was served free"
     );
 }
