@@ -3,6 +3,8 @@
 //! Same contract as the payer: transitions take `&self`, return a [`Step`], leave the state
 //! untouched on error, and the caller persists `step.state` before acting on the rest.
 
+use bitcoin::absolute::LockTime;
+use bitcoin::hashes::{hmac, sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::{Amount, FeeRate, ScriptBuf, Transaction, Txid};
 use secp256k1::SECP256K1;
@@ -68,6 +70,46 @@ pub struct PayeeContext<'a> {
 impl PayeeContext<'_> {
     fn server_key(&self) -> PublicKey {
         PublicKey::from_secret_key(SECP256K1, self.key)
+    }
+
+    /// The key the server offers for a new channel of `version` expiring at `expiry`.
+    ///
+    /// A v1 script (`2 <client> <server> 2 CHECKMULTISIG`) has no expiry of its own: the lock
+    /// time lives only in the refund the server signs. With one server key for every channel, a
+    /// second session could have the server sign an earlier-locked refund for an open
+    /// channel's outpoint. So a v1 channel's server key is derived from the server's key and
+    /// the expiry: every refund that key ever signs carries that same lock time (`sign_refund`
+    /// checks it), so no session can obtain a refund earlier than the channel's own. v2 scripts
+    /// enforce the expiry by CLTV and keep the server's key.
+    fn offered_secret(
+        &self,
+        version: Version,
+        expiry: LockTime,
+    ) -> Result<SecretKey, ChannelError> {
+        match version {
+            Version::V2 => Ok(*self.key),
+            Version::V1 => {
+                let mut engine = hmac::HmacEngine::<sha256::Hash>::new(&self.key.secret_bytes());
+                engine.input(b"trickle/v1-server-key");
+                engine.input(&expiry.to_consensus_u32().to_le_bytes());
+                let derived = hmac::Hmac::<sha256::Hash>::from_engine(engine).to_byte_array();
+                SecretKey::from_slice(&derived).map_err(|_| ChannelError::WrongKey)
+            }
+        }
+    }
+
+    /// The secret for `server_key` of a channel this server offered; [`ChannelError::WrongKey`]
+    /// if it is not one of ours. Channels offered with the server's own key (v2, and v1 channels
+    /// offered before keys were bound to expiries) keep it.
+    fn secret_for(&self, contract: &Contract) -> Result<SecretKey, ChannelError> {
+        if contract.server_key == self.server_key() {
+            return Ok(*self.key);
+        }
+        let secret = self.offered_secret(contract.version, contract.expiry)?;
+        if PublicKey::from_secret_key(SECP256K1, &secret) != contract.server_key {
+            return Err(ChannelError::WrongKey);
+        }
+        Ok(secret)
     }
 }
 
@@ -140,7 +182,7 @@ impl PayeeChannel {
             &self.best,
             ctx.policy.payout_script.clone(),
             ctx.close_fee_rate,
-            ctx.key,
+            &ctx.secret_for(&self.funding.contract)?,
         )
     }
 }
@@ -194,12 +236,16 @@ impl PayeeState {
         let blocks = hello
             .time_window_blocks
             .clamp(p.min_expiry_blocks, p.max_expiry_blocks);
+        let expiry = ctx.tip.expiry_after(blocks, p.expiry_kind);
         let initiate = Initiate {
-            server_key: ctx.server_key(),
+            server_key: PublicKey::from_secret_key(
+                SECP256K1,
+                &ctx.offered_secret(version, expiry)?,
+            ),
             min_channel_value: p.min_channel_value,
             max_channel_value: p.max_channel_value,
             min_payment: p.min_payment,
-            expiry: ctx.tip.expiry_after(blocks, p.expiry_kind),
+            expiry,
         };
         let offer = Offer {
             version,
@@ -428,7 +474,10 @@ fn sign_refund(
     offer: &Offer,
     m: ProvideRefund,
 ) -> Result<Step<PayeeState>, ChannelError> {
-    if offer.initiate.server_key != ctx.server_key() {
+    // Only a key bound to this expiry signs a v1 refund (see `offered_secret`), never the
+    // server's own key, which a session offered before keys were bound may still name.
+    let secret = ctx.offered_secret(offer.version, offer.initiate.expiry)?;
+    if offer.initiate.server_key != PublicKey::from_secret_key(SECP256K1, &secret) {
         return Err(ChannelError::WrongKey);
     }
     check_value(m.channel_value, ctx.policy)?;
@@ -441,7 +490,7 @@ fn sign_refund(
         .ok_or(ChannelError::BadTransaction("refund has no input"))?
         .previous_output;
     let funding = Funding { contract, outpoint };
-    let signature = funding.sign_refund_v1(&m.refund, ctx.key)?;
+    let signature = funding.sign_refund_v1(&m.refund, &secret)?;
     Ok(Step::send(
         PayeeState::AwaitingContract {
             offer: offer.clone(),
@@ -457,9 +506,7 @@ fn accept_contract(
     refund_for: Option<&Funding>,
     m: ProvideContract,
 ) -> Result<Step<PayeeState>, ChannelError> {
-    if offer.initiate.server_key != ctx.server_key() {
-        return Err(ChannelError::WrongKey);
-    }
+    ctx.secret_for(&contract_for(offer, m.client_key, Amount::ZERO))?;
     let funding = match (offer.version, refund_for) {
         (Version::V1, Some(signed)) => {
             if m.client_key != signed.contract.client_key {

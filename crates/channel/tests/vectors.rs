@@ -96,7 +96,9 @@ fn all_vectors() -> Value {
             Each case opens a channel, pays the listed amounts (the first is the server's minimum), \
             closes cooperatively, and also gives the client's refund. Messages use the binary \
             encoding of docs (format 1) and unpadded base64url. Every transaction is valid under \
-            Bitcoin Core's script interpreter against the funding transaction's outputs.",
+            Bitcoin Core's script interpreter against the funding transaction's outputs. A v1 \
+            contract's server_key is derived from server_secret and the expiry \
+            (docs/architecture.md, \"The contract\"); v2 uses server_secret's own key.",
         "cases": [
             case("v1-height-expiry", Version::V1, ExpiryKind::Height),
             case("v2-height-expiry", Version::V2, ExpiryKind::Height),

@@ -6,9 +6,13 @@ mod common;
 
 use std::sync::Arc;
 
-use bitcoin::{Address, Amount, CompressedPublicKey, Network, OutPoint, Txid};
+use bitcoin::{
+    Address, Amount, CompressedPublicKey, EcdsaSighashType, Network, OutPoint, Txid, Witness,
+};
 use common::{fetch, key, pubkey, serve_site, start_payee, Client, Wallet, WALLET};
-use trickle_channel::{Close, PayeeState, Version, WireMessage};
+use trickle_channel::{
+    ClientVersion, Close, Contract, Funding, PayeeState, ProvideRefund, Version, WireMessage,
+};
 use trickle_payee::chain::Esplora;
 use trickle_payee::store::{ChannelStore, SqliteStore};
 use trickle_payee::Payee;
@@ -135,4 +139,79 @@ async fn v1_channel_is_closed_by_the_payee_before_expiry() {
         panic!("closing at the margin, is {}", stored.state.name())
     };
     assert_closed_by(&s, contract, settlement.compute_txid()).await;
+}
+
+/// Security review C2: a second v1 session asks the server to sign a refund, with an earlier
+/// lock time, for the outpoint of a channel that is already open. Whatever the server signs
+/// must not spend that channel: a v1 server key is bound to its channel's expiry.
+#[tokio::test]
+async fn a_second_v1_session_cannot_refund_an_open_channel() {
+    let s = setup().await;
+    let client = open_and_pay(&s, Version::V1).await;
+    let channel = client.payer.committed_channel().unwrap().funding.clone();
+
+    // Session B: the shortest channel life the payee offers, so the earliest refund.
+    let hello = WireMessage::ClientVersion(ClientVersion {
+        major: 1,
+        minor: 0,
+        time_window_blocks: 0,
+        previous_contract: None,
+    });
+    let answer = client.post("/open", &hello).await;
+    assert_eq!(answer.status, 200);
+    let Some(WireMessage::Initiate(initiate)) = answer.messages.get(1) else {
+        panic!("INITIATE: {answer:?}")
+    };
+    let session = answer.session.clone().unwrap();
+    assert!(initiate.expiry.to_consensus_u32() < channel.contract.expiry.to_consensus_u32());
+
+    // A refund of channel A's outpoint, locked at session B's expiry.
+    let early = Funding {
+        contract: Contract {
+            expiry: initiate.expiry,
+            ..channel.contract.clone()
+        },
+        outpoint: channel.outpoint,
+    };
+    let refund_script = common::p2wpkh(&key(common::CLIENT_PAYOUT));
+    let mut refund = early
+        .refund(refund_script, Amount::from_sat(1_000))
+        .unwrap();
+    let provide = WireMessage::ProvideRefund(ProvideRefund {
+        client_key: channel.contract.client_key,
+        channel_value: channel.contract.value,
+        refund: refund.clone(),
+    });
+    let answer = client.post(&format!("/session/{session}"), &provide).await;
+    let server_sig = match answer.messages.as_slice() {
+        [WireMessage::ReturnRefund(r)] => r.signature,
+        // Refusing outright is as good.
+        _ => return assert!(answer.status >= 400, "{answer:?}"),
+    };
+
+    // Complete it as the attacker would, for channel A's script, once it is final.
+    let client_sig = early
+        .sign(&refund, EcdsaSighashType::All, &key(common::CLIENT))
+        .unwrap();
+    let script = channel.contract.witness_script();
+    refund.input[0].witness = Witness::from_slice(&[
+        &[][..],
+        &client_sig.serialize(),
+        &server_sig.serialize(),
+        script.as_bytes(),
+    ]);
+    let height = s.node.height();
+    s.node
+        .mine(initiate.expiry.to_consensus_u32() - height)
+        .await
+        .unwrap();
+    let refused = s.node.broadcast(&refund).unwrap_err().to_string();
+    assert!(refused.contains("script-verify-flag-failed"), "{refused}");
+    let block = s.node.build_block(vec![refund.clone()]);
+    let refused = s.node.submit_block(&block).unwrap_err().to_string();
+    assert!(refused.contains("script-verify-flag-failed"), "{refused}");
+    assert!(
+        s.node.utxo(&channel.outpoint).is_some(),
+        "channel A is still open"
+    );
 }
