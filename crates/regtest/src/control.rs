@@ -1,5 +1,6 @@
 //! Developer controls under `/regtest/`: mine, pay from the faucet, move
-//! chain time, submit raw blocks, and a summary of the node.
+//! chain time, submit raw blocks, set the fee market, reorganise the chain,
+//! and a summary of the node.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -28,6 +29,8 @@ pub fn router(state: Shared) -> Router {
         .route("/regtest/faucet", post(faucet))
         .route("/regtest/time", post(time))
         .route("/regtest/block", post(submit_block))
+        .route("/regtest/fees", post(fees))
+        .route("/regtest/reorg", post(reorg))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -65,6 +68,8 @@ async fn info(State(state): State<Shared>) -> Response {
         "median_time_past": index.median_time_past(index.height()),
         "next_block_time": state.next_block_time(),
         "mempool_size": state.mempool().len(),
+        "mempool_min_fee_rate": state.mempool().min_fee_rate(),
+        "fee_estimate": state.fee_estimate(),
         "faucet_address": state.faucet().address().to_string(),
     }))
     .into_response()
@@ -162,6 +167,55 @@ async fn submit_block(State(state): State<Shared>, bytes: Bytes) -> Result<Respo
     blocking(state, move |state| {
         state.submit_block(&block)?;
         Ok(block.block_hash().to_string().into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FeesRequest {
+    /// The mempool's minimum fee rate, sat/vB (default: the relay fee, 1).
+    #[serde(default)]
+    min_fee_rate: u64,
+    /// What other users pay for block space, sat/vB (default 0: blocks take everything).
+    #[serde(default)]
+    block_fee_rate: u64,
+}
+
+async fn fees(State(state): State<Shared>, bytes: Bytes) -> Result<Response, ApiError> {
+    let request: FeesRequest = body(&bytes)?;
+    let mut state = lock(&state);
+    let evicted = state.set_fee_market(request.min_fee_rate, request.block_fee_rate);
+    Ok(Json(json!({
+        "mempool_min_fee_rate": state.mempool().min_fee_rate(),
+        "block_fee_rate": request.block_fee_rate,
+        "fee_estimate": state.fee_estimate(),
+        "evicted": evicted,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReorgRequest {
+    /// How many blocks to replace.
+    blocks: u32,
+    /// Transactions of the replaced blocks that do not return to the mempool.
+    #[serde(default)]
+    forget: Vec<bitcoin::Txid>,
+}
+
+async fn reorg(State(state): State<Shared>, bytes: Bytes) -> Result<Response, ApiError> {
+    let request: ReorgRequest = body(&bytes)?;
+    blocking(state, move |state| {
+        let payout = state.faucet().script().clone();
+        let forget = request.forget.into_iter().collect();
+        let hashes = state.reorg(request.blocks, &forget, payout)?;
+        Ok(Json(json!({
+            "height": state.index().height(),
+            "hashes": hashes.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        }))
+        .into_response())
     })
     .await
 }

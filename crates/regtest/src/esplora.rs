@@ -18,7 +18,6 @@ use bitcoin::{
 use serde_json::{json, Value};
 
 use crate::index::{script_hash, BlockMeta};
-use crate::mempool::MIN_RELAY_SAT_PER_VB;
 use crate::node::{lock, Shared};
 use crate::state::State as NodeState;
 use crate::Error;
@@ -936,11 +935,12 @@ async fn mempool_recent(State(state): State<Shared>) -> Response {
 
 /// Every target Esplora estimates for, all at the minimum relay fee: a
 /// regtest chain has no fee market, and an empty answer breaks wallets.
-async fn fee_estimates() -> Response {
+/// Every target gets the rate that is mined now (see `/regtest/fees`).
+async fn fee_estimates(State(state): State<Shared>) -> Response {
+    let rate = lock(&state).fee_estimate() as f64;
     let targets = (1..=25).chain([144, 504, 1008]);
-    let estimates: serde_json::Map<String, Value> = targets
-        .map(|t: u32| (t.to_string(), json!(MIN_RELAY_SAT_PER_VB as f64)))
-        .collect();
+    let estimates: serde_json::Map<String, Value> =
+        targets.map(|t: u32| (t.to_string(), json!(rate))).collect();
     Json(Value::Object(estimates)).into_response()
 }
 

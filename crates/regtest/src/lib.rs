@@ -49,6 +49,12 @@ pub enum Error {
         /// Seconds the clock may still move.
         max_secs: u64,
     },
+    /// A reorganisation must replace at least one block and at most `max`.
+    #[error("a reorg replaces 1 to {max} blocks")]
+    Reorg {
+        /// The most blocks a reorg may replace now.
+        max: u32,
+    },
     /// Binding or serving the HTTP port failed.
     #[error("http server: {0}")]
     Io(#[from] std::io::Error),

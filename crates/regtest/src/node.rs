@@ -168,6 +168,22 @@ impl Node {
         self.state().submit_block(block)
     }
 
+    /// Sets the fee market (see [`State::set_fee_market`]); returns how many
+    /// transactions left the mempool.
+    pub fn set_fee_market(&self, min_fee_rate: u64, block_fee_rate: u64) -> usize {
+        self.state().set_fee_market(min_fee_rate, block_fee_rate)
+    }
+
+    /// Replaces the last `blocks` blocks with a heavier branch of empty blocks
+    /// (see [`State::reorg`]); `forget` do not return to the mempool.
+    pub async fn reorg(&self, blocks: u32, forget: Vec<Txid>) -> Result<Vec<BlockHash>, Error> {
+        self.blocking(move |state| {
+            let payout = state.faucet().script().clone();
+            state.reorg(blocks, &forget.into_iter().collect(), payout)
+        })
+        .await
+    }
+
     /// Moves the chain clock forward for the next blocks; returns the next block's time.
     pub fn advance_time(&self, secs: u64) -> Result<u32, Error> {
         self.state().advance_time(secs)

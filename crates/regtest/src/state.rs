@@ -1,12 +1,13 @@
 //! The node's state: the kernel chain, the indexes over it, the mempool, the
 //! chain clock and the faucet, and the operations that keep them in step.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::{Amount, Block, BlockHash, OutPoint, ScriptBuf, Transaction, TxOut, Txid};
 
-use crate::chain::{BlockTemplate, Chain, MAX_BLOCK_WEIGHT};
+use crate::chain::{BlockTemplate, Chain, ChainError, MAX_BLOCK_WEIGHT};
 use crate::faucet::Faucet;
 use crate::index::ChainIndex;
 use crate::mempool::Mempool;
@@ -18,6 +19,9 @@ pub const MAX_CLOCK_OFFSET_SECS: u64 = 2 * 60 * 60 - 60;
 
 /// Weight kept free for the coinbase when filling a block.
 const COINBASE_WEIGHT_RESERVE: u64 = 4_000;
+
+/// Deepest reorganisation [`State::reorg`] makes.
+pub const MAX_REORG_BLOCKS: u32 = 100;
 
 /// Seconds since the Unix epoch by the system clock.
 pub fn unix_now() -> u64 {
@@ -34,6 +38,9 @@ pub struct State {
     mempool: Mempool,
     clock_offset: u64,
     faucet: Faucet,
+    /// The fee rate (sat/vB) that other users' transactions pay for every block's space: the
+    /// blocks mined here take only what pays at least this much (0: everything fits).
+    block_fee_rate: u64,
 }
 
 impl State {
@@ -47,6 +54,7 @@ impl State {
             mempool: Mempool::default(),
             clock_offset: 0,
             faucet: Faucet::new()?,
+            block_fee_rate: 0,
         };
         state.reindex()?;
         if state.index.height() == 0 && initial_blocks > 0 {
@@ -206,26 +214,117 @@ impl State {
         }
     }
 
-    /// Mines `count` blocks paying `payout`, each taking the mempool's transactions.
+    /// Mines `count` blocks paying `payout`, each taking the mempool's transactions
+    /// that pay the block fee rate.
     pub fn mine(&mut self, count: u32, payout: ScriptBuf) -> Result<Vec<BlockHash>, Error> {
         let mut hashes = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let mut weight = COINBASE_WEIGHT_RESERVE;
-            let txs = self
-                .mempool
-                .iter()
-                .map(|entry| (*entry.tx).clone())
-                // Arrival order keeps parents first, so stopping at the first
-                // transaction that does not fit never orphans a child.
-                .take_while(|tx| {
-                    weight += tx.weight().to_wu();
-                    weight <= MAX_BLOCK_WEIGHT
-                })
-                .collect();
-            let block = self.build_block(txs, payout.clone());
+            let block = self.build_block(self.block_candidates(), payout.clone());
             self.submit_block(&block)?;
             hashes.push(block.block_hash());
         }
+        Ok(hashes)
+    }
+
+    /// What the next block takes: mempool transactions in arrival order, each
+    /// with its unconfirmed ancestors when together they pay at least the block
+    /// fee rate (so a child can pay for its parent), until the block is full.
+    fn block_candidates(&self) -> Vec<Transaction> {
+        let floor = self.block_fee_rate.saturating_mul(1_000);
+        let mut chosen: HashSet<Txid> = HashSet::new();
+        let mut weight = COINBASE_WEIGHT_RESERVE;
+        for entry in self.mempool.iter() {
+            if chosen.contains(&entry.txid) {
+                continue;
+            }
+            let package: Vec<_> = self
+                .mempool
+                .with_ancestors(&entry.txid)
+                .into_iter()
+                .filter(|t| !chosen.contains(t))
+                .filter_map(|t| self.mempool.get(&t))
+                .collect();
+            let fee: u64 = package.iter().map(|e| e.fee.to_sat()).sum();
+            let vsize: u64 = package.iter().map(|e| e.vsize).sum();
+            if fee.saturating_mul(1_000) / vsize.max(1) < floor {
+                continue;
+            }
+            let added: u64 = package.iter().map(|e| e.tx.weight().to_wu()).sum();
+            if weight + added > MAX_BLOCK_WEIGHT {
+                break;
+            }
+            weight += added;
+            chosen.extend(package.iter().map(|e| e.txid));
+        }
+        // Arrival order keeps parents before children.
+        self.mempool
+            .iter()
+            .filter(|e| chosen.contains(&e.txid))
+            .map(|e| (*e.tx).clone())
+            .collect()
+    }
+
+    /// Sets the fee market: the mempool's minimum fee rate (sat/vB, at least
+    /// the relay fee; what pays less leaves) and the rate other users pay for
+    /// block space (what pays less is not mined). Returns how many
+    /// transactions left the mempool.
+    pub fn set_fee_market(&mut self, min_fee_rate: u64, block_fee_rate: u64) -> usize {
+        self.block_fee_rate = block_fee_rate;
+        self.mempool.set_min_fee_rate(min_fee_rate)
+    }
+
+    /// The fee rate (sat/vB) that gets a transaction into the next blocks, for
+    /// `/fee-estimates`: the mempool's minimum, or the block fee rate if higher.
+    pub fn fee_estimate(&self) -> u64 {
+        self.mempool.min_fee_rate().max(self.block_fee_rate)
+    }
+
+    /// Replaces the last `blocks` blocks with `blocks + 1` empty blocks paying
+    /// `payout`: a heavier branch, so the kernel reorganises onto it. The
+    /// replaced blocks' transactions return to the mempool, as bitcoind returns
+    /// them, except those in `forget` and their descendants, which leave it as
+    /// if the network never saw them again.
+    pub fn reorg(
+        &mut self,
+        blocks: u32,
+        forget: &HashSet<Txid>,
+        payout: ScriptBuf,
+    ) -> Result<Vec<BlockHash>, Error> {
+        let height = self.index.height();
+        let max = height.min(MAX_REORG_BLOCKS);
+        if blocks == 0 || blocks > max {
+            return Err(Error::Reorg { max });
+        }
+        let fork = height - blocks;
+        let mut prev = self.chain.hash_at(fork).ok_or(Error::Reorg { max })?;
+        // Later than every block it follows, so that each is past its median time.
+        let latest = (fork.saturating_sub(11)..=height)
+            .filter_map(|h| self.index.block(h))
+            .map(|b| b.header.time)
+            .max()
+            .unwrap_or(0);
+        let start = self.next_block_time().max(latest + 1);
+        let mut hashes = Vec::new();
+        for i in 0..=blocks {
+            let block = BlockTemplate {
+                prev,
+                height: fork + 1 + i,
+                time: start + i,
+                payout: payout.clone(),
+                fees: Amount::ZERO,
+                txs: Vec::new(),
+            }
+            .mine();
+            prev = block.block_hash();
+            hashes.push(prev);
+            match self.submit_block(&block) {
+                Ok(()) => {}
+                // Not yet more work than the active chain: stored on the side.
+                Err(Error::Chain(ChainError::Inconclusive)) if i < blocks => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.mempool.evict(forget);
         Ok(hashes)
     }
 

@@ -134,16 +134,17 @@ async fn esplora_client_reads_chain_and_transactions() {
     // Refused broadcasts carry bitcoind's reason.
     let err = esplora.broadcast(&tx).await;
     assert!(err.is_ok(), "same transaction again is accepted");
+    // A conflict paying less than the transaction it would replace.
     let mut conflict = spend(
         bitcoin::OutPoint { txid, vout },
         key.script(),
-        Amount::from_sat(48_000),
+        Amount::from_sat(49_500),
     );
     key.sign_p2wpkh(&mut conflict, 0, Amount::from_sat(50_000));
     match esplora.broadcast(&conflict).await {
         Err(esplora_client::Error::HttpResponse { status, message }) => {
             assert_eq!(status, 400);
-            assert!(message.contains("txn-mempool-conflict"), "{message}");
+            assert!(message.contains("insufficient fee"), "{message}");
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -1,16 +1,18 @@
 //! The mempool and its acceptance rules, checked in the order bitcoind checks
-//! them and refused with bitcoind's reject reasons.
+//! them and refused with bitcoind's reject reasons. Conflicts are replaced as
+//! Bitcoin Core 28 and later replace them by default (full RBF, the rules of
+//! its `doc/policy/mempool-replacements.md`), and a minimum fee rate above the
+//! relay fee can be set, as a full mempool raises bitcoind's.
+
+mod rules;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bitcoin::{consensus, Amount, OutPoint, Transaction, TxOut, Txid};
-use bitcoinkernel::{
-    PrecomputedTransactionData, ScriptPubkey, VERIFY_ALL, VERIFY_CHECKLOCKTIMEVERIFY,
-    VERIFY_CHECKSEQUENCEVERIFY,
-};
+use bitcoin::{Amount, OutPoint, Transaction, TxOut, Txid};
 
 use crate::index::ChainIndex;
+use rules::{check_standard, check_transaction, is_final, sequence_locks_met, verify_scripts};
 
 /// Confirmations a coinbase output needs before it can be spent.
 pub const COINBASE_MATURITY: u32 = 100;
@@ -18,12 +20,11 @@ pub const COINBASE_MATURITY: u32 = 100;
 /// Minimum relay fee rate in sat/vB.
 pub const MIN_RELAY_SAT_PER_VB: u64 = 1;
 
-const MAX_STANDARD_TX_WEIGHT: u64 = 400_000;
-const MIN_STANDARD_TX_NONWITNESS_SIZE: usize = 65;
-const LOCKTIME_THRESHOLD: u32 = 500_000_000;
-const SEQUENCE_DISABLE_FLAG: u32 = 1 << 31;
-const SEQUENCE_TYPE_FLAG: u32 = 1 << 22;
-const SEQUENCE_MASK: u32 = 0x0000_ffff;
+/// Fee rate (sat/vB) a replacement must add on top of what it replaces, for its own size.
+const INCREMENTAL_RELAY_SAT_PER_VB: u64 = 1;
+
+/// Most transactions one replacement may evict (its conflicts and their descendants).
+const MAX_REPLACEMENT_EVICTIONS: usize = 100;
 
 /// Why the mempool refused a transaction, worded as bitcoind words it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,9 +68,53 @@ pub enum Rejection {
     /// The transaction's outputs already exist in the chain.
     #[error("txn-already-known")]
     AlreadyKnown,
-    /// An input is already spent by a mempool transaction.
-    #[error("txn-mempool-conflict")]
-    MempoolConflict,
+    /// The fee is below the mempool's current minimum (set above the relay fee).
+    #[error("mempool min fee not met, {} < {}", .fee.to_sat(), .minimum.to_sat())]
+    MempoolMinFee {
+        /// Fee paid.
+        fee: Amount,
+        /// Fee required at the mempool's minimum rate.
+        minimum: Amount,
+    },
+    /// A replacement's fee rate is not above that of a transaction it replaces.
+    #[error("insufficient fee, rejecting replacement {txid}; new feerate {new} <= old feerate {old} (msat/vB)")]
+    ReplacementFeeRate {
+        /// The replacement.
+        txid: Txid,
+        /// Its fee rate, in millisatoshi per vbyte.
+        new: u64,
+        /// The replaced transaction's fee rate, in millisatoshi per vbyte.
+        old: u64,
+    },
+    /// A replacement pays less than everything it would evict.
+    #[error("insufficient fee, rejecting replacement {txid}, less fees than conflicting txs; {} < {}", .fee.to_sat(), .evicted.to_sat())]
+    ReplacementFee {
+        /// The replacement.
+        txid: Txid,
+        /// Its fee.
+        fee: Amount,
+        /// The fees of what it would evict.
+        evicted: Amount,
+    },
+    /// A replacement does not add the incremental relay fee for its own size.
+    #[error("insufficient fee, rejecting replacement {txid}, not enough additional fees to relay; {} < {}", .added.to_sat(), .needed.to_sat())]
+    ReplacementRelayFee {
+        /// The replacement.
+        txid: Txid,
+        /// The fee it adds over what it evicts.
+        added: Amount,
+        /// The fee it must add.
+        needed: Amount,
+    },
+    /// A replacement would evict more than 100 transactions.
+    #[error("too many potential replacements")]
+    TooManyReplacements,
+    /// A replacement spends an unconfirmed output that none of its conflicts spent.
+    #[error("replacement-adds-unconfirmed")]
+    ReplacementAddsUnconfirmed,
+    /// A transaction spends an output of a transaction it would replace.
+    #[error("bad-txns-spends-conflicting-tx")]
+    SpendsConflicting,
     /// An input does not exist or is already spent in the chain.
     #[error("bad-txns-inputs-missingorspent")]
     MissingOrSpent,
@@ -134,13 +179,41 @@ pub struct MempoolEntry {
     pub time: u64,
 }
 
+impl MempoolEntry {
+    /// Fee rate in millisatoshi per vbyte (exact enough to compare).
+    pub fn fee_rate_msat_vb(&self) -> u64 {
+        self.fee.to_sat().saturating_mul(1_000) / self.vsize.max(1)
+    }
+}
+
 /// Unconfirmed transactions that are valid for the next block, in arrival
 /// order (which keeps parents before children).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Mempool {
     order: Vec<Txid>,
     entries: HashMap<Txid, MempoolEntry>,
     spends: HashMap<OutPoint, (Txid, u32)>,
+    /// The fee rate (sat/vB) a transaction must pay to enter.
+    min_fee_rate: u64,
+}
+
+impl Default for Mempool {
+    fn default() -> Self {
+        Self {
+            order: Vec::new(),
+            entries: HashMap::new(),
+            spends: HashMap::new(),
+            min_fee_rate: MIN_RELAY_SAT_PER_VB,
+        }
+    }
+}
+
+/// What a transaction that passed every check brings: its txid, its fee and
+/// what it replaces (its conflicts and their descendants).
+struct Accepted {
+    txid: Txid,
+    fee: Amount,
+    evict: HashSet<Txid>,
 }
 
 impl Mempool {
@@ -151,7 +224,8 @@ impl Mempool {
         chain: &ChainIndex,
         now: u64,
     ) -> Result<Txid, Rejection> {
-        let (txid, fee) = self.check(&tx, chain)?;
+        let Accepted { txid, fee, evict } = self.check(&tx, chain)?;
+        self.remove(&evict);
         let vsize = tx.vsize() as u64;
         for (vin, input) in tx.input.iter().enumerate() {
             let vin = u32::try_from(vin).unwrap_or(u32::MAX);
@@ -171,8 +245,8 @@ impl Mempool {
         Ok(txid)
     }
 
-    /// Runs every acceptance check; returns the txid and the fee.
-    fn check(&self, tx: &Transaction, chain: &ChainIndex) -> Result<(Txid, Amount), Rejection> {
+    /// Runs every acceptance check.
+    fn check(&self, tx: &Transaction, chain: &ChainIndex) -> Result<Accepted, Rejection> {
         check_transaction(tx)?;
         check_standard(tx)?;
 
@@ -189,12 +263,20 @@ impl Mempool {
                 false => Rejection::SameNonWitnessData,
             });
         }
+        // Every mempool transaction spending one of our inputs is a conflict to replace.
+        let conflicts: HashSet<Txid> = tx
+            .input
+            .iter()
+            .filter_map(|input| self.spends.get(&input.previous_output))
+            .map(|(txid, _)| *txid)
+            .collect();
+        let evict = self.with_descendants(&conflicts);
         if tx
             .input
             .iter()
-            .any(|input| self.spends.contains_key(&input.previous_output))
+            .any(|input| evict.contains(&input.previous_output.txid))
         {
-            return Err(Rejection::MempoolConflict);
+            return Err(Rejection::SpendsConflicting);
         }
 
         // Spent outputs with the height they were created at (next block for mempool parents).
@@ -236,14 +318,155 @@ impl Mempool {
                 value_in,
                 value_out,
             })?;
-        let minimum = Amount::from_sat(tx.vsize() as u64 * MIN_RELAY_SAT_PER_VB);
+        let vsize = tx.vsize() as u64;
+        let minimum = Amount::from_sat(vsize * MIN_RELAY_SAT_PER_VB);
         if fee < minimum {
             return Err(Rejection::MinRelayFee { fee, minimum });
+        }
+        let minimum = Amount::from_sat(vsize * self.min_fee_rate);
+        if fee < minimum {
+            return Err(Rejection::MempoolMinFee { fee, minimum });
+        }
+        if !conflicts.is_empty() {
+            self.check_replacement(tx, txid, fee, &conflicts, &evict)?;
         }
 
         let outputs: Vec<TxOut> = spent.into_iter().map(|(output, _, _)| output).collect();
         verify_scripts(tx, &outputs)?;
-        Ok((txid, fee))
+        Ok(Accepted { txid, fee, evict })
+    }
+
+    /// Bitcoin Core's replacement rules for `tx` (paying `fee`), which conflicts
+    /// with `conflicts` and would evict `evict`.
+    fn check_replacement(
+        &self,
+        tx: &Transaction,
+        txid: Txid,
+        fee: Amount,
+        conflicts: &HashSet<Txid>,
+        evict: &HashSet<Txid>,
+    ) -> Result<(), Rejection> {
+        if evict.len() > MAX_REPLACEMENT_EVICTIONS {
+            return Err(Rejection::TooManyReplacements);
+        }
+        // Unconfirmed inputs only where a replaced transaction had them.
+        let replaced_inputs: HashSet<OutPoint> = conflicts
+            .iter()
+            .filter_map(|c| self.entries.get(c))
+            .flat_map(|e| e.tx.input.iter().map(|i| i.previous_output))
+            .collect();
+        let adds_unconfirmed = tx.input.iter().any(|input| {
+            self.entries.contains_key(&input.previous_output.txid)
+                && !replaced_inputs.contains(&input.previous_output)
+        });
+        if adds_unconfirmed {
+            return Err(Rejection::ReplacementAddsUnconfirmed);
+        }
+        let vsize = tx.vsize() as u64;
+        let new = fee.to_sat().saturating_mul(1_000) / vsize.max(1);
+        for entry in conflicts.iter().filter_map(|c| self.entries.get(c)) {
+            let old = entry.fee_rate_msat_vb();
+            if new <= old {
+                return Err(Rejection::ReplacementFeeRate { txid, new, old });
+            }
+        }
+        let evicted: Amount = evict
+            .iter()
+            .filter_map(|t| self.entries.get(t))
+            .map(|e| e.fee)
+            .sum();
+        let added =
+            fee.checked_sub(evicted)
+                .ok_or(Rejection::ReplacementFee { txid, fee, evicted })?;
+        let needed = Amount::from_sat(vsize * INCREMENTAL_RELAY_SAT_PER_VB);
+        if added < needed {
+            return Err(Rejection::ReplacementRelayFee {
+                txid,
+                added,
+                needed,
+            });
+        }
+        Ok(())
+    }
+
+    /// `roots` and every mempool transaction that spends their outputs, transitively.
+    fn with_descendants(&self, roots: &HashSet<Txid>) -> HashSet<Txid> {
+        let mut found = roots.clone();
+        let mut todo: Vec<Txid> = roots.iter().copied().collect();
+        while let Some(txid) = todo.pop() {
+            let Some(entry) = self.entries.get(&txid) else {
+                continue;
+            };
+            for vout in 0..entry.tx.output.len() {
+                let outpoint = OutPoint::new(txid, u32::try_from(vout).unwrap_or(u32::MAX));
+                if let Some((child, _)) = self.spends.get(&outpoint) {
+                    if found.insert(*child) {
+                        todo.push(*child);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Removes `txids` (which must include their descendants).
+    fn remove(&mut self, txids: &HashSet<Txid>) {
+        if txids.is_empty() {
+            return;
+        }
+        for txid in txids {
+            if let Some(entry) = self.entries.remove(txid) {
+                for input in &entry.tx.input {
+                    self.spends.remove(&input.previous_output);
+                }
+            }
+        }
+        self.order.retain(|txid| !txids.contains(txid));
+    }
+
+    /// Removes `txids` and their descendants; returns how many left.
+    pub fn evict(&mut self, txids: &HashSet<Txid>) -> usize {
+        let evict = self.with_descendants(txids);
+        self.remove(&evict);
+        evict.len()
+    }
+
+    /// `txid` and its ancestors in the mempool.
+    pub fn with_ancestors(&self, txid: &Txid) -> HashSet<Txid> {
+        let mut found = HashSet::from([*txid]);
+        let mut todo = vec![*txid];
+        while let Some(txid) = todo.pop() {
+            let Some(entry) = self.entries.get(&txid) else {
+                continue;
+            };
+            for input in &entry.tx.input {
+                let parent = input.previous_output.txid;
+                if self.entries.contains_key(&parent) && found.insert(parent) {
+                    todo.push(parent);
+                }
+            }
+        }
+        found
+    }
+
+    /// The fee rate (sat/vB) a transaction must pay to enter.
+    pub fn min_fee_rate(&self) -> u64 {
+        self.min_fee_rate
+    }
+
+    /// Sets the minimum fee rate (at least the relay fee); transactions below
+    /// it leave, with their descendants, as when bitcoind's mempool fills up.
+    /// Returns how many left.
+    pub fn set_min_fee_rate(&mut self, sat_per_vb: u64) -> usize {
+        self.min_fee_rate = sat_per_vb.max(MIN_RELAY_SAT_PER_VB);
+        let floor = self.min_fee_rate * 1_000;
+        let below: HashSet<Txid> = self
+            .entries
+            .values()
+            .filter(|e| e.fee_rate_msat_vb() < floor)
+            .map(|e| e.txid)
+            .collect();
+        self.evict(&below)
     }
 
     /// Removes every transaction and returns them in arrival order.
@@ -284,130 +507,4 @@ impl Mempool {
             .output
             .get(outpoint.vout as usize)
     }
-}
-
-/// Consensus checks that need no context (bitcoind's `CheckTransaction`).
-fn check_transaction(tx: &Transaction) -> Result<(), Rejection> {
-    if tx.input.is_empty() {
-        return Err(Rejection::NoInputs);
-    }
-    if tx.output.is_empty() {
-        return Err(Rejection::NoOutputs);
-    }
-    let total = tx
-        .output
-        .iter()
-        .try_fold(Amount::ZERO, |sum, o| sum.checked_add(o.value));
-    if total.is_none_or(|total| total > Amount::MAX_MONEY) {
-        return Err(Rejection::OutputsTooLarge);
-    }
-    let mut seen = HashSet::with_capacity(tx.input.len());
-    if !tx.input.iter().all(|i| seen.insert(i.previous_output)) {
-        return Err(Rejection::DuplicateInputs);
-    }
-    if tx.is_coinbase() {
-        return Err(Rejection::Coinbase);
-    }
-    Ok(())
-}
-
-/// The standardness rules a payment channel can run into.
-fn check_standard(tx: &Transaction) -> Result<(), Rejection> {
-    if !(1..=3).contains(&tx.version.0) {
-        return Err(Rejection::Version);
-    }
-    if tx.weight().to_wu() > MAX_STANDARD_TX_WEIGHT {
-        return Err(Rejection::TooLarge);
-    }
-    if tx.base_size() < MIN_STANDARD_TX_NONWITNESS_SIZE {
-        return Err(Rejection::TooSmall);
-    }
-    let dust = tx
-        .output
-        .iter()
-        .any(|o| !o.script_pubkey.is_op_return() && o.value < o.script_pubkey.minimal_non_dust());
-    if dust {
-        return Err(Rejection::Dust);
-    }
-    Ok(())
-}
-
-/// bitcoind's `IsFinalTx` for a block at `height` whose lock-time cutoff is `mtp`.
-fn is_final(tx: &Transaction, height: u32, mtp: u32) -> bool {
-    let lock_time = tx.lock_time.to_consensus_u32();
-    if lock_time == 0 {
-        return true;
-    }
-    let cutoff = match lock_time < LOCKTIME_THRESHOLD {
-        true => height,
-        false => mtp,
-    };
-    lock_time < cutoff || tx.input.iter().all(|i| i.sequence.is_final())
-}
-
-/// BIP68 relative lock times for a block at `next_height` on a tip with median time `tip_mtp`.
-fn sequence_locks_met(
-    tx: &Transaction,
-    spent: &[(TxOut, u32, bool)],
-    chain: &ChainIndex,
-    next_height: u32,
-    tip_mtp: u32,
-) -> bool {
-    if tx.version.0 < 2 {
-        return true;
-    }
-    let mut min_height: i64 = -1;
-    let mut min_time: i64 = -1;
-    for (input, (_, coin_height, _)) in tx.input.iter().zip(spent) {
-        let sequence = input.sequence.0;
-        if sequence & SEQUENCE_DISABLE_FLAG != 0 {
-            continue;
-        }
-        let value = i64::from(sequence & SEQUENCE_MASK);
-        if sequence & SEQUENCE_TYPE_FLAG != 0 {
-            let base = chain.median_time_past(coin_height.saturating_sub(1));
-            min_time = min_time.max(i64::from(base) + (value << 9) - 1);
-        } else {
-            min_height = min_height.max(i64::from(*coin_height) + value - 1);
-        }
-    }
-    min_height < i64::from(next_height) && min_time < i64::from(tip_mtp)
-}
-
-/// Verifies every input with Bitcoin Core's script interpreter (all consensus
-/// flags: P2SH, DERSIG, NULLDUMMY, CLTV, CSV, WITNESS, TAPROOT).
-fn verify_scripts(tx: &Transaction, spent: &[TxOut]) -> Result<(), Rejection> {
-    let failed = |input| Rejection::Script {
-        detail: "Script verification failed",
-        input,
-    };
-    let kernel_tx =
-        bitcoinkernel::Transaction::new(&consensus::serialize(tx)).map_err(|_| failed(0))?;
-    let mut scripts = Vec::with_capacity(spent.len());
-    let mut outputs = Vec::with_capacity(spent.len());
-    for (input, output) in spent.iter().enumerate() {
-        let script =
-            ScriptPubkey::new(output.script_pubkey.as_bytes()).map_err(|_| failed(input))?;
-        let value = i64::try_from(output.value.to_sat()).map_err(|_| failed(input))?;
-        outputs.push(bitcoinkernel::TxOut::new(&script, value));
-        scripts.push((script, value));
-    }
-    let data = PrecomputedTransactionData::new(&kernel_tx, &outputs).map_err(|_| failed(0))?;
-    for (input, (script, value)) in scripts.iter().enumerate() {
-        let verify = |flags| {
-            bitcoinkernel::verify(script, Some(*value), &kernel_tx, input, Some(flags), &data)
-        };
-        if verify(VERIFY_ALL).is_err() {
-            // The kernel does not say which rule failed; telling lock-time
-            // failures apart is cheap and is what channel refunds run into.
-            let without_locks =
-                VERIFY_ALL & !(VERIFY_CHECKLOCKTIMEVERIFY | VERIFY_CHECKSEQUENCEVERIFY);
-            let detail = match verify(without_locks).is_ok() {
-                true => "Locktime requirement not satisfied",
-                false => "Script verification failed",
-            };
-            return Err(Rejection::Script { detail, input });
-        }
-    }
-    Ok(())
 }
