@@ -36,10 +36,10 @@ pub use message::{
     ProvideContract, ProvideRefund, ReturnRefund, ServerVersion, UpdatePayment, WireMessage,
     FORMAT, MAX_EXPLANATION_LEN, MAX_FIELD_LEN,
 };
-pub use payee::{Offer, PayeeChannel, PayeeContext, PayeePolicy, PayeeState};
+pub use payee::{Offer, PayeeChannel, PayeeContext, PayeePolicy, PayeeState, LAST_RESORT_BLOCKS};
 pub use payer::{PayerChannel, PayerConfig, PayerContext, PayerState};
 pub use snapshot::{Snapshot, SnapshotError, SNAPSHOT_FORMAT};
-pub use tx::{dust_limit, payment_sighash_type, Funding};
+pub use tx::{dust_limit, payment_sighash_type, CloseFee, Funding};
 
 /// The outcome of a transition. Persist `state` first; only then send `send` (in order) and
 /// broadcast `broadcast`: a signature never leaves before the state that produced it is stored.

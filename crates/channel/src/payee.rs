@@ -16,7 +16,7 @@ use crate::message::{
     ChannelOpen, ClientVersion, Close, Initiate, PaymentAck, ProvideContract, ProvideRefund,
     ReturnRefund, ServerVersion, UpdatePayment, WireMessage,
 };
-use crate::tx::{dust_limit, Funding};
+use crate::tx::{dust_limit, CloseFee, Funding};
 use crate::Step;
 
 /// The server's rules for the channels it accepts.
@@ -63,9 +63,17 @@ pub struct PayeeContext<'a> {
     pub key: &'a SecretKey,
     /// The current chain tip.
     pub tip: ChainTip,
-    /// Fee rate for a settlement, if one is built.
+    /// Fee rate for a settlement built now: what the chain's estimates say confirms it before
+    /// the channel's expiry, within the operator's floor and ceiling.
     pub close_fee_rate: FeeRate,
+    /// The most a settlement pays per vbyte, until [`LAST_RESORT_BLOCKS`] before the expiry.
+    pub close_fee_ceiling: FeeRate,
 }
+
+/// Blocks before the expiry from which a settlement still unconfirmed gives its whole share
+/// to fees ([`CloseFee::WholeShare`]): the refund is about to be valid, and the client would
+/// take the share back.
+pub const LAST_RESORT_BLOCKS: i64 = 2;
 
 impl PayeeContext<'_> {
     fn server_key(&self) -> PublicKey {
@@ -175,15 +183,33 @@ impl PayeeChannel {
         Ok(paid)
     }
 
-    /// The settlement for the best payment, signed by the server.
+    /// The settlement for the best payment, signed by the server, at [`Self::close_fee`].
     pub fn settlement(&self, ctx: &PayeeContext) -> Result<Transaction, ChannelError> {
         self.funding.close(
             &self.payout_script,
             &self.best,
             ctx.policy.payout_script.clone(),
-            ctx.close_fee_rate,
+            self.close_fee(ctx),
             &ctx.secret_for(&self.funding.contract)?,
         )
+    }
+
+    /// What a settlement built now pays, by how close the expiry is. From the close margin on,
+    /// every block that passes with the channel unsettled raises the rate by a quarter (as LDK
+    /// bumps its claims), up to the ceiling; in the last [`LAST_RESORT_BLOCKS`] the whole
+    /// share goes to fees rather than back to the client with its refund.
+    pub fn close_fee(&self, ctx: &PayeeContext) -> CloseFee {
+        let left = ctx.tip.blocks_until(self.funding.contract.expiry);
+        if left <= LAST_RESORT_BLOCKS {
+            return CloseFee::WholeShare;
+        }
+        let late = (i64::from(ctx.policy.close_margin_blocks) - left).clamp(0, 64);
+        let mut rate = ctx.close_fee_rate.to_sat_per_kwu();
+        for _ in 0..late {
+            rate = rate.saturating_add(rate / 4);
+        }
+        let ceiling = ctx.close_fee_ceiling.max(ctx.close_fee_rate);
+        CloseFee::Rate(FeeRate::from_sat_per_kwu(rate).min(ceiling))
     }
 }
 
@@ -401,7 +427,24 @@ impl PayeeState {
             {
                 self.close(ctx)
             }
-            Self::Closing { settlement, .. } => {
+            Self::Closing {
+                channel,
+                settlement,
+            } => {
+                // Replace the settlement when the fee it should now pay would be accepted as a
+                // replacement: at least 1 sat/vB more than the one it replaces (BIP125 rule 4).
+                let next = channel.settlement(ctx)?;
+                let vsize = next.vsize() as u64;
+                let more = fee_of(channel, &next)
+                    .checked_sub(fee_of(channel, settlement))
+                    .is_some_and(|more| more.to_sat() >= vsize);
+                if more {
+                    let state = Self::Closing {
+                        channel: channel.clone(),
+                        settlement: next.clone(),
+                    };
+                    return Ok(Step::new(state).and_broadcast(next));
+                }
                 Ok(Step::new(self.clone()).and_broadcast(settlement.clone()))
             }
             _ => Ok(Step::new(self.clone())),
@@ -423,6 +466,17 @@ impl PayeeState {
             spent_by: tx.compute_txid(),
         }))
     }
+}
+
+/// What a settlement of `channel` pays in fees: its one input is the contract output.
+fn fee_of(channel: &PayeeChannel, settlement: &Transaction) -> Amount {
+    let out: Amount = settlement.output.iter().map(|o| o.value).sum();
+    channel
+        .funding
+        .contract
+        .value
+        .checked_sub(out)
+        .unwrap_or(Amount::ZERO)
 }
 
 fn check_change(change: Amount, payout_script: &ScriptBuf) -> Result<(), ChannelError> {

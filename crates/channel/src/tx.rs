@@ -21,6 +21,16 @@ use crate::message::UpdatePayment;
 /// Largest DER signature plus its sighash byte: what fee estimates assume for each signature.
 const MAX_SIG_LEN: usize = 73;
 
+/// What a settlement pays in fees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseFee {
+    /// This fee rate.
+    Rate(FeeRate),
+    /// Everything of the server's share but a dust-free output: the last resort before the
+    /// client's refund becomes valid, when the server would otherwise lose its share anyway.
+    WholeShare,
+}
+
 /// The contract output being spent: where it is and what it locks.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Funding {
@@ -173,13 +183,13 @@ impl Funding {
     }
 
     /// Server side: completes the close transaction from the best payment. The server's output
-    /// gets the rest of the channel minus the fee at `fee_rate`; the server signs `ALL`.
+    /// gets the rest of the channel minus the fee `fee` asks; the server signs `ALL`.
     pub fn close(
         &self,
         payout_script: &ScriptBuf,
         payment: &UpdatePayment,
         server_script: ScriptBuf,
-        fee_rate: FeeRate,
+        fee: CloseFee,
         server_secret: &SecretKey,
     ) -> Result<Transaction, ChannelError> {
         let mut tx = self.payment(payout_script, payment.client_change);
@@ -189,16 +199,16 @@ impl Funding {
         });
         let placeholder = [0u8; MAX_SIG_LEN];
         tx.input[0].witness = self.cooperative_witness(&placeholder, &placeholder);
-        let fee = fee_for(fee_rate, tx.weight());
-        let server_value = self
-            .contract
-            .value
-            .checked_sub(payment.client_change)
-            .and_then(|v| v.checked_sub(fee))
-            .ok_or(ChannelError::BadTransaction(
-                "close fee exceeds the server's share",
-            ))?;
         let last = tx.output.len() - 1;
+        let share = self.contract.value.checked_sub(payment.client_change);
+        let server_value = match fee {
+            CloseFee::Rate(rate) => share.and_then(|v| v.checked_sub(fee_for(rate, tx.weight()))),
+            CloseFee::WholeShare => Some(dust_limit(&tx.output[last].script_pubkey)),
+        }
+        .filter(|v| Some(*v) <= share)
+        .ok_or(ChannelError::BadTransaction(
+            "close fee exceeds the server's share",
+        ))?;
         check_not_dust(server_value, &tx.output[last].script_pubkey)?;
         tx.output[last].value = server_value;
         tx.input[0].witness = Witness::new();

@@ -385,6 +385,7 @@ fn unknown_version_is_refused_by_both_sides() {
         key: &k,
         tip: TIP,
         close_fee_rate: fee_rate(),
+        close_fee_ceiling: fee_ceiling(),
     };
     let hello = ClientVersion {
         major: 2,

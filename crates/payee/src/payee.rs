@@ -227,6 +227,9 @@ impl Payee {
             key: &self.0.keys.channel,
             tip: self.tip(),
             close_fee_rate: self.0.config.close_fee_rate,
+            // Fee estimates are not followed yet: the configured rate is also the ceiling, so
+            // a settlement is replaced only in its last resort before the expiry.
+            close_fee_ceiling: self.0.config.close_fee_rate,
         })
     }
 }

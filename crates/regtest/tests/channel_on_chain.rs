@@ -7,7 +7,7 @@ mod common;
 use bitcoin::absolute::LockTime;
 use bitcoin::{Amount, FeeRate, Transaction, TxOut};
 use common::{fund_script, start, Key};
-use trickle_channel::{ChainTip, Contract, Funding, Version};
+use trickle_channel::{ChainTip, CloseFee, Contract, Funding, Version};
 use trickle_regtest::Node;
 
 const VALUE: Amount = Amount::from_sat(100_000);
@@ -88,7 +88,7 @@ async fn cooperative_close_confirms_for_both_versions() {
                 &payout,
                 &best,
                 server.script(),
-                FeeRate::from_sat_per_vb_u32(2),
+                CloseFee::Rate(FeeRate::from_sat_per_vb_u32(2)),
                 &server.secret,
             )
             .expect("settlement");

@@ -42,6 +42,11 @@ pub fn fee_rate() -> FeeRate {
     FeeRate::from_sat_per_vb_u32(2)
 }
 
+/// The most a settlement pays per vbyte before its last resort.
+pub fn fee_ceiling() -> FeeRate {
+    FeeRate::from_sat_per_vb_u32(100)
+}
+
 pub fn payer_config(version: Version) -> PayerConfig {
     PayerConfig {
         version,
@@ -180,6 +185,7 @@ impl Pair {
             key: &k,
             tip: self.tip,
             close_fee_rate: fee_rate(),
+            close_fee_ceiling: fee_ceiling(),
         })
     }
 
@@ -229,6 +235,7 @@ impl Pair {
                 key: &k,
                 tip,
                 close_fee_rate: fee_rate(),
+                close_fee_ceiling: fee_ceiling(),
             },
             cv,
         )

@@ -537,6 +537,7 @@ pub fn memory_channel(version: Version, tag: u8) -> [PayeeState; 4] {
         key: &sk,
         tip: TIP,
         close_fee_rate: fee_rate(),
+        close_fee_ceiling: fee_rate(),
     };
     let hello = PayerState::start(payer_config(version));
     let WireMessage::ClientVersion(cv) = &hello.send[0] else {

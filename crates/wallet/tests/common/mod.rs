@@ -125,6 +125,7 @@ impl Payee {
             key: &self.key,
             tip: self.tip,
             close_fee_rate: FeeRate::from_sat_per_vb_u32(2),
+            close_fee_ceiling: FeeRate::from_sat_per_vb_u32(2),
         }
     }
 
