@@ -66,6 +66,9 @@ struct Raw {
     close_fee_rate_sat_vb: u64,
     #[serde(default = "default_timeout")]
     offer_timeout_secs: u32,
+    #[serde(default = "default_confirmations")]
+    confirmations: u32,
+    unconfirmed_credit_sat: Option<u64>,
     #[serde(default)]
     policy: RawPolicy,
     #[serde(default, rename = "price")]
@@ -80,6 +83,9 @@ fn default_fee() -> u64 {
 }
 fn default_timeout() -> u32 {
     300
+}
+fn default_confirmations() -> u32 {
+    1
 }
 
 #[derive(Deserialize)]
@@ -168,6 +174,10 @@ pub struct Config {
     pub close_fee_rate: FeeRate,
     /// Offer (nonce) and pending session lifetime.
     pub offer_timeout_secs: u32,
+    /// Confirmations a contract needs before its channel consumes beyond `unconfirmed_credit`.
+    pub confirmations: u32,
+    /// What a channel may consume before its contract has `confirmations`.
+    pub unconfirmed_credit: Amount,
     /// Channel policy.
     pub policy: Policy,
     /// Prices by path prefix.
@@ -291,6 +301,13 @@ impl Config {
         if raw.offer_timeout_secs == 0 {
             return Err(field("offer_timeout_secs", "must be above zero"));
         }
+        let unconfirmed_credit = raw.unconfirmed_credit_sat.unwrap_or(p.min_payment);
+        if unconfirmed_credit > p.max_channel_value {
+            return Err(field(
+                "unconfirmed_credit_sat",
+                "must be at most policy.max_channel_value",
+            ));
+        }
         // The public origin may be https without the `tls` feature: the proxy never dials it.
         let public_url = raw
             .public_url
@@ -319,6 +336,8 @@ impl Config {
             poll_interval: Duration::from_secs(raw.poll_interval_secs),
             close_fee_rate,
             offer_timeout_secs: raw.offer_timeout_secs,
+            confirmations: raw.confirmations,
+            unconfirmed_credit: Amount::from_sat(unconfirmed_credit),
             policy: Policy {
                 accept_v1: p.versions.contains(&1),
                 accept_v2: p.versions.contains(&2),
@@ -354,6 +373,8 @@ impl Config {
             offer_timeout_secs: self.offer_timeout_secs,
             public_url: self.public_url.clone(),
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
+            confirmations: self.confirmations,
+            unconfirmed_credit: self.unconfirmed_credit,
         }
     }
 }

@@ -258,6 +258,19 @@ where
                 Ok(resp)
             }
         },
+        Err(Failure::Unconfirmed(receipt)) => {
+            let mut resp = match price {
+                Some(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, UNCONFIRMED_RETRY_SECS)],
+                    "the channel's contract is not confirmed yet; nothing was charged\n",
+                )
+                    .into_response(),
+                None => serve(upstream).await?,
+            };
+            attach(&mut resp, &receipt);
+            Ok(resp)
+        }
         Err(Failure::Store(e)) => {
             tracing::error!(error = %e, %url, "payment not stored; not serving");
             Metrics::bump(&payee.metrics().store_failures, 1);
@@ -355,6 +368,12 @@ fn payment_required(
     resp
 }
 
+/// The `errorReason` of a payment deferred until the channel's contract confirms (503).
+pub const CONTRACT_UNCONFIRMED: &str = "contract_unconfirmed";
+
+/// How long a client is told to wait before retrying a deferred payment: about a block.
+const UNCONFIRMED_RETRY_SECS: &str = "600";
+
 /// A refused payment: why, and the `PAYMENT-RESPONSE` saying so.
 pub(crate) struct Refused {
     reason: Refusal,
@@ -365,6 +384,9 @@ pub(crate) struct Refused {
 pub(crate) enum Failure {
     /// Refused, with the reason for the client.
     Refused(Refused),
+    /// The channel's unconfirmed allowance is spent: nothing was charged; try again once its
+    /// contract confirms. The receipt says so.
+    Unconfirmed(PaymentResponse),
     /// Storage failed: nothing was charged and nothing may be served.
     Store(StoreError),
 }
@@ -422,6 +444,15 @@ impl Payee {
             },
         };
         Failure::Refused(Refused { reason, response })
+    }
+
+    fn unconfirmed(&self, state: &PayeeState, ledger: Ledger) -> Failure {
+        tracing::info!("payment deferred: the contract is not confirmed yet");
+        self.metrics().refused(CONTRACT_UNCONFIRMED);
+        let mut response = self.response(state, ledger, Amount::ZERO, None);
+        response.success = false;
+        response.error_reason = Some(CONTRACT_UNCONFIRMED.to_owned());
+        Failure::Unconfirmed(response)
     }
 
     /// Takes a `PAYMENT-SIGNATURE` for a request to `url` costing `price`, in the order of
@@ -529,7 +560,13 @@ impl Payee {
             let paid = state.channel().map(|c| c.paid()).unwrap_or_default();
             let ledger = stored.ledger.with_paid(paid);
             let changed = state != stored.state || ledger != stored.ledger;
-            let Ok(charged) = ledger.charge(price) else {
+            let charged = ledger.charge(price).ok();
+            // Until its contract confirms, a channel consumes no more than the allowance: the
+            // client can still double-spend the contract's inputs.
+            let unconfirmed = charged.is_some_and(|c| {
+                c.consumed > self.config().unconfirmed_credit && !self.has_confirmations(&txid)
+            });
+            let Some(charged) = charged.filter(|_| !unconfirmed) else {
                 // The increment, if any, stays as credit: store it before refusing.
                 if changed {
                     let update = ChannelUpdate {
@@ -544,6 +581,9 @@ impl Payee {
                 } else if cached {
                     self.forget_hot_channel(&txid);
                     continue;
+                }
+                if unconfirmed {
+                    return Err(self.unconfirmed(&state, ledger));
                 }
                 return Err(self.refuse(
                     Refusal::InsufficientCredit,

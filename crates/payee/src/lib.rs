@@ -22,7 +22,7 @@ pub mod store;
 mod watcher;
 
 pub use endpoint::MAX_BODY;
-pub use layer::{PaymentLayer, PaymentService, Price, Prices};
+pub use layer::{PaymentLayer, PaymentService, Price, Prices, CONTRACT_UNCONFIRMED};
 pub use payee::{InvalidSeed, Keys, Payee, PayeeConfig, DEFAULT_ENDPOINT_PATH};
 pub use watcher::DutyError;
 

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
-use bitcoin::{CompressedPublicKey, FeeRate, Network, ScriptBuf};
+use bitcoin::{Amount, CompressedPublicKey, FeeRate, Network, ScriptBuf};
 use trickle_channel::credit::NonceKey;
 use trickle_channel::{ChainTip, PayeeContext, PayeePolicy};
 
@@ -34,14 +34,23 @@ pub struct PayeeConfig {
     pub public_url: Option<String>,
     /// Path of the channel endpoint.
     pub endpoint_path: String,
+    /// Confirmations a contract needs before its channel is served beyond
+    /// `unconfirmed_credit`; 0 serves unconfirmed contracts in full (trusting the mempool).
+    pub confirmations: u32,
+    /// What one channel may consume while its contract has fewer than `confirmations`: the
+    /// most a client who double-spends the contract's inputs takes for free.
+    pub unconfirmed_credit: Amount,
 }
 
 impl PayeeConfig {
     /// A configuration with the defaults: 2 sat/vB settlements, 300 s offers, the endpoint at
-    /// [`DEFAULT_ENDPOINT_PATH`], origin from the `Host` header.
+    /// [`DEFAULT_ENDPOINT_PATH`], origin from the `Host` header, one confirmation before a
+    /// channel consumes more than the policy's `min_payment`.
     pub fn new(network: Network, policy: PayeePolicy) -> Self {
         Self {
             network,
+            unconfirmed_credit: policy.min_payment,
+            confirmations: 1,
             policy,
             close_fee_rate: FeeRate::from_sat_per_vb_u32(2),
             offer_timeout_secs: 300,
@@ -135,7 +144,8 @@ pub(crate) struct Inner {
     pub chain: Arc<dyn Chain>,
     pub tip: RwLock<ChainTip>,
     pub metrics: Metrics,
-    pub confirmed: Mutex<std::collections::HashSet<bitcoin::Txid>>,
+    /// The height of the block holding each contract seen confirmed.
+    pub confirmed: Mutex<std::collections::HashMap<bitcoin::Txid, u32>>,
     /// Each open channel as this instance last stored it, so that a paid request needs no read.
     pub hot: Mutex<std::collections::HashMap<bitcoin::Txid, Arc<StoredChannel>>>,
 }

@@ -171,6 +171,7 @@ async fn pre_armed_payments_leave_credit() {
     );
 
     // Not enough credit: 402 insufficient_credit, the increment kept as credit.
+    server.confirm(client.txid()).await;
     let big = format!("{}/big", server.url);
     let update = client.sign(Amount::from_sat(20));
     let refused = fetch(&big, Some(&client.header(&offer, Some(&update), false))).await;
@@ -585,7 +586,9 @@ async fn two_payees_on_one_store_never_act_on_a_stale_channel() {
     )
     .await;
     assert_eq!((paid.status, paid.credit()), (200, 990));
-    // B takes the rest of the credit.
+    // B takes the rest of the credit (both have seen the contract confirmed).
+    a.confirm(client.txid()).await;
+    b.confirm(client.txid()).await;
     let update = client.sign(Amount::from_sat(4_010));
     let paid = fetch(
         &at(&b, "/big"),

@@ -49,6 +49,11 @@ fn bad_configs_name_the_field() {
         Amount::from_sat(10)
     );
     assert!(config.prices.get("/articlesX").is_none());
+    // One confirmation before a channel consumes more than its min_payment.
+    assert_eq!(
+        (config.confirmations, config.unconfirmed_credit),
+        (1, Amount::from_sat(1_000))
+    );
 
     for (from, to, field) in [
         (r#"network = "regtest""#, r#"network = "moon""#, "`network`"),
@@ -76,6 +81,11 @@ fn bad_configs_name_the_field() {
         ),
         ("min_payment = 1000", "min_paymnet = 1000", "min_paymnet"),
         (r#"esplora = "http://127.0.0.1:2""#, "", "esplora"),
+        (
+            r#"key_file = "payee.key""#,
+            "key_file = \"payee.key\"\nunconfirmed_credit_sat = 2000000",
+            "`unconfirmed_credit_sat`",
+        ),
     ] {
         let text = GOOD.replace(from, to);
         let message = field_error(&text);

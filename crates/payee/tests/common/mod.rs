@@ -4,7 +4,7 @@
 
 pub mod suite;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -141,7 +141,8 @@ pub struct RecordingChain {
     pub tip: Mutex<ChainTip>,
     pub broadcasts: Mutex<Vec<Transaction>>,
     pub spends: Mutex<HashMap<OutPoint, Spend>>,
-    pub confirmed: Mutex<HashSet<Txid>>,
+    /// The height each confirmed transaction is at.
+    pub confirmed: Mutex<HashMap<Txid, u32>>,
     pub reject: AtomicBool,
 }
 
@@ -168,6 +169,12 @@ impl RecordingChain {
     pub fn set_height(&self, height: u32) {
         self.tip.lock().unwrap().height = height;
     }
+
+    /// Puts `txid` in a block at the tip.
+    pub fn confirm(&self, txid: Txid) {
+        let height = self.tip.lock().unwrap().height;
+        self.confirmed.lock().unwrap().insert(txid, height);
+    }
 }
 
 #[async_trait::async_trait]
@@ -186,8 +193,8 @@ impl Chain for RecordingChain {
         Ok(())
     }
 
-    async fn is_confirmed(&self, txid: &Txid) -> Result<bool, ChainError> {
-        Ok(self.confirmed.lock().unwrap().contains(txid))
+    async fn confirmation_height(&self, txid: &Txid) -> Result<Option<u32>, ChainError> {
+        Ok(self.confirmed.lock().unwrap().get(txid).copied())
     }
 
     async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError> {
@@ -234,6 +241,13 @@ impl Server {
         let payee = start_payee(store, chain.clone()).await;
         let url = serve_site(&payee).await;
         Self { url, payee, chain }
+    }
+
+    /// Confirms the contract `txid` and lets the chain duties see it, so that its channel is
+    /// served beyond the unconfirmed allowance.
+    pub async fn confirm(&self, txid: Txid) {
+        self.chain.confirm(txid);
+        self.payee.chain_duties().await.expect("chain duties");
     }
 
     pub fn endpoint(&self) -> String {
