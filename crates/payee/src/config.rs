@@ -375,6 +375,7 @@ impl Config {
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
             confirmations: self.confirmations,
             unconfirmed_credit: self.unconfirmed_credit,
+            clock: crate::Clock::system(),
         }
     }
 }

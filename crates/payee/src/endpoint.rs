@@ -13,7 +13,7 @@ use trickle_channel::credit::Ledger;
 use trickle_channel::{ChannelError, ErrorCode, ErrorMessage, PayeeState, WireMessage};
 
 use crate::chain::ChainError;
-use crate::payee::{random, unix_now, Metrics, Payee, MAX_ATTEMPTS};
+use crate::payee::{random, Metrics, Payee, MAX_ATTEMPTS};
 use crate::store::{ChannelUpdate, StoreError};
 
 /// Largest request body the endpoint reads; larger ones are refused with 413.
@@ -199,7 +199,7 @@ async fn open(State(payee): State<Payee>, body: Bytes) -> Result<Response, Refus
         .map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r))
         .map_err(|e| Refused::unavailable(format!("no randomness: {e}")))?;
     store
-        .insert_session(&id, &step.state, unix_now())
+        .insert_session(&id, &step.state, payee.now())
         .await
         .map_err(|e| Refused::store(&payee, &e))?;
     Ok(reply(id, &step.send))

@@ -224,7 +224,10 @@ where
             Upstream::NotCalled(Box::new((inner, req)))
         }
     };
-    let (charged, upstream) = tokio::join!(payee.charge(&url, &text, amount, verified), upstream);
+    let (charged, upstream) = tokio::join!(
+        payee.charge(&url, &text, amount, overlap, verified),
+        upstream
+    );
     // The site's answer: the one fetched while storing, or one fetched now.
     let serve = |upstream: Upstream<S>| async move {
         match upstream {
@@ -348,7 +351,7 @@ fn payment_required(
                 max_channel_value: policy.max_channel_value,
                 min_payment: policy.min_payment,
                 max_expiry_blocks: policy.max_expiry_blocks,
-                nonce: payee.nonce_key().issue(random, url),
+                nonce: payee.nonce_key().issue(random, payee.now(), url),
             },
         }],
     };
@@ -427,7 +430,7 @@ impl Payee {
     fn mint_nonce(&self, url: &str) -> Result<String, StoreError> {
         let random = random::<NONCE_RANDOM_LEN>()
             .map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
-        Ok(self.nonce_key().issue(random, url))
+        Ok(self.nonce_key().issue(random, self.now(), url))
     }
 
     fn refuse(&self, reason: Refusal, why: &str, known: Option<(&PayeeState, Ledger)>) -> Failure {
@@ -458,6 +461,7 @@ impl Payee {
     /// Takes a `PAYMENT-SIGNATURE` for a request to `url` costing `price`, in the order of
     /// `docs/protocol.md` section 2. On success the payment, the consumed total and the nonce
     /// are durably stored, and the receipt is returned: only then may the resource be served.
+    /// `safe`: the request's method is `GET` or `HEAD`, the only ones a charged nonce reloads.
     /// `verified`, if given, is signalled once the payment is verified and covers the price,
     /// before it is stored: the caller may start preparing the response (never send it).
     pub(crate) async fn charge(
@@ -465,6 +469,7 @@ impl Payee {
         url: &str,
         header: &str,
         price: Amount,
+        safe: bool,
         mut verified: Option<oneshot::Sender<()>>,
     ) -> Result<PaymentResponse, Failure> {
         let mut signal = move || {
@@ -485,11 +490,19 @@ impl Payee {
         let update = payment
             .update()
             .map_err(|e| self.refuse(Refusal::InvalidHeader, &e.to_string(), None))?;
-        if let Some(nonce) = &payment.nonce {
-            self.nonce_key()
-                .check(nonce, url)
-                .map_err(|e| self.refuse(Refusal::WrongResource, &e.to_string(), None))?;
-        }
+        let issued_at = match &payment.nonce {
+            Some(nonce) => Some(
+                self.nonce_key()
+                    .check(nonce, url)
+                    .map_err(|e| self.refuse(Refusal::WrongResource, &e.to_string(), None))?,
+            ),
+            None => None,
+        };
+        // A charged nonce reloads its resource for free only within the offer's life, and only
+        // for a request that changes nothing at the site.
+        let offer_life = u64::from(self.config().offer_timeout_secs);
+        let free_reload =
+            safe && issued_at.is_some_and(|t| self.now() <= t.saturating_add(offer_life));
         let store = self.store();
         let txid = payment.channel;
         let unknown = || {
@@ -502,6 +515,13 @@ impl Payee {
         for _ in 0..MAX_ATTEMPTS {
             if let Some(nonce) = &payment.nonce {
                 if store.is_charged(&txid, nonce).await? {
+                    if !free_reload {
+                        return Err(self.refuse(
+                            Refusal::NonceSpent,
+                            "nonce already charged; not a GET or HEAD within the offer's life",
+                            None,
+                        ));
+                    }
                     // A reload: serve again, charge nothing.
                     let stored = store.channel(&txid).await?.ok_or_else(unknown)?;
                     signal();

@@ -23,7 +23,7 @@ mod watcher;
 
 pub use endpoint::MAX_BODY;
 pub use layer::{PaymentLayer, PaymentService, Price, Prices, CONTRACT_UNCONFIRMED};
-pub use payee::{InvalidSeed, Keys, Payee, PayeeConfig, DEFAULT_ENDPOINT_PATH};
+pub use payee::{Clock, InvalidSeed, Keys, Payee, PayeeConfig, DEFAULT_ENDPOINT_PATH};
 pub use watcher::DutyError;
 
 impl Payee {

@@ -18,6 +18,39 @@ use crate::store::{ChannelStore, StoredChannel};
 /// Where the channel endpoint is mounted unless configured otherwise.
 pub const DEFAULT_ENDPOINT_PATH: &str = "/.well-known/trickle/channel";
 
+/// Unix seconds: the age of offers and pending sessions (channel logic runs on chain time).
+/// The system clock unless a test sets another.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(Arc::new(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        }))
+    }
+
+    /// A clock reading `now`.
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    /// Unix seconds now.
+    pub fn now(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
 /// How the payee presents itself and what it accepts.
 #[derive(Clone, Debug)]
 pub struct PayeeConfig {
@@ -27,7 +60,8 @@ pub struct PayeeConfig {
     pub policy: PayeePolicy,
     /// Fee rate of the settlements the payee builds.
     pub close_fee_rate: FeeRate,
-    /// How long an offer's nonce, and a pending session, stay valid (`maxTimeoutSeconds`).
+    /// How long an offer's nonce, and a pending session, stay valid (`maxTimeoutSeconds`): a
+    /// charged nonce is a free reload for this long after it was issued.
     pub offer_timeout_secs: u32,
     /// The site's public origin (`https://example.com`), used in offers and to bind nonces;
     /// `None` takes `http://` and the request's `Host` header.
@@ -40,6 +74,8 @@ pub struct PayeeConfig {
     /// What one channel may consume while its contract has fewer than `confirmations`: the
     /// most a client who double-spends the contract's inputs takes for free.
     pub unconfirmed_credit: Amount,
+    /// What ages offers and pending sessions.
+    pub clock: Clock,
 }
 
 impl PayeeConfig {
@@ -56,6 +92,7 @@ impl PayeeConfig {
             offer_timeout_secs: 300,
             public_url: None,
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
+            clock: Clock::system(),
         }
     }
 }
@@ -190,6 +227,11 @@ impl Payee {
         self.0.keys.channel_public_key()
     }
 
+    /// Unix seconds now, by the configured clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.0.config.clock.now()
+    }
+
     /// The chain tip as last read.
     pub fn tip(&self) -> ChainTip {
         // A poisoned lock still holds a tip that was valid when written.
@@ -239,14 +281,6 @@ impl Payee {
             close_fee_rate: self.0.config.close_fee_rate,
         })
     }
-}
-
-/// Unix seconds now; only ages out pending sessions (channel logic runs on chain time).
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Fresh random bytes from the operating system.

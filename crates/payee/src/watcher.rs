@@ -6,7 +6,7 @@ use std::time::Duration;
 use trickle_channel::PayeeState;
 
 use crate::chain::ChainError;
-use crate::payee::{unix_now, Metrics, Payee};
+use crate::payee::{Metrics, Payee};
 use crate::store::{ChannelUpdate, StoreError, StoredChannel};
 
 /// Why a round of chain duties stopped early.
@@ -52,7 +52,7 @@ impl Payee {
         self.set_tip(tip);
         let timeout = u64::from(self.config().offer_timeout_secs);
         self.store()
-            .prune_sessions(unix_now().saturating_sub(timeout))
+            .prune_sessions(self.now().saturating_sub(timeout))
             .await?;
         for stored in self.store().channels().await? {
             if matches!(stored.state, PayeeState::Closed { .. }) {

@@ -212,12 +212,13 @@ pub fn prices() -> Prices {
         .with("/big", Price::sat(5_000))
 }
 
-/// The demo site: priced `/articles/{n}` and `/big`, free `/free`.
+/// The demo site: priced `/articles/{n}` (GET and POST) and `/big`, free `/free`.
 pub fn site(payee: &Payee) -> Router {
     let site = Router::new()
         .route(
             "/articles/{n}",
-            get(|Path(n): Path<String>| async move { format!("article {n}") }),
+            get(|Path(n): Path<String>| async move { format!("article {n}") })
+                .post(|Path(n): Path<String>| async move { format!("posted {n}") }),
         )
         .route("/big", get(|| async { "big" }))
         .route("/free", get(|| async { "free" }))
@@ -238,7 +239,15 @@ impl Server {
     }
 
     pub async fn start_with(store: Arc<dyn ChannelStore>, chain: Arc<RecordingChain>) -> Self {
-        let payee = start_payee(store, chain.clone()).await;
+        Self::start_configured(payee_config(), store, chain).await
+    }
+
+    pub async fn start_configured(
+        config: PayeeConfig,
+        store: Arc<dyn ChannelStore>,
+        chain: Arc<RecordingChain>,
+    ) -> Self {
+        let payee = start_payee_with(config, store, chain.clone()).await;
         let url = serve_site(&payee).await;
         Self { url, payee, chain }
     }
@@ -257,8 +266,17 @@ impl Server {
 
 /// A payee with the test seed and configuration.
 pub async fn start_payee(store: Arc<dyn ChannelStore>, chain: Arc<dyn Chain>) -> Payee {
+    start_payee_with(payee_config(), store, chain).await
+}
+
+/// A payee with the test seed and `config`.
+pub async fn start_payee_with(
+    config: PayeeConfig,
+    store: Arc<dyn ChannelStore>,
+    chain: Arc<dyn Chain>,
+) -> Payee {
     let keys = Keys::from_seed(&SEED).expect("keys");
-    Payee::start(payee_config(), keys, store, chain)
+    Payee::start(config, keys, store, chain)
         .await
         .expect("payee starts")
 }
@@ -481,7 +499,12 @@ impl Client {
 
 /// A GET with an optional `PAYMENT-SIGNATURE`.
 pub async fn fetch(url: &str, signature: Option<&str>) -> Fetched {
-    let mut req = reqwest::Client::new().get(url);
+    request(reqwest::Method::GET, url, signature).await
+}
+
+/// A request of `method` with an optional `PAYMENT-SIGNATURE`.
+pub async fn request(method: reqwest::Method, url: &str, signature: Option<&str>) -> Fetched {
+    let mut req = reqwest::Client::new().request(method, url);
     if let Some(s) = signature {
         req = req.header(PAYMENT_SIGNATURE, s);
     }
