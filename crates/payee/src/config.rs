@@ -389,6 +389,8 @@ pub enum SeedError {
     Malformed(PathBuf),
     /// No randomness for a new seed.
     Random(String),
+    /// The file can be read by other users than its owner (its Unix mode).
+    Exposed(PathBuf, u32),
 }
 
 impl fmt::Display for SeedError {
@@ -397,6 +399,11 @@ impl fmt::Display for SeedError {
             Self::Io(p, e) => write!(f, "key file {}: {e}", p.display()),
             Self::Malformed(p) => write!(f, "key file {} does not hold 64 hex digits", p.display()),
             Self::Random(e) => write!(f, "no randomness for a new key seed: {e}"),
+            Self::Exposed(p, mode) => write!(
+                f,
+                "key file {} has mode {mode:04o}: other users may read it; `chmod 600` it",
+                p.display()
+            ),
         }
     }
 }
@@ -404,11 +411,19 @@ impl fmt::Display for SeedError {
 impl std::error::Error for SeedError {}
 
 /// Reads the 32-byte seed (hex) at `path`, creating it with fresh randomness and mode 0600 if
-/// the file does not exist.
+/// the file does not exist. A file that its group or others may read is refused (Unix).
 pub fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SeedError> {
     let io = |e| SeedError::Io(path.to_owned(), e);
     match std::fs::read_to_string(path) {
         Ok(text) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(SeedError::Exposed(path.to_owned(), mode));
+                }
+            }
             let mut seed = [0u8; 32];
             hex::decode_to_slice(text.trim(), &mut seed)
                 .map_err(|_| SeedError::Malformed(path.to_owned()))?;

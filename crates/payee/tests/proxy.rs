@@ -238,3 +238,38 @@ fn the_example_config_is_valid() {
         Amount::from_sat(10)
     );
 }
+
+/// The key seed is refused while its group or others may read it, and the database (with its
+/// WAL files) is created readable by its owner only, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn key_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use trickle_payee::config::{load_or_create_seed, SeedError};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("payee.key");
+    std::fs::write(&key, format!("{}\n", "07".repeat(32))).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = load_or_create_seed(&key).unwrap_err();
+    assert!(matches!(refused, SeedError::Exposed(_, 0o644)), "{refused}");
+    assert!(refused.to_string().contains("chmod 600"), "{refused}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(load_or_create_seed(&key).unwrap(), [7; 32]);
+
+    let database = dir.path().join("payee.sqlite3");
+    let store = trickle_payee::store::SqliteStore::open(&database)
+        .await
+        .unwrap();
+    drop(store);
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.starts_with("payee.sqlite3") {
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+            files += 1;
+        }
+    }
+    assert!(files >= 1);
+}
