@@ -62,6 +62,10 @@ struct Raw {
     payout_address: Option<String>,
     #[serde(default = "default_poll")]
     poll_interval_secs: u64,
+    #[serde(default = "default_header_timeout")]
+    header_timeout_secs: u64,
+    #[serde(default = "default_max_opens")]
+    max_concurrent_opens: usize,
     #[serde(default = "default_fee")]
     close_fee_rate_sat_vb: u64,
     #[serde(default = "default_timeout")]
@@ -77,6 +81,12 @@ struct Raw {
 
 fn default_poll() -> u64 {
     30
+}
+fn default_header_timeout() -> u64 {
+    crate::serve::DEFAULT_HEADER_TIMEOUT.as_secs()
+}
+fn default_max_opens() -> usize {
+    16
 }
 fn default_fee() -> u64 {
     2
@@ -170,6 +180,10 @@ pub struct Config {
     pub payout_address: Option<Address>,
     /// How often the chain is polled.
     pub poll_interval: Duration,
+    /// How long a client has to send a request's headers before it is disconnected.
+    pub header_timeout: Duration,
+    /// How many channel opens are handled at once (more are answered 503).
+    pub max_concurrent_opens: usize,
     /// Settlement fee rate.
     pub close_fee_rate: FeeRate,
     /// Offer (nonce) and pending session lifetime.
@@ -295,6 +309,12 @@ impl Config {
         if raw.poll_interval_secs == 0 {
             return Err(field("poll_interval_secs", "must be above zero"));
         }
+        if raw.max_concurrent_opens == 0 {
+            return Err(field("max_concurrent_opens", "must be above zero"));
+        }
+        if raw.header_timeout_secs == 0 {
+            return Err(field("header_timeout_secs", "must be above zero"));
+        }
         let close_fee_rate = FeeRate::from_sat_per_vb(raw.close_fee_rate_sat_vb)
             .filter(|r| *r >= FeeRate::from_sat_per_vb_u32(1))
             .ok_or_else(|| field("close_fee_rate_sat_vb", "must be at least 1"))?;
@@ -334,6 +354,8 @@ impl Config {
                 .transpose()?,
             payout_address,
             poll_interval: Duration::from_secs(raw.poll_interval_secs),
+            header_timeout: Duration::from_secs(raw.header_timeout_secs),
+            max_concurrent_opens: raw.max_concurrent_opens,
             close_fee_rate,
             offer_timeout_secs: raw.offer_timeout_secs,
             confirmations: raw.confirmations,
@@ -376,6 +398,7 @@ impl Config {
             confirmations: self.confirmations,
             unconfirmed_credit: self.unconfirmed_credit,
             clock: crate::Clock::system(),
+            max_concurrent_opens: self.max_concurrent_opens,
         }
     }
 }

@@ -170,6 +170,13 @@ pub(crate) fn router(payee: Payee) -> Router {
 }
 
 async fn open(State(payee): State<Payee>, body: Bytes) -> Result<Response, Refused> {
+    // Opening needs no payment: a flood is turned away here, not queued at the store.
+    let Ok(_opening) = payee.0.opening.try_acquire() else {
+        Metrics::bump(&payee.metrics().opens_refused, 1);
+        return Err(Refused::unavailable(
+            "too many channels are opening; try again",
+        ));
+    };
     let msg = parse_body(&body)?;
     let WireMessage::ClientVersion(hello) = msg else {
         return Err(Refused::channel(&ChannelError::UnexpectedMessage {

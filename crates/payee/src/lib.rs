@@ -5,7 +5,8 @@
 //! * [`PaymentLayer`] prices routes of any axum/tower service (section 2).
 //! * [`Payee::chain_duties`] follows the chain: closes before expiry, rebroadcasts, notices spends.
 //! * [`Payee::operator`] serves `/status` and `/metrics`.
-//! * The `trickle-payee` binary ([`config`], [`proxy`]) puts prices in front of any site.
+//! * The `trickle-payee` binary ([`config`], [`proxy`], [`serve`]) puts prices in front of any
+//!   site.
 //!
 //! Persist, then act: every state change is durably stored before a message carrying its
 //! result is sent, a transaction is broadcast or a paid resource is served.
@@ -18,6 +19,7 @@ mod layer;
 mod operator;
 mod payee;
 pub mod proxy;
+pub mod serve;
 pub mod store;
 mod watcher;
 

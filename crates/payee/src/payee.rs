@@ -76,6 +76,9 @@ pub struct PayeeConfig {
     pub unconfirmed_credit: Amount,
     /// What ages offers and pending sessions.
     pub clock: Clock,
+    /// How many `POST {endpoint}/open` are handled at once; more are answered 503 at once.
+    /// Opening needs no payment: a flood must not queue up at the store ahead of paid requests.
+    pub max_concurrent_opens: usize,
 }
 
 impl PayeeConfig {
@@ -93,6 +96,7 @@ impl PayeeConfig {
             public_url: None,
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
             clock: Clock::system(),
+            max_concurrent_opens: 16,
         }
     }
 }
@@ -157,6 +161,7 @@ pub(crate) struct Metrics {
     pub reloads: AtomicU64,
     pub sat_consumed: AtomicU64,
     pub channels_opened: AtomicU64,
+    pub opens_refused: AtomicU64,
     pub settlements_broadcast: AtomicU64,
     pub store_failures: AtomicU64,
     pub refusals: Mutex<std::collections::BTreeMap<&'static str, u64>>,
@@ -183,6 +188,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     /// The height of the block holding each contract seen confirmed.
     pub confirmed: Mutex<std::collections::HashMap<bitcoin::Txid, u32>>,
+    /// Permits for `POST {endpoint}/open` in progress.
+    pub opening: tokio::sync::Semaphore,
     /// Each open channel as this instance last stored it, so that a paid request needs no read.
     pub hot: Mutex<std::collections::HashMap<bitcoin::Txid, Arc<StoredChannel>>>,
 }
@@ -201,6 +208,7 @@ impl Payee {
     ) -> Result<Self, ChainError> {
         let tip = chain.tip().await?;
         Ok(Self(Arc::new(Inner {
+            opening: tokio::sync::Semaphore::new(config.max_concurrent_opens),
             config,
             keys,
             store,
