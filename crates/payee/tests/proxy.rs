@@ -365,8 +365,9 @@ async fn a_flood_of_opens_does_not_stall_paid_requests() {
     }
     eprintln!("paid GET in {took:?}; {refused} opens refused");
     assert!(refused > 0, "the flood was turned away");
+    // Generous: the machine running the tests may be busy accepting the flood's connections.
     assert!(
-        took < std::time::Duration::from_millis(500),
+        took < std::time::Duration::from_secs(2),
         "paid GET took {took:?}"
     );
 }
