@@ -47,6 +47,7 @@ network = "regtest"
 esplora = "$esplora"
 database = "$work/payee.sqlite3"
 key_file = "$work/payee.key"
+confirmations = 0
 [policy]
 versions = [2]
 min_channel_value = 10000

@@ -165,6 +165,8 @@ export async function startPayee({ esplora, upstream, dir, prices, policy = {} }
     `database = ${toml(path.join(dir, "payee.sqlite3"))}`,
     `key_file = ${toml(path.join(dir, "payee.key"))}`,
     `poll_interval_secs = 1`,
+    // Nobody mines between a channel's opening and its pages.
+    `confirmations = 0`,
     // Small test channels: at 1 sat/vB the payee's share of a few hundred sat is not dust.
     `close_fee_rate_sat_vb = 1`,
     "",

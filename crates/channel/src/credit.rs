@@ -11,11 +11,15 @@ use serde::{Deserialize, Serialize};
 
 /// Random bytes at the front of a nonce; the caller supplies them (the core has no RNG).
 pub const NONCE_RANDOM_LEN: usize = 16;
+const NONCE_TIME_LEN: usize = 8;
 const NONCE_MAC_LEN: usize = 16;
+const NONCE_LEN: usize = NONCE_RANDOM_LEN + NONCE_TIME_LEN + NONCE_MAC_LEN;
 
-/// Issues and checks nonces: `random || HMAC-SHA256(key, random || url)[..16]`, unpadded
-/// base64url. A nonce proves the server issued it for that URL, so the server stores nothing
-/// until a nonce is paid, and a payment made for one resource is refused at another.
+/// Issues and checks nonces: `random || issued_at || HMAC-SHA256(key, random || issued_at ||
+/// url)[..16]`, unpadded base64url, `issued_at` being Unix seconds as a big-endian `u64`. A
+/// nonce proves the server issued it for that URL at that time, so the server stores nothing
+/// until a nonce is paid, a payment made for one resource is refused at another, and the
+/// server can tell how old an offer is (the caller supplies the time: the core has no clock).
 #[derive(Clone)]
 pub struct NonceKey([u8; 32]);
 
@@ -45,9 +49,9 @@ impl NonceKey {
         Self(secret)
     }
 
-    fn mac(&self, random: &[u8], url: &str) -> [u8; NONCE_MAC_LEN] {
+    fn mac(&self, random_and_time: &[u8], url: &str) -> [u8; NONCE_MAC_LEN] {
         let mut engine = hmac::HmacEngine::<sha256::Hash>::new(&self.0);
-        engine.input(random);
+        engine.input(random_and_time);
         engine.input(url.as_bytes());
         let full = hmac::Hmac::<sha256::Hash>::from_engine(engine).to_byte_array();
         let mut out = [0u8; NONCE_MAC_LEN];
@@ -55,36 +59,39 @@ impl NonceKey {
         out
     }
 
-    /// A nonce for `url`, from fresh random bytes.
-    pub fn issue(&self, random: [u8; NONCE_RANDOM_LEN], url: &str) -> String {
+    /// A nonce for `url`, from fresh random bytes, issued at `issued_at` (Unix seconds).
+    pub fn issue(&self, random: [u8; NONCE_RANDOM_LEN], issued_at: u64, url: &str) -> String {
         let mut bytes = random.to_vec();
-        bytes.extend(self.mac(&random, url));
+        bytes.extend(issued_at.to_be_bytes());
+        bytes.extend(self.mac(&bytes, url));
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// Checks that `nonce` was issued by this key for `url`.
-    pub fn check(&self, nonce: &str, url: &str) -> Result<(), NonceError> {
+    /// Checks that `nonce` was issued by this key for `url`; returns when (Unix seconds).
+    pub fn check(&self, nonce: &str, url: &str) -> Result<u64, NonceError> {
         if nonce.len() > 64 {
             return Err(NonceError::Malformed);
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(nonce)
             .map_err(|_| NonceError::Malformed)?;
-        if bytes.len() != NONCE_RANDOM_LEN + NONCE_MAC_LEN {
+        if bytes.len() != NONCE_LEN {
             return Err(NonceError::Malformed);
         }
-        let (random, mac) = bytes.split_at(NONCE_RANDOM_LEN);
+        let (signed, mac) = bytes.split_at(NONCE_RANDOM_LEN + NONCE_TIME_LEN);
         // Comparing MACs: a timing difference reveals nothing useful about a random-keyed MAC
         // of attacker-chosen input, but fold the bytes anyway so the comparison is constant-time.
         let diff = self
-            .mac(random, url)
+            .mac(signed, url)
             .iter()
             .zip(mac)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff != 0 {
             return Err(NonceError::WrongResource);
         }
-        Ok(())
+        let mut issued_at = [0u8; NONCE_TIME_LEN];
+        issued_at.copy_from_slice(&signed[NONCE_RANDOM_LEN..]);
+        Ok(u64::from_be_bytes(issued_at))
     }
 }
 
@@ -155,8 +162,8 @@ mod tests {
     #[test]
     fn nonce_binds_to_its_resource_and_key() {
         let key = NonceKey::new([7; 32]);
-        let n = key.issue([1; 16], "https://a.example/x");
-        assert_eq!(key.check(&n, "https://a.example/x"), Ok(()));
+        let n = key.issue([1; 16], 1_700_000_000, "https://a.example/x");
+        assert_eq!(key.check(&n, "https://a.example/x"), Ok(1_700_000_000));
         assert_eq!(
             key.check(&n, "https://a.example/y"),
             Err(NonceError::WrongResource)
@@ -172,6 +179,13 @@ mod tests {
         assert_eq!(
             key.check("!!!", "https://a.example/x"),
             Err(NonceError::Malformed)
+        );
+        // The issue time is under the MAC: a client cannot make an offer younger.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&n).unwrap_or_default();
+        bytes[NONCE_RANDOM_LEN + NONCE_TIME_LEN - 1] ^= 1;
+        assert_eq!(
+            key.check(&URL_SAFE_NO_PAD.encode(bytes), "https://a.example/x"),
+            Err(NonceError::WrongResource)
         );
     }
 

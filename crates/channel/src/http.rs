@@ -224,6 +224,9 @@ pub enum Refusal {
     WrongResource,
     /// The payment does not cover the price, even with the channel's credit.
     InsufficientCredit,
+    /// The nonce was already charged, and this request is no free reload of it (not `GET` or
+    /// `HEAD`, or after the offer's `maxTimeoutSeconds`): pay the fresh offer.
+    NonceSpent,
     /// The channel refused the payment (bad signature, decreasing amount, unknown channel ...).
     Channel(crate::error::ErrorCode),
 }
@@ -237,6 +240,7 @@ impl Refusal {
             Self::WrongPayee => "wrong_payee",
             Self::WrongResource => "wrong_resource",
             Self::InsufficientCredit => "insufficient_credit",
+            Self::NonceSpent => "nonce_spent",
             Self::Channel(code) => code.name(),
         }
     }
@@ -249,6 +253,7 @@ impl Refusal {
             Self::WrongPayee,
             Self::WrongResource,
             Self::InsufficientCredit,
+            Self::NonceSpent,
         ]
         .into_iter()
         .chain(crate::error::ErrorCode::ALL.map(Self::Channel))

@@ -244,7 +244,8 @@ pub enum PayeeState {
     Closed {
         /// The channel.
         channel: PayeeChannel,
-        /// The transaction that spent it (our settlement, or the client's refund).
+        /// The transaction that ended it: our settlement, the client's refund, or a spend of
+        /// the contract's own inputs that left the contract unconfirmable.
         spent_by: Txid,
     },
 }

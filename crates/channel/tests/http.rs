@@ -46,7 +46,7 @@ fn offer(nonce: String) -> PaymentRequired {
 }
 
 fn examples() -> (PaymentRequired, PaymentSignature, PaymentResponse) {
-    let nonce = NonceKey::new([9; 32]).issue([3; 16], URL);
+    let nonce = NonceKey::new([9; 32]).issue([3; 16], 1_700_000_000, URL);
     let required = offer(nonce.clone());
     let mut pair = Pair::open(Version::V2);
     pair.pay(Amount::from_sat(10)).expect("paid");
@@ -235,7 +235,7 @@ fn http_vectors_match_the_committed_file() {
         "description": "Trickle HTTP 402 headers (x402 v2 framing, scheme \"channel\"). `value` is \
             the header value: standard base64 of the JSON. The payment's `update` is the \
             UPDATE_PAYMENT of a v2 channel from tests/vectors/channel.json's keys. Nonces are \
-            NonceKey([9; 32]).issue([3; 16], resource URL).",
+            NonceKey([9; 32]).issue([3; 16], 1_700_000_000, resource URL).",
         "headers": [
             entry("PAYMENT-REQUIRED", serde_json::to_value(&required).expect("json"), required.to_header()),
             entry("PAYMENT-SIGNATURE", serde_json::to_value(&signature).expect("json"), signature.to_header()),
@@ -261,6 +261,7 @@ fn refusal_reasons_are_distinct_and_parse_back() {
         Refusal::WrongPayee,
         Refusal::WrongResource,
         Refusal::InsufficientCredit,
+        Refusal::NonceSpent,
     ]
     .into_iter()
     .chain(ErrorCode::ALL.map(Refusal::Channel));

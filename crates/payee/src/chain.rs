@@ -46,8 +46,8 @@ pub trait Chain: Send + Sync {
     /// Hands a transaction to the network. A transaction the network already has is a success.
     async fn broadcast(&self, tx: &Transaction) -> Result<(), ChainError>;
 
-    /// Whether `txid` is in a block.
-    async fn is_confirmed(&self, txid: &Txid) -> Result<bool, ChainError>;
+    /// The height of the block holding `txid`, if it is in one.
+    async fn confirmation_height(&self, txid: &Txid) -> Result<Option<u32>, ChainError>;
 
     /// The transaction spending `outpoint`, if any (mempool or chain).
     async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError>;
@@ -68,6 +68,7 @@ struct BlockInfo {
 #[derive(Deserialize)]
 struct TxStatus {
     confirmed: bool,
+    block_height: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -181,9 +182,9 @@ impl Chain for Esplora {
         )))
     }
 
-    async fn is_confirmed(&self, txid: &Txid) -> Result<bool, ChainError> {
+    async fn confirmation_height(&self, txid: &Txid) -> Result<Option<u32>, ChainError> {
         let status: Option<TxStatus> = self.get_json(&format!("/tx/{txid}/status")).await?;
-        Ok(status.is_some_and(|s| s.confirmed))
+        Ok(status.filter(|s| s.confirmed).and_then(|s| s.block_height))
     }
 
     async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError> {

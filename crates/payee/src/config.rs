@@ -62,10 +62,17 @@ struct Raw {
     payout_address: Option<String>,
     #[serde(default = "default_poll")]
     poll_interval_secs: u64,
+    #[serde(default = "default_header_timeout")]
+    header_timeout_secs: u64,
+    #[serde(default = "default_max_opens")]
+    max_concurrent_opens: usize,
     #[serde(default = "default_fee")]
     close_fee_rate_sat_vb: u64,
     #[serde(default = "default_timeout")]
     offer_timeout_secs: u32,
+    #[serde(default = "default_confirmations")]
+    confirmations: u32,
+    unconfirmed_credit_sat: Option<u64>,
     #[serde(default)]
     policy: RawPolicy,
     #[serde(default, rename = "price")]
@@ -75,11 +82,20 @@ struct Raw {
 fn default_poll() -> u64 {
     30
 }
+fn default_header_timeout() -> u64 {
+    crate::serve::DEFAULT_HEADER_TIMEOUT.as_secs()
+}
+fn default_max_opens() -> usize {
+    16
+}
 fn default_fee() -> u64 {
     2
 }
 fn default_timeout() -> u32 {
     300
+}
+fn default_confirmations() -> u32 {
+    1
 }
 
 #[derive(Deserialize)]
@@ -164,10 +180,18 @@ pub struct Config {
     pub payout_address: Option<Address>,
     /// How often the chain is polled.
     pub poll_interval: Duration,
+    /// How long a client has to send a request's headers before it is disconnected.
+    pub header_timeout: Duration,
+    /// How many channel opens are handled at once (more are answered 503).
+    pub max_concurrent_opens: usize,
     /// Settlement fee rate.
     pub close_fee_rate: FeeRate,
     /// Offer (nonce) and pending session lifetime.
     pub offer_timeout_secs: u32,
+    /// Confirmations a contract needs before its channel consumes beyond `unconfirmed_credit`.
+    pub confirmations: u32,
+    /// What a channel may consume before its contract has `confirmations`.
+    pub unconfirmed_credit: Amount,
     /// Channel policy.
     pub policy: Policy,
     /// Prices by path prefix.
@@ -289,11 +313,24 @@ impl Config {
         if raw.poll_interval_secs == 0 {
             return Err(field("poll_interval_secs", "must be above zero"));
         }
+        if raw.max_concurrent_opens == 0 {
+            return Err(field("max_concurrent_opens", "must be above zero"));
+        }
+        if raw.header_timeout_secs == 0 {
+            return Err(field("header_timeout_secs", "must be above zero"));
+        }
         let close_fee_rate = FeeRate::from_sat_per_vb(raw.close_fee_rate_sat_vb)
             .filter(|r| *r >= FeeRate::from_sat_per_vb_u32(1))
             .ok_or_else(|| field("close_fee_rate_sat_vb", "must be at least 1"))?;
         if raw.offer_timeout_secs == 0 {
             return Err(field("offer_timeout_secs", "must be above zero"));
+        }
+        let unconfirmed_credit = raw.unconfirmed_credit_sat.unwrap_or(p.min_payment);
+        if unconfirmed_credit > p.max_channel_value {
+            return Err(field(
+                "unconfirmed_credit_sat",
+                "must be at most policy.max_channel_value",
+            ));
         }
         // The public origin may be https without the `tls` feature: the proxy never dials it.
         let public_url = raw
@@ -321,8 +358,12 @@ impl Config {
                 .transpose()?,
             payout_address,
             poll_interval: Duration::from_secs(raw.poll_interval_secs),
+            header_timeout: Duration::from_secs(raw.header_timeout_secs),
+            max_concurrent_opens: raw.max_concurrent_opens,
             close_fee_rate,
             offer_timeout_secs: raw.offer_timeout_secs,
+            confirmations: raw.confirmations,
+            unconfirmed_credit: Amount::from_sat(unconfirmed_credit),
             policy: Policy {
                 accept_v1: p.versions.contains(&1),
                 accept_v2: p.versions.contains(&2),
@@ -358,6 +399,10 @@ impl Config {
             offer_timeout_secs: self.offer_timeout_secs,
             public_url: self.public_url.clone(),
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
+            confirmations: self.confirmations,
+            unconfirmed_credit: self.unconfirmed_credit,
+            clock: crate::Clock::system(),
+            max_concurrent_opens: self.max_concurrent_opens,
         }
     }
 }
@@ -371,6 +416,8 @@ pub enum SeedError {
     Malformed(PathBuf),
     /// No randomness for a new seed.
     Random(String),
+    /// The file can be read by other users than its owner (its Unix mode).
+    Exposed(PathBuf, u32),
 }
 
 impl fmt::Display for SeedError {
@@ -379,6 +426,11 @@ impl fmt::Display for SeedError {
             Self::Io(p, e) => write!(f, "key file {}: {e}", p.display()),
             Self::Malformed(p) => write!(f, "key file {} does not hold 64 hex digits", p.display()),
             Self::Random(e) => write!(f, "no randomness for a new key seed: {e}"),
+            Self::Exposed(p, mode) => write!(
+                f,
+                "key file {} has mode {mode:04o}: other users may read it; `chmod 600` it",
+                p.display()
+            ),
         }
     }
 }
@@ -386,11 +438,19 @@ impl fmt::Display for SeedError {
 impl std::error::Error for SeedError {}
 
 /// Reads the 32-byte seed (hex) at `path`, creating it with fresh randomness and mode 0600 if
-/// the file does not exist.
+/// the file does not exist. A file that its group or others may read is refused (Unix).
 pub fn load_or_create_seed(path: &Path) -> Result<[u8; 32], SeedError> {
     let io = |e| SeedError::Io(path.to_owned(), e);
     match std::fs::read_to_string(path) {
         Ok(text) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(SeedError::Exposed(path.to_owned(), mode));
+                }
+            }
             let mut seed = [0u8; 32];
             hex::decode_to_slice(text.trim(), &mut seed)
                 .map_err(|_| SeedError::Malformed(path.to_owned()))?;

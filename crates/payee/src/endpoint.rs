@@ -13,7 +13,7 @@ use trickle_channel::credit::Ledger;
 use trickle_channel::{ChannelError, ErrorCode, ErrorMessage, PayeeState, WireMessage};
 
 use crate::chain::ChainError;
-use crate::payee::{random, unix_now, Metrics, Payee, MAX_ATTEMPTS};
+use crate::payee::{random, Metrics, Payee, MAX_ATTEMPTS};
 use crate::store::{ChannelUpdate, StoreError};
 
 /// Largest request body the endpoint reads; larger ones are refused with 413.
@@ -170,6 +170,13 @@ pub(crate) fn router(payee: Payee) -> Router {
 }
 
 async fn open(State(payee): State<Payee>, body: Bytes) -> Result<Response, Refused> {
+    // Opening needs no payment: a flood is turned away here, not queued at the store.
+    let Ok(_opening) = payee.0.opening.try_acquire() else {
+        Metrics::bump(&payee.metrics().opens_refused, 1);
+        return Err(Refused::unavailable(
+            "too many channels are opening; try again",
+        ));
+    };
     let msg = parse_body(&body)?;
     let WireMessage::ClientVersion(hello) = msg else {
         return Err(Refused::channel(&ChannelError::UnexpectedMessage {
@@ -199,7 +206,7 @@ async fn open(State(payee): State<Payee>, body: Bytes) -> Result<Response, Refus
         .map(|r| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r))
         .map_err(|e| Refused::unavailable(format!("no randomness: {e}")))?;
     store
-        .insert_session(&id, &step.state, unix_now())
+        .insert_session(&id, &step.state, payee.now())
         .await
         .map_err(|e| Refused::store(&payee, &e))?;
     Ok(reply(id, &step.send))

@@ -230,7 +230,10 @@ where
             Upstream::NotCalled(Box::new((inner, req)))
         }
     };
-    let (charged, upstream) = tokio::join!(payee.charge(&url, &text, amount, verified), upstream);
+    let (charged, upstream) = tokio::join!(
+        payee.charge(&url, &text, amount, overlap, verified),
+        upstream
+    );
     // The site's answer: the one fetched while storing, or one fetched now.
     let serve = |upstream: Upstream<S>| async move {
         match upstream {
@@ -264,6 +267,19 @@ where
                 Ok(resp)
             }
         },
+        Err(Failure::Unconfirmed(receipt)) => {
+            let mut resp = match price {
+                Some(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, UNCONFIRMED_RETRY_SECS)],
+                    "the channel's contract is not confirmed yet; nothing was charged\n",
+                )
+                    .into_response(),
+                None => serve(upstream).await?,
+            };
+            attach(&mut resp, &receipt);
+            Ok(resp)
+        }
         Err(Failure::Store(e)) => {
             tracing::error!(error = %e, %url, "payment not stored; not serving");
             Metrics::bump(&payee.metrics().store_failures, 1);
@@ -341,7 +357,7 @@ fn payment_required(
                 max_channel_value: policy.max_channel_value,
                 min_payment: policy.min_payment,
                 max_expiry_blocks: policy.max_expiry_blocks,
-                nonce: payee.nonce_key().issue(random, url),
+                nonce: payee.nonce_key().issue(random, payee.now(), url),
             },
         }],
     };
@@ -361,6 +377,12 @@ fn payment_required(
     resp
 }
 
+/// The `errorReason` of a payment deferred until the channel's contract confirms (503).
+pub const CONTRACT_UNCONFIRMED: &str = "contract_unconfirmed";
+
+/// How long a client is told to wait before retrying a deferred payment: about a block.
+const UNCONFIRMED_RETRY_SECS: &str = "600";
+
 /// A refused payment: why, and the `PAYMENT-RESPONSE` saying so.
 pub(crate) struct Refused {
     reason: Refusal,
@@ -371,6 +393,9 @@ pub(crate) struct Refused {
 pub(crate) enum Failure {
     /// Refused, with the reason for the client.
     Refused(Refused),
+    /// The channel's unconfirmed allowance is spent: nothing was charged; try again once its
+    /// contract confirms. The receipt says so.
+    Unconfirmed(PaymentResponse),
     /// Storage failed: nothing was charged and nothing may be served.
     Store(StoreError),
 }
@@ -411,7 +436,7 @@ impl Payee {
     fn mint_nonce(&self, url: &str) -> Result<String, StoreError> {
         let random = random::<NONCE_RANDOM_LEN>()
             .map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
-        Ok(self.nonce_key().issue(random, url))
+        Ok(self.nonce_key().issue(random, self.now(), url))
     }
 
     fn refuse(&self, reason: Refusal, why: &str, known: Option<(&PayeeState, Ledger)>) -> Failure {
@@ -430,9 +455,19 @@ impl Payee {
         Failure::Refused(Refused { reason, response })
     }
 
+    fn unconfirmed(&self, state: &PayeeState, ledger: Ledger) -> Failure {
+        tracing::info!("payment deferred: the contract is not confirmed yet");
+        self.metrics().refused(CONTRACT_UNCONFIRMED);
+        let mut response = self.response(state, ledger, Amount::ZERO, None);
+        response.success = false;
+        response.error_reason = Some(CONTRACT_UNCONFIRMED.to_owned());
+        Failure::Unconfirmed(response)
+    }
+
     /// Takes a `PAYMENT-SIGNATURE` for a request to `url` costing `price`, in the order of
     /// `docs/protocol.md` section 2. On success the payment, the consumed total and the nonce
     /// are durably stored, and the receipt is returned: only then may the resource be served.
+    /// `safe`: the request's method is `GET` or `HEAD`, the only ones a charged nonce reloads.
     /// `verified`, if given, is signalled once the payment is verified and covers the price,
     /// before it is stored: the caller may start preparing the response (never send it).
     pub(crate) async fn charge(
@@ -440,6 +475,7 @@ impl Payee {
         url: &str,
         header: &str,
         price: Amount,
+        safe: bool,
         mut verified: Option<oneshot::Sender<()>>,
     ) -> Result<PaymentResponse, Failure> {
         let mut signal = move || {
@@ -460,11 +496,19 @@ impl Payee {
         let update = payment
             .update()
             .map_err(|e| self.refuse(Refusal::InvalidHeader, &e.to_string(), None))?;
-        if let Some(nonce) = &payment.nonce {
-            self.nonce_key()
-                .check(nonce, url)
-                .map_err(|e| self.refuse(Refusal::WrongResource, &e.to_string(), None))?;
-        }
+        let issued_at = match &payment.nonce {
+            Some(nonce) => Some(
+                self.nonce_key()
+                    .check(nonce, url)
+                    .map_err(|e| self.refuse(Refusal::WrongResource, &e.to_string(), None))?,
+            ),
+            None => None,
+        };
+        // A charged nonce reloads its resource for free only within the offer's life, and only
+        // for a request that changes nothing at the site.
+        let offer_life = u64::from(self.config().offer_timeout_secs);
+        let free_reload =
+            safe && issued_at.is_some_and(|t| self.now() <= t.saturating_add(offer_life));
         let store = self.store();
         let txid = payment.channel;
         let unknown = || {
@@ -477,6 +521,13 @@ impl Payee {
         for _ in 0..MAX_ATTEMPTS {
             if let Some(nonce) = &payment.nonce {
                 if store.is_charged(&txid, nonce).await? {
+                    if !free_reload {
+                        return Err(self.refuse(
+                            Refusal::NonceSpent,
+                            "nonce already charged; not a GET or HEAD within the offer's life",
+                            None,
+                        ));
+                    }
                     // A reload: serve again, charge nothing.
                     let stored = store.channel(&txid).await?.ok_or_else(unknown)?;
                     signal();
@@ -535,7 +586,13 @@ impl Payee {
             let paid = state.channel().map(|c| c.paid()).unwrap_or_default();
             let ledger = stored.ledger.with_paid(paid);
             let changed = state != stored.state || ledger != stored.ledger;
-            let Ok(charged) = ledger.charge(price) else {
+            let charged = ledger.charge(price).ok();
+            // Until its contract confirms, a channel consumes no more than the allowance: the
+            // client can still double-spend the contract's inputs.
+            let unconfirmed = charged.is_some_and(|c| {
+                c.consumed > self.config().unconfirmed_credit && !self.has_confirmations(&txid)
+            });
+            let Some(charged) = charged.filter(|_| !unconfirmed) else {
                 // The increment, if any, stays as credit: store it before refusing.
                 if changed {
                     let update = ChannelUpdate {
@@ -550,6 +607,9 @@ impl Payee {
                 } else if cached {
                     self.forget_hot_channel(&txid);
                     continue;
+                }
+                if unconfirmed {
+                    return Err(self.unconfirmed(&state, ledger));
                 }
                 return Err(self.refuse(
                     Refusal::InsufficientCredit,

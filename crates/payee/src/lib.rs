@@ -5,7 +5,8 @@
 //! * [`PaymentLayer`] prices routes of any axum/tower service (section 2).
 //! * [`Payee::chain_duties`] follows the chain: closes before expiry, rebroadcasts, notices spends.
 //! * [`Payee::operator`] serves `/status` and `/metrics`.
-//! * The `trickle-payee` binary ([`config`], [`proxy`]) puts prices in front of any site.
+//! * The `trickle-payee` binary ([`config`], [`proxy`], [`serve`]) puts prices in front of any
+//!   site.
 //!
 //! Persist, then act: every state change is durably stored before a message carrying its
 //! result is sent, a transaction is broadcast or a paid resource is served.
@@ -19,12 +20,13 @@ mod operator;
 pub mod path;
 mod payee;
 pub mod proxy;
+pub mod serve;
 pub mod store;
 mod watcher;
 
 pub use endpoint::MAX_BODY;
-pub use layer::{PaymentLayer, PaymentService, Price, Prices};
-pub use payee::{InvalidSeed, Keys, Payee, PayeeConfig, DEFAULT_ENDPOINT_PATH};
+pub use layer::{PaymentLayer, PaymentService, Price, Prices, CONTRACT_UNCONFIRMED};
+pub use payee::{Clock, InvalidSeed, Keys, Payee, PayeeConfig, DEFAULT_ENDPOINT_PATH};
 pub use watcher::DutyError;
 
 impl Payee {

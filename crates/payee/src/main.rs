@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use trickle_payee::chain::Esplora;
 use trickle_payee::config::{load_or_create_seed, Config};
 use trickle_payee::proxy::{self, Upstream};
+use trickle_payee::serve::serve;
 use trickle_payee::store::SqliteStore;
 use trickle_payee::{Keys, Payee};
 
@@ -79,25 +79,13 @@ async fn run(path: PathBuf) -> Result<(), Box<dyn Error>> {
         let op = TcpListener::bind(addr).await?;
         writeln!(out, "trickle-payee operator on http://{}", op.local_addr()?)?;
         let router = payee.operator();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(op, router).await {
-                tracing::error!(error = %e, "operator server stopped");
-            }
-        });
+        let timeout = config.header_timeout;
+        tokio::spawn(serve(op, router, timeout, std::future::pending()));
     }
     out.flush()?;
     tracing::info!(key = %payee.server_key(), upstream = %config.upstream, "serving");
     let duties = payee.spawn_chain_duties(config.poll_interval);
-    // Responses are streamed from the site in pieces (headers, then the body): with Nagle's
-    // algorithm a small last piece would wait for the client's delayed ACK (40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    serve(listener, app, config.header_timeout, shutdown()).await;
     duties.abort();
     Ok(())
 }

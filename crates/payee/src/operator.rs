@@ -153,6 +153,12 @@ async fn metrics(State(payee): State<Payee>) -> Response {
     );
     counter(
         &mut out,
+        "trickle_payee_opens_refused_total",
+        "Channel opens answered 503 because max_concurrent_opens were in progress.",
+        m.opens_refused.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
         "trickle_payee_settlements_broadcast_total",
         "Settlement broadcasts since start.",
         m.settlements_broadcast.load(Ordering::Relaxed),

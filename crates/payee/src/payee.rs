@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
-use bitcoin::{CompressedPublicKey, FeeRate, Network, ScriptBuf};
+use bitcoin::{Amount, CompressedPublicKey, FeeRate, Network, ScriptBuf};
 use trickle_channel::credit::NonceKey;
 use trickle_channel::{ChainTip, PayeeContext, PayeePolicy};
 
@@ -17,6 +17,39 @@ use crate::store::{ChannelStore, StoredChannel};
 
 /// Where the channel endpoint is mounted unless configured otherwise.
 pub const DEFAULT_ENDPOINT_PATH: &str = "/.well-known/trickle/channel";
+
+/// Unix seconds: the age of offers and pending sessions (channel logic runs on chain time).
+/// The system clock unless a test sets another.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self(Arc::new(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        }))
+    }
+
+    /// A clock reading `now`.
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    /// Unix seconds now.
+    pub fn now(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
 
 /// How the payee presents itself and what it accepts.
 #[derive(Clone, Debug)]
@@ -27,26 +60,43 @@ pub struct PayeeConfig {
     pub policy: PayeePolicy,
     /// Fee rate of the settlements the payee builds.
     pub close_fee_rate: FeeRate,
-    /// How long an offer's nonce, and a pending session, stay valid (`maxTimeoutSeconds`).
+    /// How long an offer's nonce, and a pending session, stay valid (`maxTimeoutSeconds`): a
+    /// charged nonce is a free reload for this long after it was issued.
     pub offer_timeout_secs: u32,
     /// The site's public origin (`https://example.com`), used in offers and to bind nonces;
     /// `None` takes `http://` and the request's `Host` header.
     pub public_url: Option<String>,
     /// Path of the channel endpoint.
     pub endpoint_path: String,
+    /// Confirmations a contract needs before its channel is served beyond
+    /// `unconfirmed_credit`; 0 serves unconfirmed contracts in full (trusting the mempool).
+    pub confirmations: u32,
+    /// What one channel may consume while its contract has fewer than `confirmations`: the
+    /// most a client who double-spends the contract's inputs takes for free.
+    pub unconfirmed_credit: Amount,
+    /// What ages offers and pending sessions.
+    pub clock: Clock,
+    /// How many `POST {endpoint}/open` are handled at once; more are answered 503 at once.
+    /// Opening needs no payment: a flood must not queue up at the store ahead of paid requests.
+    pub max_concurrent_opens: usize,
 }
 
 impl PayeeConfig {
     /// A configuration with the defaults: 2 sat/vB settlements, 300 s offers, the endpoint at
-    /// [`DEFAULT_ENDPOINT_PATH`], origin from the `Host` header.
+    /// [`DEFAULT_ENDPOINT_PATH`], origin from the `Host` header, one confirmation before a
+    /// channel consumes more than the policy's `min_payment`.
     pub fn new(network: Network, policy: PayeePolicy) -> Self {
         Self {
             network,
+            unconfirmed_credit: policy.min_payment,
+            confirmations: 1,
             policy,
             close_fee_rate: FeeRate::from_sat_per_vb_u32(2),
             offer_timeout_secs: 300,
             public_url: None,
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
+            clock: Clock::system(),
+            max_concurrent_opens: 16,
         }
     }
 }
@@ -111,6 +161,7 @@ pub(crate) struct Metrics {
     pub reloads: AtomicU64,
     pub sat_consumed: AtomicU64,
     pub channels_opened: AtomicU64,
+    pub opens_refused: AtomicU64,
     pub settlements_broadcast: AtomicU64,
     pub store_failures: AtomicU64,
     pub refusals: Mutex<std::collections::BTreeMap<&'static str, u64>>,
@@ -135,7 +186,10 @@ pub(crate) struct Inner {
     pub chain: Arc<dyn Chain>,
     pub tip: RwLock<ChainTip>,
     pub metrics: Metrics,
-    pub confirmed: Mutex<std::collections::HashSet<bitcoin::Txid>>,
+    /// The height of the block holding each contract seen confirmed.
+    pub confirmed: Mutex<std::collections::HashMap<bitcoin::Txid, u32>>,
+    /// Permits for `POST {endpoint}/open` in progress.
+    pub opening: tokio::sync::Semaphore,
     /// Each open channel as this instance last stored it, so that a paid request needs no read.
     pub hot: Mutex<std::collections::HashMap<bitcoin::Txid, Arc<StoredChannel>>>,
 }
@@ -154,6 +208,7 @@ impl Payee {
     ) -> Result<Self, ChainError> {
         let tip = chain.tip().await?;
         Ok(Self(Arc::new(Inner {
+            opening: tokio::sync::Semaphore::new(config.max_concurrent_opens),
             config,
             keys,
             store,
@@ -178,6 +233,11 @@ impl Payee {
     /// The public channel key.
     pub fn server_key(&self) -> PublicKey {
         self.0.keys.channel_public_key()
+    }
+
+    /// Unix seconds now, by the configured clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.0.config.clock.now()
     }
 
     /// The chain tip as last read.
@@ -232,14 +292,6 @@ impl Payee {
             close_fee_ceiling: self.0.config.close_fee_rate,
         })
     }
-}
-
-/// Unix seconds now; only ages out pending sessions (channel logic runs on chain time).
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Fresh random bytes from the operating system.

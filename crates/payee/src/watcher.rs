@@ -6,7 +6,7 @@ use std::time::Duration;
 use trickle_channel::PayeeState;
 
 use crate::chain::ChainError;
-use crate::payee::{unix_now, Metrics, Payee};
+use crate::payee::{Metrics, Payee};
 use crate::store::{ChannelUpdate, StoreError, StoredChannel};
 
 /// Why a round of chain duties stopped early.
@@ -43,14 +43,16 @@ impl From<StoreError> for DutyError {
 
 impl Payee {
     /// One round of chain duties: read the tip, then for every channel close it at the margin,
-    /// rebroadcast what is unconfirmed and mark it closed once its contract is spent on chain.
+    /// rebroadcast what is unconfirmed, note when its contract confirms, and mark it closed
+    /// once its contract is spent on chain or its contract's inputs are spent by another
+    /// transaction.
     /// Also forgets pending sessions older than the offer timeout.
     pub async fn chain_duties(&self) -> Result<(), DutyError> {
         let tip = self.chain().tip().await?;
         self.set_tip(tip);
         let timeout = u64::from(self.config().offer_timeout_secs);
         self.store()
-            .prune_sessions(unix_now().saturating_sub(timeout))
+            .prune_sessions(self.now().saturating_sub(timeout))
             .await?;
         for stored in self.store().channels().await? {
             if matches!(stored.state, PayeeState::Closed { .. }) {
@@ -80,11 +82,22 @@ impl Payee {
                 tracing::info!(%txid, spent_by = %spend.tx.compute_txid(), "channel closed on chain");
                 return Ok(());
             }
-        } else if !self.is_known_confirmed(&txid) {
-            if chain.is_confirmed(&txid).await? {
-                self.remember_confirmed(txid);
-            } else {
-                chain.broadcast(&channel.contract_tx).await?;
+        } else if self.known_confirmation_height(&txid).is_none() {
+            if let Some(height) = chain.confirmation_height(&txid).await? {
+                self.remember_confirmed(txid, height);
+            } else if let Some(conflict) = self.conflicting_spend(&channel.contract_tx).await? {
+                // The client spent the contract's coins elsewhere: it can never confirm, so
+                // the channel is dead. Closed, it is neither served nor watched again.
+                let dead = PayeeState::Closed {
+                    channel: channel.clone(),
+                    spent_by: conflict,
+                };
+                self.write(&stored, &dead).await?;
+                tracing::warn!(%txid, %conflict, "contract double-spent; channel abandoned");
+                return Ok(());
+            } else if let Err(e) = chain.broadcast(&channel.contract_tx).await {
+                // A refused rebroadcast must not keep the channel from closing at its margin.
+                tracing::warn!(%txid, error = %e, "contract rebroadcast failed");
             }
         }
         let step = self
@@ -118,14 +131,46 @@ impl Payee {
             .map(drop)
     }
 
-    fn is_known_confirmed(&self, txid: &bitcoin::Txid) -> bool {
-        self.0.confirmed.lock().is_ok_and(|s| s.contains(txid))
+    /// A transaction other than `contract` spending one of its inputs, on chain or in the
+    /// mempool, if the chain backend knows one.
+    async fn conflicting_spend(
+        &self,
+        contract: &bitcoin::Transaction,
+    ) -> Result<Option<bitcoin::Txid>, ChainError> {
+        let txid = contract.compute_txid();
+        for input in &contract.input {
+            if let Some(spend) = self.chain().spend_of(&input.previous_output).await? {
+                let by = spend.tx.compute_txid();
+                if by != txid {
+                    return Ok(Some(by));
+                }
+            }
+        }
+        Ok(None)
     }
 
-    fn remember_confirmed(&self, txid: bitcoin::Txid) {
+    fn known_confirmation_height(&self, txid: &bitcoin::Txid) -> Option<u32> {
+        self.0.confirmed.lock().ok()?.get(txid).copied()
+    }
+
+    fn remember_confirmed(&self, txid: bitcoin::Txid, height: u32) {
         if let Ok(mut s) = self.0.confirmed.lock() {
-            s.insert(txid);
+            s.insert(txid, height);
         }
+    }
+
+    /// Whether the contract `txid` has the configured confirmations, as the chain duties last
+    /// saw it: a channel is served beyond `unconfirmed_credit` only then.
+    pub(crate) fn has_confirmations(&self, txid: &bitcoin::Txid) -> bool {
+        let needed = self.config().confirmations;
+        if needed == 0 {
+            return true;
+        }
+        let Some(height) = self.known_confirmation_height(txid) else {
+            return false;
+        };
+        let tip = self.tip().height.max(height);
+        tip - height + 1 >= needed
     }
 
     /// Runs [`Payee::chain_duties`] every `every` until the returned task is aborted.

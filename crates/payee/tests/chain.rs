@@ -1,5 +1,6 @@
 //! Chain duties against a recording chain: close at the margin before expiry, rebroadcast until
-//! confirmed, and mark a channel closed once its contract is spent on chain.
+//! confirmed, mark a channel closed once its contract is spent on chain, and serve an
+//! unconfirmed channel no further than its allowance.
 #![allow(clippy::unwrap_used)] // tests may panic on what cannot happen
 
 mod common;
@@ -7,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use bitcoin::Amount;
-use common::{Client, Server};
+use common::{fetch, Client, Server};
 use trickle_channel::{PayeeState, Version};
 use trickle_payee::chain::Spend;
 use trickle_payee::store::MemoryStore;
@@ -29,7 +30,7 @@ async fn channels_close_before_expiry_and_are_closed_when_spent() {
     // Unconfirmed contract: rebroadcast every round; confirmed: left alone.
     server.payee.chain_duties().await.unwrap();
     assert_eq!(server.chain.broadcast_txids(), vec![txid, txid]);
-    server.chain.confirmed.lock().unwrap().insert(txid);
+    server.chain.confirm(txid);
     server.payee.chain_duties().await.unwrap();
     assert_eq!(server.chain.broadcast_txids(), vec![txid, txid]);
 
@@ -157,4 +158,50 @@ async fn operator_view_lists_channels_and_metrics() {
         metrics.contains("trickle_payee_channels{state=\"ready\"} 1"),
         "{metrics}"
     );
+}
+
+/// Until its contract confirms, a channel consumes at most `unconfirmed_credit` (the policy's
+/// `min_payment` by default); a payment beyond it is answered 503 and its increment kept as
+/// credit, and the same payment is served once the chain duties have seen the contract in a
+/// block.
+#[tokio::test]
+async fn an_unconfirmed_contract_is_served_up_to_its_allowance() {
+    let server = Server::start(Arc::new(MemoryStore::new())).await;
+    assert_eq!(
+        server.payee.config().unconfirmed_credit,
+        common::policy().min_payment
+    );
+    let mut client = Client::open(&server.endpoint(), Version::V2, 82).await;
+    let txid = client.txid();
+    let article = format!("{}/articles/1", server.url);
+    let offer = fetch(&article, None).await.required.unwrap();
+    let paid = fetch(&article, Some(&client.header(&offer, None, true))).await;
+    assert_eq!((paid.status, paid.consumed()), (200, 10));
+
+    let big = format!("{}/big", server.url);
+    let offer = fetch(&big, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(4_010));
+    let header = client.header(&offer, Some(&update), true);
+    let deferred = fetch(&big, Some(&header)).await;
+    assert_eq!(
+        (deferred.status, deferred.reason().as_deref()),
+        (503, Some(trickle_payee::CONTRACT_UNCONFIRMED))
+    );
+    let stored = server.payee.store().channel(&txid).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.ledger.consumed, stored.ledger.credit()),
+        (Amount::from_sat(10), Amount::from_sat(5_000))
+    );
+
+    // In a block, but the duties have not looked yet: still deferred.
+    server.chain.confirm(txid);
+    assert_eq!(fetch(&big, Some(&header)).await.status, 503);
+    server.payee.chain_duties().await.unwrap();
+    let paid = fetch(&big, Some(&header)).await;
+    assert_eq!(
+        (paid.status, paid.consumed(), paid.credit()),
+        (200, 5_000, 0)
+    );
+    let stored = server.payee.store().channel(&txid).await.unwrap().unwrap();
+    assert_eq!(stored.ledger.consumed, Amount::from_sat(5_010));
 }

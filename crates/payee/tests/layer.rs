@@ -4,13 +4,16 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bitcoin::Amount;
-use common::{fetch, Client, Server};
+use common::{fetch, request, Client, Server};
+use reqwest::Method;
 use trickle_channel::http::PaymentSignature;
 use trickle_channel::Version;
 use trickle_payee::store::{ChannelStore, FailingStore, MemoryStore, SqliteStore};
+use trickle_payee::Clock;
 
 async fn setup(version: Version, tag: u8) -> (Server, Client) {
     let server = Server::start(Arc::new(MemoryStore::new())).await;
@@ -171,6 +174,7 @@ async fn pre_armed_payments_leave_credit() {
     );
 
     // Not enough credit: 402 insufficient_credit, the increment kept as credit.
+    server.confirm(client.txid()).await;
     let big = format!("{}/big", server.url);
     let update = client.sign(Amount::from_sat(20));
     let refused = fetch(&big, Some(&client.header(&offer, Some(&update), false))).await;
@@ -458,7 +462,7 @@ impl ChannelStore for GatedStore {
 
 #[tokio::test]
 async fn a_paid_get_is_prepared_while_its_payment_is_stored_and_sent_only_after() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     let gated = Arc::new(GatedStore::new(Arc::new(MemoryStore::new())));
     let failing = Arc::new(FailingStore::new(gated.clone()));
     let payee = common::start_payee(failing.clone(), common::RecordingChain::new()).await;
@@ -585,7 +589,9 @@ async fn two_payees_on_one_store_never_act_on_a_stale_channel() {
     )
     .await;
     assert_eq!((paid.status, paid.credit()), (200, 990));
-    // B takes the rest of the credit.
+    // B takes the rest of the credit (both have seen the contract confirmed).
+    a.confirm(client.txid()).await;
+    b.confirm(client.txid()).await;
     let update = client.sign(Amount::from_sat(4_010));
     let paid = fetch(
         &at(&b, "/big"),
@@ -628,4 +634,63 @@ async fn two_payees_on_one_store_never_act_on_a_stale_channel() {
         (status["paid"].as_str(), status["consumed"].as_str()),
         (Some("5115"), Some("5020"))
     );
+}
+
+/// A charged nonce reloads its resource for free only for `GET` and `HEAD`, and only within
+/// `offer_timeout_secs` of its issue: a replayed `POST`, or a reload after the offer's life, gets
+/// a fresh 402 (`nonce_spent`) and is charged nothing.
+#[tokio::test]
+async fn a_reload_is_free_only_for_safe_methods_and_only_within_the_offer_life() {
+    let now = Arc::new(AtomicU64::new(1_700_000_000));
+    let mut config = common::payee_config();
+    config.clock = Clock::new({
+        let now = now.clone();
+        move || now.load(Ordering::SeqCst)
+    });
+    let life = u64::from(config.offer_timeout_secs);
+    let store = Arc::new(MemoryStore::new());
+    let server = Server::start_configured(config, store, common::RecordingChain::new()).await;
+    let client = Client::open(&server.endpoint(), Version::V2, 78).await;
+    let consumed = || async {
+        let stored = server.payee.store().channel(&client.txid()).await.unwrap();
+        stored.unwrap().ledger.consumed.to_sat()
+    };
+    let url = format!("{}/articles/1", server.url);
+
+    // A paid POST, replayed: a fresh offer, nothing charged.
+    let offer = fetch(&url, None).await.required.unwrap();
+    let header = client.header(&offer, None, true);
+    let post = request(Method::POST, &url, Some(&header)).await;
+    assert_eq!(
+        (post.status, post.body.as_str(), post.consumed()),
+        (200, "posted 1", 10)
+    );
+    let replay = request(Method::POST, &url, Some(&header)).await;
+    assert_eq!(
+        (replay.status, replay.reason().as_deref()),
+        (402, Some("nonce_spent"))
+    );
+    assert_eq!(
+        replay.required.unwrap().error.as_deref(),
+        Some("nonce_spent")
+    );
+    assert_eq!(consumed().await, 10);
+
+    // A paid GET: reloaded free until the offer's life is over, then a fresh offer.
+    let offer = fetch(&url, None).await.required.unwrap();
+    let header = client.header(&offer, None, true);
+    let paid = fetch(&url, Some(&header)).await;
+    assert_eq!((paid.status, paid.consumed()), (200, 10));
+    now.fetch_add(life, Ordering::SeqCst);
+    let reload = fetch(&url, Some(&header)).await;
+    assert_eq!((reload.status, reload.consumed()), (200, 0));
+    let head = request(Method::HEAD, &url, Some(&header)).await;
+    assert_eq!((head.status, head.consumed()), (200, 0));
+    now.fetch_add(1, Ordering::SeqCst);
+    let late = fetch(&url, Some(&header)).await;
+    assert_eq!(
+        (late.status, late.reason().as_deref()),
+        (402, Some("nonce_spent"))
+    );
+    assert_eq!(consumed().await, 20);
 }

@@ -54,6 +54,11 @@ fn bad_configs_name_the_field() {
         Amount::from_sat(10)
     );
     assert!(config.prices.get("/articlesX").is_none());
+    // One confirmation before a channel consumes more than its min_payment.
+    assert_eq!(
+        (config.confirmations, config.unconfirmed_credit),
+        (1, Amount::from_sat(1_000))
+    );
 
     for (from, to, field) in [
         (r#"network = "regtest""#, r#"network = "moon""#, "`network`"),
@@ -81,6 +86,11 @@ fn bad_configs_name_the_field() {
         ),
         ("min_payment = 1000", "min_paymnet = 1000", "min_paymnet"),
         (r#"esplora = "http://127.0.0.1:2""#, "", "esplora"),
+        (
+            r#"key_file = "payee.key""#,
+            "key_file = \"payee.key\"\nunconfirmed_credit_sat = 2000000",
+            "`unconfirmed_credit_sat`",
+        ),
     ] {
         let text = GOOD.replace(from, to);
         let message = field_error(&text);
@@ -359,5 +369,138 @@ async fn dot_segments_do_not_unprice_a_path() {
         served.load(Ordering::SeqCst),
         0,
         "the priced article was served free"
+    );
+}
+
+/// The key seed is refused while its group or others may read it, and the database (with its
+/// WAL files) is created readable by its owner only, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn key_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use trickle_payee::config::{load_or_create_seed, SeedError};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("payee.key");
+    std::fs::write(&key, format!("{}\n", "07".repeat(32))).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = load_or_create_seed(&key).unwrap_err();
+    assert!(matches!(refused, SeedError::Exposed(_, 0o644)), "{refused}");
+    assert!(refused.to_string().contains("chmod 600"), "{refused}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(load_or_create_seed(&key).unwrap(), [7; 32]);
+
+    let database = dir.path().join("payee.sqlite3");
+    let store = trickle_payee::store::SqliteStore::open(&database)
+        .await
+        .unwrap();
+    drop(store);
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.starts_with("payee.sqlite3") {
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+            files += 1;
+        }
+    }
+    assert!(files >= 1);
+}
+
+/// Starts the binary on `config` (written to `dir`); its URL and the running child.
+async fn start_binary(dir: &Path, config: &str) -> (tokio::process::Child, String) {
+    let path = dir.join("payee.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-payee"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().expect("a first line");
+    let url = first
+        .strip_prefix("trickle-payee listening on ")
+        .unwrap_or_else(|| panic!("first line: {first}"))
+        .to_owned();
+    (child, url)
+}
+
+/// A client that sends half a request line and nothing more is disconnected once the
+/// configured header timeout has passed.
+#[tokio::test]
+async fn a_half_sent_request_is_cut_off_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let esplora = serve(fake_esplora()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "header_timeout_secs = 1\n{}",
+        GOOD.replace("http://127.0.0.1:2", &esplora)
+    );
+    let (mut child, url) = start_binary(dir.path(), &config).await;
+    let mut tcp = tokio::net::TcpStream::connect(url.strip_prefix("http://").unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /articles/1 HT").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tcp.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after 5 s");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+    child.kill().await.unwrap();
+}
+
+/// With thousands of unpaid `POST /open` in flight, a paid GET still answers promptly: opens
+/// beyond `max_concurrent_opens` are answered 503 at once instead of queueing at the store
+/// ahead of the payment's write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_opens_does_not_stall_paid_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = trickle_payee::store::SqliteStore::open(dir.path().join("payee.sqlite3"))
+        .await
+        .unwrap();
+    let server = common::Server::start(std::sync::Arc::new(store)).await;
+    let client = Client::open(&server.endpoint(), Version::V2, 91).await;
+    let url = format!("{}/articles/1", server.url);
+    let hello = trickle_channel::PayerState::start(common::payer_config(Version::V2));
+    let body = serde_json::json!({ "message": hello.send[0].to_base64url() }).to_string();
+    let http = reqwest::Client::new();
+    let opens: Vec<_> = (0..5_000)
+        .map(|_| {
+            let request = http
+                .post(format!("{}/open", server.endpoint()))
+                .header("content-type", "application/json")
+                .body(body.clone());
+            tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let offer = fetch(&url, None).await.required.unwrap();
+    let started = std::time::Instant::now();
+    let paid = fetch(&url, Some(&client.header(&offer, None, true))).await;
+    let took = started.elapsed();
+    assert_eq!((paid.status, paid.consumed()), (200, 10));
+    let mut refused = 0;
+    for open in opens {
+        if open.await.unwrap().ok() == Some(503) {
+            refused += 1;
+        }
+    }
+    eprintln!("paid GET in {took:?}; {refused} opens refused");
+    assert!(refused > 0, "the flood was turned away");
+    // Generous: the machine running the tests may be busy accepting the flood's connections.
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "paid GET took {took:?}"
     );
 }

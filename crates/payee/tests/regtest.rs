@@ -1,5 +1,6 @@
 //! On a real regtest chain (blocks validated by libbitcoinkernel, Esplora API): the payee's
-//! contract broadcasts are accepted, and its settlements are accepted and confirm.
+//! contract broadcasts are accepted, its settlements are accepted and confirm, and a contract
+//! double-spent before it confirms serves nothing.
 #![allow(clippy::unwrap_used)] // tests may panic on what cannot happen
 
 mod common;
@@ -7,9 +8,11 @@ mod common;
 use std::sync::Arc;
 
 use bitcoin::{
-    Address, Amount, CompressedPublicKey, EcdsaSighashType, Network, OutPoint, Txid, Witness,
+    Address, Amount, CompressedPublicKey, EcdsaSighashType, Network, OutPoint, TxOut, Txid, Witness,
 };
-use common::{fetch, key, pubkey, serve_site, start_payee, Client, Wallet, WALLET};
+use common::{
+    fetch, key, p2wpkh, pubkey, serve_site, start_payee, Client, Wallet, CLIENT_PAYOUT, WALLET,
+};
 use trickle_channel::{
     ClientVersion, Close, Contract, Funding, PayeeState, ProvideRefund, Version, WireMessage,
 };
@@ -173,7 +176,7 @@ async fn a_second_v1_session_cannot_refund_an_open_channel() {
         },
         outpoint: channel.outpoint,
     };
-    let refund_script = common::p2wpkh(&key(common::CLIENT_PAYOUT));
+    let refund_script = p2wpkh(&key(CLIENT_PAYOUT));
     let mut refund = early
         .refund(refund_script, Amount::from_sat(1_000))
         .unwrap();
@@ -214,4 +217,65 @@ async fn a_second_v1_session_cannot_refund_an_open_channel() {
         s.node.utxo(&channel.outpoint).is_some(),
         "channel A is still open"
     );
+}
+
+/// A client opens a channel, then mines a transaction spending the contract's coin elsewhere
+/// before the contract confirms. The unconfirmed channel is not served beyond its allowance,
+/// and once the chain duties see the conflict it is closed and serves nothing at all.
+#[tokio::test]
+async fn a_double_spent_contract_serves_nothing() {
+    let s = setup().await;
+    let endpoint = format!("{}{}", s.url, trickle_payee::DEFAULT_ENDPOINT_PATH);
+    let mut client = Client::open_funded(&endpoint, Version::V2, s.payee.tip(), &s.wallet).await;
+    let contract = client.txid();
+    assert!(s.node.in_mempool(&contract));
+
+    let conflict = s.wallet.fund(TxOut {
+        value: Amount::from_sat(500_000),
+        script_pubkey: p2wpkh(&key(CLIENT_PAYOUT)),
+    });
+    let block = s.node.build_block(vec![conflict.clone()]);
+    s.node.submit_block(&block).unwrap();
+    assert!(s
+        .node
+        .confirmation_height(&conflict.compute_txid())
+        .is_some());
+    assert!(
+        !s.node.in_mempool(&contract),
+        "the contract can never confirm"
+    );
+
+    let consumed = || async {
+        let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+        stored.ledger.consumed
+    };
+    // A valid payment on the dead contract, beyond the unconfirmed allowance: not served.
+    let big = format!("{}/big", s.url);
+    let offer = fetch(&big, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(5_000));
+    let paid = fetch(&big, Some(&client.header(&offer, Some(&update), true))).await;
+    assert_eq!(
+        (paid.status, paid.reason().as_deref()),
+        (503, Some(trickle_payee::CONTRACT_UNCONFIRMED))
+    );
+    assert_eq!(consumed().await, Amount::ZERO);
+
+    // The chain duties see the contract's coin spent elsewhere: the channel is closed.
+    s.payee.chain_duties().await.unwrap();
+    let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+    assert!(
+        matches!(stored.state, PayeeState::Closed { spent_by, .. } if spent_by == conflict.compute_txid()),
+        "closed by the conflict, is {}",
+        stored.state.name()
+    );
+    // Not even a page within the allowance is served now.
+    let article = format!("{}/articles/1", s.url);
+    let offer = fetch(&article, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(10));
+    let paid = fetch(&article, Some(&client.header(&offer, Some(&update), true))).await;
+    assert_eq!(
+        (paid.status, paid.reason().as_deref()),
+        (402, Some("channel_closed"))
+    );
+    assert_eq!(consumed().await, Amount::ZERO);
 }

@@ -48,7 +48,7 @@ fn offer() -> PaymentRequired {
                 max_channel_value: sat(1_000_000),
                 min_payment: sat(1_000),
                 max_expiry_blocks: 1_008,
-                nonce: NonceKey::new([9; 32]).issue([3; 16], URL),
+                nonce: NonceKey::new([9; 32]).issue([3; 16], 1_700_000_000, URL),
             },
         }],
     }

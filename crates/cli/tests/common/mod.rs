@@ -113,6 +113,8 @@ pub async fn payee_app(
     };
     let mut config = PayeeConfig::new(Network::Regtest, policy);
     config.close_fee_rate = FeeRate::from_sat_per_vb_u32(2);
+    // The tests pay a hundred pages on a channel as it opens, before any block is mined.
+    config.confirmations = 0;
     let store = SqliteStore::open(dir.join("payee.sqlite3"))
         .await
         .expect("store");

@@ -155,6 +155,20 @@ fn revision(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative revision {v}")))
 }
 
+/// Creates the database file readable by its owner only, if it does not exist: it holds
+/// clients' payment signatures. SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(backend(e)),
+    }
+}
+
 fn connect(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
     conn.execute_batch(
@@ -178,6 +192,7 @@ impl SqliteStore {
     }
 
     fn open_blocking(path: &Path) -> Result<Self, StoreError> {
+        create_private(path)?;
         let mut writer = connect(path)?;
         migrate(&mut writer)?;
         let reader = connect(path)?;

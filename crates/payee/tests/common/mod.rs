@@ -4,7 +4,7 @@
 
 pub mod suite;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -141,7 +141,8 @@ pub struct RecordingChain {
     pub tip: Mutex<ChainTip>,
     pub broadcasts: Mutex<Vec<Transaction>>,
     pub spends: Mutex<HashMap<OutPoint, Spend>>,
-    pub confirmed: Mutex<HashSet<Txid>>,
+    /// The height each confirmed transaction is at.
+    pub confirmed: Mutex<HashMap<Txid, u32>>,
     pub reject: AtomicBool,
 }
 
@@ -168,6 +169,12 @@ impl RecordingChain {
     pub fn set_height(&self, height: u32) {
         self.tip.lock().unwrap().height = height;
     }
+
+    /// Puts `txid` in a block at the tip.
+    pub fn confirm(&self, txid: Txid) {
+        let height = self.tip.lock().unwrap().height;
+        self.confirmed.lock().unwrap().insert(txid, height);
+    }
 }
 
 #[async_trait::async_trait]
@@ -186,8 +193,8 @@ impl Chain for RecordingChain {
         Ok(())
     }
 
-    async fn is_confirmed(&self, txid: &Txid) -> Result<bool, ChainError> {
-        Ok(self.confirmed.lock().unwrap().contains(txid))
+    async fn confirmation_height(&self, txid: &Txid) -> Result<Option<u32>, ChainError> {
+        Ok(self.confirmed.lock().unwrap().get(txid).copied())
     }
 
     async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError> {
@@ -205,12 +212,13 @@ pub fn prices() -> Prices {
         .with("/big", Price::sat(5_000))
 }
 
-/// The demo site: priced `/articles/{n}` and `/big`, free `/free`.
+/// The demo site: priced `/articles/{n}` (GET and POST) and `/big`, free `/free`.
 pub fn site(payee: &Payee) -> Router {
     let site = Router::new()
         .route(
             "/articles/{n}",
-            get(|Path(n): Path<String>| async move { format!("article {n}") }),
+            get(|Path(n): Path<String>| async move { format!("article {n}") })
+                .post(|Path(n): Path<String>| async move { format!("posted {n}") }),
         )
         .route("/big", get(|| async { "big" }))
         .route("/free", get(|| async { "free" }))
@@ -231,9 +239,24 @@ impl Server {
     }
 
     pub async fn start_with(store: Arc<dyn ChannelStore>, chain: Arc<RecordingChain>) -> Self {
-        let payee = start_payee(store, chain.clone()).await;
+        Self::start_configured(payee_config(), store, chain).await
+    }
+
+    pub async fn start_configured(
+        config: PayeeConfig,
+        store: Arc<dyn ChannelStore>,
+        chain: Arc<RecordingChain>,
+    ) -> Self {
+        let payee = start_payee_with(config, store, chain.clone()).await;
         let url = serve_site(&payee).await;
         Self { url, payee, chain }
+    }
+
+    /// Confirms the contract `txid` and lets the chain duties see it, so that its channel is
+    /// served beyond the unconfirmed allowance.
+    pub async fn confirm(&self, txid: Txid) {
+        self.chain.confirm(txid);
+        self.payee.chain_duties().await.expect("chain duties");
     }
 
     pub fn endpoint(&self) -> String {
@@ -243,8 +266,17 @@ impl Server {
 
 /// A payee with the test seed and configuration.
 pub async fn start_payee(store: Arc<dyn ChannelStore>, chain: Arc<dyn Chain>) -> Payee {
+    start_payee_with(payee_config(), store, chain).await
+}
+
+/// A payee with the test seed and `config`.
+pub async fn start_payee_with(
+    config: PayeeConfig,
+    store: Arc<dyn ChannelStore>,
+    chain: Arc<dyn Chain>,
+) -> Payee {
     let keys = Keys::from_seed(&SEED).expect("keys");
-    Payee::start(payee_config(), keys, store, chain)
+    Payee::start(config, keys, store, chain)
         .await
         .expect("payee starts")
 }
@@ -467,7 +499,12 @@ impl Client {
 
 /// A GET with an optional `PAYMENT-SIGNATURE`.
 pub async fn fetch(url: &str, signature: Option<&str>) -> Fetched {
-    let mut req = reqwest::Client::new().get(url);
+    request(reqwest::Method::GET, url, signature).await
+}
+
+/// A request of `method` with an optional `PAYMENT-SIGNATURE`.
+pub async fn request(method: reqwest::Method, url: &str, signature: Option<&str>) -> Fetched {
+    let mut req = reqwest::Client::new().request(method, url);
     if let Some(s) = signature {
         req = req.header(PAYMENT_SIGNATURE, s);
     }
