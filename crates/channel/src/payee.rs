@@ -184,14 +184,27 @@ impl PayeeChannel {
     }
 
     /// The settlement for the best payment, signed by the server, at [`Self::close_fee`].
+    /// Within the close margin, a share too small for that fee pays all it can: the payee has
+    /// no other coins to add, and an unconfirmed settlement loses the share to the refund.
     pub fn settlement(&self, ctx: &PayeeContext) -> Result<Transaction, ChannelError> {
-        self.funding.close(
-            &self.payout_script,
-            &self.best,
-            ctx.policy.payout_script.clone(),
-            self.close_fee(ctx),
-            &ctx.secret_for(&self.funding.contract)?,
-        )
+        let secret = ctx.secret_for(&self.funding.contract)?;
+        let close = |fee| {
+            self.funding.close(
+                &self.payout_script,
+                &self.best,
+                ctx.policy.payout_script.clone(),
+                fee,
+                &secret,
+            )
+        };
+        match close(self.close_fee(ctx)) {
+            Err(ChannelError::BadTransaction(_))
+                if check_not_expiring(&self.funding.contract, ctx).is_err() =>
+            {
+                close(CloseFee::WholeShare)
+            }
+            built => built,
+        }
     }
 
     /// What a settlement built now pays, by how close the expiry is. From the close margin on,

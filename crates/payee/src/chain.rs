@@ -4,7 +4,7 @@ use core::fmt;
 use std::time::Duration;
 
 use bitcoin::consensus::encode::{deserialize_hex, serialize_hex};
-use bitcoin::{BlockHash, OutPoint, Transaction, Txid};
+use bitcoin::{BlockHash, FeeRate, OutPoint, Transaction, Txid};
 use serde::Deserialize;
 use trickle_channel::ChainTip;
 
@@ -51,6 +51,27 @@ pub trait Chain: Send + Sync {
 
     /// The transaction spending `outpoint`, if any (mempool or chain).
     async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError>;
+
+    /// The fee rate estimated to confirm within `target` blocks, if the backend has one.
+    async fn fee_estimate(&self, target: u32) -> Result<Option<FeeRate>, ChainError>;
+}
+
+/// From Esplora's `/fee-estimates` (sat/vB by confirmation target): the estimate of the largest
+/// target not above `target`, or of the smallest target if all are above it.
+pub fn pick_estimate(
+    estimates: &std::collections::BTreeMap<u32, f64>,
+    target: u32,
+) -> Option<FeeRate> {
+    let sat_vb = estimates
+        .range(..=target)
+        .next_back()
+        .or_else(|| estimates.iter().next())
+        .map(|(_, rate)| *rate)
+        .filter(|rate| rate.is_finite() && *rate > 0.0)?;
+    // Rounded up to whole sat per 1,000 weight units (a quarter of a sat/vB's precision).
+    Some(FeeRate::from_sat_per_kwu(
+        (sat_vb * 250.0).ceil().min(1e12) as u64
+    ))
 }
 
 /// An Esplora REST server (Blockstream's API; `trickle-regtest` serves the same).
@@ -205,11 +226,43 @@ impl Chain for Esplora {
             confirmed: out.status.is_some_and(|s| s.confirmed),
         }))
     }
+
+    async fn fee_estimate(&self, target: u32) -> Result<Option<FeeRate>, ChainError> {
+        // Esplora's keys are targets as strings; anything else in the object is ignored.
+        let raw: Option<std::collections::BTreeMap<String, serde_json::Value>> =
+            self.get_json("/fee-estimates").await?;
+        let estimates = raw
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(t, rate)| Some((t.parse().ok()?, rate.as_f64()?)))
+            .collect();
+        Ok(pick_estimate(&estimates, target))
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::already_known;
+    use super::{already_known, pick_estimate};
+    use bitcoin::FeeRate;
+
+    #[test]
+    fn the_estimate_for_a_target_is_the_nearest_faster_one() {
+        let estimates = [(1, 40.0), (3, 20.5), (6, 10.0), (144, 1.0)]
+            .into_iter()
+            .collect();
+        let rate = |t| pick_estimate(&estimates, t);
+        assert_eq!(rate(6), Some(FeeRate::from_sat_per_vb_u32(10)));
+        assert_eq!(rate(5), Some(FeeRate::from_sat_per_kwu(5_125)));
+        assert_eq!(rate(1_000), Some(FeeRate::from_sat_per_vb_u32(1)));
+        let slow = [(6, 3.0)].into_iter().collect();
+        assert_eq!(
+            pick_estimate(&slow, 1),
+            Some(FeeRate::from_sat_per_vb_u32(3))
+        );
+        let bad = [(1, f64::NAN), (2, -1.0)].into_iter().collect();
+        assert_eq!(pick_estimate(&bad, 2), None);
+        assert_eq!(pick_estimate(&Default::default(), 2), None);
+    }
 
     #[test]
     fn duplicate_broadcasts_are_recognised() {

@@ -68,6 +68,10 @@ struct Raw {
     max_concurrent_opens: usize,
     #[serde(default = "default_fee")]
     close_fee_rate_sat_vb: u64,
+    #[serde(default = "default_fee_ceiling")]
+    close_fee_ceiling_sat_vb: u64,
+    #[serde(default = "default_close_target")]
+    close_target_blocks: u32,
     #[serde(default = "default_timeout")]
     offer_timeout_secs: u32,
     #[serde(default = "default_confirmations")]
@@ -90,6 +94,12 @@ fn default_max_opens() -> usize {
 }
 fn default_fee() -> u64 {
     2
+}
+fn default_fee_ceiling() -> u64 {
+    500
+}
+fn default_close_target() -> u32 {
+    6
 }
 fn default_timeout() -> u32 {
     300
@@ -184,8 +194,12 @@ pub struct Config {
     pub header_timeout: Duration,
     /// How many channel opens are handled at once (more are answered 503).
     pub max_concurrent_opens: usize,
-    /// Settlement fee rate.
+    /// The least a settlement pays per vbyte (the estimate when higher).
     pub close_fee_rate: FeeRate,
+    /// The most a settlement pays per vbyte before its last resort.
+    pub close_fee_ceiling: FeeRate,
+    /// Blocks within which a settlement should confirm.
+    pub close_target_blocks: u32,
     /// Offer (nonce) and pending session lifetime.
     pub offer_timeout_secs: u32,
     /// Confirmations a contract needs before its channel consumes beyond `unconfirmed_credit`.
@@ -322,6 +336,20 @@ impl Config {
         let close_fee_rate = FeeRate::from_sat_per_vb(raw.close_fee_rate_sat_vb)
             .filter(|r| *r >= FeeRate::from_sat_per_vb_u32(1))
             .ok_or_else(|| field("close_fee_rate_sat_vb", "must be at least 1"))?;
+        let close_fee_ceiling = FeeRate::from_sat_per_vb(raw.close_fee_ceiling_sat_vb)
+            .filter(|r| *r >= close_fee_rate)
+            .ok_or_else(|| {
+                field(
+                    "close_fee_ceiling_sat_vb",
+                    "must be at least close_fee_rate_sat_vb",
+                )
+            })?;
+        if raw.close_target_blocks == 0 || raw.close_target_blocks >= p.close_margin_blocks {
+            return Err(field(
+                "close_target_blocks",
+                "must be above zero and below policy.close_margin_blocks, or settlements aim past the expiry",
+            ));
+        }
         if raw.offer_timeout_secs == 0 {
             return Err(field("offer_timeout_secs", "must be above zero"));
         }
@@ -361,6 +389,8 @@ impl Config {
             header_timeout: Duration::from_secs(raw.header_timeout_secs),
             max_concurrent_opens: raw.max_concurrent_opens,
             close_fee_rate,
+            close_fee_ceiling,
+            close_target_blocks: raw.close_target_blocks,
             offer_timeout_secs: raw.offer_timeout_secs,
             confirmations: raw.confirmations,
             unconfirmed_credit: Amount::from_sat(unconfirmed_credit),
@@ -396,6 +426,8 @@ impl Config {
                 payout_script,
             },
             close_fee_rate: self.close_fee_rate,
+            close_fee_ceiling: self.close_fee_ceiling,
+            close_target_blocks: self.close_target_blocks,
             offer_timeout_secs: self.offer_timeout_secs,
             public_url: self.public_url.clone(),
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),

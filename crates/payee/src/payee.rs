@@ -58,8 +58,14 @@ pub struct PayeeConfig {
     pub network: Network,
     /// Channel rules (values, expiry, close margin, payout script).
     pub policy: PayeePolicy,
-    /// Fee rate of the settlements the payee builds.
+    /// The least a settlement pays per vbyte; the chain source's estimate for
+    /// `close_target_blocks` when that is higher.
     pub close_fee_rate: FeeRate,
+    /// The most a settlement pays per vbyte, until its last resort before the channel's expiry
+    /// (`trickle_channel::LAST_RESORT_BLOCKS`), when it pays the whole share.
+    pub close_fee_ceiling: FeeRate,
+    /// Blocks within which a settlement should confirm, for the fee estimate it asks for.
+    pub close_target_blocks: u32,
     /// How long an offer's nonce, and a pending session, stay valid (`maxTimeoutSeconds`): a
     /// charged nonce is a free reload for this long after it was issued.
     pub offer_timeout_secs: u32,
@@ -82,7 +88,8 @@ pub struct PayeeConfig {
 }
 
 impl PayeeConfig {
-    /// A configuration with the defaults: 2 sat/vB settlements, 300 s offers, the endpoint at
+    /// A configuration with the defaults: settlements at the estimate for 6 blocks, between
+    /// 2 and 500 sat/vB, 300 s offers, the endpoint at
     /// [`DEFAULT_ENDPOINT_PATH`], origin from the `Host` header, one confirmation before a
     /// channel consumes more than the policy's `min_payment`.
     pub fn new(network: Network, policy: PayeePolicy) -> Self {
@@ -92,6 +99,8 @@ impl PayeeConfig {
             confirmations: 1,
             policy,
             close_fee_rate: FeeRate::from_sat_per_vb_u32(2),
+            close_fee_ceiling: FeeRate::from_sat_per_vb_u32(500),
+            close_target_blocks: 6,
             offer_timeout_secs: 300,
             public_url: None,
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
@@ -185,6 +194,8 @@ pub(crate) struct Inner {
     pub store: Arc<dyn ChannelStore>,
     pub chain: Arc<dyn Chain>,
     pub tip: RwLock<ChainTip>,
+    /// The chain source's fee estimate for settlements, read by the chain duties.
+    pub fee_estimate: RwLock<Option<FeeRate>>,
     pub metrics: Metrics,
     /// The height of the block holding each contract seen confirmed.
     pub confirmed: Mutex<std::collections::HashMap<bitcoin::Txid, u32>>,
@@ -214,6 +225,7 @@ impl Payee {
             store,
             chain,
             tip: RwLock::new(tip),
+            fee_estimate: RwLock::new(None),
             metrics: Metrics::default(),
             confirmed: Mutex::default(),
             hot: Mutex::default(),
@@ -286,11 +298,26 @@ impl Payee {
             policy: &self.0.config.policy,
             key: &self.0.keys.channel,
             tip: self.tip(),
-            close_fee_rate: self.0.config.close_fee_rate,
-            // Fee estimates are not followed yet: the configured rate is also the ceiling, so
-            // a settlement is replaced only in its last resort before the expiry.
-            close_fee_ceiling: self.0.config.close_fee_rate,
+            close_fee_rate: self.close_fee_rate(),
+            close_fee_ceiling: self.0.config.close_fee_ceiling,
         })
+    }
+
+    /// What a settlement built now pays per vbyte, before any bump for its deadline: the last
+    /// estimate for `close_target_blocks` the chain duties read, within the floor and ceiling.
+    pub fn close_fee_rate(&self) -> FeeRate {
+        let config = &self.0.config;
+        let estimate = self.0.fee_estimate.read().map_or(None, |e| *e);
+        estimate.unwrap_or(config.close_fee_rate).clamp(
+            config.close_fee_rate,
+            config.close_fee_ceiling.max(config.close_fee_rate),
+        )
+    }
+
+    pub(crate) fn set_fee_estimate(&self, estimate: Option<FeeRate>) {
+        if let Ok(mut e) = self.0.fee_estimate.write() {
+            *e = estimate;
+        }
     }
 }
 

@@ -50,6 +50,17 @@ impl Payee {
     pub async fn chain_duties(&self) -> Result<(), DutyError> {
         let tip = self.chain().tip().await?;
         self.set_tip(tip);
+        // Settlements follow the fee market; if the estimate cannot be read, the last one
+        // stands (never the floor in the middle of a spike).
+        match self
+            .chain()
+            .fee_estimate(self.config().close_target_blocks)
+            .await
+        {
+            Ok(Some(rate)) => self.set_fee_estimate(Some(rate)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "no fee estimate; keeping the last one"),
+        }
         let timeout = u64::from(self.config().offer_timeout_secs);
         self.store()
             .prune_sessions(self.now().saturating_sub(timeout))

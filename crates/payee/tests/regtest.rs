@@ -279,3 +279,79 @@ async fn a_double_spent_contract_serves_nothing() {
     );
     assert_eq!(consumed().await, Amount::ZERO);
 }
+
+/// Issue: closes that confirm in any fee market. The payee closes at the margin at the quiet
+/// rate; then fees spike and its settlement drops out of the mempool. Block by block it
+/// replaces the settlement at the new estimate, rising as the expiry nears, and it confirms
+/// before the client's refund is valid, paying the payee what the receipts say less its fee.
+#[tokio::test]
+async fn a_settlement_under_a_fee_spike_is_replaced_and_confirms_before_expiry() {
+    let s = setup().await;
+    let mut client = open_and_pay(&s, Version::V2).await;
+    let contract = client.txid();
+    // Enough paid for the payee's share to cover a high fee.
+    let article = format!("{}/articles/2", s.url);
+    let offer = fetch(&article, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(20_000));
+    let paid = fetch(&article, Some(&client.header(&offer, Some(&update), true))).await;
+    assert_eq!(paid.status, 200);
+    let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+    let channel = stored.state.channel().unwrap().clone();
+    let expiry = channel.funding.contract.expiry.to_consensus_u32();
+    let value = channel.funding.contract.value;
+    let margin = common::policy().close_margin_blocks;
+    let fee = |tx: &bitcoin::Transaction| value - tx.output.iter().map(|o| o.value).sum::<Amount>();
+
+    s.node
+        .mine(expiry - margin - s.node.height())
+        .await
+        .unwrap();
+    s.payee.chain_duties().await.unwrap();
+    let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+    let PayeeState::Closing {
+        settlement: quiet, ..
+    } = stored.state
+    else {
+        panic!("closing at the margin, is {}", stored.state.name())
+    };
+    assert!(s.node.in_mempool(&quiet.compute_txid()));
+
+    // Blocks now go at 40 sat/vB, and the mempool takes nothing under 10: the quiet settlement
+    // is evicted and would never confirm.
+    assert!(s.node.set_fee_market(10, 40) >= 1);
+    assert!(!s.node.in_mempool(&quiet.compute_txid()));
+    let settled = loop {
+        s.node.mine(1).await.unwrap();
+        assert!(
+            s.node.height() < expiry,
+            "the settlement did not confirm before the expiry"
+        );
+        s.payee.chain_duties().await.unwrap();
+        let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+        if let PayeeState::Closed { spent_by, .. } = stored.state {
+            break spent_by;
+        }
+    };
+    let tx = s.node.transaction(&settled).unwrap();
+    let height = s.node.confirmation_height(&settled).unwrap();
+    // It followed the fee market: it confirmed before its last resort (the whole share).
+    let last_resort = expiry - trickle_channel::LAST_RESORT_BLOCKS as u32;
+    assert!(
+        height < last_resort,
+        "confirmed at {height}, last resort from {last_resort}"
+    );
+    assert_ne!(settled, quiet.compute_txid(), "a replacement confirmed");
+    let rate = fee(&tx).to_sat() / tx.vsize() as u64;
+    assert!(rate >= 40, "pays the going rate: {rate} sat/vB");
+    // The client gets its change; the payee what it was paid, less the fee it chose.
+    let paid = channel.paid();
+    let client_change = tx.output[0].value;
+    assert_eq!(client_change, value - paid);
+    assert_eq!(tx.output[1].value + fee(&tx), paid);
+    println!(
+        "settlement fee: quiet {} sat ({} sat/vB), under the spike {} sat ({rate} sat/vB)",
+        fee(&quiet).to_sat(),
+        fee(&quiet).to_sat() / quiet.vsize() as u64,
+        fee(&tx).to_sat()
+    );
+}

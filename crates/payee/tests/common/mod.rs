@@ -197,6 +197,11 @@ impl Chain for RecordingChain {
         Ok(self.confirmed.lock().unwrap().get(txid).copied())
     }
 
+    /// No fee market here: settlements pay the configured floor.
+    async fn fee_estimate(&self, _target: u32) -> Result<Option<FeeRate>, ChainError> {
+        Ok(None)
+    }
+
     async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError> {
         Ok(self.spends.lock().unwrap().get(outpoint).cloned())
     }
