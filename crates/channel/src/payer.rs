@@ -30,7 +30,8 @@ pub struct PayerConfig {
     pub time_window_blocks: u32,
     /// Longest the client lets its money be locked, in blocks from the tip.
     pub max_expiry_blocks: u32,
-    /// Largest minimum payment the client accepts from a server.
+    /// Most the first payment may sign, dust swept into it included: what the caller set
+    /// aside for it. A server asking more is refused before anything is funded.
     pub max_min_payment: Amount,
     /// The client's own script: change of every payment and the refund go here.
     pub payout_script: ScriptBuf,
@@ -82,6 +83,21 @@ impl PayerChannel {
     /// The channel's contract txid.
     pub fn contract_txid(&self) -> Txid {
         self.funding.outpoint.txid
+    }
+
+    /// What paying `increment` more signs: `increment`, plus the remaining change when that
+    /// would fall below dust (it is swept into the payment, see [`PayerState::pay`]).
+    pub fn increment_signed(&self, increment: Amount) -> Result<Amount, ChannelError> {
+        let value = self.funding.contract.value;
+        let total =
+            self.paid()
+                .checked_add(increment)
+                .ok_or(ChannelError::PaymentExceedsValue {
+                    proposed: Amount::MAX_MONEY,
+                    value,
+                })?;
+        let change = change_for(value, &self.payout_script, total)?;
+        Ok(value - change - self.paid())
     }
 
     fn sign(&self, ctx: &PayerContext, total: Amount) -> Result<UpdatePayment, ChannelError> {
@@ -572,11 +588,10 @@ fn check_key(ctx: &PayerContext, state: &PayerState) -> Result<(), ChannelError>
 
 /// The change for paying `total` out of `funding`; a change below dust is paid to the server.
 fn change_for(
-    funding: &Funding,
+    value: Amount,
     payout_script: &ScriptBuf,
     total: Amount,
 ) -> Result<Amount, ChannelError> {
-    let value = funding.contract.value;
     let change = value
         .checked_sub(total)
         .ok_or(ChannelError::PaymentExceedsValue {
@@ -596,7 +611,7 @@ fn sign_total(
     ctx: &PayerContext,
     total: Amount,
 ) -> Result<UpdatePayment, ChannelError> {
-    let change = change_for(funding, payout_script, total)?;
+    let change = change_for(funding.contract.value, payout_script, total)?;
     funding.sign_payment(payout_script, change, ctx.key)
 }
 
@@ -622,6 +637,15 @@ fn accept_initiate(
         return Err(ChannelError::MinPaymentTooLarge {
             min_payment: init.min_payment,
             max: value,
+        });
+    }
+    // The first payment signs the change too when it would be dust: that counts against the
+    // most the client set aside for it.
+    let first = value - change_for(value, &config.payout_script, init.min_payment)?;
+    if first > config.max_min_payment {
+        return Err(ChannelError::MinPaymentTooLarge {
+            min_payment: first,
+            max: config.max_min_payment,
         });
     }
     let blocks = ctx.tip.blocks_until(init.expiry);

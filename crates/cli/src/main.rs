@@ -473,6 +473,9 @@ impl App {
                     &host,
                     offer,
                     value,
+                    // The run's cap on what the first payment may sign; the offer's own
+                    // `minPayment` bounds it too (`open_channel`).
+                    budget,
                     &ChannelLimits::default(),
                     self.fee_rate()?,
                     now(),

@@ -45,6 +45,9 @@ pub struct ChannelLimits {
     pub max_expiry_blocks: u32,
     /// Largest first payment the client accepts.
     pub max_min_payment: Amount,
+    /// Most the client locks in one channel, whatever the payee's minimum: a payee must not
+    /// decide how much of the wallet is locked.
+    pub max_channel_value: Amount,
 }
 
 impl Default for ChannelLimits {
@@ -52,9 +55,14 @@ impl Default for ChannelLimits {
         Self {
             max_expiry_blocks: 4 * 1008,
             max_min_payment: Amount::from_sat(5_000),
+            max_channel_value: Amount::from_sat(100_000),
         }
     }
 }
+
+/// Blocks the payee's chain tip may be ahead of the client's when it sets a channel's expiry:
+/// an `INITIATE` expiry up to this much beyond the offer's `maxExpiryBlocks` is accepted.
+const EXPIRY_TIP_SKEW_BLOCKS: u32 = 6;
 
 /// One channel with one site, as stored under `channel/<id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,9 +314,15 @@ impl<S: Store> Wallet<S> {
         }
     }
 
-    /// Opens a channel of `value` with the payee of `offer` for `site`: negotiates over the
-    /// channel endpoint, funds the contract from the wallet, and hands it over with a first
-    /// payment of the server's minimum. The contract is broadcast once the channel is open.
+    /// Opens a channel of `value` (at most `limits.max_channel_value`) with the payee of
+    /// `offer` for `site`: negotiates over the channel endpoint, funds the contract from the
+    /// wallet, and hands it over with a first payment of the server's minimum. The contract is
+    /// broadcast once the channel is open.
+    ///
+    /// The payee's `INITIATE` is held to its offer and to the caller: a first payment above the
+    /// offer's `minPayment` or above `first_payment` (what the caller set aside for it, dust
+    /// swept into it included), or an expiry beyond the offer's `maxExpiryBlocks`, is refused
+    /// before anything is funded.
     #[allow(clippy::too_many_arguments)]
     pub async fn open_channel<T: Transport, Z: Sleeper>(
         &mut self,
@@ -317,6 +331,7 @@ impl<S: Store> Wallet<S> {
         site: &str,
         offer: &PaymentRequirements,
         value: Amount,
+        first_payment: Amount,
         limits: &ChannelLimits,
         fee_rate: FeeRate,
         now: u64,
@@ -338,12 +353,17 @@ impl<S: Store> Wallet<S> {
         let (key_index, key) = self.next_channel_key().await?;
         let payout_script = self.fresh_script().await?;
         let ctx = Self::context(&key, tip, fee_rate);
+        let time_window_blocks = offer.extra.max_expiry_blocks.min(limits.max_expiry_blocks);
         let start = PayerState::start(PayerConfig {
             version,
-            channel_value: value,
-            time_window_blocks: offer.extra.max_expiry_blocks.min(limits.max_expiry_blocks),
-            max_expiry_blocks: limits.max_expiry_blocks,
-            max_min_payment: limits.max_min_payment,
+            channel_value: value.min(limits.max_channel_value),
+            time_window_blocks,
+            max_expiry_blocks: time_window_blocks
+                .saturating_add(EXPIRY_TIP_SKEW_BLOCKS)
+                .min(limits.max_expiry_blocks),
+            max_min_payment: first_payment
+                .min(offer.extra.min_payment)
+                .min(limits.max_min_payment),
             payout_script,
         });
         let base = offer.extra.endpoint.trim_end_matches('/').to_owned();

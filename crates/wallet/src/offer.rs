@@ -192,14 +192,24 @@ impl CheckedOffer {
     }
 
     /// The value of a new channel for a client that wants to lock at most `wish`: `wish`,
-    /// lowered to the payee's maximum; refused when that is below the payee's minimum, or
-    /// when the payee's first payment is above the client's limit or the channel value.
+    /// lowered to the payee's maximum and to the client's (`limits.max_channel_value`, which
+    /// [`crate::Wallet::open_channel`] holds every opening to); refused when the payee's minimum
+    /// is above the client's maximum or above `wish`, or when the payee's first payment is
+    /// above the client's limit or the channel value.
     pub fn channel_value(
         &self,
         wish: Amount,
         limits: &ChannelLimits,
     ) -> Result<Amount, OfferError> {
-        let value = wish.min(self.max_channel_value());
+        if self.min_channel_value() > limits.max_channel_value {
+            return Err(OfferError::ChannelAboveLimit {
+                min: self.min_channel_value(),
+                limit: limits.max_channel_value,
+            });
+        }
+        let value = wish
+            .min(self.max_channel_value())
+            .min(limits.max_channel_value);
         if value < self.min_channel_value() {
             return Err(OfferError::ChannelTooSmall {
                 wish,
@@ -292,6 +302,13 @@ pub enum OfferError {
         /// The payee's minimum.
         min: Amount,
     },
+    /// The payee's smallest channel is above the most the client locks in one.
+    ChannelAboveLimit {
+        /// The payee's minimum.
+        min: Amount,
+        /// The client's maximum (`ChannelLimits::max_channel_value`).
+        limit: Amount,
+    },
     /// The payee's first payment is above what the client accepts.
     MinPaymentTooLarge {
         /// The payee's minimum first payment.
@@ -369,6 +386,12 @@ impl fmt::Display for OfferError {
                 "{} sat to lock is below the site's minimum channel of {} sat",
                 sat(wish),
                 sat(min)
+            ),
+            Self::ChannelAboveLimit { min, limit } => write!(
+                f,
+                "the site's minimum channel of {} sat is above the limit of {} sat per channel",
+                sat(min),
+                sat(limit)
             ),
             Self::MinPaymentTooLarge { min_payment, limit } => write!(
                 f,

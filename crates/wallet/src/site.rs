@@ -103,6 +103,11 @@ pub struct Ask {
     /// What a new channel would lock, sat (from the suggested budget).
     #[serde(with = "bitcoin::amount::serde::as_sat")]
     pub channel_value: Amount,
+    /// What opening a new channel signs to the site at once, sat: the offer's first payment,
+    /// counted in the budget (a payee asking more when the channel opens is refused). `None`
+    /// when a channel is open.
+    #[serde(with = "bitcoin::amount::serde::as_sat::opt")]
+    pub first_payment: Option<Amount>,
     /// The on-chain fee to open it at the current fee rate, if the wallet can fund it now.
     #[serde(with = "bitcoin::amount::serde::as_sat::opt")]
     pub open_fee: Option<Amount>,
@@ -437,7 +442,9 @@ impl<S: Store> Wallet<S> {
 
     /// Opens a channel of `value` for `offer`, its first payment reserved in the budget before
     /// it is signed and committed once the payee acknowledged it (in the opening exchange).
-    /// `None` when the budget has too little left for the first payment.
+    /// The reservation is the offer's first payment, and the opening signs no more than it
+    /// (`open_channel` refuses a payee asking more). Returns what was signed; `None` when the
+    /// budget has too little left for the first payment.
     async fn open_for<B: Store, T: Transport, Z: Sleeper>(
         &mut self,
         budgets: &Budgets<B>,
@@ -458,6 +465,7 @@ impl<S: Store> Wallet<S> {
                 offer.origin(),
                 offer.requirements(),
                 value,
+                first,
                 &ctx.policy.limits,
                 ctx.fee_rate,
                 ctx.now,
@@ -465,23 +473,27 @@ impl<S: Store> Wallet<S> {
             .await;
         match opened {
             Ok(record) => {
-                let acknowledged = record
+                let (signed, acknowledged) = record
                     .state
                     .state
                     .committed_channel()
-                    .map_or(Amount::ZERO, |c| c.acknowledged);
-                // The payee acknowledged the first payment: that much is spent. Should it have
-                // acknowledged less, the rest is released (it was never signed).
-                let spent = acknowledged.min(first);
+                    .map_or((Amount::ZERO, Amount::ZERO), |c| (c.paid(), c.acknowledged));
+                // What the payee acknowledged of the first payment is spent. What it did not
+                // acknowledge but was signed stays reserved until a receipt or `reconcile`
+                // settles it; what was reserved but not signed is released.
+                let spent = acknowledged.min(signed);
                 if spent > Amount::ZERO {
                     budgets
                         .commit_part(offer.origin(), id, spent, ctx.now)
                         .await?;
                 }
-                if spent < first {
+                if spent < signed {
+                    self.record_outstanding(offer.origin(), offer.payee(), id)
+                        .await?;
+                } else if spent < first {
                     budgets.release(offer.origin(), id).await?;
                 }
-                Ok(Some(spent))
+                Ok(Some(signed))
             }
             Err(e) => {
                 // The opening failed: the first payment was either never signed or is in a
@@ -559,6 +571,7 @@ impl<S: Store> Wallet<S> {
             suggested,
             has_channel,
             channel_value,
+            first_payment: (!has_channel).then(|| offer.min_payment()),
             open_fee,
             cannot_fund,
         }))
@@ -882,18 +895,24 @@ impl<S: Store> Wallet<S> {
         Ok(())
     }
 
-    /// What paying `price` to `site` would newly sign: the price less what the payee can
-    /// already charge.
+    /// What paying `price` to `site` would newly sign, and so what its reservation must be:
+    /// the price less what the payee can already charge, plus the channel's last change when
+    /// that would be left below dust (it is swept into the payment).
     pub async fn increment_for(
         &self,
         site: &str,
         payee: &PublicKey,
         price: Amount,
     ) -> Result<Amount, ChannelClientError> {
-        let available = self
-            .channel(site, payee)
-            .await?
-            .map_or(Amount::ZERO, |r| r.available());
-        Ok(price.checked_sub(available).unwrap_or(Amount::ZERO))
+        let Some(record) = self.channel(site, payee).await? else {
+            return Ok(price);
+        };
+        let short = price
+            .checked_sub(record.available())
+            .unwrap_or(Amount::ZERO);
+        match record.state.state.committed_channel() {
+            Some(channel) if short > Amount::ZERO => Ok(channel.increment_signed(short)?),
+            _ => Ok(short),
+        }
     }
 }

@@ -47,6 +47,7 @@ async fn open(node: &Node, store: Counted) -> (Wallet<Counted>, Payee, AsyncClie
             SITE,
             &offer,
             Amount::from_sat(50_000),
+            offer.extra.min_payment,
             &ChannelLimits::default(),
             FeeRate::from_sat_per_vb_u32(2),
             now(),

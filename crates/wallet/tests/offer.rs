@@ -503,9 +503,37 @@ fn channel_value_for_a_new_channel() {
     let checked = check(&offer()).expect("ok");
     let limits = ChannelLimits::default();
     assert_eq!(checked.channel_value(sat(50_000), &limits), Ok(sat(50_000)));
+    // Lowered to the client's maximum per channel, and to the payee's.
     assert_eq!(
         checked.channel_value(sat(5_000_000), &limits),
+        Ok(limits.max_channel_value)
+    );
+    let roomy = ChannelLimits {
+        max_channel_value: sat(2_000_000),
+        ..ChannelLimits::default()
+    };
+    assert_eq!(
+        checked.channel_value(sat(5_000_000), &roomy),
         Ok(sat(1_000_000))
+    );
+    // A payee whose smallest channel is above the client's maximum is refused.
+    let tight = ChannelLimits {
+        max_channel_value: sat(9_999),
+        ..ChannelLimits::default()
+    };
+    let err = checked
+        .channel_value(sat(50_000), &tight)
+        .expect_err("above the client's maximum");
+    assert_eq!(
+        err,
+        OfferError::ChannelAboveLimit {
+            min: sat(10_000),
+            limit: sat(9_999)
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the site's minimum channel of 10000 sat is above the limit of 9999 sat per channel"
     );
     assert_eq!(checked.channel_value(sat(10_000), &limits), Ok(sat(10_000)));
     let err = checked

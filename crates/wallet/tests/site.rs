@@ -9,12 +9,12 @@ use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use bitcoin::{Amount, FeeRate, Network};
 use common::{now, Counted, Payee, PRICE};
 use trickle_channel::http::{PaymentRequired, Resource, X402_VERSION};
-use trickle_channel::ChainTip;
+use trickle_channel::{ChainTip, ChannelError, PayerState};
 use trickle_regtest::{Config, Node};
 use trickle_wallet::budget::{Budget, Budgets, Period, Terms};
 use trickle_wallet::offer::OfferPolicy;
 use trickle_wallet::site::{Answer, AskReason, PayContext, PayError};
-use trickle_wallet::{Transport, Wallet};
+use trickle_wallet::{ChannelClientError, Transport, Wallet};
 
 /// The site, as an origin (the payee serves `common::SITE`).
 const ORIGIN: &str = "https://site.example";
@@ -23,8 +23,11 @@ fn url(n: u32) -> String {
     format!("{ORIGIN}/articles/{n}")
 }
 
-/// The `PAYMENT-REQUIRED` header the payee answers `url(n)` with.
+/// The `PAYMENT-REQUIRED` header the payee answers `url(n)` with. Its offer asks a first
+/// payment of one page, whatever the payee's `INITIATE` then asks.
 fn required(payee: &Payee, n: u32) -> String {
+    let mut offer = payee.offer();
+    offer.extra.min_payment = PRICE;
     PaymentRequired {
         x402_version: X402_VERSION,
         error: None,
@@ -33,13 +36,13 @@ fn required(payee: &Payee, n: u32) -> String {
             description: "an article".into(),
             mime_type: "text/html".into(),
         },
-        accepts: vec![payee.offer()],
+        accepts: vec![offer],
     }
     .to_header()
 }
 
 struct Setup {
-    _node: Node,
+    node: Node,
     store: Counted,
     wallet: Wallet<Counted>,
     budgets: Budgets<Counted>,
@@ -64,7 +67,7 @@ async fn setup() -> (Setup, Payee) {
     let mut payee = Payee::new(tip);
     payee.policy.min_payment = PRICE;
     let setup = Setup {
-        _node: node,
+        node,
         store: store.clone(),
         wallet,
         budgets: Budgets::new(store),
@@ -124,14 +127,52 @@ impl Setup {
     }
 
     async fn approve(&self, limit: u64) {
+        self.approve_up_to(limit, PRICE).await;
+    }
+
+    /// Approves the site for `limit` a day, payments of at most `max_price` each, pages at
+    /// the price without asking.
+    async fn approve_up_to(&self, limit: u64, max_price: Amount) {
         let terms = Terms {
             limit: Amount::from_sat(limit),
             period: Period::Day,
-            max_price: PRICE,
+            max_price,
             auto_approve: Some(PRICE),
         };
         let budget = Budget::new(ORIGIN, terms, now()).expect("budget");
         self.budgets.save(&budget).await.expect("saved");
+    }
+
+    /// What the site's current channel has signed to the payee, sat (zero without one).
+    async fn signed(&self, payee: &Payee) -> u64 {
+        let record = self
+            .wallet
+            .channel(ORIGIN, &payee.public_key())
+            .await
+            .expect("read");
+        let channel = record.as_ref().and_then(|r| match &r.state.state {
+            PayerState::Closed { channel, .. } | PayerState::Refunded { channel, .. } => {
+                Some(channel)
+            }
+            state => state.committed_channel(),
+        });
+        channel.map_or(0, |c| c.paid().to_sat())
+    }
+
+    /// The payee closes its channel; the settlement confirms and the wallet sees it.
+    async fn settle(&mut self, payee: &Payee) {
+        let settlement = payee.close();
+        self.node
+            .broadcast(&settlement)
+            .expect("settlement relayed");
+        self.node.mine(1).await.expect("mined");
+        let seen = self
+            .wallet
+            .check_spent_contracts(&self.client)
+            .await
+            .expect("checked");
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].1.is_ok(), "{seen:?}");
     }
 
     async fn spent_reserved(&self) -> (u64, u64) {
@@ -353,4 +394,138 @@ async fn a_receipt_for_another_site_is_refused() {
         matches!(&junk, Err(e) if e.code() == "bad_header"),
         "{junk:?}"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_first_payment_above_the_offers_minimum_is_refused() {
+    let (mut s, mut payee) = setup().await;
+    s.approve(100 * PRICE.to_sat()).await;
+    // The offer says one page; the payee's INITIATE asks 5,000 sat.
+    payee.policy.min_payment = Amount::from_sat(5_000);
+    let refused = s.answer_with(&payee, &payee, 1).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(PayError::Channel(ChannelClientError::Channel(
+                ChannelError::MinPaymentTooLarge { .. }
+            )))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(s.signed(&payee).await, 0, "nothing signed");
+    assert_eq!(s.spent_reserved().await, (0, 0));
+
+    // An honest channel first, of enough pages to pay the settlement's fee; the payee closes
+    // it, and asks 5,000 sat of the reopening.
+    payee.policy.min_payment = PRICE;
+    for n in 1..=50 {
+        assert!(matches!(s.load(&payee, n).await, Answer::Pay { .. }));
+    }
+    let settled = s.signed(&payee).await;
+    assert_eq!(settled, 50 * PRICE.to_sat());
+    s.settle(&payee).await;
+    payee.policy.min_payment = Amount::from_sat(5_000);
+    let reopened = s.answer_with(&payee, &payee, 51).await;
+    assert!(reopened.is_err(), "{reopened:?}");
+    // Everything signed to the site since the approval is in the budget.
+    let (spent, reserved) = s.spent_reserved().await;
+    let signed = settled + s.signed(&payee).await;
+    assert_eq!(signed, settled, "nothing signed in the new channel");
+    assert!(
+        signed <= spent + reserved,
+        "{signed} > {spent} + {reserved}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_payee_sets_neither_how_much_is_locked_nor_for_how_long() {
+    // The payee's minimum channel is above the client's cap per channel.
+    let (mut s, mut payee) = setup().await;
+    s.approve(100).await;
+    payee.policy.min_channel_value = Amount::from_sat(150_000);
+    let refused = s.answer_with(&payee, &payee, 1).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("minimum channel of 150000 sat")),
+        "{refused:?}"
+    );
+    assert!(
+        s.wallet.channels().await.expect("channels").is_empty(),
+        "no contract built"
+    );
+
+    // The offer says 144 blocks; the payee's INITIATE sets the expiry 4,000 blocks away.
+    let (mut s, mut payee) = setup().await;
+    s.approve(100).await;
+    payee.policy.min_expiry_blocks = 4_000;
+    payee.policy.max_expiry_blocks = 4_000;
+    let refused = s.answer_with(&payee, &payee, 1).await;
+    assert!(
+        matches!(&refused, Err(e) if e.code() == "channel"),
+        "{refused:?}"
+    );
+    let built = s.wallet.channels().await.expect("channels");
+    assert!(
+        built.iter().all(|r| r.state.state.contract().is_none()),
+        "no contract built: {built:?}"
+    );
+    assert_eq!(s.spent_reserved().await, (0, 0));
+    assert_eq!(
+        s.wallet.balance().confirmed,
+        Amount::from_sat(200_000),
+        "nothing locked"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_change_swept_below_dust_is_reserved_as_signed() {
+    // The first payment, one page and 200 sat: the first payment would leave less than dust
+    // (294 sat) and sign the whole channel, beyond what was reserved for it. Refused.
+    let (mut s, mut payee) = setup().await;
+    s.approve(1_000).await;
+    let value = PRICE + PRICE + Amount::from_sat(200);
+    (
+        payee.policy.min_channel_value,
+        payee.policy.max_channel_value,
+    ) = (value, value);
+    let refused = s.answer_with(&payee, &payee, 1).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        (s.signed(&payee).await, s.spent_reserved().await),
+        (0, (0, 0))
+    );
+
+    // 330 sat: the fourth page would leave 290 sat, swept into its payment. Reserved as
+    // signed, so refused by a budget whose max price is the page's; paid by one that allows it.
+    let value = Amount::from_sat(330);
+    for max_price in [PRICE, Amount::from_sat(300)] {
+        let (mut s, mut payee) = setup().await;
+        s.approve_up_to(1_000, max_price).await;
+        (
+            payee.policy.min_channel_value,
+            payee.policy.max_channel_value,
+        ) = (value, value);
+        for n in 1..=4 {
+            let answer = s.answer_with(&payee, &payee, n).await;
+            let signed = s.signed(&payee).await;
+            let (spent, reserved) = s.spent_reserved().await;
+            assert_eq!(signed, spent + reserved, "page {n}: {answer:?}");
+            match answer {
+                Ok(Answer::Pay { header, .. }) => {
+                    let receipt = payee.charge(&header, PRICE);
+                    s.wallet
+                        .take_receipt(&s.budgets, &url(n), &receipt.to_header(), s.tip, now())
+                        .await
+                        .expect("receipt applied");
+                }
+                other => assert!(n == 4 && max_price == PRICE, "page {n}: {other:?}"),
+            }
+        }
+        let all = if max_price == PRICE {
+            30
+        } else {
+            value.to_sat()
+        };
+        assert_eq!(s.signed(&payee).await, all, "max price {max_price}");
+        assert_eq!(s.spent_reserved().await, (all, 0), "max price {max_price}");
+    }
 }

@@ -187,6 +187,15 @@ impl Payee {
         self.channel.borrow().as_ref().expect("open").1
     }
 
+    /// The payee closes its channel: its settlement, with the latest payment.
+    pub fn close(&self) -> bitcoin::Transaction {
+        let mut slot = self.channel.borrow_mut();
+        let (state, _) = slot.as_mut().expect("channel open");
+        let step = state.close(&self.ctx()).expect("closed");
+        *state = step.state;
+        step.broadcast.into_iter().next().expect("a settlement")
+    }
+
     /// The contract txid of the channel the payee holds.
     pub fn channel_txid(&self) -> bitcoin::Txid {
         let slot = self.channel.borrow();
@@ -240,6 +249,21 @@ impl Transport for Payee {
             (id, step)
         } else {
             let id = url.rsplit('/').next().unwrap_or_default().to_owned();
+            // A message on the open channel's session (`CLOSE`).
+            let mut held = self.channel.borrow_mut();
+            if let Some((state, _)) = held.as_mut().filter(|(s, _)| {
+                s.channel().map(|c| c.contract_txid().to_string()) == Some(id.clone())
+            }) {
+                let step = state
+                    .on_message(&self.ctx(), msg)
+                    .map_err(|e| e.to_string())?;
+                *state = step.state;
+                let messages: Vec<String> =
+                    step.send.iter().map(WireMessage::to_base64url).collect();
+                let answer = serde_json::json!({ "session": id, "messages": messages });
+                return Ok((200, answer.to_string().into_bytes()));
+            }
+            drop(held);
             let state = self.sessions.borrow_mut().remove(&id).ok_or("no session")?;
             let step = state
                 .on_message(&self.ctx(), msg)
