@@ -117,24 +117,27 @@ impl PayerChannel {
         )
     }
 
-    /// Checks that `settlement` spends the contract and leaves the client at least its change.
-    fn check_settlement(&self, settlement: &Transaction) -> Result<(), ChannelError> {
+    /// Checks that `settlement` spends the contract and leaves the client at least its change;
+    /// returns what it paid the server (the channel value less the client's output).
+    fn check_settlement(&self, settlement: &Transaction) -> Result<Amount, ChannelError> {
         let index = settlement
             .input
             .iter()
             .position(|i| i.previous_output == self.funding.outpoint)
             .ok_or(ChannelError::BadSettlement("does not spend the contract"))?;
-        let owed = self.latest.client_change;
-        if owed == Amount::ZERO {
-            return Ok(());
-        }
+        let value = self.funding.contract.value;
         // SIGHASH_SINGLE pairs the contract input with the output at the same index.
-        match settlement.output.get(index) {
-            Some(o) if o.script_pubkey == self.payout_script && o.value >= owed => Ok(()),
-            _ => Err(ChannelError::BadSettlement(
+        let to_client = settlement
+            .output
+            .get(index)
+            .filter(|o| o.script_pubkey == self.payout_script)
+            .map_or(Amount::ZERO, |o| o.value);
+        if to_client < self.latest.client_change {
+            return Err(ChannelError::BadSettlement(
                 "does not pay the client its change",
-            )),
+            ));
         }
+        Ok(value.checked_sub(to_client).unwrap_or(Amount::ZERO))
     }
 }
 
@@ -201,6 +204,10 @@ pub enum PayerState {
         channel: PayerChannel,
         /// The settlement's txid.
         settlement: Txid,
+        /// What the settlement paid the server (unknown for channels closed by earlier
+        /// versions: then everything signed counts as paid).
+        #[serde(default = "unknown_settlement")]
+        paid: Amount,
     },
     /// The expiry passed without a settlement: the refund was broadcast.
     Refunded {
@@ -344,10 +351,11 @@ impl PayerState {
                     settlement: Some(tx),
                 }),
             ) => {
-                channel.check_settlement(&tx)?;
+                let paid = channel.check_settlement(&tx)?;
                 Ok(Step::new(Self::Closed {
                     channel: channel.clone(),
                     settlement: tx.compute_txid(),
+                    paid,
                 }))
             }
             (_, WireMessage::Error(e)) => match self {
@@ -569,12 +577,17 @@ impl PayerState {
                 .committed_channel()
                 .ok_or(ChannelError::UnknownChannel)?,
         };
-        channel.check_settlement(tx)?;
+        let paid = channel.check_settlement(tx)?;
         Ok(Step::new(Self::Closed {
             channel: channel.clone(),
             settlement: tx.compute_txid(),
+            paid,
         }))
     }
+}
+
+fn unknown_settlement() -> Amount {
+    Amount::MAX_MONEY
 }
 
 fn check_key(ctx: &PayerContext, state: &PayerState) -> Result<(), ChannelError> {

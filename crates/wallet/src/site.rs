@@ -714,9 +714,12 @@ impl<S: Store> Wallet<S> {
     /// Settles the budget of increments whose receipt never came (the worker stopped between
     /// signing and the receipt, the response was lost): asks each such channel's payee what it
     /// holds (`GET {endpoint}/session/{channel}`), applies that as a receipt and commits what
-    /// it acknowledges. What it does not hold stays reserved while the channel is open, and is
-    /// released once the channel is closing, closed or refunded. A payee that does not answer
-    /// is skipped (asked again next time). Returns what was committed.
+    /// it acknowledges. What it does not hold stays reserved until the wallet itself has seen
+    /// the channel end: refunded (all released), or closed by a settlement it checked on chain
+    /// (what the settlement paid is committed, the rest released). A payee's word that the
+    /// channel is closing releases nothing: it may still settle with every payment it holds.
+    /// A payee that does not answer is skipped (asked again next time). Returns what was
+    /// committed.
     pub async fn reconcile<B: Store, T: Transport>(
         &mut self,
         budgets: &Budgets<B>,
@@ -736,10 +739,21 @@ impl<S: Store> Wallet<S> {
             let Some(record) = self.channel(&site, &payee).await? else {
                 continue;
             };
-            if matches!(record.state.state, PayerState::Refunded { .. }) {
-                // The refund took the whole channel back: nothing of it was the payee's.
-                self.release_outstanding(budgets, &record).await?;
-                continue;
+            match record.state.state {
+                PayerState::Refunded { .. } => {
+                    // The refund took the whole channel back: nothing of it was the payee's.
+                    self.release_outstanding(budgets, &record).await?;
+                    continue;
+                }
+                PayerState::Closed { paid, .. } => {
+                    // Settled on chain: what the settlement paid is spent, the rest never was.
+                    committed += self
+                        .commit_acknowledged(budgets, &record, paid, now)
+                        .await?;
+                    self.release_outstanding(budgets, &record).await?;
+                    continue;
+                }
+                _ => {}
             }
             let Some(txid) = record.state.state.contract_txid() else {
                 continue;
@@ -750,6 +764,9 @@ impl<S: Store> Wallet<S> {
             let Some(held) = session_status(transport, &url).await else {
                 continue;
             };
+            if held.state != "ready" {
+                continue;
+            }
             let response = PaymentResponse {
                 success: true,
                 error_reason: None,
@@ -765,18 +782,13 @@ impl<S: Store> Wallet<S> {
                     nonce: None,
                 }),
             };
-            let open = held.state == "ready";
-            if open {
+            if matches!(record.state.state, PayerState::Ready { .. }) {
                 self.apply_receipt(&site, &payee, &response, tip).await?;
                 self.flush().await?;
             }
             committed += self
                 .commit_acknowledged(budgets, &record, held.paid, now)
                 .await?;
-            if !open {
-                // Closed with less than was signed: the rest was never the payee's.
-                self.release_outstanding(budgets, &record).await?;
-            }
         }
         Ok(committed)
     }

@@ -529,3 +529,58 @@ async fn a_change_swept_below_dust_is_reserved_as_signed() {
         assert_eq!(s.spent_reserved().await, (all, 0), "max price {max_price}");
     }
 }
+
+/// The payee's endpoint, except that `GET session` says the channel is closing and holds one
+/// page less than it does.
+struct ClaimsClosing<'a>(&'a Payee);
+
+impl Transport for ClaimsClosing<'_> {
+    async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        self.0.post_json(url, body).await
+    }
+
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        let (status, body) = self.0.get(url).await?;
+        let mut held: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let paid: u64 = held["paid"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .ok_or("paid")?;
+        held["state"] = "closing".into();
+        held["paid"] = (paid - PRICE.to_sat()).to_string().into();
+        Ok((status, held.to_string().into_bytes()))
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_payee_claiming_closing_releases_nothing_it_may_still_settle() {
+    let (mut s, payee) = setup().await;
+    s.approve(100 * PRICE.to_sat()).await;
+    s.load(&payee, 1).await;
+    for n in 2..=21 {
+        let Answer::Pay { header, .. } = s.answer(&payee, n).await else {
+            panic!("page {n} not paid")
+        };
+        // The payee takes the payment and withholds the receipt.
+        let receipt = payee.charge(&header, PRICE);
+        s.wallet
+            .reconcile(&s.budgets, &ClaimsClosing(&payee), s.tip, now())
+            .await
+            .expect("reconciled");
+        let (spent, reserved) = s.spent_reserved().await;
+        let signed = s.signed(&payee).await;
+        assert!(
+            signed <= spent + reserved,
+            "page {n}: {signed} > {spent} + {reserved}"
+        );
+        // Any later response carries the full total.
+        s.wallet
+            .take_receipt(&s.budgets, &url(n), &receipt.to_header(), s.tip, now())
+            .await
+            .expect("receipt applied");
+        let (spent, reserved) = s.spent_reserved().await;
+        assert_eq!(s.signed(&payee).await, spent + reserved, "page {n}");
+    }
+    assert_eq!(s.spent_reserved().await, (21 * PRICE.to_sat(), 0));
+}
