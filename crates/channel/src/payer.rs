@@ -345,17 +345,18 @@ impl PayerState {
                 channel.acknowledged = channel.acknowledged.max(ack.amount_paid);
                 Ok(Step::new(Self::Ready { channel }))
             }
+            // The settlement in a `CLOSE` reply is only the payee's word: the channel stays
+            // `Closing` (its refund armed) until the chain shows the contract spent
+            // ([`PayerState::on_contract_spent`]).
             (
                 Self::Ready { channel } | Self::Closing { channel },
                 WireMessage::Close(Close {
                     settlement: Some(tx),
                 }),
             ) => {
-                let paid = channel.check_settlement(&tx)?;
-                Ok(Step::new(Self::Closed {
+                channel.check_settlement(&tx)?;
+                Ok(Step::new(Self::Closing {
                     channel: channel.clone(),
-                    settlement: tx.compute_txid(),
-                    paid,
                 }))
             }
             (_, WireMessage::Error(e)) => match self {
@@ -564,8 +565,8 @@ impl PayerState {
         .and_broadcast(refund))
     }
 
-    /// The chain shows the contract spent by `tx`: our refund, or the server's settlement,
-    /// which must pay the client what was agreed.
+    /// The chain shows the contract spent by `tx`, confirmed (the caller checks that): our
+    /// refund, or the server's settlement, which must pay the client what was agreed.
     pub fn on_contract_spent(&self, tx: &Transaction) -> Result<Step<Self>, ChannelError> {
         let channel = match self {
             Self::Refunded { refund, .. } if refund.compute_txid() == tx.compute_txid() => {

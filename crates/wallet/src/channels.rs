@@ -689,6 +689,8 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Asks the payee to close the channel with `site` and checks the settlement it returns.
+    /// The channel stays `Closing`, its refund armed, until [`Wallet::check_spent_contracts`]
+    /// sees the contract spent in a confirmed transaction.
     pub async fn close_channel<T: Transport>(
         &mut self,
         transport: &T,
@@ -721,9 +723,10 @@ impl<S: Store> Wallet<S> {
         settlement.ok_or_else(|| ChannelClientError::Transport("no settlement in CLOSE".into()))
     }
 
-    /// Chain duties for every channel: a contract seen spent on chain is checked — our refund,
-    /// or a settlement, which must pay the client at least the channel value less what it
-    /// signed (`PayerState::on_contract_spent`) — and the channel recorded as closed. Returns,
+    /// Chain duties for every channel: a contract seen spent in a confirmed transaction is
+    /// checked — our refund, or a settlement, which must pay the client at least the channel
+    /// value less what it signed (`PayerState::on_contract_spent`) — and the channel recorded
+    /// as closed. A spend not yet confirmed changes nothing: the refund stays armed. Returns,
     /// per site whose contract was newly seen spent, the spending txid or why the settlement
     /// is refused (then the channel is kept as it was, and the refusal reported again).
     pub async fn check_spent_contracts<Z: Sleeper>(
@@ -743,7 +746,12 @@ impl<S: Store> Wallet<S> {
                 .get_output_status(&outpoint.txid, u64::from(outpoint.vout))
                 .await
                 .map_err(WalletError::from)?;
-            let Some(spender) = status.and_then(|s| s.txid) else {
+            // Only a confirmed spend counts: a settlement in a mempool (or one an Esplora
+            // server invents) may never confirm, and the refund must stay armed until one does.
+            let Some(spender) = status
+                .filter(|s| s.status.as_ref().is_some_and(|t| t.confirmed))
+                .and_then(|s| s.txid)
+            else {
                 continue;
             };
             let Some(tx) = client.get_tx(&spender).await.map_err(WalletError::from)? else {
