@@ -292,7 +292,8 @@ impl App {
                 flushed?;
             }
             Command::Channels => {
-                let wallet = self.unlock().await?;
+                let mut wallet = self.unlock().await?;
+                self.check_spent(&mut wallet).await?;
                 println!(
                     "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
                     "site", "state", "value", "paid", "credit", "expiry"
@@ -353,6 +354,8 @@ impl App {
             }
             Command::Refund => {
                 let mut wallet = self.unlock().await?;
+                // No refund for a contract a settlement spent.
+                self.check_spent(&mut wallet).await?;
                 let refunds = wallet
                     .refund_expired(&self.esplora, self.fee_rate()?)
                     .await?;
@@ -360,6 +363,18 @@ impl App {
                 for tx in refunds {
                     println!("{}", tx.compute_txid());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the channels whose contract a confirmed transaction spent: a channel is closed
+    /// only once the chain shows its settlement (or refund) confirmed.
+    async fn check_spent(&self, wallet: &mut Wallet<Scoped<Disk>>) -> Result<(), Error> {
+        for (site, seen) in wallet.check_spent_contracts(&self.esplora).await? {
+            match seen {
+                Ok(txid) => eprintln!("the channel with {site} was closed by {txid}"),
+                Err(e) => eprintln!("the channel with {site}: {e}"),
             }
         }
         Ok(())
