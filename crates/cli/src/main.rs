@@ -15,7 +15,7 @@ use trickle_channel::http::{
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::store::{SqliteStore, Store, StoreError};
-use trickle_wallet::{ChannelLimits, Transport, Wallet};
+use trickle_wallet::{ChannelLimits, Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -92,26 +92,40 @@ enum WalletCommand {
 
 struct Http(reqwest::Client);
 
+/// Sends a request to a channel endpoint: given up after [`ENDPOINT_TIMEOUT`] (answer read
+/// included), refused with an answer beyond [`MAX_ENDPOINT_BODY_BYTES`].
+async fn endpoint_call(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
+    let mut resp = request
+        .timeout(ENDPOINT_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if bytes.len() + chunk.len() > MAX_ENDPOINT_BODY_BYTES {
+            return Err(format!(
+                "the answer is longer than {MAX_ENDPOINT_BODY_BYTES} bytes"
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((status, bytes))
+}
+
 impl Transport for Http {
     async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        let resp = self
-            .0
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-        Ok((status, bytes.to_vec()))
+        endpoint_call(
+            self.0
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
     }
 
     async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
-        let resp = self.0.get(url).send().await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-        Ok((status, bytes.to_vec()))
+        endpoint_call(self.0.get(url)).await
     }
 }
 

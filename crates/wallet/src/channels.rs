@@ -28,8 +28,17 @@ use crate::wallet::{Wallet, WalletError};
 /// up to this many prices unused.
 pub const PREPAID_REQUESTS: u64 = 10;
 
+/// How long a call to a channel endpoint may take, answer read included: a transport gives up
+/// after this (a payee that never answers must not hold the wallet).
+pub const ENDPOINT_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(10);
+
+/// The largest answer a transport reads from a channel endpoint, in bytes (the largest real
+/// one, a `CLOSE` with its settlement, is under 2 KiB).
+pub const MAX_ENDPOINT_BODY_BYTES: usize = 64 * 1024;
+
 /// HTTP as the channel client needs it: a JSON POST, and a GET, each answering a status and a
-/// body.
+/// body. Every call fails after [`ENDPOINT_TIMEOUT`], and with an answer longer than
+/// [`MAX_ENDPOINT_BODY_BYTES`].
 #[allow(async_fn_in_trait)]
 pub trait Transport {
     /// POSTs `body` (JSON) to `url`.

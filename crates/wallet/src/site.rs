@@ -718,8 +718,10 @@ impl<S: Store> Wallet<S> {
     /// the channel end: refunded (all released), or closed by a settlement it checked on chain
     /// (what the settlement paid is committed, the rest released). A payee's word that the
     /// channel is closing releases nothing: it may still settle with every payment it holds.
-    /// A payee that does not answer is skipped (asked again next time). Returns what was
-    /// committed.
+    ///
+    /// The payees are asked all at once and each answer is applied as it comes, so a payee
+    /// that is slow to answer (at most [`crate::ENDPOINT_TIMEOUT`], see [`Transport`]) holds up
+    /// no other. One that does not answer is asked again next time. Returns what was committed.
     pub async fn reconcile<B: Store, T: Transport>(
         &mut self,
         budgets: &Budgets<B>,
@@ -727,6 +729,8 @@ impl<S: Store> Wallet<S> {
         tip: ChainTip,
         now: u64,
     ) -> Result<Amount, PayError> {
+        use futures::stream::{FuturesUnordered, StreamExt};
+
         let mut sites: Vec<(String, PublicKey)> = self
             .outstanding()
             .await?
@@ -735,6 +739,7 @@ impl<S: Store> Wallet<S> {
             .collect();
         sites.dedup();
         let mut committed = Amount::ZERO;
+        let mut asks = FuturesUnordered::new();
         for (site, payee) in sites {
             let Some(record) = self.channel(&site, &payee).await? else {
                 continue;
@@ -759,12 +764,17 @@ impl<S: Store> Wallet<S> {
                 continue;
             };
             let url = format!("{}/session/{txid}", record.endpoint);
-            // A payee that does not answer now is asked again next time; the others are not
-            // held up by it.
-            let Some(held) = session_status(transport, &url).await else {
+            asks.push(async move { (site, payee, txid, session_status(transport, &url).await) });
+        }
+        while let Some((site, payee, txid, held)) = asks.next().await {
+            let Some(held) = held.filter(|h| h.state == "ready") else {
                 continue;
             };
-            if held.state != "ready" {
+            // Read again: the record may have changed while the payee was asked.
+            let Some(record) = self.channel(&site, &payee).await? else {
+                continue;
+            };
+            if record.state.state.contract_txid() != Some(txid) {
                 continue;
             }
             let response = PaymentResponse {

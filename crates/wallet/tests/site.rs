@@ -23,16 +23,16 @@ fn url(n: u32) -> String {
     format!("{ORIGIN}/articles/{n}")
 }
 
-/// The `PAYMENT-REQUIRED` header the payee answers `url(n)` with. Its offer asks a first
+/// The `PAYMENT-REQUIRED` header the payee answers `url` with. Its offer asks a first
 /// payment of one page, whatever the payee's `INITIATE` then asks.
-fn required(payee: &Payee, n: u32) -> String {
+fn required(payee: &Payee, url: &str) -> String {
     let mut offer = payee.offer();
     offer.extra.min_payment = PRICE;
     PaymentRequired {
         x402_version: X402_VERSION,
         error: None,
         resource: Resource {
-            url: url(n),
+            url: url.to_owned(),
             description: "an article".into(),
             mime_type: "text/html".into(),
         },
@@ -85,6 +85,16 @@ impl Setup {
         transport: &T,
         n: u32,
     ) -> Result<Answer, PayError> {
+        self.answer_at(payee, transport, &url(n)).await
+    }
+
+    /// Answers the 402 of `url` offered by `payee`, over `transport`.
+    async fn answer_at<T: Transport>(
+        &mut self,
+        payee: &Payee,
+        transport: &T,
+        url: &str,
+    ) -> Result<Answer, PayError> {
         let policy = OfferPolicy::default();
         let ctx = PayContext {
             transport,
@@ -95,9 +105,9 @@ impl Setup {
             policy: &policy,
             now: now(),
         };
-        let header = required(payee, n);
+        let header = required(payee, url);
         self.wallet
-            .answer_offer(&self.budgets, &ctx, &url(n), &header, false)
+            .answer_offer(&self.budgets, &ctx, url, &header, false)
             .await
     }
 
@@ -133,13 +143,17 @@ impl Setup {
     /// Approves the site for `limit` a day, payments of at most `max_price` each, pages at
     /// the price without asking.
     async fn approve_up_to(&self, limit: u64, max_price: Amount) {
+        self.approve_site(ORIGIN, limit, max_price).await;
+    }
+
+    async fn approve_site(&self, origin: &str, limit: u64, max_price: Amount) {
         let terms = Terms {
             limit: Amount::from_sat(limit),
             period: Period::Day,
             max_price,
             auto_approve: Some(PRICE),
         };
-        let budget = Budget::new(ORIGIN, terms, now()).expect("budget");
+        let budget = Budget::new(origin, terms, now()).expect("budget");
         self.budgets.save(&budget).await.expect("saved");
     }
 
@@ -176,9 +190,13 @@ impl Setup {
     }
 
     async fn spent_reserved(&self) -> (u64, u64) {
+        self.spent_reserved_at(ORIGIN).await
+    }
+
+    async fn spent_reserved_at(&self, origin: &str) -> (u64, u64) {
         let b = self
             .budgets
-            .load(ORIGIN)
+            .load(origin)
             .await
             .expect("load")
             .expect("budget");
@@ -583,4 +601,73 @@ async fn a_payee_claiming_closing_releases_nothing_it_may_still_settle() {
         assert_eq!(s.signed(&payee).await, spent + reserved, "page {n}");
     }
     assert_eq!(s.spent_reserved().await, (21 * PRICE.to_sat(), 0));
+}
+
+/// Site A's endpoint never answers `GET session`; the others' payee answers.
+struct OneHangs<'a>(&'a Payee);
+
+impl Transport for OneHangs<'_> {
+    async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        self.0.post_json(url, body).await
+    }
+
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        if url.starts_with(ORIGIN) {
+            std::future::pending::<()>().await;
+        }
+        self.0.get(url).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_payee_that_never_answers_does_not_hold_up_the_others() {
+    // Site A sorts first, so a wallet asking one payee after the other waits on it first.
+    const OTHER: &str = "https://twin.example";
+    let (mut s, payee) = setup().await;
+    let mut other = Payee::on_site(s.tip, "twin.example");
+    other.policy.min_payment = PRICE;
+    s.approve(10 * PRICE.to_sat()).await;
+    s.approve_site(OTHER, 10 * PRICE.to_sat(), PRICE).await;
+    // One page each opens its channel; each second page's receipt is lost.
+    s.load(&payee, 1).await;
+    let Answer::Pay { header, .. } = s.answer(&payee, 2).await else {
+        panic!("A not paid")
+    };
+    assert!(payee.charge(&header, PRICE).success);
+    let other_page = |n: u32| format!("{OTHER}/articles/{n}");
+    for n in 1..=2 {
+        let answer = s.answer_at(&other, &other, &other_page(n)).await;
+        let Ok(Answer::Pay { header, .. }) = answer else {
+            panic!("B page {n}: {answer:?}")
+        };
+        let receipt = other.charge(&header, PRICE);
+        if n == 1 {
+            s.wallet
+                .take_receipt(
+                    &s.budgets,
+                    &other_page(n),
+                    &receipt.to_header(),
+                    s.tip,
+                    now(),
+                )
+                .await
+                .expect("receipt applied");
+        }
+    }
+    assert_eq!(s.spent_reserved().await, (10, 10));
+    assert_eq!(s.spent_reserved_at(OTHER).await, (10, 10));
+
+    let reconciled = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        s.wallet
+            .reconcile(&s.budgets, &OneHangs(&other), s.tip, now()),
+    )
+    .await;
+    assert!(reconciled.is_err(), "A never answers: {reconciled:?}");
+    assert_eq!(
+        s.spent_reserved_at(OTHER).await,
+        (20, 0),
+        "B's increment committed meanwhile"
+    );
+    assert_eq!(s.spent_reserved().await, (10, 10), "A's stays reserved");
 }

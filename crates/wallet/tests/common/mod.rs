@@ -85,6 +85,7 @@ impl Store for Counted {
 /// payment rules of `docs/protocol.md` section 2 (without nonces) over one channel's ledger.
 pub struct Payee {
     key: SecretKey,
+    site: String,
     /// The payee's channel policy (tests may change it before the channel opens).
     pub policy: PayeePolicy,
     tip: ChainTip,
@@ -94,9 +95,15 @@ pub struct Payee {
 
 impl Payee {
     pub fn new(tip: ChainTip) -> Self {
+        Self::on_site(tip, SITE)
+    }
+
+    /// A payee serving `site` (a host) instead of [`SITE`].
+    pub fn on_site(tip: ChainTip, site: &str) -> Self {
         let key = SecretKey::from_slice(&[42; 32]).expect("key");
         Self {
             key,
+            site: site.to_owned(),
             policy: PayeePolicy {
                 accept_v1: false,
                 accept_v2: true,
@@ -137,7 +144,7 @@ impl Payee {
             pay_to: self.public_key(),
             max_timeout_seconds: 300,
             extra: ChannelTerms {
-                endpoint: format!("https://{SITE}/channel"),
+                endpoint: format!("https://{}/channel", self.site),
                 versions: vec![2],
                 min_channel_value: self.policy.min_channel_value,
                 max_channel_value: self.policy.max_channel_value,
