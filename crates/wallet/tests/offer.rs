@@ -574,3 +574,41 @@ fn channel_value_for_a_new_channel() {
         })
     );
 }
+
+#[test]
+fn a_plain_http_site_is_paid_only_on_this_machine() {
+    let at = |origin: &str| {
+        let mut required = with(|o| o.extra.endpoint = format!("{origin}/channel"));
+        required.resource.url = format!("{origin}/x");
+        let ctx = Ctx {
+            url: format!("{origin}/x"),
+            ..Ctx::new()
+        };
+        ctx.check(&required)
+    };
+    for clear in [
+        "http://example.com",
+        "http://10.0.0.1:8080",
+        "http://localhost.example.com",
+    ] {
+        let err = at(clear).expect_err(clear);
+        assert_eq!(err, OfferError::PlainHttp(format!("{clear}/x")));
+        assert!(err.to_string().contains("plain http"), "{err}");
+    }
+    for fine in [
+        "https://example.com",
+        "http://127.0.0.1:8080",
+        "http://localhost:3000",
+        "http://[::1]:8080",
+    ] {
+        assert!(at(fine).is_ok(), "{fine}: {:?}", at(fine));
+    }
+    // An endpoint allowed elsewhere is held to the same rule.
+    let mut ctx = Ctx::new();
+    ctx.policy.allowed_endpoints = vec!["http://pay.example".into()];
+    let endpoint = "http://pay.example/channel";
+    assert_eq!(
+        ctx.check(&with(|o| o.extra.endpoint = endpoint.into())),
+        Err(OfferError::PlainHttp(endpoint.into()))
+    );
+}
