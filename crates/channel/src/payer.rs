@@ -30,7 +30,8 @@ pub struct PayerConfig {
     pub time_window_blocks: u32,
     /// Longest the client lets its money be locked, in blocks from the tip.
     pub max_expiry_blocks: u32,
-    /// Largest minimum payment the client accepts from a server.
+    /// Most the first payment may sign, dust swept into it included: what the caller set
+    /// aside for it. A server asking more is refused before anything is funded.
     pub max_min_payment: Amount,
     /// The client's own script: change of every payment and the refund go here.
     pub payout_script: ScriptBuf,
@@ -84,6 +85,21 @@ impl PayerChannel {
         self.funding.outpoint.txid
     }
 
+    /// What paying `increment` more signs: `increment`, plus the remaining change when that
+    /// would fall below dust (it is swept into the payment, see [`PayerState::pay`]).
+    pub fn increment_signed(&self, increment: Amount) -> Result<Amount, ChannelError> {
+        let value = self.funding.contract.value;
+        let total =
+            self.paid()
+                .checked_add(increment)
+                .ok_or(ChannelError::PaymentExceedsValue {
+                    proposed: Amount::MAX_MONEY,
+                    value,
+                })?;
+        let change = change_for(value, &self.payout_script, total)?;
+        Ok(value - change - self.paid())
+    }
+
     fn sign(&self, ctx: &PayerContext, total: Amount) -> Result<UpdatePayment, ChannelError> {
         sign_total(&self.funding, &self.payout_script, ctx, total)
     }
@@ -101,24 +117,27 @@ impl PayerChannel {
         )
     }
 
-    /// Checks that `settlement` spends the contract and leaves the client at least its change.
-    fn check_settlement(&self, settlement: &Transaction) -> Result<(), ChannelError> {
+    /// Checks that `settlement` spends the contract and leaves the client at least its change;
+    /// returns what it paid the server (the channel value less the client's output).
+    fn check_settlement(&self, settlement: &Transaction) -> Result<Amount, ChannelError> {
         let index = settlement
             .input
             .iter()
             .position(|i| i.previous_output == self.funding.outpoint)
             .ok_or(ChannelError::BadSettlement("does not spend the contract"))?;
-        let owed = self.latest.client_change;
-        if owed == Amount::ZERO {
-            return Ok(());
-        }
+        let value = self.funding.contract.value;
         // SIGHASH_SINGLE pairs the contract input with the output at the same index.
-        match settlement.output.get(index) {
-            Some(o) if o.script_pubkey == self.payout_script && o.value >= owed => Ok(()),
-            _ => Err(ChannelError::BadSettlement(
+        let to_client = settlement
+            .output
+            .get(index)
+            .filter(|o| o.script_pubkey == self.payout_script)
+            .map_or(Amount::ZERO, |o| o.value);
+        if to_client < self.latest.client_change {
+            return Err(ChannelError::BadSettlement(
                 "does not pay the client its change",
-            )),
+            ));
         }
+        Ok(value.checked_sub(to_client).unwrap_or(Amount::ZERO))
     }
 }
 
@@ -185,6 +204,10 @@ pub enum PayerState {
         channel: PayerChannel,
         /// The settlement's txid.
         settlement: Txid,
+        /// What the settlement paid the server (unknown for channels closed by earlier
+        /// versions: then everything signed counts as paid).
+        #[serde(default = "unknown_settlement")]
+        paid: Amount,
     },
     /// The expiry passed without a settlement: the refund was broadcast.
     Refunded {
@@ -322,6 +345,9 @@ impl PayerState {
                 channel.acknowledged = channel.acknowledged.max(ack.amount_paid);
                 Ok(Step::new(Self::Ready { channel }))
             }
+            // The settlement in a `CLOSE` reply is only the payee's word: the channel stays
+            // `Closing` (its refund armed) until the chain shows the contract spent
+            // ([`PayerState::on_contract_spent`]).
             (
                 Self::Ready { channel } | Self::Closing { channel },
                 WireMessage::Close(Close {
@@ -329,9 +355,8 @@ impl PayerState {
                 }),
             ) => {
                 channel.check_settlement(&tx)?;
-                Ok(Step::new(Self::Closed {
+                Ok(Step::new(Self::Closing {
                     channel: channel.clone(),
-                    settlement: tx.compute_txid(),
                 }))
             }
             (_, WireMessage::Error(e)) => match self {
@@ -540,8 +565,8 @@ impl PayerState {
         .and_broadcast(refund))
     }
 
-    /// The chain shows the contract spent by `tx`: our refund, or the server's settlement,
-    /// which must pay the client what was agreed.
+    /// The chain shows the contract spent by `tx`, confirmed (the caller checks that): our
+    /// refund, or the server's settlement, which must pay the client what was agreed.
     pub fn on_contract_spent(&self, tx: &Transaction) -> Result<Step<Self>, ChannelError> {
         let channel = match self {
             Self::Refunded { refund, .. } if refund.compute_txid() == tx.compute_txid() => {
@@ -553,12 +578,17 @@ impl PayerState {
                 .committed_channel()
                 .ok_or(ChannelError::UnknownChannel)?,
         };
-        channel.check_settlement(tx)?;
+        let paid = channel.check_settlement(tx)?;
         Ok(Step::new(Self::Closed {
             channel: channel.clone(),
             settlement: tx.compute_txid(),
+            paid,
         }))
     }
+}
+
+fn unknown_settlement() -> Amount {
+    Amount::MAX_MONEY
 }
 
 fn check_key(ctx: &PayerContext, state: &PayerState) -> Result<(), ChannelError> {
@@ -572,11 +602,10 @@ fn check_key(ctx: &PayerContext, state: &PayerState) -> Result<(), ChannelError>
 
 /// The change for paying `total` out of `funding`; a change below dust is paid to the server.
 fn change_for(
-    funding: &Funding,
+    value: Amount,
     payout_script: &ScriptBuf,
     total: Amount,
 ) -> Result<Amount, ChannelError> {
-    let value = funding.contract.value;
     let change = value
         .checked_sub(total)
         .ok_or(ChannelError::PaymentExceedsValue {
@@ -596,7 +625,7 @@ fn sign_total(
     ctx: &PayerContext,
     total: Amount,
 ) -> Result<UpdatePayment, ChannelError> {
-    let change = change_for(funding, payout_script, total)?;
+    let change = change_for(funding.contract.value, payout_script, total)?;
     funding.sign_payment(payout_script, change, ctx.key)
 }
 
@@ -622,6 +651,15 @@ fn accept_initiate(
         return Err(ChannelError::MinPaymentTooLarge {
             min_payment: init.min_payment,
             max: value,
+        });
+    }
+    // The first payment signs the change too when it would be dust: that counts against the
+    // most the client set aside for it.
+    let first = value - change_for(value, &config.payout_script, init.min_payment)?;
+    if first > config.max_min_payment {
+        return Err(ChannelError::MinPaymentTooLarge {
+            min_payment: first,
+            max: config.max_min_payment,
         });
     }
     let blocks = ctx.tip.blocks_until(init.expiry);

@@ -32,11 +32,14 @@ fn open_pay_many_times_and_close_cooperatively() {
         let [settlement] = broadcast.as_slice() else {
             panic!("one settlement broadcast, got {}", broadcast.len())
         };
+        // The settlement in the CLOSE reply is a candidate: closed once the chain shows it.
+        assert!(matches!(pair.payer, PayerState::Closing { .. }));
+        let spent = pair.payer.on_contract_spent(settlement).expect("settled");
         let PayerState::Closed {
             settlement: seen, ..
-        } = &pair.payer
+        } = &spent.state
         else {
-            panic!("payer closed, is {}", pair.payer.name())
+            panic!("payer closed, is {}", spent.state.name())
         };
         assert_eq!(*seen, settlement.compute_txid());
         pair.wallet
@@ -116,11 +119,14 @@ fn server_closes_within_its_margin_before_expiry() {
         pair.payee = step.state.clone();
         let err = pair.pay(Amount::from_sat(10)).expect_err("closing");
         assert_eq!(err.code(), ErrorCode::ChannelClosed);
-        // The client learns of the settlement from the server's CLOSE (or from the chain).
+        // The client learns of the settlement from the server's CLOSE, and counts it only once
+        // the chain shows it.
         let step2 = pair
             .with_payer(|ctx| pair.payer.on_message(ctx, step.send[0].clone()))
             .expect("settlement accepted");
-        assert!(matches!(step2.state, PayerState::Closed { .. }));
+        assert!(matches!(step2.state, PayerState::Closing { .. }));
+        let step3 = step2.state.on_contract_spent(settlement).expect("settled");
+        assert!(matches!(step3.state, PayerState::Closed { .. }));
     }
 }
 

@@ -15,7 +15,7 @@ use trickle_channel::http::{
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::store::{SqliteStore, Store, StoreError};
-use trickle_wallet::{ChannelLimits, Transport, Wallet};
+use trickle_wallet::{ChannelLimits, Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -92,26 +92,40 @@ enum WalletCommand {
 
 struct Http(reqwest::Client);
 
+/// Sends a request to a channel endpoint: given up after [`ENDPOINT_TIMEOUT`] (answer read
+/// included), refused with an answer beyond [`MAX_ENDPOINT_BODY_BYTES`].
+async fn endpoint_call(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
+    let mut resp = request
+        .timeout(ENDPOINT_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if bytes.len() + chunk.len() > MAX_ENDPOINT_BODY_BYTES {
+            return Err(format!(
+                "the answer is longer than {MAX_ENDPOINT_BODY_BYTES} bytes"
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((status, bytes))
+}
+
 impl Transport for Http {
     async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
-        let resp = self
-            .0
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-        Ok((status, bytes.to_vec()))
+        endpoint_call(
+            self.0
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
     }
 
     async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
-        let resp = self.0.get(url).send().await.map_err(|e| e.to_string())?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-        Ok((status, bytes.to_vec()))
+        endpoint_call(self.0.get(url)).await
     }
 }
 
@@ -292,7 +306,8 @@ impl App {
                 flushed?;
             }
             Command::Channels => {
-                let wallet = self.unlock().await?;
+                let mut wallet = self.unlock().await?;
+                self.check_spent(&mut wallet).await?;
                 println!(
                     "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
                     "site", "state", "value", "paid", "credit", "expiry"
@@ -353,6 +368,8 @@ impl App {
             }
             Command::Refund => {
                 let mut wallet = self.unlock().await?;
+                // No refund for a contract a settlement spent.
+                self.check_spent(&mut wallet).await?;
                 let refunds = wallet
                     .refund_expired(&self.esplora, self.fee_rate()?)
                     .await?;
@@ -360,6 +377,18 @@ impl App {
                 for tx in refunds {
                     println!("{}", tx.compute_txid());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the channels whose contract a confirmed transaction spent: a channel is closed
+    /// only once the chain shows its settlement (or refund) confirmed.
+    async fn check_spent(&self, wallet: &mut Wallet<Scoped<Disk>>) -> Result<(), Error> {
+        for (site, seen) in wallet.check_spent_contracts(&self.esplora).await? {
+            match seen {
+                Ok(txid) => eprintln!("the channel with {site} was closed by {txid}"),
+                Err(e) => eprintln!("the channel with {site}: {e}"),
             }
         }
         Ok(())
@@ -473,6 +502,9 @@ impl App {
                     &host,
                     offer,
                     value,
+                    // The run's cap on what the first payment may sign; the offer's own
+                    // `minPayment` bounds it too (`open_channel`).
+                    budget,
                     &ChannelLimits::default(),
                     self.fee_rate()?,
                     now(),

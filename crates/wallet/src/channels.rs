@@ -28,8 +28,17 @@ use crate::wallet::{Wallet, WalletError};
 /// up to this many prices unused.
 pub const PREPAID_REQUESTS: u64 = 10;
 
+/// How long a call to a channel endpoint may take, answer read included: a transport gives up
+/// after this (a payee that never answers must not hold the wallet).
+pub const ENDPOINT_TIMEOUT: core::time::Duration = core::time::Duration::from_secs(10);
+
+/// The largest answer a transport reads from a channel endpoint, in bytes (the largest real
+/// one, a `CLOSE` with its settlement, is under 2 KiB).
+pub const MAX_ENDPOINT_BODY_BYTES: usize = 64 * 1024;
+
 /// HTTP as the channel client needs it: a JSON POST, and a GET, each answering a status and a
-/// body.
+/// body. Every call fails after [`ENDPOINT_TIMEOUT`], and with an answer longer than
+/// [`MAX_ENDPOINT_BODY_BYTES`].
 #[allow(async_fn_in_trait)]
 pub trait Transport {
     /// POSTs `body` (JSON) to `url`.
@@ -45,6 +54,9 @@ pub struct ChannelLimits {
     pub max_expiry_blocks: u32,
     /// Largest first payment the client accepts.
     pub max_min_payment: Amount,
+    /// Most the client locks in one channel, whatever the payee's minimum: a payee must not
+    /// decide how much of the wallet is locked.
+    pub max_channel_value: Amount,
 }
 
 impl Default for ChannelLimits {
@@ -52,9 +64,14 @@ impl Default for ChannelLimits {
         Self {
             max_expiry_blocks: 4 * 1008,
             max_min_payment: Amount::from_sat(5_000),
+            max_channel_value: Amount::from_sat(100_000),
         }
     }
 }
+
+/// Blocks the payee's chain tip may be ahead of the client's when it sets a channel's expiry:
+/// an `INITIATE` expiry up to this much beyond the offer's `maxExpiryBlocks` is accepted.
+const EXPIRY_TIP_SKEW_BLOCKS: u32 = 6;
 
 /// One channel with one site, as stored under `channel/<id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -306,9 +323,15 @@ impl<S: Store> Wallet<S> {
         }
     }
 
-    /// Opens a channel of `value` with the payee of `offer` for `site`: negotiates over the
-    /// channel endpoint, funds the contract from the wallet, and hands it over with a first
-    /// payment of the server's minimum. The contract is broadcast once the channel is open.
+    /// Opens a channel of `value` (at most `limits.max_channel_value`) with the payee of
+    /// `offer` for `site`: negotiates over the channel endpoint, funds the contract from the
+    /// wallet, and hands it over with a first payment of the server's minimum. The contract is
+    /// broadcast once the channel is open.
+    ///
+    /// The payee's `INITIATE` is held to its offer and to the caller: a first payment above the
+    /// offer's `minPayment` or above `first_payment` (what the caller set aside for it, dust
+    /// swept into it included), or an expiry beyond the offer's `maxExpiryBlocks`, is refused
+    /// before anything is funded.
     #[allow(clippy::too_many_arguments)]
     pub async fn open_channel<T: Transport, Z: Sleeper>(
         &mut self,
@@ -317,6 +340,7 @@ impl<S: Store> Wallet<S> {
         site: &str,
         offer: &PaymentRequirements,
         value: Amount,
+        first_payment: Amount,
         limits: &ChannelLimits,
         fee_rate: FeeRate,
         now: u64,
@@ -338,12 +362,17 @@ impl<S: Store> Wallet<S> {
         let (key_index, key) = self.next_channel_key().await?;
         let payout_script = self.fresh_script().await?;
         let ctx = Self::context(&key, tip, fee_rate);
+        let time_window_blocks = offer.extra.max_expiry_blocks.min(limits.max_expiry_blocks);
         let start = PayerState::start(PayerConfig {
             version,
-            channel_value: value,
-            time_window_blocks: offer.extra.max_expiry_blocks.min(limits.max_expiry_blocks),
-            max_expiry_blocks: limits.max_expiry_blocks,
-            max_min_payment: limits.max_min_payment,
+            channel_value: value.min(limits.max_channel_value),
+            time_window_blocks,
+            max_expiry_blocks: time_window_blocks
+                .saturating_add(EXPIRY_TIP_SKEW_BLOCKS)
+                .min(limits.max_expiry_blocks),
+            max_min_payment: first_payment
+                .min(offer.extra.min_payment)
+                .min(limits.max_min_payment),
             payout_script,
         });
         let base = offer.extra.endpoint.trim_end_matches('/').to_owned();
@@ -669,6 +698,8 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Asks the payee to close the channel with `site` and checks the settlement it returns.
+    /// The channel stays `Closing`, its refund armed, until [`Wallet::check_spent_contracts`]
+    /// sees the contract spent in a confirmed transaction.
     pub async fn close_channel<T: Transport>(
         &mut self,
         transport: &T,
@@ -701,9 +732,10 @@ impl<S: Store> Wallet<S> {
         settlement.ok_or_else(|| ChannelClientError::Transport("no settlement in CLOSE".into()))
     }
 
-    /// Chain duties for every channel: a contract seen spent on chain is checked — our refund,
-    /// or a settlement, which must pay the client at least the channel value less what it
-    /// signed (`PayerState::on_contract_spent`) — and the channel recorded as closed. Returns,
+    /// Chain duties for every channel: a contract seen spent in a confirmed transaction is
+    /// checked — our refund, or a settlement, which must pay the client at least the channel
+    /// value less what it signed (`PayerState::on_contract_spent`) — and the channel recorded
+    /// as closed. A spend not yet confirmed changes nothing: the refund stays armed. Returns,
     /// per site whose contract was newly seen spent, the spending txid or why the settlement
     /// is refused (then the channel is kept as it was, and the refusal reported again).
     pub async fn check_spent_contracts<Z: Sleeper>(
@@ -723,7 +755,12 @@ impl<S: Store> Wallet<S> {
                 .get_output_status(&outpoint.txid, u64::from(outpoint.vout))
                 .await
                 .map_err(WalletError::from)?;
-            let Some(spender) = status.and_then(|s| s.txid) else {
+            // Only a confirmed spend counts: a settlement in a mempool (or one an Esplora
+            // server invents) may never confirm, and the refund must stay armed until one does.
+            let Some(spender) = status
+                .filter(|s| s.status.as_ref().is_some_and(|t| t.confirmed))
+                .and_then(|s| s.txid)
+            else {
                 continue;
             };
             let Some(tx) = client.get_tx(&spender).await.map_err(WalletError::from)? else {

@@ -20,7 +20,10 @@ pub mod vault;
 mod wallet;
 
 pub use bdk_esplora::esplora_client;
-pub use channels::{ChannelClientError, ChannelLimits, ChannelRecord, Transport, PREPAID_REQUESTS};
+pub use channels::{
+    ChannelClientError, ChannelLimits, ChannelRecord, Transport, ENDPOINT_TIMEOUT,
+    MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
+};
 pub use wallet::{
     new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, WalletError,
     CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,

@@ -7,8 +7,9 @@
 //!
 //! Rules, in the order they are checked:
 //!
-//! * The URL that answered 402 is an `http`/`https` URL; its origin is the site that is paid
-//!   and whose budget applies.
+//! * The URL that answered 402 is an `https` URL, or an `http` one on this machine
+//!   (`localhost`, loopback addresses): a plain-`http` site's payment headers would travel in
+//!   the clear. Its origin is the site that is paid and whose budget applies.
 //! * The offer is x402 version 2 and makes a `channel` offer on the wallet's network.
 //! * Amounts (price, channel value range, minimum payment) are above zero and at most 21
 //!   million BTC; the price and minimum payment fit in the channel value range.
@@ -23,7 +24,8 @@
 //! * The channel endpoint is on the **same origin** as the URL that was requested (scheme,
 //!   host and port), or on an origin in [`OfferPolicy::allowed_endpoints`]. Same origin, not
 //!   same registrable domain: deciding the latter needs the public suffix list, and the payee
-//!   server serves its endpoint on the site's own origin.
+//!   server serves its endpoint on the site's own origin. Plain `http` only on this machine, as
+//!   for the site.
 //! * The payee key is the pinned one, when a channel with the site exists.
 //! * With a budget: the site is not revoked and the price is at most the budget's max price.
 //!   Without one, the offer is checked all the same and [`Approval::NoBudget`] tells the caller
@@ -38,6 +40,7 @@ use trickle_channel::http::{SCHEME, X402_VERSION};
 use trickle_channel::Version;
 
 use crate::budget::{normalize_origin, site_origin, Budget, BudgetState};
+use crate::settings::on_this_machine;
 use crate::ChannelLimits;
 
 /// The shortest channel life, in blocks, accepted by default: two hours of blocks. A payee
@@ -192,14 +195,24 @@ impl CheckedOffer {
     }
 
     /// The value of a new channel for a client that wants to lock at most `wish`: `wish`,
-    /// lowered to the payee's maximum; refused when that is below the payee's minimum, or
-    /// when the payee's first payment is above the client's limit or the channel value.
+    /// lowered to the payee's maximum and to the client's (`limits.max_channel_value`, which
+    /// [`crate::Wallet::open_channel`] holds every opening to); refused when the payee's minimum
+    /// is above the client's maximum or above `wish`, or when the payee's first payment is
+    /// above the client's limit or the channel value.
     pub fn channel_value(
         &self,
         wish: Amount,
         limits: &ChannelLimits,
     ) -> Result<Amount, OfferError> {
-        let value = wish.min(self.max_channel_value());
+        if self.min_channel_value() > limits.max_channel_value {
+            return Err(OfferError::ChannelAboveLimit {
+                min: self.min_channel_value(),
+                limit: limits.max_channel_value,
+            });
+        }
+        let value = wish
+            .min(self.max_channel_value())
+            .min(limits.max_channel_value);
         if value < self.min_channel_value() {
             return Err(OfferError::ChannelTooSmall {
                 wish,
@@ -252,6 +265,8 @@ pub enum OfferError {
     },
     /// The channel endpoint is not an `http` or `https` URL without credentials.
     BadEndpoint(String),
+    /// Plain `http` away from this machine: payments would travel in the clear.
+    PlainHttp(String),
     /// The channel endpoint is on another origin, not explicitly allowed.
     EndpointElsewhere {
         /// The endpoint.
@@ -291,6 +306,13 @@ pub enum OfferError {
         wish: Amount,
         /// The payee's minimum.
         min: Amount,
+    },
+    /// The payee's smallest channel is above the most the client locks in one.
+    ChannelAboveLimit {
+        /// The payee's minimum.
+        min: Amount,
+        /// The client's maximum (`ChannelLimits::max_channel_value`).
+        limit: Amount,
     },
     /// The payee's first payment is above what the client accepts.
     MinPaymentTooLarge {
@@ -347,6 +369,10 @@ impl fmt::Display for OfferError {
                 "the offer is for {offered}, not for the page requested ({requested})"
             ),
             Self::BadEndpoint(e) => write!(f, "the channel endpoint {e:?} is not an http(s) URL"),
+            Self::PlainHttp(url) => write!(
+                f,
+                "{url} is plain http: Trickle pays only https sites (http only on localhost)"
+            ),
             Self::EndpointElsewhere { endpoint, origin } => write!(
                 f,
                 "the channel endpoint {endpoint} is not on {origin}, and not allowed"
@@ -369,6 +395,12 @@ impl fmt::Display for OfferError {
                 "{} sat to lock is below the site's minimum channel of {} sat",
                 sat(wish),
                 sat(min)
+            ),
+            Self::ChannelAboveLimit { min, limit } => write!(
+                f,
+                "the site's minimum channel of {} sat is above the limit of {} sat per channel",
+                sat(min),
+                sat(limit)
             ),
             Self::MinPaymentTooLarge { min_payment, limit } => write!(
                 f,
@@ -438,6 +470,9 @@ fn check_endpoint(endpoint: &str, origin: &str, policy: &OfferPolicy) -> Result<
             origin: origin.to_owned(),
         });
     }
+    if parsed.scheme() == "http" && !on_this_machine(&parsed) {
+        return Err(OfferError::PlainHttp(endpoint.to_owned()));
+    }
     Ok(())
 }
 
@@ -450,6 +485,9 @@ pub fn check_offer(
     let requested = without_fragment(ctx.url)
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
         .ok_or_else(|| OfferError::BadUrl(ctx.url.to_owned()))?;
+    if requested.scheme() == "http" && !on_this_machine(&requested) {
+        return Err(OfferError::PlainHttp(ctx.url.to_owned()));
+    }
     let origin =
         site_origin(requested.as_str()).map_err(|_| OfferError::BadUrl(ctx.url.to_owned()))?;
     let host = requested.host_str().unwrap_or_default().to_owned();

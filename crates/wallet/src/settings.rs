@@ -48,6 +48,17 @@ pub fn default_esplora(network: Network) -> &'static str {
     }
 }
 
+/// Whether `url`'s host is this machine (`localhost` or a loopback address): the only place
+/// plain `http` is accepted, for chain data and for sites alike.
+pub(crate) fn on_this_machine(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 impl Settings {
     /// Defaults for `network`.
     pub fn for_network(network: Network) -> Self {
@@ -63,15 +74,9 @@ impl Settings {
     pub fn validated(mut self) -> Result<Self, SettingsError> {
         let url = url::Url::parse(self.esplora_url.trim())
             .map_err(|e| SettingsError(format!("esplora URL: {e}")))?;
-        let local = match url.host() {
-            Some(url::Host::Domain(name)) => name == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
         match url.scheme() {
             "https" => {}
-            "http" if local => {}
+            "http" if on_this_machine(&url) => {}
             "http" => {
                 return Err(SettingsError(
                     "esplora URL: use https (plain http only for localhost)".into(),

@@ -103,6 +103,11 @@ pub struct Ask {
     /// What a new channel would lock, sat (from the suggested budget).
     #[serde(with = "bitcoin::amount::serde::as_sat")]
     pub channel_value: Amount,
+    /// What opening a new channel signs to the site at once, sat: the offer's first payment,
+    /// counted in the budget (a payee asking more when the channel opens is refused). `None`
+    /// when a channel is open.
+    #[serde(with = "bitcoin::amount::serde::as_sat::opt")]
+    pub first_payment: Option<Amount>,
     /// The on-chain fee to open it at the current fee rate, if the wallet can fund it now.
     #[serde(with = "bitcoin::amount::serde::as_sat::opt")]
     pub open_fee: Option<Amount>,
@@ -437,7 +442,9 @@ impl<S: Store> Wallet<S> {
 
     /// Opens a channel of `value` for `offer`, its first payment reserved in the budget before
     /// it is signed and committed once the payee acknowledged it (in the opening exchange).
-    /// `None` when the budget has too little left for the first payment.
+    /// The reservation is the offer's first payment, and the opening signs no more than it
+    /// (`open_channel` refuses a payee asking more). Returns what was signed; `None` when the
+    /// budget has too little left for the first payment.
     async fn open_for<B: Store, T: Transport, Z: Sleeper>(
         &mut self,
         budgets: &Budgets<B>,
@@ -458,6 +465,7 @@ impl<S: Store> Wallet<S> {
                 offer.origin(),
                 offer.requirements(),
                 value,
+                first,
                 &ctx.policy.limits,
                 ctx.fee_rate,
                 ctx.now,
@@ -465,23 +473,27 @@ impl<S: Store> Wallet<S> {
             .await;
         match opened {
             Ok(record) => {
-                let acknowledged = record
+                let (signed, acknowledged) = record
                     .state
                     .state
                     .committed_channel()
-                    .map_or(Amount::ZERO, |c| c.acknowledged);
-                // The payee acknowledged the first payment: that much is spent. Should it have
-                // acknowledged less, the rest is released (it was never signed).
-                let spent = acknowledged.min(first);
+                    .map_or((Amount::ZERO, Amount::ZERO), |c| (c.paid(), c.acknowledged));
+                // What the payee acknowledged of the first payment is spent. What it did not
+                // acknowledge but was signed stays reserved until a receipt or `reconcile`
+                // settles it; what was reserved but not signed is released.
+                let spent = acknowledged.min(signed);
                 if spent > Amount::ZERO {
                     budgets
                         .commit_part(offer.origin(), id, spent, ctx.now)
                         .await?;
                 }
-                if spent < first {
+                if spent < signed {
+                    self.record_outstanding(offer.origin(), offer.payee(), id)
+                        .await?;
+                } else if spent < first {
                     budgets.release(offer.origin(), id).await?;
                 }
-                Ok(Some(spent))
+                Ok(Some(signed))
             }
             Err(e) => {
                 // The opening failed: the first payment was either never signed or is in a
@@ -559,6 +571,7 @@ impl<S: Store> Wallet<S> {
             suggested,
             has_channel,
             channel_value,
+            first_payment: (!has_channel).then(|| offer.min_payment()),
             open_fee,
             cannot_fund,
         }))
@@ -701,9 +714,14 @@ impl<S: Store> Wallet<S> {
     /// Settles the budget of increments whose receipt never came (the worker stopped between
     /// signing and the receipt, the response was lost): asks each such channel's payee what it
     /// holds (`GET {endpoint}/session/{channel}`), applies that as a receipt and commits what
-    /// it acknowledges. What it does not hold stays reserved while the channel is open, and is
-    /// released once the channel is closing, closed or refunded. A payee that does not answer
-    /// is skipped (asked again next time). Returns what was committed.
+    /// it acknowledges. What it does not hold stays reserved until the wallet itself has seen
+    /// the channel end: refunded (all released), or closed by a settlement it checked on chain
+    /// (what the settlement paid is committed, the rest released). A payee's word that the
+    /// channel is closing releases nothing: it may still settle with every payment it holds.
+    ///
+    /// The payees are asked all at once and each answer is applied as it comes, so a payee
+    /// that is slow to answer (at most [`crate::ENDPOINT_TIMEOUT`], see [`Transport`]) holds up
+    /// no other. One that does not answer is asked again next time. Returns what was committed.
     pub async fn reconcile<B: Store, T: Transport>(
         &mut self,
         budgets: &Budgets<B>,
@@ -711,6 +729,8 @@ impl<S: Store> Wallet<S> {
         tip: ChainTip,
         now: u64,
     ) -> Result<Amount, PayError> {
+        use futures::stream::{FuturesUnordered, StreamExt};
+
         let mut sites: Vec<(String, PublicKey)> = self
             .outstanding()
             .await?
@@ -719,24 +739,44 @@ impl<S: Store> Wallet<S> {
             .collect();
         sites.dedup();
         let mut committed = Amount::ZERO;
+        let mut asks = FuturesUnordered::new();
         for (site, payee) in sites {
             let Some(record) = self.channel(&site, &payee).await? else {
                 continue;
             };
-            if matches!(record.state.state, PayerState::Refunded { .. }) {
-                // The refund took the whole channel back: nothing of it was the payee's.
-                self.release_outstanding(budgets, &record).await?;
-                continue;
+            match record.state.state {
+                PayerState::Refunded { .. } => {
+                    // The refund took the whole channel back: nothing of it was the payee's.
+                    self.release_outstanding(budgets, &record).await?;
+                    continue;
+                }
+                PayerState::Closed { paid, .. } => {
+                    // Settled on chain: what the settlement paid is spent, the rest never was.
+                    committed += self
+                        .commit_acknowledged(budgets, &record, paid, now)
+                        .await?;
+                    self.release_outstanding(budgets, &record).await?;
+                    continue;
+                }
+                _ => {}
             }
             let Some(txid) = record.state.state.contract_txid() else {
                 continue;
             };
             let url = format!("{}/session/{txid}", record.endpoint);
-            // A payee that does not answer now is asked again next time; the others are not
-            // held up by it.
-            let Some(held) = session_status(transport, &url).await else {
+            asks.push(async move { (site, payee, txid, session_status(transport, &url).await) });
+        }
+        while let Some((site, payee, txid, held)) = asks.next().await {
+            let Some(held) = held.filter(|h| h.state == "ready") else {
                 continue;
             };
+            // Read again: the record may have changed while the payee was asked.
+            let Some(record) = self.channel(&site, &payee).await? else {
+                continue;
+            };
+            if record.state.state.contract_txid() != Some(txid) {
+                continue;
+            }
             let response = PaymentResponse {
                 success: true,
                 error_reason: None,
@@ -752,18 +792,13 @@ impl<S: Store> Wallet<S> {
                     nonce: None,
                 }),
             };
-            let open = held.state == "ready";
-            if open {
+            if matches!(record.state.state, PayerState::Ready { .. }) {
                 self.apply_receipt(&site, &payee, &response, tip).await?;
                 self.flush().await?;
             }
             committed += self
                 .commit_acknowledged(budgets, &record, held.paid, now)
                 .await?;
-            if !open {
-                // Closed with less than was signed: the rest was never the payee's.
-                self.release_outstanding(budgets, &record).await?;
-            }
         }
         Ok(committed)
     }
@@ -882,18 +917,24 @@ impl<S: Store> Wallet<S> {
         Ok(())
     }
 
-    /// What paying `price` to `site` would newly sign: the price less what the payee can
-    /// already charge.
+    /// What paying `price` to `site` would newly sign, and so what its reservation must be:
+    /// the price less what the payee can already charge, plus the channel's last change when
+    /// that would be left below dust (it is swept into the payment).
     pub async fn increment_for(
         &self,
         site: &str,
         payee: &PublicKey,
         price: Amount,
     ) -> Result<Amount, ChannelClientError> {
-        let available = self
-            .channel(site, payee)
-            .await?
-            .map_or(Amount::ZERO, |r| r.available());
-        Ok(price.checked_sub(available).unwrap_or(Amount::ZERO))
+        let Some(record) = self.channel(site, payee).await? else {
+            return Ok(price);
+        };
+        let short = price
+            .checked_sub(record.available())
+            .unwrap_or(Amount::ZERO);
+        match record.state.state.committed_channel() {
+            Some(channel) if short > Amount::ZERO => Ok(channel.increment_signed(short)?),
+            _ => Ok(short),
+        }
     }
 }

@@ -12,8 +12,9 @@ use bitcoin::{Amount, FeeRate, Network};
 use common::{now, Counted, Payee, PRICE, SITE};
 use trickle_channel::http::Resource;
 use trickle_channel::{ChainTip, PayerState};
+use trickle_channel::{Close, WireMessage};
 use trickle_regtest::{Config, Node};
-use trickle_wallet::{ChannelLimits, Wallet, PREPAID_REQUESTS};
+use trickle_wallet::{ChannelLimits, Transport, Wallet, PREPAID_REQUESTS};
 
 const PASSWORD: &str = "pw";
 
@@ -47,6 +48,7 @@ async fn open(node: &Node, store: Counted) -> (Wallet<Counted>, Payee, AsyncClie
             SITE,
             &offer,
             Amount::from_sat(50_000),
+            offer.extra.min_payment,
             &ChannelLimits::default(),
             FeeRate::from_sat_per_vb_u32(2),
             now(),
@@ -356,4 +358,128 @@ async fn a_receipt_lost_in_a_crash_is_corrected_by_the_payee_and_costs_nothing()
         (paid(&record), record.credit),
         (ledger.paid, ledger.credit())
     );
+}
+
+/// The payee's endpoint, except that the settlement in its `CLOSE` carries a zeroed server
+/// signature (the one under `SIGHASH_ALL`; the client's payment is `SINGLE|ANYONECANPAY`).
+struct ZeroedSettlement<'a>(&'a Payee);
+
+impl Transport for ZeroedSettlement<'_> {
+    async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        let (status, body) = self.0.post_json(url, body).await?;
+        let mut answer: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        for m in answer["messages"].as_array_mut().ok_or("messages")? {
+            let msg = WireMessage::from_base64url(m.as_str().ok_or("message")?)
+                .map_err(|e| e.to_string())?;
+            if let WireMessage::Close(Close {
+                settlement: Some(mut tx),
+            }) = msg
+            {
+                let mut witness: Vec<Vec<u8>> = tx.input[0].witness.to_vec();
+                for item in witness
+                    .iter_mut()
+                    .filter(|i| i.len() > 64 && i.ends_with(&[1]))
+                {
+                    item.fill(0);
+                }
+                tx.input[0].witness = bitcoin::Witness::from_slice(&witness);
+                let forged = WireMessage::Close(Close {
+                    settlement: Some(tx),
+                });
+                *m = forged.to_base64url().into();
+            }
+        }
+        Ok((status, answer.to_string().into_bytes()))
+    }
+
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        self.0.get(url).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_settlement_never_confirmed_does_not_cancel_the_refund() {
+    for forged in [true, false] {
+        let node = Node::start(Config::default()).await.expect("node");
+        let (mut wallet, payee, client, tip) = open(&node, Counted::default()).await;
+        let key = payee.public_key();
+        node.mine(1).await.expect("contract confirmed");
+        let settlement = if forged {
+            // A settlement that no node takes.
+            let tx = wallet
+                .close_channel(&ZeroedSettlement(&payee), SITE, &key, tip)
+                .await
+                .expect("close answered");
+            assert!(
+                node.broadcast(&tx).is_err(),
+                "the forged settlement is invalid"
+            );
+            tx
+        } else {
+            // A settlement that waits in the mempool, never mined.
+            let tx = wallet
+                .close_channel(&payee, SITE, &key, tip)
+                .await
+                .expect("close answered");
+            node.broadcast(&tx).expect("settlement relayed");
+            tx
+        };
+        let seen = wallet
+            .check_spent_contracts(&client)
+            .await
+            .expect("checked");
+        assert!(seen.is_empty(), "forged {forged}: {seen:?}");
+
+        // Past the expiry, with blocks that do not carry the settlement.
+        for _ in 0..145 {
+            node.submit_block(&node.build_block(Vec::new()))
+                .expect("empty block");
+        }
+        wallet
+            .check_spent_contracts(&client)
+            .await
+            .expect("checked");
+        let broadcast = wallet
+            .refund_expired(&client, FeeRate::from_sat_per_vb_u32(2))
+            .await;
+        let record = wallet
+            .channel(SITE, &key)
+            .await
+            .expect("read")
+            .expect("record");
+        let PayerState::Refunded { refund, .. } = &record.state.state else {
+            panic!("forged {forged}: no refund, {}", record.state.state.name())
+        };
+        if forged {
+            assert_eq!(broadcast.expect("refund broadcast"), vec![refund.clone()]);
+            node.mine(1).await.expect("mined");
+        } else {
+            // The settlement holds the contract in this mempool, which relays no
+            // replacements; a miner takes the refund (a full-RBF node would relay it).
+            assert!(broadcast.is_err(), "{broadcast:?}");
+            node.submit_block(&node.build_block(vec![refund.clone()]))
+                .expect("refund mined");
+        }
+        let status = client
+            .get_tx_status(&refund.compute_txid())
+            .await
+            .expect("status");
+        assert!(status.confirmed, "forged {forged}: the refund confirms");
+        assert_ne!(refund.compute_txid(), settlement.compute_txid());
+        wallet
+            .check_spent_contracts(&client)
+            .await
+            .expect("checked");
+        let record = wallet
+            .channel(SITE, &key)
+            .await
+            .expect("read")
+            .expect("record");
+        assert!(
+            matches!(record.state.state, PayerState::Refunded { .. }),
+            "forged {forged}: {}",
+            record.state.state.name()
+        );
+    }
 }

@@ -503,9 +503,37 @@ fn channel_value_for_a_new_channel() {
     let checked = check(&offer()).expect("ok");
     let limits = ChannelLimits::default();
     assert_eq!(checked.channel_value(sat(50_000), &limits), Ok(sat(50_000)));
+    // Lowered to the client's maximum per channel, and to the payee's.
     assert_eq!(
         checked.channel_value(sat(5_000_000), &limits),
+        Ok(limits.max_channel_value)
+    );
+    let roomy = ChannelLimits {
+        max_channel_value: sat(2_000_000),
+        ..ChannelLimits::default()
+    };
+    assert_eq!(
+        checked.channel_value(sat(5_000_000), &roomy),
         Ok(sat(1_000_000))
+    );
+    // A payee whose smallest channel is above the client's maximum is refused.
+    let tight = ChannelLimits {
+        max_channel_value: sat(9_999),
+        ..ChannelLimits::default()
+    };
+    let err = checked
+        .channel_value(sat(50_000), &tight)
+        .expect_err("above the client's maximum");
+    assert_eq!(
+        err,
+        OfferError::ChannelAboveLimit {
+            min: sat(10_000),
+            limit: sat(9_999)
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the site's minimum channel of 10000 sat is above the limit of 9999 sat per channel"
     );
     assert_eq!(checked.channel_value(sat(10_000), &limits), Ok(sat(10_000)));
     let err = checked
@@ -544,5 +572,43 @@ fn channel_value_for_a_new_channel() {
             min_payment: sat(3_000),
             limit: sat(2_000)
         })
+    );
+}
+
+#[test]
+fn a_plain_http_site_is_paid_only_on_this_machine() {
+    let at = |origin: &str| {
+        let mut required = with(|o| o.extra.endpoint = format!("{origin}/channel"));
+        required.resource.url = format!("{origin}/x");
+        let ctx = Ctx {
+            url: format!("{origin}/x"),
+            ..Ctx::new()
+        };
+        ctx.check(&required)
+    };
+    for clear in [
+        "http://example.com",
+        "http://10.0.0.1:8080",
+        "http://localhost.example.com",
+    ] {
+        let err = at(clear).expect_err(clear);
+        assert_eq!(err, OfferError::PlainHttp(format!("{clear}/x")));
+        assert!(err.to_string().contains("plain http"), "{err}");
+    }
+    for fine in [
+        "https://example.com",
+        "http://127.0.0.1:8080",
+        "http://localhost:3000",
+        "http://[::1]:8080",
+    ] {
+        assert!(at(fine).is_ok(), "{fine}: {:?}", at(fine));
+    }
+    // An endpoint allowed elsewhere is held to the same rule.
+    let mut ctx = Ctx::new();
+    ctx.policy.allowed_endpoints = vec!["http://pay.example".into()];
+    let endpoint = "http://pay.example/channel";
+    assert_eq!(
+        ctx.check(&with(|o| o.extra.endpoint = endpoint.into())),
+        Err(OfferError::PlainHttp(endpoint.into()))
     );
 }

@@ -9,12 +9,12 @@ use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use bitcoin::{Amount, FeeRate, Network};
 use common::{now, Counted, Payee, PRICE};
 use trickle_channel::http::{PaymentRequired, Resource, X402_VERSION};
-use trickle_channel::ChainTip;
+use trickle_channel::{ChainTip, ChannelError, PayerState};
 use trickle_regtest::{Config, Node};
 use trickle_wallet::budget::{Budget, Budgets, Period, Terms};
 use trickle_wallet::offer::OfferPolicy;
 use trickle_wallet::site::{Answer, AskReason, PayContext, PayError};
-use trickle_wallet::{Transport, Wallet};
+use trickle_wallet::{ChannelClientError, Transport, Wallet};
 
 /// The site, as an origin (the payee serves `common::SITE`).
 const ORIGIN: &str = "https://site.example";
@@ -23,23 +23,26 @@ fn url(n: u32) -> String {
     format!("{ORIGIN}/articles/{n}")
 }
 
-/// The `PAYMENT-REQUIRED` header the payee answers `url(n)` with.
-fn required(payee: &Payee, n: u32) -> String {
+/// The `PAYMENT-REQUIRED` header the payee answers `url` with. Its offer asks a first
+/// payment of one page, whatever the payee's `INITIATE` then asks.
+fn required(payee: &Payee, url: &str) -> String {
+    let mut offer = payee.offer();
+    offer.extra.min_payment = PRICE;
     PaymentRequired {
         x402_version: X402_VERSION,
         error: None,
         resource: Resource {
-            url: url(n),
+            url: url.to_owned(),
             description: "an article".into(),
             mime_type: "text/html".into(),
         },
-        accepts: vec![payee.offer()],
+        accepts: vec![offer],
     }
     .to_header()
 }
 
 struct Setup {
-    _node: Node,
+    node: Node,
     store: Counted,
     wallet: Wallet<Counted>,
     budgets: Budgets<Counted>,
@@ -64,7 +67,7 @@ async fn setup() -> (Setup, Payee) {
     let mut payee = Payee::new(tip);
     payee.policy.min_payment = PRICE;
     let setup = Setup {
-        _node: node,
+        node,
         store: store.clone(),
         wallet,
         budgets: Budgets::new(store),
@@ -82,6 +85,16 @@ impl Setup {
         transport: &T,
         n: u32,
     ) -> Result<Answer, PayError> {
+        self.answer_at(payee, transport, &url(n)).await
+    }
+
+    /// Answers the 402 of `url` offered by `payee`, over `transport`.
+    async fn answer_at<T: Transport>(
+        &mut self,
+        payee: &Payee,
+        transport: &T,
+        url: &str,
+    ) -> Result<Answer, PayError> {
         let policy = OfferPolicy::default();
         let ctx = PayContext {
             transport,
@@ -92,9 +105,9 @@ impl Setup {
             policy: &policy,
             now: now(),
         };
-        let header = required(payee, n);
+        let header = required(payee, url);
         self.wallet
-            .answer_offer(&self.budgets, &ctx, &url(n), &header, false)
+            .answer_offer(&self.budgets, &ctx, url, &header, false)
             .await
     }
 
@@ -124,20 +137,66 @@ impl Setup {
     }
 
     async fn approve(&self, limit: u64) {
+        self.approve_up_to(limit, PRICE).await;
+    }
+
+    /// Approves the site for `limit` a day, payments of at most `max_price` each, pages at
+    /// the price without asking.
+    async fn approve_up_to(&self, limit: u64, max_price: Amount) {
+        self.approve_site(ORIGIN, limit, max_price).await;
+    }
+
+    async fn approve_site(&self, origin: &str, limit: u64, max_price: Amount) {
         let terms = Terms {
             limit: Amount::from_sat(limit),
             period: Period::Day,
-            max_price: PRICE,
+            max_price,
             auto_approve: Some(PRICE),
         };
-        let budget = Budget::new(ORIGIN, terms, now()).expect("budget");
+        let budget = Budget::new(origin, terms, now()).expect("budget");
         self.budgets.save(&budget).await.expect("saved");
     }
 
+    /// What the site's current channel has signed to the payee, sat (zero without one).
+    async fn signed(&self, payee: &Payee) -> u64 {
+        let record = self
+            .wallet
+            .channel(ORIGIN, &payee.public_key())
+            .await
+            .expect("read");
+        let channel = record.as_ref().and_then(|r| match &r.state.state {
+            PayerState::Closed { channel, .. } | PayerState::Refunded { channel, .. } => {
+                Some(channel)
+            }
+            state => state.committed_channel(),
+        });
+        channel.map_or(0, |c| c.paid().to_sat())
+    }
+
+    /// The payee closes its channel; the settlement confirms and the wallet sees it.
+    async fn settle(&mut self, payee: &Payee) {
+        let settlement = payee.close();
+        self.node
+            .broadcast(&settlement)
+            .expect("settlement relayed");
+        self.node.mine(1).await.expect("mined");
+        let seen = self
+            .wallet
+            .check_spent_contracts(&self.client)
+            .await
+            .expect("checked");
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].1.is_ok(), "{seen:?}");
+    }
+
     async fn spent_reserved(&self) -> (u64, u64) {
+        self.spent_reserved_at(ORIGIN).await
+    }
+
+    async fn spent_reserved_at(&self, origin: &str) -> (u64, u64) {
         let b = self
             .budgets
-            .load(ORIGIN)
+            .load(origin)
             .await
             .expect("load")
             .expect("budget");
@@ -353,4 +412,262 @@ async fn a_receipt_for_another_site_is_refused() {
         matches!(&junk, Err(e) if e.code() == "bad_header"),
         "{junk:?}"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_first_payment_above_the_offers_minimum_is_refused() {
+    let (mut s, mut payee) = setup().await;
+    s.approve(100 * PRICE.to_sat()).await;
+    // The offer says one page; the payee's INITIATE asks 5,000 sat.
+    payee.policy.min_payment = Amount::from_sat(5_000);
+    let refused = s.answer_with(&payee, &payee, 1).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(PayError::Channel(ChannelClientError::Channel(
+                ChannelError::MinPaymentTooLarge { .. }
+            )))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(s.signed(&payee).await, 0, "nothing signed");
+    assert_eq!(s.spent_reserved().await, (0, 0));
+
+    // An honest channel first, of enough pages to pay the settlement's fee; the payee closes
+    // it, and asks 5,000 sat of the reopening.
+    payee.policy.min_payment = PRICE;
+    for n in 1..=50 {
+        assert!(matches!(s.load(&payee, n).await, Answer::Pay { .. }));
+    }
+    let settled = s.signed(&payee).await;
+    assert_eq!(settled, 50 * PRICE.to_sat());
+    s.settle(&payee).await;
+    payee.policy.min_payment = Amount::from_sat(5_000);
+    let reopened = s.answer_with(&payee, &payee, 51).await;
+    assert!(reopened.is_err(), "{reopened:?}");
+    // Everything signed to the site since the approval is in the budget.
+    let (spent, reserved) = s.spent_reserved().await;
+    let signed = settled + s.signed(&payee).await;
+    assert_eq!(signed, settled, "nothing signed in the new channel");
+    assert!(
+        signed <= spent + reserved,
+        "{signed} > {spent} + {reserved}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_payee_sets_neither_how_much_is_locked_nor_for_how_long() {
+    // The payee's minimum channel is above the client's cap per channel.
+    let (mut s, mut payee) = setup().await;
+    s.approve(100).await;
+    payee.policy.min_channel_value = Amount::from_sat(150_000);
+    let refused = s.answer_with(&payee, &payee, 1).await;
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("minimum channel of 150000 sat")),
+        "{refused:?}"
+    );
+    assert!(
+        s.wallet.channels().await.expect("channels").is_empty(),
+        "no contract built"
+    );
+
+    // The offer says 144 blocks; the payee's INITIATE sets the expiry 4,000 blocks away.
+    let (mut s, mut payee) = setup().await;
+    s.approve(100).await;
+    payee.policy.min_expiry_blocks = 4_000;
+    payee.policy.max_expiry_blocks = 4_000;
+    let refused = s.answer_with(&payee, &payee, 1).await;
+    assert!(
+        matches!(&refused, Err(e) if e.code() == "channel"),
+        "{refused:?}"
+    );
+    let built = s.wallet.channels().await.expect("channels");
+    assert!(
+        built.iter().all(|r| r.state.state.contract().is_none()),
+        "no contract built: {built:?}"
+    );
+    assert_eq!(s.spent_reserved().await, (0, 0));
+    assert_eq!(
+        s.wallet.balance().confirmed,
+        Amount::from_sat(200_000),
+        "nothing locked"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_change_swept_below_dust_is_reserved_as_signed() {
+    // The first payment, one page and 200 sat: the first payment would leave less than dust
+    // (294 sat) and sign the whole channel, beyond what was reserved for it. Refused.
+    let (mut s, mut payee) = setup().await;
+    s.approve(1_000).await;
+    let value = PRICE + PRICE + Amount::from_sat(200);
+    (
+        payee.policy.min_channel_value,
+        payee.policy.max_channel_value,
+    ) = (value, value);
+    let refused = s.answer_with(&payee, &payee, 1).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(
+        (s.signed(&payee).await, s.spent_reserved().await),
+        (0, (0, 0))
+    );
+
+    // 330 sat: the fourth page would leave 290 sat, swept into its payment. Reserved as
+    // signed, so refused by a budget whose max price is the page's; paid by one that allows it.
+    let value = Amount::from_sat(330);
+    for max_price in [PRICE, Amount::from_sat(300)] {
+        let (mut s, mut payee) = setup().await;
+        s.approve_up_to(1_000, max_price).await;
+        (
+            payee.policy.min_channel_value,
+            payee.policy.max_channel_value,
+        ) = (value, value);
+        for n in 1..=4 {
+            let answer = s.answer_with(&payee, &payee, n).await;
+            let signed = s.signed(&payee).await;
+            let (spent, reserved) = s.spent_reserved().await;
+            assert_eq!(signed, spent + reserved, "page {n}: {answer:?}");
+            match answer {
+                Ok(Answer::Pay { header, .. }) => {
+                    let receipt = payee.charge(&header, PRICE);
+                    s.wallet
+                        .take_receipt(&s.budgets, &url(n), &receipt.to_header(), s.tip, now())
+                        .await
+                        .expect("receipt applied");
+                }
+                other => assert!(n == 4 && max_price == PRICE, "page {n}: {other:?}"),
+            }
+        }
+        let all = if max_price == PRICE {
+            30
+        } else {
+            value.to_sat()
+        };
+        assert_eq!(s.signed(&payee).await, all, "max price {max_price}");
+        assert_eq!(s.spent_reserved().await, (all, 0), "max price {max_price}");
+    }
+}
+
+/// The payee's endpoint, except that `GET session` says the channel is closing and holds one
+/// page less than it does.
+struct ClaimsClosing<'a>(&'a Payee);
+
+impl Transport for ClaimsClosing<'_> {
+    async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        self.0.post_json(url, body).await
+    }
+
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        let (status, body) = self.0.get(url).await?;
+        let mut held: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+        let paid: u64 = held["paid"]
+            .as_str()
+            .and_then(|p| p.parse().ok())
+            .ok_or("paid")?;
+        held["state"] = "closing".into();
+        held["paid"] = (paid - PRICE.to_sat()).to_string().into();
+        Ok((status, held.to_string().into_bytes()))
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_payee_claiming_closing_releases_nothing_it_may_still_settle() {
+    let (mut s, payee) = setup().await;
+    s.approve(100 * PRICE.to_sat()).await;
+    s.load(&payee, 1).await;
+    for n in 2..=21 {
+        let Answer::Pay { header, .. } = s.answer(&payee, n).await else {
+            panic!("page {n} not paid")
+        };
+        // The payee takes the payment and withholds the receipt.
+        let receipt = payee.charge(&header, PRICE);
+        s.wallet
+            .reconcile(&s.budgets, &ClaimsClosing(&payee), s.tip, now())
+            .await
+            .expect("reconciled");
+        let (spent, reserved) = s.spent_reserved().await;
+        let signed = s.signed(&payee).await;
+        assert!(
+            signed <= spent + reserved,
+            "page {n}: {signed} > {spent} + {reserved}"
+        );
+        // Any later response carries the full total.
+        s.wallet
+            .take_receipt(&s.budgets, &url(n), &receipt.to_header(), s.tip, now())
+            .await
+            .expect("receipt applied");
+        let (spent, reserved) = s.spent_reserved().await;
+        assert_eq!(s.signed(&payee).await, spent + reserved, "page {n}");
+    }
+    assert_eq!(s.spent_reserved().await, (21 * PRICE.to_sat(), 0));
+}
+
+/// Site A's endpoint never answers `GET session`; the others' payee answers.
+struct OneHangs<'a>(&'a Payee);
+
+impl Transport for OneHangs<'_> {
+    async fn post_json(&self, url: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), String> {
+        self.0.post_json(url, body).await
+    }
+
+    async fn get(&self, url: &str) -> Result<(u16, Vec<u8>), String> {
+        if url.starts_with(ORIGIN) {
+            std::future::pending::<()>().await;
+        }
+        self.0.get(url).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_payee_that_never_answers_does_not_hold_up_the_others() {
+    // Site A sorts first, so a wallet asking one payee after the other waits on it first.
+    const OTHER: &str = "https://twin.example";
+    let (mut s, payee) = setup().await;
+    let mut other = Payee::on_site(s.tip, "twin.example");
+    other.policy.min_payment = PRICE;
+    s.approve(10 * PRICE.to_sat()).await;
+    s.approve_site(OTHER, 10 * PRICE.to_sat(), PRICE).await;
+    // One page each opens its channel; each second page's receipt is lost.
+    s.load(&payee, 1).await;
+    let Answer::Pay { header, .. } = s.answer(&payee, 2).await else {
+        panic!("A not paid")
+    };
+    assert!(payee.charge(&header, PRICE).success);
+    let other_page = |n: u32| format!("{OTHER}/articles/{n}");
+    for n in 1..=2 {
+        let answer = s.answer_at(&other, &other, &other_page(n)).await;
+        let Ok(Answer::Pay { header, .. }) = answer else {
+            panic!("B page {n}: {answer:?}")
+        };
+        let receipt = other.charge(&header, PRICE);
+        if n == 1 {
+            s.wallet
+                .take_receipt(
+                    &s.budgets,
+                    &other_page(n),
+                    &receipt.to_header(),
+                    s.tip,
+                    now(),
+                )
+                .await
+                .expect("receipt applied");
+        }
+    }
+    assert_eq!(s.spent_reserved().await, (10, 10));
+    assert_eq!(s.spent_reserved_at(OTHER).await, (10, 10));
+
+    let reconciled = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        s.wallet
+            .reconcile(&s.budgets, &OneHangs(&other), s.tip, now()),
+    )
+    .await;
+    assert!(reconciled.is_err(), "A never answers: {reconciled:?}");
+    assert_eq!(
+        s.spent_reserved_at(OTHER).await,
+        (20, 0),
+        "B's increment committed meanwhile"
+    );
+    assert_eq!(s.spent_reserved().await, (10, 10), "A's stays reserved");
 }

@@ -85,6 +85,7 @@ impl Store for Counted {
 /// payment rules of `docs/protocol.md` section 2 (without nonces) over one channel's ledger.
 pub struct Payee {
     key: SecretKey,
+    site: String,
     /// The payee's channel policy (tests may change it before the channel opens).
     pub policy: PayeePolicy,
     tip: ChainTip,
@@ -94,9 +95,15 @@ pub struct Payee {
 
 impl Payee {
     pub fn new(tip: ChainTip) -> Self {
+        Self::on_site(tip, SITE)
+    }
+
+    /// A payee serving `site` (a host) instead of [`SITE`].
+    pub fn on_site(tip: ChainTip, site: &str) -> Self {
         let key = SecretKey::from_slice(&[42; 32]).expect("key");
         Self {
             key,
+            site: site.to_owned(),
             policy: PayeePolicy {
                 accept_v1: false,
                 accept_v2: true,
@@ -138,7 +145,7 @@ impl Payee {
             pay_to: self.public_key(),
             max_timeout_seconds: 300,
             extra: ChannelTerms {
-                endpoint: format!("https://{SITE}/channel"),
+                endpoint: format!("https://{}/channel", self.site),
                 versions: vec![2],
                 min_channel_value: self.policy.min_channel_value,
                 max_channel_value: self.policy.max_channel_value,
@@ -186,6 +193,15 @@ impl Payee {
 
     pub fn ledger(&self) -> Ledger {
         self.channel.borrow().as_ref().expect("open").1
+    }
+
+    /// The payee closes its channel: its settlement, with the latest payment.
+    pub fn close(&self) -> bitcoin::Transaction {
+        let mut slot = self.channel.borrow_mut();
+        let (state, _) = slot.as_mut().expect("channel open");
+        let step = state.close(&self.ctx()).expect("closed");
+        *state = step.state;
+        step.broadcast.into_iter().next().expect("a settlement")
     }
 
     /// The contract txid of the channel the payee holds.
@@ -241,6 +257,21 @@ impl Transport for Payee {
             (id, step)
         } else {
             let id = url.rsplit('/').next().unwrap_or_default().to_owned();
+            // A message on the open channel's session (`CLOSE`).
+            let mut held = self.channel.borrow_mut();
+            if let Some((state, _)) = held.as_mut().filter(|(s, _)| {
+                s.channel().map(|c| c.contract_txid().to_string()) == Some(id.clone())
+            }) {
+                let step = state
+                    .on_message(&self.ctx(), msg)
+                    .map_err(|e| e.to_string())?;
+                *state = step.state;
+                let messages: Vec<String> =
+                    step.send.iter().map(WireMessage::to_base64url).collect();
+                let answer = serde_json::json!({ "session": id, "messages": messages });
+                return Ok((200, answer.to_string().into_bytes()));
+            }
+            drop(held);
             let state = self.sessions.borrow_mut().remove(&id).ok_or("no session")?;
             let step = state
                 .on_message(&self.ctx(), msg)
