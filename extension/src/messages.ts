@@ -119,6 +119,8 @@ export interface Approval {
   url: string;
   tabId: number;
   type: string;
+  /** For a frame inside another site: that site (the user sees it before paying). */
+  embedder?: string;
   /** The PAYMENT-REQUIRED header. */
   offer: string;
   /** Null while the wallet is locked: unlock, then decide. */

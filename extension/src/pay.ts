@@ -48,6 +48,8 @@ interface Seen {
   url: string;
   tabId: number;
   type: string;
+  /** For a frame: the other site it is embedded in (or that loaded it), if any. */
+  embedder?: string;
 }
 
 function header(headers: chrome.webRequest.HttpHeader[] | undefined, name: string): string | undefined {
@@ -185,16 +187,19 @@ export class Payer {
     type: ResourceType,
     signature: string,
     retried: boolean,
+    embedded = false,
   ): RuleChange {
     const id = book.nextId++;
     const remove = book.pay.filter((r) => r.url === url && r.tabId === tabId).map((r) => r.id);
     book.pay = book.pay.filter((r) => !remove.includes(r.id));
     book.pay.push({ id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried });
+    // A frame paid without asking is loaded by its own site: only such a load carries it.
+    const firstParty = type === "sub_frame" && !embedded ? { domainType: chrome.declarativeNetRequest.DomainType.FIRST_PARTY } : {};
     const rule = {
       id,
       priority: PAY_PRIORITY,
       action: setSignature(signature),
-      condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId] },
+      condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId], ...firstParty },
     };
     return { add: [rule], remove };
   }
@@ -277,7 +282,13 @@ export class Payer {
     const offer = header(details.responseHeaders, "payment-required");
     // Navigations are paid here; page scripts pay through the page API (`payForPage`).
     if (details.statusCode === 402 && offer && (details.type === "main_frame" || details.type === "sub_frame")) {
-      const seen = { url: details.url, tabId: details.tabId, type: details.type };
+      const seen: Seen = { url: details.url, tabId: details.tabId, type: details.type };
+      if (details.type === "sub_frame") {
+        // A frame is paid without asking only inside its own site: another site could embed
+        // it hidden, as often as it likes. Else the user decides, seeing who embeds it.
+        const embedder = await embeddingSite(details);
+        if (embedder) return this.queueApproval({ ...seen, embedder }, offer, null);
+      }
       await this.onOffer(seen, offer, false, receipt !== undefined && lackedCredit(receipt));
     }
   }
@@ -352,7 +363,15 @@ export class Payer {
     }
     const { header: signature } = answer;
     await this.changeRules((book) =>
-      Payer.payRule(book, seen.url, seen.tabId, seen.type as ResourceType, signature, live !== undefined),
+      Payer.payRule(
+        book,
+        seen.url,
+        seen.tabId,
+        seen.type as ResourceType,
+        signature,
+        live !== undefined,
+        seen.embedder !== undefined,
+      ),
     );
     if (seen.type === "main_frame") {
       // Re-request the page; the rule adds the payment. (tabs.reload would reload the page
@@ -365,9 +384,15 @@ export class Payer {
   private async queueApproval(seen: Seen, offer: string, ask: Ask | null): Promise<void> {
     await serially(async () => {
       const list = await sessionList<Approval>(APPROVALS);
-      const kept = list.filter((a) => !(a.url === seen.url && a.tabId === seen.tabId));
+      // One request per URL and tab; one per embedding site, paid site and tab.
+      const same = (a: Approval) =>
+        a.tabId === seen.tabId &&
+        (a.url === seen.url ||
+          (seen.embedder !== undefined && a.embedder === seen.embedder && originOf(a.url) === originOf(seen.url)));
+      const kept = list.filter((a) => !same(a));
       const id = Math.max(0, ...list.map((a) => a.id)) + 1;
-      kept.push({ id, url: seen.url, tabId: seen.tabId, type: seen.type, offer, ask, at: Date.now() });
+      const { embedder } = seen;
+      kept.push({ id, url: seen.url, tabId: seen.tabId, type: seen.type, embedder, offer, ask, at: Date.now() });
       await setSessionList(APPROVALS, kept);
     });
     await this.badge(seen.tabId, "$", "#9a6700");
@@ -469,6 +494,28 @@ function loaded(tabId: number): Promise<void> {
     const timer = setTimeout(done, LOAD_WAIT_MS);
     chrome.tabs.onUpdated.addListener(listener);
   });
+}
+
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The other site a frame's request comes from: the site that started it, or the tab's top
+ * page. `undefined` when both are the frame's own site.
+ */
+async function embeddingSite(details: chrome.webRequest.OnHeadersReceivedDetails): Promise<string | undefined> {
+  const own = originOf(details.url);
+  const tab = await chrome.tabs.get(details.tabId).catch(() => undefined);
+  const top = tab?.url === undefined ? undefined : originOf(tab.url);
+  for (const site of [details.initiator, top]) {
+    if (site !== own) return site ?? "an unknown site";
+  }
+  return undefined;
 }
 
 /** Whether a PAYMENT-RESPONSE refused the payment for lack of credit. */

@@ -180,6 +180,13 @@ async function startHostileSite(upstream) {
   };
 }
 
+/** A page with `count` hidden frames of `${paid}/articles/${n}?r=…`, each loaded again after 1 s. */
+function embeddingPage(paid, n, count) {
+  const frames = Array.from({ length: count }, (_, i) => `<iframe hidden src="${paid}/articles/${n}?r=${i + 1}"></iframe>`);
+  const reload = "setTimeout(() => { for (const f of document.querySelectorAll('iframe')) f.src = f.src; }, 1000);";
+  return `<h1>Embedder</h1>${frames.join("")}<script>${reload}</script>`;
+}
+
 async function esplora(chain, route) {
   const res = await fetch(`${chain.url}${route}`, { signal: AbortSignal.timeout(10_000) });
   assert.equal(res.status, 200, `GET ${route}`);
@@ -225,6 +232,8 @@ describe("paying sites", { timeout: 900_000 }, () => {
       [/^\/articles\/(\d+)$/, (m) => ["text/html", `<h1>Article ${m[1]}</h1><p>${"words ".repeat(200)}</p>`]],
       [/^\/api\/quote\/(\d+)$/, (m) => ["application/json", JSON.stringify({ quote: Number(m[1]) })]],
       [/^\/expensive$/, () => ["text/html", "<h1>Expensive</h1>"]],
+      // Another site's page (served as localhost) that embeds paid pages, each loaded twice.
+      [/^\/embed$/, () => ["text/html", embeddingPage(payee.url, 70, 5)]],
     ]);
     const dir = path.join(work.dir, "payee");
     await mkdir(dir, { recursive: true });
@@ -323,6 +332,38 @@ describe("paying sites", { timeout: 900_000 }, () => {
       { origin: sites[0].origin, spent: sites[0].spentSat, reserved: sites[0].reservedSat, limit: sites[0].terms.limitSat },
       { origin: payee.url, spent: PRICE, reserved: PRICE, limit: LIMIT },
     );
+  });
+
+  test("hostile: another site's iframe is never paid", async () => {
+    const before = await bothSides(ext, payee);
+    const embedder = `http://localhost:${new URL(site.url).port}`;
+    const loads = [];
+    const onRequest = (r) => r.url().startsWith(`${payee.url}/articles/70`) && loads.push(r.url());
+    tab.on("request", onRequest);
+    try {
+      await visit(tab, `${embedder}/embed`, "Embedder");
+      await eventually("both loads of the 5 frames", async () => [loads.length >= 10, loads.length]);
+      await sleep(1_000);
+    } finally {
+      tab.off("request", onRequest);
+    }
+    const after = await bothSides(ext, payee);
+    assert.equal(after.theirs.consumed, before.theirs.consumed, "the payee charged nothing");
+    assert.equal(after.theirs.paid, before.theirs.paid, "the payee holds nothing more");
+    assert.equal(after.ours.paidSat, before.ours.paidSat, "nothing more was signed");
+    assert.equal(after.sites[0].spentSat, before.sites[0].spentSat, "the budget spent nothing");
+    assert.equal(after.sites[0].reservedSat, before.sites[0].reservedSat, "the budget reserved nothing");
+    // At most one request waits for the user, and it names the site that embeds the frames.
+    const approvals = await ask(ext, { type: "approvals" });
+    assert.equal(approvals.length, 1, JSON.stringify(approvals));
+    assert.equal(approvals[0].embedder, embedder);
+    assert.equal(approvals[0].ask, null, "nothing was asked of the wallet");
+    await ext.reload();
+    await waitScreen(ext, "approve");
+    assert.equal(await ext.getByTestId("approve-embedder").getAttribute("data-embedder"), embedder);
+    await shot(ext, "pay-12-approve-embedded");
+    await ext.getByTestId("approve-deny").click();
+    await eventually("the request denied", async () => (await ask(ext, { type: "approvals" })).length === 0);
   });
 
   test("50 paid pages: each paid once; a reload is free; the budget stops exactly at its limit", async (t) => {
