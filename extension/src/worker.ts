@@ -50,7 +50,8 @@ async function answer(request: Request): Promise<Reply<unknown>> {
         };
       }
     }
-    await trickle.lockIfIdle();
+    // The user's own pages: this is the only activity that postpones the auto-lock.
+    await trickle.userActivity();
     switch (request.type) {
       case "approvals":
         return { ok: true, payload: await payer.approvals() };

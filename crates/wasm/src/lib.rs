@@ -213,6 +213,8 @@ struct Inner {
     wallet: Mutex<Option<ExtensionWallet>>,
     /// Mirrors `wallet.is_some()` for answers that must not wait behind a long sync.
     unlocked: Cell<bool>,
+    /// When the unlocked wallet locks itself (ms since epoch), as in the session.
+    lock_at: Cell<f64>,
     sync: RefCell<SyncStatus>,
     /// The chain tip and fee rate last fetched, and when (ms).
     chain_view: RefCell<Option<(trickle_channel::ChainTip, FeeRate, f64)>>,
@@ -263,6 +265,17 @@ impl Trickle {
         }
     }
 
+    /// Records that the user used the wallet (from one of the extension's pages): the
+    /// auto-lock counts from now. Nothing else postpones it; pages and sites never do.
+    #[wasm_bindgen(js_name = userActivity)]
+    pub async fn user_activity(&self) -> Result<(), JsValue> {
+        let inner = self.inner.clone();
+        inner
+            .user_activity()
+            .await
+            .map_err(|f| to_js(&f).unwrap_or_else(|e| e))
+    }
+
     /// Locks the wallet if it has been idle past its auto-lock time; returns whether it is
     /// locked now. The worker calls this from an alarm.
     #[wasm_bindgen(js_name = lockIfIdle)]
@@ -288,6 +301,7 @@ impl Trickle {
             settings: RefCell::new(settings),
             wallet: Mutex::new(None),
             unlocked: Cell::new(false),
+            lock_at: Cell::new(0.0),
             sync: RefCell::new(SyncStatus::default()),
             chain_view: RefCell::new(None),
             budgets: RefCell::new(None),
@@ -320,6 +334,9 @@ impl Inner {
         let js = |r: Result<JsValue, JsValue>| {
             r.map_err(|e| failure("internal", format!("cannot encode the answer: {e:?}")))
         };
+        // Every use of the wallet first locks it if its time is up: the alarm that also does
+        // this runs only once a minute.
+        self.lock_if_idle().await?;
         match request {
             Request::State => js(to_js(&self.state().await?)),
             Request::NewPhrase => {
@@ -368,7 +385,7 @@ impl Inner {
                 struct Receive {
                     address: String,
                 }
-                let mut guard = self.unlocked_wallet().await?;
+                let mut guard = self.wallet.lock().await;
                 let address = guard.as_mut().ok_or_else(locked)?.receive_address().await?;
                 js(to_js(&Receive {
                     address: address.to_string(),
@@ -395,7 +412,7 @@ impl Inner {
                 fee_rate,
             } => {
                 let (amount, rate) = send_terms(amount_sat, fee_rate)?;
-                let mut guard = self.unlocked_wallet().await?;
+                let mut guard = self.wallet.lock().await;
                 let wallet = guard.as_mut().ok_or_else(locked)?;
                 let address = wallet.parse_address(&address)?;
                 let preview = wallet.preview_send(&address, amount, rate)?;
@@ -414,7 +431,7 @@ impl Inner {
                 let (amount, rate) = send_terms(amount_sat, fee_rate)?;
                 let client = self.esplora()?;
                 let tip = ExtensionWallet::tip(&client).await?;
-                let mut guard = self.unlocked_wallet().await?;
+                let mut guard = self.wallet.lock().await;
                 let wallet = guard.as_mut().ok_or_else(locked)?;
                 let address = wallet.parse_address(&address)?;
                 let tx = wallet
@@ -439,7 +456,7 @@ impl Inner {
                 struct Phrase {
                     phrase: String,
                 }
-                let guard = self.unlocked_wallet().await?;
+                let guard = self.wallet.lock().await;
                 let wallet = guard.as_ref().ok_or_else(locked)?;
                 js(to_js(&Phrase {
                     phrase: wallet.export_phrase(&password).await?,
@@ -459,6 +476,8 @@ impl Inner {
                 *self.chain_view.borrow_mut() = None;
                 *self.budgets.borrow_mut() = None;
                 *self.history.borrow_mut() = None;
+                // A new auto-lock time applies from now.
+                self.user_activity().await?;
                 js(to_js(&self.state().await?))
             }
             Request::Offer {
@@ -518,15 +537,16 @@ impl Inner {
         })
     }
 
-    /// The wallet, after recording activity (which postpones the auto-lock).
-    async fn unlocked_wallet(
-        &self,
-    ) -> Result<futures::lock::MutexGuard<'_, Option<ExtensionWallet>>, Failure> {
+    /// Postpones the auto-lock of an unlocked wallet (see [`Trickle::user_activity`]).
+    async fn user_activity(&self) -> Result<(), Failure> {
+        if self.lock_if_idle().await? {
+            return Ok(());
+        }
         let guard = self.wallet.lock().await;
         if let Some(wallet) = guard.as_ref() {
             self.save_session(wallet.session_key()).await?;
         }
-        Ok(guard)
+        Ok(())
     }
 
     async fn unlocked_with(&self, wallet: ExtensionWallet) -> Result<(), Failure> {
@@ -544,6 +564,7 @@ impl Inner {
         };
         let text = serde_json_string(&session)?;
         Session::set(SESSION_KEY, &text).await?;
+        self.lock_at.set(session.lock_at);
         Ok(())
     }
 
@@ -558,6 +579,7 @@ impl Inner {
                 let key = VaultKey::from_hex(&s.key).map_err(WalletError::from)?;
                 let wallet = Wallet::resume(self.store().await?, self.network(), key).await?;
                 *self.wallet.lock().await = Some(wallet);
+                self.lock_at.set(s.lock_at);
                 self.unlocked.set(true);
                 Ok(())
             }
@@ -572,16 +594,12 @@ impl Inner {
         Ok(())
     }
 
+    /// Locks the wallet once its lock time (kept in memory as in the session) has passed.
     async fn lock_if_idle(&self) -> Result<bool, Failure> {
         if !self.unlocked.get() {
             return Ok(true);
         }
-        let expired = match Session::get(SESSION_KEY).await? {
-            Some(text) => {
-                serde_json_from::<UnlockedSession>(&text).is_none_or(|s| s.lock_at <= now_ms())
-            }
-            None => true,
-        };
+        let expired = self.lock_at.get() <= now_ms();
         if expired {
             self.lock().await?;
         }

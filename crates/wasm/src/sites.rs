@@ -259,7 +259,7 @@ impl Inner {
             policy: &policy,
             now: now_secs(),
         };
-        let mut guard = self.unlocked_wallet().await?;
+        let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
         match wallet
             .answer_offer(&budgets, &ctx, url, header, confirmed)
@@ -448,7 +448,7 @@ impl Inner {
     /// Asks the payee of the channel with `site` to close it; answers the settlement's txid.
     pub(crate) async fn close_channel(&self, site: &str) -> Result<String, Failure> {
         let (tip, _) = self.chain_view().await?;
-        let mut guard = self.unlocked_wallet().await?;
+        let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
         let record = wallet
             .channels()
