@@ -17,6 +17,7 @@
 // State that must outlive the worker (rules, approvals waiting for the user, notices) lives in
 // chrome.storage.session and in the session rules themselves.
 
+import { MAX_URL_CHARS, oversized, shortened } from "./limits.js";
 import type { Approval, Ask, Notice, OfferAnswer, ReceiptAnswer, Request, TermsView } from "./messages.js";
 
 type Handle = (request: Request) => Promise<unknown>;
@@ -31,6 +32,11 @@ const APPROVALS = "approvals";
 const NOTICES = "notices";
 const RULES = "payRules";
 const MAX_NOTICES = 20;
+/** Approvals kept waiting; a new one pushes out the oldest. */
+const MAX_APPROVALS = 20;
+/** A notice's URL and message are only shown: longer ones are cut. */
+const NOTICE_URL_CHARS = 512;
+const NOTICE_MESSAGE_CHARS = 512;
 const PAID_COLOUR = "#1a7f37";
 
 type ResourceType = chrome.declarativeNetRequest.ResourceType;
@@ -232,7 +238,12 @@ export class Payer {
   async notify(notice: Omit<Notice, "at">, tabId?: number): Promise<void> {
     await serially(async () => {
       const list = await sessionList<Notice>(NOTICES);
-      list.unshift({ ...notice, at: Date.now() });
+      list.unshift({
+        url: shortened(notice.url, NOTICE_URL_CHARS),
+        code: notice.code,
+        message: shortened(notice.message, NOTICE_MESSAGE_CHARS),
+        at: Date.now(),
+      });
       await setSessionList(NOTICES, list.slice(0, MAX_NOTICES));
     });
     if (tabId !== undefined && tabId >= 0) await this.badge(tabId, "!", "#b42318");
@@ -283,6 +294,8 @@ export class Payer {
     // Navigations are paid here; page scripts pay through the page API (`payForPage`).
     if (details.statusCode === 402 && offer && (details.type === "main_frame" || details.type === "sub_frame")) {
       const seen: Seen = { url: details.url, tabId: details.tabId, type: details.type };
+      const tooLong = oversized(seen.url, offer);
+      if (tooLong) return this.notify({ url: seen.url, ...tooLong }, seen.tabId);
       if (details.type === "sub_frame") {
         // A frame is paid without asking only inside its own site: another site could embed
         // it hidden, as often as it likes. Else the user decides, seeing who embeds it.
@@ -299,8 +312,10 @@ export class Payer {
       const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as ReceiptAnswer | null;
       if (!payment) return;
       // Paid by the pre-armed payment: a reload of this URL sends the receipt's nonce. That
-      // rule and the site's next pre-armed payment go in together.
-      const reload = details.type === "main_frame" ? payment.reloadHeader : undefined;
+      // rule and the site's next pre-armed payment go in together. (No rule, so no stored copy,
+      // for a URL longer than any paid for.)
+      const reloadable = details.type === "main_frame" && details.url.length <= MAX_URL_CHARS;
+      const reload = reloadable ? payment.reloadHeader : undefined;
       await this.changeRules((book) => {
         const armed = payment.nextError
           ? { add: [], remove: [] }
@@ -389,7 +404,7 @@ export class Payer {
         a.tabId === seen.tabId &&
         (a.url === seen.url ||
           (seen.embedder !== undefined && a.embedder === seen.embedder && originOf(a.url) === originOf(seen.url)));
-      const kept = list.filter((a) => !same(a));
+      const kept = list.filter((a) => !same(a)).slice(-(MAX_APPROVALS - 1));
       const id = Math.max(0, ...list.map((a) => a.id)) + 1;
       const { embedder } = seen;
       kept.push({ id, url: seen.url, tabId: seen.tabId, type: seen.type, embedder, offer, ask, at: Date.now() });
@@ -444,6 +459,8 @@ export class Payer {
    * total below one it already holds, so a later payment must not overtake an earlier one.
    */
   async payForPage(url: string, offer: string, tabId: number, pageOrigin: string): Promise<string> {
+    const tooLong = oversized(url, offer);
+    if (tooLong) throw tooLong;
     const origin = new URL(url).origin;
     if (origin !== pageOrigin) {
       throw { code: "other_origin", message: "a page may only pay for its own site's resources" };

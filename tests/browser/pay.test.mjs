@@ -519,6 +519,52 @@ describe("paying sites", { timeout: 900_000 }, () => {
     }
   });
 
+  test("hostile: a page's 1 MB strings do not fill the session storage", async () => {
+    await visit(tab, `${payee.url}/`, "Home");
+    /** 30 page-API calls with a 1 MB URL of the page's own site and a 1 MB offer. */
+    const flood = () =>
+      tab.evaluate(async () => {
+        const mb = "a".repeat(1 << 20);
+        const calls = Array.from({ length: 30 }, (_, i) => {
+          const id = `flood-${i}-${Math.random()}`;
+          return new Promise((resolve) => {
+            window.addEventListener("message", (e) => {
+              if (e.data?.channel === "trickle-page-api" && e.data.id === id && e.data.reply) resolve(e.data.reply);
+            });
+            const url = `${location.origin}/articles/${i}?${mb}`;
+            window.postMessage({ channel: "trickle-page-api", id, url, header: mb }, location.origin);
+          });
+        });
+        return Promise.all(calls);
+      });
+    const used = () => ext.evaluate(() => chrome.storage.session.getBytesInUse(null));
+    assert.equal((await ask(ext, { type: "lock" })).wallet, "locked");
+    const whileLocked = await flood();
+    assert.ok(whileLocked.every((r) => r.ok === false && r.error.code === "too_long"), JSON.stringify(whileLocked[0]));
+    assert.equal((await ask(ext, { type: "unlock", password: PASSWORD })).wallet, "unlocked", "unlocking still works");
+    const whileUnlocked = await flood();
+    assert.ok(whileUnlocked.every((r) => r.ok === false && r.error.code === "too_long"));
+    const bytes = await used();
+    assert.ok(bytes < 1 << 20, `the session storage holds ${bytes} bytes`);
+    assert.equal((await ask(ext, { type: "approvals" })).length, 0, "nothing queued");
+
+    // And a priced request still pays.
+    const before = await bothSides(ext, payee);
+    await ask(ext, {
+      type: "approve",
+      origin: payee.url,
+      terms: { limitSat: before.sites[0].terms.limitSat + API_PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    const quote = await tab.evaluate(() => window.trickle.fetch("/api/quote/7").then((r) => r.text()));
+    assert.equal(quote, '{"quote":7}');
+    const after = await eventually("the receipt", async () => {
+      const s = await bothSides(ext, payee);
+      return s.sites[0].reservedSat === 0 && s.theirs.paid > before.theirs.paid && s;
+    });
+    assert.equal(after.theirs.paid - before.theirs.paid, API_PRICE, "paid once, the price");
+    assert.equal(after.sites[0].spentSat - before.sites[0].spentSat, API_PRICE);
+  });
+
   test("hostile: a price above the budget's max, a page paying for another site", async () => {
     const paidBefore = (await payee.status()).channels[0].paid;
     const res = await tab.goto(`${payee.url}/expensive`);
