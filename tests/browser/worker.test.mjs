@@ -22,6 +22,7 @@ import {
   restoreFromWelcome,
   send,
   shot,
+  sleep,
   startChain,
   startSite,
   stats,
@@ -287,5 +288,31 @@ describe("worker restarts and the password", { timeout: 600_000 }, () => {
     const unlocked = await send(popup, { type: "unlock", password: NEW_PASSWORD });
     assert.equal(unlocked.payload?.wallet, "unlocked", "the password unlocks it again");
     assertNoPageErrors(browser);
+  });
+
+  test("after three wrong passwords each try waits, even with the right one", async () => {
+    assert.equal((await send(popup, { type: "lock" })).payload.wallet, "locked");
+    for (let i = 0; i < 4; i++) {
+      const reply = await send(popup, { type: "unlock", password: `wrong password ${i}` });
+      assert.equal(reply.error?.code, "wrong_password", `try ${i + 1}: ${JSON.stringify(reply)}`);
+    }
+    const refused = await send(popup, { type: "unlock", password: NEW_PASSWORD });
+    assert.equal(refused.error?.code, "too_many_attempts", JSON.stringify(refused));
+    assert.match(refused.error.message, /try again in 1 s/);
+    await sleep(1_100);
+    assert.equal((await send(popup, { type: "unlock", password: "wrong password 5" })).error?.code, "wrong_password");
+    // The next wait is twice as long, and a worker restart does not forget it.
+    await stopWorker(browser, popup);
+    await waitReady(popup);
+    const again = await send(popup, { type: "unlock", password: NEW_PASSWORD });
+    assert.equal(again.error?.code, "too_many_attempts", JSON.stringify(again));
+    await sleep(2_100);
+    const unlocked = await send(popup, { type: "unlock", password: NEW_PASSWORD });
+    assert.equal(unlocked.payload?.wallet, "unlocked", JSON.stringify(unlocked));
+    // Unlocked: the count starts again.
+    await send(popup, { type: "lock" });
+    const first = await send(popup, { type: "unlock", password: "wrong password again" });
+    assert.equal(first.error?.code, "wrong_password");
+    assert.equal((await send(popup, { type: "unlock", password: NEW_PASSWORD })).payload?.wallet, "unlocked");
   });
 });

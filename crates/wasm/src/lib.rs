@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::settings::Settings;
-use trickle_wallet::vault::VaultKey;
+use trickle_wallet::vault::{self, VaultKey};
 use trickle_wallet::{new_phrase, Wallet, WalletError};
 use wasm_bindgen::prelude::*;
 
@@ -31,6 +31,14 @@ type ExtensionWallet = Wallet<Scoped<ChromeStore>>;
 type Esplora = AsyncClient<TimeoutSleeper>;
 
 const SESSION_KEY: &str = "unlocked";
+/// Wrong passwords tried, in `chrome.storage.session` (a worker restart does not forget them).
+const FAILURES_KEY: &str = "unlockFailures";
+/// Wrong passwords allowed before each further try must wait.
+const FREE_UNLOCK_ATTEMPTS: u32 = 3;
+/// The wait after the first wrong password beyond those, doubled at each one more (ms)...
+const FIRST_UNLOCK_WAIT_MS: f64 = 1_000.0;
+/// ...up to this.
+const MAX_UNLOCK_WAIT_MS: f64 = 5.0 * 60_000.0;
 /// Networks a fresh profile starts on.
 const DEFAULT_NETWORK: Network = Network::Signet;
 /// Fee rates a user may choose, sat/vB.
@@ -363,11 +371,34 @@ impl Inner {
                     Wallet::restore(store, network, &phrase, &password).await?
                 };
                 drop(writer);
+                // The phrase proves the wallet is the user's: wrong passwords are forgiven.
+                Session::remove(FAILURES_KEY).await?;
                 self.unlocked_with(wallet).await?;
                 js(to_js(&self.state().await?))
             }
             Request::Unlock { password } => {
-                let wallet = Wallet::unlock(self.store().await?, self.network(), &password).await?;
+                let failures = UnlockFailures::load().await?;
+                let wait = failures.not_before - now_ms();
+                if wait > 0.0 {
+                    return Err(failure(
+                        "too_many_attempts",
+                        format!(
+                            "too many wrong passwords: try again in {} s",
+                            (wait / 1000.0).ceil()
+                        ),
+                    ));
+                }
+                let wallet =
+                    match Wallet::unlock(self.store().await?, self.network(), &password).await {
+                        Ok(wallet) => wallet,
+                        Err(e) => {
+                            if e.code() == "wrong_password" {
+                                failures.one_more().save().await?;
+                            }
+                            return Err(e.into());
+                        }
+                    };
+                Session::remove(FAILURES_KEY).await?;
                 self.unlocked_with(wallet).await?;
                 js(to_js(&self.state().await?))
             }
@@ -674,13 +705,41 @@ fn locked() -> Failure {
 }
 
 fn check_password(password: &str) -> Result<(), Failure> {
-    if password.chars().count() < 8 {
-        return Err(failure(
-            "weak_password",
-            "choose a password of at least 8 characters",
-        ));
+    vault::check_password(password).map_err(|e| failure("weak_password", e.to_string()))
+}
+
+/// Wrong passwords tried since the last unlock, and when the next try may be made.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UnlockFailures {
+    count: u32,
+    /// ms since epoch.
+    not_before: f64,
+}
+
+impl UnlockFailures {
+    async fn load() -> Result<Self, Failure> {
+        let text = Session::get(FAILURES_KEY).await?;
+        Ok(text.and_then(|t| serde_json_from(&t)).unwrap_or_default())
     }
-    Ok(())
+
+    /// After one more wrong password: past the free attempts, each try waits twice as long.
+    fn one_more(self) -> Self {
+        let count = self.count.saturating_add(1);
+        let beyond = count.saturating_sub(FREE_UNLOCK_ATTEMPTS);
+        let wait = match beyond {
+            0 => 0.0,
+            n => (FIRST_UNLOCK_WAIT_MS * 2f64.powi(n.min(20) as i32 - 1)).min(MAX_UNLOCK_WAIT_MS),
+        };
+        Self {
+            count,
+            not_before: now_ms() + wait,
+        }
+    }
+
+    async fn save(&self) -> Result<(), Failure> {
+        Ok(Session::set(FAILURES_KEY, &serde_json_string(self)?).await?)
+    }
 }
 
 fn send_terms(amount_sat: u64, fee_rate: f64) -> Result<(Amount, FeeRate), Failure> {
