@@ -130,6 +130,8 @@ export class Payer {
   private readonly receiptWaiters = new Map<string, () => void>();
   /** The rule book, read once per worker start; changed only inside `serially`. */
   private book: Promise<RuleBook> | undefined;
+  /** Navigations the browser makes ahead of the user (by request id), until their response. */
+  private readonly speculativeRequests = new Set<string>();
   /** Tabs whose badge has a warning colour of their own. */
   private readonly warnedTabs = new Set<number>();
   private paidColourSet = false;
@@ -281,9 +283,17 @@ export class Payer {
     await this.changeRules((book) => Payer.armRule(book, origin, signature));
   }
 
+  /** Marks a request as a prefetch or prerender: the user has not asked for its page. */
+  speculative(requestId: string): void {
+    // Bounded: a response that never comes leaves its id behind.
+    if (this.speculativeRequests.size > 1_000) this.speculativeRequests.clear();
+    this.speculativeRequests.add(requestId);
+  }
+
   /** A response seen by webRequest: a receipt to apply, a 402 to answer. */
   async onResponse(details: chrome.webRequest.OnHeadersReceivedDetails): Promise<void> {
     if (details.tabId < 0) return; // the worker's own requests (chain, channel endpoint)
+    const speculative = this.speculativeRequests.delete(details.requestId);
     const receipt = header(details.responseHeaders, "payment-response");
     if (receipt) {
       // A paid page loads first; its receipt is applied after (or after LOAD_WAIT_MS).
@@ -292,6 +302,9 @@ export class Payer {
     }
     const offer = header(details.responseHeaders, "payment-required");
     // Navigations are paid here; page scripts pay through the page API (`payForPage`).
+    // A page fetched ahead of the user is never paid for (nor its tab sent to it): the user
+    // may never open it, and any site can ask the browser to prefetch any page.
+    if (speculative) return;
     if (details.statusCode === 402 && offer && (details.type === "main_frame" || details.type === "sub_frame")) {
       const seen: Seen = { url: details.url, tabId: details.tabId, type: details.type };
       const tooLong = oversized(seen.url, offer);

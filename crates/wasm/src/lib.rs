@@ -135,6 +135,9 @@ enum Request {
     },
     /// Budgets, channels and the payment history.
     Sites,
+    /// The origins with a budget (not revoked): the pages that get the page API. Readable
+    /// while locked.
+    ApprovedOrigins,
     CloseChannel {
         site: String,
     },
@@ -520,6 +523,7 @@ impl Inner {
             Request::Approve { origin, terms } => js(to_js(&self.approve(&origin, terms).await?)),
             Request::Revoke { origin } => js(to_js(&self.revoke(&origin).await?)),
             Request::Sites => js(to_js(&self.sites().await?)),
+            Request::ApprovedOrigins => js(to_js(&self.approved_origins().await?)),
             Request::CloseChannel { site } => {
                 #[derive(Serialize)]
                 struct Closed {

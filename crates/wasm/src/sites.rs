@@ -435,6 +435,18 @@ impl Inner {
         Ok(site_view(&budget, now_secs()))
     }
 
+    /// The origins whose budget is not revoked.
+    pub(crate) async fn approved_origins(&self) -> Result<Vec<String>, Failure> {
+        let budgets = self.budgets().await?;
+        Ok(budgets
+            .list()
+            .await?
+            .iter()
+            .filter(|b| b.state() != BudgetState::Revoked)
+            .map(|b| b.origin().to_owned())
+            .collect())
+    }
+
     /// Budgets, channels and the payment history.
     pub(crate) async fn sites(&self) -> Result<Sites, Failure> {
         let budgets = self.budgets().await?;
