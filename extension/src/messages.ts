@@ -119,6 +119,8 @@ export interface Approval {
   url: string;
   tabId: number;
   type: string;
+  /** For a frame inside another site: that site (the user sees it before paying). */
+  embedder?: string;
   /** The PAYMENT-REQUIRED header. */
   offer: string;
   /** Null while the wallet is locked: unlock, then decide. */
@@ -233,6 +235,8 @@ export interface Requests {
   approve: { req: { origin: string; terms: TermsView }; res: SiteView };
   revoke: { req: { origin: string }; res: SiteView };
   sites: { req: {}; res: Sites };
+  /** The origins with a budget (not revoked), whose pages get the page API. */
+  approvedOrigins: { req: {}; res: string[] };
   closeChannel: { req: { site: string }; res: { txid: string } };
   /**
    * Channel duties (the worker runs them every minute): close channels near expiry, check

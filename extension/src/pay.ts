@@ -17,6 +17,7 @@
 // State that must outlive the worker (rules, approvals waiting for the user, notices) lives in
 // chrome.storage.session and in the session rules themselves.
 
+import { MAX_URL_CHARS, oversized, shortened } from "./limits.js";
 import type { Approval, Ask, Notice, OfferAnswer, ReceiptAnswer, Request, TermsView } from "./messages.js";
 
 type Handle = (request: Request) => Promise<unknown>;
@@ -31,6 +32,11 @@ const APPROVALS = "approvals";
 const NOTICES = "notices";
 const RULES = "payRules";
 const MAX_NOTICES = 20;
+/** Approvals kept waiting; a new one pushes out the oldest. */
+const MAX_APPROVALS = 20;
+/** A notice's URL and message are only shown: longer ones are cut. */
+const NOTICE_URL_CHARS = 512;
+const NOTICE_MESSAGE_CHARS = 512;
 const PAID_COLOUR = "#1a7f37";
 
 type ResourceType = chrome.declarativeNetRequest.ResourceType;
@@ -48,6 +54,8 @@ interface Seen {
   url: string;
   tabId: number;
   type: string;
+  /** For a frame: the other site it is embedded in (or that loaded it), if any. */
+  embedder?: string;
 }
 
 function header(headers: chrome.webRequest.HttpHeader[] | undefined, name: string): string | undefined {
@@ -122,6 +130,8 @@ export class Payer {
   private readonly receiptWaiters = new Map<string, () => void>();
   /** The rule book, read once per worker start; changed only inside `serially`. */
   private book: Promise<RuleBook> | undefined;
+  /** Navigations the browser makes ahead of the user (by request id), until their response. */
+  private readonly speculativeRequests = new Set<string>();
   /** Tabs whose badge has a warning colour of their own. */
   private readonly warnedTabs = new Set<number>();
   private paidColourSet = false;
@@ -185,16 +195,19 @@ export class Payer {
     type: ResourceType,
     signature: string,
     retried: boolean,
+    embedded = false,
   ): RuleChange {
     const id = book.nextId++;
     const remove = book.pay.filter((r) => r.url === url && r.tabId === tabId).map((r) => r.id);
     book.pay = book.pay.filter((r) => !remove.includes(r.id));
     book.pay.push({ id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried });
+    // A frame paid without asking is loaded by its own site: only such a load carries it.
+    const firstParty = type === "sub_frame" && !embedded ? { domainType: chrome.declarativeNetRequest.DomainType.FIRST_PARTY } : {};
     const rule = {
       id,
       priority: PAY_PRIORITY,
       action: setSignature(signature),
-      condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId] },
+      condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId], ...firstParty },
     };
     return { add: [rule], remove };
   }
@@ -227,7 +240,12 @@ export class Payer {
   async notify(notice: Omit<Notice, "at">, tabId?: number): Promise<void> {
     await serially(async () => {
       const list = await sessionList<Notice>(NOTICES);
-      list.unshift({ ...notice, at: Date.now() });
+      list.unshift({
+        url: shortened(notice.url, NOTICE_URL_CHARS),
+        code: notice.code,
+        message: shortened(notice.message, NOTICE_MESSAGE_CHARS),
+        at: Date.now(),
+      });
       await setSessionList(NOTICES, list.slice(0, MAX_NOTICES));
     });
     if (tabId !== undefined && tabId >= 0) await this.badge(tabId, "!", "#b42318");
@@ -265,9 +283,17 @@ export class Payer {
     await this.changeRules((book) => Payer.armRule(book, origin, signature));
   }
 
+  /** Marks a request as a prefetch or prerender: the user has not asked for its page. */
+  speculative(requestId: string): void {
+    // Bounded: a response that never comes leaves its id behind.
+    if (this.speculativeRequests.size > 1_000) this.speculativeRequests.clear();
+    this.speculativeRequests.add(requestId);
+  }
+
   /** A response seen by webRequest: a receipt to apply, a 402 to answer. */
   async onResponse(details: chrome.webRequest.OnHeadersReceivedDetails): Promise<void> {
     if (details.tabId < 0) return; // the worker's own requests (chain, channel endpoint)
+    const speculative = this.speculativeRequests.delete(details.requestId);
     const receipt = header(details.responseHeaders, "payment-response");
     if (receipt) {
       // A paid page loads first; its receipt is applied after (or after LOAD_WAIT_MS).
@@ -276,8 +302,19 @@ export class Payer {
     }
     const offer = header(details.responseHeaders, "payment-required");
     // Navigations are paid here; page scripts pay through the page API (`payForPage`).
+    // A page fetched ahead of the user is never paid for (nor its tab sent to it): the user
+    // may never open it, and any site can ask the browser to prefetch any page.
+    if (speculative) return;
     if (details.statusCode === 402 && offer && (details.type === "main_frame" || details.type === "sub_frame")) {
-      const seen = { url: details.url, tabId: details.tabId, type: details.type };
+      const seen: Seen = { url: details.url, tabId: details.tabId, type: details.type };
+      const tooLong = oversized(seen.url, offer);
+      if (tooLong) return this.notify({ url: seen.url, ...tooLong }, seen.tabId);
+      if (details.type === "sub_frame") {
+        // A frame is paid without asking only inside its own site: another site could embed
+        // it hidden, as often as it likes. Else the user decides, seeing who embeds it.
+        const embedder = await embeddingSite(details);
+        if (embedder) return this.queueApproval({ ...seen, embedder }, offer, null);
+      }
       await this.onOffer(seen, offer, false, receipt !== undefined && lackedCredit(receipt));
     }
   }
@@ -288,8 +325,10 @@ export class Payer {
       const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as ReceiptAnswer | null;
       if (!payment) return;
       // Paid by the pre-armed payment: a reload of this URL sends the receipt's nonce. That
-      // rule and the site's next pre-armed payment go in together.
-      const reload = details.type === "main_frame" ? payment.reloadHeader : undefined;
+      // rule and the site's next pre-armed payment go in together. (No rule, so no stored copy,
+      // for a URL longer than any paid for.)
+      const reloadable = details.type === "main_frame" && details.url.length <= MAX_URL_CHARS;
+      const reload = reloadable ? payment.reloadHeader : undefined;
       await this.changeRules((book) => {
         const armed = payment.nextError
           ? { add: [], remove: [] }
@@ -352,7 +391,15 @@ export class Payer {
     }
     const { header: signature } = answer;
     await this.changeRules((book) =>
-      Payer.payRule(book, seen.url, seen.tabId, seen.type as ResourceType, signature, live !== undefined),
+      Payer.payRule(
+        book,
+        seen.url,
+        seen.tabId,
+        seen.type as ResourceType,
+        signature,
+        live !== undefined,
+        seen.embedder !== undefined,
+      ),
     );
     if (seen.type === "main_frame") {
       // Re-request the page; the rule adds the payment. (tabs.reload would reload the page
@@ -365,9 +412,15 @@ export class Payer {
   private async queueApproval(seen: Seen, offer: string, ask: Ask | null): Promise<void> {
     await serially(async () => {
       const list = await sessionList<Approval>(APPROVALS);
-      const kept = list.filter((a) => !(a.url === seen.url && a.tabId === seen.tabId));
+      // One request per URL and tab; one per embedding site, paid site and tab.
+      const same = (a: Approval) =>
+        a.tabId === seen.tabId &&
+        (a.url === seen.url ||
+          (seen.embedder !== undefined && a.embedder === seen.embedder && originOf(a.url) === originOf(seen.url)));
+      const kept = list.filter((a) => !same(a)).slice(-(MAX_APPROVALS - 1));
       const id = Math.max(0, ...list.map((a) => a.id)) + 1;
-      kept.push({ id, url: seen.url, tabId: seen.tabId, type: seen.type, offer, ask, at: Date.now() });
+      const { embedder } = seen;
+      kept.push({ id, url: seen.url, tabId: seen.tabId, type: seen.type, embedder, offer, ask, at: Date.now() });
       await setSessionList(APPROVALS, kept);
     });
     await this.badge(seen.tabId, "$", "#9a6700");
@@ -419,6 +472,8 @@ export class Payer {
    * total below one it already holds, so a later payment must not overtake an earlier one.
    */
   async payForPage(url: string, offer: string, tabId: number, pageOrigin: string): Promise<string> {
+    const tooLong = oversized(url, offer);
+    if (tooLong) throw tooLong;
     const origin = new URL(url).origin;
     if (origin !== pageOrigin) {
       throw { code: "other_origin", message: "a page may only pay for its own site's resources" };
@@ -469,6 +524,28 @@ function loaded(tabId: number): Promise<void> {
     const timer = setTimeout(done, LOAD_WAIT_MS);
     chrome.tabs.onUpdated.addListener(listener);
   });
+}
+
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The other site a frame's request comes from: the site that started it, or the tab's top
+ * page. `undefined` when both are the frame's own site.
+ */
+async function embeddingSite(details: chrome.webRequest.OnHeadersReceivedDetails): Promise<string | undefined> {
+  const own = originOf(details.url);
+  const tab = await chrome.tabs.get(details.tabId).catch(() => undefined);
+  const top = tab?.url === undefined ? undefined : originOf(tab.url);
+  for (const site of [details.initiator, top]) {
+    if (site !== own) return site ?? "an unknown site";
+  }
+  return undefined;
 }
 
 /** Whether a PAYMENT-RESPONSE refused the payment for lack of credit. */

@@ -24,6 +24,45 @@ function reconcile(trickle: Trickle): Promise<unknown> {
 }
 void ready.then(reconcile);
 
+/** The page API's two content scripts; registered for the approved origins only. */
+const PAGE_API: chrome.scripting.RegisteredContentScript[] = [
+  { id: "page-api-messenger", js: ["content.js"], runAt: "document_start" },
+  { id: "page-api", js: ["page-api.js"], runAt: "document_start", world: "MAIN" },
+];
+
+/**
+ * Gives the page API (`window.trickle`) to the pages of the sites with a budget, and to no
+ * other: a page must not learn that Trickle is there, nor anything about the wallet, before the
+ * user approved its site. Runs after every change of budgets (and at start).
+ */
+let pageApiTurn: Promise<unknown> = Promise.resolve();
+function showPageApi(): Promise<unknown> {
+  const run = pageApiTurn.then(async () => {
+    const trickle = await ready;
+    const origins = ((await trickle.handle({ type: "approvedOrigins" })) as string[]).filter(isWebOrigin);
+    const ids = PAGE_API.map((s) => s.id);
+    const registered = await chrome.scripting.getRegisteredContentScripts({ ids });
+    if (registered.length) await chrome.scripting.unregisterContentScripts({ ids });
+    if (origins.length) {
+      const matches = origins.map((o) => `${o}/*`);
+      await chrome.scripting.registerContentScripts(PAGE_API.map((s) => ({ ...s, matches })));
+    }
+  });
+  pageApiTurn = run.catch((e) => console.warn("trickle: page API registration failed", e));
+  return pageApiTurn;
+}
+void showPageApi();
+
+/** Whether `origin` is an http(s) origin as URL writes it (a match pattern can be made of it). */
+function isWebOrigin(origin: string): boolean {
+  try {
+    const url = new URL(origin);
+    return url.origin === origin && (url.protocol === "http:" || url.protocol === "https:");
+  } catch {
+    return false;
+  }
+}
+
 const payer = new Payer(async (request) => (await ready).handle(request));
 
 function asError(e: unknown): WalletError {
@@ -50,14 +89,18 @@ async function answer(request: Request): Promise<Reply<unknown>> {
         };
       }
     }
-    await trickle.lockIfIdle();
+    // The user's own pages: this is the only activity that postpones the auto-lock.
+    await trickle.userActivity();
     switch (request.type) {
       case "approvals":
         return { ok: true, payload: await payer.approvals() };
       case "notices":
         return { ok: true, payload: await payer.notices() };
-      case "decide":
-        return { ok: true, payload: await payer.decide(request.id, request.decision, request.terms) };
+      case "decide": {
+        const payload = await payer.decide(request.id, request.decision, request.terms);
+        await showPageApi();
+        return { ok: true, payload };
+      }
       case "offer":
       case "receipt":
       case "preArm":
@@ -68,6 +111,13 @@ async function answer(request: Request): Promise<Reply<unknown>> {
         const payload = await trickle.handle(request);
         // The site's pre-armed payment follows its budget (removed when revoked or used up).
         await payer.arm(new URL(request.origin).origin).catch((e) => console.warn("trickle: arming failed", e));
+        await showPageApi();
+        return { ok: true, payload };
+      }
+      case "saveSettings": {
+        // Another network has other budgets.
+        const payload = await trickle.handle(request);
+        await showPageApi();
         return { ok: true, payload };
       }
       default:
@@ -105,6 +155,17 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   }
   return false;
 });
+
+// Observing only: navigations the browser makes ahead of the user (speculation-rules prefetch
+// and prerender, which a page of any site can ask for) say so in `Sec-Purpose`.
+chrome.webRequest.onSendHeaders.addListener(
+  (details) => {
+    const purpose = details.requestHeaders?.find((h) => h.name.toLowerCase() === "sec-purpose")?.value;
+    if (purpose?.includes("prefetch") && details.type === "main_frame") payer.speculative(details.requestId);
+  },
+  { urls: ["http://*/*", "https://*/*"], types: ["main_frame"] },
+  ["requestHeaders", "extraHeaders"],
+);
 
 // Observing only (no blocking): 402 offers to answer and receipts to apply.
 chrome.webRequest.onHeadersReceived.addListener(

@@ -180,6 +180,40 @@ async function startHostileSite(upstream) {
   };
 }
 
+/** A page with `count` hidden frames of `${paid}/articles/${n}?r=…`, each loaded again after 1 s. */
+function embeddingPage(paid, n, count) {
+  const frames = Array.from({ length: count }, (_, i) => `<iframe hidden src="${paid}/articles/${n}?r=${i + 1}"></iframe>`);
+  const reload = "setTimeout(() => { for (const f of document.querySelectorAll('iframe')) f.src = f.src; }, 1000);";
+  return `<h1>Embedder</h1>${frames.join("")}<script>${reload}</script>`;
+}
+
+/**
+ * Posts a page-API request for `url` from `page`, as a page script can; resolves with the
+ * extension's reply, or null when none comes within `ms`.
+ */
+function probePageApi(page, url, ms = T.short) {
+  return page.evaluate(
+    ({ url, ms }) =>
+      new Promise((resolve) => {
+        const id = `probe-${Math.random()}`;
+        window.addEventListener("message", (e) => {
+          if (e.data?.channel === "trickle-page-api" && e.data.id === id && e.data.reply) resolve(e.data.reply);
+        });
+        const offer = btoa(JSON.stringify({ x402Version: 2, accepts: [{ network: "bip122:000000000019d6689c085ae165831e93" }] }));
+        window.postMessage({ channel: "trickle-page-api", id, url, header: offer }, location.origin);
+        setTimeout(() => resolve(null), ms);
+      }),
+    { url, ms },
+  );
+}
+
+/** A page whose speculation rules prefetch `${paid}/articles/${n}` … `n + count - 1` at once. */
+function prefetchingPage(paid, n, count) {
+  const urls = Array.from({ length: count }, (_, i) => `${paid}/articles/${n + i}`);
+  const rules = JSON.stringify({ prefetch: [{ source: "list", urls, eagerness: "immediate" }] });
+  return `<h1>Prefetcher</h1><script type="speculationrules">${rules}</script>`;
+}
+
 async function esplora(chain, route) {
   const res = await fetch(`${chain.url}${route}`, { signal: AbortSignal.timeout(10_000) });
   assert.equal(res.status, 200, `GET ${route}`);
@@ -216,6 +250,9 @@ describe("paying sites", { timeout: 900_000 }, () => {
     repeatPaidLoad: [],
   };
 
+  /** The site again, as another origin (localhost, not 127.0.0.1). */
+  const otherSite = () => `http://localhost:${new URL(site.url).port}`;
+
   before(async () => {
     work = await workDir("pay-servers");
     chain = await startChain();
@@ -225,6 +262,10 @@ describe("paying sites", { timeout: 900_000 }, () => {
       [/^\/articles\/(\d+)$/, (m) => ["text/html", `<h1>Article ${m[1]}</h1><p>${"words ".repeat(200)}</p>`]],
       [/^\/api\/quote\/(\d+)$/, (m) => ["application/json", JSON.stringify({ quote: Number(m[1]) })]],
       [/^\/expensive$/, () => ["text/html", "<h1>Expensive</h1>"]],
+      // Another site's page (served as localhost) that embeds paid pages, each loaded twice.
+      [/^\/embed$/, () => ["text/html", embeddingPage(payee.url, 70, 5)]],
+      // Another site's page that asks the browser to prefetch paid pages.
+      [/^\/prefetch$/, () => ["text/html", prefetchingPage(payee.url, 80, 3)]],
     ]);
     const dir = path.join(work.dir, "payee");
     await mkdir(dir, { recursive: true });
@@ -323,6 +364,38 @@ describe("paying sites", { timeout: 900_000 }, () => {
       { origin: sites[0].origin, spent: sites[0].spentSat, reserved: sites[0].reservedSat, limit: sites[0].terms.limitSat },
       { origin: payee.url, spent: PRICE, reserved: PRICE, limit: LIMIT },
     );
+  });
+
+  test("hostile: another site's iframe is never paid", async () => {
+    const before = await bothSides(ext, payee);
+    const embedder = `http://localhost:${new URL(site.url).port}`;
+    const loads = [];
+    const onRequest = (r) => r.url().startsWith(`${payee.url}/articles/70`) && loads.push(r.url());
+    tab.on("request", onRequest);
+    try {
+      await visit(tab, `${embedder}/embed`, "Embedder");
+      await eventually("both loads of the 5 frames", async () => [loads.length >= 10, loads.length]);
+      await sleep(1_000);
+    } finally {
+      tab.off("request", onRequest);
+    }
+    const after = await bothSides(ext, payee);
+    assert.equal(after.theirs.consumed, before.theirs.consumed, "the payee charged nothing");
+    assert.equal(after.theirs.paid, before.theirs.paid, "the payee holds nothing more");
+    assert.equal(after.ours.paidSat, before.ours.paidSat, "nothing more was signed");
+    assert.equal(after.sites[0].spentSat, before.sites[0].spentSat, "the budget spent nothing");
+    assert.equal(after.sites[0].reservedSat, before.sites[0].reservedSat, "the budget reserved nothing");
+    // At most one request waits for the user, and it names the site that embeds the frames.
+    const approvals = await ask(ext, { type: "approvals" });
+    assert.equal(approvals.length, 1, JSON.stringify(approvals));
+    assert.equal(approvals[0].embedder, embedder);
+    assert.equal(approvals[0].ask, null, "nothing was asked of the wallet");
+    await ext.reload();
+    await waitScreen(ext, "approve");
+    assert.equal(await ext.getByTestId("approve-embedder").getAttribute("data-embedder"), embedder);
+    await shot(ext, "pay-12-approve-embedded");
+    await ext.getByTestId("approve-deny").click();
+    await eventually("the request denied", async () => (await ask(ext, { type: "approvals" })).length === 0);
   });
 
   test("50 paid pages: each paid once; a reload is free; the budget stops exactly at its limit", async (t) => {
@@ -478,6 +551,90 @@ describe("paying sites", { timeout: 900_000 }, () => {
     }
   });
 
+  test("hostile: a page's 1 MB strings do not fill the session storage", async () => {
+    await visit(tab, `${payee.url}/`, "Home");
+    /** 30 page-API calls with a 1 MB URL of the page's own site and a 1 MB offer. */
+    const flood = () =>
+      tab.evaluate(async () => {
+        const mb = "a".repeat(1 << 20);
+        const calls = Array.from({ length: 30 }, (_, i) => {
+          const id = `flood-${i}-${Math.random()}`;
+          return new Promise((resolve) => {
+            window.addEventListener("message", (e) => {
+              if (e.data?.channel === "trickle-page-api" && e.data.id === id && e.data.reply) resolve(e.data.reply);
+            });
+            const url = `${location.origin}/articles/${i}?${mb}`;
+            window.postMessage({ channel: "trickle-page-api", id, url, header: mb }, location.origin);
+          });
+        });
+        return Promise.all(calls);
+      });
+    const used = () => ext.evaluate(() => chrome.storage.session.getBytesInUse(null));
+    assert.equal((await ask(ext, { type: "lock" })).wallet, "locked");
+    const whileLocked = await flood();
+    assert.ok(whileLocked.every((r) => r.ok === false && r.error.code === "too_long"), JSON.stringify(whileLocked[0]));
+    assert.equal((await ask(ext, { type: "unlock", password: PASSWORD })).wallet, "unlocked", "unlocking still works");
+    const whileUnlocked = await flood();
+    assert.ok(whileUnlocked.every((r) => r.ok === false && r.error.code === "too_long"));
+    const bytes = await used();
+    assert.ok(bytes < 1 << 20, `the session storage holds ${bytes} bytes`);
+    assert.equal((await ask(ext, { type: "approvals" })).length, 0, "nothing queued");
+
+    // And a priced request still pays.
+    const before = await bothSides(ext, payee);
+    await ask(ext, {
+      type: "approve",
+      origin: payee.url,
+      terms: { limitSat: before.sites[0].terms.limitSat + API_PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    const quote = await tab.evaluate(() => window.trickle.fetch("/api/quote/7").then((r) => r.text()));
+    assert.equal(quote, '{"quote":7}');
+    const after = await eventually("the receipt", async () => {
+      const s = await bothSides(ext, payee);
+      return s.sites[0].reservedSat === 0 && s.theirs.paid > before.theirs.paid && s;
+    });
+    assert.equal(after.theirs.paid - before.theirs.paid, API_PRICE, "paid once, the price");
+    assert.equal(after.sites[0].spentSat - before.sites[0].spentSat, API_PRICE);
+  });
+
+  test("hostile: another site's prefetch of paid pages pays nothing", async () => {
+    const before = await bothSides(ext, payee);
+    await ask(ext, {
+      type: "approve",
+      origin: payee.url,
+      terms: { limitSat: before.sites[0].spentSat + 5 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    await eventually("a pre-armed payment", () => armedHeader(ext));
+    const armed = await bothSides(ext, payee);
+    const prefetches = [];
+    const onRequest = (r) => r.url().startsWith(`${payee.url}/articles/8`) && prefetches.push(r.url());
+    browser.context.on("request", onRequest);
+    const page = `${otherSite()}/prefetch`;
+    try {
+      await tab.goto(page);
+      await eventually("the prefetches", async () => [prefetches.length >= 2, prefetches]);
+      await sleep(2_000);
+    } finally {
+      browser.context.off("request", onRequest);
+    }
+    assert.equal(tab.url(), page, "the tab stays on the page the user opened");
+    assert.equal(await tab.getByText("Prefetcher", { exact: true }).count(), 1);
+    const after = await eventually("the bookkeeping", async () => {
+      const sides = await bothSides(ext, payee);
+      return [sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat, sides];
+    });
+    // Nothing was signed for the prefetched pages. The pre-armed payment (signed and reserved
+    // before) still goes out with a prefetch, as with any navigation to the site: at most
+    // that one increment is charged (the pre-armed rule's conditions are finding L2's).
+    assert.ok(after.theirs.consumed - armed.theirs.consumed <= PRICE, `charged ${after.theirs.consumed - armed.theirs.consumed}`);
+    assert.ok(after.sites[0].spentSat - armed.sites[0].spentSat <= PRICE);
+    assert.ok(
+      after.ours.paidSat - armed.ours.paidSat <= PRICE,
+      `signed ${after.ours.paidSat - armed.ours.paidSat} more: at most the next pre-armed increment`,
+    );
+    assert.equal((await ask(ext, { type: "approvals" })).length, 0, "nothing asked");
+  });
+
   test("hostile: a price above the budget's max, a page paying for another site", async () => {
     const paidBefore = (await payee.status()).channels[0].paid;
     const res = await tab.goto(`${payee.url}/expensive`);
@@ -490,22 +647,31 @@ describe("paying sites", { timeout: 900_000 }, () => {
     assert.equal((await ask(ext, { type: "approvals" })).length, 0, "nothing to approve");
 
     // The page API only pays for the page's own site.
-    await visit(tab, `${site.url}/`, "Home");
-    const reply = await tab.evaluate(
-      ({ url }) =>
-        new Promise((resolve) => {
-          const id = "probe";
-          window.addEventListener("message", (e) => {
-            if (e.data?.channel === "trickle-page-api" && e.data.id === id && e.data.reply) resolve(e.data.reply);
-          });
-          window.postMessage({ channel: "trickle-page-api", id, url, header: "e30" }, location.origin);
-        }),
-      { url: `${payee.url}/articles/60` },
-    );
+    await visit(tab, `${payee.url}/`, "Home");
+    const reply = await probePageApi(tab, `${site.url}/articles/60`);
     assert.equal(reply.ok, false);
     assert.equal(reply.error.code, "other_origin");
     await sleep(300);
     assert.equal((await payee.status()).channels[0].paid, paidBefore, "nothing was paid");
+  });
+
+  test("a site without a budget sees no page API, and the same nothing locked or unlocked", async () => {
+    await visit(tab, `${site.url}/`, "Home");
+    const probe = async () => ({
+      api: await tab.evaluate(() => typeof window.trickle),
+      // An offer for the wrong network: answered "ask" while locked, "refused" when unlocked.
+      reply: await probePageApi(tab, `${site.url}/articles/61`, 1_000),
+    });
+    const unlocked = await probe();
+    assert.deepEqual(unlocked, { api: "undefined", reply: null }, "no page API, no answer");
+    await ask(ext, { type: "lock" });
+    await tab.reload();
+    const locked = await probe();
+    assert.equal((await ask(ext, { type: "unlock", password: PASSWORD })).wallet, "unlocked");
+    assert.deepEqual(locked, unlocked, "the page cannot tell a locked wallet from an unlocked one");
+    // The approved site's pages do have it.
+    await visit(tab, `${payee.url}/`, "Home");
+    assert.equal(await tab.evaluate(() => typeof window.trickle.fetch), "function");
   });
 
   test("hostile sites: taking a payment and asking again, a wrong network, an endpoint elsewhere, a new payee key", async () => {

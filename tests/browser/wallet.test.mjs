@@ -97,7 +97,7 @@ describe("a new wallet, funded and restored", { timeout: 600_000 }, () => {
     await waitScreen(page, "password");
     await fillPasswords(page, "short");
     await page.getByTestId("password-submit").click();
-    assert.match(await bannerText(page), /at least 8 characters/);
+    assert.match(await bannerText(page), /at least 12 characters/);
     await fillPasswords(page, PASSWORD, `${PASSWORD}!`);
     await page.getByTestId("password-submit").click();
     assert.match(await bannerText(page), /not the same/);

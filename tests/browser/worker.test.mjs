@@ -22,7 +22,9 @@ import {
   restoreFromWelcome,
   send,
   shot,
+  sleep,
   startChain,
+  startSite,
   stats,
   stopWorker,
   timeUntilOk,
@@ -242,5 +244,75 @@ describe("worker restarts and the password", { timeout: 600_000 }, () => {
     await popup.getByTestId("unlock-submit").click();
     await waitForBalance(popup, known.balance);
     assertNoPageErrors(browser);
+  });
+
+  test("a page's messages do not postpone the auto-lock", { timeout: 180_000 }, async () => {
+    const site = await startSite([[/^\/$/, () => ["text/html", "<h1>Site</h1>"]]]);
+    const tab = await browser.context.newPage();
+    try {
+      // An approved site (its pages have the page API), and a settings screen that does not poll.
+      await waitScreen(popup, "home");
+      await popup.getByTestId("nav-settings").click();
+      await waitScreen(popup, "settings");
+      const terms = { limitSat: 100, period: "day", maxPriceSat: 10, autoApproveSat: 10 };
+      assert.equal((await send(popup, { type: "approve", origin: site.url, terms })).ok, true);
+      const saved = await send(popup, { type: "saveSettings", network: "regtest", esploraUrl: chain.url, autoLockMinutes: 1 });
+      assert.equal(saved.payload.wallet, "unlocked");
+      const unlockedAt = performance.now();
+      await tab.goto(`${site.url}/`);
+      // The page asks to pay every 5 s, past the minute: each message reaches the wallet.
+      const replies = await tab.evaluate(async () => {
+        const asks = [];
+        for (let i = 0; i < 14; i++) {
+          asks.push(
+            new Promise((resolve) => {
+              const id = `probe-${i}`;
+              window.addEventListener("message", (e) => {
+                if (e.data?.channel === "trickle-page-api" && e.data.id === id && e.data.reply) resolve(e.data.reply);
+              });
+              window.postMessage({ channel: "trickle-page-api", id, url: location.href, header: "x" }, location.origin);
+            }),
+          );
+          await new Promise((r) => setTimeout(r, 5_000));
+        }
+        return Promise.all(asks);
+      });
+      assert.ok(performance.now() - unlockedAt > 60_000, "the page kept asking past the auto-lock time");
+      assert.equal(replies.length, 14);
+      assert.ok(replies.every((r) => r.ok === false || r.payload !== "paid"), JSON.stringify(replies));
+      assert.equal((await send(popup, { type: "state" })).payload.wallet, "locked", "locked a minute after the user's last action");
+    } finally {
+      await tab.close();
+      await site.stop();
+    }
+    const unlocked = await send(popup, { type: "unlock", password: NEW_PASSWORD });
+    assert.equal(unlocked.payload?.wallet, "unlocked", "the password unlocks it again");
+    assertNoPageErrors(browser);
+  });
+
+  test("after three wrong passwords each try waits, even with the right one", async () => {
+    assert.equal((await send(popup, { type: "lock" })).payload.wallet, "locked");
+    for (let i = 0; i < 4; i++) {
+      const reply = await send(popup, { type: "unlock", password: `wrong password ${i}` });
+      assert.equal(reply.error?.code, "wrong_password", `try ${i + 1}: ${JSON.stringify(reply)}`);
+    }
+    const refused = await send(popup, { type: "unlock", password: NEW_PASSWORD });
+    assert.equal(refused.error?.code, "too_many_attempts", JSON.stringify(refused));
+    assert.match(refused.error.message, /try again in 1 s/);
+    await sleep(1_100);
+    assert.equal((await send(popup, { type: "unlock", password: "wrong password 5" })).error?.code, "wrong_password");
+    // The next wait is twice as long, and a worker restart does not forget it.
+    await stopWorker(browser, popup);
+    await waitReady(popup);
+    const again = await send(popup, { type: "unlock", password: NEW_PASSWORD });
+    assert.equal(again.error?.code, "too_many_attempts", JSON.stringify(again));
+    await sleep(2_100);
+    const unlocked = await send(popup, { type: "unlock", password: NEW_PASSWORD });
+    assert.equal(unlocked.payload?.wallet, "unlocked", JSON.stringify(unlocked));
+    // Unlocked: the count starts again.
+    await send(popup, { type: "lock" });
+    const first = await send(popup, { type: "unlock", password: "wrong password again" });
+    assert.equal(first.error?.code, "wrong_password");
+    assert.equal((await send(popup, { type: "unlock", password: NEW_PASSWORD })).payload?.wallet, "unlocked");
   });
 });

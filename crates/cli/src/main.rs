@@ -15,6 +15,7 @@ use trickle_channel::http::{
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::store::{SqliteStore, Store, StoreError};
+use trickle_wallet::vault;
 use trickle_wallet::{ChannelLimits, Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES};
 
 type Error = Box<dyn std::error::Error>;
@@ -214,6 +215,7 @@ impl App {
         match &self.cli.command {
             Command::Wallet(WalletCommand::Create) => {
                 let password = secret("TRICKLE_PASSWORD", "new password")?;
+                vault::check_password(&password)?;
                 let (_, phrase) =
                     Wallet::create(self.store().await?, self.cli.network, &password).await?;
                 eprintln!("Write these 12 words down; they are shown only once:");
@@ -222,6 +224,7 @@ impl App {
             Command::Wallet(WalletCommand::Restore) => {
                 let phrase = secret("TRICKLE_PHRASE", "recovery phrase")?;
                 let password = secret("TRICKLE_PASSWORD", "new password")?;
+                vault::check_password(&password)?;
                 Wallet::restore(self.store().await?, self.cli.network, &phrase, &password).await?;
                 eprintln!("restored");
             }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::settings::Settings;
-use trickle_wallet::vault::VaultKey;
+use trickle_wallet::vault::{self, VaultKey};
 use trickle_wallet::{new_phrase, Wallet, WalletError};
 use wasm_bindgen::prelude::*;
 
@@ -31,6 +31,14 @@ type ExtensionWallet = Wallet<Scoped<ChromeStore>>;
 type Esplora = AsyncClient<TimeoutSleeper>;
 
 const SESSION_KEY: &str = "unlocked";
+/// Wrong passwords tried, in `chrome.storage.session` (a worker restart does not forget them).
+const FAILURES_KEY: &str = "unlockFailures";
+/// Wrong passwords allowed before each further try must wait.
+const FREE_UNLOCK_ATTEMPTS: u32 = 3;
+/// The wait after the first wrong password beyond those, doubled at each one more (ms)...
+const FIRST_UNLOCK_WAIT_MS: f64 = 1_000.0;
+/// ...up to this.
+const MAX_UNLOCK_WAIT_MS: f64 = 5.0 * 60_000.0;
 /// Networks a fresh profile starts on.
 const DEFAULT_NETWORK: Network = Network::Signet;
 /// Fee rates a user may choose, sat/vB.
@@ -127,6 +135,9 @@ enum Request {
     },
     /// Budgets, channels and the payment history.
     Sites,
+    /// The origins with a budget (not revoked): the pages that get the page API. Readable
+    /// while locked.
+    ApprovedOrigins,
     CloseChannel {
         site: String,
     },
@@ -213,6 +224,8 @@ struct Inner {
     wallet: Mutex<Option<ExtensionWallet>>,
     /// Mirrors `wallet.is_some()` for answers that must not wait behind a long sync.
     unlocked: Cell<bool>,
+    /// When the unlocked wallet locks itself (ms since epoch), as in the session.
+    lock_at: Cell<f64>,
     sync: RefCell<SyncStatus>,
     /// The chain tip and fee rate last fetched, and when (ms).
     chain_view: RefCell<Option<(trickle_channel::ChainTip, FeeRate, f64)>>,
@@ -263,6 +276,17 @@ impl Trickle {
         }
     }
 
+    /// Records that the user used the wallet (from one of the extension's pages): the
+    /// auto-lock counts from now. Nothing else postpones it; pages and sites never do.
+    #[wasm_bindgen(js_name = userActivity)]
+    pub async fn user_activity(&self) -> Result<(), JsValue> {
+        let inner = self.inner.clone();
+        inner
+            .user_activity()
+            .await
+            .map_err(|f| to_js(&f).unwrap_or_else(|e| e))
+    }
+
     /// Locks the wallet if it has been idle past its auto-lock time; returns whether it is
     /// locked now. The worker calls this from an alarm.
     #[wasm_bindgen(js_name = lockIfIdle)]
@@ -288,6 +312,7 @@ impl Trickle {
             settings: RefCell::new(settings),
             wallet: Mutex::new(None),
             unlocked: Cell::new(false),
+            lock_at: Cell::new(0.0),
             sync: RefCell::new(SyncStatus::default()),
             chain_view: RefCell::new(None),
             budgets: RefCell::new(None),
@@ -320,6 +345,9 @@ impl Inner {
         let js = |r: Result<JsValue, JsValue>| {
             r.map_err(|e| failure("internal", format!("cannot encode the answer: {e:?}")))
         };
+        // Every use of the wallet first locks it if its time is up: the alarm that also does
+        // this runs only once a minute.
+        self.lock_if_idle().await?;
         match request {
             Request::State => js(to_js(&self.state().await?)),
             Request::NewPhrase => {
@@ -346,11 +374,34 @@ impl Inner {
                     Wallet::restore(store, network, &phrase, &password).await?
                 };
                 drop(writer);
+                // The phrase proves the wallet is the user's: wrong passwords are forgiven.
+                Session::remove(FAILURES_KEY).await?;
                 self.unlocked_with(wallet).await?;
                 js(to_js(&self.state().await?))
             }
             Request::Unlock { password } => {
-                let wallet = Wallet::unlock(self.store().await?, self.network(), &password).await?;
+                let failures = UnlockFailures::load().await?;
+                let wait = failures.not_before - now_ms();
+                if wait > 0.0 {
+                    return Err(failure(
+                        "too_many_attempts",
+                        format!(
+                            "too many wrong passwords: try again in {} s",
+                            (wait / 1000.0).ceil()
+                        ),
+                    ));
+                }
+                let wallet =
+                    match Wallet::unlock(self.store().await?, self.network(), &password).await {
+                        Ok(wallet) => wallet,
+                        Err(e) => {
+                            if e.code() == "wrong_password" {
+                                failures.one_more().save().await?;
+                            }
+                            return Err(e.into());
+                        }
+                    };
+                Session::remove(FAILURES_KEY).await?;
                 self.unlocked_with(wallet).await?;
                 js(to_js(&self.state().await?))
             }
@@ -368,7 +419,7 @@ impl Inner {
                 struct Receive {
                     address: String,
                 }
-                let mut guard = self.unlocked_wallet().await?;
+                let mut guard = self.wallet.lock().await;
                 let address = guard.as_mut().ok_or_else(locked)?.receive_address().await?;
                 js(to_js(&Receive {
                     address: address.to_string(),
@@ -395,7 +446,7 @@ impl Inner {
                 fee_rate,
             } => {
                 let (amount, rate) = send_terms(amount_sat, fee_rate)?;
-                let mut guard = self.unlocked_wallet().await?;
+                let mut guard = self.wallet.lock().await;
                 let wallet = guard.as_mut().ok_or_else(locked)?;
                 let address = wallet.parse_address(&address)?;
                 let preview = wallet.preview_send(&address, amount, rate)?;
@@ -414,7 +465,7 @@ impl Inner {
                 let (amount, rate) = send_terms(amount_sat, fee_rate)?;
                 let client = self.esplora()?;
                 let tip = ExtensionWallet::tip(&client).await?;
-                let mut guard = self.unlocked_wallet().await?;
+                let mut guard = self.wallet.lock().await;
                 let wallet = guard.as_mut().ok_or_else(locked)?;
                 let address = wallet.parse_address(&address)?;
                 let tx = wallet
@@ -439,7 +490,7 @@ impl Inner {
                 struct Phrase {
                     phrase: String,
                 }
-                let guard = self.unlocked_wallet().await?;
+                let guard = self.wallet.lock().await;
                 let wallet = guard.as_ref().ok_or_else(locked)?;
                 js(to_js(&Phrase {
                     phrase: wallet.export_phrase(&password).await?,
@@ -459,6 +510,8 @@ impl Inner {
                 *self.chain_view.borrow_mut() = None;
                 *self.budgets.borrow_mut() = None;
                 *self.history.borrow_mut() = None;
+                // A new auto-lock time applies from now.
+                self.user_activity().await?;
                 js(to_js(&self.state().await?))
             }
             Request::Offer {
@@ -470,6 +523,7 @@ impl Inner {
             Request::Approve { origin, terms } => js(to_js(&self.approve(&origin, terms).await?)),
             Request::Revoke { origin } => js(to_js(&self.revoke(&origin).await?)),
             Request::Sites => js(to_js(&self.sites().await?)),
+            Request::ApprovedOrigins => js(to_js(&self.approved_origins().await?)),
             Request::CloseChannel { site } => {
                 #[derive(Serialize)]
                 struct Closed {
@@ -518,15 +572,16 @@ impl Inner {
         })
     }
 
-    /// The wallet, after recording activity (which postpones the auto-lock).
-    async fn unlocked_wallet(
-        &self,
-    ) -> Result<futures::lock::MutexGuard<'_, Option<ExtensionWallet>>, Failure> {
+    /// Postpones the auto-lock of an unlocked wallet (see [`Trickle::user_activity`]).
+    async fn user_activity(&self) -> Result<(), Failure> {
+        if self.lock_if_idle().await? {
+            return Ok(());
+        }
         let guard = self.wallet.lock().await;
         if let Some(wallet) = guard.as_ref() {
             self.save_session(wallet.session_key()).await?;
         }
-        Ok(guard)
+        Ok(())
     }
 
     async fn unlocked_with(&self, wallet: ExtensionWallet) -> Result<(), Failure> {
@@ -544,6 +599,7 @@ impl Inner {
         };
         let text = serde_json_string(&session)?;
         Session::set(SESSION_KEY, &text).await?;
+        self.lock_at.set(session.lock_at);
         Ok(())
     }
 
@@ -558,6 +614,7 @@ impl Inner {
                 let key = VaultKey::from_hex(&s.key).map_err(WalletError::from)?;
                 let wallet = Wallet::resume(self.store().await?, self.network(), key).await?;
                 *self.wallet.lock().await = Some(wallet);
+                self.lock_at.set(s.lock_at);
                 self.unlocked.set(true);
                 Ok(())
             }
@@ -572,16 +629,12 @@ impl Inner {
         Ok(())
     }
 
+    /// Locks the wallet once its lock time (kept in memory as in the session) has passed.
     async fn lock_if_idle(&self) -> Result<bool, Failure> {
         if !self.unlocked.get() {
             return Ok(true);
         }
-        let expired = match Session::get(SESSION_KEY).await? {
-            Some(text) => {
-                serde_json_from::<UnlockedSession>(&text).is_none_or(|s| s.lock_at <= now_ms())
-            }
-            None => true,
-        };
+        let expired = self.lock_at.get() <= now_ms();
         if expired {
             self.lock().await?;
         }
@@ -656,13 +709,41 @@ fn locked() -> Failure {
 }
 
 fn check_password(password: &str) -> Result<(), Failure> {
-    if password.chars().count() < 8 {
-        return Err(failure(
-            "weak_password",
-            "choose a password of at least 8 characters",
-        ));
+    vault::check_password(password).map_err(|e| failure("weak_password", e.to_string()))
+}
+
+/// Wrong passwords tried since the last unlock, and when the next try may be made.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UnlockFailures {
+    count: u32,
+    /// ms since epoch.
+    not_before: f64,
+}
+
+impl UnlockFailures {
+    async fn load() -> Result<Self, Failure> {
+        let text = Session::get(FAILURES_KEY).await?;
+        Ok(text.and_then(|t| serde_json_from(&t)).unwrap_or_default())
     }
-    Ok(())
+
+    /// After one more wrong password: past the free attempts, each try waits twice as long.
+    fn one_more(self) -> Self {
+        let count = self.count.saturating_add(1);
+        let beyond = count.saturating_sub(FREE_UNLOCK_ATTEMPTS);
+        let wait = match beyond {
+            0 => 0.0,
+            n => (FIRST_UNLOCK_WAIT_MS * 2f64.powi(n.min(20) as i32 - 1)).min(MAX_UNLOCK_WAIT_MS),
+        };
+        Self {
+            count,
+            not_before: now_ms() + wait,
+        }
+    }
+
+    async fn save(&self) -> Result<(), Failure> {
+        Ok(Session::set(FAILURES_KEY, &serde_json_string(self)?).await?)
+    }
 }
 
 fn send_terms(amount_sat: u64, fee_rate: f64) -> Result<(Amount, FeeRate), Failure> {

@@ -20,6 +20,10 @@ const CHAIN_VIEW_MS: f64 = 30_000.0;
 /// Payments kept in the history.
 const HISTORY_LIMIT: usize = 1_000;
 const HISTORY_KEY: &str = "history";
+/// A history entry keeps this much of its URL: the history is only shown (and exported), and
+/// a site's pre-armed payment pays any URL of the site, up to Chrome's 2 MB, which would fill
+/// `chrome.storage.local` (10 MB, the wallet's too) in a few pages.
+const HISTORY_URL_CHARS: usize = 2_048;
 
 impl From<PayError> for Failure {
     fn from(e: PayError) -> Self {
@@ -193,6 +197,18 @@ pub(crate) struct Sites {
     history: Vec<Payment>,
 }
 
+/// `url` as the history keeps it: at most [`HISTORY_URL_CHARS`] characters, cut with "…".
+fn history_url(url: &str) -> String {
+    if url.chars().nth(HISTORY_URL_CHARS).is_none() {
+        return url.to_owned();
+    }
+    let cut = url
+        .char_indices()
+        .nth(HISTORY_URL_CHARS - 1)
+        .map_or(url.len(), |(i, _)| i);
+    format!("{}…", &url[..cut])
+}
+
 fn now_secs() -> u64 {
     (now_ms() / 1000.0) as u64
 }
@@ -259,7 +275,7 @@ impl Inner {
             policy: &policy,
             now: now_secs(),
         };
-        let mut guard = self.unlocked_wallet().await?;
+        let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
         match wallet
             .answer_offer(&budgets, &ctx, url, header, confirmed)
@@ -305,7 +321,7 @@ impl Inner {
                 let payment = Payment {
                     at: now_ms(),
                     origin: view.origin,
-                    url: url.to_owned(),
+                    url: history_url(url),
                     consumed_sat: view.consumed.to_sat(),
                     paid_sat: view.paid.to_sat(),
                     credit_sat: view.credit.to_sat(),
@@ -419,6 +435,18 @@ impl Inner {
         Ok(site_view(&budget, now_secs()))
     }
 
+    /// The origins whose budget is not revoked.
+    pub(crate) async fn approved_origins(&self) -> Result<Vec<String>, Failure> {
+        let budgets = self.budgets().await?;
+        Ok(budgets
+            .list()
+            .await?
+            .iter()
+            .filter(|b| b.state() != BudgetState::Revoked)
+            .map(|b| b.origin().to_owned())
+            .collect())
+    }
+
     /// Budgets, channels and the payment history.
     pub(crate) async fn sites(&self) -> Result<Sites, Failure> {
         let budgets = self.budgets().await?;
@@ -448,7 +476,7 @@ impl Inner {
     /// Asks the payee of the channel with `site` to close it; answers the settlement's txid.
     pub(crate) async fn close_channel(&self, site: &str) -> Result<String, Failure> {
         let (tip, _) = self.chain_view().await?;
-        let mut guard = self.unlocked_wallet().await?;
+        let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
         let record = wallet
             .channels()
@@ -572,3 +600,26 @@ impl Inner {
 }
 
 pub(crate) type ScopedStore = trickle_wallet::layout::Scoped<crate::chrome::ChromeStore>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_entry_keeps_at_most_2048_characters_of_its_url() {
+        let long = format!("https://site.example/{}", "a".repeat(1_500_000));
+        let kept = history_url(&long);
+        assert_eq!(kept.chars().count(), HISTORY_URL_CHARS);
+        assert!(kept.ends_with('…') && long.starts_with(kept.trim_end_matches('…')));
+        let exact = "é".repeat(HISTORY_URL_CHARS);
+        assert_eq!(
+            history_url(&exact),
+            exact,
+            "a URL of exactly the limit is kept whole"
+        );
+        assert_eq!(
+            history_url("https://site.example/a"),
+            "https://site.example/a"
+        );
+    }
+}

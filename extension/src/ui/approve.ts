@@ -80,10 +80,11 @@ export function approveScreen(app: App, approval: Approval): Screen {
       const terms = form.read(null);
       if (terms) void decide(never, "Saving…", "never", terms);
     });
-    body = h("div", { class: "content stack" }, askCard(ask), form.el, costSection(ask));
+    body = h("div", { class: "content stack" }, askCard(ask, approval.embedder), form.el, costSection(ask));
     replace(foot, banner.el, approve, h("div", { class: "foot-row" }, deny, never));
   } else {
-    const retry = h("button", { class: "btn btn-primary", testid: "approve-retry" }, "Try again");
+    const embedder = approval.embedder;
+    const retry = h("button", { class: "btn btn-primary", testid: "approve-retry" }, embedder ? "Pay" : "Try again");
     retry.addEventListener("click", () => void decide(retry, "Checking…", "approve"));
     body = h(
       "div",
@@ -91,13 +92,15 @@ export function approveScreen(app: App, approval: Approval): Screen {
       h(
         "section",
         { class: "card stack center-text" },
-        h("div", { class: "empty-icon ask-locked" }, icon("lock", 24)),
-        h("h2", { class: "title" }, "A site asked to be paid"),
-        h(
-          "p",
-          { class: "muted" },
-          "The wallet was locked then. Try again to see the price; a site with a budget is paid within it.",
-        ),
+        h("div", { class: "empty-icon ask-locked" }, icon(embedder ? "alert" : "lock", 24)),
+        h("h2", { class: "title" }, embedder ? "A site inside another asked to be paid" : "A site asked to be paid"),
+        embedder
+          ? embedderLine(embedder, approval.url)
+          : h(
+              "p",
+              { class: "muted" },
+              "The wallet was locked then. Try again to see the price; a site with a budget is paid within it.",
+            ),
         h("p", { class: "ask-url", testid: "approve-url" }, approval.url),
       ),
     );
@@ -114,8 +117,23 @@ export function approveScreen(app: App, approval: Approval): Screen {
   return { name: "approve", el };
 }
 
-/** The site, the page and its price, and why Trickle asks. */
-function askCard(ask: Ask): HTMLElement {
+/** Who embeds a frame that asks to be paid: the site the user is looking at. */
+function embedderLine(embedder: string, url: string): HTMLElement {
+  return h(
+    "p",
+    { class: "callout", testid: "approve-embedder", "data-embedder": embedder },
+    icon("alert", 16),
+    h(
+      "span",
+      null,
+      `Shown inside ${embedder}, not on ${new URL(url).origin} itself. Pay only if you trust ` +
+        `${embedder} to ask for it; it is paid within the site's budget.`,
+    ),
+  );
+}
+
+/** The site, the page and its price, and why Trickle asks (and who embeds it). */
+function askCard(ask: Ask, embedder: string | undefined): HTMLElement {
   return h(
     "section",
     { class: "card stack ask-card" },
@@ -126,6 +144,7 @@ function askCard(ask: Ask): HTMLElement {
       h("span", { class: "ask-origin", testid: "approve-origin" }, ask.origin),
     ),
     h("p", { class: "ask-url", testid: "approve-url" }, ask.url),
+    embedder ? embedderLine(embedder, ask.url) : null,
     ask.description ? h("p", { class: "ask-description", testid: "approve-description" }, ask.description) : null,
     h(
       "div",

@@ -6,7 +6,8 @@ import { h, icon, mark } from "./dom";
 import { NETWORK_LABEL, toError } from "./format";
 import { settingsScreen } from "./settings";
 
-export const MIN_PASSWORD = 8;
+/** As the wallet checks (`vault::check_password`), which also refuses a short pattern repeated. */
+export const MIN_PASSWORD = 12;
 
 export function welcomeScreen(app: App): Screen {
   const network = app.state?.settings.network ?? "signet";
