@@ -101,20 +101,26 @@ pub struct Wallet {
     pub utxos: Utxos,
 }
 
+/// The transaction whose output 0 is the wallet's coin: 1 BTC to P2WPKH of `key(WALLET)`. It
+/// is never validated (its one input is made up); only its txid and output matter.
+pub fn coin_tx() -> Transaction {
+    Transaction {
+        version: TxVersion::TWO,
+        lock_time: LockTime::ZERO,
+        input: vec![TxIn {
+            previous_output: OutPoint::new(Txid::from_byte_array([7; 32]), 0),
+            ..Default::default()
+        }],
+        output: vec![TxOut {
+            value: Amount::from_sat(100_000_000),
+            script_pubkey: p2wpkh(&key(WALLET)),
+        }],
+    }
+}
+
 impl Wallet {
     pub fn new() -> Self {
-        let prev = Transaction {
-            version: TxVersion::TWO,
-            lock_time: LockTime::ZERO,
-            input: vec![TxIn {
-                previous_output: OutPoint::new(Txid::from_byte_array([7; 32]), 0),
-                ..Default::default()
-            }],
-            output: vec![TxOut {
-                value: Amount::from_sat(100_000_000),
-                script_pubkey: p2wpkh(&key(WALLET)),
-            }],
-        };
+        let prev = coin_tx();
         let mut utxos = Utxos::default();
         utxos.add_tx(&prev);
         Self {
