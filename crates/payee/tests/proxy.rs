@@ -146,23 +146,7 @@ async fn the_proxy_charges_priced_paths_and_passes_the_rest() {
         GOOD.replace("http://127.0.0.1:1", &upstream)
             .replace("http://127.0.0.1:2", &esplora)
     );
-    let path = dir.path().join("payee.toml");
-    std::fs::write(&path, config).unwrap();
-
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-payee"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next_line().await.unwrap().expect("a first line");
-    let url = first
-        .strip_prefix("trickle-payee listening on ")
-        .unwrap_or_else(|| panic!("first line: {first}"))
-        .to_owned();
+    let (mut child, url, mut lines) = start_binary(dir.path(), &config).await;
     let second = lines.next_line().await.unwrap().expect("operator line");
     let operator = second
         .strip_prefix("trickle-payee operator on ")
@@ -407,8 +391,12 @@ async fn key_and_database_files_are_private() {
     assert!(files >= 1);
 }
 
-/// Starts the binary on `config` (written to `dir`); its URL and the running child.
-async fn start_binary(dir: &Path, config: &str) -> (tokio::process::Child, String) {
+/// The lines the binary prints on its standard output.
+type Output = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// Starts the binary on `config` (written to `dir`); the running child, its URL and the rest
+/// of what it prints.
+async fn start_binary(dir: &Path, config: &str) -> (tokio::process::Child, String, Output) {
     let path = dir.join("payee.toml");
     std::fs::write(&path, config).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-payee"))
@@ -425,7 +413,7 @@ async fn start_binary(dir: &Path, config: &str) -> (tokio::process::Child, Strin
         .strip_prefix("trickle-payee listening on ")
         .unwrap_or_else(|| panic!("first line: {first}"))
         .to_owned();
-    (child, url)
+    (child, url, lines)
 }
 
 /// A client that sends half a request line and nothing more is disconnected once the
@@ -439,7 +427,7 @@ async fn a_half_sent_request_is_cut_off_after_the_header_timeout() {
         "header_timeout_secs = 1\n{}",
         GOOD.replace("http://127.0.0.1:2", &esplora)
     );
-    let (mut child, url) = start_binary(dir.path(), &config).await;
+    let (mut child, url, _) = start_binary(dir.path(), &config).await;
     let mut tcp = tokio::net::TcpStream::connect(url.strip_prefix("http://").unwrap())
         .await
         .unwrap();
