@@ -344,11 +344,8 @@ impl Config {
                     "must be at least close_fee_rate_sat_vb",
                 )
             })?;
-        if raw.close_target_blocks == 0 || raw.close_target_blocks >= p.close_margin_blocks {
-            return Err(field(
-                "close_target_blocks",
-                "must be above zero and below policy.close_margin_blocks, or settlements aim past the expiry",
-            ));
+        if raw.close_target_blocks == 0 {
+            return Err(field("close_target_blocks", "must be above zero"));
         }
         if raw.offer_timeout_secs == 0 {
             return Err(field("offer_timeout_secs", "must be above zero"));
