@@ -17,6 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod auth;
 mod contract;
 pub mod credit;
 mod error;

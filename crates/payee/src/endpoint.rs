@@ -2,15 +2,16 @@
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
 use bitcoin::Txid;
 use serde::{Deserialize, Serialize};
+use trickle_channel::auth::{self, ChannelRequest};
 use trickle_channel::credit::Ledger;
-use trickle_channel::{ChannelError, ErrorCode, ErrorMessage, PayeeState, WireMessage};
+use trickle_channel::{ChannelError, Close, ErrorCode, ErrorMessage, PayeeState, WireMessage};
 
 use crate::chain::ChainError;
 use crate::payee::{random, Metrics, Payee, MAX_ATTEMPTS};
@@ -112,6 +113,9 @@ impl IntoResponse for Refused {
 #[derive(Deserialize)]
 struct MessageBody {
     message: String,
+    /// For a request only the channel's client may make (`CLOSE`): `trickle_channel::auth`.
+    #[serde(default)]
+    authorization: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -137,10 +141,31 @@ struct SessionStatus {
     expiry: u32,
 }
 
-fn parse_body(bytes: &[u8]) -> Result<WireMessage, Refused> {
+fn parse_body(bytes: &[u8]) -> Result<(WireMessage, Option<String>), Refused> {
     let body: MessageBody =
         serde_json::from_slice(bytes).map_err(|e| Refused::syntax(format!("body: {e}")))?;
-    WireMessage::from_base64url(&body.message).map_err(|e| Refused::syntax(format!("message: {e}")))
+    let msg = WireMessage::from_base64url(&body.message)
+        .map_err(|e| Refused::syntax(format!("message: {e}")))?;
+    Ok((msg, body.authorization))
+}
+
+/// Checks that the channel's client authorised `request` (see `trickle_channel::auth`).
+fn authorized(
+    stored: &PayeeState,
+    request: ChannelRequest,
+    authorization: Option<&str>,
+) -> Result<(), Refused> {
+    let channel = stored.channel().ok_or_else(Refused::unknown_session)?;
+    auth::check(
+        request,
+        &channel.contract_txid(),
+        &channel.funding.contract.client_key,
+        authorization,
+    )
+    .map_err(|e| Refused {
+        status: StatusCode::FORBIDDEN,
+        error: e.to_message(),
+    })
 }
 
 /// Session ids we issue: at most 64 characters of `[A-Za-z0-9_-]`.
@@ -177,7 +202,7 @@ async fn open(State(payee): State<Payee>, body: Bytes) -> Result<Response, Refus
             "too many channels are opening; try again",
         ));
     };
-    let msg = parse_body(&body)?;
+    let (msg, _) = parse_body(&body)?;
     let WireMessage::ClientVersion(hello) = msg else {
         return Err(Refused::channel(&ChannelError::UnexpectedMessage {
             state: "Open",
@@ -220,7 +245,7 @@ async fn session_message(
     if !valid_session_id(&id) {
         return Err(Refused::unknown_session());
     }
-    let msg = parse_body(&body)?;
+    let (msg, authorization) = parse_body(&body)?;
     let pending = payee
         .store()
         .session(&id)
@@ -230,7 +255,7 @@ async fn session_message(
         return pending_message(&payee, id, state, msg).await;
     }
     let txid: Txid = id.parse().map_err(|_| Refused::unknown_session())?;
-    channel_message(&payee, txid, msg).await
+    channel_message(&payee, txid, msg, authorization.as_deref()).await
 }
 
 async fn pending_message(
@@ -281,7 +306,12 @@ async fn pending_message(
     Ok(reply(txid.to_string(), &step.send))
 }
 
-async fn channel_message(payee: &Payee, txid: Txid, msg: WireMessage) -> Result<Response, Refused> {
+async fn channel_message(
+    payee: &Payee,
+    txid: Txid,
+    msg: WireMessage,
+    authorization: Option<&str>,
+) -> Result<Response, Refused> {
     let store = payee.store();
     for _ in 0..MAX_ATTEMPTS {
         let stored = store
@@ -289,6 +319,11 @@ async fn channel_message(payee: &Payee, txid: Txid, msg: WireMessage) -> Result<
             .await
             .map_err(|e| Refused::store(payee, &e))?
             .ok_or_else(Refused::unknown_session)?;
+        // Anyone may learn a contract txid; only the client may close its channel. (A payment
+        // carries the client's signature already.)
+        if matches!(msg, WireMessage::Close(Close { settlement: None })) {
+            authorized(&stored.state, ChannelRequest::Close, authorization)?;
+        }
         let step = payee
             .with_ctx(|ctx| stored.state.on_message(ctx, msg.clone()))
             .map_err(|e| Refused::channel(&e))?;
@@ -322,6 +357,7 @@ async fn channel_message(payee: &Payee, txid: Txid, msg: WireMessage) -> Result<
 async fn session_status(
     State(payee): State<Payee>,
     Path(id): Path<String>,
+    uri: Uri,
 ) -> Result<Response, Refused> {
     let txid: Txid = id.parse().map_err(|_| Refused::unknown_session())?;
     let stored = payee
@@ -330,6 +366,12 @@ async fn session_status(
         .await
         .map_err(|e| Refused::store(&payee, &e))?
         .ok_or_else(Refused::unknown_session)?;
+    // The totals are the client's to read: `?authorization=` of `ChannelRequest::Status`.
+    let authorization = uri.query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("authorization="))
+    });
+    authorized(&stored.state, ChannelRequest::Status, authorization)?;
     let channel = stored
         .state
         .channel()

@@ -589,9 +589,8 @@ impl Payee {
             let charged = ledger.charge(price).ok();
             // Until its contract confirms, a channel consumes no more than the allowance: the
             // client can still double-spend the contract's inputs.
-            let unconfirmed = charged.is_some_and(|c| {
-                c.consumed > self.config().unconfirmed_credit && !self.has_confirmations(&txid)
-            });
+            let over = charged.is_some_and(|c| c.consumed > self.config().unconfirmed_credit);
+            let unconfirmed = over && !self.confirmed_enough(&txid).await;
             let Some(charged) = charged.filter(|_| !unconfirmed) else {
                 // The increment, if any, stays as credit: store it before refusing.
                 if changed {

@@ -184,6 +184,26 @@ impl Payee {
         tip - height + 1 >= needed
     }
 
+    /// [`Self::has_confirmations`], asking the chain when the duties have not yet seen the
+    /// contract confirmed (a contract opened since their last round, or any contract after a
+    /// restart), rather than refusing a channel that may well be confirmed.
+    pub(crate) async fn confirmed_enough(&self, txid: &bitcoin::Txid) -> bool {
+        if self.has_confirmations(txid) {
+            return true;
+        }
+        if self.known_confirmation_height(txid).is_none() {
+            match self.chain().confirmation_height(txid).await {
+                Ok(Some(height)) => self.remember_confirmed(*txid, height),
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(%txid, error = %e, "cannot ask the chain about a contract");
+                    return false;
+                }
+            }
+        }
+        self.has_confirmations(txid)
+    }
+
     /// Runs [`Payee::chain_duties`] every `every` until the returned task is aborted.
     pub fn spawn_chain_duties(&self, every: Duration) -> tokio::task::JoinHandle<()> {
         let payee = self.clone();

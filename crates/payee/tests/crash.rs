@@ -221,7 +221,7 @@ struct Status {
 
 async fn status(http: &reqwest::Client, endpoint: &str, txid: Txid) -> Status {
     let text = http
-        .get(format!("{endpoint}/session/{txid}"))
+        .get(common::status_url(endpoint, txid))
         .send()
         .await
         .unwrap()
@@ -229,7 +229,12 @@ async fn status(http: &reqwest::Client, endpoint: &str, txid: Txid) -> Status {
         .await
         .unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let n = |f: &str| json[f].as_str().unwrap().parse::<u64>().unwrap();
+    let n = |f: &str| {
+        json[f]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("status of {txid} has no {f}: {text}"))
+    };
     Status {
         state: json["state"].as_str().unwrap().to_owned(),
         paid: n("paid"),
@@ -318,7 +323,12 @@ impl Payer {
         path: &str,
         msg: &WireMessage,
     ) -> Result<(u16, Option<String>, Vec<WireMessage>), Down> {
-        let body = serde_json::json!({ "message": msg.to_base64url() }).to_string();
+        let contract = self
+            .client
+            .payer
+            .committed_channel()
+            .map(|c| c.contract_txid());
+        let body = common::message_body(msg, contract);
         let resp = self
             .http
             .post(format!("{}{path}", self.endpoint))

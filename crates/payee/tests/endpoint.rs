@@ -222,3 +222,58 @@ async fn a_contract_the_network_refuses_opens_no_channel() {
     );
     assert!(server.payee.store().channels().await.unwrap().is_empty());
 }
+
+/// Security review M2: a contract txid is public, but only the channel's client closes the
+/// channel or reads its totals.
+#[tokio::test]
+async fn close_needs_the_client_key() {
+    let server = Server::start(Arc::new(MemoryStore::new())).await;
+    let client = Client::open(&server.endpoint(), Version::V2, 61).await;
+    let txid = client.txid();
+    let url = format!("{}/session/{txid}", server.endpoint());
+    let close = WireMessage::Close(Close { settlement: None }).to_base64url();
+    let stranger = trickle_channel::auth::authorize(
+        trickle_channel::auth::ChannelRequest::Close,
+        &txid,
+        &common::key(99),
+    );
+    let http = reqwest::Client::new();
+    for body in [
+        serde_json::json!({ "message": close }),
+        serde_json::json!({ "message": close, "authorization": stranger }),
+        serde_json::json!({ "message": close, "authorization": "00" }),
+    ] {
+        let answer = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 403, "{body}");
+    }
+    // The status, without the client's authorisation, tells nothing.
+    for query in ["", "?authorization=", &format!("?authorization={stranger}")] {
+        let answer = http.get(format!("{url}{query}")).send().await.unwrap();
+        assert_eq!(answer.status(), 403, "{query}");
+        assert!(!answer.text().await.unwrap().contains("paid"));
+    }
+    let status = common::session_status(&server, txid).await;
+    assert_eq!(status["state"], "ready", "still open");
+    assert!(
+        server.chain.broadcast_txids().iter().all(|t| *t == txid),
+        "no settlement broadcast"
+    );
+    // The client itself closes it.
+    let answer = client
+        .post(
+            &format!("/session/{txid}"),
+            &WireMessage::Close(Close { settlement: None }),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        common::session_status(&server, txid).await["state"],
+        "closing"
+    );
+}

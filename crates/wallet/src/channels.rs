@@ -11,6 +11,7 @@ use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Transaction};
 use serde::{Deserialize, Serialize};
+use trickle_channel::auth::{self, ChannelRequest};
 use trickle_channel::http::{
     ChannelPayment, PaymentRequirements, PaymentResponse, PaymentSignature, Resource, X402_VERSION,
 };
@@ -174,6 +175,9 @@ impl From<ChannelError> for ChannelClientError {
 #[derive(Serialize)]
 struct EndpointRequest<'a> {
     message: &'a str,
+    /// For requests only the client may make (`CLOSE`): `trickle_channel::auth`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -192,9 +196,11 @@ async fn exchange<T: Transport>(
     transport: &T,
     url: &str,
     msg: &WireMessage,
+    authorization: Option<&str>,
 ) -> Result<(Option<String>, Vec<WireMessage>), ChannelClientError> {
     let body = serde_json::to_vec(&EndpointRequest {
         message: &msg.to_base64url(),
+        authorization,
     })
     .map_err(|e| ChannelClientError::Transport(e.to_string()))?;
     let (status, bytes) = transport
@@ -390,7 +396,7 @@ impl<S: Store> Wallet<S> {
         let mut url = format!("{base}/open");
         let mut contract: Option<Transaction> = None;
         while let Some(msg) = outbox.pop() {
-            let (session, replies) = exchange(transport, &url, &msg).await?;
+            let (session, replies) = exchange(transport, &url, &msg, None).await?;
             if let Some(s) = session {
                 record.session = s;
                 url = format!("{base}/session/{}", record.session);
@@ -470,7 +476,7 @@ impl<S: Store> Wallet<S> {
             time_window_blocks: 0,
             previous_contract: Some(channel.contract_txid()),
         });
-        let (_, replies) = exchange(transport, &format!("{base}/open"), &hello).await?;
+        let (_, replies) = exchange(transport, &format!("{base}/open"), &hello, None).await?;
         let replies = match replies
             .into_iter()
             .find(|m| matches!(m, WireMessage::ChannelOpen(_)))
@@ -485,7 +491,7 @@ impl<S: Store> Wallet<S> {
                     initial_payment: channel.latest.clone(),
                 });
                 let url = format!("{base}/session/{}", record.session);
-                exchange(transport, &url, &provide).await?.1
+                exchange(transport, &url, &provide, None).await?.1
             }
         };
         for reply in replies {
@@ -717,9 +723,15 @@ impl<S: Store> Wallet<S> {
         record.state = Snapshot::new(step.state);
         self.save(&record).await?;
         let url = format!("{}/session/{}", record.endpoint, record.session);
+        // Only the channel's client may close it: the payee checks this signature.
+        let authorization = record
+            .state
+            .state
+            .contract_txid()
+            .map(|txid| auth::authorize(ChannelRequest::Close, &txid, &key));
         let mut settlement = None;
         for msg in step.send {
-            let (_, replies) = exchange(transport, &url, &msg).await?;
+            let (_, replies) = exchange(transport, &url, &msg, authorization.as_deref()).await?;
             for reply in replies {
                 if let WireMessage::Close(c) = &reply {
                     settlement = c.settlement.clone();

@@ -28,6 +28,7 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Network, ScriptBuf, TxOut, WScriptHash};
 use serde::{Deserialize, Serialize};
+use trickle_channel::auth::{self, ChannelRequest};
 use trickle_channel::http::{
     ChannelPayment, PaymentRequired, PaymentResponse, PaymentSignature, Receipt, Resource,
     X402_VERSION,
@@ -763,7 +764,13 @@ impl<S: Store> Wallet<S> {
             let Some(txid) = record.state.state.contract_txid() else {
                 continue;
             };
-            let url = format!("{}/session/{txid}", record.endpoint);
+            // The totals are only the client's to read (`trickle_channel::auth`).
+            let key = self.channel_key(record.key_index)?;
+            let authorization = auth::authorize(ChannelRequest::Status, &txid, &key);
+            let url = format!(
+                "{}/session/{txid}?authorization={authorization}",
+                record.endpoint
+            );
             asks.push(async move { (site, payee, txid, session_status(transport, &url).await) });
         }
         while let Some((site, payee, txid, held)) = asks.next().await {

@@ -344,8 +344,8 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, msg: &WireMessage) -> Answer {
-        let body = serde_json::json!({ "message": msg.to_base64url() });
-        self.post_raw(path, body.to_string().into_bytes()).await
+        let contract = self.payer.committed_channel().map(|c| c.contract_txid());
+        self.post_raw(path, message_body(msg, contract)).await
     }
 
     fn feed(&mut self, messages: Vec<WireMessage>) -> Vec<WireMessage> {
@@ -621,8 +621,25 @@ pub fn memory_channel(version: Version, tag: u8) -> [PayeeState; 4] {
 }
 
 /// `GET {endpoint}/session/{txid}` as JSON.
+/// The endpoint body for `msg`; a `CLOSE` of the channel `contract` carries the client's
+/// authorisation, as the wallet sends it.
+pub fn message_body(msg: &WireMessage, contract: Option<Txid>) -> Vec<u8> {
+    let mut body = serde_json::json!({ "message": msg.to_base64url() });
+    if let (WireMessage::Close(Close { settlement: None }), Some(txid)) = (msg, contract) {
+        body["authorization"] =
+            auth::authorize(auth::ChannelRequest::Close, &txid, &key(CLIENT)).into();
+    }
+    body.to_string().into_bytes()
+}
+
+/// `GET {endpoint}/session/{txid}`, authorised by the test client's key.
+pub fn status_url(endpoint: &str, txid: Txid) -> String {
+    let authorization = auth::authorize(auth::ChannelRequest::Status, &txid, &key(CLIENT));
+    format!("{endpoint}/session/{txid}?authorization={authorization}")
+}
+
 pub async fn session_status(server: &Server, txid: Txid) -> serde_json::Value {
-    let text = reqwest::get(format!("{}/session/{txid}", server.endpoint()))
+    let text = reqwest::get(status_url(&server.endpoint(), txid))
         .await
         .expect("request")
         .text()
