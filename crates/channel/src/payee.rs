@@ -198,7 +198,8 @@ impl PayeeChannel {
             )
         };
         match close(self.close_fee(ctx)) {
-            Err(ChannelError::BadTransaction(_))
+            // The fee takes the whole share, or leaves the server's output below dust.
+            Err(ChannelError::BadTransaction(_) | ChannelError::DustOutput { .. })
                 if check_not_expiring(&self.funding.contract, ctx).is_err() =>
             {
                 close(CloseFee::WholeShare)

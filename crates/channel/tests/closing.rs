@@ -108,3 +108,32 @@ fn a_settlement_at_its_best_rate_is_not_replaced() {
         assert_eq!(step.broadcast, vec![first.clone()], "rebroadcast as it is");
     }
 }
+
+#[test]
+fn within_the_margin_a_share_too_small_for_the_rate_pays_what_it_can() {
+    let mut pair = Pair::open(Version::V2);
+    let expiry = pair
+        .payee_channel()
+        .funding
+        .contract
+        .expiry
+        .to_consensus_u32();
+    // Four blocks late at 2 sat/vB, 1.25⁴ × 2 ≈ 4.9 sat/vB: about 830 sat of fee would leave the
+    // server's 1,000 sat share below dust.
+    pair.tip = ChainTip {
+        height: expiry - pair.policy.close_margin_blocks + 4,
+        ..TIP
+    };
+    let step = pair
+        .with_payee(|ctx| pair.payee.on_tip(ctx))
+        .expect("closes");
+    let [tx] = step.broadcast.as_slice() else {
+        panic!("one settlement: {:?}", step.broadcast)
+    };
+    pair.wallet
+        .utxos
+        .verify(tx)
+        .expect("valid under Core's interpreter");
+    let server = tx.output.last().expect("server output");
+    assert_eq!(server.value, dust_limit(&server.script_pubkey));
+}
