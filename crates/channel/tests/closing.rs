@@ -8,6 +8,15 @@ use bitcoin::{Amount, Transaction};
 use common::*;
 use trickle_channel::*;
 
+/// The height at which the channel's refund becomes valid.
+fn expiry(pair: &Pair) -> u32 {
+    pair.payee_channel()
+        .funding
+        .contract
+        .expiry
+        .to_consensus_u32()
+}
+
 fn fee(value: Amount, tx: &Transaction) -> Amount {
     value - tx.output.iter().map(|o| o.value).sum::<Amount>()
 }
@@ -89,12 +98,7 @@ fn a_settlement_left_unconfirmed_is_replaced_at_rising_fees_until_the_expiry() {
 fn a_settlement_at_its_best_rate_is_not_replaced() {
     let mut pair = Pair::open(Version::V2);
     pair.pay(Amount::from_sat(20_000)).expect("pays");
-    let expiry = pair
-        .payee_channel()
-        .funding
-        .contract
-        .expiry
-        .to_consensus_u32();
+    let expiry = expiry(&pair);
     // A cooperative close well before the margin, then more tips that are still far from it.
     let step = pair.with_payee(|ctx| pair.payee.close(ctx)).expect("close");
     pair.payee = step.state;
@@ -112,12 +116,7 @@ fn a_settlement_at_its_best_rate_is_not_replaced() {
 #[test]
 fn within_the_margin_a_share_too_small_for_the_rate_pays_what_it_can() {
     let mut pair = Pair::open(Version::V2);
-    let expiry = pair
-        .payee_channel()
-        .funding
-        .contract
-        .expiry
-        .to_consensus_u32();
+    let expiry = expiry(&pair);
     // Four blocks late at 2 sat/vB, 1.25⁴ × 2 ≈ 4.9 sat/vB: about 830 sat of fee would leave the
     // server's 1,000 sat share below dust.
     pair.tip = ChainTip {
