@@ -119,7 +119,10 @@ export interface Approval {
   url: string;
   tabId: number;
   type: string;
-  /** For a frame inside another site: that site (the user sees it before paying). */
+  /**
+   * The other site behind the request (the user sees it before paying): the one a frame is
+   * inside, or the one that kept opening the site's paid pages (a main frame).
+   */
   embedder?: string;
   /** The PAYMENT-REQUIRED header. */
   offer: string;

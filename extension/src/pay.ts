@@ -14,6 +14,11 @@
 // payment, which the payee serves again without charging. A 402 for a URL that has a live rule
 // means the site took the payment and asks again: it is not paid twice.
 //
+// Other sites cannot spend a site's budget faster than a person clicking (docs/security.md):
+// the pre-armed payment goes only with navigations the site's own pages start, and a 402 of a
+// navigation another site started is paid without asking at most CROSS_SITE_PER_MINUTE times a
+// minute per site. Rules are bounded per site and in all, so one site cannot fill Chrome's quota.
+//
 // State that must outlive the worker (rules, approvals waiting for the user, notices) lives in
 // chrome.storage.session and in the session rules themselves.
 
@@ -38,6 +43,16 @@ const MAX_APPROVALS = 20;
 const NOTICE_URL_CHARS = 512;
 const NOTICE_MESSAGE_CHARS = 512;
 const PAID_COLOUR = "#1a7f37";
+/** Navigations of a site started by other sites, paid without asking per minute, per site. */
+const CROSS_SITE_PER_MINUTE = 3;
+const CROSS_SITE = "crossSitePayments";
+/**
+ * Paid URLs' rules kept per site and in all; the oldest go first. Chrome allows 5,000 session
+ * rules, 1,000 of them regex ones, for every site and the pre-armed rules together.
+ */
+const MAX_SITE_PAY_RULES = 64;
+const MAX_PAY_RULES = 4_000;
+const MAX_REGEX_PAY_RULES = 500;
 
 type ResourceType = chrome.declarativeNetRequest.ResourceType;
 
@@ -46,6 +61,8 @@ interface PayRule {
   url: string;
   tabId: number;
   expires: number;
+  /** Matched by a regex filter (the URL has urlFilter wildcards): Chrome counts those apart. */
+  regex?: boolean;
   /** Installed to pay again after the payee refused the first payment for lack of credit. */
   retried: boolean;
 }
@@ -54,7 +71,7 @@ interface Seen {
   url: string;
   tabId: number;
   type: string;
-  /** For a frame: the other site it is embedded in (or that loaded it), if any. */
+  /** The other site a frame is embedded in (or that loaded it), or that started a navigation. */
   embedder?: string;
 }
 
@@ -101,7 +118,30 @@ function prefixUrl(prefix: string): Pick<chrome.declarativeNetRequest.RuleCondit
 /** A condition matching exactly `url` (no prefix, no longer URL). */
 function exactUrl(url: string): Pick<chrome.declarativeNetRequest.RuleCondition, "urlFilter" | "regexFilter"> {
   // `*`, `^` and `|` are wildcards in urlFilter; such URLs get an escaped regex instead.
-  return /[*^|]/.test(url) ? { regexFilter: `^${escapeRegex(url)}$` } : { urlFilter: `|${url}|` };
+  return needsRegex(url) ? { regexFilter: `^${escapeRegex(url)}$` } : { urlFilter: `|${url}|` };
+}
+
+function needsRegex(url: string): boolean {
+  return /[*^|]/.test(url);
+}
+
+/**
+ * The paid URLs' rules that make room for one more of `origin`'s (`regex`: matched by a regex
+ * filter): the oldest beyond the per-site, overall and regex bounds.
+ */
+function evictions(pay: PayRule[], origin: string, regex: boolean): number[] {
+  const evict = new Set<number>();
+  const oldestBeyond = (rules: PayRule[], max: number) => {
+    const live = rules.filter((r) => !evict.has(r.id));
+    for (const r of live.slice(0, Math.max(0, live.length - max + 1))) evict.add(r.id);
+  };
+  oldestBeyond(
+    pay.filter((r) => originOf(r.url) === origin),
+    MAX_SITE_PAY_RULES,
+  );
+  oldestBeyond(pay, MAX_PAY_RULES);
+  if (regex) oldestBeyond(pay.filter((r) => r.regex), MAX_REGEX_PAY_RULES);
+  return [...evict];
 }
 
 /** How long a page's next payment to a site waits for the previous one's receipt. */
@@ -198,9 +238,13 @@ export class Payer {
     embedded = false,
   ): RuleChange {
     const id = book.nextId++;
-    const remove = book.pay.filter((r) => r.url === url && r.tabId === tabId).map((r) => r.id);
+    const regex = needsRegex(url);
+    const replaced = book.pay.filter((r) => r.url === url && r.tabId === tabId).map((r) => r.id);
+    book.pay = book.pay.filter((r) => !replaced.includes(r.id));
+    // Rules are kept oldest first: the oldest make room (their URLs' reloads are paid again).
+    const remove = [...replaced, ...evictions(book.pay, originOf(url) ?? url, regex)];
     book.pay = book.pay.filter((r) => !remove.includes(r.id));
-    book.pay.push({ id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried });
+    book.pay.push({ id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried, regex });
     // A frame paid without asking is loaded by its own site: only such a load carries it.
     const firstParty = type === "sub_frame" && !embedded ? { domainType: chrome.declarativeNetRequest.DomainType.FIRST_PARTY } : {};
     const rule = {
@@ -227,6 +271,10 @@ export class Payer {
       condition: {
         ...prefixUrl(`${origin}/`),
         resourceTypes: [chrome.declarativeNetRequest.ResourceType.MAIN_FRAME],
+        // Only navigations the site's own pages start (links, forms, reloads): not another
+        // site's links, popups, redirects or prefetches, nor the browser's own prerender. (A
+        // typed URL has no initiator either; it is paid through its 402.) Domains have no port.
+        initiatorDomains: [new URL(origin).hostname.replace(/^\[|\]$/g, "")],
       },
     };
     return { add: [rule], remove };
@@ -314,6 +362,12 @@ export class Payer {
         // it hidden, as often as it likes. Else the user decides, seeing who embeds it.
         const embedder = await embeddingSite(details);
         if (embedder) return this.queueApproval({ ...seen, embedder }, offer, null);
+      } else {
+        // Another site can open and navigate windows to a site's pages, as often as it likes.
+        const starter = startedElsewhere(details);
+        if (starter && !(await this.crossSiteTurn(originOf(details.url) ?? details.url))) {
+          return this.queueApproval({ ...seen, embedder: starter }, offer, null);
+        }
       }
       await this.onOffer(seen, offer, false, receipt !== undefined && lackedCredit(receipt));
     }
@@ -407,6 +461,27 @@ export class Payer {
       await chrome.tabs.update(seen.tabId, { url: seen.url });
     }
     return "paid";
+  }
+
+  /**
+   * Whether a navigation of `origin` that another site started may be paid without asking:
+   * yes for the first CROSS_SITE_PER_MINUTE of the last minute (and then it counts).
+   */
+  private async crossSiteTurn(origin: string): Promise<boolean> {
+    return serially(async () => {
+      const items = await chrome.storage.session.get(CROSS_SITE);
+      const all = (items[CROSS_SITE] as Record<string, number[]> | undefined) ?? {};
+      const now = Date.now();
+      for (const [site, times] of Object.entries(all)) {
+        all[site] = times.filter((t) => now - t < 60_000);
+        if (!all[site].length) delete all[site];
+      }
+      const recent = all[origin] ?? [];
+      const allowed = recent.length < CROSS_SITE_PER_MINUTE;
+      if (allowed) all[origin] = [...recent, now];
+      await chrome.storage.session.set({ [CROSS_SITE]: all });
+      return allowed;
+    });
   }
 
   private async queueApproval(seen: Seen, offer: string, ask: Ask | null): Promise<void> {
@@ -524,6 +599,17 @@ function loaded(tabId: number): Promise<void> {
     const timer = setTimeout(done, LOAD_WAIT_MS);
     chrome.tabs.onUpdated.addListener(listener);
   });
+}
+
+/**
+ * The other site that started a navigation (or an opaque "null" one), or `undefined` when the
+ * site itself, the browser (a typed URL, a bookmark) or this extension started it.
+ */
+function startedElsewhere(details: chrome.webRequest.OnHeadersReceivedDetails): string | undefined {
+  const starter = details.initiator;
+  if (starter === undefined || starter === originOf(details.url)) return undefined;
+  if (starter === new URL(chrome.runtime.getURL("")).origin) return undefined;
+  return starter === "null" ? "an unknown site" : starter;
 }
 
 function originOf(url: string): string | undefined {

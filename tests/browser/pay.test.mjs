@@ -92,6 +92,19 @@ async function visit(page, url, text) {
 }
 
 /**
+ * Follows a link to `url` from the page `page` shows (a navigation the page starts, as a
+ * reader's click does: only those carry a site's pre-armed payment) and waits for `text`.
+ */
+async function follow(page, url, text) {
+  const t0 = performance.now();
+  await page.evaluate((u) => {
+    location.href = u;
+  }, url);
+  await page.getByText(text, { exact: true }).waitFor({ timeout: T.ui });
+  return performance.now() - t0;
+}
+
+/**
  * The page's own load time, from the start of its navigation to the end of its load event
  * (Navigation Timing): what the browser spent on the page, without the test's round trips.
  */
@@ -207,6 +220,30 @@ function probePageApi(page, url, ms = T.short) {
   );
 }
 
+/**
+ * A page that opens a window on `${paid}/articles/${n}` and then, every 300 ms, navigates it to
+ * the next paid page or posts a form to it, `count` times in all.
+ */
+function openerPage(paid, n, count) {
+  const script = `
+    const w = window.open("${paid}/articles/${n}", "victim");
+    let i = 0;
+    const timer = setInterval(() => {
+      i += 1;
+      const url = "${paid}/articles/" + (${n} + i);
+      if (i % 2) {
+        w.location = url;
+      } else {
+        const form = document.createElement("form");
+        Object.assign(form, { method: "post", action: url, target: "victim" });
+        document.body.append(form);
+        form.submit();
+      }
+      if (i >= ${count}) clearInterval(timer);
+    }, 300);`;
+  return `<h1>Opener</h1><script>${script}</script>`;
+}
+
 /** A page whose speculation rules prefetch `${paid}/articles/${n}` … `n + count - 1` at once. */
 function prefetchingPage(paid, n, count) {
   const urls = Array.from({ length: count }, (_, i) => `${paid}/articles/${n + i}`);
@@ -266,6 +303,8 @@ describe("paying sites", { timeout: 900_000 }, () => {
       [/^\/embed$/, () => ["text/html", embeddingPage(payee.url, 70, 5)]],
       // Another site's page that asks the browser to prefetch paid pages.
       [/^\/prefetch$/, () => ["text/html", prefetchingPage(payee.url, 80, 3)]],
+      // Another site's page that keeps opening paid pages in a window of its own.
+      [/^\/opener$/, () => ["text/html", openerPage(payee.url, 100, 12)]],
     ]);
     const dir = path.join(work.dir, "payee");
     await mkdir(dir, { recursive: true });
@@ -400,7 +439,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
 
   test("50 paid pages: each paid once; a reload is free; the budget stops exactly at its limit", async (t) => {
     let armed = await armedHeader(ext);
-    timings.firstPaidOnChannelMs = await visit(tab, `${payee.url}/articles/2`, "Article 2");
+    timings.firstPaidOnChannelMs = await follow(tab, `${payee.url}/articles/2`, "Article 2");
     // Each paid page beside the same page unpaid, straight from the site (no proxy, no
     // payment: the stricter baseline), in alternating order, so that both see the same machine.
     const unpaid = async (n) => {
@@ -412,7 +451,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
     armed = await rearmed(ext, armed);
     for (let n = 3; n <= 50; n++) {
       if (n % 2) await unpaid(n);
-      timings.repeatPaid.push(await visit(tab, `${payee.url}/articles/${n}`, `Article ${n}`));
+      timings.repeatPaid.push(await follow(tab, `${payee.url}/articles/${n}`, `Article ${n}`));
       timings.repeatPaidWait.push(await serverWait(tab));
       timings.repeatPaidLoad.push(await pageLoad(tab));
       armed = await rearmed(ext, armed);
@@ -587,11 +626,12 @@ describe("paying sites", { timeout: 900_000 }, () => {
       origin: payee.url,
       terms: { limitSat: before.sites[0].terms.limitSat + API_PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
     });
-    const quote = await tab.evaluate(() => window.trickle.fetch("/api/quote/7").then((r) => r.text()));
-    assert.equal(quote, '{"quote":7}');
+    // A URL no earlier step paid (a paid one's reload would be free).
+    const quote = await tab.evaluate(() => window.trickle.fetch("/api/quote/77").then((r) => r.text()));
+    assert.equal(quote, '{"quote":77}');
     const after = await eventually("the receipt", async () => {
       const s = await bothSides(ext, payee);
-      return s.sites[0].reservedSat === 0 && s.theirs.paid > before.theirs.paid && s;
+      return [s.sites[0].reservedSat === 0 && s.theirs.paid > before.theirs.paid, s];
     });
     assert.equal(after.theirs.paid - before.theirs.paid, API_PRICE, "paid once, the price");
     assert.equal(after.sites[0].spentSat - before.sites[0].spentSat, API_PRICE);
@@ -633,6 +673,111 @@ describe("paying sites", { timeout: 900_000 }, () => {
       `signed ${after.ours.paidSat - armed.ours.paidSat} more: at most the next pre-armed increment`,
     );
     assert.equal((await ask(ext, { type: "approvals" })).length, 0, "nothing asked");
+  });
+
+  test("hostile: another site opening paid pages in a loop pays at most 3 a minute", async () => {
+    const start = await bothSides(ext, payee);
+    await ask(ext, {
+      type: "approve",
+      origin: payee.url,
+      terms: { limitSat: start.sites[0].spentSat + 20 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    await eventually("a pre-armed payment", () => armedHeader(ext));
+    const before = await bothSides(ext, payee);
+    const seen = [];
+    const onRequest = (r) => r.url().startsWith(`${payee.url}/articles/1`) && seen.push(r.url());
+    browser.context.on("request", onRequest);
+    const opener = `${otherSite()}/opener`;
+    let popup;
+    try {
+      [popup] = await Promise.all([browser.context.waitForEvent("page"), tab.goto(opener)]);
+      // 13 navigations in ~4 s; then the paid ones' receipts.
+      await eventually("the window's last page", async () => [seen.some((u) => u.endsWith("/articles/112")), seen]);
+      await sleep(2_000);
+    } finally {
+      browser.context.off("request", onRequest);
+    }
+    const after = await eventually("the bookkeeping", async () => {
+      const sides = await bothSides(ext, payee);
+      // Settled: what was signed is what the payee holds, or the pre-armed payment (reserved).
+      return [sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat, sides];
+    });
+    const charged = after.theirs.consumed - before.theirs.consumed;
+    assert.ok(charged >= PRICE, `the first of them is paid (charged ${charged})`);
+    assert.ok(charged <= 3 * PRICE, `at most 3 paid in the minute: charged ${charged}`);
+    assert.equal(after.sites[0].spentSat - before.sites[0].spentSat, charged, "the budget counts what was charged");
+    const approvals = await ask(ext, { type: "approvals" });
+    assert.ok(approvals.length >= 1, "the rest wait for the user");
+    for (const a of approvals) {
+      assert.equal(a.embedder, otherSite(), "the approval names the site that opened the window");
+      await ask(ext, { type: "decide", id: a.id, decision: "deny" });
+    }
+    await popup?.close();
+  });
+
+  test("two tabs opening the site's next pages at once: each page is charged once", async () => {
+    const start = await bothSides(ext, payee);
+    await ask(ext, {
+      type: "approve",
+      origin: payee.url,
+      terms: { limitSat: start.sites[0].spentSat + 10 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    await eventually("a pre-armed payment", () => armedHeader(ext));
+    const second = await browser.context.newPage();
+    try {
+      await visit(tab, `${payee.url}/`, "Home");
+      await visit(second, `${payee.url}/`, "Home");
+      const before = await bothSides(ext, payee);
+      // Both follow a link of the site at once: both go out with the one pre-armed payment.
+      await Promise.all([
+        follow(tab, `${payee.url}/articles/120`, "Article 120"),
+        follow(second, `${payee.url}/articles/121`, "Article 121"),
+      ]);
+      const after = await eventually("both receipts", async () => {
+        const sides = await bothSides(ext, payee);
+        const settled = sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat;
+        const charged = sides.theirs.consumed - before.theirs.consumed;
+        const spent = sides.sites[0].spentSat - before.sites[0].spentSat;
+        return [settled && charged >= 2 * PRICE && spent >= 2 * PRICE, { before, sides }];
+      });
+      await sleep(500);
+      const settled = await bothSides(ext, payee);
+      assert.equal(settled.theirs.consumed - before.theirs.consumed, 2 * PRICE, "two pages, two prices");
+      assert.equal(settled.sites[0].spentSat - before.sites[0].spentSat, 2 * PRICE);
+      assert.equal(settled.ours.paidSat, settled.theirs.paid + settled.sites[0].reservedSat, JSON.stringify(after));
+    } finally {
+      await second.close();
+    }
+  });
+
+  test("hostile: one site's many paid URLs stay within its share of the browser's rules", async () => {
+    const start = await bothSides(ext, payee);
+    await ask(ext, {
+      type: "approve",
+      origin: payee.url,
+      terms: { limitSat: start.sites[0].spentSat + 80 * API_PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    await visit(tab, `${payee.url}/`, "Home");
+    // 70 distinct URLs, one after another, each paid (its rule then kept for a free reload).
+    const statuses = await tab.evaluate(async () => {
+      const out = [];
+      for (let i = 0; i < 70; i++) out.push((await window.trickle.fetch(`/api/quote/${i}?n=${i}`)).status);
+      return out;
+    });
+    assert.deepEqual([...new Set(statuses)], [200], "every call paid");
+    const rules = await ext.evaluate(() => chrome.declarativeNetRequest.getSessionRules());
+    const ofSite = rules.filter((r) => r.priority === 2 && (r.condition.urlFilter ?? r.condition.regexFilter).includes(payee.url));
+    assert.equal(ofSite.length, 64, "the site keeps 64 paid URLs' rules");
+    const kept = ofSite.map((r) => Number(/\?n=(\d+)\|$/.exec(r.condition.urlFilter ?? "")?.[1] ?? -1)).sort((a, b) => a - b);
+    assert.deepEqual(kept, Array.from({ length: 64 }, (_, i) => i + 6), "the newest stay, the oldest made room");
+    const after = await eventually("the receipts", async () => {
+      const sides = await bothSides(ext, payee);
+      const settled = sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat;
+      return [settled && sides.theirs.consumed - start.theirs.consumed >= 70 * API_PRICE, sides];
+    });
+    await sleep(300);
+    assert.equal((await payee.status()).channels[0].consumed - start.theirs.consumed, 70 * API_PRICE, "each call charged once");
+    assert.equal(after.sites[0].spentSat - start.sites[0].spentSat, 70 * API_PRICE);
   });
 
   test("hostile: a price above the budget's max, a page paying for another site", async () => {
@@ -700,10 +845,15 @@ describe("paying sites", { timeout: 900_000 }, () => {
       });
       const held = (await first.status()).channels[0].paid;
 
-      // It takes the payment, then asks again: not paid a second time.
+      // It takes the payment (pre-armed: the reader follows a link), then asks again: not
+      // paid a second time.
       hostile.mode.takeAndAskAgain = true;
       const url2 = `${hostile.url}/articles/2`;
-      assert.equal((await tab.goto(url2)).status(), 402);
+      const answered = tab.waitForResponse((r) => r.url() === url2);
+      await tab.evaluate((u) => {
+        location.href = u;
+      }, url2);
+      assert.equal((await answered).status(), 402);
       await noticeFor(url2, "paid_again");
       await sleep(500);
       const taken = (await first.status()).channels[0].paid;
@@ -772,8 +922,13 @@ describe("paying sites", { timeout: 900_000 }, () => {
     const theirs = outputs.filter((v) => v !== ours.valueSat - held.paid);
     assert.equal(theirs.length, 1);
     assert.equal(theirs[0] + tx.fee, held.paid, "the payee gets what it was paid, less the fee it pays");
-    const budget = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === payee.url);
-    assert.equal(budget.reservedSat, 0, "no reservation left");
+    // The pre-armed payment never sent stays reserved until the wallet has seen the settlement
+    // (its duties check the contract's spend), then it is released.
+    await eventually("no reservation left", async () => {
+      await ask(ext, { type: "duties" });
+      const budget = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === payee.url);
+      return [budget.reservedSat === 0, budget];
+    });
 
     // The balance grows by the client's share of the settlement, to the sat.
     const expected = before.confirmed + (ours.valueSat - held.paid);

@@ -80,7 +80,7 @@ export function approveScreen(app: App, approval: Approval): Screen {
       const terms = form.read(null);
       if (terms) void decide(never, "Saving…", "never", terms);
     });
-    body = h("div", { class: "content stack" }, askCard(ask, approval.embedder), form.el, costSection(ask));
+    body = h("div", { class: "content stack" }, askCard(ask, approval), form.el, costSection(ask));
     replace(foot, banner.el, approve, h("div", { class: "foot-row" }, deny, never));
   } else {
     const embedder = approval.embedder;
@@ -93,9 +93,9 @@ export function approveScreen(app: App, approval: Approval): Screen {
         "section",
         { class: "card stack center-text" },
         h("div", { class: "empty-icon ask-locked" }, icon(embedder ? "alert" : "lock", 24)),
-        h("h2", { class: "title" }, embedder ? "A site inside another asked to be paid" : "A site asked to be paid"),
+        h("h2", { class: "title" }, embedder ? startedTitle(approval) : "A site asked to be paid"),
         embedder
-          ? embedderLine(embedder, approval.url)
+          ? embedderLine(embedder, approval)
           : h(
               "p",
               { class: "muted" },
@@ -117,23 +117,31 @@ export function approveScreen(app: App, approval: Approval): Screen {
   return { name: "approve", el };
 }
 
-/** Who embeds a frame that asks to be paid: the site the user is looking at. */
-function embedderLine(embedder: string, url: string): HTMLElement {
+function startedTitle(approval: Approval): string {
+  return approval.type === "main_frame" ? "Another site opened a paid page" : "A site inside another asked to be paid";
+}
+
+/**
+ * The other site behind a request: the one that embeds a frame (the site the user is looking
+ * at), or that opened or navigated a window to a paid page, more often than a person clicks.
+ */
+function embedderLine(embedder: string, approval: Approval): HTMLElement {
+  const site = new URL(approval.url).origin;
+  const where =
+    approval.type === "main_frame"
+      ? `Opened by ${embedder}, which has opened ${site}'s paid pages several times in the last minute.`
+      : `Shown inside ${embedder}, not on ${site} itself.`;
   return h(
     "p",
     { class: "callout", testid: "approve-embedder", "data-embedder": embedder },
     icon("alert", 16),
-    h(
-      "span",
-      null,
-      `Shown inside ${embedder}, not on ${new URL(url).origin} itself. Pay only if you trust ` +
-        `${embedder} to ask for it; it is paid within the site's budget.`,
-    ),
+    h("span", null, `${where} Pay only if you trust ${embedder} to ask for it; it is paid within the site's budget.`),
   );
 }
 
 /** The site, the page and its price, and why Trickle asks (and who embeds it). */
-function askCard(ask: Ask, embedder: string | undefined): HTMLElement {
+function askCard(ask: Ask, approval: Approval): HTMLElement {
+  const embedder = approval.embedder;
   return h(
     "section",
     { class: "card stack ask-card" },
@@ -144,7 +152,7 @@ function askCard(ask: Ask, embedder: string | undefined): HTMLElement {
       h("span", { class: "ask-origin", testid: "approve-origin" }, ask.origin),
     ),
     h("p", { class: "ask-url", testid: "approve-url" }, ask.url),
-    embedder ? embedderLine(embedder, ask.url) : null,
+    embedder ? embedderLine(embedder, approval) : null,
     ask.description ? h("p", { class: "ask-description", testid: "approve-description" }, ask.description) : null,
     h(
       "div",
