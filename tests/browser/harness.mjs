@@ -192,14 +192,23 @@ export async function startPayee({ esplora, upstream, dir, prices, policy = {} }
   };
 }
 
-/** A small site on 127.0.0.1 (a free port): `routes` maps a path regex to (match) => [type, body]. */
+/**
+ * A small site on 127.0.0.1 (a free port): `routes` maps a path regex to (match, request) =>
+ * [type, body], or to `{ redirect: url }` for a 302.
+ */
 export async function startSite(routes) {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://x");
     for (const [re, handler] of routes) {
       const m = re.exec(url.pathname);
       if (m) {
-        const [type, body] = handler(m);
+        const answer = handler(m, req);
+        if (answer.redirect) {
+          res.writeHead(302, { location: answer.redirect, "cache-control": "no-store" });
+          res.end();
+          return;
+        }
+        const [type, body] = answer;
         res.writeHead(200, { "content-type": type, "cache-control": "no-store" });
         res.end(body);
         return;
