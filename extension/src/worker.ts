@@ -6,6 +6,13 @@ import init, { Trickle } from "../pkg/trickle_wasm.js";
 import type { Duties, Reply, Request, WalletError } from "./messages.js";
 import { Payer } from "./pay.js";
 
+// Content scripts run in web pages' renderers: none may read or write the wallet's storage
+// (budgets with their auto-approve, settings, the sealed wallet), only the extension's own
+// pages and this worker. Chrome keeps the level; it is set again at every start.
+void chrome.storage.local.setAccessLevel?.({ accessLevel: "TRUSTED_CONTEXTS" }).catch((e: unknown) => {
+  console.warn("trickle: storage access level", e);
+});
+
 const SYNC_ALARM = "sync";
 const LOCK_ALARM = "auto-lock";
 const started = performance.now();

@@ -854,6 +854,36 @@ describe("paying sites", { timeout: 900_000 }, () => {
     assert.equal(await tab.evaluate(() => typeof window.trickle.fetch), "function");
   });
 
+  test("hostile: a content script in a site's page cannot touch the wallet's storage", async () => {
+    // A renderer an exploit took over runs as the extension's content script there: it must
+    // not read or rewrite budgets, settings or the sealed wallet. The probe runs in that very
+    // world (the extension's isolated world in the site's page).
+    await visit(tab, `${payee.url}/`, "Home");
+    const [{ result }] = await ext.evaluate(async (url) => {
+      const [target] = await chrome.tabs.query({ url: `${url}/*` });
+      return chrome.scripting.executeScript({
+        target: { tabId: target.id },
+        func: async () => {
+          const tries = {};
+          for (const [name, call] of [
+            ["write", () => chrome.storage.local.set({ probe: "written by a content script" })],
+            ["read", () => chrome.storage.local.get(null)],
+          ]) {
+            tries[name] = await call().then(
+              () => "allowed",
+              (e) => e.message,
+            );
+          }
+          return tries;
+        },
+      });
+    }, payee.url);
+    assert.match(result.write, /not allowed/, JSON.stringify(result));
+    assert.match(result.read, /not allowed/, JSON.stringify(result));
+    const stored = await ext.evaluate(() => chrome.storage.local.get("probe"));
+    assert.deepEqual(stored, {}, "nothing was written");
+  });
+
   test("hostile sites: taking a payment and asking again, a wrong network, an endpoint elsewhere, a new payee key", async () => {
     const dirs = [path.join(work.dir, "payee-h1"), path.join(work.dir, "payee-h2")];
     for (const d of dirs) await mkdir(d, { recursive: true });
