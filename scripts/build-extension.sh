@@ -28,8 +28,10 @@ bundle() {
   local browser=$1 out=$2 zip=$3 es=$4 worker_format=$5
   mkdir -p "$out"
   local common=(--bundle --target="$es" --minify --log-level=warning "--define:TRICKLE_BROWSER=\"$browser\"")
-  # Chrome's worker is a module service worker; Firefox's event page is a classic script.
-  node_modules/.bin/esbuild extension/src/worker.ts "${common[@]}" --format="$worker_format" --outfile="$out/worker.js"
+  # Chrome's worker is a module service worker; Firefox's event page is a classic script (the
+  # wasm bindings' default `import.meta.url` goes unused: the worker names the wasm file).
+  node_modules/.bin/esbuild extension/src/worker.ts "${common[@]}" --format="$worker_format" \
+    --log-override:empty-import-meta=silent --outfile="$out/worker.js"
   node_modules/.bin/esbuild extension/src/ui.ts "${common[@]}" --format=esm --outfile="$out/ui.js"
   # Content scripts are classic scripts, not modules.
   for entry in content page-api; do

@@ -38,10 +38,7 @@ export async function launchFirefox(name) {
     args: ["--remote-allow-system-access"],
     env: { ...process.env, TMPDIR: tmp },
     timeout: T.launch,
-    extraPrefsFirefox: {
-      "extensions.webextensions.uuids": JSON.stringify({ [ADDON_ID]: UUID }),
-      "devtools.console.stdout.content": true,
-    },
+    extraPrefsFirefox: { "extensions.webextensions.uuids": JSON.stringify({ [ADDON_ID]: UUID }) },
   });
   const id = await within(T.launch, "Firefox to install the add-on", browser.installExtension(FIREFOX_DIR));
   assert.equal(id, ADDON_ID);
