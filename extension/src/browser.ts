@@ -13,6 +13,7 @@
 //   string (case and all), the tab, the type, and for a frame the browser's own third-party
 //   flag. A condition this module does not know matches nothing, so a rule can never pay more
 //   widely here than it would in Chrome. Only payable request types pass through the listener.
+// - Content-script match patterns: Firefox's cannot name a port (`pagesOf`).
 // - storage.session and chrome.action (badges) are the same in both (Firefox 115+).
 // - webRequest: Chrome needs `extraHeaders` to show `Sec-Purpose`; Firefox shows every header and
 //   refuses the option. The request's initiator is `initiator` in Chrome, `originUrl` in Firefox.
@@ -60,6 +61,18 @@ export function senderOrigin(sender: chrome.runtime.MessageSender): string | und
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The match pattern of `origin`'s pages, for registered content scripts. Firefox's match
+ * patterns cannot hold a port (one with a port matches nothing), so there it names the host on
+ * any port, as Chrome's pattern of a default-port origin does anyway. Paying stays per origin:
+ * the worker checks the sender's origin, and budgets are kept per origin.
+ */
+export function pagesOf(origin: string): string {
+  if (!FIREFOX) return `${origin}/*`;
+  const url = new URL(origin);
+  return `${url.protocol}//${url.hostname}/*`;
 }
 
 /** The header rules (declarativeNetRequest session rules, or this module's on Firefox). */

@@ -3,7 +3,7 @@
 // once per start (state comes back from storage every time), and every answer waits for it.
 
 import init, { Trickle } from "../pkg/trickle_wasm.js";
-import { SEND_HEADERS_EXTRA, applyHeaderRules, senderOrigin } from "./browser.js";
+import { SEND_HEADERS_EXTRA, applyHeaderRules, pagesOf, senderOrigin } from "./browser.js";
 import type { Duties, Reply, Request, WalletError } from "./messages.js";
 import { Payer } from "./pay.js";
 
@@ -45,7 +45,7 @@ function showPageApi(): Promise<unknown> {
     const registered = await chrome.scripting.getRegisteredContentScripts({ ids });
     if (registered.length) await chrome.scripting.unregisterContentScripts({ ids });
     if (origins.length) {
-      const matches = origins.map((o) => `${o}/*`);
+      const matches = [...new Set(origins.map(pagesOf))];
       await chrome.scripting.registerContentScripts(PAGE_API.map((s) => ({ ...s, matches })));
     }
   });

@@ -120,9 +120,18 @@ export async function waitScreen(page, name, timeout = T.ui) {
 /** Clicks the element `selector` picks once it is visible (a `data-testid` if it has no `[`). */
 export async function click(page, selector) {
   const css = selector.includes("[") ? selector : `[data-testid="${selector}"]`;
-  const el = await page.waitForSelector(css, { visible: true, timeout: T.ui });
-  await el.evaluate((e) => e.scrollIntoView({ block: "center" }));
-  await el.click();
+  const deadline = performance.now() + T.ui;
+  for (;;) {
+    const el = await page.waitForSelector(css, { visible: true, timeout: T.ui });
+    try {
+      await el.evaluate((e) => e.scrollIntoView({ block: "center" }));
+      await el.click();
+      return;
+    } catch (e) {
+      // The screen drew itself again (fresh data) between finding the element and the click.
+      if (!/detached/i.test(e.message) || performance.now() > deadline) throw e;
+    }
+  }
 }
 
 /** Types `value` into the field with `data-testid` `id`, replacing what it held. */

@@ -24,7 +24,7 @@ import {
   workDir,
   writeArtifact,
 } from "./harness.mjs";
-import { BIG, FUNDED, PHRASE, POLICY, ask, bothSides, esplora, eventually } from "./fixtures.mjs";
+import { BIG, FUNDED, PHRASE, POLICY, ask, bothSides, embeddingPage, esplora, eventually, probePageApi } from "./fixtures.mjs";
 import {
   click,
   fill,
@@ -81,7 +81,11 @@ describe("Firefox", { timeout: 600_000 }, () => {
     work = await workDir("firefox-servers");
     chain = await startChain();
     site = await startSite([
+      [/^\/$/, () => ["text/html", "<h1>Home</h1><p>Free.</p>"]],
       [/^\/articles\/(\d+)$/, (m) => ["text/html", `<h1>Article ${m[1]}</h1><p>${"words ".repeat(200)}</p>`]],
+      [/^\/api\/quote\/(\d+)$/, (m) => ["application/json", JSON.stringify({ quote: Number(m[1]) })]],
+      // Another site's page (served as localhost) that embeds paid pages, each loaded twice.
+      [/^\/embed$/, () => ["text/html", embeddingPage(payee.url, 70, 5)]],
     ]);
     const dir = path.join(work.dir, "payee");
     await mkdir(dir, { recursive: true });
@@ -90,7 +94,10 @@ describe("Firefox", { timeout: 600_000 }, () => {
       upstream: site.url,
       dir,
       policy: POLICY,
-      prices: [{ path: "/articles", sat: PAGE_PRICE }],
+      prices: [
+        { path: "/articles", sat: PAGE_PRICE },
+        { path: "/api", sat: PAGE_PRICE },
+      ],
     });
     firefox = await launchFirefox("pay");
   });
@@ -249,6 +256,60 @@ describe("Firefox", { timeout: 600_000 }, () => {
       `Firefox page load per Navigation Timing: unpaid ${lu.median.toFixed(1)} ms, repeat paid ` +
         `${lp.median.toFixed(1)} ms (ratio ${(lp.median / lu.median).toFixed(2)})`,
     );
+  });
+
+  test("hostile: another site's iframe is never paid", async () => {
+    const before = await bothSides(ext, payee);
+    const embedder = `http://localhost:${new URL(site.url).port}`;
+    const loads = [];
+    const onRequest = (r) => r.url().startsWith(`${payee.url}/articles/70`) && loads.push(r.url());
+    tab.on("request", onRequest);
+    try {
+      await visit(tab, `${embedder}/embed`, "Embedder");
+      await eventually("both loads of the 5 frames", async () => [loads.length >= 10, loads.length]);
+      await sleep(1_000);
+    } finally {
+      tab.off("request", onRequest);
+    }
+    const after = await bothSides(ext, payee);
+    assert.equal(after.theirs.consumed, before.theirs.consumed, "the payee charged nothing");
+    assert.equal(after.ours.paidSat, before.ours.paidSat, "nothing more was signed");
+    assert.equal(after.sites[0].spentSat, before.sites[0].spentSat, "the budget spent nothing");
+    const approvals = await ask(ext, { type: "approvals" });
+    assert.equal(approvals.length, 1, JSON.stringify(approvals));
+    assert.equal(approvals[0].embedder, embedder, "the request names the embedding site");
+    assert.equal(approvals[0].ask, null, "nothing was asked of the wallet");
+    await ask(ext, { type: "decide", id: approvals[0].id, decision: "deny" });
+  });
+
+  test("a page script pays through window.trickle.fetch, for its own site only", async () => {
+    const before = await bothSides(ext, payee);
+    await visit(tab, `${payee.url}/`, "Home");
+    const results = await tab.evaluate(() =>
+      Promise.all(
+        [1, 2, 3].map((i) =>
+          window.trickle.fetch(`/api/quote/${i}`).then(
+            async (r) => ({ status: r.status, body: await r.text() }),
+            (e) => ({ error: e.code }),
+          ),
+        ),
+      ),
+    );
+    assert.deepEqual(
+      results,
+      [1, 2, 3].map((i) => ({ status: 200, body: `{"quote":${i}}` })),
+      "each call paid once and answered",
+    );
+    // The page API only pays for the page's own site (the sender's origin, as Firefox gives it).
+    const other = await probePageApi(tab, `${site.url}/articles/60`);
+    assert.equal(other?.ok, false, JSON.stringify(other));
+    assert.equal(other.error.code, "other_origin");
+    const after = await eventually("the receipts", async () => {
+      const sides = await bothSides(ext, payee);
+      return [sides.sites[0].spentSat === before.sites[0].spentSat + 3 * PAGE_PRICE, sides];
+    });
+    assert.equal(after.theirs.consumed - before.theirs.consumed, 3 * PAGE_PRICE, "the payee charged 3 calls");
+    assert.equal(after.ours.acknowledgedSat, after.theirs.paid, "both sides agree");
   });
 
   test("closing from the popup: the settlement pays each side what the receipts say", async () => {

@@ -31,7 +31,21 @@ import {
   workDir,
   writeArtifact,
 } from "./harness.mjs";
-import { API_PRICE, BIG, FUNDED, LIMIT, PHRASE, POLICY, PRICE, ask, bothSides, esplora, eventually } from "./fixtures.mjs";
+import {
+  API_PRICE,
+  BIG,
+  FUNDED,
+  LIMIT,
+  PHRASE,
+  POLICY,
+  PRICE,
+  ask,
+  bothSides,
+  embeddingPage,
+  esplora,
+  eventually,
+  probePageApi,
+} from "./fixtures.mjs";
 
 const test = steps(nodeTest);
 
@@ -143,33 +157,6 @@ async function startHostileSite(upstream) {
     mode,
     stop: () => new Promise((resolve) => server.close(resolve)),
   };
-}
-
-/** A page with `count` hidden frames of `${paid}/articles/${n}?r=…`, each loaded again after 1 s. */
-function embeddingPage(paid, n, count) {
-  const frames = Array.from({ length: count }, (_, i) => `<iframe hidden src="${paid}/articles/${n}?r=${i + 1}"></iframe>`);
-  const reload = "setTimeout(() => { for (const f of document.querySelectorAll('iframe')) f.src = f.src; }, 1000);";
-  return `<h1>Embedder</h1>${frames.join("")}<script>${reload}</script>`;
-}
-
-/**
- * Posts a page-API request for `url` from `page`, as a page script can; resolves with the
- * extension's reply, or null when none comes within `ms`.
- */
-function probePageApi(page, url, ms = T.short) {
-  return page.evaluate(
-    ({ url, ms }) =>
-      new Promise((resolve) => {
-        const id = `probe-${Math.random()}`;
-        window.addEventListener("message", (e) => {
-          if (e.data?.channel === "trickle-page-api" && e.data.id === id && e.data.reply) resolve(e.data.reply);
-        });
-        const offer = btoa(JSON.stringify({ x402Version: 2, accepts: [{ network: "bip122:000000000019d6689c085ae165831e93" }] }));
-        window.postMessage({ channel: "trickle-page-api", id, url, header: offer }, location.origin);
-        setTimeout(() => resolve(null), ms);
-      }),
-    { url, ms },
-  );
 }
 
 /**
