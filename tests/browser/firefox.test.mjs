@@ -1,8 +1,10 @@
 // The extension in Firefox (dist/firefox, the same wasm and pages as Chrome's), against the same
-// local chain and payee proxy as the Chromium tests: onboarding restores the phrase to the address
-// Chromium shows; a priced page is paid once the user approves a budget in the popup (402 offer →
-// approval → budget → channel → receipt); the next page goes out pre-armed; a reload is free;
-// closing from the popup settles what the receipts say. Writes artifacts/firefox-timings.json.
+// local chain and payee proxy as the Chromium tests: onboarding restores the phrase to the
+// address Chromium shows; a wrong password is refused; a priced page is paid once the user
+// approves a budget in the popup (402 offer → approval → budget → channel → receipt); the next
+// pages go out pre-armed; a reload is free; another site's iframe is never paid; a page script
+// pays through the page API; closing from the popup settles what the receipts say.
+// Writes artifacts/firefox-timings.json.
 
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
@@ -155,6 +157,23 @@ describe("Firefox", { timeout: 600_000 }, () => {
     await click(ext, "back");
     await waitScreen(ext, "home");
     assert.equal(await testIdAttribute(ext, "balance-confirmed", "data-sat"), String(FUNDED), "home shows the funds");
+  });
+
+  test("a wrong password is refused with a clear message; the right one unlocks", async () => {
+    await click(ext, "lock");
+    await waitScreen(ext, "unlock");
+    assert.equal((await ask(ext, { type: "state" })).wallet, "locked");
+    await fill(ext, "unlock-password", "wrong password");
+    await click(ext, "unlock-submit");
+    await ext.waitForSelector('[data-testid="error-banner"]', { visible: true, timeout: T.ui });
+    const message = await ext.evaluate(() => document.querySelector('[data-testid="error-banner"]').textContent);
+    assert.match(message, /password/i, `the message names the password: "${message}"`);
+    assert.equal((await ask(ext, { type: "state" })).wallet, "locked", "still locked");
+    await fill(ext, "unlock-password", PASSWORD);
+    await click(ext, "unlock-submit");
+    await waitScreen(ext, "home");
+    assert.equal((await ask(ext, { type: "state" })).wallet, "unlocked");
+    assert.equal(await testIdAttribute(ext, "balance-confirmed", "data-sat"), String(FUNDED), "the same wallet");
   });
 
   test("a priced page is paid once the user approves a budget in the popup; both sides agree", async () => {
