@@ -10,8 +10,8 @@
 //   URL, a tab, a resource type). Chrome applies those rules itself. On Firefox the same rules
 //   are kept here (in storage.session) and a blocking `webRequest.onBeforeSendHeaders` listener
 //   puts the header on a request only when a rule matches it exactly: the URL compared as a
-//   string (case and all), the tab, the type, and for a frame the browser's own third-party
-//   flag. A condition this module does not know matches nothing, so a rule can never pay more
+//   string (case and all), the tab, the type, the initiator's domain (from `originUrl`), and
+//   for a frame the browser's own third-party flag. A condition this module does not know matches nothing, so a rule can never pay more
 //   widely here than it would in Chrome. Only payable request types pass through the listener.
 // - Content-script match patterns: Firefox's cannot name a port (`pagesOf`).
 // - storage.session and chrome.action (badges) are the same in both (Firefox 115+).
@@ -130,7 +130,7 @@ export function applyHeaderRules(): void {
   );
 }
 
-const KNOWN_CONDITIONS = new Set(["urlFilter", "regexFilter", "resourceTypes", "tabIds", "domainType"]);
+const KNOWN_CONDITIONS = new Set(["urlFilter", "regexFilter", "resourceTypes", "tabIds", "domainType", "initiatorDomains"]);
 
 /** Whether `rule`'s condition holds for the request, in the subset of conditions pay.ts uses. */
 function matches(rule: Rule, details: RequestDetails): boolean {
@@ -142,7 +142,15 @@ function matches(rule: Rule, details: RequestDetails): boolean {
   if (c.tabIds && !c.tabIds.includes(details.tabId)) return false;
   if (c.domainType === "firstParty" && details.thirdParty !== false) return false;
   if (c.domainType === "thirdParty" && details.thirdParty !== true) return false;
+  if (c.initiatorDomains && !onDomains(initiatorOf(details), c.initiatorDomains)) return false;
   return true;
+}
+
+/** Whether `origin`'s host is one of `domains` or under one, as Chrome matches them (no initiator: no). */
+function onDomains(origin: string | undefined, domains: string[]): boolean {
+  if (!origin || origin === "null") return false;
+  const host = new URL(origin).hostname.replace(/^\[|\]$/g, "");
+  return domains.some((d) => host === d || host.endsWith(`.${d}`));
 }
 
 /** `|url|` (exactly that URL) and `|prefix` (URLs starting with it); any other filter matches nothing. */

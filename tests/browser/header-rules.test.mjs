@@ -120,13 +120,27 @@ test("a frame's first-party rule needs Firefox's third-party flag to say first p
   await rules.update({ removeRuleIds: [3], addRules: [] });
 });
 
+test("a rule for the site's own navigations needs them started from the site's domain", async () => {
+  await rules.update({
+    removeRuleIds: [],
+    addRules: [rule(8, { urlFilter: "|http://shop.test/", resourceTypes: ["main_frame"], initiatorDomains: ["shop.test"] })],
+  });
+  const url = "http://shop.test/articles/3";
+  assert.equal(await signatureFor({ url, originUrl: "http://shop.test/articles/2" }), "sig-8");
+  assert.equal(await signatureFor({ url, originUrl: "https://www.shop.test:8443/" }), "sig-8", "a subdomain, as in Chrome");
+  assert.equal(await signatureFor({ url, originUrl: "http://evil.test/" }), undefined, "not another site's link");
+  assert.equal(await signatureFor({ url, originUrl: "http://shop.test.evil/" }), undefined);
+  assert.equal(await signatureFor({ url }), undefined, "not a navigation nobody started (a typed URL)");
+  await rules.update({ removeRuleIds: [8], addRules: [] });
+});
+
 test("a regex rule matches as written; a condition or filter the module does not know matches nothing", async () => {
   const escaped = "http://shop\\.test/a\\*b";
   await rules.update({
     removeRuleIds: [],
     addRules: [
       rule(4, { regexFilter: `^${escaped}$`, resourceTypes: ["main_frame"], tabIds: [7] }),
-      rule(5, { urlFilter: `|${PAID}|`, tabIds: [7], initiatorDomains: ["shop.test"] }),
+      rule(5, { urlFilter: `|${PAID}|`, tabIds: [7], excludedInitiatorDomains: ["evil.test"] }),
       rule(6, { urlFilter: "||shop.test^", tabIds: [7] }),
       rule(7, { urlFilter: "|http://shop.test/*|", tabIds: [7] }),
     ],
