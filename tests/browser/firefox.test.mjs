@@ -3,7 +3,8 @@
 // address Chromium shows; a wrong password is refused; a priced page is paid once the user
 // approves a budget in the popup (402 offer → approval → budget → channel → receipt); the next
 // pages go out pre-armed; a reload is free; another site's iframe is never paid; a page script
-// pays through the page API; closing from the popup settles what the receipts say.
+// pays through the page API; a paid page's redirect to another site carries no payment header;
+// closing from the popup settles what the receipts say.
 // Writes artifacts/firefox-timings.json.
 
 import assert from "node:assert/strict";
@@ -99,6 +100,8 @@ describe("Firefox", { timeout: 600_000 }, () => {
   let tab; // the tab browsing the site
   let work;
   const timings = { unpaid: [], repeatPaid: [], unpaidLoad: [], repeatPaidLoad: [] };
+  /** The request headers of each visit to the other site's landing page. */
+  const landings = [];
 
   before(async () => {
     work = await workDir("firefox-servers");
@@ -109,6 +112,15 @@ describe("Firefox", { timeout: 600_000 }, () => {
       [/^\/api\/quote\/(\d+)$/, (m) => ["application/json", JSON.stringify({ quote: Number(m[1]) })]],
       // Another site's page (served as localhost) that embeds paid pages, each loaded twice.
       [/^\/embed$/, () => ["text/html", embeddingPage(payee.url, 70, 5)]],
+      // A paid page that sends the reader on to another site (which records what it gets).
+      [/^\/articles\/onward$/, () => ({ redirect: `http://localhost:${new URL(site.url).port}/landing` })],
+      [
+        /^\/landing$/,
+        (_, req) => {
+          landings.push(req.headers);
+          return ["text/html", "<h1>Landing</h1>"];
+        },
+      ],
     ]);
     const dir = path.join(work.dir, "payee");
     await mkdir(dir, { recursive: true });
@@ -350,6 +362,21 @@ describe("Firefox", { timeout: 600_000 }, () => {
     });
     assert.equal(after.theirs.consumed - before.theirs.consumed, 3 * PAGE_PRICE, "the payee charged 3 calls");
     assert.equal(after.ours.acknowledgedSat, after.theirs.paid, "both sides agree");
+  });
+
+  test("a paid page redirecting to another site: the payment header does not follow", async () => {
+    const start = await bothSides(ext, payee);
+    await visit(tab, `${payee.url}/`, "Home");
+    await follow(tab, `${payee.url}/articles/onward`, "Landing");
+    await eventually("the landing", async () => [landings.length >= 1, landings]);
+    for (const headers of landings) {
+      assert.equal(headers["payment-signature"], undefined, "no payment header reached the other site");
+    }
+    const after = await eventually("the receipt", async () => {
+      const sides = await bothSides(ext, payee);
+      return [sides.theirs.consumed - start.theirs.consumed === PAGE_PRICE, sides];
+    });
+    assert.equal(after.ours.paidSat, after.theirs.paid + after.sites[0].reservedSat, "signed what was paid or reserved");
   });
 
   test("closing from the popup: the settlement pays each side what the receipts say", async () => {
