@@ -10,9 +10,10 @@
 //   URL, a tab, a resource type). Chrome applies those rules itself. On Firefox the same rules
 //   are kept here (in storage.session) and a blocking `webRequest.onBeforeSendHeaders` listener
 //   puts the header on a request only when a rule matches it exactly: the URL compared as a
-//   string (case and all), the tab, the type, the initiator's domain (from `originUrl`), and
-//   for a frame the browser's own third-party flag. A condition this module does not know matches nothing, so a rule can never pay more
-//   widely here than it would in Chrome. Only payable request types pass through the listener.
+//   string (case and all), the tab, the type, the initiator's domain (from `originUrl`), and for
+//   a frame the browser's own third-party flag. A condition this module does not know matches
+//   nothing, so a rule never pays more widely here than in Chrome. Only payable request types
+//   pass through the listener, and it answers from memory once the rules are read.
 // - Content-script match patterns: Firefox's cannot name a port (`pagesOf`).
 // - storage.session and chrome.action (badges) are the same in both (Firefox 115+).
 // - webRequest: Chrome needs `extraHeaders` to show `Sec-Purpose`; Firefox shows every header and

@@ -40,17 +40,24 @@ export async function launchFirefox(name) {
     timeout: T.launch,
     extraPrefsFirefox: { "extensions.webextensions.uuids": JSON.stringify({ [ADDON_ID]: UUID }) },
   });
-  const id = await within(T.launch, "Firefox to install the add-on", browser.installExtension(FIREFOX_DIR));
-  assert.equal(id, ADDON_ID);
   const url = (file) => `moz-extension://${UUID}/${file}`;
-  const onboarding = await within(T.ui, "the onboarding tab", onboardingTab(browser, url("onboarding.html")));
-  await waitApp(onboarding);
-  // The first reply of the background, which has loaded the wasm wallet by then.
-  for (;;) {
-    const reply = await onboarding.evaluate(() => chrome.runtime.sendMessage({ type: "state" })).catch(() => null);
-    if (reply?.ok) break;
-    if (performance.now() - t0 > T.launch) throw new Error("the background never answered state");
-    await sleep(25);
+  let onboarding;
+  try {
+    const id = await within(T.launch, "Firefox to install the add-on", browser.installExtension(FIREFOX_DIR));
+    assert.equal(id, ADDON_ID);
+    onboarding = await onboardingTab(browser, url("onboarding.html"));
+    await waitApp(onboarding);
+    // The first reply of the background, which has loaded the wasm wallet by then.
+    for (;;) {
+      const reply = await onboarding.evaluate(() => chrome.runtime.sendMessage({ type: "state" })).catch(() => null);
+      if (reply?.ok) break;
+      if (performance.now() - t0 > T.launch) throw new Error("the background never answered state");
+      await sleep(25);
+    }
+  } catch (e) {
+    await browser.close().catch(() => {});
+    await work.dispose().catch(() => {});
+    throw e;
   }
   const workerMs = performance.now() - t0;
   return {
@@ -67,12 +74,14 @@ export async function launchFirefox(name) {
 
 /** The tab the background opens on install (puppeteer may not know its URL yet: ask the page). */
 async function onboardingTab(browser, want) {
-  for (;;) {
+  const deadline = performance.now() + T.ui;
+  while (performance.now() < deadline) {
     for (const page of await browser.pages()) {
       if ((await page.evaluate(() => location.href).catch(() => "")) === want) return page;
     }
     await sleep(100);
   }
+  throw new Error(`no tab shows ${want}`);
 }
 
 /**
