@@ -18,8 +18,9 @@ const UUID = "0b6a7c1e-3f0d-4c52-9a7e-5d1f2e8b4c36";
 /**
  * Launches Firefox with the extension installed; `workerMs` runs from the launch call to the
  * background's first `state` reply (it answers from the onboarding tab it opens on install).
+ * `idleMs`: how long the background may idle before Firefox stops it (Firefox's default: 30 s).
  */
-export async function launchFirefox(name) {
+export async function launchFirefox(name, { idleMs } = {}) {
   assert.ok(existsSync(FIREFOX), `${FIREFOX} is missing: scripts/setup.sh installs firefox-esr`);
   assert.ok(
     existsSync(path.join(FIREFOX_DIR, "manifest.json")),
@@ -38,7 +39,10 @@ export async function launchFirefox(name) {
     args: ["--remote-allow-system-access"],
     env: { ...process.env, TMPDIR: tmp },
     timeout: T.launch,
-    extraPrefsFirefox: { "extensions.webextensions.uuids": JSON.stringify({ [ADDON_ID]: UUID }) },
+    extraPrefsFirefox: {
+      "extensions.webextensions.uuids": JSON.stringify({ [ADDON_ID]: UUID }),
+      ...(idleMs === undefined ? {} : { "extensions.background.idle.timeout": idleMs }),
+    },
   });
   const url = (file) => `moz-extension://${UUID}/${file}`;
   let onboarding;
@@ -164,4 +168,9 @@ export async function testIdAttribute(page, id, name) {
 /** Waits until the page's `h1` says `text`. */
 export async function waitHeading(page, text, timeout = T.ui) {
   await page.waitForFunction((t) => document.querySelector("h1")?.textContent === t, { timeout }, text);
+}
+
+/** When the running background page started (its `performance.timeOrigin`); starts it if stopped. */
+export function backgroundStart(page) {
+  return page.evaluate(async () => (await chrome.runtime.getBackgroundPage()).performance.timeOrigin);
 }

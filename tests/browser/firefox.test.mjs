@@ -4,8 +4,8 @@
 // approves a budget in the popup (402 offer → approval → budget → channel → receipt); the next
 // pages go out pre-armed; a reload is free; another site's iframe is never paid; a page script
 // pays through the page API; a paid page's redirect to another site carries no payment header;
-// closing from the popup settles what the receipts say.
-// Writes artifacts/firefox-timings.json.
+// closing from the popup settles what the receipts say; the event page Firefox stops when idle
+// starts again with the wallet still unlocked. Writes artifacts/firefox-timings.json.
 
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
@@ -29,6 +29,7 @@ import {
 } from "./harness.mjs";
 import { BIG, FUNDED, PHRASE, POLICY, ask, bothSides, embeddingPage, esplora, eventually, probePageApi } from "./fixtures.mjs";
 import {
+  backgroundStart,
   click,
   fill,
   launchFirefox,
@@ -408,5 +409,25 @@ describe("Firefox", { timeout: 600_000 }, () => {
     assert.equal(payeeShare[0] + tx.fee, held.paid, "the payee gets what it was paid, less the fee it pays");
     const budget = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === payee.url);
     assert.equal(budget.spentSat, held.paid, "the budget spent what the payee was paid");
+  });
+  test("the event page Firefox stops when idle starts again for the next message, still unlocked", async (t) => {
+    const idle = await launchFirefox("idle", { idleMs: 1_000 });
+    try {
+      const page = idle.onboarding;
+      await ask(page, { type: "saveSettings", network: "regtest", esploraUrl: chain.url, autoLockMinutes: 60 });
+      await ask(page, { type: "restore", phrase: PHRASE, password: PASSWORD });
+      const { address } = await ask(page, { type: "receiveAddress" });
+      const first = await backgroundStart(page);
+      await sleep(3_000);
+      const t0 = performance.now();
+      const state = await ask(page, { type: "state" });
+      timings.backgroundRestartMs = performance.now() - t0;
+      assert.ok((await backgroundStart(page)) > first, "Firefox stopped the background, and started it again");
+      assert.equal(state.wallet, "unlocked", "the key came back from storage.session");
+      assert.equal((await ask(page, { type: "receiveAddress" })).address, address, "the same wallet");
+      report(t, `Firefox event page restart to its first state reply: ${timings.backgroundRestartMs.toFixed(0)} ms`);
+    } finally {
+      await idle.close();
+    }
   });
 });
