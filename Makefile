@@ -4,7 +4,7 @@
 setup:
 	@bash scripts/setup.sh
 
-# The browser extension, unpacked in dist/extension/ (load it from there) and zipped.
+# The browser extension, unpacked in dist/extension/ (Chrome) and dist/firefox/, each zipped.
 extension: setup
 	bash scripts/build-extension.sh
 
@@ -20,8 +20,10 @@ checks:
 	cargo test -p trickle-channel
 	cargo test --workspace --exclude trickle-channel
 	cargo clippy -p trickle-wasm --target wasm32-unknown-unknown -- -D warnings
-	# The extension in Chromium against the local chain and the payee proxy (tests/browser/).
+	# The extension in Chromium and Firefox against the local chain and the payee proxy
+	# (tests/browser/); the Firefox build passes Mozilla's linter first.
 	bash scripts/build-extension.sh
+	npm run lint:firefox
 	cargo build -p trickle-regtest -p trickle-payee
 	npm run test:browser
 	$(MAKE) --no-print-directory fuzz-smoke

@@ -11,6 +11,7 @@ dpkg -s libboost-dev >/dev/null 2>&1 || need_apt+=(libboost-dev)
 # The server (initdb, postgres), not just the client that shares its directory.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql) # payee store tests
 command -v chromium >/dev/null || need_apt+=(chromium)    # the extension's browser tests
+command -v firefox-esr >/dev/null || need_apt+=(firefox-esr) # the same tests in Firefox
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v python3 >/dev/null || need_apt+=(python3)      # scripts (free ports, zip)
@@ -42,7 +43,8 @@ if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $wbg" ]; then
   cargo install wasm-bindgen-cli --version "$wbg"
 fi
 
-# The extension's build and test tools (esbuild, TypeScript, wasm-opt, playwright-core), pinned
+# The extension's build and test tools (esbuild, TypeScript, wasm-opt, playwright-core,
+# puppeteer-core for Firefox, web-ext), pinned
 # by package-lock.json; reinstalled only when the lock file changed.
 if ! cmp -s package-lock.json node_modules/.trickle-installed-lock 2>/dev/null; then
   echo "setup: npm ci"

@@ -20,8 +20,10 @@
 // minute per site. Rules are bounded per site and in all, so one site cannot fill Chrome's quota.
 //
 // State that must outlive the worker (rules, approvals waiting for the user, notices) lives in
-// chrome.storage.session and in the session rules themselves.
+// chrome.storage.session and in the session rules themselves. (Firefox applies the same rules
+// from a blocking webRequest listener: see browser.ts.)
 
+import { headerRules, initiatorOf } from "./browser.js";
 import { MAX_URL_CHARS, oversized, shortened } from "./limits.js";
 import type { Approval, Ask, Notice, OfferAnswer, ReceiptAnswer, Request, TermsView } from "./messages.js";
 
@@ -103,10 +105,8 @@ function escapeRegex(s: string): string {
 /** The rule action that sends `signature` as the request's PAYMENT-SIGNATURE. */
 function setSignature(signature: string): chrome.declarativeNetRequest.RuleAction {
   return {
-    type: chrome.declarativeNetRequest.RuleActionType.MODIFY_HEADERS,
-    requestHeaders: [
-      { header: "payment-signature", operation: chrome.declarativeNetRequest.HeaderOperation.SET, value: signature },
-    ],
+    type: "modifyHeaders",
+    requestHeaders: [{ header: "payment-signature", operation: "set", value: signature }],
   };
 }
 
@@ -183,7 +183,7 @@ export class Payer {
       const items = await chrome.storage.session.get([RULES, ARMED]);
       const pay = (items[RULES] as PayRule[] | undefined) ?? [];
       const armed = (items[ARMED] as Record<string, number> | undefined) ?? {};
-      const installed = await chrome.declarativeNetRequest.getSessionRules();
+      const installed = await headerRules.get();
       const ids = [...installed.map((r) => r.id), ...pay.map((r) => r.id), ...Object.values(armed)];
       return { pay, armed, nextId: Math.max(0, ...ids) + 1 };
     })().catch((e) => {
@@ -204,7 +204,7 @@ export class Payer {
       const next: RuleBook = { pay: [...book.pay], armed: { ...book.armed }, nextId: book.nextId };
       const { add, remove } = edit(next);
       if (!add.length && !remove.length) return;
-      await chrome.declarativeNetRequest.updateSessionRules({ removeRuleIds: remove, addRules: add });
+      await headerRules.update({ removeRuleIds: remove, addRules: add });
       await chrome.storage.session.set({ [RULES]: next.pay, [ARMED]: next.armed });
       this.book = Promise.resolve(next);
     });
@@ -212,7 +212,7 @@ export class Payer {
 
   /** Drops rules whose offer has expired (and any a previous browser session left). */
   async expireRules(): Promise<void> {
-    const installed = await chrome.declarativeNetRequest.getSessionRules();
+    const installed = await headerRules.get();
     await this.changeRules((book) => {
       const now = Date.now();
       book.pay = book.pay.filter((r) => r.expires > now);
@@ -246,7 +246,7 @@ export class Payer {
     book.pay = book.pay.filter((r) => !remove.includes(r.id));
     book.pay.push({ id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried, regex });
     // A frame paid without asking is loaded by its own site: only such a load carries it.
-    const firstParty = type === "sub_frame" && !embedded ? { domainType: chrome.declarativeNetRequest.DomainType.FIRST_PARTY } : {};
+    const firstParty = type === "sub_frame" && !embedded ? { domainType: "firstParty" as const } : {};
     const rule = {
       id,
       priority: PAY_PRIORITY,
@@ -270,7 +270,7 @@ export class Payer {
       action: setSignature(signature),
       condition: {
         ...prefixUrl(`${origin}/`),
-        resourceTypes: [chrome.declarativeNetRequest.ResourceType.MAIN_FRAME],
+        resourceTypes: ["main_frame" as ResourceType],
         // Only navigations the site's own pages start (links, forms, reloads): not another
         // site's links, popups, redirects or prefetches, nor the browser's own prerender. (A
         // typed URL has no initiator either; it is paid through its 402.) Domains have no port.
@@ -606,7 +606,7 @@ function loaded(tabId: number): Promise<void> {
  * site itself, the browser (a typed URL, a bookmark) or this extension started it.
  */
 function startedElsewhere(details: chrome.webRequest.OnHeadersReceivedDetails): string | undefined {
-  const starter = details.initiator;
+  const starter = initiatorOf(details);
   if (starter === undefined || starter === originOf(details.url)) return undefined;
   if (starter === new URL(chrome.runtime.getURL("")).origin) return undefined;
   return starter === "null" ? "an unknown site" : starter;
@@ -628,7 +628,7 @@ async function embeddingSite(details: chrome.webRequest.OnHeadersReceivedDetails
   const own = originOf(details.url);
   const tab = await chrome.tabs.get(details.tabId).catch(() => undefined);
   const top = tab?.url === undefined ? undefined : originOf(tab.url);
-  for (const site of [details.initiator, top]) {
+  for (const site of [initiatorOf(details), top]) {
     if (site !== own) return site ?? "an unknown site";
   }
   return undefined;

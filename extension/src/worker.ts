@@ -1,8 +1,9 @@
-// The extension's service worker. Chrome may stop it at any moment and start it again for the
-// next event, so: listeners are registered synchronously at the top, the wasm wallet is loaded
+// The extension's background: Chrome's service worker, Firefox's event page (browser.ts). Either
+// may be stopped at any moment and started again for the next event, so: listeners are registered synchronously at the top, the wasm wallet is loaded
 // once per start (state comes back from storage every time), and every answer waits for it.
 
 import init, { Trickle } from "../pkg/trickle_wasm.js";
+import { SEND_HEADERS_EXTRA, applyHeaderRules, pagesOf, senderOrigin } from "./browser.js";
 import type { Duties, Reply, Request, WalletError } from "./messages.js";
 import { Payer } from "./pay.js";
 
@@ -51,7 +52,7 @@ function showPageApi(): Promise<unknown> {
     const registered = await chrome.scripting.getRegisteredContentScripts({ ids });
     if (registered.length) await chrome.scripting.unregisterContentScripts({ ids });
     if (origins.length) {
-      const matches = origins.map((o) => `${o}/*`);
+      const matches = [...new Set(origins.map(pagesOf))];
       await chrome.scripting.registerContentScripts(PAGE_API.map((s) => ({ ...s, matches })));
     }
   });
@@ -138,11 +139,12 @@ async function answer(request: Request): Promise<Reply<unknown>> {
 /** The page API (content script): a page pays a 402 it got for a resource of its own site. */
 async function pagePay(message: { url?: unknown; header?: unknown }, sender: chrome.runtime.MessageSender) {
   try {
-    if (typeof message.url !== "string" || typeof message.header !== "string" || !sender.tab?.id || !sender.origin) {
+    const origin = senderOrigin(sender);
+    if (typeof message.url !== "string" || typeof message.header !== "string" || !sender.tab?.id || !origin) {
       throw { code: "bad_request", message: "pagePay needs a url and a header, from a tab" };
     }
     await ready;
-    return { ok: true, payload: await payer.payForPage(message.url, message.header, sender.tab.id, sender.origin) };
+    return { ok: true, payload: await payer.payForPage(message.url, message.header, sender.tab.id, origin) };
   } catch (e) {
     return { ok: false, error: asError(e) };
   }
@@ -171,8 +173,11 @@ chrome.webRequest.onSendHeaders.addListener(
     if (purpose?.includes("prefetch") && details.type === "main_frame") payer.speculative(details.requestId);
   },
   { urls: ["http://*/*", "https://*/*"], types: ["main_frame"] },
-  ["requestHeaders", "extraHeaders"],
+  SEND_HEADERS_EXTRA,
 );
+
+// The payment headers pay.ts's rules describe (Chrome applies them itself).
+applyHeaderRules();
 
 // Observing only (no blocking): 402 offers to answer and receipts to apply.
 chrome.webRequest.onHeadersReceived.addListener(

@@ -18,7 +18,6 @@ import {
   onboardingTab,
   openPage,
   report,
-  send,
   shot,
   sleep,
   startChain,
@@ -32,56 +31,23 @@ import {
   workDir,
   writeArtifact,
 } from "./harness.mjs";
-
-const PHRASE = `${"abandon ".repeat(11)}about`;
-const FUNDED = 200_000;
-const PRICE = 10;
-const API_PRICE = 2;
-/** A price high enough for a channel the payee can settle on its own (fee and dust). */
-const BIG = 500;
-const LIMIT = 50 * PRICE;
-const POLICY = {
-  versions: [2, 1],
-  min_channel_value: 1_000,
-  max_channel_value: 100_000,
-  min_payment: PRICE,
-  min_expiry_blocks: 144,
-  max_expiry_blocks: 144,
-  close_margin_blocks: 6,
-};
+import {
+  API_PRICE,
+  BIG,
+  FUNDED,
+  LIMIT,
+  PHRASE,
+  POLICY,
+  PRICE,
+  ask,
+  bothSides,
+  embeddingPage,
+  esplora,
+  eventually,
+  probePageApi,
+} from "./fixtures.mjs";
 
 const test = steps(nodeTest);
-
-/** The extension's answer to `message`, unwrapped; fails the test on an error reply. */
-async function ask(page, message) {
-  const reply = await send(page, message);
-  assert.ok(reply?.ok, `${message.type}: ${JSON.stringify(reply)}`);
-  return reply.payload;
-}
-
-/**
- * Polls `check` until it returns truthy; returns that. `check` may return `[ok, seen]` to have
- * what it saw reported if it never gets there.
- */
-async function eventually(what, check, timeoutMs = T.ui) {
-  const deadline = performance.now() + timeoutMs;
-  let last;
-  while (performance.now() < deadline) {
-    try {
-      const v = await check();
-      if (Array.isArray(v) && v.length === 2 && typeof v[0] === "boolean") {
-        if (v[0]) return v[1];
-        last = v[1];
-      } else if (v) {
-        return v;
-      }
-    } catch (e) {
-      last = e.message;
-    }
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(last)}`);
-}
 
 /** Opens `url` in `page` and waits for `text`: the page as the user finally sees it. */
 async function visit(page, url, text) {
@@ -193,33 +159,6 @@ async function startHostileSite(upstream) {
   };
 }
 
-/** A page with `count` hidden frames of `${paid}/articles/${n}?r=…`, each loaded again after 1 s. */
-function embeddingPage(paid, n, count) {
-  const frames = Array.from({ length: count }, (_, i) => `<iframe hidden src="${paid}/articles/${n}?r=${i + 1}"></iframe>`);
-  const reload = "setTimeout(() => { for (const f of document.querySelectorAll('iframe')) f.src = f.src; }, 1000);";
-  return `<h1>Embedder</h1>${frames.join("")}<script>${reload}</script>`;
-}
-
-/**
- * Posts a page-API request for `url` from `page`, as a page script can; resolves with the
- * extension's reply, or null when none comes within `ms`.
- */
-function probePageApi(page, url, ms = T.short) {
-  return page.evaluate(
-    ({ url, ms }) =>
-      new Promise((resolve) => {
-        const id = `probe-${Math.random()}`;
-        window.addEventListener("message", (e) => {
-          if (e.data?.channel === "trickle-page-api" && e.data.id === id && e.data.reply) resolve(e.data.reply);
-        });
-        const offer = btoa(JSON.stringify({ x402Version: 2, accepts: [{ network: "bip122:000000000019d6689c085ae165831e93" }] }));
-        window.postMessage({ channel: "trickle-page-api", id, url, header: offer }, location.origin);
-        setTimeout(() => resolve(null), ms);
-      }),
-    { url, ms },
-  );
-}
-
 /**
  * A page that opens a window on `${paid}/articles/${n}` and then, every 300 ms, navigates it to
  * the next paid page or posts a form to it, `count` times in all.
@@ -249,23 +188,6 @@ function prefetchingPage(paid, n, count) {
   const urls = Array.from({ length: count }, (_, i) => `${paid}/articles/${n + i}`);
   const rules = JSON.stringify({ prefetch: [{ source: "list", urls, eagerness: "immediate" }] });
   return `<h1>Prefetcher</h1><script type="speculationrules">${rules}</script>`;
-}
-
-async function esplora(chain, route) {
-  const res = await fetch(`${chain.url}${route}`, { signal: AbortSignal.timeout(10_000) });
-  assert.equal(res.status, 200, `GET ${route}`);
-  return res.json();
-}
-
-/** The payee's one channel, the extension's channel with the same contract, and its budget. */
-async function bothSides(ext, payee) {
-  const status = await payee.status();
-  assert.equal(status.channels.length, 1, "the payee has one channel");
-  const theirs = status.channels[0];
-  const { channels, sites } = await ask(ext, { type: "sites" });
-  const ours = channels.find((c) => c.contractTxid === theirs.channel);
-  assert.ok(ours, "the extension has the payee's channel");
-  return { theirs, ours, sites: sites.filter((x) => x.origin === payee.url) };
 }
 
 describe("paying sites", { timeout: 900_000 }, () => {
