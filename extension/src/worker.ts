@@ -1,6 +1,7 @@
 // The extension's background: Chrome's service worker, Firefox's event page (browser.ts). Either
-// may be stopped at any moment and started again for the next event, so: listeners are registered synchronously at the top, the wasm wallet is loaded
-// once per start (state comes back from storage every time), and every answer waits for it.
+// may be stopped at any moment and started again for the next event, so: listeners are
+// registered synchronously at the top, the wasm wallet is loaded once per start (state comes
+// back from storage every time), and every answer waits for it.
 
 import init, { Trickle } from "../pkg/trickle_wasm.js";
 import { SEND_HEADERS_EXTRA, applyHeaderRules, pagesOf, senderOrigin } from "./browser.js";
