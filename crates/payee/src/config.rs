@@ -77,6 +77,7 @@ struct Raw {
     offer_timeout_secs: u32,
     #[serde(default = "default_confirmations")]
     confirmations: u32,
+    final_confirmations: Option<u32>,
     unconfirmed_credit_sat: Option<u64>,
     #[serde(default)]
     policy: RawPolicy,
@@ -209,6 +210,8 @@ pub struct Config {
     pub confirmations: u32,
     /// What a channel may consume before its contract has `confirmations`.
     pub unconfirmed_credit: Amount,
+    /// How deep a contract's spend must be before its channel is closed and forgotten.
+    pub final_confirmations: u32,
     /// Channel policy.
     pub policy: Policy,
     /// Prices by path prefix.
@@ -382,6 +385,12 @@ impl Config {
         if raw.offer_timeout_secs == 0 {
             return Err(field("offer_timeout_secs", "must be above zero"));
         }
+        let final_confirmations = raw
+            .final_confirmations
+            .unwrap_or_else(|| crate::payee::default_final_confirmations(network));
+        if final_confirmations == 0 {
+            return Err(field("final_confirmations", "must be above zero"));
+        }
         let unconfirmed_credit = raw.unconfirmed_credit_sat.unwrap_or(p.min_payment);
         if unconfirmed_credit > p.max_channel_value {
             return Err(field(
@@ -423,6 +432,7 @@ impl Config {
             offer_timeout_secs: raw.offer_timeout_secs,
             confirmations: raw.confirmations,
             unconfirmed_credit: Amount::from_sat(unconfirmed_credit),
+            final_confirmations,
             policy: Policy {
                 accept_v1: p.versions.contains(&1),
                 accept_v2: p.versions.contains(&2),
@@ -462,6 +472,7 @@ impl Config {
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
             confirmations: self.confirmations,
             unconfirmed_credit: self.unconfirmed_credit,
+            final_confirmations: self.final_confirmations,
             clock: crate::Clock::system(),
             max_concurrent_opens: self.max_concurrent_opens,
         }
