@@ -54,6 +54,10 @@ fn bad_configs_name_the_field() {
         Amount::from_sat(10)
     );
     assert!(config.prices.get("/articlesX").is_none());
+    // On regtest a settlement is final in its block (6 deep on the public networks).
+    assert_eq!(config.final_confirmations, 1);
+    let signet = Config::parse(&GOOD.replace("regtest", "signet"), Path::new("/srv")).unwrap();
+    assert_eq!(signet.final_confirmations, 6);
     // One confirmation before a channel consumes more than its min_payment.
     assert_eq!(
         (config.confirmations, config.unconfirmed_credit),
@@ -90,6 +94,11 @@ fn bad_configs_name_the_field() {
             r#"key_file = "payee.key""#,
             "key_file = \"payee.key\"\nunconfirmed_credit_sat = 2000000",
             "`unconfirmed_credit_sat`",
+        ),
+        (
+            r#"key_file = "payee.key""#,
+            "key_file = \"payee.key\"\nfinal_confirmations = 0",
+            "`final_confirmations`",
         ),
     ] {
         let text = GOOD.replace(from, to);
