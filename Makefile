@@ -26,6 +26,8 @@ checks:
 	npm run lint:firefox
 	cargo build -p trickle-regtest -p trickle-payee
 	npm run test:browser
+	# `make run`'s printed CLI walkthrough, run literally (needs its ports free).
+	bash scripts/test-walkthrough.sh
 	$(MAKE) --no-print-directory fuzz-smoke
 
 # Each fuzz target for a short time; a crash fails the run (see fuzz/README.md).

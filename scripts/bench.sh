@@ -16,12 +16,16 @@
 #             TRICKLE_TEST_POSTGRES_URL is set)
 #   fetch     `trickle fetch` of 100 paid against 100 unpaid pages through the payee proxy on the
 #             local chain, release builds (scripts/bench-fetch.sh)
+#   fees      what the payee paid to close a channel under a fee spike (the local chain's blocks
+#             at 40 sat/vB, its mempool refusing under 10) against the same close at the quiet
+#             rate, in one run of the regtest test that replaces the settlement
+#             (crates/payee/tests/regtest.rs, a_settlement_under_a_fee_spike_...)
 #   browser   the payer in Chromium: signing in the worker's wasm against the same call native
 #             (from `payments` of this run), worker cold start against an empty MV3 worker, wasm
 #             size (tests/browser/bench.mjs; builds the extension first)
 #
 # Knobs (environment):
-#   BENCH_PARTS="payments vbytes throughput fetch browser"  the parts to run, in this order
+#   BENCH_PARTS="payments vbytes throughput fetch fees browser"  the parts to run, in this order
 #   BENCH_QUICK=1         a quick run: short criterion times, fewer channels, rounds and restarts
 #   BENCH_CRITERION_ARGS  arguments for the criterion bench (default: criterion's own defaults)
 #   BENCH_VBYTES_CHANNELS channels per version (101); BENCH_COLD_RUNS (9), BENCH_SIGN_ROUNDS (15),
@@ -32,7 +36,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-parts="${BENCH_PARTS:-payments vbytes throughput fetch browser}"
+parts="${BENCH_PARTS:-payments vbytes throughput fetch fees browser}"
 
 if [ "${BENCH_QUICK:-}" = 1 ]; then
   : "${BENCH_CRITERION_ARGS:=--warm-up-time 1 --measurement-time 2}"
@@ -66,6 +70,21 @@ part() {
   fi
 }
 
+fees() {
+  local out line
+  out=$(cargo test -q -p trickle-payee --test regtest a_settlement_under_a_fee_spike -- --nocapture 2>&1) ||
+    { echo "$out"; return 1; }
+  # "settlement fee: quiet 342 sat (2 sat/vB), under the spike 8550 sat (50 sat/vB)"
+  line=$(grep -o 'settlement fee: quiet .*' <<< "$out") || { echo "$out"; return 1; }
+  echo "$line"
+  python3 - "$line" >> "$BENCH_ROWS" <<'PY'
+import re, sys
+q, qr, s, sr = re.search(r"quiet (\d+) sat \((\d+) sat/vB\), under the spike (\d+) sat \((\d+) sat/vB\)", sys.argv[1]).groups()
+print(f"| payee's close fee under a fee spike (blocks at 40 sat/vB) | {s} sat ({sr} sat/vB) "
+      f"| the same close at the quiet rate {q} sat ({qr} sat/vB) | {int(s) / int(q):.1f} |")
+PY
+}
+
 browser() {
   [ "${BENCH_SKIP_BUILD:-}" = 1 ] || bash scripts/build-extension.sh
   node tests/browser/bench.mjs
@@ -75,6 +94,7 @@ part payments cargo bench -q -p trickle-channel --bench payments -- "${criterion
 part vbytes cargo bench -q -p trickle-channel --bench vbytes
 part throughput cargo bench -q -p trickle-payee --bench throughput
 part fetch env PROFILE=release bash scripts/bench-fetch.sh
+part fees fees
 part browser browser
 
 echo

@@ -3,11 +3,13 @@
 # :3002), the demo site of demo/site/ (:3000), the payee proxy pricing its articles and its JSON
 # API (demo/payee.toml; :8080, operator view :9090), and the extension built into dist/extension/,
 # opened in Chromium when there is a display. Prints where everything runs, how to fund a wallet
-# and how to pay with the `trickle` CLI. State is kept in .trickle/. Ctrl-C stops everything.
+# and how to pay with the `trickle` CLI. State is kept in .trickle/ (or $TRICKLE_RUN_DIR). Ctrl-C
+# stops everything. scripts/test-walkthrough.sh runs the CLI steps it prints (with
+# TRICKLE_RUN_SKIP_EXTENSION=1, which starts everything but the extension).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-state="$root/.trickle"
+state="${TRICKLE_RUN_DIR:-$root/.trickle}"
 ext="$root/dist/extension"
 site=http://127.0.0.1:8080/
 
@@ -36,20 +38,23 @@ fi
 cargo build -p trickle-regtest -p trickle-payee -p trickle-cli
 bin="${CARGO_TARGET_DIR:-$root/target}/debug"
 extension=yes
-if ! bash scripts/build-extension.sh; then
+if [ "${TRICKLE_RUN_SKIP_EXTENSION:-}" = 1 ]; then
+  extension=
+elif ! bash scripts/build-extension.sh; then
   extension=
   echo "run: the extension build failed (above); starting the rest without it" >&2
 fi
 
 mkdir -p "$state"
-cp demo/payee.toml "$state/payee.toml" # relative paths in it land in .trickle/
+cp demo/payee.toml "$state/payee.toml" # relative paths in it land in $state
 
 pids=()
 # shellcheck disable=SC2317 # called by the trap
 cleanup() {
   trap - EXIT INT TERM
   if [ ${#pids[@]} -gt 0 ]; then
-    kill "${pids[@]}" 2>/dev/null || true
+    local pid
+    for pid in "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
     wait "${pids[@]}" 2>/dev/null || true
   fi
 }
@@ -57,12 +62,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start NAME PORT COMMAND...: runs COMMAND in the background, logging to .trickle/NAME.log, and
+# start NAME PORT COMMAND...: runs COMMAND in the background, logging to $state/NAME.log, and
 # waits until it listens on PORT; stops everything, showing the log, if it exits or never does.
+# Each command runs in a session of its own, so that stopping it stops what it forked too (a
+# `python3` that is a shim starting the real one, as pyenv's may).
 start() {
   local name=$1 port=$2 log="$state/$1.log"
   shift 2
-  "$@" > "$log" 2>&1 &
+  setsid "$@" > "$log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   for _ in $(seq 600); do
@@ -92,9 +99,12 @@ if [ -n "$extension" ] && [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && command -
   browser=yes
 fi
 
+# Paths as README.md shows them: relative to this directory when they are in it.
+shown_state=${state#"$root"/}
+shown_bin=${bin#"$root"/}
 cat <<HELP
 
-Trickle is running on the local chain (logs in .trickle/*.log):
+Trickle is running on the local chain (logs in $shown_state/*.log):
   chain (Esplora API)  http://127.0.0.1:3002   faucet: POST /regtest/faucet, mine: POST /regtest/mine
   demo site            http://127.0.0.1:3000   (demo/site/, unpriced)
   payee proxy          $site   /articles/ 10 sat a page, /api/ 2 sat a call
@@ -107,9 +117,13 @@ Fund any regtest address from the faucet (it mines the block too; mine more with
 
 HELP
 if [ -n "$browser" ]; then
-  echo "The extension: Chromium is open with dist/extension loaded (profile .trickle/chromium-profile)."
+  echo "The extension: Chromium is open with dist/extension loaded (profile $shown_state/chromium-profile)."
 else
-  [ -n "$extension" ] || echo "The extension did not build (see above); once \`make extension\` does:"
+  if [ "${TRICKLE_RUN_SKIP_EXTENSION:-}" = 1 ]; then
+    echo "The extension was not built (TRICKLE_RUN_SKIP_EXTENSION=1); once \`make extension\` has:"
+  elif [ -z "$extension" ]; then
+    echo "The extension did not build (see above); once \`make extension\` does:"
+  fi
   cat <<HELP
 The extension: load it in Chrome or Chromium: open chrome://extensions, turn on Developer mode,
   choose Load unpacked and pick $ext
@@ -121,10 +135,11 @@ cat <<HELP
   then Create a new wallet; Receive shows the address to put in the faucet call above.
 
 HELP
+# The walkthrough, as README.md shows it.
 cat <<HELP
-Pay with the CLI, in another terminal:
-  export TRICKLE_DIR=.trickle/wallet TRICKLE_PASSWORD=demo
-  alias trickle=$bin/trickle
+Pay with the CLI, in another terminal, from this directory:
+  export TRICKLE_DIR=$shown_state/wallet TRICKLE_PASSWORD='regtest demo only'
+  alias trickle=$shown_bin/trickle
   trickle wallet create
   curl -s -X POST http://127.0.0.1:3002/regtest/faucet -H 'content-type: application/json' \\
        -d "{\"address\":\"\$(trickle wallet address)\",\"amount_sat\":200000}"
@@ -132,11 +147,13 @@ Pay with the CLI, in another terminal:
   trickle fetch ${site}api/quote/1.json
   trickle channels
   trickle close 127.0.0.1
+  curl -s -X POST http://127.0.0.1:3002/regtest/mine -H 'content-type: application/json' -d '{"blocks":1}'
+  trickle channels
 
 Ctrl-C stops everything.
 HELP
 # Until Ctrl-C, or until a server stops by itself (closing Chromium leaves them running).
 set +e
 wait -n "${servers[@]}"
-echo "run: a server stopped; see .trickle/*.log" >&2
+echo "run: a server stopped; see $shown_state/*.log" >&2
 exit 1

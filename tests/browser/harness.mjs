@@ -171,6 +171,9 @@ export async function startPayee({ esplora, upstream, dir, prices, policy = {} }
     `close_fee_rate_sat_vb = 1`,
     "",
     "[policy]",
+    // First payments of one page: such a channel closes once its pages pay the fee, or at its
+    // close margin with all of its share.
+    "allow_min_payment_below_close_cost = true",
     ...Object.entries(policy).map(([k, v]) => `${k} = ${toml(v)}`),
     ...prices.flatMap(({ path: p, sat }) => ["", "[[price]]", `path = ${toml(p)}`, `sat = ${sat}`]),
   ];

@@ -299,15 +299,27 @@ impl fmt::Display for ChannelError {
                 "expiry {blocks} blocks away is outside the window {min}..={max} blocks"
             ),
             Self::ChannelValueTooLarge { value, max } => {
-                write!(f, "channel value {value} is above the maximum {max}")
+                write!(
+                    f,
+                    "channel value {} sat is above the maximum {} sat",
+                    value.to_sat(),
+                    max.to_sat()
+                )
             }
             Self::ChannelValueTooSmall { value, min } => {
-                write!(f, "channel value {value} is below the minimum {min}")
+                write!(
+                    f,
+                    "channel value {} sat is below the minimum {} sat",
+                    value.to_sat(),
+                    min.to_sat()
+                )
             }
             Self::MinPaymentTooLarge { min_payment, max } => {
                 write!(
                     f,
-                    "minimum payment {min_payment} is above the accepted {max}"
+                    "minimum payment {} sat is above the accepted {} sat",
+                    min_payment.to_sat(),
+                    max.to_sat()
                 )
             }
             Self::BadTransaction(why) => write!(f, "bad transaction: {why}"),
@@ -316,16 +328,36 @@ impl fmt::Display for ChannelError {
                 write!(f, "wrong sighash type {found}, expected {expected}")
             }
             Self::PaymentDecreased { previous, proposed } => {
-                write!(f, "payment {proposed} is less than the previous {previous}")
+                write!(
+                    f,
+                    "payment {} sat is less than the previous {} sat",
+                    proposed.to_sat(),
+                    previous.to_sat()
+                )
             }
             Self::PaymentExceedsValue { proposed, value } => {
-                write!(f, "payment {proposed} exceeds the channel value {value}")
+                write!(
+                    f,
+                    "payment {} sat exceeds the channel value {} sat",
+                    proposed.to_sat(),
+                    value.to_sat()
+                )
             }
             Self::PaymentTooSmall { proposed, min } => {
-                write!(f, "payment {proposed} is below the minimum {min}")
+                write!(
+                    f,
+                    "payment {} sat is below the minimum {} sat",
+                    proposed.to_sat(),
+                    min.to_sat()
+                )
             }
             Self::DustOutput { value, limit } => {
-                write!(f, "output of {value} is below the dust limit {limit}")
+                write!(
+                    f,
+                    "output of {} sat is below the dust limit {} sat",
+                    value.to_sat(),
+                    limit.to_sat()
+                )
             }
             Self::ChannelExpired => f.write_str("channel is expired or about to expire"),
             Self::UnknownChannel => f.write_str("unknown channel"),

@@ -193,7 +193,8 @@ pub enum PayerState {
         /// The channel being resumed.
         channel: PayerChannel,
     },
-    /// Close requested; waiting for the server's settlement.
+    /// The server answered `CLOSE` with a settlement that pays the client what was agreed;
+    /// waiting for the chain to show the contract spent (the refund stays armed).
     Closing {
         /// The channel.
         channel: PayerChannel,
@@ -372,6 +373,20 @@ impl PayerState {
         }
     }
 
+    /// What the channel paid the payee: the signed total while the channel is committed, what
+    /// the settlement paid once closed (the signed total for channels closed by versions that
+    /// did not record it), nothing once refunded (the refund takes everything back) or before a
+    /// contract is committed.
+    pub fn paid(&self) -> Amount {
+        match self {
+            Self::Closed { paid, .. } if *paid != unknown_settlement() => *paid,
+            Self::Closed { channel, .. } => channel.paid(),
+            _ => self
+                .committed_channel()
+                .map_or(Amount::ZERO, PayerChannel::paid),
+        }
+    }
+
     /// The contract, once terms are agreed.
     pub fn contract(&self) -> Option<&Contract> {
         match self {
@@ -506,11 +521,15 @@ impl PayerState {
         }
     }
 
-    /// Asks the server to close the channel with the latest payment.
+    /// Asks the server to close the channel with the latest payment. The channel stays `Ready`
+    /// until the server answers with its settlement: a close the server refuses (or never
+    /// answers) leaves it payable, in agreement with the server, which keeps it open too.
+    /// Asking again for a channel already `Closing` counts it open until the server returns its
+    /// settlement again (it re-sends the same one), so no refused close ever strands a channel.
     pub fn close(&self) -> Result<Step<Self>, ChannelError> {
         match self {
             Self::Ready { channel } | Self::Closing { channel } => Ok(Step::send(
-                Self::Closing {
+                Self::Ready {
                     channel: channel.clone(),
                 },
                 WireMessage::Close(Close { settlement: None }),

@@ -284,3 +284,54 @@ fn channel_id_is_stable_and_separates_sites() {
         ChannelId::new(&pubkey(&key(9)), "example.com")
     );
 }
+
+#[test]
+fn a_close_the_payee_refuses_leaves_the_channel_payable() {
+    for version in VERSIONS {
+        // A first payment too small for the close fee: the payee refuses to close on it.
+        let policy = PayeePolicy {
+            min_payment: Amount::from_sat(10),
+            ..policy()
+        };
+        let mut pair = Pair::open_with(payer_config(version), policy);
+        let step = pair.payer.close().expect("close requested");
+        // The payer persists this state before CLOSE leaves, as any step.
+        pair.payer = step.state;
+        let err = pair.exchange(step.send).expect_err("close refused");
+        assert_eq!(err.code(), ErrorCode::BadTransaction, "{err}");
+        assert!(matches!(pair.payee, PayeeState::Ready { .. }));
+        // The refusal reaches the payer as an ERROR: it is reported, the channel kept as is.
+        let refusal = WireMessage::Error(err.to_message());
+        let reported = pair
+            .with_payer(|ctx| pair.payer.on_message(ctx, refusal))
+            .expect_err("reported");
+        assert_eq!(reported.code(), ErrorCode::BadTransaction);
+        assert!(
+            matches!(pair.payer, PayerState::Ready { .. }),
+            "the payer agrees with the payee: {}",
+            pair.payer.name()
+        );
+
+        // The next payment pays, and then the close succeeds.
+        let acked = pair
+            .pay(Amount::from_sat(2_000))
+            .expect("pays after a refusal");
+        assert_eq!(acked, Amount::from_sat(2_010));
+        let step = pair.payer.close().expect("close requested again");
+        pair.payer = step.state;
+        let broadcast = pair.exchange(step.send).expect("close completes");
+        let [settlement] = broadcast.as_slice() else {
+            panic!("one settlement, got {}", broadcast.len())
+        };
+        assert!(matches!(pair.payer, PayerState::Closing { .. }));
+        pair.wallet
+            .utxos
+            .verify(settlement)
+            .expect("valid settlement");
+        let spent = pair.payer.on_contract_spent(settlement).expect("settled");
+        let PayerState::Closed { paid, .. } = spent.state else {
+            panic!("closed, is {}", spent.state.name())
+        };
+        assert_eq!(paid, acked);
+    }
+}

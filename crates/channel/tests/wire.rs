@@ -221,3 +221,23 @@ fn error_codes_are_stable() {
         assert_eq!(ErrorCode::from_u16(c.to_u16()), *c);
     }
 }
+
+#[test]
+fn refusals_name_amounts_in_sat() {
+    let refusal = ChannelError::PaymentTooSmall {
+        proposed: Amount::from_sat(5),
+        min: Amount::from_sat(1_000),
+    };
+    assert_eq!(
+        refusal.to_message().explanation,
+        "payment 5 sat is below the minimum 1000 sat"
+    );
+    let refusal = ChannelError::MinPaymentTooLarge {
+        min_payment: Amount::from_sat(2_000),
+        max: Amount::from_sat(500),
+    };
+    assert_eq!(
+        refusal.to_string(),
+        "minimum payment 2000 sat is above the accepted 500 sat"
+    );
+}

@@ -317,14 +317,10 @@ impl App {
                 );
                 for record in wallet.channels().await? {
                     let state = &record.state.state;
-                    let (value, paid, expiry) = state
+                    let (value, expiry) = state
                         .contract()
-                        .map(|c| (c.value.to_sat(), c.expiry.to_consensus_u32()))
-                        .map(|(v, e)| {
-                            let paid = state.committed_channel().map(|ch| ch.paid().to_sat());
-                            (v, paid.unwrap_or(0), e)
-                        })
-                        .unwrap_or((0, 0, 0));
+                        .map_or((0, 0), |c| (c.value.to_sat(), c.expiry.to_consensus_u32()));
+                    let paid = state.paid().to_sat();
                     // The channel's id on the wire and on chain: its contract txid.
                     let contract = state
                         .contract_txid()
@@ -363,8 +359,9 @@ impl App {
                         };
                         format!(
                             "the payee did not close the channel with {host}: {e}\n\
-                             The channel is kept and nothing more was paid: `trickle close {host}` \
-                             asks again, and after {expiry} `trickle refund` takes its funds back."
+                             The channel stays open and nothing more was paid: it still pays the site, \
+                             `trickle close {host}` asks again, and after {expiry} `trickle refund` \
+                             takes its funds back."
                         )
                     })?;
                 println!("{}", settlement.compute_txid());
@@ -445,9 +442,12 @@ impl App {
             .channel_offer(self.cli.network)
             .ok_or_else(|| format!("the site offers no channel payment on {}", self.cli.network))?;
         if offer.amount > max_price {
-            return Err(
-                format!("price {} is above --max-price {}", offer.amount, max_price).into(),
-            );
+            return Err(format!(
+                "price {} sat is above --max-price {}",
+                offer.amount.to_sat(),
+                max_price.to_sat()
+            )
+            .into());
         }
         if session.wallet.is_none() {
             session.wallet = Some(self.unlock().await?);
@@ -488,8 +488,9 @@ impl App {
             let value = budget.min(offer.extra.max_channel_value);
             if value < offer.extra.min_channel_value {
                 return Err(format!(
-                    "--budget {budget} is below the site's minimum channel of {}",
-                    offer.extra.min_channel_value
+                    "--budget {} is below the site's minimum channel of {} sat",
+                    budget.to_sat(),
+                    offer.extra.min_channel_value.to_sat()
                 )
                 .into());
             }

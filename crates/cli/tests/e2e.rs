@@ -99,8 +99,10 @@ async fn pay_many_and_close(versions: &[u8], fetches: u32) {
         paid,
         "payee's share"
     );
-    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
-    assert_eq!(state, "Closed");
+    // A closed channel shows what its settlement paid the payee, its fee included.
+    let (state, _, settled, _) =
+        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!((state.as_str(), settled), ("Closed", paid));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,8 +236,8 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
         );
         assert_eq!(
             row(&trickle(node.url(), w, &["channels"]).await),
-            ("Closing".to_owned(), value, paid, contract),
-            "the channel is kept as it was"
+            ("Ready".to_owned(), value, paid, contract),
+            "the channel is kept as it was, open"
         );
     }
     // Then the payee stops altogether (and its chain duties never run): closing fails too.
@@ -278,6 +280,75 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     assert!(confirmed < 500_000, "{balance}");
 }
 
+/// The real payee refuses a close whose share cannot pay the settlement's fee (a first payment
+/// of 10 sat): the channel stays open on both sides, the next pages pay over it, and once they
+/// cover the fee the close goes through and confirms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_the_payee_refuses_leaves_the_channel_payable() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let small_first_payment = trickle_channel::PayeePolicy {
+        min_payment: Amount::from_sat(10),
+        ..policy(&[2], 144)
+    };
+    let (payee, url) = proxy(&node, &site, small_first_payment, payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+    trickle(node.url(), w, &["fetch", &format!("{url}/articles/0")]).await;
+    let (_, _, paid, _) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(paid, 10);
+
+    let err = trickle_fails(node.url(), w, &["close", "127.0.0.1"]).await;
+    assert!(
+        err.contains("close fee exceeds the server's share"),
+        "{err}"
+    );
+    assert!(err.contains("it still pays the site"), "{err}");
+    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(
+        state, "Ready",
+        "the client agrees with the payee: the channel is open"
+    );
+    let stored = payee.store().channels().await.expect("stored");
+    assert!(
+        matches!(stored[0].state, trickle_channel::PayeeState::Ready { .. }),
+        "the payee kept it open"
+    );
+
+    // The next pages pay over the same channel.
+    let urls: Vec<String> = (1..=100).map(|n| format!("{url}/articles/{n}")).collect();
+    let mut args = vec!["fetch"];
+    args.extend(urls.iter().map(String::as_str));
+    let (bodies, _) = trickle_output(node.url(), w, &args).await;
+    assert!(bodies.ends_with("article 100"), "{bodies}");
+    let (state, _, paid, _) =
+        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(state, "Ready");
+    assert!(paid >= 10 * 101, "{paid}");
+    let stored = payee.store().channels().await.expect("stored");
+    assert_eq!(stored.len(), 1, "no second channel");
+    assert_eq!(
+        stored[0].state.channel().expect("open").paid().to_sat(),
+        paid
+    );
+
+    // Now the share pays the fee: the close goes through and confirms.
+    let txid: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+        .await
+        .trim()
+        .parse()
+        .expect("txid");
+    node.mine(1).await.expect("mined");
+    assert!(
+        node.confirmation_height(&txid).is_some(),
+        "settlement confirmed"
+    );
+    let (state, _, settled, _) =
+        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!((state.as_str(), settled), ("Closed", paid));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_sites_get_nothing() {
     let node = Node::start(Config::default()).await.expect("node");
@@ -290,10 +361,14 @@ async fn hostile_sites_get_nothing() {
 
     // A price above the limit: refused before any channel is opened.
     let err = trickle_fails(node.url(), w, &["fetch", &article, "--max-price", "5"]).await;
-    assert!(err.contains("above --max-price"), "{err}");
+    // In sat, as the flags take them.
+    assert!(err.contains("price 10 sat is above --max-price 5"), "{err}");
     // A budget below the site's minimum channel: refused too.
     let err = trickle_fails(node.url(), w, &["fetch", &article, "--budget", "5000"]).await;
-    assert!(err.contains("below the site's minimum channel"), "{err}");
+    assert!(
+        err.contains("--budget 5000 is below the site's minimum channel of 10000 sat"),
+        "{err}"
+    );
     let table = trickle(node.url(), w, &["channels"]).await;
     assert_eq!(table.lines().count(), 1, "no channel opened:\n{table}");
 

@@ -33,8 +33,20 @@ impl std::error::Error for ChainError {}
 pub struct Spend {
     /// The spending transaction.
     pub tx: Transaction,
-    /// Whether it is in a block (else only in the mempool).
-    pub confirmed: bool,
+    /// The height of the block holding it, if it is in one (else it is only in the mempool).
+    pub height: Option<u32>,
+}
+
+impl Spend {
+    /// How many blocks hold it at `tip` (its own and those after it); 0 in the mempool.
+    pub fn depth(&self, tip: &ChainTip) -> u32 {
+        self.height.map_or(0, |h| depth(h, tip))
+    }
+}
+
+/// How many confirmations a transaction in the block at `height` has at `tip`.
+pub fn depth(height: u32, tip: &ChainTip) -> u32 {
+    tip.height.max(height) - height + 1
 }
 
 /// What the payee needs from the chain.
@@ -223,7 +235,10 @@ impl Chain for Esplora {
         let tx: Transaction = deserialize_hex(hex.trim()).map_err(unavailable)?;
         Ok(Some(Spend {
             tx,
-            confirmed: out.status.is_some_and(|s| s.confirmed),
+            height: out
+                .status
+                .filter(|s| s.confirmed)
+                .and_then(|s| s.block_height),
         }))
     }
 

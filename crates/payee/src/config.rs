@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use bitcoin::hashes::Hash as _;
 use bitcoin::{Address, Amount, FeeRate, Network, ScriptBuf};
 use serde::Deserialize;
-use trickle_channel::{ExpiryKind, PayeePolicy};
+use trickle_channel::{dust_limit, CloseFee, Contract, ExpiryKind, Funding, PayeePolicy, Version};
 
 use crate::{PayeeConfig, Price, Prices, DEFAULT_ENDPOINT_PATH};
 
@@ -76,6 +77,7 @@ struct Raw {
     offer_timeout_secs: u32,
     #[serde(default = "default_confirmations")]
     confirmations: u32,
+    final_confirmations: Option<u32>,
     unconfirmed_credit_sat: Option<u64>,
     #[serde(default)]
     policy: RawPolicy,
@@ -118,6 +120,7 @@ struct RawPolicy {
     min_expiry_blocks: u32,
     max_expiry_blocks: u32,
     close_margin_blocks: u32,
+    allow_min_payment_below_close_cost: bool,
 }
 
 impl Default for RawPolicy {
@@ -130,6 +133,7 @@ impl Default for RawPolicy {
             min_expiry_blocks: 72,
             max_expiry_blocks: 1_008,
             close_margin_blocks: 12,
+            allow_min_payment_below_close_cost: false,
         }
     }
 }
@@ -206,6 +210,8 @@ pub struct Config {
     pub confirmations: u32,
     /// What a channel may consume before its contract has `confirmations`.
     pub unconfirmed_credit: Amount,
+    /// How deep a contract's spend must be before its channel is closed and forgotten.
+    pub final_confirmations: u32,
     /// Channel policy.
     pub policy: Policy,
     /// Prices by path prefix.
@@ -344,11 +350,46 @@ impl Config {
                     "must be at least close_fee_rate_sat_vb",
                 )
             })?;
+        // A channel is closed with what its client paid: one that paid only its first payment
+        // must be able to pay its settlement's fee and keep the payee's output above dust, or
+        // it cannot be closed before its expiry and the client's money stays locked until then.
+        let versions = [
+            (p.versions.contains(&1), Version::V1),
+            (p.versions.contains(&2), Version::V2),
+        ];
+        let close_cost = versions
+            .iter()
+            .filter(|(accepted, _)| *accepted)
+            .filter_map(|(_, version)| close_cost(*version, close_fee_rate))
+            .max()
+            .unwrap_or(Amount::MAX_MONEY);
+        if Amount::from_sat(p.min_payment) < close_cost && !p.allow_min_payment_below_close_cost {
+            return Err(field(
+                "policy.min_payment",
+                format!(
+                    "{} sat cannot pay to close a channel: at close_fee_rate_sat_vb = {} a \
+                     settlement's fee and the payee's output need {} sat, so a channel that paid \
+                     only its first payment could not be closed before its expiry; raise it (and \
+                     policy.min_channel_value) to at least {}, lower close_fee_rate_sat_vb, or \
+                     set policy.allow_min_payment_below_close_cost = true",
+                    p.min_payment,
+                    raw.close_fee_rate_sat_vb,
+                    close_cost.to_sat(),
+                    close_cost.to_sat()
+                ),
+            ));
+        }
         if raw.close_target_blocks == 0 {
             return Err(field("close_target_blocks", "must be above zero"));
         }
         if raw.offer_timeout_secs == 0 {
             return Err(field("offer_timeout_secs", "must be above zero"));
+        }
+        let final_confirmations = raw
+            .final_confirmations
+            .unwrap_or_else(|| crate::payee::default_final_confirmations(network));
+        if final_confirmations == 0 {
+            return Err(field("final_confirmations", "must be above zero"));
         }
         let unconfirmed_credit = raw.unconfirmed_credit_sat.unwrap_or(p.min_payment);
         if unconfirmed_credit > p.max_channel_value {
@@ -391,6 +432,7 @@ impl Config {
             offer_timeout_secs: raw.offer_timeout_secs,
             confirmations: raw.confirmations,
             unconfirmed_credit: Amount::from_sat(unconfirmed_credit),
+            final_confirmations,
             policy: Policy {
                 accept_v1: p.versions.contains(&1),
                 accept_v2: p.versions.contains(&2),
@@ -430,10 +472,50 @@ impl Config {
             endpoint_path: DEFAULT_ENDPOINT_PATH.to_owned(),
             confirmations: self.confirmations,
             unconfirmed_credit: self.unconfirmed_credit,
+            final_confirmations: self.final_confirmations,
             clock: crate::Clock::system(),
             max_concurrent_opens: self.max_concurrent_opens,
         }
     }
+}
+
+/// The least a channel of `version` must have paid for a settlement at `rate` to pay its fee and
+/// leave the payee a non-dust output: built with the real settlement builder, for the largest
+/// payout scripts (34 bytes) on both sides.
+fn close_cost(version: Version, rate: FeeRate) -> Option<Amount> {
+    use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
+    let client = SecretKey::from_slice(&[1; 32]).ok()?;
+    let server = SecretKey::from_slice(&[2; 32]).ok()?;
+    let script = ScriptBuf::new_p2wsh(&bitcoin::WScriptHash::all_zeros());
+    let contract = Contract {
+        version,
+        client_key: PublicKey::from_secret_key(SECP256K1, &client),
+        server_key: PublicKey::from_secret_key(SECP256K1, &server),
+        expiry: bitcoin::absolute::LockTime::from_height(1_000).ok()?,
+        value: Amount::from_sat(1_000_000),
+    };
+    let contract_tx = bitcoin::Transaction {
+        version: bitcoin::transaction::Version::TWO,
+        lock_time: bitcoin::absolute::LockTime::ZERO,
+        input: vec![bitcoin::TxIn::default()],
+        output: vec![contract.output()],
+    };
+    let funding = Funding::locate(contract, &contract_tx).ok()?;
+    // Half the channel paid: the fee does not depend on the share, only on the sizes.
+    let change = Amount::from_sat(500_000);
+    let payment = funding.sign_payment(&script, change, &client).ok()?;
+    let settlement = funding
+        .close(
+            &script,
+            &payment,
+            script.clone(),
+            CloseFee::Rate(rate),
+            &server,
+        )
+        .ok()?;
+    let outputs = settlement.output.iter().map(|o| o.value).sum::<Amount>();
+    let fee = funding.contract.value.checked_sub(outputs)?;
+    fee.checked_add(dust_limit(&script))
 }
 
 /// Why the key seed file cannot be used.

@@ -80,6 +80,10 @@ pub struct PayeeConfig {
     /// What one channel may consume while its contract has fewer than `confirmations`: the
     /// most a client who double-spends the contract's inputs takes for free.
     pub unconfirmed_credit: Amount,
+    /// How deep a transaction spending a contract must be before the channel is recorded
+    /// closed and no longer watched (and a contract before it is no longer asked about): a
+    /// reorganisation up to this deep is followed, the settlement rebroadcast.
+    pub final_confirmations: u32,
     /// What ages offers and pending sessions.
     pub clock: Clock,
     /// How many `POST {endpoint}/open` are handled at once; more are answered 503 at once.
@@ -97,6 +101,7 @@ impl PayeeConfig {
             network,
             unconfirmed_credit: policy.min_payment,
             confirmations: 1,
+            final_confirmations: default_final_confirmations(network),
             policy,
             close_fee_rate: FeeRate::from_sat_per_vb_u32(2),
             close_fee_ceiling: FeeRate::from_sat_per_vb_u32(500),
@@ -107,6 +112,15 @@ impl PayeeConfig {
             clock: Clock::system(),
             max_concurrent_opens: 16,
         }
+    }
+}
+
+/// Six blocks on the public networks; one on regtest, where blocks come only when asked for.
+pub fn default_final_confirmations(network: Network) -> u32 {
+    if network == Network::Regtest {
+        1
+    } else {
+        6
     }
 }
 
@@ -197,8 +211,8 @@ pub(crate) struct Inner {
     /// The chain source's fee estimate for settlements, read by the chain duties.
     pub fee_estimate: RwLock<Option<FeeRate>>,
     pub metrics: Metrics,
-    /// The height of the block holding each contract seen confirmed.
-    pub confirmed: Mutex<std::collections::HashMap<bitcoin::Txid, u32>>,
+    /// Each contract seen confirmed: its block's height, and whether it was then final.
+    pub confirmed: Mutex<std::collections::HashMap<bitcoin::Txid, crate::watcher::Confirmed>>,
     /// Permits for `POST {endpoint}/open` in progress.
     pub opening: tokio::sync::Semaphore,
     /// Each open channel as this instance last stored it, so that a paid request needs no read.

@@ -1,13 +1,28 @@
 //! Chain duties: follow the tip, close channels before expiry, rebroadcast contracts and
 //! settlements until they confirm, and notice a contract spent.
+//!
+//! Nothing is final before `final_confirmations`: a channel is recorded closed only once the
+//! transaction spending its contract is that deep, and a contract is asked about until it is.
+//! A reorganisation that drops either finds the channel's duties where they were: the
+//! contract is rebroadcast, the stored settlement rebroadcast (or replaced) until it confirms
+//! again.
 
 use std::time::Duration;
 
 use trickle_channel::PayeeState;
 
-use crate::chain::ChainError;
+use crate::chain::{depth, ChainError};
 use crate::payee::{Metrics, Payee};
 use crate::store::{ChannelUpdate, StoreError, StoredChannel};
+
+/// A contract the chain showed in a block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Confirmed {
+    /// The block's height.
+    height: u32,
+    /// It was `final_confirmations` deep when the chain was last asked: not asked again.
+    is_final: bool,
+}
 
 /// Why a round of chain duties stopped early.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,8 +58,9 @@ impl From<StoreError> for DutyError {
 
 impl Payee {
     /// One round of chain duties: read the tip, then for every channel close it at the margin,
-    /// rebroadcast what is unconfirmed, note when its contract confirms, and mark it closed
-    /// once its contract is spent on chain or its contract's inputs are spent by another
+    /// rebroadcast what is unconfirmed, note when its contract confirms (and forget it when a
+    /// reorganisation takes it out of the chain), and mark it closed once its contract is
+    /// spent `final_confirmations` deep or its contract's inputs are spent by another
     /// transaction.
     /// Also forgets pending sessions older than the offer timeout.
     pub async fn chain_duties(&self) -> Result<(), DutyError> {
@@ -83,8 +99,10 @@ impl Payee {
         };
         let txid = channel.contract_txid();
         let chain = self.chain();
+        let tip = self.tip();
+        let needed = self.config().final_confirmations;
         if let Some(spend) = chain.spend_of(&channel.funding.outpoint).await? {
-            if spend.confirmed {
+            if spend.depth(&tip) >= needed {
                 let step = stored
                     .state
                     .on_contract_spent(&spend.tx)
@@ -93,9 +111,15 @@ impl Payee {
                 tracing::info!(%txid, spent_by = %spend.tx.compute_txid(), "channel closed on chain");
                 return Ok(());
             }
-        } else if self.known_confirmation_height(&txid).is_none() {
+            if spend.height.is_some() {
+                // In a block, not yet final: nothing to broadcast or replace. Should a
+                // reorganisation drop it, a later round finds it unconfirmed or gone, and
+                // rebroadcasts.
+                return Ok(());
+            }
+        } else if !self.confirmation(&txid).is_some_and(|c| c.is_final) {
             if let Some(height) = chain.confirmation_height(&txid).await? {
-                self.remember_confirmed(txid, height);
+                self.remember_confirmed(txid, height, depth(height, &tip) >= needed);
             } else if let Some(conflict) = self.conflicting_spend(&channel.contract_tx).await? {
                 // The client spent the contract's coins elsewhere: it can never confirm, so
                 // the channel is dead. Closed, it is neither served nor watched again.
@@ -106,9 +130,14 @@ impl Payee {
                 self.write(&stored, &dead).await?;
                 tracing::warn!(%txid, %conflict, "contract double-spent; channel abandoned");
                 return Ok(());
-            } else if let Err(e) = chain.broadcast(&channel.contract_tx).await {
-                // A refused rebroadcast must not keep the channel from closing at its margin.
-                tracing::warn!(%txid, error = %e, "contract rebroadcast failed");
+            } else {
+                // Not (or no longer, after a reorganisation) in a block.
+                self.forget_confirmed(&txid);
+                if let Err(e) = chain.broadcast(&channel.contract_tx).await {
+                    // A refused rebroadcast must not keep the channel from closing at its
+                    // margin.
+                    tracing::warn!(%txid, error = %e, "contract rebroadcast failed");
+                }
             }
         }
         let step = self
@@ -160,13 +189,19 @@ impl Payee {
         Ok(None)
     }
 
-    fn known_confirmation_height(&self, txid: &bitcoin::Txid) -> Option<u32> {
+    fn confirmation(&self, txid: &bitcoin::Txid) -> Option<Confirmed> {
         self.0.confirmed.lock().ok()?.get(txid).copied()
     }
 
-    fn remember_confirmed(&self, txid: bitcoin::Txid, height: u32) {
+    fn remember_confirmed(&self, txid: bitcoin::Txid, height: u32, is_final: bool) {
         if let Ok(mut s) = self.0.confirmed.lock() {
-            s.insert(txid, height);
+            s.insert(txid, Confirmed { height, is_final });
+        }
+    }
+
+    fn forget_confirmed(&self, txid: &bitcoin::Txid) {
+        if let Ok(mut s) = self.0.confirmed.lock() {
+            s.remove(txid);
         }
     }
 
@@ -177,11 +212,8 @@ impl Payee {
         if needed == 0 {
             return true;
         }
-        let Some(height) = self.known_confirmation_height(txid) else {
-            return false;
-        };
-        let tip = self.tip().height.max(height);
-        tip - height + 1 >= needed
+        self.confirmation(txid)
+            .is_some_and(|c| depth(c.height, &self.tip()) >= needed)
     }
 
     /// [`Self::has_confirmations`], asking the chain when the duties have not yet seen the
@@ -191,9 +223,9 @@ impl Payee {
         if self.has_confirmations(txid) {
             return true;
         }
-        if self.known_confirmation_height(txid).is_none() {
+        if self.confirmation(txid).is_none() {
             match self.chain().confirmation_height(txid).await {
-                Ok(Some(height)) => self.remember_confirmed(*txid, height),
+                Ok(Some(height)) => self.remember_confirmed(*txid, height, false),
                 Ok(None) => return false,
                 Err(e) => {
                     tracing::warn!(%txid, error = %e, "cannot ask the chain about a contract");

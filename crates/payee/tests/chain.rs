@@ -84,7 +84,7 @@ async fn channels_close_before_expiry_and_are_closed_when_spent() {
         outpoint,
         Spend {
             tx: settlement.clone(),
-            confirmed: false,
+            height: None,
         },
     );
     server.payee.chain_duties().await.unwrap();
@@ -99,7 +99,7 @@ async fn channels_close_before_expiry_and_are_closed_when_spent() {
         outpoint,
         Spend {
             tx: settlement.clone(),
-            confirmed: true,
+            height: Some(1_132),
         },
     );
     server.payee.chain_duties().await.unwrap();

@@ -54,6 +54,10 @@ fn bad_configs_name_the_field() {
         Amount::from_sat(10)
     );
     assert!(config.prices.get("/articlesX").is_none());
+    // On regtest a settlement is final in its block (6 deep on the public networks).
+    assert_eq!(config.final_confirmations, 1);
+    let signet = Config::parse(&GOOD.replace("regtest", "signet"), Path::new("/srv")).unwrap();
+    assert_eq!(signet.final_confirmations, 6);
     // One confirmation before a channel consumes more than its min_payment.
     assert_eq!(
         (config.confirmations, config.unconfirmed_credit),
@@ -90,6 +94,11 @@ fn bad_configs_name_the_field() {
             r#"key_file = "payee.key""#,
             "key_file = \"payee.key\"\nunconfirmed_credit_sat = 2000000",
             "`unconfirmed_credit_sat`",
+        ),
+        (
+            r#"key_file = "payee.key""#,
+            "key_file = \"payee.key\"\nfinal_confirmations = 0",
+            "`final_confirmations`",
         ),
     ] {
         let text = GOOD.replace(from, to);
@@ -226,6 +235,44 @@ fn the_example_config_is_valid() {
         config.prices.get("/articles/7").unwrap().amount,
         Amount::from_sat(10)
     );
+}
+
+/// A policy under which a channel that paid only its first payment could not pay its
+/// settlement's fee is refused, with the figure that would do; lowering the fee rate or saying
+/// so explicitly is accepted.
+#[test]
+fn a_min_payment_that_cannot_pay_to_close_is_refused() {
+    let small = GOOD.replace("min_payment = 1000", "min_payment = 10");
+    let err = field_error(&small);
+    assert!(err.contains("`policy.min_payment`"), "{err}");
+    assert!(
+        err.contains("10 sat cannot pay to close a channel"),
+        "{err}"
+    );
+    let need: u64 = err
+        .split("to at least ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {err}"));
+    // The figure is the threshold: it is accepted, one sat less is not.
+    let at = |sat: u64| GOOD.replace("min_payment = 1000", &format!("min_payment = {sat}"));
+    assert!(Config::parse(&at(need), Path::new(".")).is_ok(), "{need}");
+    assert!(field_error(&at(need - 1)).contains("cannot pay to close"));
+    // The fee rises with the rate.
+    let higher = at(need).replace("[policy]", "close_fee_rate_sat_vb = 3\n\n[policy]");
+    assert!(field_error(&higher).contains("close_fee_rate_sat_vb = 3"));
+    let allowed = small.replace(
+        "[policy]",
+        "[policy]\nallow_min_payment_below_close_cost = true",
+    );
+    assert!(Config::parse(&allowed, Path::new(".")).is_ok());
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    let text = include_str!("../../../demo/payee.toml");
+    Config::parse(text, Path::new(".")).unwrap();
 }
 
 /// A site that reads paths as loosely as real servers may: it decodes every `%XX`, reads `\` as

@@ -11,12 +11,12 @@ use bitcoin::{
     Address, Amount, CompressedPublicKey, EcdsaSighashType, Network, OutPoint, TxOut, Txid, Witness,
 };
 use common::{
-    fetch, key, p2wpkh, pubkey, serve_site, start_payee, Client, Wallet, CLIENT_PAYOUT, WALLET,
+    fetch, key, p2wpkh, pubkey, serve_site, start_payee_with, Client, Wallet, CLIENT_PAYOUT, WALLET,
 };
 use trickle_channel::{
     ClientVersion, Close, Contract, Funding, PayeeState, ProvideRefund, Version, WireMessage,
 };
-use trickle_payee::chain::Esplora;
+use trickle_payee::chain::{Chain, ChainError, Esplora, Spend};
 use trickle_payee::store::{ChannelStore, SqliteStore};
 use trickle_payee::Payee;
 use trickle_regtest::{Config, Node};
@@ -26,10 +26,19 @@ struct Setup {
     payee: Payee,
     url: String,
     wallet: Wallet,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
+    setup_with(common::payee_config(), |esplora| Arc::new(esplora)).await
+}
+
+/// A payee of `config` on a fresh chain, which it reaches through `chain` (given the chain's
+/// Esplora API).
+async fn setup_with(
+    config: trickle_payee::PayeeConfig,
+    chain: impl FnOnce(Esplora) -> Arc<dyn Chain>,
+) -> Setup {
     let node = Node::start(Config::default()).await.unwrap();
     let address = Address::p2wpkh(&CompressedPublicKey(pubkey(&key(WALLET))), Network::Regtest);
     let txid = node
@@ -52,14 +61,14 @@ async fn setup() -> Setup {
             .await
             .unwrap(),
     );
-    let payee = start_payee(store, Arc::new(Esplora::new(node.url()).unwrap())).await;
+    let payee = start_payee_with(config, store, chain(Esplora::new(node.url()).unwrap())).await;
     let url = serve_site(&payee).await;
     Setup {
         node,
         payee,
         url,
         wallet,
-        _dir: dir,
+        dir,
     }
 }
 
@@ -354,4 +363,237 @@ async fn a_settlement_under_a_fee_spike_is_replaced_and_confirms_before_expiry()
         fee(&quiet).to_sat() / quiet.vsize() as u64,
         fee(&tx).to_sat()
     );
+}
+
+/// Issue 20: a settlement is final only `final_confirmations` deep. Mined, then taken out of the
+/// chain by a reorganisation (back to the mempool, or forgotten by the network, as when the
+/// node restarts), it is rebroadcast from the stored channel and confirms again; the channel is
+/// recorded closed only once its settlement is that deep.
+#[tokio::test]
+async fn a_settlement_reorganised_out_is_rebroadcast_and_closes_only_at_depth() {
+    for forget in [false, true] {
+        let s = setup_with(
+            trickle_payee::PayeeConfig {
+                final_confirmations: 3,
+                ..common::payee_config()
+            },
+            |esplora| Arc::new(esplora),
+        )
+        .await;
+        let client = open_and_pay(&s, Version::V2).await;
+        let contract = client.txid();
+        let close = WireMessage::Close(Close { settlement: None });
+        let answer = client.post(&format!("/session/{contract}"), &close).await;
+        let [WireMessage::Close(Close {
+            settlement: Some(settlement),
+        })] = answer.messages.as_slice()
+        else {
+            panic!("CLOSE with the settlement: {answer:?}")
+        };
+        let settlement = settlement.compute_txid();
+        let state = || async {
+            s.payee.chain_duties().await.unwrap();
+            let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
+            stored.state
+        };
+        s.node.mine(2).await.unwrap();
+        assert!(s.node.confirmation_height(&settlement).is_some());
+        assert!(
+            matches!(state().await, PayeeState::Closing { .. }),
+            "{forget}: two blocks deep is not final"
+        );
+
+        // Both blocks replaced by a heavier branch without the settlement.
+        let forgotten = if forget { vec![settlement] } else { vec![] };
+        s.node.reorg(2, forgotten).await.unwrap();
+        assert!(s.node.confirmation_height(&settlement).is_none());
+        assert_eq!(s.node.in_mempool(&settlement), !forget);
+        let PayeeState::Closing {
+            settlement: kept, ..
+        } = state().await
+        else {
+            panic!("{forget}: still closing after the reorganisation")
+        };
+        assert_eq!(kept.compute_txid(), settlement, "the stored settlement");
+        assert!(
+            s.node.in_mempool(&settlement),
+            "{forget}: the payee rebroadcast it"
+        );
+
+        s.node.mine(1).await.unwrap();
+        assert!(s.node.confirmation_height(&settlement).is_some());
+        for deep in [1, 2] {
+            assert!(
+                matches!(state().await, PayeeState::Closing { .. }),
+                "{forget}: {deep} deep is not final"
+            );
+            s.node.mine(1).await.unwrap();
+        }
+        assert!(
+            matches!(state().await, PayeeState::Closed { spent_by, .. } if spent_by == settlement),
+            "{forget}: closed three deep"
+        );
+    }
+}
+
+/// A contract taken out of the chain by a reorganisation, and forgotten by the network, is
+/// no longer counted confirmed: the payee rebroadcasts it, and serves the channel beyond its
+/// unconfirmed allowance only once it is in a block again.
+#[tokio::test]
+async fn a_contract_reorganised_out_is_rebroadcast_and_counted_unconfirmed() {
+    let s = setup_with(
+        trickle_payee::PayeeConfig {
+            final_confirmations: 3,
+            ..common::payee_config()
+        },
+        |esplora| Arc::new(esplora),
+    )
+    .await;
+    let mut client = open_and_pay(&s, Version::V2).await;
+    let contract = client.txid();
+    s.payee.chain_duties().await.unwrap();
+    s.node.reorg(1, vec![contract]).await.unwrap();
+    assert!(!s.node.in_mempool(&contract) && s.node.confirmation_height(&contract).is_none());
+    s.payee.chain_duties().await.unwrap();
+    assert!(
+        s.node.in_mempool(&contract),
+        "the payee rebroadcast the contract"
+    );
+
+    // Beyond the allowance: deferred while the contract is out of the chain.
+    let big = format!("{}/big", s.url);
+    let offer = fetch(&big, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(5_000));
+    let header = client.header(&offer, Some(&update), true);
+    let deferred = fetch(&big, Some(&header)).await;
+    assert_eq!(
+        (deferred.status, deferred.reason().as_deref()),
+        (503, Some(trickle_payee::CONTRACT_UNCONFIRMED))
+    );
+    s.node.mine(1).await.unwrap();
+    s.payee.chain_duties().await.unwrap();
+    let paid = fetch(&big, Some(&header)).await;
+    assert_eq!(paid.status, 200);
+}
+
+/// The chain through which a payee is "killed": once `cut` is set, a broadcast never returns,
+/// and the duties waiting on it are dropped, as a process killed before the transaction left.
+struct CutOff {
+    chain: Esplora,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Chain for CutOff {
+    async fn tip(&self) -> Result<trickle_channel::ChainTip, ChainError> {
+        self.chain.tip().await
+    }
+    async fn broadcast(&self, tx: &bitcoin::Transaction) -> Result<(), ChainError> {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.chain.broadcast(tx).await
+    }
+    async fn confirmation_height(&self, txid: &Txid) -> Result<Option<u32>, ChainError> {
+        self.chain.confirmation_height(txid).await
+    }
+    async fn spend_of(&self, outpoint: &OutPoint) -> Result<Option<Spend>, ChainError> {
+        self.chain.spend_of(outpoint).await
+    }
+    async fn fee_estimate(&self, target: u32) -> Result<Option<bitcoin::FeeRate>, ChainError> {
+        self.chain.fee_estimate(target).await
+    }
+}
+
+/// Issue 20: a replacement of the settlement is crash-safe. Fees spike after the payee closed at
+/// the quiet rate; its duties store a replacement and are killed before it is broadcast. The
+/// payee restarted on the same database broadcasts the stored replacement, which confirms.
+#[tokio::test]
+async fn a_payee_killed_before_broadcasting_a_stored_replacement_broadcasts_it_on_restart() {
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = setup_with(common::payee_config(), {
+        let cut = Arc::clone(&cut);
+        move |chain| Arc::new(CutOff { chain, cut })
+    })
+    .await;
+    let mut client = open_and_pay(&s, Version::V2).await;
+    let contract = client.txid();
+    let article = format!("{}/articles/2", s.url);
+    let offer = fetch(&article, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(20_000));
+    let paid = fetch(&article, Some(&client.header(&offer, Some(&update), true))).await;
+    assert_eq!(paid.status, 200);
+    let settlement_of =
+        |stored: Option<trickle_payee::store::StoredChannel>| match stored.unwrap().state {
+            PayeeState::Closing { settlement, .. } => settlement,
+            other => panic!("closing, is {}", other.name()),
+        };
+    let expiry = s
+        .payee
+        .store()
+        .channel(&contract)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+        .channel()
+        .unwrap()
+        .funding
+        .contract
+        .expiry
+        .to_consensus_u32();
+    let margin = common::policy().close_margin_blocks;
+    s.node
+        .mine(expiry - margin - s.node.height())
+        .await
+        .unwrap();
+    s.payee.chain_duties().await.unwrap();
+    let quiet = settlement_of(s.payee.store().channel(&contract).await.unwrap());
+    assert!(s.node.in_mempool(&quiet.compute_txid()));
+
+    // The spike evicts the quiet settlement; the next block's duties replace it, and are
+    // killed in the broadcast.
+    assert!(s.node.set_fee_market(10, 40) >= 1);
+    s.node.mine(1).await.unwrap();
+    cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    let killed =
+        tokio::time::timeout(std::time::Duration::from_secs(20), s.payee.chain_duties()).await;
+    assert!(killed.is_err(), "the duties were cut off in a broadcast");
+    let replacement = settlement_of(s.payee.store().channel(&contract).await.unwrap());
+    assert_ne!(
+        replacement.compute_txid(),
+        quiet.compute_txid(),
+        "the replacement was stored first"
+    );
+    assert!(
+        !s.node.in_mempool(&replacement.compute_txid()),
+        "and never left"
+    );
+
+    // Restarted on the same database, with the chain reachable again.
+    let store = SqliteStore::open(s.dir.path().join("payee.sqlite3"))
+        .await
+        .unwrap();
+    let restarted = start_payee_with(
+        common::payee_config(),
+        Arc::new(store),
+        Arc::new(Esplora::new(s.node.url()).unwrap()),
+    )
+    .await;
+    restarted.chain_duties().await.unwrap();
+    let sent = settlement_of(restarted.store().channel(&contract).await.unwrap());
+    assert_ne!(sent.compute_txid(), quiet.compute_txid());
+    assert!(
+        s.node.in_mempool(&sent.compute_txid()),
+        "the restarted payee broadcast the stored settlement"
+    );
+    s.node.mine(1).await.unwrap();
+    restarted.chain_duties().await.unwrap();
+    let stored = restarted.store().channel(&contract).await.unwrap().unwrap();
+    assert!(
+        matches!(stored.state, PayeeState::Closed { spent_by, .. } if spent_by == sent.compute_txid()),
+        "closed by it, is {}",
+        stored.state.name()
+    );
+    assert!(s.node.height() < expiry, "before the expiry");
 }

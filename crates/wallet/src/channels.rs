@@ -704,8 +704,9 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Asks the payee to close the channel with `site` and checks the settlement it returns.
-    /// The channel stays `Closing`, its refund armed, until [`Wallet::check_spent_contracts`]
-    /// sees the contract spent in a confirmed transaction.
+    /// The channel is then `Closing`, its refund armed, until [`Wallet::check_spent_contracts`]
+    /// sees the contract spent in a confirmed transaction. A close the payee refuses leaves the
+    /// channel `Ready`: it still pays, and may be closed again.
     pub async fn close_channel<T: Transport>(
         &mut self,
         transport: &T,

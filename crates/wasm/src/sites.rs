@@ -488,7 +488,7 @@ impl Inner {
         let settlement = wallet
             .close_channel(&FetchTransport, site, &record.payee_key, tip)
             .await
-            .map_err(|e| failure("close_refused", format!("the payee did not close the channel: {e}; after its expiry the wallet takes the funds back by itself")))?;
+            .map_err(|e| failure("close_refused", format!("the payee did not close the channel: {e}; it stays open and still pays the site, and after its expiry the wallet takes the funds back by itself")))?;
         drop(guard);
         // Settle the budget: what the payee closed with is spent, the rest released. Should
         // the endpoint not answer now, the alarm's reconcile does it later.
