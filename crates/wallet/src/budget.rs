@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 use bitcoin::Amount;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Commit, Mirror, Staged, Store, StoreError, WriteBatch};
 
 /// The version of the stored [`Budget`] record.
 pub const BUDGET_FORMAT: u32 = 1;
@@ -625,18 +625,23 @@ impl Budget {
     }
 }
 
-/// The budgets in a [`Store`], one record per site under `budget/`.
+/// The budgets in a [`Store`], one record per site under `budget/`, and in memory as last
+/// committed.
 ///
 /// [`Budgets::reserve`], [`Budgets::commit`], [`Budgets::release`] and [`Budgets::modify`]
 /// change a budget and store it before they return, so the caller can act (sign, send) as soon
-/// as they succeed. Concurrent calls on one `Budgets` never lose each other's changes: each
-/// change is made on the in-memory copy in one step, with no wait in between, then stored.
-/// Use one `Budgets` per store, and a store that applies writes in the order they are issued
-/// (`chrome.storage.local` and [`crate::store::FileStore`] do).
+/// as they succeed; [`Budgets::stage`] makes the same change as a [`Staged`] value, to be
+/// committed with other writes (the payment it pays for) in one atomic write. The in-memory
+/// copy changes only once the store has the change. Changes through one `Budgets` are made one
+/// at a time (read, change, write), so concurrent calls never lose each other's changes; a
+/// staged change must be committed before the same budget is changed again. Use one `Budgets`
+/// per store.
 #[derive(Debug)]
 pub struct Budgets<S> {
     store: S,
     cache: RefCell<BTreeMap<String, Budget>>,
+    /// Held from the read of a change to its write.
+    writer: futures::lock::Mutex<()>,
 }
 
 impl<S: Store> Budgets<S> {
@@ -645,6 +650,7 @@ impl<S: Store> Budgets<S> {
         Self {
             store,
             cache: RefCell::new(BTreeMap::new()),
+            writer: futures::lock::Mutex::new(()),
         }
     }
 
@@ -653,26 +659,12 @@ impl<S: Store> Budgets<S> {
         &self.store
     }
 
-    /// Forgets the budgets read so far: the next use reads them from the store again (after a
-    /// write the store may not have taken).
-    pub fn forget_cached(&self) {
-        self.cache.borrow_mut().clear();
-    }
-
     async fn read(&self, origin: &str) -> Result<Option<Budget>, BudgetError> {
         let key = budget_key(origin);
         let Some(bytes) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let budget =
-            Budget::from_bytes(&bytes).map_err(|e| BudgetError::Corrupt(format!("{key}: {e}")))?;
-        if budget.origin != origin {
-            return Err(BudgetError::Corrupt(format!(
-                "{key} holds the budget of {}",
-                budget.origin
-            )));
-        }
-        Ok(Some(budget))
+        decode(&key, &bytes, origin).map(Some)
     }
 
     /// The budget of `origin` (any spelling [`normalize_origin`] accepts), if it has one.
@@ -693,23 +685,48 @@ impl<S: Store> Budgets<S> {
         Ok(loaded)
     }
 
-    async fn write(&self, budget: Budget) -> Result<(), BudgetError> {
-        let key = budget_key(&budget.origin);
-        let bytes = budget.to_bytes();
-        let origin = budget.origin.clone();
-        self.cache.borrow_mut().insert(origin.clone(), budget);
-        if let Err(e) = self.store.put(&key, bytes).await {
-            // The store is the truth: read it again next time.
-            self.cache.borrow_mut().remove(&origin);
-            return Err(e.into());
+    /// The budget of `origin` as it is once `base` (staged, not yet committed) is: `base`'s
+    /// change of it, else the committed budget.
+    pub async fn load_in(
+        &self,
+        base: &WriteBatch,
+        origin: &str,
+    ) -> Result<Option<Budget>, BudgetError> {
+        let origin = normalize_origin(origin)?;
+        let key = budget_key(&origin);
+        match base.get(&key) {
+            Some(Some(bytes)) => decode(&key, bytes, &origin).map(Some),
+            Some(None) => Ok(None),
+            None => self.load(&origin).await,
         }
-        Ok(())
+    }
+
+    /// Applies `change` to the budget of `origin` as it is once `base` is, and stages the
+    /// result (the staged writes are this change only). If `change` fails, nothing is staged.
+    pub async fn stage<T>(
+        &self,
+        base: &WriteBatch,
+        origin: &str,
+        change: impl FnOnce(&mut Budget) -> Result<T, BudgetError>,
+    ) -> Result<Staged<T>, BudgetError> {
+        let origin = normalize_origin(origin)?;
+        let mut budget = self
+            .load_in(base, &origin)
+            .await?
+            .ok_or(BudgetError::NoBudget { origin })?;
+        let out = change(&mut budget)?;
+        let mut writes = WriteBatch::new();
+        writes.put(budget_key(&budget.origin), budget.to_bytes());
+        Ok(Staged::new(out, writes))
     }
 
     /// Stores `budget` (a new one, or one changed by the caller), replacing the site's.
     /// Prefer [`Budgets::modify`] for changes: it cannot lose a concurrent reservation.
     pub async fn save(&self, budget: &Budget) -> Result<(), BudgetError> {
-        self.write(budget.clone()).await
+        let _writer = self.writer.lock().await;
+        let mut writes = WriteBatch::new();
+        writes.put(budget_key(&budget.origin), budget.to_bytes());
+        Ok(self.commit_batch(writes).await?)
     }
 
     /// Every stored budget, by origin.
@@ -729,9 +746,10 @@ impl<S: Store> Budgets<S> {
     /// Forgets the budget of `origin`.
     pub async fn remove(&self, origin: &str) -> Result<(), BudgetError> {
         let origin = normalize_origin(origin)?;
-        self.cache.borrow_mut().remove(&origin);
-        self.store.remove(&budget_key(&origin)).await?;
-        Ok(())
+        let _writer = self.writer.lock().await;
+        let mut writes = WriteBatch::new();
+        writes.remove(budget_key(&origin));
+        Ok(self.commit_batch(writes).await?)
     }
 
     /// Applies `change` to the budget of `origin` and stores the result before returning. If
@@ -741,14 +759,9 @@ impl<S: Store> Budgets<S> {
         origin: &str,
         change: impl FnOnce(&mut Budget) -> Result<T, BudgetError>,
     ) -> Result<T, BudgetError> {
-        let origin = normalize_origin(origin)?;
-        let mut budget = self
-            .load(&origin)
-            .await?
-            .ok_or(BudgetError::NoBudget { origin })?;
-        let out = change(&mut budget)?;
-        self.write(budget).await?;
-        Ok(out)
+        let _writer = self.writer.lock().await;
+        let staged = self.stage(&WriteBatch::new(), origin, change).await?;
+        Ok(staged.commit(self).await?)
     }
 
     /// [`Budget::reserve`], stored before it returns.
@@ -786,6 +799,50 @@ impl<S: Store> Budgets<S> {
     /// [`Budget::release`], stored before it returns.
     pub async fn release(&self, origin: &str, id: ReservationId) -> Result<Amount, BudgetError> {
         self.modify(origin, |b| b.release(id)).await
+    }
+}
+
+/// The budget stored under `key`, which must be `origin`'s.
+fn decode(key: &str, bytes: &[u8], origin: &str) -> Result<Budget, BudgetError> {
+    let budget =
+        Budget::from_bytes(bytes).map_err(|e| BudgetError::Corrupt(format!("{key}: {e}")))?;
+    if budget.origin != origin {
+        return Err(BudgetError::Corrupt(format!(
+            "{key} holds the budget of {}",
+            budget.origin
+        )));
+    }
+    Ok(budget)
+}
+
+impl<S> Mirror for Budgets<S> {
+    fn committed(&self, batch: &WriteBatch) {
+        let mut cache = self.cache.borrow_mut();
+        for (key, value) in batch.with_prefix(BUDGET_PREFIX) {
+            let Some(origin) = origin_from_key(key) else {
+                continue;
+            };
+            match value.map(|bytes| decode(key, bytes, &origin)) {
+                Some(Ok(budget)) => cache.insert(origin, budget),
+                // Removed, or not a budget this crate wrote: read from the store next time.
+                None | Some(Err(_)) => cache.remove(&origin),
+            };
+        }
+    }
+}
+
+/// Budget changes only: a batch that changes anything else is refused, and nothing written
+/// (a payment's writes are committed to `(&wallet, &budgets)`, whose memory they change).
+impl<S: Store> Commit for Budgets<S> {
+    async fn commit_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if let Some((key, _)) = batch.iter().find(|(k, _)| !k.starts_with(BUDGET_PREFIX)) {
+            return Err(StoreError(format!(
+                "{key} is not a budget: commit it with the wallet"
+            )));
+        }
+        self.store.write(batch.clone()).await?;
+        self.committed(&batch);
+        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ use bitcoin::{
 use serde::{Deserialize, Serialize};
 use trickle_channel::ChainTip;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Commit, Mirror, Store, StoreError, WriteBatch};
 use crate::vault::{self, Sealed, VaultError, VaultKey};
 
 const META_KEY: &str = "wallet/meta";
@@ -218,14 +218,14 @@ pub struct Wallet<S: Store> {
     master: Xpriv,
     bdk: bdk_wallet::Wallet,
     changes: ChangeSet,
-    /// Channel records as this wallet last read or wrote them, by store key, so that a paid
-    /// request reads none; `false` marks one a receipt changed and that is not yet stored
-    /// (see [`Wallet::flush`]). This wallet is its store's only writer of channel records.
-    pub(crate) records:
-        std::sync::Mutex<std::collections::BTreeMap<String, (crate::ChannelRecord, bool)>>,
+    /// Channel records as last committed (read from the store once, then kept as this wallet
+    /// commits them), by store key, so that a paid request reads none. This wallet is its
+    /// store's only writer of channel records.
+    pub(crate) records: std::sync::Mutex<std::collections::BTreeMap<String, crate::ChannelRecord>>,
     /// Whether `records` holds every stored channel record: listed once, then kept current.
     pub(crate) records_listed: std::sync::atomic::AtomicBool,
-    /// The increments waiting for their receipt, by store key, once read (see `site`).
+    /// The increments waiting for their receipt, by store key, as last committed, once read
+    /// (see `site`).
     pub(crate) outstanding:
         std::sync::Mutex<Option<std::collections::BTreeMap<String, crate::site::Outstanding>>>,
     /// Channel keys derived so far (each derivation costs several curve multiplications).
@@ -716,6 +716,34 @@ impl<S: Store> Wallet<S> {
             .derive_priv(SECP256K1, &path)
             .map(|k| k.private_key)
             .map_err(|e| WalletError::Corrupt(e.to_string()))
+    }
+}
+
+impl<S: Store> Mirror for Wallet<S> {
+    fn committed(&self, batch: &WriteBatch) {
+        crate::channels::mirror(self, batch);
+        crate::site::mirror(self, batch);
+    }
+}
+
+/// A staged change of the wallet's channels (and of its outstanding increments) is committed to
+/// the wallet's store, then to the wallet's memory. One that changes a budget is refused, and
+/// nothing written: the budgets' memory must learn of it too (commit it to
+/// `(&wallet, &budgets)`).
+impl<S: Store> Commit for Wallet<S> {
+    async fn commit_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch
+            .with_prefix(crate::budget::BUDGET_PREFIX)
+            .next()
+            .is_some()
+        {
+            return Err(StoreError(
+                "a budget change is committed with the budgets, not the wallet alone".into(),
+            ));
+        }
+        self.store.write(batch.clone()).await?;
+        self.committed(&batch);
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use bitcoin::Amount;
 use proptest::prelude::*;
 use trickle_wallet::budget::*;
-use trickle_wallet::store::{MemoryStore, Store, StoreError};
+use trickle_wallet::store::{MemoryStore, Store, StoreError, WriteBatch};
 
 const T0: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
@@ -478,21 +478,18 @@ impl Store for SlowStore {
         tokio::task::yield_now().await;
         out
     }
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.keys(prefix).await
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if self.fail_puts.get() {
             tokio::task::yield_now().await;
             return Err(StoreError("disk full".into()));
         }
-        let out = self.inner.put(key, value).await;
+        let out = self.inner.write(batch).await;
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
         out
-    }
-    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.keys(prefix).await
-    }
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.remove(key).await
     }
 }
 
@@ -554,10 +551,13 @@ fn concurrent_reservations_never_overspend() {
             stored.reservations().is_empty(),
             "every reservation settled"
         );
-        // Exactly as many as fit: 6 × 15 of 100; none was lost, released ones were not charged.
-        assert_eq!(ok.iter().filter(|o| **o).count(), 6, "{ok:?}");
+        // Changes are made one at a time, each stored before the next reads the budget, so a
+        // release may make room for a later reservation: at least as many as fit at once
+        // (6 × 15 of 100) succeed, none was lost, and released ones were not charged.
+        let succeeded = ok.iter().filter(|o| **o).count() as u64;
+        assert!(succeeded >= 6, "{ok:?}");
         let released = (0..10).filter(|i| i % 3 == 0 && ok[*i]).count() as u64;
-        assert_eq!(s.spent, sat(15 * (6 - released)));
+        assert_eq!(s.spent, sat(15 * (succeeded - released)));
         assert_eq!(budgets.load(origin).await.expect("cached"), Some(stored));
     });
 }
