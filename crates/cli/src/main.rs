@@ -16,7 +16,9 @@ use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::store::{Commit, SqliteStore, Store, StoreError, WriteBatch};
 use trickle_wallet::vault;
-use trickle_wallet::{ChannelLimits, Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES};
+use trickle_wallet::{
+    ChannelLimits, OpenParams, Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES,
+};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -510,15 +512,17 @@ impl App {
                 .open_channel(
                     &self.http,
                     &self.esplora,
-                    &host,
-                    offer,
-                    value,
-                    // The run's cap on what the first payment may sign; the offer's own
-                    // `minPayment` bounds it too (`open_channel`).
-                    budget,
-                    &ChannelLimits::default(),
-                    self.fee_rate()?,
-                    now(),
+                    OpenParams {
+                        site: &host,
+                        offer,
+                        value,
+                        // The run's cap on what the first payment may sign; the offer's own
+                        // `minPayment` bounds it too (`open_channel`).
+                        first_payment: budget,
+                        limits: &ChannelLimits::default(),
+                        fee_rate: self.fee_rate()?,
+                        now: now(),
+                    },
                 )
                 .await?;
         }

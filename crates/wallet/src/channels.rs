@@ -7,7 +7,6 @@
 
 use core::fmt;
 
-use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Transaction};
 use serde::{Deserialize, Serialize};
@@ -20,6 +19,7 @@ use trickle_channel::{
     PaymentAck, ProvideContract, Snapshot, Version, WireMessage,
 };
 
+use crate::chain::ChainSource;
 use crate::store::{Commit, Staged, Store, StoreError, WriteBatch};
 use crate::wallet::{Wallet, WalletError};
 
@@ -68,6 +68,25 @@ impl Default for ChannelLimits {
             max_channel_value: Amount::from_sat(100_000),
         }
     }
+}
+
+/// What [`Wallet::open_channel`] opens.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenParams<'a> {
+    /// The site the channel pays.
+    pub site: &'a str,
+    /// The payee's offer.
+    pub offer: &'a PaymentRequirements,
+    /// The channel's value (at most `limits.max_channel_value`).
+    pub value: Amount,
+    /// The most the first payment may sign: what the caller set aside for it.
+    pub first_payment: Amount,
+    /// The client's limits.
+    pub limits: &'a ChannelLimits,
+    /// The contract's fee rate.
+    pub fee_rate: FeeRate,
+    /// Now, in Unix seconds (the contract is recorded as pending from then).
+    pub now: u64,
 }
 
 /// Blocks the payee's chain tip may be ahead of the client's when it sets a channel's expiry:
@@ -407,28 +426,31 @@ impl<S: Store> Wallet<S> {
         }
     }
 
-    /// Opens a channel of `value` (at most `limits.max_channel_value`) with the payee of
-    /// `offer` for `site`: negotiates over the channel endpoint, funds the contract from the
-    /// wallet, and hands it over with a first payment of the server's minimum. The contract is
-    /// broadcast once the channel is open.
+    /// Opens a channel of `params.value` (at most `limits.max_channel_value`) with the payee of
+    /// `params.offer` for `params.site`: negotiates over the channel endpoint, funds the
+    /// contract from the wallet, and hands it over with a first payment of the server's
+    /// minimum. The contract is broadcast once the channel is open. Each step is stored before
+    /// the message it produced leaves.
     ///
     /// The payee's `INITIATE` is held to its offer and to the caller: a first payment above the
     /// offer's `minPayment` or above `first_payment` (what the caller set aside for it, dust
     /// swept into it included), or an expiry beyond the offer's `maxExpiryBlocks`, is refused
     /// before anything is funded.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn open_channel<T: Transport, Z: Sleeper>(
+    pub async fn open_channel<T: Transport, C: ChainSource>(
         &mut self,
         transport: &T,
-        client: &AsyncClient<Z>,
-        site: &str,
-        offer: &PaymentRequirements,
-        value: Amount,
-        first_payment: Amount,
-        limits: &ChannelLimits,
-        fee_rate: FeeRate,
-        now: u64,
+        chain: &C,
+        params: OpenParams<'_>,
     ) -> Result<ChannelRecord, ChannelClientError> {
+        let OpenParams {
+            site,
+            offer,
+            value,
+            first_payment,
+            limits,
+            fee_rate,
+            now,
+        } = params;
         let version = offer
             .extra
             .versions
@@ -442,7 +464,7 @@ impl<S: Store> Wallet<S> {
         {
             return Err(ChannelClientError::ChannelUnsettled(site.to_owned()));
         }
-        let tip = Self::tip(client).await?;
+        let tip = chain.tip().await?;
         let (key_index, key) = self.next_channel_key().await?;
         let payout_script = self.fresh_script().await?;
         let ctx = Self::context(&key, tip, fee_rate);
@@ -486,7 +508,7 @@ impl<S: Store> Wallet<S> {
                 outbox.extend(step.send);
                 for tx in step.broadcast {
                     // The server broadcasts the contract too; ours is a backstop.
-                    let _ = client.broadcast(&tx).await;
+                    let _ = chain.broadcast(&tx).await;
                 }
             }
             if let PayerState::AwaitingFunding {
@@ -529,10 +551,10 @@ impl<S: Store> Wallet<S> {
     /// stored): the payee that holds the channel resumes it by its contract
     /// (`CLIENT_VERSION` with `previous_contract`); one that never got the contract receives it
     /// again on the opening session. Does nothing for a channel that is not opening.
-    pub async fn complete_open<T: Transport, Z: Sleeper>(
+    pub async fn complete_open<T: Transport, C: ChainSource>(
         &mut self,
         transport: &T,
-        client: &AsyncClient<Z>,
+        chain: &C,
         site: &str,
         payee_key: &PublicKey,
     ) -> Result<ChannelRecord, ChannelClientError> {
@@ -545,7 +567,7 @@ impl<S: Store> Wallet<S> {
         };
         let channel = channel.clone();
         let key = self.channel_key(record.key_index)?;
-        let tip = Self::tip(client).await?;
+        let tip = chain.tip().await?;
         let ctx = Self::context(&key, tip, FeeRate::BROADCAST_MIN);
         let base = record.endpoint.clone();
         let hello = WireMessage::ClientVersion(ClientVersion {
@@ -577,7 +599,7 @@ impl<S: Store> Wallet<S> {
             record.state = Snapshot::new(step.state);
             for tx in step.broadcast {
                 // The server broadcasts the contract too; ours is a backstop.
-                let _ = client.broadcast(&tx).await;
+                let _ = chain.broadcast(&tx).await;
             }
         }
         let PayerState::Ready { channel } = &record.state.state else {
@@ -823,9 +845,9 @@ impl<S: Store> Wallet<S> {
     /// as closed. A spend not yet confirmed changes nothing: the refund stays armed. Returns,
     /// per site whose contract was newly seen spent, the spending txid or why the settlement
     /// is refused (then the channel is kept as it was, and the refusal reported again).
-    pub async fn check_spent_contracts<Z: Sleeper>(
+    pub async fn check_spent_contracts<C: ChainSource>(
         &mut self,
-        client: &AsyncClient<Z>,
+        chain: &C,
     ) -> Result<Vec<(String, Result<bitcoin::Txid, ChannelError>)>, ChannelClientError> {
         let mut seen = Vec::new();
         for mut record in self.channels().await? {
@@ -836,19 +858,17 @@ impl<S: Store> Wallet<S> {
                     None => continue,
                 },
             };
-            let status = client
-                .get_output_status(&outpoint.txid, u64::from(outpoint.vout))
-                .await
-                .map_err(WalletError::from)?;
             // Only a confirmed spend counts: a settlement in a mempool (or one an Esplora
             // server invents) may never confirm, and the refund must stay armed until one does.
-            let Some(spender) = status
-                .filter(|s| s.status.as_ref().is_some_and(|t| t.confirmed))
-                .and_then(|s| s.txid)
+            let Some(spender) = chain
+                .spend_of(outpoint)
+                .await?
+                .filter(|s| s.confirmed)
+                .map(|s| s.txid)
             else {
                 continue;
             };
-            let Some(tx) = client.get_tx(&spender).await.map_err(WalletError::from)? else {
+            let Some(tx) = chain.tx(&spender).await? else {
                 continue;
             };
             match record.state.state.on_contract_spent(&tx) {
@@ -869,12 +889,12 @@ impl<S: Store> Wallet<S> {
     /// Chain duties for every channel: once a channel's expiry has passed without a
     /// settlement, store its refund, then broadcast it (again on later calls, until the chain
     /// has it). Returns the refunds broadcast for the first time.
-    pub async fn refund_expired<Z: Sleeper>(
+    pub async fn refund_expired<C: ChainSource>(
         &mut self,
-        client: &AsyncClient<Z>,
+        chain: &C,
         fee_rate: FeeRate,
     ) -> Result<Vec<Transaction>, ChannelClientError> {
-        let tip = Self::tip(client).await?;
+        let tip = chain.tip().await?;
         let mut refunds = Vec::new();
         for mut record in self.channels().await? {
             let was_refunded = matches!(record.state.state, PayerState::Refunded { .. });
@@ -886,9 +906,9 @@ impl<S: Store> Wallet<S> {
             record.state = Snapshot::new(step.state);
             self.save(&record).await?;
             for tx in step.broadcast {
-                let sent = client.broadcast(&tx).await;
+                let sent = chain.broadcast(&tx).await;
                 if !was_refunded {
-                    sent.map_err(WalletError::from)?;
+                    sent?;
                     refunds.push(tx);
                 }
                 // A rebroadcast fails once the refund is confirmed: nothing to do then.

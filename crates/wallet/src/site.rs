@@ -23,7 +23,6 @@
 
 use core::fmt;
 
-use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Network, ScriptBuf, TxOut, WScriptHash};
@@ -33,7 +32,8 @@ use trickle_channel::http::{PaymentRequired, PaymentResponse, Receipt, Resource}
 use trickle_channel::{ChainTip, PayerState};
 
 use crate::budget::{budget_key, BudgetError, Budgets, Period, ReservationId, Terms};
-use crate::channels::{ChannelClientError, ChannelRecord, Transport};
+use crate::chain::ChainSource;
+use crate::channels::{ChannelClientError, ChannelRecord, OpenParams, Transport};
 use crate::offer::{check_offer, Approval, CheckedOffer, OfferContext, OfferError, OfferPolicy};
 use crate::store::{Commit, Mirror, Staged, Store, StoreError, WriteBatch};
 use crate::wallet::{Wallet, WalletError};
@@ -41,11 +41,11 @@ use crate::wallet::{Wallet, WalletError};
 const PAYMENT_PREFIX: &str = "payment/";
 
 /// What the wallet needs from outside to pay a site.
-pub struct PayContext<'a, T, Z> {
+pub struct PayContext<'a, T, C> {
     /// HTTP to the payee's channel endpoint.
     pub transport: &'a T,
-    /// The chain (Esplora).
-    pub chain: &'a AsyncClient<Z>,
+    /// The chain.
+    pub chain: &'a C,
     /// The chain tip, recent.
     pub tip: ChainTip,
     /// Fee rate for a channel's contract.
@@ -325,10 +325,10 @@ impl<S: Store> Wallet<S> {
     /// Opening a channel is stored step by step as it goes. The payment itself is staged: its
     /// reservation, the signed state and the outstanding increment, committed with
     /// `(&wallet, &budgets)` in one write before the header can be had.
-    pub async fn answer_offer<B: Store, T: Transport, Z: Sleeper>(
+    pub async fn answer_offer<B: Store, T: Transport, C: ChainSource>(
         &mut self,
         budgets: &Budgets<B>,
-        ctx: &PayContext<'_, T, Z>,
+        ctx: &PayContext<'_, T, C>,
         url: &str,
         header: &str,
         confirmed: bool,
@@ -437,9 +437,9 @@ impl<S: Store> Wallet<S> {
     /// The site's channel whose opening was cut short after its contract was handed over (the
     /// worker stopped, the answer was lost), completed now; `None` if there is none. Opening
     /// another instead would replace its record, and with it the channel's refund.
-    async fn finish_opening<T: Transport, Z: Sleeper>(
+    async fn finish_opening<T: Transport, C: ChainSource>(
         &mut self,
-        ctx: &PayContext<'_, T, Z>,
+        ctx: &PayContext<'_, T, C>,
         offer: &CheckedOffer,
     ) -> Result<Option<ChannelRecord>, PayError> {
         let opening = self
@@ -460,10 +460,10 @@ impl<S: Store> Wallet<S> {
     /// The reservation is the offer's first payment, and the opening signs no more than it
     /// (`open_channel` refuses a payee asking more). Returns what was signed; `None` when the
     /// budget has too little left for the first payment.
-    async fn open_for<B: Store, T: Transport, Z: Sleeper>(
+    async fn open_for<B: Store, T: Transport, C: ChainSource>(
         &mut self,
         budgets: &Budgets<B>,
-        ctx: &PayContext<'_, T, Z>,
+        ctx: &PayContext<'_, T, C>,
         offer: &CheckedOffer,
         value: Amount,
     ) -> Result<Option<Amount>, PayError> {
@@ -477,13 +477,15 @@ impl<S: Store> Wallet<S> {
             .open_channel(
                 ctx.transport,
                 ctx.chain,
-                offer.origin(),
-                offer.requirements(),
-                value,
-                first,
-                &ctx.policy.limits,
-                ctx.fee_rate,
-                ctx.now,
+                OpenParams {
+                    site: offer.origin(),
+                    offer: offer.requirements(),
+                    value,
+                    first_payment: first,
+                    limits: &ctx.policy.limits,
+                    fee_rate: ctx.fee_rate,
+                    now: ctx.now,
+                },
             )
             .await;
         match opened {
@@ -544,14 +546,14 @@ impl<S: Store> Wallet<S> {
         Ok(AskReason::BudgetExhausted { remaining, needed })
     }
 
-    fn ask<T, Z>(
+    fn ask<T, C>(
         &mut self,
         offer: &CheckedOffer,
         url: &str,
         reason: AskReason,
         current: Option<Terms>,
         has_channel: bool,
-        ctx: &PayContext<'_, T, Z>,
+        ctx: &PayContext<'_, T, C>,
     ) -> Answer {
         let suggested = match (&reason, current) {
             // Raising an exhausted budget: the same terms, twice the limit.

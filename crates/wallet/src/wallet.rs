@@ -18,6 +18,7 @@ use bitcoin::{
 use serde::{Deserialize, Serialize};
 use trickle_channel::ChainTip;
 
+use crate::chain::ChainSource;
 use crate::store::{Commit, Mirror, Store, StoreError, WriteBatch};
 use crate::vault::{self, Sealed, VaultError, VaultKey};
 
@@ -537,31 +538,13 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Fee rates from the chain source's estimates (at least 1 sat/vB).
-    pub async fn fee_rates<Z: Sleeper>(client: &AsyncClient<Z>) -> Result<FeeRates, WalletError> {
-        let estimates = client.get_fee_estimates().await?;
-        let rate = |target| {
-            let sat_vb = bdk_esplora::esplora_client::convert_fee_rate(target, estimates.clone())
-                .unwrap_or(1.0)
-                .max(1.0);
-            // sat/vB to sat/kwu, rounded up so the estimate is met.
-            FeeRate::from_sat_per_kwu((f64::from(sat_vb) * 250.0).ceil() as u64)
-        };
-        Ok(FeeRates {
-            fast: rate(1),
-            normal: rate(6),
-            slow: rate(24),
-        })
+    pub async fn fee_rates<C: ChainSource>(chain: &C) -> Result<FeeRates, WalletError> {
+        chain.fee_rates().await
     }
 
     /// The chain tip: height and median-time-past.
-    pub async fn tip<Z: Sleeper>(client: &AsyncClient<Z>) -> Result<ChainTip, WalletError> {
-        let hash = client.get_tip_hash().await?;
-        let info = client.get_block_info(&hash).await?;
-        Ok(ChainTip {
-            height: info.height,
-            median_time_past: u32::try_from(info.mediantime)
-                .map_err(|_| WalletError::Chain("median time out of range".into()))?,
-        })
+    pub async fn tip<C: ChainSource>(chain: &C) -> Result<ChainTip, WalletError> {
+        chain.tip().await
     }
 
     /// Scans the chain for the wallet's transactions (a full scan the first time, then a
@@ -656,9 +639,9 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Sends `amount` to `address` (a withdrawal): built, signed, stored, then broadcast.
-    pub async fn send<Z: Sleeper>(
+    pub async fn send<C: ChainSource>(
         &mut self,
-        client: &AsyncClient<Z>,
+        chain: &C,
         address: &Address,
         amount: Amount,
         fee_rate: FeeRate,
@@ -674,7 +657,7 @@ impl<S: Store> Wallet<S> {
                 now,
             )
             .await?;
-        client.broadcast(&tx).await?;
+        chain.broadcast(&tx).await?;
         Ok(tx)
     }
 

@@ -15,7 +15,7 @@ use trickle_channel::{ChainTip, PayerState};
 use trickle_channel::{Close, WireMessage};
 use trickle_regtest::{Config, Node};
 use trickle_wallet::store::WriteBatch;
-use trickle_wallet::{ChannelLimits, Transport, Wallet, PREPAID_REQUESTS};
+use trickle_wallet::{ChannelLimits, OpenParams, Transport, Wallet, PREPAID_REQUESTS};
 
 const PASSWORD: &str = "pw";
 
@@ -50,13 +50,15 @@ async fn open(
         .open_channel(
             &payee,
             &client,
-            SITE,
-            &offer,
-            Amount::from_sat(50_000),
-            offer.extra.min_payment,
-            &ChannelLimits::default(),
-            FeeRate::from_sat_per_vb_u32(2),
-            now(),
+            OpenParams {
+                site: SITE,
+                offer: &offer,
+                value: Amount::from_sat(50_000),
+                first_payment: offer.extra.min_payment,
+                limits: &ChannelLimits::default(),
+                fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                now: now(),
+            },
         )
         .await
         .expect("channel opened");

@@ -284,7 +284,7 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
     use common::{now, Payee, PRICE, SITE};
     use trickle_channel::http::{PaymentSignature, Resource};
     use trickle_regtest::{Config, Node};
-    use trickle_wallet::ChannelLimits;
+    use trickle_wallet::{ChannelLimits, OpenParams};
 
     const PASSWORD: &str = "pw";
     let page = |n: u32| Resource {
@@ -316,13 +316,15 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
         .open_channel(
             &payee,
             &client,
-            SITE,
-            &offer,
-            Amount::from_sat(50_000),
-            offer.extra.min_payment,
-            &ChannelLimits::default(),
-            FeeRate::from_sat_per_vb_u32(2),
-            now(),
+            OpenParams {
+                site: SITE,
+                offer: &offer,
+                value: Amount::from_sat(50_000),
+                first_payment: offer.extra.min_payment,
+                limits: &ChannelLimits::default(),
+                fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                now: now(),
+            },
         )
         .await
         .expect_err("no channel opened on a full disk");
@@ -333,13 +335,15 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
         .open_channel(
             &payee,
             &client,
-            SITE,
-            &offer,
-            Amount::from_sat(50_000),
-            offer.extra.min_payment,
-            &ChannelLimits::default(),
-            FeeRate::from_sat_per_vb_u32(2),
-            now(),
+            OpenParams {
+                site: SITE,
+                offer: &offer,
+                value: Amount::from_sat(50_000),
+                first_payment: offer.extra.min_payment,
+                limits: &ChannelLimits::default(),
+                fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                now: now(),
+            },
         )
         .await
         .expect("channel opened");
@@ -445,7 +449,7 @@ async fn a_disk_filling_up_at_any_write_of_an_opening_locks_no_coins() {
     use bitcoin::{Amount, FeeRate};
     use common::{now, Payee, SITE};
     use trickle_regtest::{Config, Node};
-    use trickle_wallet::ChannelLimits;
+    use trickle_wallet::{ChannelLimits, OpenParams};
 
     const PASSWORD: &str = "pw";
     let node = Node::start(Config::default()).await.expect("node");
@@ -470,13 +474,15 @@ async fn a_disk_filling_up_at_any_write_of_an_opening_locks_no_coins() {
             .open_channel(
                 &payee,
                 &client,
-                SITE,
-                &payee.offer(),
-                Amount::from_sat(50_000),
-                payee.offer().extra.min_payment,
-                &ChannelLimits::default(),
-                FeeRate::from_sat_per_vb_u32(2),
-                now(),
+                OpenParams {
+                    site: SITE,
+                    offer: &payee.offer(),
+                    value: Amount::from_sat(50_000),
+                    first_payment: payee.offer().extra.min_payment,
+                    limits: &ChannelLimits::default(),
+                    fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                    now: now(),
+                },
             )
             .await;
         disk.fill(false);
