@@ -1,9 +1,12 @@
 //! The client's channels with sites: opening one over the payee's channel endpoint, paying
 //! priced requests, reading receipts, closing and refunding. Every state is stored before the
-//! message it produced leaves ("persist, then act"): a signed payment is stored before it is
-//! handed to the caller. Receipts produce no message and are stored with the next payment (or
-//! by [`Wallet::flush`]), so a paid page costs one durable write, which
-//! [`Wallet::prepare_next`] lets the caller make while the previous request is in flight.
+//! message it produced leaves ("persist, then act"): a payment is returned [`Staged`], its
+//! header had only once the signed state is committed. Receipts produce no message; a caller
+//! may commit them with the next payment ([`Staged::commit_carrying`]), so that a paid page
+//! costs one durable write, which [`Wallet::prepare_next`] lets the caller make while the
+//! previous request is in flight. The wallet's memory of its channels is what was last
+//! committed; the operations that take a `base` batch read through writes staged but not yet
+//! committed.
 
 use core::fmt;
 
