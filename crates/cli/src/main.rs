@@ -14,9 +14,11 @@ use trickle_channel::http::{
 };
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
-use trickle_wallet::store::{SqliteStore, Store, StoreError};
+use trickle_wallet::store::{Commit, SqliteStore, Store, StoreError, WriteBatch};
 use trickle_wallet::vault;
-use trickle_wallet::{ChannelLimits, Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES};
+use trickle_wallet::{
+    ChannelLimits, OpenParams, Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES,
+};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -153,19 +155,13 @@ impl Store for Disk {
         self.run(move |s| s.get_blocking(&key)).await
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        self.run(move |s| s.put_blocking(&key, &value)).await
-    }
-
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let prefix = prefix.to_owned();
         self.run(move |s| s.keys_blocking(&prefix)).await
     }
 
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        let key = key.to_owned();
-        self.run(move |s| s.remove_blocking(&key)).await
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.run(move |s| s.write_blocking(batch)).await
     }
 }
 
@@ -299,10 +295,15 @@ impl App {
                         break;
                     }
                 }
-                // Receipts are kept in memory during the run; store them once at its end
-                // (also when it failed: they are the payee's latest account of the channel).
-                let flushed = match session.wallet.as_mut() {
-                    Some(wallet) => wallet.flush().await,
+                // Receipts wait for the next payment's write during the run; what is left of
+                // them is stored at its end (also when it failed: they are the payee's latest
+                // account of the channel).
+                let flushed = match session.wallet.as_ref() {
+                    Some(wallet) => {
+                        wallet
+                            .commit_batch(std::mem::take(&mut session.pending))
+                            .await
+                    }
                     None => Ok(()),
                 };
                 fetched?;
@@ -420,7 +421,12 @@ impl App {
             session.tip,
             session.payees.get(&host),
         ) {
-            if let Some(payment) = wallet.pre_arm(&host, payee, &resource, tip).await? {
+            let armed_payment = wallet
+                .pre_arm(&session.pending, &host, payee, &resource, tip)
+                .await?
+                .commit_carrying(&*wallet, &mut session.pending)
+                .await?;
+            if let Some(payment) = armed_payment {
                 request = request.header(PAYMENT_SIGNATURE, payment);
                 armed = true;
             }
@@ -498,20 +504,26 @@ impl App {
                 "opening a channel of {} sat with {host} ...",
                 value.to_sat()
             );
+            // The receipts of this run are stored before a channel is opened in their place.
+            wallet
+                .commit_batch(std::mem::take(&mut session.pending))
+                .await?;
             wallet.sync(&self.esplora, now()).await?;
             wallet
                 .open_channel(
                     &self.http,
                     &self.esplora,
-                    &host,
-                    offer,
-                    value,
-                    // The run's cap on what the first payment may sign; the offer's own
-                    // `minPayment` bounds it too (`open_channel`).
-                    budget,
-                    &ChannelLimits::default(),
-                    self.fee_rate()?,
-                    now(),
+                    OpenParams {
+                        site: &host,
+                        offer,
+                        value,
+                        // The run's cap on what the first payment may sign; the offer's own
+                        // `minPayment` bounds it too (`open_channel`).
+                        first_payment: budget,
+                        limits: &ChannelLimits::default(),
+                        fee_rate: self.fee_rate()?,
+                        now: now(),
+                    },
                 )
                 .await?;
         }
@@ -560,7 +572,16 @@ impl App {
         let tip = session.tip.ok_or("no chain tip")?;
         let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
         let payment = wallet
-            .pay(host, offer, resource, Some(offer.extra.nonce.clone()), tip)
+            .pay(
+                &session.pending,
+                host,
+                offer,
+                resource,
+                Some(offer.extra.nonce.clone()),
+                tip,
+            )
+            .await?
+            .commit_carrying(&*wallet, &mut session.pending)
             .await?;
         let request = self
             .http
@@ -585,11 +606,15 @@ impl App {
         };
         let response = PaymentResponse::from_header(value.to_str()?)?;
         if let (Some(wallet), Some(tip), Some(payee)) = (
-            session.wallet.as_mut(),
+            session.wallet.as_ref(),
             session.tip,
             session.payees.get(host),
         ) {
-            wallet.apply_receipt(host, payee, &response, tip).await?;
+            // Stored with the next payment's write, or at the end of the run.
+            let applied = wallet
+                .apply_receipt(&session.pending, host, payee, &response, tip)
+                .await?;
+            session.pending.merge(applied.into_writes());
         }
         if !response.success && resp.status().as_u16() != 402 {
             let reason = response.error_reason.unwrap_or_default();
@@ -615,8 +640,17 @@ async fn send(
         session.payees.get(host),
     ) {
         (true, Some(wallet), Some(tip), Some(payee)) => {
-            let (response, prepared) =
-                tokio::join!(request.send(), wallet.prepare_next(host, payee, tip));
+            let pending = &mut session.pending;
+            let wallet = &*wallet;
+            let prepare = async move {
+                wallet
+                    .prepare_next(pending, host, payee, tip)
+                    .await?
+                    .commit_carrying(wallet, pending)
+                    .await?;
+                Ok::<_, Error>(())
+            };
+            let (response, prepared) = tokio::join!(request.send(), prepare);
             prepared?;
             Ok(response?)
         }
@@ -625,10 +659,12 @@ async fn send(
 }
 
 /// What one `trickle fetch` run keeps between its URLs: the wallet, once unlocked, the tip,
-/// and each site's payee key (so a request reads one channel record, not all of them).
+/// each site's payee key (so a request reads one channel record, not all of them), and the
+/// receipts applied since the last write, which go with the next one.
 #[derive(Default)]
 struct FetchSession {
     wallet: Option<Wallet<Scoped<Disk>>>,
+    pending: WriteBatch,
     tip: Option<trickle_channel::ChainTip>,
     payees: std::collections::HashMap<String, bitcoin::secp256k1::PublicKey>,
 }

@@ -1,13 +1,15 @@
 //! The client's channels with sites: opening one over the payee's channel endpoint, paying
 //! priced requests, reading receipts, closing and refunding. Every state is stored before the
-//! message it produced leaves ("persist, then act"): a signed payment is stored before it is
-//! handed to the caller. Receipts produce no message and are stored with the next payment (or
-//! by [`Wallet::flush`]), so a paid page costs one durable write, which
-//! [`Wallet::prepare_next`] lets the caller make while the previous request is in flight.
+//! message it produced leaves ("persist, then act"): a payment is returned [`Staged`], its
+//! header had only once the signed state is committed. Receipts produce no message; a caller
+//! may commit them with the next payment ([`Staged::commit_carrying`]), so that a paid page
+//! costs one durable write, which [`Wallet::prepare_next`] lets the caller make while the
+//! previous request is in flight. The wallet's memory of its channels is what was last
+//! committed; the operations that take a `base` batch read through writes staged but not yet
+//! committed.
 
 use core::fmt;
 
-use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Transaction};
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,8 @@ use trickle_channel::{
     PaymentAck, ProvideContract, Snapshot, Version, WireMessage,
 };
 
-use crate::store::{Store, StoreError};
+use crate::chain::ChainSource;
+use crate::store::{Commit, Staged, Store, StoreError, WriteBatch};
 use crate::wallet::{Wallet, WalletError};
 
 /// How many requests at a site's price one prepared payment pays ahead
@@ -68,6 +71,25 @@ impl Default for ChannelLimits {
             max_channel_value: Amount::from_sat(100_000),
         }
     }
+}
+
+/// What [`Wallet::open_channel`] opens.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenParams<'a> {
+    /// The site the channel pays.
+    pub site: &'a str,
+    /// The payee's offer.
+    pub offer: &'a PaymentRequirements,
+    /// The channel's value (at most `limits.max_channel_value`).
+    pub value: Amount,
+    /// The most the first payment may sign: what the caller set aside for it.
+    pub first_payment: Amount,
+    /// The client's limits.
+    pub limits: &'a ChannelLimits,
+    /// The contract's fee rate.
+    pub fee_rate: FeeRate,
+    /// Now, in Unix seconds (the contract is recorded as pending from then).
+    pub now: u64,
 }
 
 /// Blocks the payee's chain tip may be ahead of the client's when it sets a channel's expiry:
@@ -187,8 +209,11 @@ struct EndpointAnswer {
     messages: Vec<String>,
 }
 
+/// The store key prefix of channel records: `channel/<id>`.
+const RECORD_PREFIX: &str = "channel/";
+
 fn record_key(id: &ChannelId) -> String {
-    format!("channel/{id}")
+    format!("{RECORD_PREFIX}{id}")
 }
 
 /// Sends `msg` to the endpoint and decodes the answer; an `ERROR` answer becomes an error.
@@ -224,8 +249,84 @@ async fn exchange<T: Transport>(
     Ok((answer.session, messages))
 }
 
+fn decode_record(key: &str, bytes: &[u8]) -> Result<ChannelRecord, WalletError> {
+    serde_json::from_slice(bytes).map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))
+}
+
+/// `record` as a write of its store key.
+fn stage_record(writes: &mut WriteBatch, record: &ChannelRecord) -> Result<(), WalletError> {
+    let bytes = serde_json::to_vec(record).map_err(|e| WalletError::Corrupt(e.to_string()))?;
+    writes.put(record_key(&record.id()), bytes);
+    Ok(())
+}
+
+/// Takes the committed channel records of `batch` into the wallet's memory.
+pub(crate) fn mirror<S: Store>(wallet: &Wallet<S>, batch: &WriteBatch) {
+    let mut known = wallet.known_records();
+    for (key, value) in batch.with_prefix(RECORD_PREFIX) {
+        match value.map(|bytes| decode_record(key, bytes)) {
+            Some(Ok(record)) => known.insert(key.to_owned(), record),
+            // Removed, or not a record this crate wrote: read from the store next time.
+            None | Some(Err(_)) => {
+                wallet
+                    .records_listed
+                    .store(false, std::sync::atomic::Ordering::Release);
+                known.remove(key)
+            }
+        };
+    }
+}
+
+/// The `PAYMENT-SIGNATURE` header that pays `offer` for `resource` from `record`'s channel:
+/// the channel's total, and the latest payment until a receipt acknowledges it (a payee that
+/// already holds it counts it once, one that missed it counts it now). `None` when the channel
+/// is not open.
+pub(crate) fn payment_header(
+    record: &ChannelRecord,
+    offer: &PaymentRequirements,
+    resource: &Resource,
+    nonce: Option<String>,
+) -> Option<String> {
+    let channel = record.state.state.committed_channel()?;
+    let update = (channel.paid() > channel.acknowledged)
+        .then(|| WireMessage::UpdatePayment(channel.latest.clone()).to_base64url());
+    Some(signature_header(
+        resource,
+        offer,
+        channel.contract_txid(),
+        channel.paid(),
+        update,
+        nonce,
+    ))
+}
+
+/// A `PAYMENT-SIGNATURE` header: `amount` in total over `channel`, for `resource` as `offer`
+/// priced it, with the payment `update` if the payee may lack it and the offer's `nonce`. Every
+/// header the wallet sends for a priced request is built here.
+pub(crate) fn signature_header(
+    resource: &Resource,
+    offer: &PaymentRequirements,
+    channel: bitcoin::Txid,
+    amount: Amount,
+    update: Option<String>,
+    nonce: Option<String>,
+) -> String {
+    PaymentSignature {
+        x402_version: X402_VERSION,
+        resource: resource.clone(),
+        accepted: offer.clone(),
+        payload: ChannelPayment {
+            channel,
+            amount,
+            update,
+            nonce,
+        },
+    }
+    .to_header()
+}
+
 impl<S: Store> Wallet<S> {
-    /// The channel with `site` paying `payee_key`, if any.
+    /// The channel with `site` paying `payee_key`, if any, as last committed.
     pub async fn channel(
         &self,
         site: &str,
@@ -235,85 +336,84 @@ impl<S: Store> Wallet<S> {
             .await
     }
 
-    /// Every channel.
+    /// The channel with `site` paying `payee_key` as it is once `base` (staged, not yet
+    /// committed) is.
+    pub async fn channel_in(
+        &self,
+        base: &WriteBatch,
+        site: &str,
+        payee_key: &PublicKey,
+    ) -> Result<Option<ChannelRecord>, ChannelClientError> {
+        let key = record_key(&ChannelId::new(payee_key, site));
+        match base.get(&key) {
+            Some(Some(bytes)) => Ok(Some(decode_record(&key, bytes)?)),
+            Some(None) => Ok(None),
+            None => self.record(key).await,
+        }
+    }
+
+    /// Every channel, as last committed.
     pub async fn channels(&self) -> Result<Vec<ChannelRecord>, ChannelClientError> {
         use std::sync::atomic::Ordering;
-        // Listed once: from then on every record this wallet writes is in `records` too.
+        // Listed once: from then on every record this wallet commits is in `records` too.
         if !self.records_listed.load(Ordering::Acquire) {
-            for key in self.store().keys("channel/").await? {
+            for key in self.store().keys(RECORD_PREFIX).await? {
                 self.record(key).await?;
             }
             self.records_listed.store(true, Ordering::Release);
         }
-        Ok(self
-            .known_records()
-            .values()
-            .map(|(record, _)| record.clone())
-            .collect())
+        Ok(self.known_records().values().cloned().collect())
     }
 
-    /// The record under `key`: as last read or written, else from the store.
+    /// Every channel as it is once `base` (staged, not yet committed) is.
+    pub async fn channels_in(
+        &self,
+        base: &WriteBatch,
+    ) -> Result<Vec<ChannelRecord>, ChannelClientError> {
+        let mut records: std::collections::BTreeMap<String, ChannelRecord> = self
+            .channels()
+            .await?
+            .into_iter()
+            .map(|r| (record_key(&r.id()), r))
+            .collect();
+        for (key, value) in base.with_prefix(RECORD_PREFIX) {
+            match value {
+                Some(bytes) => records.insert(key.to_owned(), decode_record(key, bytes)?),
+                None => records.remove(key),
+            };
+        }
+        Ok(records.into_values().collect())
+    }
+
+    /// The record under `key` as last committed: from memory, else from the store.
     async fn record(&self, key: String) -> Result<Option<ChannelRecord>, ChannelClientError> {
-        if let Some((record, _)) = self.known_records().get(&key) {
+        if let Some(record) = self.known_records().get(&key) {
             return Ok(Some(record.clone()));
         }
         let Some(bytes) = self.store().get(&key).await? else {
             return Ok(None);
         };
-        let record: ChannelRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))?;
+        let record = decode_record(&key, &bytes)?;
         self.known_records()
             .entry(key)
-            .or_insert_with(|| (record.clone(), true));
+            .or_insert_with(|| record.clone());
         Ok(Some(record))
     }
 
     fn known_records(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, (ChannelRecord, bool)>> {
-        // A poisoned lock still holds records as they were last read or written.
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, ChannelRecord>> {
+        // A poisoned lock still holds records as they were last committed.
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Forgets the channel records and outstanding increments read so far: the next use reads
-    /// them from the store again (after a write the store may not have taken).
-    pub fn forget_cached(&self) {
-        self.known_records().clear();
-        self.records_listed
-            .store(false, std::sync::atomic::Ordering::Release);
-        *self.known_outstanding() = None;
-    }
-
-    /// Keeps `record` in memory only, to be stored with the next payment or by
-    /// [`Wallet::flush`].
-    fn keep_unstored(&self, record: ChannelRecord) {
-        self.known_records()
-            .insert(record_key(&record.id()), (record, false));
-    }
-
-    /// Stores `record`, and with it whatever receipts changed in it; durable when it returns.
-    async fn save(&mut self, record: &ChannelRecord) -> Result<(), ChannelClientError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| WalletError::Corrupt(e.to_string()))?;
-        let key = record_key(&record.id());
+    /// Stores `record`; durable when it returns, and only then the wallet's view of it. For
+    /// steps of this wallet's own that act (send, fund) right after.
+    async fn save(&self, record: &ChannelRecord) -> Result<(), ChannelClientError> {
+        let mut writes = WriteBatch::new();
+        stage_record(&mut writes, record)?;
         // On failure the record stays as it was: the payment signed in `record` never leaves.
-        self.store().put(&key, bytes).await?;
-        self.known_records().insert(key, (record.clone(), true));
-        Ok(())
-    }
-
-    /// Stores the channel records that receipts changed since they were last stored. Call it
-    /// when a run of requests ends; until then a receipt is only in memory (see
-    /// [`Wallet::apply_receipt`] for why that loses nothing).
-    pub async fn flush(&mut self) -> Result<(), ChannelClientError> {
-        let unstored: Vec<ChannelRecord> = self
-            .known_records()
-            .values()
-            .filter(|(_, stored)| !stored)
-            .map(|(record, _)| record.clone())
-            .collect();
-        for record in unstored {
-            self.save(&record).await?;
-        }
+        self.commit_batch(writes).await?;
         Ok(())
     }
 
@@ -329,28 +429,31 @@ impl<S: Store> Wallet<S> {
         }
     }
 
-    /// Opens a channel of `value` (at most `limits.max_channel_value`) with the payee of
-    /// `offer` for `site`: negotiates over the channel endpoint, funds the contract from the
-    /// wallet, and hands it over with a first payment of the server's minimum. The contract is
-    /// broadcast once the channel is open.
+    /// Opens a channel of `params.value` (at most `limits.max_channel_value`) with the payee of
+    /// `params.offer` for `params.site`: negotiates over the channel endpoint, funds the
+    /// contract from the wallet, and hands it over with a first payment of the server's
+    /// minimum. The contract is broadcast once the channel is open. Each step is stored before
+    /// the message it produced leaves.
     ///
     /// The payee's `INITIATE` is held to its offer and to the caller: a first payment above the
     /// offer's `minPayment` or above `first_payment` (what the caller set aside for it, dust
     /// swept into it included), or an expiry beyond the offer's `maxExpiryBlocks`, is refused
     /// before anything is funded.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn open_channel<T: Transport, Z: Sleeper>(
+    pub async fn open_channel<T: Transport, C: ChainSource>(
         &mut self,
         transport: &T,
-        client: &AsyncClient<Z>,
-        site: &str,
-        offer: &PaymentRequirements,
-        value: Amount,
-        first_payment: Amount,
-        limits: &ChannelLimits,
-        fee_rate: FeeRate,
-        now: u64,
+        chain: &C,
+        params: OpenParams<'_>,
     ) -> Result<ChannelRecord, ChannelClientError> {
+        let OpenParams {
+            site,
+            offer,
+            value,
+            first_payment,
+            limits,
+            fee_rate,
+            now,
+        } = params;
         let version = offer
             .extra
             .versions
@@ -364,7 +467,7 @@ impl<S: Store> Wallet<S> {
         {
             return Err(ChannelClientError::ChannelUnsettled(site.to_owned()));
         }
-        let tip = Self::tip(client).await?;
+        let tip = chain.tip().await?;
         let (key_index, key) = self.next_channel_key().await?;
         let payout_script = self.fresh_script().await?;
         let ctx = Self::context(&key, tip, fee_rate);
@@ -408,7 +511,7 @@ impl<S: Store> Wallet<S> {
                 outbox.extend(step.send);
                 for tx in step.broadcast {
                     // The server broadcasts the contract too; ours is a backstop.
-                    let _ = client.broadcast(&tx).await;
+                    let _ = chain.broadcast(&tx).await;
                 }
             }
             if let PayerState::AwaitingFunding {
@@ -451,10 +554,10 @@ impl<S: Store> Wallet<S> {
     /// stored): the payee that holds the channel resumes it by its contract
     /// (`CLIENT_VERSION` with `previous_contract`); one that never got the contract receives it
     /// again on the opening session. Does nothing for a channel that is not opening.
-    pub async fn complete_open<T: Transport, Z: Sleeper>(
+    pub async fn complete_open<T: Transport, C: ChainSource>(
         &mut self,
         transport: &T,
-        client: &AsyncClient<Z>,
+        chain: &C,
         site: &str,
         payee_key: &PublicKey,
     ) -> Result<ChannelRecord, ChannelClientError> {
@@ -467,7 +570,7 @@ impl<S: Store> Wallet<S> {
         };
         let channel = channel.clone();
         let key = self.channel_key(record.key_index)?;
-        let tip = Self::tip(client).await?;
+        let tip = chain.tip().await?;
         let ctx = Self::context(&key, tip, FeeRate::BROADCAST_MIN);
         let base = record.endpoint.clone();
         let hello = WireMessage::ClientVersion(ClientVersion {
@@ -499,7 +602,7 @@ impl<S: Store> Wallet<S> {
             record.state = Snapshot::new(step.state);
             for tx in step.broadcast {
                 // The server broadcasts the contract too; ours is a backstop.
-                let _ = client.broadcast(&tx).await;
+                let _ = chain.broadcast(&tx).await;
             }
         }
         let PayerState::Ready { channel } = &record.state.state else {
@@ -516,18 +619,21 @@ impl<S: Store> Wallet<S> {
     }
 
     /// The `PAYMENT-SIGNATURE` header value that pays `offer` for `resource` over the channel
-    /// with `site`: from what the payee can already charge if that covers the price, else with
-    /// a new signed payment for the rest, stored before it is returned.
+    /// with `site` as it is once `base` is: from what the payee can already charge if that
+    /// covers the price, else with a new signed payment for the rest. Staged: the new payment
+    /// (or the new offer) is in the writes, and the header is had only once they are committed.
+    /// The writes are this payment's only; `base` is read, not included.
     pub async fn pay(
-        &mut self,
+        &self,
+        base: &WriteBatch,
         site: &str,
         offer: &PaymentRequirements,
         resource: &Resource,
         nonce: Option<String>,
         tip: ChainTip,
-    ) -> Result<String, ChannelClientError> {
+    ) -> Result<Staged<String>, ChannelClientError> {
         let mut record = self
-            .channel(site, &offer.pay_to)
+            .channel_in(base, site, &offer.pay_to)
             .await?
             .ok_or_else(|| ChannelClientError::NoChannel(site.to_owned()))?;
         if record.payee_key != offer.pay_to {
@@ -537,34 +643,15 @@ impl<S: Store> Wallet<S> {
         if new_offer {
             record.last_offer = Some(offer.clone());
         }
-        if self.cover(&mut record, offer.amount, offer.amount, tip)? {
-            // Persist, then act: the new signature leaves only once it is stored.
-            self.save(&record).await?;
-        } else if new_offer {
-            // Nothing was signed: the offer is stored with the next write.
-            self.keep_unstored(record.clone());
+        let signed = self.cover(&mut record, offer.amount, offer.amount, tip)?;
+        let mut writes = WriteBatch::new();
+        if signed || new_offer {
+            // Persist, then act: a new signature leaves only once it is stored.
+            stage_record(&mut writes, &record)?;
         }
-        let channel = record
-            .state
-            .state
-            .committed_channel()
+        let header = payment_header(&record, offer, resource, nonce)
             .ok_or_else(|| ChannelClientError::NoChannel(site.to_owned()))?;
-        // The latest payment goes with every request until a receipt acknowledges it: a payee
-        // that already holds it counts it once, one that missed it counts it now.
-        let update = (channel.paid() > channel.acknowledged)
-            .then(|| WireMessage::UpdatePayment(channel.latest.clone()).to_base64url());
-        Ok(PaymentSignature {
-            x402_version: X402_VERSION,
-            resource: resource.clone(),
-            accepted: offer.clone(),
-            payload: ChannelPayment {
-                channel: channel.contract_txid(),
-                amount: channel.paid(),
-                update,
-                nonce,
-            },
-        }
-        .to_header())
+        Ok(Staged::new(header, writes))
     }
 
     /// Unless the payee can already charge `needed` (see [`ChannelRecord::available`]), signs
@@ -601,81 +688,92 @@ impl<S: Store> Wallet<S> {
     /// A pre-armed `PAYMENT-SIGNATURE` for a request to `site` before it asks: answers the
     /// site's last offer without a nonce, paying from what the payee can charge or with a new
     /// increment (the payee keeps what the request does not need as credit). `None` without an
-    /// open channel.
+    /// open channel. Staged on top of `base` as [`Wallet::pay`] is.
     pub async fn pre_arm(
-        &mut self,
+        &self,
+        base: &WriteBatch,
         site: &str,
         payee_key: &PublicKey,
         resource: &Resource,
         tip: ChainTip,
-    ) -> Result<Option<String>, ChannelClientError> {
-        let offer = self.channel(site, payee_key).await?.and_then(|r| {
+    ) -> Result<Staged<Option<String>>, ChannelClientError> {
+        let offer = self.channel_in(base, site, payee_key).await?.and_then(|r| {
             let open = matches!(r.state.state, PayerState::Ready { .. });
             r.last_offer.filter(|_| open)
         });
         match offer {
-            Some(offer) => self.pay(site, &offer, resource, None, tip).await.map(Some),
-            None => Ok(None),
+            Some(offer) => Ok(self
+                .pay(base, site, &offer, resource, None, tip)
+                .await?
+                .map(Some)),
+            None => Ok(Staged::new(None, WriteBatch::new())),
         }
     }
 
     /// Prepares the payment for the next request to `site` while one is in flight: unless the
     /// payee can already charge both the request in flight and one more at the site's last
-    /// price, signs and stores a payment that tops its credit up to [`PREPAID_REQUESTS`] more
-    /// at that price (as far as the channel allows). Call it after the in-flight request's
-    /// payment was made and before its receipt is applied. The next [`Wallet::pre_arm`] then
-    /// sends the prepared payment with no signing or storing of its own.
+    /// price, signs a payment that tops its credit up to [`PREPAID_REQUESTS`] more at that
+    /// price (as far as the channel allows), staged on top of `base`. Call it after the
+    /// in-flight request's payment was made and before its receipt is applied, and commit it
+    /// before the next [`Wallet::pre_arm`], which then sends the prepared payment with no
+    /// signing or storing of its own.
     ///
     /// Until it is sent, a prepared payment is only in this wallet: a payee never holds more
     /// than the client sent. If no request follows, the next one to the site, in this run or a
     /// later one, sends it.
     pub async fn prepare_next(
-        &mut self,
+        &self,
+        base: &WriteBatch,
         site: &str,
         payee_key: &PublicKey,
         tip: ChainTip,
-    ) -> Result<(), ChannelClientError> {
-        let Some(mut record) = self.channel(site, payee_key).await? else {
-            return Ok(());
+    ) -> Result<Staged<()>, ChannelClientError> {
+        let mut writes = WriteBatch::new();
+        let Some(mut record) = self.channel_in(base, site, payee_key).await? else {
+            return Ok(Staged::new((), writes));
         };
         let Some(price) = record.last_offer.as_ref().map(|o| o.amount) else {
-            return Ok(());
+            return Ok(Staged::new((), writes));
         };
         if !matches!(record.state.state, PayerState::Ready { .. }) {
-            return Ok(());
+            return Ok(Staged::new((), writes));
         }
         let wanted = price
             .checked_mul(PREPAID_REQUESTS + 1)
             .unwrap_or(Amount::MAX_MONEY);
         if self.cover(&mut record, price + price, wanted, tip)? {
-            self.save(&record).await?;
+            stage_record(&mut writes, &record)?;
         }
-        Ok(())
+        Ok(Staged::new((), writes))
     }
 
-    /// Applies the `PAYMENT-RESPONSE` receipt of a request to `site`: what the payee now holds
-    /// and its credit. A refusal that carries the channel's state counts too: it is the payee's
-    /// account of the channel, from which the next payment is computed.
+    /// Applies the `PAYMENT-RESPONSE` receipt of a request to `site`, on top of `base`: what
+    /// the payee now holds and its credit. A refusal that carries the channel's state counts
+    /// too: it is the payee's account of the channel, from which the next payment is computed.
     ///
-    /// A receipt older than one already applied changes nothing. The record changes in memory
-    /// only; it is stored with the next payment or by [`Wallet::flush`]. Nothing is signed
-    /// here, and no money depends on a receipt being stored: a receipt lost in a crash leaves
-    /// the last stored one, by which the client counts on more credit than the payee has; the
-    /// payee then answers 402 and the client pays the difference, as it would have. Every signed payment is stored before it leaves,
+    /// A receipt older than one already applied changes nothing. The changed record is staged;
+    /// the caller commits it now (the extension, with the budget it commits) or carries it into
+    /// the next payment's write ([`Staged::commit_carrying`], the command-line payer), so that a paid
+    /// page costs one durable write. Nothing is signed here, and no money depends on a receipt
+    /// being stored: a receipt lost in a crash leaves the last stored one, by which the client
+    /// counts on more credit than the payee has; the payee then answers 402 and the client pays
+    /// the difference, as it would have. Every signed payment is stored before it leaves,
     /// whatever happens to receipts.
     pub async fn apply_receipt(
-        &mut self,
+        &self,
+        base: &WriteBatch,
         site: &str,
         payee_key: &PublicKey,
         response: &PaymentResponse,
         tip: ChainTip,
-    ) -> Result<(), ChannelClientError> {
+    ) -> Result<Staged<()>, ChannelClientError> {
         let mut record = self
-            .channel(site, payee_key)
+            .channel_in(base, site, payee_key)
             .await?
             .ok_or_else(|| ChannelClientError::NoChannel(site.to_owned()))?;
+        let mut writes = WriteBatch::new();
         let Some(receipt) = response.receipt.as_ref() else {
-            return Ok(());
+            return Ok(Staged::new((), writes));
         };
         if Some(receipt.channel) != record.state.state.contract_txid() {
             return Err(ChannelClientError::BadReceipt("it is for another channel"));
@@ -699,8 +797,8 @@ impl<S: Store> Wallet<S> {
         } else if receipt.paid == held {
             record.credit = record.credit.min(receipt.credit);
         }
-        self.keep_unstored(record);
-        Ok(())
+        stage_record(&mut writes, &record)?;
+        Ok(Staged::new((), writes))
     }
 
     /// Asks the payee to close the channel with `site` and checks the settlement it returns.
@@ -751,9 +849,9 @@ impl<S: Store> Wallet<S> {
     /// as closed. A spend not yet confirmed changes nothing: the refund stays armed. Returns,
     /// per site whose contract was newly seen spent, the spending txid or why the settlement
     /// is refused (then the channel is kept as it was, and the refusal reported again).
-    pub async fn check_spent_contracts<Z: Sleeper>(
+    pub async fn check_spent_contracts<C: ChainSource>(
         &mut self,
-        client: &AsyncClient<Z>,
+        chain: &C,
     ) -> Result<Vec<(String, Result<bitcoin::Txid, ChannelError>)>, ChannelClientError> {
         let mut seen = Vec::new();
         for mut record in self.channels().await? {
@@ -764,19 +862,17 @@ impl<S: Store> Wallet<S> {
                     None => continue,
                 },
             };
-            let status = client
-                .get_output_status(&outpoint.txid, u64::from(outpoint.vout))
-                .await
-                .map_err(WalletError::from)?;
             // Only a confirmed spend counts: a settlement in a mempool (or one an Esplora
             // server invents) may never confirm, and the refund must stay armed until one does.
-            let Some(spender) = status
-                .filter(|s| s.status.as_ref().is_some_and(|t| t.confirmed))
-                .and_then(|s| s.txid)
+            let Some(spender) = chain
+                .spend_of(outpoint)
+                .await?
+                .filter(|s| s.confirmed)
+                .map(|s| s.txid)
             else {
                 continue;
             };
-            let Some(tx) = client.get_tx(&spender).await.map_err(WalletError::from)? else {
+            let Some(tx) = chain.tx(&spender).await? else {
                 continue;
             };
             match record.state.state.on_contract_spent(&tx) {
@@ -797,12 +893,12 @@ impl<S: Store> Wallet<S> {
     /// Chain duties for every channel: once a channel's expiry has passed without a
     /// settlement, store its refund, then broadcast it (again on later calls, until the chain
     /// has it). Returns the refunds broadcast for the first time.
-    pub async fn refund_expired<Z: Sleeper>(
+    pub async fn refund_expired<C: ChainSource>(
         &mut self,
-        client: &AsyncClient<Z>,
+        chain: &C,
         fee_rate: FeeRate,
     ) -> Result<Vec<Transaction>, ChannelClientError> {
-        let tip = Self::tip(client).await?;
+        let tip = chain.tip().await?;
         let mut refunds = Vec::new();
         for mut record in self.channels().await? {
             let was_refunded = matches!(record.state.state, PayerState::Refunded { .. });
@@ -814,9 +910,9 @@ impl<S: Store> Wallet<S> {
             record.state = Snapshot::new(step.state);
             self.save(&record).await?;
             for tx in step.broadcast {
-                let sent = client.broadcast(&tx).await;
+                let sent = chain.broadcast(&tx).await;
                 if !was_refunded {
-                    sent.map_err(WalletError::from)?;
+                    sent?;
                     refunds.push(tx);
                 }
                 // A rebroadcast fails once the refund is confirmed: nothing to do then.

@@ -12,7 +12,7 @@
 use bitcoin::Network;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteBatch};
 use crate::WalletError;
 
 /// The current layout.
@@ -72,12 +72,6 @@ impl<S: Store> Store for Scoped<S> {
         self.inner.get(&format!("{}{key}", self.prefix)).await
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.inner
-            .put(&format!("{}{key}", self.prefix), value)
-            .await
-    }
-
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let keys = self.inner.keys(&format!("{}{prefix}", self.prefix)).await?;
         Ok(keys
@@ -86,8 +80,8 @@ impl<S: Store> Store for Scoped<S> {
             .collect())
     }
 
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.remove(&format!("{}{key}", self.prefix)).await
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.inner.write(batch.prefixed(&self.prefix)).await
     }
 }
 

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod budget;
+pub mod chain;
 mod channels;
 pub mod layout;
 pub mod offer;
@@ -21,7 +22,7 @@ mod wallet;
 
 pub use bdk_esplora::esplora_client;
 pub use channels::{
-    ChannelClientError, ChannelLimits, ChannelRecord, Transport, ENDPOINT_TIMEOUT,
+    ChannelClientError, ChannelLimits, ChannelRecord, OpenParams, Transport, ENDPOINT_TIMEOUT,
     MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
 };
 pub use wallet::{

@@ -23,32 +23,29 @@
 
 use core::fmt;
 
-use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Network, ScriptBuf, TxOut, WScriptHash};
 use serde::{Deserialize, Serialize};
 use trickle_channel::auth::{self, ChannelRequest};
-use trickle_channel::http::{
-    ChannelPayment, PaymentRequired, PaymentResponse, PaymentSignature, Receipt, Resource,
-    X402_VERSION,
-};
+use trickle_channel::http::{PaymentRequired, PaymentResponse, Receipt, Resource};
 use trickle_channel::{ChainTip, PayerState};
 
 use crate::budget::{budget_key, BudgetError, Budgets, Period, ReservationId, Terms};
-use crate::channels::{ChannelClientError, ChannelRecord, Transport};
+use crate::chain::ChainSource;
+use crate::channels::{ChannelClientError, ChannelRecord, OpenParams, Transport};
 use crate::offer::{check_offer, Approval, CheckedOffer, OfferContext, OfferError, OfferPolicy};
-use crate::store::Store;
+use crate::store::{Commit, Mirror, Staged, Store, StoreError, WriteBatch};
 use crate::wallet::{Wallet, WalletError};
 
 const PAYMENT_PREFIX: &str = "payment/";
 
 /// What the wallet needs from outside to pay a site.
-pub struct PayContext<'a, T, Z> {
+pub struct PayContext<'a, T, C> {
     /// HTTP to the payee's channel endpoint.
     pub transport: &'a T,
-    /// The chain (Esplora).
-    pub chain: &'a AsyncClient<Z>,
+    /// The chain.
+    pub chain: &'a C,
     /// The chain tip, recent.
     pub tip: ChainTip,
     /// Fee rate for a channel's contract.
@@ -284,13 +281,14 @@ pub fn suggested_terms(price: Amount) -> Terms {
 }
 
 impl<S: Store> Wallet<S> {
-    /// The open channel with `site`, if any (one that can take payments).
+    /// The open channel with `site` once `base` is, if any (one that can take payments).
     async fn open_channel_with(
         &self,
+        base: &WriteBatch,
         site: &str,
     ) -> Result<Option<ChannelRecord>, ChannelClientError> {
         Ok(self
-            .channels()
+            .channels_in(base)
             .await?
             .into_iter()
             .find(|r| r.site == site && matches!(r.state.state, PayerState::Ready { .. })))
@@ -298,9 +296,13 @@ impl<S: Store> Wallet<S> {
 
     /// The payee key of the site's channel that is not yet settled or refunded, if any: an
     /// offer with another key is refused.
-    async fn pinned_payee(&self, site: &str) -> Result<Option<PublicKey>, ChannelClientError> {
+    async fn pinned_payee(
+        &self,
+        base: &WriteBatch,
+        site: &str,
+    ) -> Result<Option<PublicKey>, ChannelClientError> {
         Ok(self
-            .channels()
+            .channels_in(base)
             .await?
             .into_iter()
             .find(|r| r.site == site && r.state.state.committed_channel().is_some())
@@ -319,19 +321,24 @@ impl<S: Store> Wallet<S> {
 
     /// Answers the 402 of `url` whose `PAYMENT-REQUIRED` header is `header` (see the
     /// [module documentation](self)). `confirmed`: the user approved this payment.
-    pub async fn answer_offer<B: Store, T: Transport, Z: Sleeper>(
+    ///
+    /// Opening a channel is stored step by step as it goes. The payment itself is staged: its
+    /// reservation, the signed state and the outstanding increment, committed with
+    /// `(&wallet, &budgets)` in one write before the header can be had.
+    pub async fn answer_offer<B: Store, T: Transport, C: ChainSource>(
         &mut self,
         budgets: &Budgets<B>,
-        ctx: &PayContext<'_, T, Z>,
+        ctx: &PayContext<'_, T, C>,
         url: &str,
         header: &str,
         confirmed: bool,
-    ) -> Result<Answer, PayError> {
+    ) -> Result<Staged<Answer>, PayError> {
+        let nothing = WriteBatch::new();
         let required =
             PaymentRequired::from_header(header).map_err(|e| PayError::BadHeader(e.to_string()))?;
         let origin = crate::budget::site_origin(url).map_err(|_| OfferError::BadUrl(url.into()))?;
         let budget = budgets.load(&origin).await?;
-        let pinned = self.pinned_payee(&origin).await?;
+        let pinned = self.pinned_payee(&nothing, &origin).await?;
         let offer = check_offer(
             &required,
             &OfferContext {
@@ -342,7 +349,7 @@ impl<S: Store> Wallet<S> {
                 policy: ctx.policy,
             },
         )?;
-        let channel = match self.open_channel_with(offer.origin()).await? {
+        let channel = match self.open_channel_with(&nothing, offer.origin()).await? {
             Some(channel) => Some(channel),
             None => self.finish_opening(ctx, &offer).await?,
         };
@@ -351,8 +358,10 @@ impl<S: Store> Wallet<S> {
             wallet.ask(&offer, url, reason, terms, channel.is_some(), ctx)
         };
         match offer.approval() {
-            Approval::NoBudget => return Ok(ask(self, AskReason::NoBudget)),
-            Approval::Prompt if !confirmed => return Ok(ask(self, AskReason::Confirm)),
+            Approval::NoBudget => return Ok(Staged::new(ask(self, AskReason::NoBudget), nothing)),
+            Approval::Prompt if !confirmed => {
+                return Ok(Staged::new(ask(self, AskReason::Confirm), nothing))
+            }
             Approval::Prompt | Approval::Auto => {}
         }
         let terms = budget
@@ -374,58 +383,63 @@ impl<S: Store> Wallet<S> {
                     let reason = self
                         .exhausted(budgets, &offer, offer.min_payment(), ctx.now)
                         .await?;
-                    return Ok(ask(self, reason));
+                    return Ok(Staged::new(ask(self, reason), nothing));
                 }
             }
         }
 
+        let mut writes = WriteBatch::new();
         let increment = self
-            .increment_for(offer.origin(), offer.payee(), offer.price())
+            .increment_for(&writes, offer.origin(), offer.payee(), offer.price())
             .await?;
         let reservation = if increment > Amount::ZERO {
-            match budgets.reserve(&origin, increment, ctx.now).await {
-                Ok(id) => Some(id),
+            match budgets
+                .stage(&writes, &origin, |b| b.reserve(increment, ctx.now))
+                .await
+            {
+                Ok(staged) => {
+                    let (id, reserved) = staged.into_parts();
+                    writes.merge(reserved);
+                    Some(id)
+                }
                 Err(BudgetError::WouldExceed { .. }) => {
                     let reason = self.exhausted(budgets, &offer, increment, ctx.now).await?;
-                    return Ok(ask(self, reason));
+                    return Ok(Staged::new(ask(self, reason), WriteBatch::new()));
                 }
                 Err(e) => return Err(e.into()),
             }
         } else {
             None
         };
-        let paid = self
+        // The reservation, the signed payment and its outstanding increment are one write:
+        // nothing is reserved that is not signed, and nothing signed that is not reserved.
+        let (header, paid) = self
             .pay(
+                &writes,
                 offer.origin(),
                 offer.requirements(),
                 offer.resource(),
                 Some(offer.nonce().to_owned()),
                 ctx.tip,
             )
-            .await;
-        let header = match paid {
-            Ok(header) => header,
-            Err(e) => {
-                // Persist-then-act: a payment that failed to store never left.
-                if let Some(id) = reservation {
-                    budgets.release(&origin, id).await?;
-                }
-                return Err(e.into());
-            }
-        };
+            .await?
+            .into_parts();
+        writes.merge(paid);
         if let Some(id) = reservation {
-            self.record_outstanding(&origin, offer.payee(), id).await?;
+            let view = writes.clone();
+            self.stage_outstanding(&view, &mut writes, &origin, offer.payee(), id)
+                .await?;
             signed += increment;
         }
-        Ok(Answer::Pay { header, signed })
+        Ok(Staged::new(Answer::Pay { header, signed }, writes))
     }
 
     /// The site's channel whose opening was cut short after its contract was handed over (the
     /// worker stopped, the answer was lost), completed now; `None` if there is none. Opening
     /// another instead would replace its record, and with it the channel's refund.
-    async fn finish_opening<T: Transport, Z: Sleeper>(
+    async fn finish_opening<T: Transport, C: ChainSource>(
         &mut self,
-        ctx: &PayContext<'_, T, Z>,
+        ctx: &PayContext<'_, T, C>,
         offer: &CheckedOffer,
     ) -> Result<Option<ChannelRecord>, PayError> {
         let opening = self
@@ -446,10 +460,10 @@ impl<S: Store> Wallet<S> {
     /// The reservation is the offer's first payment, and the opening signs no more than it
     /// (`open_channel` refuses a payee asking more). Returns what was signed; `None` when the
     /// budget has too little left for the first payment.
-    async fn open_for<B: Store, T: Transport, Z: Sleeper>(
+    async fn open_for<B: Store, T: Transport, C: ChainSource>(
         &mut self,
         budgets: &Budgets<B>,
-        ctx: &PayContext<'_, T, Z>,
+        ctx: &PayContext<'_, T, C>,
         offer: &CheckedOffer,
         value: Amount,
     ) -> Result<Option<Amount>, PayError> {
@@ -463,13 +477,15 @@ impl<S: Store> Wallet<S> {
             .open_channel(
                 ctx.transport,
                 ctx.chain,
-                offer.origin(),
-                offer.requirements(),
-                value,
-                first,
-                &ctx.policy.limits,
-                ctx.fee_rate,
-                ctx.now,
+                OpenParams {
+                    site: offer.origin(),
+                    offer: offer.requirements(),
+                    value,
+                    first_payment: first,
+                    limits: &ctx.policy.limits,
+                    fee_rate: ctx.fee_rate,
+                    now: ctx.now,
+                },
             )
             .await;
         match opened {
@@ -530,14 +546,14 @@ impl<S: Store> Wallet<S> {
         Ok(AskReason::BudgetExhausted { remaining, needed })
     }
 
-    fn ask<T, Z>(
+    fn ask<T, C>(
         &mut self,
         offer: &CheckedOffer,
         url: &str,
         reason: AskReason,
         current: Option<Terms>,
         has_channel: bool,
-        ctx: &PayContext<'_, T, Z>,
+        ctx: &PayContext<'_, T, C>,
     ) -> Answer {
         let suggested = match (&reason, current) {
             // Raising an exhausted budget: the same terms, twice the limit.
@@ -579,16 +595,17 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Applies the `PAYMENT-RESPONSE` header of a response from `url` and commits the budget
-    /// reservations of the increments the payee now holds. `None` when the receipt is about no
-    /// channel of this wallet (a stray header is ignored, not trusted).
+    /// reservations of the increments the payee now holds, staged as one write (commit it with
+    /// `(&wallet, &budgets)`). `None` when the receipt is about no channel of this wallet (a
+    /// stray header is ignored, not trusted).
     pub async fn take_receipt<B: Store>(
-        &mut self,
+        &self,
         budgets: &Budgets<B>,
         url: &str,
         header: &str,
         tip: ChainTip,
         now: u64,
-    ) -> Result<Option<ReceiptView>, PayError> {
+    ) -> Result<Option<Staged<ReceiptView>>, PayError> {
         let response =
             PaymentResponse::from_header(header).map_err(|e| PayError::BadHeader(e.to_string()))?;
         let Some(receipt) = response.receipt.as_ref() else {
@@ -606,35 +623,36 @@ impl<S: Store> Wallet<S> {
         if record.site != origin {
             return Err(ChannelClientError::BadReceipt("it is for another site's channel").into());
         }
-        self.apply_receipt(&record.site, &record.payee_key, &response, tip)
-            .await?;
-        // Stored before the budget commits, so that the two agree after a crash.
-        self.flush().await?;
+        let mut writes = self
+            .apply_receipt(
+                &WriteBatch::new(),
+                &record.site,
+                &record.payee_key,
+                &response,
+                tip,
+            )
+            .await?
+            .into_writes();
+        // In the same write as the receipt, so that the two agree after a crash.
         let committed = self
-            .commit_acknowledged(budgets, &record, receipt.paid, now)
+            .commit_acknowledged(&mut writes, budgets, &record, receipt.paid, now)
             .await?;
         let reload_header = match (&receipt.nonce, &record.last_offer) {
-            (Some(nonce), Some(offer)) => Some(
-                PaymentSignature {
-                    x402_version: X402_VERSION,
-                    resource: Resource {
-                        url: url.to_owned(),
-                        description: String::new(),
-                        mime_type: String::new(),
-                    },
-                    accepted: offer.clone(),
-                    payload: ChannelPayment {
-                        channel: receipt.channel,
-                        amount: receipt.paid,
-                        update: None,
-                        nonce: Some(nonce.clone()),
-                    },
-                }
-                .to_header(),
-            ),
+            (Some(nonce), Some(offer)) => Some(crate::channels::signature_header(
+                &Resource {
+                    url: url.to_owned(),
+                    description: String::new(),
+                    mime_type: String::new(),
+                },
+                offer,
+                receipt.channel,
+                receipt.paid,
+                None,
+                Some(nonce.clone()),
+            )),
             _ => None,
         };
-        Ok(Some(ReceiptView {
+        let view = ReceiptView {
             origin,
             success: response.success,
             error_reason: response.error_reason.clone(),
@@ -643,42 +661,51 @@ impl<S: Store> Wallet<S> {
             credit: receipt.credit,
             committed,
             reload_header,
-        }))
+        };
+        Ok(Some(Staged::new(view, writes)))
     }
 
-    /// Commits the budget reservations of `record`'s outstanding increments that the payee
-    /// holds, now that it holds `paid` in total. Returns what was committed.
+    /// Stages, in `writes` (and read through them), the commits of the budget reservations of
+    /// `record`'s outstanding increments that the payee holds, now that it holds `paid` in
+    /// total. Returns what is committed.
     async fn commit_acknowledged<B: Store>(
-        &mut self,
+        &self,
+        writes: &mut WriteBatch,
         budgets: &Budgets<B>,
         record: &ChannelRecord,
         paid: Amount,
         now: u64,
     ) -> Result<Amount, PayError> {
         let mut committed = Amount::ZERO;
-        for (key, outstanding) in self.outstanding().await? {
+        for (key, outstanding) in self.outstanding_in(writes).await? {
             if outstanding.origin != record.site
                 || outstanding.payee != record.payee_key
                 || outstanding.paid_after > paid
             {
                 continue;
             }
-            match budgets
-                .commit(&outstanding.origin, outstanding.reservation, now)
-                .await
-            {
-                Ok(amount) => committed += amount,
+            let staged = budgets
+                .stage(writes, &outstanding.origin, |b| {
+                    b.commit(outstanding.reservation, now)
+                })
+                .await;
+            match staged {
+                Ok(staged) => {
+                    let (amount, change) = staged.into_parts();
+                    writes.merge(change);
+                    committed += amount;
+                }
                 // Committed before a crash that kept the record: nothing left to do.
                 Err(BudgetError::UnknownReservation(_) | BudgetError::NoBudget { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            self.settle_outstanding(&key).await?;
+            writes.remove(key);
         }
         Ok(committed)
     }
 
-    /// The increments waiting for their receipt: read from the store once, then kept in
-    /// memory as this wallet adds and settles them.
+    /// The increments waiting for their receipt as last committed: read from the store once,
+    /// then kept in memory as this wallet commits them.
     async fn outstanding(&self) -> Result<Vec<(String, Outstanding)>, PayError> {
         if let Some(known) = self.known_outstanding().as_ref() {
             return Ok(known.iter().map(|(k, o)| (k.clone(), o.clone())).collect());
@@ -686,30 +713,36 @@ impl<S: Store> Wallet<S> {
         let mut read = std::collections::BTreeMap::new();
         for key in self.store().keys(PAYMENT_PREFIX).await? {
             if let Some(bytes) = self.store().get(&key).await? {
-                let outstanding: Outstanding = serde_json::from_slice(&bytes)
-                    .map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))?;
-                read.insert(key, outstanding);
+                read.insert(key.clone(), decode_outstanding(&key, &bytes)?);
             }
         }
-        let out = read.iter().map(|(k, o)| (k.clone(), o.clone())).collect();
-        *self.known_outstanding() = Some(read);
-        Ok(out)
+        let mut known = self.known_outstanding();
+        // Another call may have read them, and this wallet committed more, meanwhile.
+        let known = known.get_or_insert(read);
+        Ok(known.iter().map(|(k, o)| (k.clone(), o.clone())).collect())
+    }
+
+    /// The increments waiting for their receipt once `base` (staged, not yet committed) is.
+    async fn outstanding_in(
+        &self,
+        base: &WriteBatch,
+    ) -> Result<Vec<(String, Outstanding)>, PayError> {
+        let mut all: std::collections::BTreeMap<String, Outstanding> =
+            self.outstanding().await?.into_iter().collect();
+        for (key, value) in base.with_prefix(PAYMENT_PREFIX) {
+            match value {
+                Some(bytes) => all.insert(key.to_owned(), decode_outstanding(key, bytes)?),
+                None => all.remove(key),
+            };
+        }
+        Ok(all.into_iter().collect())
     }
 
     pub(crate) fn known_outstanding(
         &self,
     ) -> std::sync::MutexGuard<'_, Option<std::collections::BTreeMap<String, Outstanding>>> {
-        // A poisoned lock still holds the entries as they were last read or written.
+        // A poisoned lock still holds the entries as they were last committed.
         self.outstanding.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Removes the outstanding entry under `key`, once its reservation is settled.
-    async fn settle_outstanding(&self, key: &str) -> Result<(), PayError> {
-        self.store().remove(key).await?;
-        if let Some(known) = self.known_outstanding().as_mut() {
-            known.remove(key);
-        }
-        Ok(())
     }
 
     /// Settles the budget of increments whose receipt never came (the worker stopped between
@@ -722,7 +755,8 @@ impl<S: Store> Wallet<S> {
     ///
     /// The payees are asked all at once and each answer is applied as it comes, so a payee
     /// that is slow to answer (at most [`crate::ENDPOINT_TIMEOUT`], see [`Transport`]) holds up
-    /// no other. One that does not answer is asked again next time. Returns what was committed.
+    /// no other. One that does not answer is asked again next time. Each site's settlement is
+    /// one write, stored before the next is made. Returns what was committed.
     pub async fn reconcile<B: Store, T: Transport>(
         &mut self,
         budgets: &Budgets<B>,
@@ -745,18 +779,23 @@ impl<S: Store> Wallet<S> {
             let Some(record) = self.channel(&site, &payee).await? else {
                 continue;
             };
+            let mut writes = WriteBatch::new();
             match record.state.state {
                 PayerState::Refunded { .. } => {
                     // The refund took the whole channel back: nothing of it was the payee's.
-                    self.release_outstanding(budgets, &record).await?;
+                    self.release_outstanding(&mut writes, budgets, &record)
+                        .await?;
+                    Staged::new((), writes).commit(&(&*self, budgets)).await?;
                     continue;
                 }
                 PayerState::Closed { paid, .. } => {
                     // Settled on chain: what the settlement paid is spent, the rest never was.
-                    committed += self
-                        .commit_acknowledged(budgets, &record, paid, now)
+                    let paid = self
+                        .commit_acknowledged(&mut writes, budgets, &record, paid, now)
                         .await?;
-                    self.release_outstanding(budgets, &record).await?;
+                    self.release_outstanding(&mut writes, budgets, &record)
+                        .await?;
+                    committed += Staged::new(paid, writes).commit(&(&*self, budgets)).await?;
                     continue;
                 }
                 _ => {}
@@ -799,73 +838,93 @@ impl<S: Store> Wallet<S> {
                     nonce: None,
                 }),
             };
+            let mut writes = WriteBatch::new();
             if matches!(record.state.state, PayerState::Ready { .. }) {
-                self.apply_receipt(&site, &payee, &response, tip).await?;
-                self.flush().await?;
+                writes = self
+                    .apply_receipt(&writes, &site, &payee, &response, tip)
+                    .await?
+                    .into_writes();
             }
-            committed += self
-                .commit_acknowledged(budgets, &record, held.paid, now)
+            let paid = self
+                .commit_acknowledged(&mut writes, budgets, &record, held.paid, now)
                 .await?;
+            committed += Staged::new(paid, writes).commit(&(&*self, budgets)).await?;
         }
         Ok(committed)
     }
 
-    /// Releases every outstanding reservation of `record`'s channel.
+    /// Stages, in `writes`, the release of every outstanding reservation of `record`'s channel.
     async fn release_outstanding<B: Store>(
-        &mut self,
+        &self,
+        writes: &mut WriteBatch,
         budgets: &Budgets<B>,
         record: &ChannelRecord,
     ) -> Result<(), PayError> {
-        for (key, outstanding) in self.outstanding().await? {
+        for (key, outstanding) in self.outstanding_in(writes).await? {
             if outstanding.origin != record.site || outstanding.payee != record.payee_key {
                 continue;
             }
             match budgets
-                .release(&outstanding.origin, outstanding.reservation)
+                .stage(writes, &outstanding.origin, |b| {
+                    b.release(outstanding.reservation)
+                })
                 .await
             {
-                Ok(_) | Err(BudgetError::UnknownReservation(_) | BudgetError::NoBudget { .. }) => {}
+                Ok(staged) => writes.merge(staged.into_writes()),
+                Err(BudgetError::UnknownReservation(_) | BudgetError::NoBudget { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            self.settle_outstanding(&key).await?;
+            writes.remove(key);
         }
         Ok(())
     }
 
     /// A pre-armed `PAYMENT-SIGNATURE` for the next page of `origin`, sent before the site
-    /// asks: it answers the site's last offer and adds the increment that price needs, which
-    /// is reserved in the budget first (and committed once a receipt shows the payee holds it).
-    /// `None` when the site's budget would not pay its last price without asking, when the
-    /// budget has too little left, or without an open channel.
+    /// asks, as it is once `base` (a receipt staged before it) is: it answers the site's last
+    /// offer and adds the increment that price needs, reserved in the budget in the same write
+    /// (and committed once a receipt shows the payee holds it). `None` when the site's budget
+    /// would not pay its last price without asking, when the budget has too little left, or
+    /// without an open channel. The writes are this payment's only; commit them with `base`'s
+    /// (see [`Staged::and`]) and `(&wallet, &budgets)`.
     pub async fn pre_arm_site<B: Store>(
-        &mut self,
+        &self,
+        base: &WriteBatch,
         budgets: &Budgets<B>,
         origin: &str,
         tip: ChainTip,
         now: u64,
-    ) -> Result<Option<String>, PayError> {
-        let Some(record) = self.open_channel_with(origin).await? else {
-            return Ok(None);
+    ) -> Result<Staged<Option<String>>, PayError> {
+        let none = || Ok(Staged::new(None, WriteBatch::new()));
+        let Some(record) = self.open_channel_with(base, origin).await? else {
+            return none();
         };
         let Some(offer) = record.last_offer.clone() else {
-            return Ok(None);
+            return none();
         };
-        let Some(budget) = budgets.load(origin).await? else {
-            return Ok(None);
+        let Some(budget) = budgets.load_in(base, origin).await? else {
+            return none();
         };
         let auto = budget.state() == crate::budget::BudgetState::Enabled
             && offer.amount <= budget.terms().max_price
             && !budget.needs_approval(offer.amount);
         if !auto {
-            return Ok(None);
+            return none();
         }
         let increment = self
-            .increment_for(origin, &record.payee_key, offer.amount)
+            .increment_for(base, origin, &record.payee_key, offer.amount)
             .await?;
+        let mut writes = WriteBatch::new();
         let reservation = if increment > Amount::ZERO {
-            match budgets.reserve(origin, increment, now).await {
-                Ok(id) => Some(id),
-                Err(BudgetError::WouldExceed { .. }) => return Ok(None),
+            match budgets
+                .stage(base, origin, |b| b.reserve(increment, now))
+                .await
+            {
+                Ok(staged) => {
+                    let (id, reserved) = staged.into_parts();
+                    writes.merge(reserved);
+                    Some(id)
+                }
+                Err(BudgetError::WouldExceed { .. }) => return none(),
                 Err(e) => return Err(e.into()),
             }
         } else {
@@ -876,35 +935,35 @@ impl<S: Store> Wallet<S> {
             description: String::new(),
             mime_type: String::new(),
         };
-        let armed = self
-            .pre_arm(origin, &record.payee_key, &resource, tip)
-            .await;
-        let header = match armed {
-            Ok(Some(header)) => header,
-            Ok(None) | Err(_) => {
-                if let Some(id) = reservation {
-                    budgets.release(origin, id).await?;
-                }
-                return armed.map(|_| None).map_err(PayError::from);
-            }
+        let (header, paid) = self
+            .pre_arm(base, origin, &record.payee_key, &resource, tip)
+            .await?
+            .into_parts();
+        let Some(header) = header else {
+            return none();
         };
+        writes.merge(paid);
         if let Some(id) = reservation {
-            self.record_outstanding(origin, &record.payee_key, id)
+            let mut view = base.clone();
+            view.merge(writes.clone());
+            self.stage_outstanding(&view, &mut writes, origin, &record.payee_key, id)
                 .await?;
         }
-        Ok(Some(header))
+        Ok(Staged::new(Some(header), writes))
     }
 
-    /// Stores the outstanding increment of `reservation`: the channel's latest total, which a
-    /// receipt must reach for the reservation to be committed.
-    async fn record_outstanding(
-        &mut self,
+    /// Stages, in `writes`, the outstanding increment of `reservation`: the channel's latest
+    /// total once `view` is, which a receipt must reach for the reservation to be committed.
+    async fn stage_outstanding(
+        &self,
+        view: &WriteBatch,
+        writes: &mut WriteBatch,
         origin: &str,
         payee: &PublicKey,
         reservation: ReservationId,
     ) -> Result<(), PayError> {
         let paid_after = self
-            .channel(origin, payee)
+            .channel_in(view, origin, payee)
             .await?
             .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
             .unwrap_or(Amount::MAX_MONEY);
@@ -916,24 +975,35 @@ impl<S: Store> Wallet<S> {
         };
         let bytes =
             serde_json::to_vec(&outstanding).map_err(|e| WalletError::Corrupt(e.to_string()))?;
-        let key = outstanding_key(origin, reservation);
-        self.store().put(&key, bytes).await?;
-        if let Some(known) = self.known_outstanding().as_mut() {
-            known.insert(key, outstanding);
-        }
+        writes.put(outstanding_key(origin, reservation), bytes);
         Ok(())
     }
 
-    /// What paying `price` to `site` would newly sign, and so what its reservation must be:
-    /// the price less what the payee can already charge, plus the channel's last change when
-    /// that would be left below dust (it is swept into the payment).
+    /// Stores the outstanding increment of `reservation` now (an opening, which acts as it
+    /// goes).
+    async fn record_outstanding(
+        &self,
+        origin: &str,
+        payee: &PublicKey,
+        reservation: ReservationId,
+    ) -> Result<(), PayError> {
+        let mut writes = WriteBatch::new();
+        self.stage_outstanding(&WriteBatch::new(), &mut writes, origin, payee, reservation)
+            .await?;
+        Ok(Staged::new((), writes).commit(self).await?)
+    }
+
+    /// What paying `price` to `site` would newly sign once `base` is, and so what its
+    /// reservation must be: the price less what the payee can already charge, plus the
+    /// channel's last change when that would be left below dust (it is swept into the payment).
     pub async fn increment_for(
         &self,
+        base: &WriteBatch,
         site: &str,
         payee: &PublicKey,
         price: Amount,
     ) -> Result<Amount, ChannelClientError> {
-        let Some(record) = self.channel(site, payee).await? else {
+        let Some(record) = self.channel_in(base, site, payee).await? else {
             return Ok(price);
         };
         let short = price
@@ -943,5 +1013,46 @@ impl<S: Store> Wallet<S> {
             Some(channel) if short > Amount::ZERO => Ok(channel.increment_signed(short)?),
             _ => Ok(short),
         }
+    }
+}
+
+fn decode_outstanding(key: &str, bytes: &[u8]) -> Result<Outstanding, WalletError> {
+    serde_json::from_slice(bytes).map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))
+}
+
+/// Takes the committed outstanding increments of `batch` into the wallet's memory (once it
+/// has read them; before, it reads them from the store).
+pub(crate) fn mirror<S: Store>(wallet: &Wallet<S>, batch: &WriteBatch) {
+    let mut guard = wallet.known_outstanding();
+    let Some(known) = guard.as_mut() else {
+        return;
+    };
+    for (key, value) in batch.with_prefix(PAYMENT_PREFIX) {
+        match value.map(|bytes| decode_outstanding(key, bytes)) {
+            Some(Ok(outstanding)) => {
+                known.insert(key.to_owned(), outstanding);
+            }
+            None => {
+                known.remove(key);
+            }
+            // Not an entry this crate wrote: read them all from the store next time.
+            Some(Err(_)) => {
+                *guard = None;
+                return;
+            }
+        }
+    }
+}
+
+/// A site payment's writes change the budgets and the wallet's channels together: written to
+/// the wallet's store (the budgets' too: use one store for both), then taken into the memory
+/// of both.
+impl<S: Store, B: Store> Commit for (&Wallet<S>, &Budgets<B>) {
+    async fn commit_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let (wallet, budgets) = *self;
+        wallet.store().write(batch.clone()).await?;
+        wallet.committed(&batch);
+        budgets.committed(&batch);
+        Ok(())
     }
 }

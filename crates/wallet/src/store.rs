@@ -1,6 +1,10 @@
 //! Storage: a small key-value trait. The extension backs it with `chrome.storage.local`, the
-//! command-line payer with one SQLite file ([`SqliteStore`]). Every `put` is durable when it
-//! returns: callers store state before they act on it.
+//! command-line payer with one SQLite file ([`SqliteStore`]).
+//!
+//! Every change goes through [`Store::write`]: a [`WriteBatch`] of puts and removes that is
+//! durable, all of it or none of it, when `write` returns. Wallet operations do not write
+//! themselves; they return a [`Staged`] value whose writes must be committed before the value
+//! (a payment header, a receipt) can be taken: "persist, then act" as a type.
 
 use core::cell::RefCell;
 use core::fmt;
@@ -18,6 +22,75 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// Puts and removes to be written together by [`Store::write`], by key: a later change of a
+/// key replaces an earlier one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch(BTreeMap<String, Option<Vec<u8>>>);
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: impl Into<String>, value: Vec<u8>) {
+        self.0.insert(key.into(), Some(value));
+    }
+
+    /// Removes `key` (nothing if it is absent).
+    pub fn remove(&mut self, key: impl Into<String>) {
+        self.0.insert(key.into(), None);
+    }
+
+    /// Adds `later`'s changes, which win over this batch's for the same key.
+    pub fn merge(&mut self, later: WriteBatch) {
+        self.0.extend(later.0);
+    }
+
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What the batch does to `key`: `Some(Some(value))` sets it, `Some(None)` removes it,
+    /// `None` leaves it alone.
+    pub fn get(&self, key: &str) -> Option<Option<&[u8]>> {
+        self.0.get(key).map(Option::as_deref)
+    }
+
+    /// Every change, by key: the value to set, or `None` to remove.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+
+    /// The changes of the keys starting with `prefix`.
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + 'a {
+        self.iter().filter(move |(k, _)| k.starts_with(prefix))
+    }
+
+    /// The same changes with `prefix` in front of every key.
+    pub fn prefixed(self, prefix: &str) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|(k, v)| (format!("{prefix}{k}"), v))
+                .collect(),
+        )
+    }
+}
+
+impl IntoIterator for WriteBatch {
+    type Item = (String, Option<Vec<u8>>);
+    type IntoIter = std::collections::btree_map::IntoIter<String, Option<Vec<u8>>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
 /// A durable key-value store. Keys are short ASCII paths such as `channel/<id>`.
 // Futures are not `Send`: the wasm worker is single-threaded, and native callers run the
 // wallet on one task.
@@ -25,26 +98,146 @@ impl std::error::Error for StoreError {}
 pub trait Store {
     /// The value under `key`, if any.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Stores `value` under `key`; durable when it returns.
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError>;
     /// Every key starting with `prefix`, sorted.
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Applies every change of `batch`, atomically: when it returns `Ok` all of them are
+    /// durable; when it fails, none is (see each store for how close it comes).
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Stores `value` under `key`; durable when it returns.
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::new();
+        batch.put(key, value);
+        self.write(batch).await
+    }
+
     /// Removes `key` (no error if it is absent); durable when it returns.
-    async fn remove(&self, key: &str) -> Result<(), StoreError>;
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::new();
+        batch.remove(key);
+        self.write(batch).await
+    }
 }
 
 impl<S: Store> Store for &S {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         (**self).get(key).await
     }
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        (**self).put(key, value).await
-    }
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         (**self).keys(prefix).await
     }
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        (**self).remove(key).await
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        (**self).write(batch).await
+    }
+}
+
+/// In-memory state that mirrors part of a store (records read once, then kept): told of every
+/// batch once the store has it, and only then.
+pub trait Mirror {
+    /// `batch` is durable: take its changes of the keys this state mirrors.
+    fn committed(&self, batch: &WriteBatch);
+}
+
+/// What a staged change is committed to: a store, and the in-memory state that mirrors it,
+/// which learns of the change only once the store has it.
+#[allow(async_fn_in_trait)]
+pub trait Commit {
+    /// Writes `batch` atomically, then updates the in-memory state that mirrors the store.
+    /// On failure nothing changes, in the store or in memory.
+    async fn commit_batch(&self, batch: WriteBatch) -> Result<(), StoreError>;
+}
+
+/// A value with the writes that must be durable before it is used: a payment header whose
+/// signed state is not stored yet, a receipt whose budget is not committed yet. The only way
+/// to the value is [`Staged::commit`], so whatever acts on it (sends the header, shows the
+/// receipt) runs after the store has it. Dropping a staged value undoes nothing, because
+/// nothing was done: the store and the wallet's memory are as they were.
+#[must_use = "commit it to the store, then act on its value"]
+#[derive(Debug)]
+pub struct Staged<T> {
+    value: T,
+    writes: WriteBatch,
+}
+
+impl<T> Staged<T> {
+    /// `value`, usable once `writes` are stored.
+    pub fn new(value: T, writes: WriteBatch) -> Self {
+        Self { value, writes }
+    }
+
+    /// The writes to commit. Further changes may be staged on top of them (the operations
+    /// that take a `base` batch read through it) and committed together.
+    pub fn writes(&self) -> &WriteBatch {
+        &self.writes
+    }
+
+    /// The same writes, the value changed by `f`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Staged<U> {
+        Staged {
+            value: f(self.value),
+            writes: self.writes,
+        }
+    }
+
+    /// This change and `later` (staged on top of it) as one: both values, once the writes of
+    /// both are committed in one atomic write.
+    pub fn and<U>(mut self, later: Staged<U>) -> Staged<(T, U)> {
+        self.writes.merge(later.writes);
+        Staged {
+            value: (self.value, later.value),
+            writes: self.writes,
+        }
+    }
+
+    /// Stages more writes that depend on this value (a record of it kept elsewhere): `f` sees
+    /// the value and returns its own staged change; both values are had once the writes of
+    /// both are committed in one atomic write.
+    pub fn and_stage<U, E>(
+        self,
+        f: impl FnOnce(&T) -> Result<Staged<U>, E>,
+    ) -> Result<Staged<(T, U)>, E> {
+        let later = f(&self.value)?;
+        Ok(self.and(later))
+    }
+
+    /// Commits this change together with `pending` (writes staged earlier and not yet
+    /// committed, such as receipts), under its own changes, if it writes anything; then
+    /// `pending` is empty. A change that writes nothing commits for free and leaves `pending`
+    /// as it is; so does a failed write.
+    pub async fn commit_carrying(
+        self,
+        to: &impl Commit,
+        pending: &mut WriteBatch,
+    ) -> Result<T, StoreError> {
+        if self.writes.is_empty() {
+            return Ok(self.value);
+        }
+        let mut batch = pending.clone();
+        batch.merge(self.writes);
+        to.commit_batch(batch).await?;
+        *pending = WriteBatch::new();
+        Ok(self.value)
+    }
+
+    /// The value and the writes apart, for this crate's operations that compose staged changes
+    /// into one (the value is still only handed out by a commit of the whole).
+    pub(crate) fn into_parts(self) -> (T, WriteBatch) {
+        (self.value, self.writes)
+    }
+
+    /// Drops the value and keeps the writes, to commit with a later change (a receipt waiting
+    /// for the next payment's write).
+    pub fn into_writes(self) -> WriteBatch {
+        self.writes
+    }
+
+    /// Commits the writes in one atomic write and then hands out the value. On failure the
+    /// value is gone with the error: nothing that needed the writes can happen.
+    pub async fn commit(self, to: &impl Commit) -> Result<T, StoreError> {
+        if !self.writes.is_empty() {
+            to.commit_batch(self.writes).await?;
+        }
+        Ok(self.value)
     }
 }
 
@@ -57,11 +250,6 @@ impl Store for MemoryStore {
         Ok(self.0.borrow().get(key).cloned())
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.0.borrow_mut().insert(key.to_owned(), value);
-        Ok(())
-    }
-
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         Ok(self
             .0
@@ -72,15 +260,23 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.0.borrow_mut().remove(key);
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut map = self.0.borrow_mut();
+        for (key, value) in batch {
+            match value {
+                Some(value) => map.insert(key, value),
+                None => map.remove(&key),
+            };
+        }
         Ok(())
     }
 }
 
 /// A directory of files, one per key (`/` in keys becomes a subdirectory), each written to a
 /// temporary file, synced and renamed into place so that a crash leaves the old or the new
-/// value, never a torn one.
+/// value, never a torn one. Kept to read wallets written before [`SqliteStore`] (which imports
+/// them) and for tests: a batch is written key by key, so **a crash in the middle of a
+/// [`Store::write`] keeps part of it**; no wallet runs on it.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -187,16 +383,19 @@ impl Store for FileStore {
         self.get_blocking(key)
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.put_blocking(key, &value)
-    }
-
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.keys_blocking(prefix)
     }
 
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.remove_blocking(key)
+    /// Key by key, in order: not atomic (see [`FileStore`]).
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        for (key, value) in batch {
+            match value {
+                Some(value) => self.put_blocking(&key, &value)?,
+                None => self.remove_blocking(&key)?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -205,9 +404,9 @@ impl Store for FileStore {
 pub const SQLITE_FILE: &str = "wallet.sqlite3";
 
 /// A store in one SQLite file (`wallet.sqlite3` in the wallet directory), in WAL mode with
-/// `synchronous=FULL`: a `put` is one transaction, on disk when it returns, at the cost of one
-/// flush (a [`FileStore`] `put` costs three: the file, the rename and the directory). Readers
-/// and writers in other processes see whole values only.
+/// `synchronous=FULL`: a [`Store::write`] is one transaction, on disk when it returns, at the
+/// cost of one flush (a [`FileStore`] `put` costs three: the file, the rename and the
+/// directory). Readers and writers in other processes see whole batches only.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -258,14 +457,25 @@ impl SqliteStore {
             .map_err(sqlite)
     }
 
-    /// [`Store::put`], blocking the calling thread until the value is durable.
-    pub fn put_blocking(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")
-            .map_err(sqlite)?
-            .execute(rusqlite::params![key, value])
+    /// [`Store::write`], blocking the calling thread until the batch is durable: one
+    /// transaction, so a crash or an error keeps all of it or none.
+    pub fn write_blocking(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(sqlite)?;
+        for (key, value) in batch {
+            match value {
+                Some(value) => tx
+                    .prepare_cached("INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)")
+                    .map_err(sqlite)?
+                    .execute(rusqlite::params![key, value]),
+                None => tx
+                    .prepare_cached("DELETE FROM kv WHERE key = ?1")
+                    .map_err(sqlite)?
+                    .execute([key]),
+            }
             .map_err(sqlite)?;
-        Ok(())
+        }
+        tx.commit().map_err(sqlite)
     }
 
     /// [`Store::keys`], blocking the calling thread.
@@ -280,16 +490,6 @@ impl SqliteStore {
             .collect::<Result<Vec<String>, _>>()
             .map_err(sqlite);
         keys
-    }
-
-    /// [`Store::remove`], blocking the calling thread until the removal is durable.
-    pub fn remove_blocking(&self, key: &str) -> Result<(), StoreError> {
-        self.conn()?
-            .prepare_cached("DELETE FROM kv WHERE key = ?1")
-            .map_err(sqlite)?
-            .execute([key])
-            .map_err(sqlite)?;
-        Ok(())
     }
 }
 
@@ -336,15 +536,11 @@ impl Store for SqliteStore {
         self.get_blocking(key)
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.put_blocking(key, &value)
-    }
-
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.keys_blocking(prefix)
     }
 
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.remove_blocking(key)
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.write_blocking(batch)
     }
 }

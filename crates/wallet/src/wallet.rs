@@ -18,7 +18,8 @@ use bitcoin::{
 use serde::{Deserialize, Serialize};
 use trickle_channel::ChainTip;
 
-use crate::store::{Store, StoreError};
+use crate::chain::ChainSource;
+use crate::store::{Commit, Mirror, Store, StoreError, WriteBatch};
 use crate::vault::{self, Sealed, VaultError, VaultKey};
 
 const META_KEY: &str = "wallet/meta";
@@ -218,14 +219,14 @@ pub struct Wallet<S: Store> {
     master: Xpriv,
     bdk: bdk_wallet::Wallet,
     changes: ChangeSet,
-    /// Channel records as this wallet last read or wrote them, by store key, so that a paid
-    /// request reads none; `false` marks one a receipt changed and that is not yet stored
-    /// (see [`Wallet::flush`]). This wallet is its store's only writer of channel records.
-    pub(crate) records:
-        std::sync::Mutex<std::collections::BTreeMap<String, (crate::ChannelRecord, bool)>>,
+    /// Channel records as last committed (read from the store once, then kept as this wallet
+    /// commits them), by store key, so that a paid request reads none. This wallet is its
+    /// store's only writer of channel records.
+    pub(crate) records: std::sync::Mutex<std::collections::BTreeMap<String, crate::ChannelRecord>>,
     /// Whether `records` holds every stored channel record: listed once, then kept current.
     pub(crate) records_listed: std::sync::atomic::AtomicBool,
-    /// The increments waiting for their receipt, by store key, once read (see `site`).
+    /// The increments waiting for their receipt, by store key, as last committed, once read
+    /// (see `site`).
     pub(crate) outstanding:
         std::sync::Mutex<Option<std::collections::BTreeMap<String, crate::site::Outstanding>>>,
     /// Channel keys derived so far (each derivation costs several curve multiplications).
@@ -537,31 +538,13 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Fee rates from the chain source's estimates (at least 1 sat/vB).
-    pub async fn fee_rates<Z: Sleeper>(client: &AsyncClient<Z>) -> Result<FeeRates, WalletError> {
-        let estimates = client.get_fee_estimates().await?;
-        let rate = |target| {
-            let sat_vb = bdk_esplora::esplora_client::convert_fee_rate(target, estimates.clone())
-                .unwrap_or(1.0)
-                .max(1.0);
-            // sat/vB to sat/kwu, rounded up so the estimate is met.
-            FeeRate::from_sat_per_kwu((f64::from(sat_vb) * 250.0).ceil() as u64)
-        };
-        Ok(FeeRates {
-            fast: rate(1),
-            normal: rate(6),
-            slow: rate(24),
-        })
+    pub async fn fee_rates<C: ChainSource>(chain: &C) -> Result<FeeRates, WalletError> {
+        chain.fee_rates().await
     }
 
     /// The chain tip: height and median-time-past.
-    pub async fn tip<Z: Sleeper>(client: &AsyncClient<Z>) -> Result<ChainTip, WalletError> {
-        let hash = client.get_tip_hash().await?;
-        let info = client.get_block_info(&hash).await?;
-        Ok(ChainTip {
-            height: info.height,
-            median_time_past: u32::try_from(info.mediantime)
-                .map_err(|_| WalletError::Chain("median time out of range".into()))?,
-        })
+    pub async fn tip<C: ChainSource>(chain: &C) -> Result<ChainTip, WalletError> {
+        chain.tip().await
     }
 
     /// Scans the chain for the wallet's transactions (a full scan the first time, then a
@@ -656,9 +639,9 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Sends `amount` to `address` (a withdrawal): built, signed, stored, then broadcast.
-    pub async fn send<Z: Sleeper>(
+    pub async fn send<C: ChainSource>(
         &mut self,
-        client: &AsyncClient<Z>,
+        chain: &C,
         address: &Address,
         amount: Amount,
         fee_rate: FeeRate,
@@ -674,7 +657,7 @@ impl<S: Store> Wallet<S> {
                 now,
             )
             .await?;
-        client.broadcast(&tx).await?;
+        chain.broadcast(&tx).await?;
         Ok(tx)
     }
 
@@ -716,6 +699,34 @@ impl<S: Store> Wallet<S> {
             .derive_priv(SECP256K1, &path)
             .map(|k| k.private_key)
             .map_err(|e| WalletError::Corrupt(e.to_string()))
+    }
+}
+
+impl<S: Store> Mirror for Wallet<S> {
+    fn committed(&self, batch: &WriteBatch) {
+        crate::channels::mirror(self, batch);
+        crate::site::mirror(self, batch);
+    }
+}
+
+/// A staged change of the wallet's channels (and of its outstanding increments) is committed to
+/// the wallet's store, then to the wallet's memory. One that changes a budget is refused, and
+/// nothing written: the budgets' memory must learn of it too (commit it to
+/// `(&wallet, &budgets)`).
+impl<S: Store> Commit for Wallet<S> {
+    async fn commit_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch
+            .with_prefix(crate::budget::BUDGET_PREFIX)
+            .next()
+            .is_some()
+        {
+            return Err(StoreError(
+                "a budget change is committed with the budgets, not the wallet alone".into(),
+            ));
+        }
+        self.store.write(batch.clone()).await?;
+        self.committed(&batch);
+        Ok(())
     }
 }
 

@@ -1,4 +1,4 @@
-//! Per-site budgets: random interleavings of reservations, commits, releases, edits and time
+//! Per-site budgets: the rules case by case; random interleavings of reservations, commits, releases, edits and time
 //! checked against a plain model and the money invariants; budgets in a store, concurrent
 //! reservations, failing and damaged storage.
 
@@ -9,7 +9,7 @@ use std::rc::Rc;
 use bitcoin::Amount;
 use proptest::prelude::*;
 use trickle_wallet::budget::*;
-use trickle_wallet::store::{MemoryStore, Store, StoreError};
+use trickle_wallet::store::{MemoryStore, Store, StoreError, WriteBatch};
 
 const T0: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
@@ -25,6 +25,496 @@ fn terms(limit: u64, period: Period, max_price: u64, auto: Option<u64>) -> Terms
         max_price: sat(max_price),
         auto_approve: auto.map(sat),
     }
+}
+
+fn budget() -> Budget {
+    Budget::new(
+        "https://example.com",
+        terms(100, Period::Day, 20, Some(5)),
+        T0,
+    )
+    .expect("valid")
+}
+
+/// `b` as stored, to read what it does not show otherwise.
+fn stored(b: &Budget) -> serde_json::Value {
+    serde_json::from_slice(&b.to_bytes()).expect("json")
+}
+
+// ---------------------------------------------------------------------------------------------
+// One budget's rules, case by case.
+
+#[test]
+fn period_lengths() {
+    assert_eq!(Period::Day.seconds(), 86_400);
+    assert_eq!(Period::Week.seconds(), 7 * 86_400);
+    assert_eq!(Period::Month.seconds(), 30 * 86_400);
+}
+
+#[test]
+fn invalid_terms_are_refused() {
+    let cases = [
+        (terms(0, Period::Day, 1, None), "limit must be above zero"),
+        (
+            Terms {
+                limit: Amount::MAX_MONEY + sat(1),
+                ..terms(1, Period::Day, 1, None)
+            },
+            "21 million",
+        ),
+        (terms(10, Period::Day, 0, None), "max price"),
+        (terms(10, Period::Day, 11, None), "at most the limit"),
+        (terms(10, Period::Day, 5, Some(6)), "auto-approve"),
+    ];
+    for (t, why) in cases {
+        let err = Budget::new("https://a.example", t, T0).expect_err("invalid");
+        assert!(err.to_string().contains(why), "{err} lacks {why}");
+        let mut b = budget();
+        assert_eq!(b.update(t, T0), Err(err));
+        assert_eq!(b.terms(), budget().terms(), "refused update changed terms");
+    }
+    assert!(terms(10, Period::Day, 10, Some(10)).validate().is_ok());
+    assert!(terms(10, Period::Day, 10, Some(0)).validate().is_ok());
+}
+
+#[test]
+fn origins_are_normalized_or_refused() {
+    let t = terms(10, Period::Day, 1, None);
+    for (given, origin) in [
+        ("https://example.com", "https://example.com"),
+        ("HTTPS://Example.COM/", "https://example.com"),
+        ("https://example.com:443", "https://example.com"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("http://[::1]:3000/", "http://[::1]:3000"),
+        ("https://bücher.example", "https://xn--bcher-kva.example"),
+    ] {
+        let b = Budget::new(given, t, T0).expect(given);
+        assert_eq!(b.origin(), origin);
+    }
+    for bad in [
+        "",
+        "example.com",
+        "https://example.com/path",
+        "https://example.com/?q",
+        "https://example.com/#f",
+        "https://user@example.com",
+        "ftp://example.com",
+        "file:///etc/passwd",
+        "data:text/plain,hi",
+    ] {
+        assert_eq!(
+            Budget::new(bad, t, T0),
+            Err(BudgetError::InvalidOrigin(bad.into())),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        site_origin("https://example.com:8443/a/b?c#d").as_deref(),
+        Ok("https://example.com:8443")
+    );
+}
+
+#[test]
+fn keys_are_plain_reversible_and_distinct() {
+    let origins = [
+        "https://example.com",
+        "http://127.0.0.1:8080",
+        "http://[::1]:3000",
+        "https://xn--bcher-kva.example",
+        "weird_Origin/..%",
+    ];
+    for origin in origins {
+        let key = budget_key(origin);
+        assert!(key.starts_with("budget/"));
+        assert!(key[7..]
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b)));
+        assert!(!key[7..].contains('/'));
+        assert_eq!(origin_from_key(&key).as_deref(), Some(origin));
+    }
+    assert_eq!(
+        budget_key("https://example.com"),
+        "budget/https_3a_2f_2fexample.com"
+    );
+    assert_ne!(budget_key("http://a.b"), budget_key("http://A.b"));
+    for bad in [
+        "budget/https_3A_2f",
+        "budget/_6",
+        "budget/_zz",
+        "budget/_61",
+        "budget/A",
+        "budget/a b",
+        "other/abc",
+    ] {
+        assert_eq!(origin_from_key(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn reserve_checks_every_limit() {
+    let mut b = budget();
+    assert_eq!(b.reserve(Amount::ZERO, T0), Err(BudgetError::ZeroAmount));
+    assert_eq!(
+        b.reserve(sat(21), T0),
+        Err(BudgetError::OverMaxPrice {
+            price: sat(21),
+            max_price: sat(20)
+        })
+    );
+    for _ in 0..5 {
+        b.reserve(sat(20), T0).expect("within");
+    }
+    let err = b.reserve(sat(1), T0).expect_err("full");
+    assert_eq!(
+        err,
+        BudgetError::WouldExceed {
+            amount: sat(1),
+            remaining: Amount::ZERO,
+            period: Period::Day
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "1 sat would exceed the budget: 0 sat left this day"
+    );
+    assert_eq!(b.reserved(), sat(100));
+    assert_eq!(b.status(T0).remaining, Amount::ZERO);
+}
+
+#[test]
+fn exactly_the_limit_is_allowed() {
+    let mut b =
+        Budget::new("https://a.example", terms(30, Period::Day, 20, None), T0).expect("valid");
+    let r = b.reserve(sat(20), T0).expect("first");
+    assert_eq!(
+        b.reserve(sat(11), T0),
+        Err(BudgetError::WouldExceed {
+            amount: sat(11),
+            remaining: sat(10),
+            period: Period::Day
+        })
+    );
+    b.reserve(sat(10), T0).expect("up to the limit");
+    b.commit(r, T0).expect("commit");
+    let s = b.status(T0);
+    assert_eq!(
+        (s.spent, s.reserved, s.remaining),
+        (sat(20), sat(10), sat(0))
+    );
+}
+
+#[test]
+fn commit_and_release() {
+    let mut b = budget();
+    let a = b.reserve(sat(10), T0).expect("a");
+    let c = b.reserve(sat(20), T0).expect("c");
+    assert_ne!(a, c);
+    assert_eq!(b.commit(a, T0 + 1), Ok(sat(10)));
+    assert_eq!(b.release(c), Ok(sat(20)));
+    let s = b.status(T0 + 1);
+    assert_eq!(
+        (s.spent, s.reserved, s.remaining),
+        (sat(10), sat(0), sat(90))
+    );
+    // Each only once.
+    assert_eq!(b.commit(a, T0), Err(BudgetError::UnknownReservation(a)));
+    assert_eq!(b.release(a), Err(BudgetError::UnknownReservation(a)));
+    assert_eq!(b.release(c), Err(BudgetError::UnknownReservation(c)));
+    assert_eq!(b.commit(c, T0), Err(BudgetError::UnknownReservation(c)));
+    let never = ReservationId(99);
+    assert_eq!(
+        b.commit(never, T0).expect_err("unknown").to_string(),
+        "no outstanding reservation #99"
+    );
+    // Ids are never reused.
+    let d = b.reserve(sat(1), T0).expect("d");
+    assert!(d > c);
+}
+
+#[test]
+fn partial_commit_keeps_the_rest_reserved() {
+    let mut b = budget();
+    let r = b.reserve(sat(20), T0).expect("r");
+    assert_eq!(
+        b.commit_part(r, sat(21), T0),
+        Err(BudgetError::CommitExceedsReservation {
+            id: r,
+            reserved: sat(20),
+            amount: sat(21)
+        })
+    );
+    assert_eq!(b.commit_part(r, sat(5), T0), Ok(sat(15)));
+    assert_eq!((b.status(T0).spent, b.reserved()), (sat(5), sat(15)));
+    assert_eq!(b.commit_part(r, Amount::ZERO, T0), Ok(sat(15)));
+    assert_eq!(b.commit_part(r, sat(15), T0), Ok(Amount::ZERO));
+    assert!(b.reservations().is_empty());
+    assert_eq!(b.status(T0).spent, sat(20));
+    let r = b.reserve(sat(8), T0).expect("r");
+    b.commit_part(r, sat(3), T0).expect("part");
+    assert_eq!(b.release(r), Ok(sat(5)));
+    assert_eq!(b.status(T0).spent, sat(23));
+}
+
+#[test]
+fn revoked_sites_get_nothing() {
+    let mut b = budget();
+    let r = b.reserve(sat(10), T0).expect("before");
+    b.revoke();
+    assert_eq!(b.state(), BudgetState::Revoked);
+    let err = b.reserve(sat(1), T0).expect_err("revoked");
+    assert_eq!(
+        err,
+        BudgetError::Revoked {
+            origin: "https://example.com".into()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "payments to https://example.com are revoked"
+    );
+    // A payment in flight still settles.
+    assert_eq!(b.commit(r, T0), Ok(sat(10)));
+    b.enable();
+    b.reserve(sat(1), T0).expect("enabled again");
+    assert_eq!(b.status(T0).spent, sat(10), "revoking kept what was spent");
+}
+
+#[test]
+fn periods_roll_at_their_boundaries() {
+    for period in [Period::Day, Period::Week, Period::Month] {
+        let len = period.seconds();
+        let mut b =
+            Budget::new("https://a.example", terms(100, period, 100, None), T0).expect("valid");
+        let r = b.reserve(sat(60), T0).expect("r");
+        b.commit(r, T0).expect("commit");
+        // The last second of the first period.
+        assert!(!b.roll(T0 + len - 1));
+        assert_eq!(b.status(T0 + len - 1).spent, sat(60));
+        assert_eq!(
+            b.reserve(sat(41), T0 + len - 1),
+            Err(BudgetError::WouldExceed {
+                amount: sat(41),
+                remaining: sat(40),
+                period
+            })
+        );
+        // The first second of the next.
+        let s = b.status(T0 + len);
+        assert_eq!(
+            (s.spent, s.period_start, s.period_end),
+            (sat(0), T0 + len, T0 + 2 * len)
+        );
+        assert_eq!(stored(&b)["spent"], 60, "status changes nothing");
+        b.reserve(sat(100), T0 + len).expect("a fresh period");
+        assert_eq!(stored(&b)["period_start"], T0 + len);
+        // Far later: the boundary on the same grid, not `now`.
+        let later = T0 + 10 * len + 12_345;
+        assert!(b.roll(later));
+        assert_eq!(stored(&b)["period_start"], T0 + 10 * len);
+        assert_eq!(b.status(later).period_end, T0 + 11 * len);
+    }
+}
+
+#[test]
+fn time_going_backwards_never_resets() {
+    let mut b =
+        Budget::new("https://a.example", terms(100, Period::Day, 50, None), T0).expect("valid");
+    let r = b.reserve(sat(50), T0 + 100).expect("r");
+    b.commit(r, T0 + 100).expect("commit");
+    assert!(!b.roll(T0 - 10 * DAY));
+    assert!(!b.roll(0));
+    let s = b.status(0);
+    assert_eq!((s.spent, s.period_start), (sat(50), T0));
+    assert_eq!(b.reserve(sat(20), 0).map(|_| ()), Ok(()));
+    assert_eq!(b.status(T0).remaining, sat(30));
+    // And the far future does not overflow.
+    assert!(b.roll(u64::MAX));
+    assert_eq!(b.status(u64::MAX).spent, Amount::ZERO);
+    assert_eq!(b.status(u64::MAX).period_end, u64::MAX);
+}
+
+#[test]
+fn reservations_straddling_a_reset_count_once() {
+    let mut b = budget();
+    let early = b.reserve(sat(20), T0).expect("early");
+    let gone = b.reserve(sat(20), T0).expect("gone");
+    let r = b.reserve(sat(20), T0).expect("r");
+    b.commit(r, T0).expect("commit");
+    let next = T0 + DAY + 5;
+    // The outstanding 40 count in the new period too ...
+    let s = b.status(next);
+    assert_eq!(
+        (s.spent, s.reserved, s.remaining),
+        (sat(0), sat(40), sat(60))
+    );
+    for _ in 0..3 {
+        assert!(b.reserve(sat(20), next).is_ok());
+    }
+    assert_eq!(
+        b.reserve(sat(1), next).map(|_| ()),
+        Err(BudgetError::WouldExceed {
+            amount: sat(1),
+            remaining: Amount::ZERO,
+            period: Period::Day
+        })
+    );
+    // ... and are charged to the period in which they are committed, once.
+    assert_eq!(b.commit(early, next), Ok(sat(20)));
+    assert_eq!(b.release(gone), Ok(sat(20)));
+    let s = b.status(next);
+    assert_eq!(
+        (s.spent, s.reserved, s.remaining),
+        (sat(20), sat(60), sat(20))
+    );
+    // A commit made without an earlier roll still lands in the new period.
+    let mut c = budget();
+    let x = c.reserve(sat(15), T0).expect("x");
+    assert_eq!(c.commit(x, T0 + 3 * DAY), Ok(sat(15)));
+    assert_eq!(c.status(T0 + 3 * DAY).spent, sat(15));
+    assert_eq!(stored(&c)["period_start"], T0 + 3 * DAY);
+}
+
+#[test]
+fn editing_keeps_what_was_spent() {
+    let mut b = budget();
+    let r = b.reserve(sat(20), T0).expect("r");
+    b.commit(r, T0).expect("commit");
+    let held = b.reserve(sat(20), T0).expect("held");
+    // A higher limit: same spent, same reservation, more room.
+    b.update(terms(200, Period::Day, 50, None), T0 + 10)
+        .expect("raise");
+    let s = b.status(T0 + 10);
+    assert_eq!(
+        (s.spent, s.reserved, s.remaining),
+        (sat(20), sat(20), sat(160))
+    );
+    // A limit below what is used: nothing more, nothing forgotten.
+    b.update(terms(30, Period::Day, 10, None), T0 + 20)
+        .expect("lower");
+    let s = b.status(T0 + 20);
+    assert_eq!(
+        (s.spent, s.reserved, s.remaining),
+        (sat(20), sat(20), sat(0))
+    );
+    assert!(matches!(
+        b.reserve(sat(1), T0 + 20),
+        Err(BudgetError::WouldExceed { .. })
+    ));
+    assert_eq!(b.release(held), Ok(sat(20)));
+    assert_eq!(b.status(T0 + 20).remaining, sat(10));
+    assert_eq!(b.origin(), "https://example.com");
+    assert_eq!(b.state(), BudgetState::Enabled);
+}
+
+#[test]
+fn a_new_period_length_keeps_the_current_periods_spending() {
+    // Day → month on day 0: the month starts where the day did.
+    let mut b = budget();
+    let r = b.reserve(sat(20), T0 + 3600).expect("r");
+    b.commit(r, T0 + 3600).expect("commit");
+    b.update(terms(100, Period::Month, 20, None), T0 + 7200)
+        .expect("month");
+    let s = b.status(T0 + 7200);
+    assert_eq!((s.spent, s.period_start), (sat(20), T0));
+    assert_eq!(s.period_end, T0 + Period::Month.seconds());
+
+    // Month → day on day 3: the day that contains now, spending kept.
+    let mut b =
+        Budget::new("https://a.example", terms(100, Period::Month, 50, None), T0).expect("valid");
+    let now = T0 + 3 * DAY + 600;
+    let r = b.reserve(sat(50), T0 + DAY).expect("r");
+    b.commit(r, T0 + DAY).expect("commit");
+    b.update(terms(100, Period::Day, 50, None), now)
+        .expect("day");
+    let s = b.status(now);
+    assert_eq!((s.spent, s.period_start), (sat(50), T0 + 3 * DAY));
+    assert_eq!(s.period_end, T0 + 4 * DAY);
+    // It resets at the next day boundary only.
+    assert_eq!(b.status(T0 + 4 * DAY - 1).spent, sat(50));
+    assert_eq!(b.status(T0 + 4 * DAY).spent, Amount::ZERO);
+
+    // An edit after the period ended: the old period ends first, then the change applies.
+    let mut b = budget();
+    let r = b.reserve(sat(20), T0).expect("r");
+    b.commit(r, T0).expect("commit");
+    b.update(terms(100, Period::Week, 20, None), T0 + DAY + 1)
+        .expect("week");
+    let s = b.status(T0 + DAY + 1);
+    assert_eq!((s.spent, s.period_start), (sat(0), T0 + DAY));
+}
+
+#[test]
+fn approval_threshold() {
+    let b = budget();
+    assert!(!b.needs_approval(sat(1)));
+    assert!(!b.needs_approval(sat(5)));
+    assert!(b.needs_approval(sat(6)));
+    let mut b = budget();
+    b.update(terms(100, Period::Day, 20, None), T0)
+        .expect("no threshold");
+    assert!(b.needs_approval(sat(1)));
+}
+
+#[test]
+fn stored_form_round_trips_and_is_checked() {
+    let mut b = budget();
+    let r = b.reserve(sat(10), T0).expect("r");
+    b.reserve(sat(7), T0).expect("s");
+    b.commit(r, T0).expect("commit");
+    let bytes = b.to_bytes();
+    assert_eq!(Budget::from_bytes(&bytes), Ok(b.clone()));
+    let json: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(json["format"], 1);
+    assert_eq!(json["origin"], "https://example.com");
+    assert_eq!(json["terms"]["period"], "day");
+    assert_eq!(json["terms"]["limit"], 100);
+    assert_eq!(json["state"], "enabled");
+    assert_eq!(json["spent"], 10);
+    assert_eq!(json["reservations"][0]["amount"], 7);
+
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut j = json.clone();
+        f(&mut j);
+        Budget::from_bytes(&serde_json::to_vec(&j).expect("bytes"))
+    };
+    let corrupt = |r: Result<Budget, BudgetError>| matches!(r, Err(BudgetError::Corrupt(_)));
+    assert!(corrupt(with(&|j| j["format"] = 2.into())));
+    assert!(corrupt(with(&|j| j["terms"]["limit"] = 0.into())));
+    assert!(corrupt(with(
+        &|j| j["origin"] = "https://a.example/x".into()
+    )));
+    assert!(corrupt(with(&|j| j["spent"] = u64::MAX.into())));
+    assert!(corrupt(with(&|j| j["state"] = "paused".into())));
+    assert!(corrupt(
+        with(&|j| j["reservations"][0]["amount"] = 0.into())
+    ));
+    assert!(corrupt(with(&|j| j["reservations"][0]["id"] = 99.into())));
+    assert!(corrupt(with(
+        &|j| j["reservations"][0]["amount"] = 2_100_000_000_000_000u64.into()
+    )));
+    assert!(corrupt(with(&|j| {
+        let first = j["reservations"][0].clone();
+        j["reservations"].as_array_mut().expect("array").push(first);
+    })));
+    assert!(corrupt(Budget::from_bytes(b"")));
+    assert!(corrupt(Budget::from_bytes(b"{\"format\":1}")));
+    let msg = with(&|j| j["format"] = 2.into()).expect_err("newer");
+    assert!(msg.to_string().contains("format 2 is not 1"), "{msg}");
+}
+
+#[test]
+fn too_many_reservations_are_refused() {
+    let mut b = Budget::new(
+        "https://a.example",
+        terms(1_000_000, Period::Day, 1, None),
+        T0,
+    )
+    .expect("valid");
+    for _ in 0..MAX_RESERVATIONS {
+        b.reserve(sat(1), T0).expect("within");
+    }
+    assert_eq!(b.reserve(sat(1), T0), Err(BudgetError::TooManyReservations));
+    assert_eq!(Budget::from_bytes(&b.to_bytes()), Ok(b));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,21 +968,18 @@ impl Store for SlowStore {
         tokio::task::yield_now().await;
         out
     }
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.keys(prefix).await
+    }
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if self.fail_puts.get() {
             tokio::task::yield_now().await;
             return Err(StoreError("disk full".into()));
         }
-        let out = self.inner.put(key, value).await;
+        let out = self.inner.write(batch).await;
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
         out
-    }
-    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.inner.keys(prefix).await
-    }
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.remove(key).await
     }
 }
 
@@ -554,10 +1041,13 @@ fn concurrent_reservations_never_overspend() {
             stored.reservations().is_empty(),
             "every reservation settled"
         );
-        // Exactly as many as fit: 6 × 15 of 100; none was lost, released ones were not charged.
-        assert_eq!(ok.iter().filter(|o| **o).count(), 6, "{ok:?}");
+        // Changes are made one at a time, each stored before the next reads the budget, so a
+        // release may make room for a later reservation: at least as many as fit at once
+        // (6 × 15 of 100) succeed, none was lost, and released ones were not charged.
+        let succeeded = ok.iter().filter(|o| **o).count() as u64;
+        assert!(succeeded >= 6, "{ok:?}");
         let released = (0..10).filter(|i| i % 3 == 0 && ok[*i]).count() as u64;
-        assert_eq!(s.spent, sat(15 * (6 - released)));
+        assert_eq!(s.spent, sat(15 * (succeeded - released)));
         assert_eq!(budgets.load(origin).await.expect("cached"), Some(stored));
     });
 }

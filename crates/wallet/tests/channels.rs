@@ -1,6 +1,6 @@
 //! The channel client's bookkeeping against an in-process payee (the channel core's payee state
 //! machine behind the endpoint's JSON), on a local chain: every signed payment is stored before
-//! it leaves, once; receipts stay in memory until the next write; a payment prepared ahead is
+//! it leaves, once; receipts wait for the next write; a payment prepared ahead is
 //! sent by the next request; a crash that loses a receipt or strands a prepared payment costs
 //! no money and charges nothing twice.
 
@@ -14,7 +14,8 @@ use trickle_channel::http::Resource;
 use trickle_channel::{ChainTip, PayerState};
 use trickle_channel::{Close, WireMessage};
 use trickle_regtest::{Config, Node};
-use trickle_wallet::{ChannelLimits, Transport, Wallet, PREPAID_REQUESTS};
+use trickle_wallet::store::WriteBatch;
+use trickle_wallet::{ChannelLimits, OpenParams, Transport, Wallet, PREPAID_REQUESTS};
 
 const PASSWORD: &str = "pw";
 
@@ -28,7 +29,11 @@ fn page(n: u32) -> Resource {
 
 /// A funded wallet over `store` with a channel open to `payee` (its first payment, 1,000 sat,
 /// is credit), whose credit is then used up so that every further page needs a signature.
-async fn open(node: &Node, store: Counted) -> (Wallet<Counted>, Payee, AsyncClient, ChainTip) {
+/// The receipt of that page is pending (see `common::pay`).
+async fn open(
+    node: &Node,
+    store: Counted,
+) -> (Wallet<Counted>, Payee, AsyncClient, ChainTip, WriteBatch) {
     let client = Builder::new(node.url()).build_async().expect("client");
     let (mut wallet, _) = Wallet::create(store, Network::Regtest, PASSWORD)
         .await
@@ -45,28 +50,29 @@ async fn open(node: &Node, store: Counted) -> (Wallet<Counted>, Payee, AsyncClie
         .open_channel(
             &payee,
             &client,
-            SITE,
-            &offer,
-            Amount::from_sat(50_000),
-            offer.extra.min_payment,
-            &ChannelLimits::default(),
-            FeeRate::from_sat_per_vb_u32(2),
-            now(),
+            OpenParams {
+                site: SITE,
+                offer: &offer,
+                value: Amount::from_sat(50_000),
+                first_payment: offer.extra.min_payment,
+                limits: &ChannelLimits::default(),
+                fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                now: now(),
+            },
         )
         .await
         .expect("channel opened");
     let key = payee.public_key();
-    let header = wallet
-        .pay(SITE, &offer, &page(0), None, tip)
+    let mut pending = WriteBatch::new();
+    let header = common::pay(&wallet, &mut pending, SITE, &offer, &page(0), None, tip)
         .await
         .expect("paid");
     let receipt = payee.charge(&header, Amount::from_sat(1_000));
-    wallet
-        .apply_receipt(SITE, &key, &receipt, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
         .await
         .expect("receipt");
     let record = wallet
-        .channel(SITE, &key)
+        .channel_in(&pending, SITE, &key)
         .await
         .expect("read")
         .expect("record");
@@ -74,7 +80,7 @@ async fn open(node: &Node, store: Counted) -> (Wallet<Counted>, Payee, AsyncClie
         (record.credit, record.available()),
         (Amount::ZERO, Amount::ZERO)
     );
-    (wallet, payee, client, tip)
+    (wallet, payee, client, tip, pending)
 }
 
 fn paid(record: &trickle_wallet::ChannelRecord) -> Amount {
@@ -85,29 +91,26 @@ fn paid(record: &trickle_wallet::ChannelRecord) -> Amount {
 async fn one_write_per_signed_payment_none_per_receipt_and_nothing_charged_twice() {
     let node = Node::start(Config::default()).await.expect("node");
     let store = Counted::default();
-    let (mut wallet, payee, _client, tip) = open(&node, store.clone()).await;
+    let (wallet, payee, _client, tip, mut pending) = open(&node, store.clone()).await;
     let key = payee.public_key();
     let before = payee.ledger();
 
     // Requests one after the other, each preparing the next payment while it is "in flight".
     let (writes, reads) = (store.channel_writes(), store.channel_reads());
     for n in 1..=20 {
-        let header = wallet
-            .pre_arm(SITE, &key, &page(n), tip)
+        let header = common::pre_arm(&wallet, &mut pending, SITE, &key, &page(n), tip)
             .await
             .expect("pre-armed")
             .expect("a channel");
         // The first request signs for itself (one write); every later one was prepared.
         if n < 20 {
-            wallet
-                .prepare_next(SITE, &key, tip)
+            common::prepare_next(&wallet, &mut pending, SITE, &key, tip)
                 .await
                 .expect("prepared");
         }
         let receipt = payee.charge(&header, PRICE);
         assert!(receipt.success, "page {n}: {receipt:?}");
-        wallet
-            .apply_receipt(SITE, &key, &receipt, tip)
+        common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
             .await
             .expect("receipt");
     }
@@ -145,7 +148,7 @@ async fn one_write_per_signed_payment_none_per_receipt_and_nothing_charged_twice
         ledger.paid,
         "every signed payment is stored"
     );
-    wallet.flush().await.expect("flushed");
+    common::flush(&wallet, &mut pending).await.expect("flushed");
     assert_eq!(store.channel_writes() - writes, 4);
     let record = Wallet::unlock(store.clone(), Network::Regtest, PASSWORD)
         .await
@@ -168,9 +171,14 @@ async fn one_write_per_signed_payment_none_per_receipt_and_nothing_charged_twice
 }
 
 /// The next page's pre-armed header, read back from the store of `wallet`.
-async fn pre_arm(wallet: &mut Wallet<Counted>, key: &PublicKey, n: u32, tip: ChainTip) -> String {
-    wallet
-        .pre_arm(SITE, key, &page(n), tip)
+async fn pre_arm(
+    wallet: &Wallet<Counted>,
+    pending: &mut WriteBatch,
+    key: &PublicKey,
+    n: u32,
+    tip: ChainTip,
+) -> String {
+    common::pre_arm(wallet, pending, SITE, key, &page(n), tip)
         .await
         .expect("pre-armed")
         .expect("a channel")
@@ -180,31 +188,31 @@ async fn pre_arm(wallet: &mut Wallet<Counted>, key: &PublicKey, n: u32, tip: Cha
 async fn a_prepared_payment_stranded_by_a_crash_goes_with_the_next_request() {
     let node = Node::start(Config::default()).await.expect("node");
     let store = Counted::default();
-    let (mut wallet, payee, _client, tip) = open(&node, store.clone()).await;
+    let (wallet, payee, _client, tip, mut pending) = open(&node, store.clone()).await;
     let key = payee.public_key();
     let before = payee.ledger();
 
     // Page 1 is paid and served and the next payment is prepared; then the client crashes
     // before its receipt is stored and before the prepared payment is sent.
-    let header = pre_arm(&mut wallet, &key, 1, tip).await;
-    wallet
-        .prepare_next(SITE, &key, tip)
+    let header = pre_arm(&wallet, &mut pending, &key, 1, tip).await;
+    common::prepare_next(&wallet, &mut pending, SITE, &key, tip)
         .await
         .expect("prepared");
     let receipt = payee.charge(&header, PRICE);
     assert!(receipt.success);
-    wallet
-        .apply_receipt(SITE, &key, &receipt, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
         .await
         .expect("receipt");
     drop(wallet);
+    // What was not stored is gone with the process.
+    pending = WriteBatch::new();
 
     // The stored state is the last one signed: the prepared payment, which the payee never got.
-    let mut wallet = Wallet::unlock(store.clone(), Network::Regtest, PASSWORD)
+    let wallet = Wallet::unlock(store.clone(), Network::Regtest, PASSWORD)
         .await
         .expect("unlocked");
     let record = wallet
-        .channel(SITE, &key)
+        .channel_in(&pending, SITE, &key)
         .await
         .expect("read")
         .expect("record");
@@ -214,15 +222,14 @@ async fn a_prepared_payment_stranded_by_a_crash_goes_with_the_next_request() {
     );
     // The next request sends it as it is: no new signature, no write.
     let writes = store.channel_writes();
-    let header = pre_arm(&mut wallet, &key, 2, tip).await;
+    let header = pre_arm(&wallet, &mut pending, &key, 2, tip).await;
     assert_eq!(store.channel_writes(), writes);
     let receipt = payee.charge(&header, PRICE);
     assert!(receipt.success, "{receipt:?}");
-    wallet
-        .apply_receipt(SITE, &key, &receipt, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
         .await
         .expect("receipt");
-    wallet.flush().await.expect("flushed");
+    common::flush(&wallet, &mut pending).await.expect("flushed");
     let ledger = payee.ledger();
     assert_eq!(
         ledger.consumed - before.consumed,
@@ -235,7 +242,7 @@ async fn a_prepared_payment_stranded_by_a_crash_goes_with_the_next_request() {
         "the first page's payment and the prepared one, no more"
     );
     let record = wallet
-        .channel(SITE, &key)
+        .channel_in(&pending, SITE, &key)
         .await
         .expect("read")
         .expect("record");
@@ -248,7 +255,7 @@ async fn a_prepared_payment_stranded_by_a_crash_goes_with_the_next_request() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_late_receipt_changes_nothing() {
     let node = Node::start(Config::default()).await.expect("node");
-    let (mut wallet, payee, _client, tip) = open(&node, Counted::default()).await;
+    let (wallet, payee, _client, tip, mut pending) = open(&node, Counted::default()).await;
     let key = payee.public_key();
     let agrees = |record: &trickle_wallet::ChannelRecord| {
         let ledger = payee.ledger();
@@ -256,29 +263,26 @@ async fn a_late_receipt_changes_nothing() {
         (ours.acknowledged, record.credit) == (ledger.paid, ledger.credit())
     };
     // A free page leaves the pre-armed increment as credit; the next page uses it up.
-    let header = pre_arm(&mut wallet, &key, 1, tip).await;
+    let header = pre_arm(&wallet, &mut pending, &key, 1, tip).await;
     let first = payee.charge(&header, Amount::ZERO);
     assert_eq!(first.receipt.as_ref().map(|r| r.credit), Some(PRICE));
-    wallet
-        .apply_receipt(SITE, &key, &first, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &first, tip)
         .await
         .expect("first");
     // Page 2 uses the credit: the same total as the first receipt, less credit. Page 3 adds
     // an increment: a higher total. After each, the first receipt comes again, late.
     for n in 2..=3 {
-        let header = pre_arm(&mut wallet, &key, n, tip).await;
+        let header = pre_arm(&wallet, &mut pending, &key, n, tip).await;
         let receipt = payee.charge(&header, PRICE);
         assert!(receipt.success, "page {n}: {receipt:?}");
-        wallet
-            .apply_receipt(SITE, &key, &receipt, tip)
+        common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
             .await
             .expect("receipt");
-        wallet
-            .apply_receipt(SITE, &key, &first, tip)
+        common::apply_receipt(&wallet, &mut pending, SITE, &key, &first, tip)
             .await
             .expect("late");
         let record = wallet
-            .channel(SITE, &key)
+            .channel_in(&pending, SITE, &key)
             .await
             .expect("read")
             .expect("record");
@@ -294,52 +298,57 @@ async fn a_late_receipt_changes_nothing() {
 async fn a_receipt_lost_in_a_crash_is_corrected_by_the_payee_and_costs_nothing() {
     let node = Node::start(Config::default()).await.expect("node");
     let store = Counted::default();
-    let (mut wallet, payee, _client, tip) = open(&node, store.clone()).await;
+    let (wallet, payee, _client, tip, mut pending) = open(&node, store.clone()).await;
     let key = payee.public_key();
     let before = payee.ledger();
 
     // A free page takes a pre-armed increment: 10 sat of credit, stored at the end of the run.
-    let header = pre_arm(&mut wallet, &key, 1, tip).await;
+    let header = pre_arm(&wallet, &mut pending, &key, 1, tip).await;
     let receipt = payee.charge(&header, Amount::ZERO);
     assert_eq!(receipt.receipt.as_ref().map(|r| r.credit), Some(PRICE));
-    wallet
-        .apply_receipt(SITE, &key, &receipt, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
         .await
         .expect("receipt");
-    wallet.flush().await.expect("flushed");
+    common::flush(&wallet, &mut pending).await.expect("flushed");
     // A priced page is paid from that credit; the client crashes before storing the receipt.
-    let header = pre_arm(&mut wallet, &key, 2, tip).await;
+    let header = pre_arm(&wallet, &mut pending, &key, 2, tip).await;
     let receipt = payee.charge(&header, PRICE);
     assert!(receipt.success);
-    wallet
-        .apply_receipt(SITE, &key, &receipt, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
         .await
         .expect("receipt");
     drop(wallet);
+    // What was not stored is gone with the process.
+    pending = WriteBatch::new();
 
     // After the restart the client counts on the credit page 2 used: the payee refuses the
     // next page with its account of the channel, and the client pays the difference, once.
-    let mut wallet = Wallet::unlock(store.clone(), Network::Regtest, PASSWORD)
+    let wallet = Wallet::unlock(store.clone(), Network::Regtest, PASSWORD)
         .await
         .expect("unlocked");
-    let header = pre_arm(&mut wallet, &key, 3, tip).await;
+    let header = pre_arm(&wallet, &mut pending, &key, 3, tip).await;
     let refused = payee.charge(&header, PRICE);
     assert!(!refused.success);
-    wallet
-        .apply_receipt(SITE, &key, &refused, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &refused, tip)
         .await
         .expect("refusal applied");
-    let header = wallet
-        .pay(SITE, &payee.offer(), &page(3), None, tip)
-        .await
-        .expect("paid");
+    let header = common::pay(
+        &wallet,
+        &mut pending,
+        SITE,
+        &payee.offer(),
+        &page(3),
+        None,
+        tip,
+    )
+    .await
+    .expect("paid");
     let receipt = payee.charge(&header, PRICE);
     assert!(receipt.success, "{receipt:?}");
-    wallet
-        .apply_receipt(SITE, &key, &receipt, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
         .await
         .expect("receipt");
-    wallet.flush().await.expect("flushed");
+    common::flush(&wallet, &mut pending).await.expect("flushed");
 
     let ledger = payee.ledger();
     assert_eq!(
@@ -350,7 +359,7 @@ async fn a_receipt_lost_in_a_crash_is_corrected_by_the_payee_and_costs_nothing()
     assert_eq!(ledger.paid - before.paid, PRICE * 2, "and no more paid");
     assert_eq!(ledger.credit(), Amount::ZERO);
     let record = wallet
-        .channel(SITE, &key)
+        .channel_in(&pending, SITE, &key)
         .await
         .expect("read")
         .expect("record");
@@ -402,8 +411,10 @@ impl Transport for ZeroedSettlement<'_> {
 async fn a_settlement_never_confirmed_does_not_cancel_the_refund() {
     for forged in [true, false] {
         let node = Node::start(Config::default()).await.expect("node");
-        let (mut wallet, payee, client, tip) = open(&node, Counted::default()).await;
+        let (mut wallet, payee, client, tip, mut pending) = open(&node, Counted::default()).await;
         let key = payee.public_key();
+        // The run that paid ends: its receipt is stored.
+        common::flush(&wallet, &mut pending).await.expect("flushed");
         node.mine(1).await.expect("contract confirmed");
         let settlement = if forged {
             // A settlement that no node takes.

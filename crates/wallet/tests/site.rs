@@ -7,13 +7,14 @@ mod common;
 
 use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use bitcoin::{Amount, FeeRate, Network};
-use common::{now, Counted, Payee, PRICE};
+use common::{now, Counted, FailingStore, Payee, PRICE};
 use trickle_channel::http::{PaymentRequired, Resource, X402_VERSION};
 use trickle_channel::{ChainTip, ChannelError, PayerState};
 use trickle_regtest::{Config, Node};
 use trickle_wallet::budget::{Budget, Budgets, Period, Terms};
 use trickle_wallet::offer::OfferPolicy;
-use trickle_wallet::site::{Answer, AskReason, PayContext, PayError};
+use trickle_wallet::site::{Answer, AskReason, PayContext, PayError, ReceiptView};
+use trickle_wallet::store::{Store, WriteBatch};
 use trickle_wallet::{ChannelClientError, Transport, Wallet};
 
 /// The site, as an origin (the payee serves `common::SITE`).
@@ -44,8 +45,10 @@ fn required(payee: &Payee, url: &str) -> String {
 struct Setup {
     node: Node,
     store: Counted,
-    wallet: Wallet<Counted>,
-    budgets: Budgets<Counted>,
+    /// The same store, whose writes can be made to fail.
+    disk: FailingStore<Counted>,
+    wallet: Wallet<FailingStore<Counted>>,
+    budgets: Budgets<FailingStore<Counted>>,
     client: AsyncClient,
     tip: ChainTip,
 }
@@ -55,7 +58,8 @@ async fn setup() -> (Setup, Payee) {
     let node = Node::start(Config::default()).await.expect("node");
     let client = Builder::new(node.url()).build_async().expect("client");
     let store = Counted::default();
-    let (mut wallet, _) = Wallet::create(store.clone(), Network::Regtest, "pw")
+    let disk = FailingStore::new(store.clone());
+    let (mut wallet, _) = Wallet::create(disk.clone(), Network::Regtest, "pw")
         .await
         .expect("wallet");
     let address = wallet.receive_address().await.expect("address");
@@ -68,9 +72,10 @@ async fn setup() -> (Setup, Payee) {
     payee.policy.min_payment = PRICE;
     let setup = Setup {
         node,
-        store: store.clone(),
+        store,
+        disk: disk.clone(),
         wallet,
-        budgets: Budgets::new(store),
+        budgets: Budgets::new(disk),
         client,
         tip,
     };
@@ -106,9 +111,32 @@ impl Setup {
             now: now(),
         };
         let header = required(payee, url);
-        self.wallet
+        let answer = self
+            .wallet
             .answer_offer(&self.budgets, &ctx, url, &header, false)
-            .await
+            .await?;
+        Ok(answer.commit(&(&self.wallet, &self.budgets)).await?)
+    }
+
+    /// Takes the receipt `header` of `url` and commits it.
+    async fn take_receipt(&self, url: &str, header: &str) -> Result<Option<ReceiptView>, PayError> {
+        let staged = self
+            .wallet
+            .take_receipt(&self.budgets, url, header, self.tip, now())
+            .await?;
+        match staged {
+            Some(staged) => Ok(Some(staged.commit(&(&self.wallet, &self.budgets)).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The next page's pre-armed payment, committed.
+    async fn pre_arm_site(&self) -> Result<Option<String>, PayError> {
+        let armed = self
+            .wallet
+            .pre_arm_site(&WriteBatch::new(), &self.budgets, ORIGIN, self.tip, now())
+            .await?;
+        Ok(armed.commit(&(&self.wallet, &self.budgets)).await?)
     }
 
     async fn answer(&mut self, payee: &Payee, n: u32) -> Answer {
@@ -121,14 +149,7 @@ impl Setup {
         if let Answer::Pay { header, .. } = &answer {
             let receipt = payee.charge(header, PRICE);
             assert!(receipt.success, "page {n}: {receipt:?}");
-            self.wallet
-                .take_receipt(
-                    &self.budgets,
-                    &url(n),
-                    &receipt.to_header(),
-                    self.tip,
-                    now(),
-                )
+            self.take_receipt(&url(n), &receipt.to_header())
                 .await
                 .expect("receipt applied")
                 .expect("a receipt of ours");
@@ -249,8 +270,7 @@ async fn pre_armed_pages_read_nothing_from_the_store() {
     s.load(&payee, 1).await;
     // What the extension does per page: the receipt of the page, then the next page's payment.
     let mut armed = s
-        .wallet
-        .pre_arm_site(&s.budgets, ORIGIN, s.tip, now())
+        .pre_arm_site()
         .await
         .expect("pre-armed")
         .expect("a channel and a budget");
@@ -258,14 +278,12 @@ async fn pre_armed_pages_read_nothing_from_the_store() {
     for n in 2..=11 {
         let receipt = payee.charge(&armed, PRICE);
         assert!(receipt.success, "page {n}: {receipt:?}");
-        s.wallet
-            .take_receipt(&s.budgets, &url(n), &receipt.to_header(), s.tip, now())
+        s.take_receipt(&url(n), &receipt.to_header())
             .await
             .expect("receipt applied")
             .expect("a receipt of ours");
         armed = s
-            .wallet
-            .pre_arm_site(&s.budgets, ORIGIN, s.tip, now())
+            .pre_arm_site()
             .await
             .expect("pre-armed")
             .expect("a channel and a budget");
@@ -390,24 +408,14 @@ async fn a_receipt_for_another_site_is_refused() {
     };
     let receipt = payee.charge(&header, PRICE);
     let other = s
-        .wallet
-        .take_receipt(
-            &s.budgets,
-            "https://elsewhere.example/a",
-            &receipt.to_header(),
-            s.tip,
-            now(),
-        )
+        .take_receipt("https://elsewhere.example/a", &receipt.to_header())
         .await;
     assert!(
         matches!(&other, Err(e) if e.code() == "channel"),
         "{other:?}"
     );
     // Garbage is an error, not a panic.
-    let junk = s
-        .wallet
-        .take_receipt(&s.budgets, &url(1), "not base64!", s.tip, now())
-        .await;
+    let junk = s.take_receipt(&url(1), "not base64!").await;
     assert!(
         matches!(&junk, Err(e) if e.code() == "bad_header"),
         "{junk:?}"
@@ -530,8 +538,7 @@ async fn a_change_swept_below_dust_is_reserved_as_signed() {
             match answer {
                 Ok(Answer::Pay { header, .. }) => {
                     let receipt = payee.charge(&header, PRICE);
-                    s.wallet
-                        .take_receipt(&s.budgets, &url(n), &receipt.to_header(), s.tip, now())
+                    s.take_receipt(&url(n), &receipt.to_header())
                         .await
                         .expect("receipt applied");
                 }
@@ -593,8 +600,7 @@ async fn a_payee_claiming_closing_releases_nothing_it_may_still_settle() {
             "page {n}: {signed} > {spent} + {reserved}"
         );
         // Any later response carries the full total.
-        s.wallet
-            .take_receipt(&s.budgets, &url(n), &receipt.to_header(), s.tip, now())
+        s.take_receipt(&url(n), &receipt.to_header())
             .await
             .expect("receipt applied");
         let (spent, reserved) = s.spent_reserved().await;
@@ -642,14 +648,7 @@ async fn a_payee_that_never_answers_does_not_hold_up_the_others() {
         };
         let receipt = other.charge(&header, PRICE);
         if n == 1 {
-            s.wallet
-                .take_receipt(
-                    &s.budgets,
-                    &other_page(n),
-                    &receipt.to_header(),
-                    s.tip,
-                    now(),
-                )
+            s.take_receipt(&other_page(n), &receipt.to_header())
                 .await
                 .expect("receipt applied");
         }
@@ -670,4 +669,73 @@ async fn a_payee_that_never_answers_does_not_hold_up_the_others() {
         "B's increment committed meanwhile"
     );
     assert_eq!(s.spent_reserved().await, (10, 10), "A's stays reserved");
+}
+
+/// Every key of `store` with its value.
+async fn contents(store: &Counted) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for key in store.keys("").await.expect("keys") {
+        let value = store.get(&key).await.expect("get");
+        out.push((key, value));
+    }
+    out
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_payment_whose_write_fails_is_not_sent_and_changes_nothing_in_memory() {
+    let (mut s, payee) = setup().await;
+    s.approve(100 * PRICE.to_sat()).await;
+    s.load(&payee, 1).await;
+    s.load(&payee, 2).await;
+    let key = payee.public_key();
+    let channel = s.wallet.channel(ORIGIN, &key).await.expect("read");
+    let budget = s.budgets.load(ORIGIN).await.expect("budget");
+    let ledger = payee.ledger();
+    let stored = contents(&s.store).await;
+
+    // Page 3 needs a new signature; its write fails. The staged payment is refused and its
+    // header never had: nothing can be sent. The wallet and the budgets remember nothing of it.
+    s.disk.fail_writes(true);
+    let err = s
+        .answer_with(&payee, &payee, 3)
+        .await
+        .expect_err("not paid when the write fails");
+    assert_eq!(err.code(), "storage", "{err}");
+    assert!(err.to_string().contains("injected write failure"), "{err}");
+    assert_eq!(s.wallet.channel(ORIGIN, &key).await.expect("read"), channel);
+    assert_eq!(s.budgets.load(ORIGIN).await.expect("budget"), budget);
+    assert_eq!(contents(&s.store).await, stored, "the store is as it was");
+    // The receipt of page 2 and the pre-armed payment after it fail alike.
+    assert!(s.pre_arm_site().await.is_err());
+    assert_eq!(s.wallet.channel(ORIGIN, &key).await.expect("read"), channel);
+    assert_eq!(s.budgets.load(ORIGIN).await.expect("budget"), budget);
+    assert_eq!(payee.ledger(), ledger, "the payee got nothing");
+
+    // The disk works again: page 3 is paid with exactly one more price, from the state that
+    // was stored, and the budget holds exactly that.
+    s.disk.fail_writes(false);
+    let Answer::Pay { header, signed } = s.answer(&payee, 3).await else {
+        panic!("page 3 is paid")
+    };
+    assert_eq!(signed, PRICE);
+    let before = budget.expect("budget").status(now());
+    let after = s
+        .budgets
+        .load(ORIGIN)
+        .await
+        .expect("budget")
+        .expect("budget")
+        .status(now());
+    assert_eq!(
+        after.spent + after.reserved,
+        before.spent + before.reserved + PRICE
+    );
+    assert_eq!(
+        trickle_channel::http::PaymentSignature::from_header(&header)
+            .expect("header")
+            .payload
+            .amount,
+        ledger.paid + PRICE
+    );
+    assert!(payee.charge(&header, PRICE).success);
 }

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use bitcoin::Network;
 use trickle_wallet::layout::{self, LAYOUT};
-use trickle_wallet::store::{MemoryStore, Store, StoreError};
+use trickle_wallet::store::{MemoryStore, Store, StoreError, WriteBatch};
 use trickle_wallet::Wallet;
 
 struct Fixture {
@@ -104,16 +104,12 @@ impl Store for DiesAfter<'_> {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await
     }
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.spend()?;
-        self.inner.put(key, value).await
-    }
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.inner.keys(prefix).await
     }
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.spend()?;
-        self.inner.remove(key).await
+        self.inner.write(batch).await
     }
 }
 
@@ -257,7 +253,7 @@ impl Disk {
         self.0 .1.set(Some(writes));
     }
 
-    fn write(&self) -> Result<(), StoreError> {
+    fn take_space(&self) -> Result<(), StoreError> {
         match self.0 .1.get() {
             Some(0) => Err(StoreError(ENOSPC.into())),
             Some(n) => {
@@ -273,16 +269,12 @@ impl Store for Disk {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.0 .0.get(key).await
     }
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.write()?;
-        self.0 .0.put(key, value).await
-    }
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         self.0 .0.keys(prefix).await
     }
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.write()?;
-        self.0 .0.remove(key).await
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.take_space()?;
+        self.0 .0.write(batch).await
     }
 }
 
@@ -292,7 +284,7 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
     use common::{now, Payee, PRICE, SITE};
     use trickle_channel::http::{PaymentSignature, Resource};
     use trickle_regtest::{Config, Node};
-    use trickle_wallet::ChannelLimits;
+    use trickle_wallet::{ChannelLimits, OpenParams};
 
     const PASSWORD: &str = "pw";
     let page = |n: u32| Resource {
@@ -324,13 +316,15 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
         .open_channel(
             &payee,
             &client,
-            SITE,
-            &offer,
-            Amount::from_sat(50_000),
-            offer.extra.min_payment,
-            &ChannelLimits::default(),
-            FeeRate::from_sat_per_vb_u32(2),
-            now(),
+            OpenParams {
+                site: SITE,
+                offer: &offer,
+                value: Amount::from_sat(50_000),
+                first_payment: offer.extra.min_payment,
+                limits: &ChannelLimits::default(),
+                fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                now: now(),
+            },
         )
         .await
         .expect_err("no channel opened on a full disk");
@@ -341,24 +335,25 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
         .open_channel(
             &payee,
             &client,
-            SITE,
-            &offer,
-            Amount::from_sat(50_000),
-            offer.extra.min_payment,
-            &ChannelLimits::default(),
-            FeeRate::from_sat_per_vb_u32(2),
-            now(),
+            OpenParams {
+                site: SITE,
+                offer: &offer,
+                value: Amount::from_sat(50_000),
+                first_payment: offer.extra.min_payment,
+                limits: &ChannelLimits::default(),
+                fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                now: now(),
+            },
         )
         .await
         .expect("channel opened");
     // The first payment's credit is used up: from now on every page needs a signature.
-    let header = wallet
-        .pay(SITE, &offer, &page(0), None, tip)
+    let mut pending = WriteBatch::new();
+    let header = common::pay(&wallet, &mut pending, SITE, &offer, &page(0), None, tip)
         .await
         .expect("paid");
     let receipt = payee.charge(&header, Amount::from_sat(1_000));
-    wallet
-        .apply_receipt(SITE, &key, &receipt, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
         .await
         .expect("receipt");
     let paid = |record: &trickle_wallet::ChannelRecord| {
@@ -369,30 +364,37 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
     // The disk fills up. Paying after a 402, pre-armed, or preparing the next payment each
     // fail with the disk's error and return no header: no new signature leaves.
     disk.fill(true);
-    let err = wallet
-        .pay(SITE, &offer, &page(1), Some(offer.extra.nonce.clone()), tip)
-        .await
-        .expect_err("no payment on a full disk");
+    let err = common::pay(
+        &wallet,
+        &mut pending,
+        SITE,
+        &offer,
+        &page(1),
+        Some(offer.extra.nonce.clone()),
+        tip,
+    )
+    .await
+    .expect_err("no payment on a full disk");
     assert_eq!(
         err.to_string(),
         format!("storage failed: {ENOSPC}"),
         "the disk's own error"
     );
-    let err = wallet
-        .pre_arm(SITE, &key, &page(1), tip)
+    let err = common::pre_arm(&wallet, &mut pending, SITE, &key, &page(1), tip)
         .await
         .expect_err("no pre-armed payment on a full disk");
     assert!(err.to_string().contains(ENOSPC), "{err}");
-    let err = wallet
-        .prepare_next(SITE, &key, tip)
+    let err = common::prepare_next(&wallet, &mut pending, SITE, &key, tip)
         .await
         .expect_err("nothing prepared on a full disk");
     assert!(err.to_string().contains(ENOSPC), "{err}");
     // The receipt kept in memory cannot be stored either; it stays pending.
-    let err = wallet.flush().await.expect_err("flush fails");
+    let err = common::flush(&wallet, &mut pending)
+        .await
+        .expect_err("flush fails");
     assert!(err.to_string().contains(ENOSPC), "{err}");
     let record = wallet
-        .channel(SITE, &key)
+        .channel_in(&pending, SITE, &key)
         .await
         .expect("read")
         .expect("record");
@@ -406,10 +408,17 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
     // Space again: the next payment is exactly one price more than the last stored one (the
     // failed attempts left no signature behind to skip or reuse), and the payee takes it.
     disk.fill(false);
-    let header = wallet
-        .pay(SITE, &offer, &page(1), Some(offer.extra.nonce.clone()), tip)
-        .await
-        .expect("paid");
+    let header = common::pay(
+        &wallet,
+        &mut pending,
+        SITE,
+        &offer,
+        &page(1),
+        Some(offer.extra.nonce.clone()),
+        tip,
+    )
+    .await
+    .expect("paid");
     assert_eq!(
         PaymentSignature::from_header(&header)
             .expect("header")
@@ -429,11 +438,10 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(payee.ledger().paid, before.paid + PRICE);
     assert_eq!(payee.ledger().consumed, before.consumed + PRICE);
-    wallet
-        .apply_receipt(SITE, &key, &receipt, tip)
+    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
         .await
         .expect("receipt");
-    wallet.flush().await.expect("flushed");
+    common::flush(&wallet, &mut pending).await.expect("flushed");
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -441,7 +449,7 @@ async fn a_disk_filling_up_at_any_write_of_an_opening_locks_no_coins() {
     use bitcoin::{Amount, FeeRate};
     use common::{now, Payee, SITE};
     use trickle_regtest::{Config, Node};
-    use trickle_wallet::ChannelLimits;
+    use trickle_wallet::{ChannelLimits, OpenParams};
 
     const PASSWORD: &str = "pw";
     let node = Node::start(Config::default()).await.expect("node");
@@ -466,13 +474,15 @@ async fn a_disk_filling_up_at_any_write_of_an_opening_locks_no_coins() {
             .open_channel(
                 &payee,
                 &client,
-                SITE,
-                &payee.offer(),
-                Amount::from_sat(50_000),
-                payee.offer().extra.min_payment,
-                &ChannelLimits::default(),
-                FeeRate::from_sat_per_vb_u32(2),
-                now(),
+                OpenParams {
+                    site: SITE,
+                    offer: &payee.offer(),
+                    value: Amount::from_sat(50_000),
+                    first_payment: payee.offer().extra.min_payment,
+                    limits: &ChannelLimits::default(),
+                    fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                    now: now(),
+                },
             )
             .await;
         disk.fill(false);

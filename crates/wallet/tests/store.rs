@@ -2,7 +2,7 @@
 //! file-backed wallet moved into SQLite without losing a key.
 
 use bitcoin::Network;
-use trickle_wallet::store::{FileStore, MemoryStore, SqliteStore, Store, SQLITE_FILE};
+use trickle_wallet::store::{FileStore, MemoryStore, SqliteStore, Store, WriteBatch, SQLITE_FILE};
 use trickle_wallet::{Wallet, WalletError};
 
 /// A fresh directory under the system's temporary directory.
@@ -46,6 +46,37 @@ async fn suite(store: &impl Store) {
         .expect("removing an absent key is fine");
     assert_eq!(store.get("gone/x").await.expect("get"), None);
     assert!(store.keys("gone/").await.expect("keys").is_empty());
+    assert_eq!(store.keys("").await.expect("keys").len(), 3);
+
+    // A batch: puts and removes together, a later change of a key winning.
+    let mut batch = WriteBatch::new();
+    batch.put("batch/a", b"first".to_vec());
+    batch.put("batch/b", b"b".to_vec());
+    batch.remove("channel/b");
+    batch.put("batch/a", b"a".to_vec());
+    let mut later = WriteBatch::new();
+    later.remove("batch/b");
+    later.put("batch/c", b"c".to_vec());
+    batch.merge(later);
+    store.write(batch).await.expect("write");
+    assert_eq!(
+        store.keys("").await.expect("keys"),
+        ["batch/a", "batch/c", "channel/a", "wallet/meta"]
+    );
+    assert_eq!(
+        store.get("batch/a").await.expect("get"),
+        Some(b"a".to_vec())
+    );
+    assert_eq!(store.get("channel/b").await.expect("get"), None);
+    store
+        .write(WriteBatch::new())
+        .await
+        .expect("an empty batch");
+    let mut undo = WriteBatch::new();
+    undo.remove("batch/a");
+    undo.remove("batch/c");
+    undo.put("channel/b", b"2".to_vec());
+    store.write(undo).await.expect("write");
     assert_eq!(store.keys("").await.expect("keys").len(), 3);
 }
 
@@ -128,5 +159,52 @@ async fn a_file_backed_wallet_moves_into_sqlite_whole() {
     for bytes in [db, wal] {
         assert!(!String::from_utf8_lossy(&bytes).contains(&phrase));
     }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+/// Round `n`'s batch: its `keys` keys in, round `n - 1`'s out.
+fn round(n: usize, keys: usize) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    for k in 0..keys {
+        if n > 0 {
+            batch.remove(format!("round/{:03}/{k:03}", n - 1));
+        }
+        batch.put(format!("round/{n:03}/{k:03}"), vec![1]);
+    }
+    batch
+}
+
+#[test]
+fn another_connection_sees_a_sqlite_batch_whole_or_not_at_all() {
+    const KEYS: usize = 50;
+    const ROUNDS: usize = 40;
+    let dir = temp_dir("atomic");
+    let writer = SqliteStore::open(&dir).expect("store");
+    writer.write_blocking(round(0, KEYS)).expect("first round");
+    let reader = SqliteStore::open(&dir).expect("second connection");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watching = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut looks = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) || looks == 0 {
+                // One query: a batch half written would show keys of two rounds, or fewer.
+                let keys = reader.keys_blocking("round/").expect("keys");
+                let rounds: std::collections::BTreeSet<&str> =
+                    keys.iter().filter_map(|k| k.get(..9)).collect();
+                looks += 1;
+                if keys.len() != KEYS || rounds.len() != 1 {
+                    return Err(format!("look {looks}: {} keys of {rounds:?}", keys.len()));
+                }
+            }
+            Ok(looks)
+        })
+    };
+    for n in 1..=ROUNDS {
+        writer.write_blocking(round(n, KEYS)).expect("round");
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let looks = watching.join().expect("reader");
+    assert!(looks.is_ok(), "{looks:?}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

@@ -1,15 +1,10 @@
 //! `chrome.storage` behind the wallet's [`Store`] trait, and the session area that holds the
 //! unlocked key while the browser runs.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::rc::Rc;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use js_sys::{Array, Object, Reflect};
-use trickle_wallet::store::{Store, StoreError};
+use trickle_wallet::store::{Store, StoreError, WriteBatch};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
@@ -50,81 +45,13 @@ fn field(items: &JsValue, key: &str) -> Result<JsValue, StoreError> {
     Reflect::get(items, &JsValue::from_str(key)).map_err(|e| failed("get", key, e))
 }
 
-/// Writes held by a batch, by key: the value to set, or `None` to remove.
-type Held = BTreeMap<String, Option<Vec<u8>>>;
-
 /// `chrome.storage.local`: values are stored as base64 strings; `set` resolves once Chrome has
-/// committed the write. Clones share one batch (see [`ChromeStore::batch`]).
-#[derive(Clone, Debug, Default)]
-pub struct ChromeStore {
-    held: Rc<RefCell<Option<Held>>>,
-}
-
-impl ChromeStore {
-    /// Runs `work` with this store's writes held (its reads see them), then hands them to
-    /// Chrome in one `set`, which Chrome applies atomically, and one `remove`: every `put` in
-    /// `work` is durable when `batch` returns, not before, so `work` must send nothing that
-    /// needs them stored. What `work` wrote before failing is written too, as without a batch.
-    /// Other writers of this store must wait meanwhile (the wallet's lock keeps them out).
-    pub async fn batch<T, E: From<StoreError>>(
-        &self,
-        work: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
-        if self.held.borrow().is_some() {
-            return work.await; // inside a batch already: part of it
-        }
-        *self.held.borrow_mut() = Some(Held::new());
-        let out = work.await;
-        let held = self.held.borrow_mut().take().unwrap_or_default();
-        Self::write(held).await?;
-        out
-    }
-
-    async fn write(held: Held) -> Result<(), StoreError> {
-        let items = Object::new();
-        let removed = Array::new();
-        for (key, value) in &held {
-            match value {
-                Some(bytes) => {
-                    let text = JsValue::from_str(&STANDARD.encode(bytes));
-                    Reflect::set(&items, &JsValue::from_str(key), &text)
-                        .map_err(|e| failed("set", key, e))?;
-                }
-                None => {
-                    removed.push(&JsValue::from_str(key));
-                }
-            }
-        }
-        if held.values().any(Option::is_some) {
-            local_set(&items)
-                .await
-                .map_err(|e| failed("set", "a batch", e))?;
-        }
-        if removed.length() > 0 {
-            local_remove(&removed)
-                .await
-                .map_err(|e| failed("remove", "a batch", e))?;
-        }
-        Ok(())
-    }
-
-    /// Holds the write of `key` if a batch is open; else hands it back.
-    fn hold(&self, key: &str, value: Option<Vec<u8>>) -> Option<Option<Vec<u8>>> {
-        match self.held.borrow_mut().as_mut() {
-            Some(held) => {
-                held.insert(key.to_owned(), value);
-                None
-            }
-            None => Some(value),
-        }
-    }
-}
+/// committed the write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChromeStore;
 
 impl Store for ChromeStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(value) = self.held.borrow().as_ref().and_then(|h| h.get(key)) {
-            return Ok(value.clone());
-        }
         let items = local_get(key).await.map_err(|e| failed("get", key, e))?;
         match field(&items, key)?.as_string() {
             None => Ok(None),
@@ -133,15 +60,6 @@ impl Store for ChromeStore {
                 .map(Some)
                 .map_err(|e| StoreError(format!("{key}: not base64: {e}"))),
         }
-    }
-
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        let Some(Some(value)) = self.hold(key, Some(value)) else {
-            return Ok(());
-        };
-        let items = item(key, &JsValue::from_str(&STANDARD.encode(value)))?;
-        local_set(&items).await.map_err(|e| failed("set", key, e))?;
-        Ok(())
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -153,25 +71,45 @@ impl Store for ChromeStore {
             .filter_map(|k| k.as_string())
             .filter(|k| k.starts_with(prefix))
             .collect();
-        if let Some(held) = self.held.borrow().as_ref() {
-            keys.retain(|k| !held.contains_key(k));
-            keys.extend(
-                held.iter()
-                    .filter(|(k, v)| v.is_some() && k.starts_with(prefix))
-                    .map(|(k, _)| k.clone()),
-            );
-        }
         keys.sort();
         Ok(keys)
     }
 
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        if self.hold(key, None).is_none() {
-            return Ok(());
+    /// Every put in one `chrome.storage.local.set`, which Chrome applies as one write of its
+    /// database (all the items or none), then every removal in one `remove`. Chrome has no
+    /// call that sets and removes together, so a batch with both is two writes: a worker
+    /// stopped between them keeps the puts without the removals. The wallet's only removals in
+    /// a batch are of outstanding increments (`payment/`) whose reservation the same batch
+    /// commits or releases; one left behind is settled again the next time (its reservation is
+    /// gone from the budget, so it commits nothing twice) and removed then. A failed `set`
+    /// writes nothing, and nothing is removed after it.
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let items = Object::new();
+        let removed = Array::new();
+        let mut puts = 0;
+        for (key, value) in batch {
+            match value {
+                Some(bytes) => {
+                    let text = JsValue::from_str(&STANDARD.encode(bytes));
+                    Reflect::set(&items, &JsValue::from_str(&key), &text)
+                        .map_err(|e| failed("set", &key, e))?;
+                    puts += 1;
+                }
+                None => {
+                    removed.push(&JsValue::from_str(&key));
+                }
+            }
         }
-        local_remove(&JsValue::from_str(key))
-            .await
-            .map_err(|e| failed("remove", key, e))?;
+        if puts > 0 {
+            local_set(&items)
+                .await
+                .map_err(|e| failed("set", "a batch", e))?;
+        }
+        if removed.length() > 0 {
+            local_remove(&removed)
+                .await
+                .map_err(|e| failed("remove", "a batch", e))?;
+        }
         Ok(())
     }
 }

@@ -231,10 +231,9 @@ struct Inner {
     chain_view: RefCell<Option<(trickle_channel::ChainTip, FeeRate, f64)>>,
     /// The network's budgets (one instance, so concurrent reservations see each other).
     budgets: RefCell<Option<Rc<trickle_wallet::budget::Budgets<sites::ScopedStore>>>>,
-    /// The network's payment history, once read; every write goes through it.
+    /// The network's payment history as last committed, once read; every write goes through
+    /// it.
     history: RefCell<Option<Vec<sites::Payment>>>,
-    /// The wallet's and the budgets' storage: one batch covers both.
-    local: ChromeStore,
 }
 
 /// The wallet object the worker holds.
@@ -307,7 +306,7 @@ impl Trickle {
 
 impl Trickle {
     async fn load_inner() -> Result<Trickle, Failure> {
-        let settings = Settings::load(&ChromeStore::default(), DEFAULT_NETWORK).await?;
+        let settings = Settings::load(&ChromeStore, DEFAULT_NETWORK).await?;
         let inner = Rc::new(Inner {
             settings: RefCell::new(settings),
             wallet: Mutex::new(None),
@@ -317,7 +316,6 @@ impl Trickle {
             chain_view: RefCell::new(None),
             budgets: RefCell::new(None),
             history: RefCell::new(None),
-            local: ChromeStore::default(),
         });
         inner.resume_session().await?;
         Ok(Trickle { inner })
@@ -330,9 +328,7 @@ impl Inner {
     }
 
     async fn store(&self) -> Result<Scoped<ChromeStore>, Failure> {
-        // Migrating never joins a batch that may be open on `local`.
-        layout::open(ChromeStore::default(), self.network()).await?;
-        Ok(Scoped::new(self.local.clone(), self.network()))
+        Ok(layout::open(ChromeStore, self.network()).await?)
     }
 
     fn esplora(&self) -> Result<Esplora, Failure> {
@@ -366,7 +362,7 @@ impl Inner {
             } => {
                 check_password(&password)?;
                 let (store, network) = (self.store().await?, self.network());
-                // Written under the wallet's lock, so that no batch takes these writes in.
+                // Written under the wallet's lock, as every write of the wallet's.
                 let writer = self.wallet.lock().await;
                 let wallet = if replace {
                     Wallet::reset_password(store, network, &phrase, &password).await?
@@ -504,7 +500,7 @@ impl Inner {
                 if switching {
                     self.lock().await?;
                 }
-                settings.save(&ChromeStore::default()).await?;
+                settings.save(&ChromeStore).await?;
                 *self.settings.borrow_mut() = settings;
                 *self.sync.borrow_mut() = SyncStatus::default();
                 *self.chain_view.borrow_mut() = None;

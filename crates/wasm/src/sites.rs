@@ -4,10 +4,12 @@
 use bitcoin::{Amount, FeeRate};
 use serde::{Deserialize, Serialize};
 use trickle_channel::{ChainTip, PayerState};
-use trickle_wallet::budget::{Budget, BudgetError, BudgetState, Budgets, Period, Terms};
+use trickle_wallet::budget::{
+    site_origin, Budget, BudgetError, BudgetState, Budgets, Period, Terms,
+};
 use trickle_wallet::offer::OfferPolicy;
-use trickle_wallet::site::{Answer, Ask, PayContext, PayError};
-use trickle_wallet::store::Store;
+use trickle_wallet::site::{Answer, Ask, PayContext, PayError, ReceiptView};
+use trickle_wallet::store::{Staged, Store, WriteBatch};
 use trickle_wallet::ChannelRecord;
 
 use crate::http::FetchTransport;
@@ -209,6 +211,20 @@ fn history_url(url: &str) -> String {
     format!("{}…", &url[..cut])
 }
 
+/// A successful payment as the history keeps it.
+fn payment(at: f64, url: &str, view: &ReceiptView) -> Payment {
+    Payment {
+        at,
+        origin: view.origin.clone(),
+        url: history_url(url),
+        consumed_sat: view.consumed.to_sat(),
+        paid_sat: view.paid.to_sat(),
+        credit_sat: view.credit.to_sat(),
+        committed_sat: view.committed.to_sat(),
+        reload_header: None,
+    }
+}
+
 fn now_secs() -> u64 {
     (now_ms() / 1000.0) as u64
 }
@@ -277,10 +293,11 @@ impl Inner {
         };
         let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
-        match wallet
+        let answer = wallet
             .answer_offer(&budgets, &ctx, url, header, confirmed)
-            .await?
-        {
+            .await?;
+        // The header goes to the page only once its payment is stored.
+        match answer.commit(&(&*wallet, &*budgets)).await? {
             Answer::Pay { header, signed } => Ok(OfferAnswer::Pay {
                 header,
                 signed_sat: signed.to_sat(),
@@ -300,8 +317,9 @@ impl Inner {
     }
 
     /// Applies a receipt, records the payment in the history and signs the site's next
-    /// pre-armed payment (see [`Inner::pre_arm`]): all in one storage write (a batch), made
-    /// before the next payment's header is returned.
+    /// pre-armed payment (see [`Inner::pre_arm`]): all staged, then committed in one storage
+    /// write before the next payment's header is returned. Should the write fail, nothing of it
+    /// is in memory either.
     pub(crate) async fn receipt(
         &self,
         url: &str,
@@ -309,75 +327,51 @@ impl Inner {
     ) -> Result<Option<ReceiptAnswer>, Failure> {
         let budgets = self.budgets().await?;
         let (tip, _) = self.chain_view().await?;
-        let mut guard = self.wallet.lock().await;
-        let wallet = guard.as_mut().ok_or_else(locked)?;
-        let applied = self
-            .local
-            .batch(async {
-                let now = now_secs();
-                let Some(view) = wallet.take_receipt(&budgets, url, header, tip, now).await? else {
-                    return Ok(None);
-                };
-                let payment = Payment {
-                    at: now_ms(),
-                    origin: view.origin,
-                    url: history_url(url),
-                    consumed_sat: view.consumed.to_sat(),
-                    paid_sat: view.paid.to_sat(),
-                    credit_sat: view.credit.to_sat(),
-                    committed_sat: view.committed.to_sat(),
-                    reload_header: None,
-                };
-                if view.success {
-                    self.record_payment(wallet.store(), payment.clone()).await?;
-                }
-                // The receipt stands whatever happens to the next payment; a failure to sign
-                // it is told apart.
-                let next = wallet
-                    .pre_arm_site(&budgets, &payment.origin, tip, now)
-                    .await
-                    .map_err(Failure::from);
-                Ok(Some(ReceiptAnswer {
-                    payment: Payment {
-                        reload_header: view.reload_header,
-                        ..payment
-                    },
-                    next_header: next.as_ref().ok().cloned().flatten(),
-                    next_error: next.err(),
-                }))
-            })
+        let guard = self.wallet.lock().await;
+        let wallet = guard.as_ref().ok_or_else(locked)?;
+        let now = now_secs();
+        let Some(receipt) = wallet.take_receipt(&budgets, url, header, tip, now).await? else {
+            return Ok(None);
+        };
+        let history = self.history(wallet.store()).await?;
+        let at = now_ms();
+        let recorded = receipt.and_stage(|view| {
+            let mut history = history;
+            if view.success {
+                history.push(payment(at, url, view));
+                let excess = history.len().saturating_sub(HISTORY_LIMIT);
+                history.drain(..excess);
+            }
+            let bytes =
+                serde_json::to_vec(&history).map_err(|e| failure("internal", e.to_string()))?;
+            let mut writes = WriteBatch::new();
+            writes.put(HISTORY_KEY, bytes);
+            Ok::<_, Failure>(Staged::new(history, writes))
+        })?;
+        // The receipt stands whatever happens to the next payment; a failure to sign it is
+        // told apart.
+        let origin = site_origin(url)?;
+        let next = wallet
+            .pre_arm_site(recorded.writes(), &budgets, &origin, tip, now)
             .await;
-        self.forget_cached_on_failure(wallet, &budgets, applied)
-    }
-
-    /// After a failed batch, the store may lack what the caches hold: they are read again.
-    fn forget_cached_on_failure<T>(
-        &self,
-        wallet: &ExtensionWallet,
-        budgets: &Budgets<ScopedStore>,
-        result: Result<T, Failure>,
-    ) -> Result<T, Failure> {
-        if result.is_err() {
-            wallet.forget_cached();
-            budgets.forget_cached();
-            *self.history.borrow_mut() = None;
-        }
-        result
-    }
-
-    /// Appends `payment` to the history, keeping the last [`HISTORY_LIMIT`].
-    async fn record_payment<S: Store>(&self, store: &S, payment: Payment) -> Result<(), Failure> {
-        let mut history = self.history(store).await?;
-        history.push(payment);
-        let excess = history.len().saturating_sub(HISTORY_LIMIT);
-        history.drain(..excess);
-        let bytes = serde_json::to_vec(&history).map_err(|e| failure("internal", e.to_string()))?;
-        store.put(HISTORY_KEY, bytes).await?;
+        let (staged, next_error) = match next {
+            Ok(next) => (recorded.and(next), None),
+            Err(e) => (recorded.map(|r| (r, None)), Some(Failure::from(e))),
+        };
+        let ((view, history), next_header) = staged.commit(&(wallet, &*budgets)).await?;
         *self.history.borrow_mut() = Some(history);
-        Ok(())
+        Ok(Some(ReceiptAnswer {
+            payment: Payment {
+                reload_header: view.reload_header.clone(),
+                ..payment(at, url, &view)
+            },
+            next_header,
+            next_error,
+        }))
     }
 
-    /// The payment history: read from the store once, then kept as it is written.
+    /// The payment history as last committed: read from the store once, then kept as it is
+    /// written.
     async fn history<S: Store>(&self, store: &S) -> Result<Vec<Payment>, Failure> {
         if let Some(history) = self.history.borrow().as_ref() {
             return Ok(history.clone());
@@ -399,7 +393,8 @@ impl Inner {
         terms: TermsView,
     ) -> Result<SiteView, Failure> {
         let budgets = self.budgets().await?;
-        // Budgets are written under the wallet's lock, so that no batch takes this write in.
+        // Budgets are changed under the wallet's lock, so that no staged payment is built on
+        // a budget this changes before it is committed.
         let _writer = self.wallet.lock().await;
         let terms = Terms::from(terms);
         let now = now_secs();
@@ -497,22 +492,17 @@ impl Inner {
     }
 
     /// The pre-armed payment for the next page of `origin` (see `Wallet::pre_arm_site`): its
-    /// reservation, channel state and outstanding increment in one storage write (a batch),
-    /// stored before the header is returned.
+    /// reservation, channel state and outstanding increment in one storage write, made before
+    /// the header is returned.
     pub(crate) async fn pre_arm(&self, origin: &str) -> Result<Option<String>, Failure> {
         let budgets = self.budgets().await?;
         let (tip, _) = self.chain_view().await?;
-        let mut guard = self.wallet.lock().await;
-        let wallet = guard.as_mut().ok_or_else(locked)?;
-        let header = self
-            .local
-            .batch(async {
-                Ok(wallet
-                    .pre_arm_site(&budgets, origin, tip, now_secs())
-                    .await?)
-            })
-            .await;
-        self.forget_cached_on_failure(wallet, &budgets, header)
+        let guard = self.wallet.lock().await;
+        let wallet = guard.as_ref().ok_or_else(locked)?;
+        let armed = wallet
+            .pre_arm_site(&WriteBatch::new(), &budgets, origin, tip, now_secs())
+            .await?;
+        Ok(armed.commit(&(wallet, &*budgets)).await?)
     }
 
     /// Settles the budget of payments whose receipt never came (see `Wallet::reconcile`).

@@ -10,12 +10,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
 use bitcoin::{Amount, FeeRate, Network};
 use trickle_channel::credit::Ledger;
+use trickle_channel::http::Resource;
 use trickle_channel::http::{
     caip2, ChannelTerms, PaymentRequirements, PaymentResponse, PaymentSignature, Receipt,
 };
 use trickle_channel::{ChainTip, ExpiryKind, PayeeContext, PayeePolicy, PayeeState, WireMessage};
-use trickle_wallet::store::{MemoryStore, Store, StoreError};
-use trickle_wallet::Transport;
+use trickle_wallet::store::{Commit, MemoryStore, Store, StoreError, WriteBatch};
+use trickle_wallet::{ChannelClientError, Transport, Wallet};
 
 /// The site the payee serves (the channel endpoint is on it).
 pub const SITE: &str = "site.example";
@@ -64,21 +65,125 @@ impl Store for Counted {
         self.0 .0.get(key).await
     }
 
-    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        if key.starts_with("channel/") {
-            bump(&self.0 .1.channel_writes);
-        }
-        self.0 .0.put(key, value).await
-    }
-
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         bump(&self.0 .1.listings);
         self.0 .0.keys(prefix).await
     }
 
-    async fn remove(&self, key: &str) -> Result<(), StoreError> {
-        self.0 .0.remove(key).await
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        for _ in batch.with_prefix("channel/").filter(|(_, v)| v.is_some()) {
+            bump(&self.0 .1.channel_writes);
+        }
+        self.0 .0.write(batch).await
     }
+}
+
+/// Wraps a store; while [`FailingStore::fail_writes`] is on, every write fails (and changes
+/// nothing) and reads still work.
+#[derive(Clone, Default)]
+pub struct FailingStore<S = MemoryStore>(Rc<(S, Cell<bool>)>);
+
+impl<S: Store> FailingStore<S> {
+    /// Wraps `inner`; writes succeed until told otherwise.
+    pub fn new(inner: S) -> Self {
+        Self(Rc::new((inner, Cell::new(false))))
+    }
+
+    /// Makes every following write fail (`true`) or succeed again (`false`).
+    pub fn fail_writes(&self, fail: bool) {
+        self.0 .1.set(fail);
+    }
+
+    /// The store underneath, for reading what it holds.
+    pub fn inner(&self) -> &S {
+        &self.0 .0
+    }
+}
+
+impl<S: Store> Store for FailingStore<S> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0 .0.get(key).await
+    }
+
+    async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.0 .0.keys(prefix).await
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if self.0 .1.get() {
+            return Err(StoreError("injected write failure".into()));
+        }
+        self.0 .0.write(batch).await
+    }
+}
+
+/// The command-line payer's way with staged payments: receipts wait in `pending` and are
+/// stored with the next payment that writes anything ([`trickle_wallet::store::Staged::commit_carrying`]), or by
+/// [`flush`].
+pub async fn pay<S: Store>(
+    wallet: &Wallet<S>,
+    pending: &mut WriteBatch,
+    site: &str,
+    offer: &PaymentRequirements,
+    resource: &Resource,
+    nonce: Option<String>,
+    tip: ChainTip,
+) -> Result<String, ChannelClientError> {
+    let staged = wallet
+        .pay(pending, site, offer, resource, nonce, tip)
+        .await?;
+    Ok(staged.commit_carrying(wallet, pending).await?)
+}
+
+/// [`Wallet::pre_arm`], committed as [`pay`] commits.
+pub async fn pre_arm<S: Store>(
+    wallet: &Wallet<S>,
+    pending: &mut WriteBatch,
+    site: &str,
+    payee: &PublicKey,
+    resource: &Resource,
+    tip: ChainTip,
+) -> Result<Option<String>, ChannelClientError> {
+    let staged = wallet.pre_arm(pending, site, payee, resource, tip).await?;
+    Ok(staged.commit_carrying(wallet, pending).await?)
+}
+
+/// [`Wallet::prepare_next`], committed as [`pay`] commits.
+pub async fn prepare_next<S: Store>(
+    wallet: &Wallet<S>,
+    pending: &mut WriteBatch,
+    site: &str,
+    payee: &PublicKey,
+    tip: ChainTip,
+) -> Result<(), ChannelClientError> {
+    let staged = wallet.prepare_next(pending, site, payee, tip).await?;
+    Ok(staged.commit_carrying(wallet, pending).await?)
+}
+
+/// [`Wallet::apply_receipt`], left pending.
+pub async fn apply_receipt<S: Store>(
+    wallet: &Wallet<S>,
+    pending: &mut WriteBatch,
+    site: &str,
+    payee: &PublicKey,
+    response: &PaymentResponse,
+    tip: ChainTip,
+) -> Result<(), ChannelClientError> {
+    let staged = wallet
+        .apply_receipt(pending, site, payee, response, tip)
+        .await?;
+    pending.merge(staged.into_writes());
+    Ok(())
+}
+
+/// Stores the pending receipts (the end of a run); on failure they stay pending.
+pub async fn flush<S: Store>(
+    wallet: &Wallet<S>,
+    pending: &mut WriteBatch,
+) -> Result<(), StoreError> {
+    wallet.commit_batch(pending.clone()).await?;
+    *pending = WriteBatch::new();
+    Ok(())
 }
 
 /// The payee: the channel core's state machine behind the channel endpoint's JSON, and the

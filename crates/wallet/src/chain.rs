@@ -1,0 +1,82 @@
+//! The chain as the wallet needs it: the tip, fee estimates, broadcasting, and what spent an
+//! output. [`ChainSource`] is implemented here for the Esplora client the extension and the
+//! command-line payer use; a test can put any chain behind it. Scanning the chain for the
+//! wallet's own coins is BDK's (`Wallet::sync`, over Esplora).
+
+use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
+use bitcoin::{FeeRate, OutPoint, Transaction, Txid};
+use trickle_channel::ChainTip;
+
+use crate::{FeeRates, WalletError};
+
+/// The transaction that spent an output, as the chain source reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spend {
+    /// The spending transaction.
+    pub txid: Txid,
+    /// Whether it is in a block.
+    pub confirmed: bool,
+}
+
+/// What the wallet asks of the chain. Futures are not `Send`, as with [`crate::store::Store`]:
+/// the wasm worker is single-threaded (bdk_esplora's `?Send` on wasm32), and native callers
+/// run the wallet on one task.
+#[allow(async_fn_in_trait)]
+pub trait ChainSource {
+    /// The chain tip: height and median-time-past.
+    async fn tip(&self) -> Result<ChainTip, WalletError>;
+    /// Fee rates for about 1, 6 and 24 blocks (at least 1 sat/vB).
+    async fn fee_rates(&self) -> Result<FeeRates, WalletError>;
+    /// Hands `tx` to the network.
+    async fn broadcast(&self, tx: &Transaction) -> Result<(), WalletError>;
+    /// What spent `outpoint`, if anything.
+    async fn spend_of(&self, outpoint: OutPoint) -> Result<Option<Spend>, WalletError>;
+    /// The transaction `txid`, if the chain source knows it.
+    async fn tx(&self, txid: &Txid) -> Result<Option<Transaction>, WalletError>;
+}
+
+impl<Z: Sleeper> ChainSource for AsyncClient<Z> {
+    async fn tip(&self) -> Result<ChainTip, WalletError> {
+        let hash = self.get_tip_hash().await?;
+        let info = self.get_block_info(&hash).await?;
+        Ok(ChainTip {
+            height: info.height,
+            median_time_past: u32::try_from(info.mediantime)
+                .map_err(|_| WalletError::Chain("median time out of range".into()))?,
+        })
+    }
+
+    async fn fee_rates(&self) -> Result<FeeRates, WalletError> {
+        let estimates = self.get_fee_estimates().await?;
+        let rate = |target| {
+            let sat_vb = bdk_esplora::esplora_client::convert_fee_rate(target, estimates.clone())
+                .unwrap_or(1.0)
+                .max(1.0);
+            // sat/vB to sat/kwu, rounded up so the estimate is met.
+            FeeRate::from_sat_per_kwu((f64::from(sat_vb) * 250.0).ceil() as u64)
+        };
+        Ok(FeeRates {
+            fast: rate(1),
+            normal: rate(6),
+            slow: rate(24),
+        })
+    }
+
+    async fn broadcast(&self, tx: &Transaction) -> Result<(), WalletError> {
+        Ok(AsyncClient::broadcast(self, tx).await?)
+    }
+
+    async fn spend_of(&self, outpoint: OutPoint) -> Result<Option<Spend>, WalletError> {
+        let status = self
+            .get_output_status(&outpoint.txid, u64::from(outpoint.vout))
+            .await?;
+        Ok(status.and_then(|s| {
+            let confirmed = s.status.as_ref().is_some_and(|t| t.confirmed);
+            s.txid.map(|txid| Spend { txid, confirmed })
+        }))
+    }
+
+    async fn tx(&self, txid: &Txid) -> Result<Option<Transaction>, WalletError> {
+        Ok(self.get_tx(txid).await?)
+    }
+}
