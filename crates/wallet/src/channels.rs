@@ -553,7 +553,7 @@ impl<S: Store> Wallet<S> {
         // that already holds it counts it once, one that missed it counts it now.
         let update = (channel.paid() > channel.acknowledged)
             .then(|| WireMessage::UpdatePayment(channel.latest.clone()).to_base64url());
-        Ok(PaymentSignature {
+        let mut sig = PaymentSignature {
             x402_version: X402_VERSION,
             resource: resource.clone(),
             accepted: offer.clone(),
@@ -562,9 +562,14 @@ impl<S: Store> Wallet<S> {
                 amount: channel.paid(),
                 update,
                 nonce,
+                ticket: None,
+                authorization: None,
             },
-        }
-        .to_header())
+        };
+        let key = self.channel_key(record.key_index)?;
+        let fresh = crate::vault::random().map_err(WalletError::from)?;
+        auth::authorize_payment(&mut sig, &key, fresh);
+        Ok(sig.to_header())
     }
 
     /// Unless the payee can already charge `needed` (see [`ChannelRecord::available`]), signs

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use trickle_channel::auth::{self, ChannelRequest};
 use trickle_channel::http::{
     ChannelPayment, PaymentRequired, PaymentResponse, PaymentSignature, Receipt, Resource,
-    X402_VERSION,
+    TICKET_LEN, X402_VERSION,
 };
 use trickle_channel::{ChainTip, PayerState};
 
@@ -614,8 +614,8 @@ impl<S: Store> Wallet<S> {
             .commit_acknowledged(budgets, &record, receipt.paid, now)
             .await?;
         let reload_header = match (&receipt.nonce, &record.last_offer) {
-            (Some(nonce), Some(offer)) => Some(
-                PaymentSignature {
+            (Some(nonce), Some(offer)) => {
+                let mut sig = PaymentSignature {
                     x402_version: X402_VERSION,
                     resource: Resource {
                         url: url.to_owned(),
@@ -628,10 +628,15 @@ impl<S: Store> Wallet<S> {
                         amount: receipt.paid,
                         update: None,
                         nonce: Some(nonce.clone()),
+                        ticket: None,
+                        authorization: None,
                     },
-                }
-                .to_header(),
-            ),
+                };
+                // The nonce is the ticket: no fresh bytes are used.
+                let key = self.channel_key(record.key_index)?;
+                auth::authorize_payment(&mut sig, &key, [0; TICKET_LEN]);
+                Some(sig.to_header())
+            }
             _ => None,
         };
         Ok(Some(ReceiptView {
