@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use bitcoin::Amount;
 use common::{key, pubkey, Pair, CLIENT, SERVER, TIP};
 use libfuzzer_sys::fuzz_target;
-use trickle_channel::auth::authorize_payment;
+use trickle_channel::auth::{authorize_payment, PaymentKey};
 use trickle_channel::charge::{decide, ChargeContext, Decision, PricedRequest, Stored};
 use trickle_channel::credit::{Ledger, NonceKey};
 use trickle_channel::http::{
@@ -100,6 +100,7 @@ fn present(pair: &mut Pair, books: &mut Books, nonces: &NonceKey, sig: &PaymentS
         let ctx = ChargeContext {
             payee,
             server_key: &server_key,
+            payment_key: &|txid, client| PaymentKey::derive(&key(SERVER), client, txid),
             network: &network,
             nonces,
             now: NOW,

@@ -6,7 +6,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bitcoin::secp256k1::PublicKey;
-use bitcoin::Amount;
+use bitcoin::{Amount, Txid};
 
 use crate::auth::PaymentKey;
 use crate::credit::{Ledger, NonceKey};
@@ -32,6 +32,10 @@ pub struct ChargeContext<'a> {
     pub payee: &'a PayeeContext<'a>,
     /// The public key of `payee.key`.
     pub server_key: &'a PublicKey,
+    /// The payment key of a channel (its contract txid and client key):
+    /// [`PaymentKey::derive`] with `payee.key`. A server may remember it per channel, since
+    /// deriving it costs an ECDH.
+    pub payment_key: &'a dyn Fn(&Txid, &PublicKey) -> PaymentKey,
     /// The server's CAIP-2 network id.
     pub network: &'a str,
     /// The key the server issues nonces with.
@@ -157,11 +161,7 @@ pub fn decide(
     if channel.contract_txid() != payment.channel {
         return Err(unknown());
     }
-    let key = PaymentKey::derive(
-        ctx.payee.key,
-        &channel.funding.contract.client_key,
-        &payment.channel,
-    );
+    let key = (ctx.payment_key)(&payment.channel, &channel.funding.contract.client_key);
     if !key.check(sig) {
         return Err(refused(
             Refusal::BadAuthorization,

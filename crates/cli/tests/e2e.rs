@@ -592,6 +592,9 @@ async fn two_fetches_on_one_wallet_at_once_both_finish_and_nothing_is_charged_tw
     let (state, _, paid, credit) =
         channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
     assert_eq!(state, "Ready");
-    assert!(paid >= stored[0].ledger.paid.to_sat(), "the payee holds no more than was signed");
+    assert!(
+        paid >= stored[0].ledger.paid.to_sat(),
+        "the payee holds no more than was signed"
+    );
     assert_eq!(paid - credit, 21 * 10, "paid {paid}, credit {credit}");
 }

@@ -136,6 +136,7 @@ impl Payee {
                 let ctx = ChargeContext {
                     payee,
                     server_key: &server_key,
+                    payment_key: &|txid, client| self.payment_key(txid, client),
                     network: &network,
                     nonces: self.nonce_key(),
                     now: self.now(),
