@@ -569,6 +569,24 @@ async fn two_fetches_on_one_wallet_at_once_both_finish_and_nothing_is_charged_tw
             run_trickle(&node_url, &w, &args).await
         })
     };
+    // While another process holds the wallet, a run waits, and says so.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(w.join("wallet.lock"))
+        .expect("the wallet's lock file");
+    fs4::FileExt::lock(&lock).expect("lock");
+    let waiting = run(300);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a run waits while the wallet is in use"
+    );
+    drop(lock);
+    let waited = waiting.await.expect("join");
+    assert!(waited.status.success());
+    let stderr = String::from_utf8_lossy(&waited.stderr);
+    assert!(stderr.contains("in use by another trickle"), "{stderr}");
+
     let (a, b) = (run(100), run(200));
     let (a, b) = (a.await.expect("join"), b.await.expect("join"));
     for (out, first) in [(&a, 100), (&b, 200)] {
@@ -579,16 +597,10 @@ async fn two_fetches_on_one_wallet_at_once_both_finish_and_nothing_is_charged_tw
             .collect();
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     }
-    // One of them waited for the other's lock.
-    let waited = [&a, &b]
-        .iter()
-        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("in use by another trickle"))
-        .count();
-    assert!(waited <= 1);
-    // 21 pages, each charged once; the wallet and the payee agree.
+    // 31 pages, each charged once; the wallet and the payee agree.
     let stored = payee.store().channels().await.expect("channels");
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].ledger.consumed.to_sat(), 21 * 10);
+    assert_eq!(stored[0].ledger.consumed.to_sat(), 31 * 10);
     let (state, _, paid, credit) =
         channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
     assert_eq!(state, "Ready");
@@ -596,5 +608,5 @@ async fn two_fetches_on_one_wallet_at_once_both_finish_and_nothing_is_charged_tw
         paid >= stored[0].ledger.paid.to_sat(),
         "the payee holds no more than was signed"
     );
-    assert_eq!(paid - credit, 21 * 10, "paid {paid}, credit {credit}");
+    assert_eq!(paid - credit, 31 * 10, "paid {paid}, credit {credit}");
 }

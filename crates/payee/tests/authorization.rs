@@ -92,7 +92,10 @@ async fn a_header_naming_only_the_channel_and_its_total_spends_nothing() {
             authorization: None,
         },
     };
-    for _ in 0..3 {
+    // The same with a ticket of the thief's choosing, which anyone can add.
+    let mut with_ticket = theft.clone();
+    with_ticket.payload.ticket = Some("BQUFBQUFBQUFBQUFBQUFBQ".into());
+    for theft in [with_ticket, theft] {
         let r = fetch(&format!("{url}/articles/2"), Some(&theft.to_header())).await;
         assert_eq!(
             (r.status, r.reason().as_deref()),
