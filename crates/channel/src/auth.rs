@@ -1,19 +1,25 @@
-//! Requests about an open channel that only its client may make — close it, read its totals —
-//! authorised by a signature of the client's channel key over the request and the contract
-//! txid. A payment needs none: it is a signature of that key already.
+//! What only a channel's client may do.
 //!
-//! The authorisation is the same for every request of one kind on one channel, so whoever
-//! sees it (the payee, or a path in between on plain `http`) can repeat that request, and only
-//! that one: close a channel its client already asked to close, or read totals the payee
-//! already gave.
+//! * Requests about an open channel — close it, read its totals — are authorised by a
+//!   signature of the client's channel key over the request and the contract txid
+//!   ([`authorize`], [`check`]). The authorisation is the same for every request of one kind on
+//!   one channel, so whoever sees it (the payee, or a path in between on plain `http`) can
+//!   repeat that request, and only that one: close a channel its client already asked to
+//!   close, or read totals the payee already gave.
+//! * Every `PAYMENT-SIGNATURE` carries an HMAC under a secret the channel's two keys share
+//!   ([`PaymentKey`]): a header made without the client's key, or changed in any field, moves
+//!   no money (`docs/protocol.md`, section 2).
 
-use bitcoin::hashes::{sha256, Hash};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bitcoin::hashes::{cmp::fixed_time_eq, hmac, sha256, Hash, HashEngine};
 use bitcoin::hex::{DisplayHex, FromHex};
-use bitcoin::secp256k1::{ecdsa::Signature, Message, PublicKey, SecretKey};
+use bitcoin::secp256k1::{ecdh::SharedSecret, ecdsa::Signature, Message, PublicKey, SecretKey};
 use bitcoin::Txid;
 use secp256k1::SECP256K1;
 
 use crate::error::ChannelError;
+use crate::http::{PaymentSignature, TICKET_LEN};
 
 /// What the client asks of its channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +70,81 @@ pub fn check(
     SECP256K1
         .verify_ecdsa(&digest(request, contract), &sig, client_key)
         .map_err(|_| refused)
+}
+
+/// The secret a channel's client and server share for authorising payment headers:
+/// `HMAC-SHA256(ECDH(client key, server key), "trickle/payment-key/v1" || contract txid)`,
+/// where ECDH is libsecp256k1's (SHA-256 of the shared point, compressed). Either side derives
+/// it from its own secret key and the other's public key; nobody else can.
+#[derive(Clone)]
+pub struct PaymentKey([u8; 32]);
+
+impl PaymentKey {
+    /// The key of the channel whose contract is `contract`, from one side's secret key and the
+    /// other side's public key.
+    pub fn derive(own_secret: &SecretKey, peer_key: &PublicKey, contract: &Txid) -> Self {
+        let shared = SharedSecret::new(peer_key, own_secret);
+        let mut engine = hmac::HmacEngine::<sha256::Hash>::new(&shared.secret_bytes());
+        engine.input(b"trickle/payment-key/v1");
+        engine.input(contract.as_byte_array());
+        Self(hmac::Hmac::<sha256::Hash>::from_engine(engine).to_byte_array())
+    }
+
+    /// The MAC of a header: over its network, payee key, channel, amount, update, nonce,
+    /// ticket and resource URL, each length-prefixed (`docs/protocol.md`, section 2).
+    fn mac(&self, sig: &PaymentSignature) -> [u8; 32] {
+        let p = &sig.payload;
+        let mut engine = hmac::HmacEngine::<sha256::Hash>::new(&self.0);
+        let fields: [&[u8]; 9] = [
+            b"trickle/payment/v1",
+            sig.accepted.network.as_bytes(),
+            &sig.accepted.pay_to.serialize(),
+            p.channel.as_byte_array(),
+            &p.amount.to_sat().to_be_bytes(),
+            p.update.as_deref().unwrap_or_default().as_bytes(),
+            p.nonce.as_deref().unwrap_or_default().as_bytes(),
+            p.ticket.as_deref().unwrap_or_default().as_bytes(),
+            sig.resource.url.as_bytes(),
+        ];
+        for field in fields {
+            // Header fields are far below 4 GiB (MAX_HEADER_LEN); the prefix keeps them apart.
+            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+            engine.input(&len.to_be_bytes());
+            engine.input(field);
+        }
+        hmac::Hmac::<sha256::Hash>::from_engine(engine).to_byte_array()
+    }
+
+    /// `sig`'s `authorization`: the MAC, unpadded base64url.
+    pub fn authorization(&self, sig: &PaymentSignature) -> String {
+        URL_SAFE_NO_PAD.encode(self.mac(sig))
+    }
+
+    /// Whether `sig` carries this key's MAC of its fields.
+    pub fn check(&self, sig: &PaymentSignature) -> bool {
+        let Some(given) = sig.payload.authorization.as_deref() else {
+            return false;
+        };
+        let Ok(given) = URL_SAFE_NO_PAD.decode(given) else {
+            return false;
+        };
+        given.len() == 32 && fixed_time_eq(&given, &self.mac(sig))
+    }
+}
+
+/// Authorises a payment header with the client's channel key: a pre-armed header (no nonce)
+/// gets `fresh` as its ticket, then every header its `authorization`. `fresh` must be random
+/// bytes never used before (the core has no RNG).
+pub fn authorize_payment(
+    sig: &mut PaymentSignature,
+    client_secret: &SecretKey,
+    fresh: [u8; TICKET_LEN],
+) {
+    if sig.payload.nonce.is_none() {
+        sig.payload.ticket = Some(URL_SAFE_NO_PAD.encode(fresh));
+    }
+    let key = PaymentKey::derive(client_secret, &sig.accepted.pay_to, &sig.payload.channel);
+    sig.payload.authorization = Some(key.authorization(sig));
 }
 
 #[cfg(test)]

@@ -140,6 +140,15 @@ impl Ledger {
         }
     }
 
+    /// The ledger after a charge of `price` is given back: the request it paid for failed
+    /// after the charge was stored.
+    pub fn refund(self, price: Amount) -> Self {
+        Self {
+            consumed: self.consumed.checked_sub(price).unwrap_or(Amount::ZERO),
+            ..self
+        }
+    }
+
     /// The ledger after charging `price` to the credit.
     pub fn charge(self, price: Amount) -> Result<Self, InsufficientCredit> {
         if price > self.credit() {

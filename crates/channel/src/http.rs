@@ -132,7 +132,18 @@ pub struct ChannelPayment {
     /// The offer's nonce this payment answers; absent for a pre-armed payment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// A pre-armed payment's ticket: [`TICKET_LEN`] fresh random bytes, unpadded base64url,
+    /// charged at most once. Absent when `nonce` is present (the nonce is then the ticket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// HMAC-SHA256 of the header's fields under the channel's payment key, unpadded base64url
+    /// (`trickle_channel::auth::PaymentKey`). A header without it moves no money.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
 }
+
+/// Bytes of a pre-armed payment's ticket.
+pub const TICKET_LEN: usize = 16;
 
 impl ChannelPayment {
     /// The decoded `UPDATE_PAYMENT`, if one is carried.
@@ -224,6 +235,8 @@ pub enum Refusal {
     WrongResource,
     /// The payment does not cover the price, even with the channel's credit.
     InsufficientCredit,
+    /// The header's `authorization` is missing or is not the channel key's MAC of its fields.
+    BadAuthorization,
     /// The nonce was already charged, and this request is no free reload of it (not `GET` or
     /// `HEAD`, or after the offer's `maxTimeoutSeconds`): pay the fresh offer.
     NonceSpent,
@@ -240,6 +253,7 @@ impl Refusal {
             Self::WrongPayee => "wrong_payee",
             Self::WrongResource => "wrong_resource",
             Self::InsufficientCredit => "insufficient_credit",
+            Self::BadAuthorization => "bad_authorization",
             Self::NonceSpent => "nonce_spent",
             Self::Channel(code) => code.name(),
         }
@@ -253,6 +267,7 @@ impl Refusal {
             Self::WrongPayee,
             Self::WrongResource,
             Self::InsufficientCredit,
+            Self::BadAuthorization,
             Self::NonceSpent,
         ]
         .into_iter()

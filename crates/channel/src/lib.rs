@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod charge;
 mod contract;
 pub mod credit;
 mod error;

@@ -46,12 +46,24 @@ fn offer(nonce: String) -> PaymentRequired {
 }
 
 fn examples() -> (PaymentRequired, PaymentSignature, PaymentResponse) {
+    let (required, signature, _, response) = all_examples();
+    (required, signature, response)
+}
+
+/// The offer, its answer, a pre-armed header (ticket `[5; 16]`, paying from credit) and the
+/// receipt, each payment authorised with the client's channel key.
+fn all_examples() -> (
+    PaymentRequired,
+    PaymentSignature,
+    PaymentSignature,
+    PaymentResponse,
+) {
     let nonce = NonceKey::new([9; 32]).issue([3; 16], 1_700_000_000, URL);
     let required = offer(nonce.clone());
     let mut pair = Pair::open(Version::V2);
     pair.pay(Amount::from_sat(10)).expect("paid");
     let ch = pair.payer_channel();
-    let signature = PaymentSignature {
+    let mut signature = PaymentSignature {
         x402_version: X402_VERSION,
         resource: required.resource.clone(),
         accepted: required.accepts[0].clone(),
@@ -60,8 +72,15 @@ fn examples() -> (PaymentRequired, PaymentSignature, PaymentResponse) {
             amount: ch.paid(),
             update: Some(WireMessage::UpdatePayment(ch.latest.clone()).to_base64url()),
             nonce: Some(nonce),
+            ticket: None,
+            authorization: None,
         },
     };
+    let mut pre_armed = signature.clone();
+    pre_armed.payload.update = None;
+    pre_armed.payload.nonce = None;
+    auth::authorize_payment(&mut signature, &key(CLIENT), [5; 16]);
+    auth::authorize_payment(&mut pre_armed, &key(CLIENT), [5; 16]);
     let response = PaymentResponse {
         success: true,
         error_reason: None,
@@ -77,7 +96,7 @@ fn examples() -> (PaymentRequired, PaymentSignature, PaymentResponse) {
             nonce: None,
         }),
     };
-    (required, signature, response)
+    (required, signature, pre_armed, response)
 }
 
 #[test]
@@ -229,16 +248,34 @@ fn vectors_path() -> PathBuf {
 
 #[test]
 fn http_vectors_match_the_committed_file() {
-    let (required, signature, response) = examples();
+    let (required, signature, pre_armed, response) = all_examples();
     let entry = |name: &str, json: Value, header: String| json!({ "header": name, "json": json, "value": header });
+    let txid = signature.payload.channel;
+    let payment_key = |own: &bitcoin::secp256k1::SecretKey, peer| {
+        auth::PaymentKey::derive(own, &pubkey(peer), &txid).authorization(&pre_armed)
+    };
+    // Both ends derive the same key: the server's MAC of the pre-armed header is the client's.
+    assert_eq!(
+        payment_key(&key(SERVER), &key(CLIENT)),
+        pre_armed.payload.authorization.clone().expect("authorised")
+    );
     let generated = json!({
         "description": "Trickle HTTP 402 headers (x402 v2 framing, scheme \"channel\"). `value` is \
             the header value: standard base64 of the JSON. The payment's `update` is the \
             UPDATE_PAYMENT of a v2 channel from tests/vectors/channel.json's keys. Nonces are \
-            NonceKey([9; 32]).issue([3; 16], 1_700_000_000, resource URL).",
+            NonceKey([9; 32]).issue([3; 16], 1_700_000_000, resource URL). Payments are \
+            authorised with that channel's payment key (docs/protocol.md section 2), given \
+            here with the client and server keys it comes from; the pre-armed payment's \
+            ticket is 16 bytes of 0x05.",
+        "paymentKey": {
+            "clientSecret": key(CLIENT).display_secret().to_string(),
+            "serverKey": pubkey(&key(SERVER)).to_string(),
+            "contractTxid": txid.to_string(),
+        },
         "headers": [
             entry("PAYMENT-REQUIRED", serde_json::to_value(&required).expect("json"), required.to_header()),
             entry("PAYMENT-SIGNATURE", serde_json::to_value(&signature).expect("json"), signature.to_header()),
+            entry("PAYMENT-SIGNATURE", serde_json::to_value(&pre_armed).expect("json"), pre_armed.to_header()),
             entry("PAYMENT-RESPONSE", serde_json::to_value(&response).expect("json"), response.to_header()),
         ],
     });
@@ -261,6 +298,7 @@ fn refusal_reasons_are_distinct_and_parse_back() {
         Refusal::WrongPayee,
         Refusal::WrongResource,
         Refusal::InsufficientCredit,
+        Refusal::BadAuthorization,
         Refusal::NonceSpent,
     ]
     .into_iter()

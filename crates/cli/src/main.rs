@@ -4,10 +4,12 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitcoin::{Address, Amount, FeeRate, Network};
 use clap::{Parser, Subcommand};
+use fs4::FileExt;
 use trickle_channel::http::{
     PaymentRequired, PaymentRequirements, PaymentResponse, Resource, PAYMENT_REQUIRED,
     PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
@@ -188,13 +190,50 @@ struct App {
     cli: Cli,
     esplora: AsyncClient,
     http: Http,
+    /// The wallet's lock file, held (locked) until the process exits.
+    wallet_lock: OnceLock<std::fs::File>,
 }
 
 impl App {
-    /// This network's share of the wallet database, migrated to the current layout.
+    /// This network's share of the wallet database, migrated to the current layout. Only one
+    /// `trickle` at a time uses a wallet: a second one waits here for the first to exit.
     async fn store(&self) -> Result<Scoped<Disk>, Error> {
+        self.lock_wallet()?;
         let disk = Disk(SqliteStore::open(&self.cli.dir)?);
         Ok(layout::open(disk, self.cli.network).await?)
+    }
+
+    /// Takes the OS lock on `wallet.lock` in the wallet directory, waiting (and saying so)
+    /// while another process holds it: two writers on one channel record could sign two
+    /// payments on the same total.
+    fn lock_wallet(&self) -> Result<(), Error> {
+        if self.wallet_lock.get().is_some() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.cli.dir)?;
+        let path = self.cli.dir.join("wallet.lock");
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        // fs4, not std's `File::lock`: this crate builds with Rust before 1.89.
+        match FileExt::try_lock(&file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                eprintln!(
+                    "the wallet in {} is in use by another trickle; waiting for it to finish ...",
+                    self.cli.dir.display()
+                );
+                FileExt::lock(&file)?;
+            }
+            Err(fs4::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", path.display()).into())
+            }
+        }
+        // Held by this process from now on; the OS releases it when the process ends.
+        let _ = self.wallet_lock.set(file);
+        Ok(())
     }
 
     fn fee_rate(&self) -> Result<FeeRate, Error> {
@@ -650,11 +689,39 @@ async fn send(
                     .await?;
                 Ok::<_, Error>(())
             };
-            let (response, prepared) = tokio::join!(request.send(), prepare);
+            let (response, prepared) = tokio::join!(send_again_if_lost(request), prepare);
             prepared?;
-            Ok(response?)
+            response
         }
-        _ => Ok(request.send().await?),
+        _ => send_again_if_lost(request).await,
+    }
+}
+
+/// How many times a request whose answer never arrived is sent, and the first wait between.
+const SEND_ATTEMPTS: u32 = 5;
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(250);
+
+/// Sends `request`; if its answer never arrives (no connection, or the connection cut before
+/// an answer), sends the same request again, with the same `PAYMENT-SIGNATURE`, a few times
+/// with a doubling wait. A payee that stored the charge before the answer was lost serves the
+/// header's ticket again as a reload: the page comes without a second charge.
+async fn send_again_if_lost(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+    let mut wait = FIRST_RETRY_WAIT;
+    let mut attempt = 1;
+    loop {
+        let Some(copy) = request.try_clone() else {
+            return Ok(request.send().await?);
+        };
+        match copy.send().await {
+            Ok(response) => return Ok(response),
+            Err(e) if attempt < SEND_ATTEMPTS && (e.is_connect() || e.is_request()) => {
+                eprintln!("no answer ({e}); sending the request again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -696,6 +763,7 @@ fn main() -> ExitCode {
             cli,
             esplora,
             http: Http(reqwest::Client::new()),
+            wallet_lock: OnceLock::new(),
         };
         app.run().await
     });

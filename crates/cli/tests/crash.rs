@@ -551,3 +551,91 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
         started.elapsed()
     );
 }
+
+/// A layer in front of the payee that, once `armed`, lets the next paid request be charged
+/// and stored, then holds its answer and tells `trapped`: the payee is then killed with the
+/// charge stored and the answer never sent.
+fn hold_paid_answer(armed: Arc<AtomicU8>, trapped: Arc<Notify>) -> impl FnOnce(Router) -> Router {
+    move |app: Router| {
+        app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let (armed, trapped) = (armed.clone(), trapped.clone());
+                async move {
+                    let paid = req
+                        .headers()
+                        .contains_key(trickle_channel::http::PAYMENT_SIGNATURE);
+                    let hold = paid && armed.swap(0, Ordering::SeqCst) == 1;
+                    let response = next.run(req).await;
+                    if hold {
+                        trapped.notify_one();
+                        std::future::pending::<()>().await;
+                    }
+                    response
+                }
+            },
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payee_killed_after_charging_and_before_answering_charges_once_and_the_page_arrives() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (armed, trapped) = (Arc::new(AtomicU8::new(0)), Arc::new(Notify::new()));
+    let payee = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 144),
+        dir.path(),
+        "127.0.0.1:0",
+        hold_paid_answer(armed.clone(), trapped.clone()),
+    )
+    .await;
+    let url = payee.url.clone();
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path().to_owned();
+    let first = trickle(node.url(), &w, &["fetch", &format!("{url}/articles/1")]).await;
+    assert!(first.contains("article 1"), "{first}");
+    let consumed = |channels: Vec<trickle_payee::store::StoredChannel>| {
+        channels
+            .iter()
+            .map(|c| c.ledger.consumed.to_sat())
+            .sum::<u64>()
+    };
+    assert_eq!(consumed(stored_channels(dir.path()).await), PRICE);
+
+    // The next paid request is charged and stored; the payee dies before it answers.
+    armed.store(1, Ordering::SeqCst);
+    let run = {
+        let (node_url, w, page) = (
+            node.url().to_owned(),
+            w.clone(),
+            format!("{url}/articles/2"),
+        );
+        tokio::spawn(async move { run_trickle(&node_url, &w, &["fetch", &page]).await })
+    };
+    tokio::time::timeout(PATIENCE, trapped.notified())
+        .await
+        .expect("the paid request reached the payee");
+    assert_eq!(
+        consumed(stored_channels(dir.path()).await),
+        2 * PRICE,
+        "the charge was stored before the payee died"
+    );
+    payee.kill();
+    let addr = url.trim_start_matches("http://").to_owned();
+    let _restarted =
+        PayeeProcess::start(&node, &site, policy(&[2], 144), dir.path(), &addr, |app| {
+            app
+        })
+        .await;
+
+    // The payer sent the same header again, and got the page without a second charge.
+    let out = run.await.expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("article 2"));
+    assert!(stderr.contains("sending the request again"), "{stderr}");
+    assert_eq!(consumed(stored_channels(dir.path()).await), 2 * PRICE);
+}

@@ -621,3 +621,67 @@ async fn payee_restart_mid_stream_resumes_the_channel_and_charges_nothing_twice(
         "client change"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_fetches_on_one_wallet_at_once_both_finish_and_nothing_is_charged_twice() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let (payee, url) = proxy(&node, &site, policy(&[2], 144), payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+    // The channel exists before the race: both runs pay over it.
+    let body = trickle(node.url(), w, &["fetch", &format!("{url}/articles/0")]).await;
+    assert_eq!(body, "article 0");
+    let run = |first: u32| {
+        let (node_url, w, url) = (node.url().to_owned(), w.to_owned(), url.clone());
+        tokio::spawn(async move {
+            let urls: Vec<String> = (first..first + 10)
+                .map(|n| format!("{url}/articles/{n}"))
+                .collect();
+            let mut args = vec!["fetch"];
+            args.extend(urls.iter().map(String::as_str));
+            run_trickle(&node_url, &w, &args).await
+        })
+    };
+    // While another process holds the wallet, a run waits, and says so.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(w.join("wallet.lock"))
+        .expect("the wallet's lock file");
+    fs4::FileExt::lock(&lock).expect("lock");
+    let waiting = run(300);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a run waits while the wallet is in use"
+    );
+    drop(lock);
+    let waited = waiting.await.expect("join");
+    assert!(waited.status.success());
+    let stderr = String::from_utf8_lossy(&waited.stderr);
+    assert!(stderr.contains("in use by another trickle"), "{stderr}");
+
+    let (a, b) = (run(100), run(200));
+    let (a, b) = (a.await.expect("join"), b.await.expect("join"));
+    for (out, first) in [(&a, 100), (&b, 200)] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let expected: String = (first..first + 10)
+            .map(|n| format!("article {n}"))
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    }
+    // 31 pages, each charged once; the wallet and the payee agree.
+    let stored = payee.store().channels().await.expect("channels");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].ledger.consumed.to_sat(), 31 * 10);
+    let (state, _, paid, credit) =
+        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(state, "Ready");
+    assert!(
+        paid >= stored[0].ledger.paid.to_sat(),
+        "the payee holds no more than was signed"
+    );
+    assert_eq!(paid - credit, 31 * 10, "paid {paid}, credit {credit}");
+}

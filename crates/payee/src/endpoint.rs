@@ -333,7 +333,7 @@ async fn channel_message(
             let update = ChannelUpdate {
                 state: &step.state,
                 ledger,
-                charged_nonce: None,
+                charged: &[],
             };
             payee.forget_hot_channel(&txid);
             match store.update_channel(&txid, stored.revision, update).await {

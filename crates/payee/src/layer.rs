@@ -10,20 +10,20 @@ use axum::body::Body;
 use axum::extract::OriginalUri;
 use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bitcoin::{Amount, Txid};
-use tokio::sync::oneshot;
+use bitcoin::Amount;
 use tower::{Layer, Service};
-use trickle_channel::credit::Ledger;
+use trickle_channel::charge::{Decision, PricedRequest};
 use trickle_channel::credit::NONCE_RANDOM_LEN;
 use trickle_channel::http::{
     caip2, ChannelTerms, PaymentRequired, PaymentRequirements, PaymentResponse, PaymentSignature,
-    Receipt, Refusal, Resource, ASSET, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
-    SCHEME, X402_VERSION,
+    Refusal, Resource, ASSET, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, SCHEME,
+    X402_VERSION,
 };
-use trickle_channel::{ErrorCode, PayeeState, WireMessage};
+use trickle_channel::ErrorCode;
 
+use crate::charge::Failure;
 use crate::payee::{random, Metrics, Payee, MAX_ATTEMPTS};
-use crate::store::{ChannelUpdate, StoreError, StoredChannel};
+use crate::store::StoreError;
 
 /// What a resource costs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,7 +179,7 @@ fn resource_url(origin: &str, req: &Request<Body>) -> String {
 async fn handle<S>(
     payee: Payee,
     prices: Arc<Prices>,
-    mut inner: S,
+    inner: S,
     req: Request<Body>,
 ) -> Result<Response, S::Error>
 where
@@ -198,89 +198,141 @@ where
     let origin = origin(&payee, &req);
     let url = resource_url(&origin, &req);
     let Some(signature) = signature else {
+        let mut inner = inner;
         return match price {
             None => inner.call(req).await,
             Some(price) => Ok(payment_required(&payee, &origin, &url, &price, None, None)),
         };
     };
+    let request = PricedRequest {
+        url: &url,
+        // GET and HEAD (RFC 9110 section 9.2.1) change nothing at the site.
+        safe: req.method() == Method::GET || req.method() == Method::HEAD,
+        price: price.as_ref().map_or(Amount::ZERO, |p| p.amount),
+    };
+    let mut site = Site::Waiting(inner, req);
     // A header that is not ASCII cannot be ours: it is refused as unparseable.
-    let text = signature.to_str().unwrap_or_default().to_owned();
-    let amount = price.as_ref().map_or(Amount::ZERO, |p| p.amount);
-    // A safe request (GET, HEAD: RFC 9110 section 9.2.1, no effect at the site) is passed to
-    // the site as soon as its payment is verified, while the payment is being stored: the
-    // site's answer is held until the store has made the payment durable, and dropped if the
-    // payment is not taken. Nothing reaches the client before the store returns. Any other
-    // request reaches the site only once its payment is stored.
-    let overlap = req.method() == Method::GET || req.method() == Method::HEAD;
-    let (verified, go) = if overlap {
-        let (tx, rx) = oneshot::channel::<()>();
-        (Some(tx), Some(rx))
-    } else {
-        (None, None)
+    let sig = match PaymentSignature::from_header(signature.to_str().unwrap_or_default()) {
+        Ok(sig) => sig,
+        Err(e) => {
+            let failure = payee.refuse_header(&e.to_string());
+            return not_taken(&payee, failure, price.as_ref(), &origin, &url, site).await;
+        }
     };
-    let upstream = async move {
-        // Signalled once the payment is verified; dropped if it is refused before that.
-        let verified = match go {
-            Some(go) => go.await.is_ok(),
-            None => false,
+    for attempt in 0..MAX_ATTEMPTS {
+        let (stored, charge) = match payee.decide(&sig, &request, attempt > 0).await {
+            Ok((stored, Decision::Serve(charge))) => (stored, charge),
+            Ok((stored, Decision::Reload)) => {
+                let mut resp = site.answer().await?;
+                Metrics::bump(&payee.metrics().reloads, 1);
+                let receipt = payee.response(&stored.state, stored.ledger, Amount::ZERO, None);
+                attach(&mut resp, &receipt);
+                return Ok(resp);
+            }
+            Err(failure) => {
+                return not_taken(&payee, failure, price.as_ref(), &origin, &url, site).await
+            }
         };
-        if verified {
-            Upstream::Called(inner.call(req).await)
+        if request.safe {
+            // The site's answer decides what is stored: a charge for a success, else only the
+            // payment as credit. Nothing of the answer is sent before the store returns.
+            let mut resp = site.answer().await?;
+            let served = resp.status().is_success();
+            match payee.store_charge(&stored, &charge, served, &request).await {
+                Ok(Some(receipt)) => {
+                    attach(&mut resp, &receipt);
+                    return Ok(resp);
+                }
+                // Another request changed the channel: decide again, with this answer.
+                Ok(None) => site = Site::Answered(resp),
+                Err(e) => {
+                    let site = Site::<S>::Answered(resp);
+                    return not_taken(&payee, e.into(), price.as_ref(), &origin, &url, site).await;
+                }
+            }
         } else {
-            Upstream::NotCalled(Box::new((inner, req)))
-        }
-    };
-    let (charged, upstream) = tokio::join!(
-        payee.charge(&url, &text, amount, overlap, verified),
-        upstream
-    );
-    // The site's answer: the one fetched while storing, or one fetched now.
-    let serve = |upstream: Upstream<S>| async move {
-        match upstream {
-            Upstream::Called(resp) => resp,
-            Upstream::NotCalled(later) => {
-                let (mut inner, req) = *later;
-                inner.call(req).await
+            // The site acts on this request: the charge is durable before it sees it, and
+            // given back if its answer is not a success.
+            match payee.store_charge(&stored, &charge, true, &request).await {
+                Ok(Some(receipt)) => {
+                    let mut resp = site.answer().await?;
+                    let receipt = if resp.status().is_success() {
+                        receipt
+                    } else {
+                        payee.refund(&sig.payload.channel, &charge, receipt).await
+                    };
+                    attach(&mut resp, &receipt);
+                    return Ok(resp);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return not_taken(&payee, e.into(), price.as_ref(), &origin, &url, site).await
+                }
             }
         }
-    };
-    match charged {
-        Ok(receipt) => {
-            let mut resp = serve(upstream).await?;
-            attach(&mut resp, &receipt);
-            Ok(resp)
+    }
+    let failure = Failure::Store(StoreError::Conflict);
+    not_taken(&payee, failure, price.as_ref(), &origin, &url, site).await
+}
+
+/// The site's side of a paid request: not asked yet, or its answer.
+enum Site<S: Service<Request<Body>>> {
+    Waiting(S, Request<Body>),
+    Answered(Response),
+}
+
+impl<S: Service<Request<Body>, Response = Response>> Site<S> {
+    /// The site's answer, asking it if it was not asked yet.
+    async fn answer(self) -> Result<Response, S::Error> {
+        match self {
+            Self::Waiting(mut inner, req) => inner.call(req).await,
+            Self::Answered(resp) => Ok(resp),
         }
-        Err(Failure::Refused(refusal)) => match price {
-            Some(price) => Ok(payment_required(
-                &payee,
-                &origin,
-                &url,
-                &price,
-                Some(refusal.reason),
-                Some(&refusal.response),
-            )),
-            // A free resource is served even when a pre-armed payment is refused; the receipt
-            // says why the payment was not taken.
-            None => {
-                let mut resp = serve(upstream).await?;
-                attach(&mut resp, &refusal.response);
-                Ok(resp)
-            }
-        },
-        Err(Failure::Unconfirmed(receipt)) => {
-            let mut resp = match price {
-                Some(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, UNCONFIRMED_RETRY_SECS)],
-                    "the channel's contract is not confirmed yet; nothing was charged\n",
-                )
-                    .into_response(),
-                None => serve(upstream).await?,
+    }
+}
+
+/// The answer to a payment that was not taken: a fresh offer for a priced resource (or a 503
+/// for a deferral or a store failure), the site's answer for a free one; with the receipt.
+async fn not_taken<S>(
+    payee: &Payee,
+    failure: Failure,
+    price: Option<&Price>,
+    origin: &str,
+    url: &str,
+    site: Site<S>,
+) -> Result<Response, S::Error>
+where
+    S: Service<Request<Body>, Response = Response>,
+{
+    let (unavailable, receipt) = match failure {
+        Failure::Refused(refused) => {
+            let Some(price) = price else {
+                // A free resource is served even when a pre-armed payment is refused; the
+                // receipt says why the payment was not taken.
+                let mut resp = site.answer().await?;
+                attach(&mut resp, &refused.response);
+                return Ok(resp);
             };
-            attach(&mut resp, &receipt);
-            Ok(resp)
+            let (reason, receipt) = (refused.reason, refused.response);
+            return Ok(payment_required(
+                payee,
+                origin,
+                url,
+                price,
+                Some(reason),
+                Some(&receipt),
+            ));
         }
-        Err(Failure::Store(e)) => {
+        Failure::Unconfirmed(receipt) => (
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, UNCONFIRMED_RETRY_SECS)],
+                "the channel's contract is not confirmed yet; nothing was charged\n",
+            )
+                .into_response(),
+            receipt,
+        ),
+        Failure::Store(e) => {
             tracing::error!(error = %e, %url, "payment not stored; not serving");
             Metrics::bump(&payee.metrics().store_failures, 1);
             // Every answer to a payment carries a receipt; this one says nothing was taken.
@@ -291,27 +343,25 @@ where
                 payer: None,
                 receipt: None,
             };
-            let mut resp = match price {
-                Some(_) => (
+            (
+                (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "payment storage is unavailable; nothing was charged\n",
                 )
                     .into_response(),
-                None => serve(upstream).await?,
-            };
-            attach(&mut resp, &receipt);
-            Ok(resp)
+                receipt,
+            )
         }
-    }
+    };
+    let mut resp = match price {
+        Some(_) => unavailable,
+        None => site.answer().await?,
+    };
+    attach(&mut resp, &receipt);
+    Ok(resp)
 }
 
-/// The site's side of a paid request: already asked (while the payment was stored), or not.
-enum Upstream<S: Service<Request<Body>>> {
-    Called(Result<S::Response, S::Error>),
-    NotCalled(Box<(S, Request<Body>)>),
-}
-
-fn attach(resp: &mut Response, receipt: &PaymentResponse) {
+pub(crate) fn attach(resp: &mut Response, receipt: &PaymentResponse) {
     if let Ok(v) = HeaderValue::from_str(&receipt.to_header()) {
         resp.headers_mut().insert(PAYMENT_RESPONSE, v);
     }
@@ -382,305 +432,3 @@ pub const CONTRACT_UNCONFIRMED: &str = "contract_unconfirmed";
 
 /// How long a client is told to wait before retrying a deferred payment: about a block.
 const UNCONFIRMED_RETRY_SECS: &str = "600";
-
-/// A refused payment: why, and the `PAYMENT-RESPONSE` saying so.
-pub(crate) struct Refused {
-    reason: Refusal,
-    response: PaymentResponse,
-}
-
-/// Why a payment was not taken.
-pub(crate) enum Failure {
-    /// Refused, with the reason for the client.
-    Refused(Refused),
-    /// The channel's unconfirmed allowance is spent: nothing was charged; try again once its
-    /// contract confirms. The receipt says so.
-    Unconfirmed(PaymentResponse),
-    /// Storage failed: nothing was charged and nothing may be served.
-    Store(StoreError),
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
-}
-
-impl Payee {
-    fn response(
-        &self,
-        state: &PayeeState,
-        ledger: Ledger,
-        consumed: Amount,
-        refusal: Option<Refusal>,
-    ) -> PaymentResponse {
-        let channel = state.channel();
-        PaymentResponse {
-            success: refusal.is_none(),
-            error_reason: refusal.map(|r| r.as_str().to_owned()),
-            network: caip2(self.config().network),
-            payer: channel.map(|c| c.funding.contract.client_key),
-            receipt: channel.map(|c| Receipt {
-                channel: c.contract_txid(),
-                paid: ledger.paid,
-                consumed,
-                credit: ledger.credit(),
-                channel_value: c.funding.contract.value,
-                expiry: c.funding.contract.expiry.to_consensus_u32(),
-                nonce: None,
-            }),
-        }
-    }
-
-    /// A fresh nonce for `url` (see `docs/protocol.md`, section 1).
-    fn mint_nonce(&self, url: &str) -> Result<String, StoreError> {
-        let random = random::<NONCE_RANDOM_LEN>()
-            .map_err(|e| StoreError::Backend(format!("no randomness: {e}")))?;
-        Ok(self.nonce_key().issue(random, self.now(), url))
-    }
-
-    fn refuse(&self, reason: Refusal, why: &str, known: Option<(&PayeeState, Ledger)>) -> Failure {
-        tracing::info!(reason = reason.as_str(), why, "payment refused");
-        self.metrics().refused(reason.as_str());
-        let response = match known {
-            Some((state, ledger)) => self.response(state, ledger, Amount::ZERO, Some(reason)),
-            None => PaymentResponse {
-                success: false,
-                error_reason: Some(reason.as_str().to_owned()),
-                network: caip2(self.config().network),
-                payer: None,
-                receipt: None,
-            },
-        };
-        Failure::Refused(Refused { reason, response })
-    }
-
-    fn unconfirmed(&self, state: &PayeeState, ledger: Ledger) -> Failure {
-        tracing::info!("payment deferred: the contract is not confirmed yet");
-        self.metrics().refused(CONTRACT_UNCONFIRMED);
-        let mut response = self.response(state, ledger, Amount::ZERO, None);
-        response.success = false;
-        response.error_reason = Some(CONTRACT_UNCONFIRMED.to_owned());
-        Failure::Unconfirmed(response)
-    }
-
-    /// Takes a `PAYMENT-SIGNATURE` for a request to `url` costing `price`, in the order of
-    /// `docs/protocol.md` section 2. On success the payment, the consumed total and the nonce
-    /// are durably stored, and the receipt is returned: only then may the resource be served.
-    /// `safe`: the request's method is `GET` or `HEAD`, the only ones a charged nonce reloads.
-    /// `verified`, if given, is signalled once the payment is verified and covers the price,
-    /// before it is stored: the caller may start preparing the response (never send it).
-    pub(crate) async fn charge(
-        &self,
-        url: &str,
-        header: &str,
-        price: Amount,
-        safe: bool,
-        mut verified: Option<oneshot::Sender<()>>,
-    ) -> Result<PaymentResponse, Failure> {
-        let mut signal = move || {
-            if let Some(tx) = verified.take() {
-                // The receiver is gone only if the request was dropped: nothing to prepare.
-                let _ = tx.send(());
-            }
-        };
-        let sig = PaymentSignature::from_header(header)
-            .map_err(|e| self.refuse(Refusal::InvalidHeader, &e.to_string(), None))?;
-        if sig.accepted.network != caip2(self.config().network) {
-            return Err(self.refuse(Refusal::WrongNetwork, "another network", None));
-        }
-        if sig.accepted.pay_to != self.server_key() {
-            return Err(self.refuse(Refusal::WrongPayee, "another payee key", None));
-        }
-        let payment = &sig.payload;
-        let update = payment
-            .update()
-            .map_err(|e| self.refuse(Refusal::InvalidHeader, &e.to_string(), None))?;
-        let issued_at = match &payment.nonce {
-            Some(nonce) => Some(
-                self.nonce_key()
-                    .check(nonce, url)
-                    .map_err(|e| self.refuse(Refusal::WrongResource, &e.to_string(), None))?,
-            ),
-            None => None,
-        };
-        // A charged nonce reloads its resource for free only within the offer's life, and only
-        // for a request that changes nothing at the site.
-        let offer_life = u64::from(self.config().offer_timeout_secs);
-        let free_reload =
-            safe && issued_at.is_some_and(|t| self.now() <= t.saturating_add(offer_life));
-        let store = self.store();
-        let txid = payment.channel;
-        let unknown = || {
-            self.refuse(
-                Refusal::Channel(ErrorCode::UnknownChannel),
-                "no channel with this contract",
-                None,
-            )
-        };
-        for _ in 0..MAX_ATTEMPTS {
-            if let Some(nonce) = &payment.nonce {
-                if store.is_charged(&txid, nonce).await? {
-                    if !free_reload {
-                        return Err(self.refuse(
-                            Refusal::NonceSpent,
-                            "nonce already charged; not a GET or HEAD within the offer's life",
-                            None,
-                        ));
-                    }
-                    // A reload: serve again, charge nothing.
-                    let stored = store.channel(&txid).await?.ok_or_else(unknown)?;
-                    signal();
-                    Metrics::bump(&self.metrics().reloads, 1);
-                    return Ok(self.response(&stored.state, stored.ledger, Amount::ZERO, None));
-                }
-            }
-            // The state this instance last stored, if any: every write below names its
-            // revision, so a state another writer has since replaced is caught by the store.
-            let (stored, cached) = match self.hot_channel(&txid) {
-                Some(stored) => (stored, true),
-                None => match store.channel(&txid).await? {
-                    Some(stored) => (Arc::new(stored), false),
-                    None => return Err(unknown()),
-                },
-            };
-            // A refusal is never decided on a remembered state: read the store and decide again.
-            macro_rules! refuse {
-                ($failure:expr) => {{
-                    if cached {
-                        self.forget_hot_channel(&txid);
-                        continue;
-                    }
-                    return Err($failure);
-                }};
-            }
-            let known = Some((&stored.state, stored.ledger));
-            let PayeeState::Ready { channel } = &stored.state else {
-                let code = match stored.state {
-                    PayeeState::Closing { .. } | PayeeState::Closed { .. } => {
-                        ErrorCode::ChannelClosed
-                    }
-                    _ => ErrorCode::UnknownChannel,
-                };
-                refuse!(self.refuse(Refusal::Channel(code), "channel is not open", known));
-            };
-            let mut state = stored.state.clone();
-            if let Some(update) = &update {
-                let value = channel.funding.contract.value;
-                if value.checked_sub(update.client_change) != Some(payment.amount) {
-                    refuse!(self.refuse(
-                        Refusal::InvalidHeader,
-                        "amount is not the channel value minus the update's change",
-                        known,
-                    ));
-                }
-                let msg = WireMessage::UpdatePayment(update.clone());
-                // The PAYMENT_ACK the step would send is answered by the receipt instead.
-                match self.with_ctx(|ctx| stored.state.on_message(ctx, msg)) {
-                    Ok(step) => state = step.state,
-                    Err(e) => {
-                        refuse!(self.refuse(Refusal::Channel(e.code()), &e.to_string(), known))
-                    }
-                }
-            }
-            let paid = state.channel().map(|c| c.paid()).unwrap_or_default();
-            let ledger = stored.ledger.with_paid(paid);
-            let changed = state != stored.state || ledger != stored.ledger;
-            let charged = ledger.charge(price).ok();
-            // Until its contract confirms, a channel consumes no more than the allowance: the
-            // client can still double-spend the contract's inputs.
-            let over = charged.is_some_and(|c| c.consumed > self.config().unconfirmed_credit);
-            let unconfirmed = over && !self.confirmed_enough(&txid).await;
-            let Some(charged) = charged.filter(|_| !unconfirmed) else {
-                // The increment, if any, stays as credit: store it before refusing.
-                if changed {
-                    let update = ChannelUpdate {
-                        state: &state,
-                        ledger,
-                        charged_nonce: None,
-                    };
-                    let revision = self.update_channel(&txid, &stored, update).await?;
-                    if revision.is_none() {
-                        continue;
-                    }
-                } else if cached {
-                    self.forget_hot_channel(&txid);
-                    continue;
-                }
-                if unconfirmed {
-                    return Err(self.unconfirmed(&state, ledger));
-                }
-                return Err(self.refuse(
-                    Refusal::InsufficientCredit,
-                    "credit does not cover the price",
-                    Some((&state, ledger)),
-                ));
-            };
-            signal();
-            // A pre-armed payment charged for this URL: issue a nonce for it and count it as
-            // charged, so the client can reload the URL with it (step 2) without paying again.
-            let minted = match (&payment.nonce, charged != ledger) {
-                (None, true) => Some(self.mint_nonce(url)?),
-                _ => None,
-            };
-            let nonce = payment
-                .nonce
-                .as_deref()
-                .or(minted.as_deref())
-                .map(|n| (n, price));
-            if changed || nonce.is_some() || charged != ledger {
-                let update = ChannelUpdate {
-                    state: &state,
-                    ledger: charged,
-                    charged_nonce: nonce,
-                };
-                if self.update_channel(&txid, &stored, update).await?.is_none() {
-                    continue;
-                }
-            }
-            Metrics::bump(&self.metrics().paid_requests, 1);
-            Metrics::bump(&self.metrics().sat_consumed, price.to_sat());
-            let mut response = self.response(&state, charged, price, None);
-            if let Some(receipt) = response.receipt.as_mut() {
-                receipt.nonce = minted;
-            }
-            return Ok(response);
-        }
-        Err(Failure::Store(StoreError::Conflict))
-    }
-
-    /// Writes `update` over `stored` and remembers the result for the channel's next request;
-    /// `None` if another writer got there first (the remembered state is dropped: reload).
-    async fn update_channel(
-        &self,
-        txid: &Txid,
-        stored: &StoredChannel,
-        update: ChannelUpdate<'_>,
-    ) -> Result<Option<u64>, StoreError> {
-        match self
-            .store()
-            .update_channel(txid, stored.revision, update)
-            .await
-        {
-            Ok(revision) => {
-                self.remember_hot_channel(
-                    *txid,
-                    StoredChannel {
-                        state: update.state.clone(),
-                        ledger: update.ledger,
-                        revision,
-                    },
-                );
-                Ok(Some(revision))
-            }
-            Err(StoreError::Conflict) => {
-                self.forget_hot_channel(txid);
-                Ok(None)
-            }
-            Err(e) => {
-                self.forget_hot_channel(txid);
-                Err(e)
-            }
-        }
-    }
-}

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod chain;
+mod charge;
 pub mod config;
 mod endpoint;
 mod layer;

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bitcoin::hashes::{sha256, Hash, HashEngine};
 use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
 use bitcoin::{Amount, CompressedPublicKey, FeeRate, Network, ScriptBuf};
+use trickle_channel::auth::PaymentKey;
 use trickle_channel::credit::NonceKey;
 use trickle_channel::{ChainTip, PayeeContext, PayeePolicy};
 
@@ -217,6 +218,8 @@ pub(crate) struct Inner {
     pub opening: tokio::sync::Semaphore,
     /// Each open channel as this instance last stored it, so that a paid request needs no read.
     pub hot: Mutex<std::collections::HashMap<bitcoin::Txid, Arc<StoredChannel>>>,
+    /// Each stored channel's payment key, derived once (an ECDH) on its first paid request.
+    pub payment_keys: Mutex<std::collections::HashMap<bitcoin::Txid, PaymentKey>>,
 }
 
 /// The payee server's core; cheap to clone (all clones share one state).
@@ -243,6 +246,7 @@ impl Payee {
             metrics: Metrics::default(),
             confirmed: Mutex::default(),
             hot: Mutex::default(),
+            payment_keys: Mutex::default(),
         })))
     }
 
@@ -298,6 +302,24 @@ impl Payee {
         if let Ok(mut hot) = self.0.hot.lock() {
             hot.insert(txid, Arc::new(stored));
         }
+    }
+
+    /// The payment key of the channel `contract` with `client_key`, remembered after the first
+    /// derivation.
+    pub(crate) fn payment_key(
+        &self,
+        contract: &bitcoin::Txid,
+        client_key: &PublicKey,
+    ) -> PaymentKey {
+        // A poisoned lock still holds keys that were derived correctly.
+        let mut keys = self
+            .0
+            .payment_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        keys.entry(*contract)
+            .or_insert_with(|| PaymentKey::derive(&self.0.keys.channel, client_key, contract))
+            .clone()
     }
 
     pub(crate) fn forget_hot_channel(&self, txid: &bitcoin::Txid) {

@@ -161,7 +161,7 @@ impl Payee {
         let update = ChannelUpdate {
             state,
             ledger: stored.ledger,
-            charged_nonce: None,
+            charged: &[],
         };
         // A conflict means a request moved the channel; the next round sees the new state.
         self.forget_hot_channel(&txid);

@@ -130,7 +130,20 @@ async fn pre_armed_payments_leave_credit() {
     let header = client.header(&offer, None, false);
     let a = fetch(&url, Some(&header)).await;
     assert_eq!((a.status, a.consumed(), a.credit()), (200, 10, 1_090));
-    let b = fetch(&format!("{}/articles/2", server.url), Some(&header)).await;
+    // The same header at another URL: refused with a fresh offer, nothing charged.
+    let url2 = format!("{}/articles/2", server.url);
+    let replayed = fetch(&url2, Some(&header)).await;
+    assert_eq!(
+        (replayed.status, replayed.reason().as_deref()),
+        (402, Some("wrong_resource"))
+    );
+    assert!(replayed.required.is_some(), "a fresh offer comes with it");
+    assert_eq!(
+        common::stored_totals(&server.payee, client.txid()).await,
+        (1_100, 10)
+    );
+    // Each pre-armed request has its own header.
+    let b = fetch(&url2, Some(&client.header(&offer, None, false))).await;
     assert_eq!((b.status, b.consumed(), b.credit()), (200, 10, 1_080));
 
     // The receipt of a pre-armed charge carries a nonce issued for the URL: with it (and no
@@ -148,7 +161,8 @@ async fn pre_armed_payments_leave_credit() {
     let mut reload = PaymentSignature::from_header(&header).unwrap();
     reload.payload.update = None;
     reload.payload.nonce = Some(nonce);
-    let reload = reload.to_header();
+    reload.payload.ticket = None;
+    let reload = common::authorize(reload);
     let again = fetch(&url, Some(&reload)).await;
     assert_eq!(
         (again.status, again.consumed(), again.credit()),
@@ -247,6 +261,14 @@ async fn bad_payments_are_refused_with_their_reason() {
     let base = PaymentSignature::from_header(&client.header(&offer, Some(&good), true)).unwrap();
     let mut wrong_amount = base.clone();
     wrong_amount.payload.amount += Amount::from_sat(1);
+    // Changed after it was authorised: refused before anything else is looked at.
+    let r = fetch(&url, Some(&wrong_amount.to_header())).await;
+    assert_eq!(
+        (r.status, r.reason().as_deref()),
+        (402, Some("bad_authorization"))
+    );
+    // Authorised as changed: the amount does not match the update.
+    let wrong_amount = PaymentSignature::from_header(&common::authorize(wrong_amount)).unwrap();
     let mut wrong_network = base.clone();
     wrong_network.accepted.network = trickle_channel::http::caip2(bitcoin::Network::Signet);
     let mut wrong_payee = base.clone();
@@ -353,9 +375,8 @@ async fn concurrent_requests_never_spend_credit_twice() {
     let url = format!("{}/articles/1", server.url);
     let offer = fetch(&url, None).await.required.unwrap();
     // 1000 sat of opening credit at 10 sat a request: at most 100 of these are served.
-    let header = client.header(&offer, None, false);
     let requests = (0..120).map(|_| {
-        let (url, header) = (url.clone(), header.clone());
+        let (url, header) = (url.clone(), client.header(&offer, None, false));
         tokio::spawn(async move { fetch(&url, Some(&header)).await.status })
     });
     let mut served = 0;
@@ -451,17 +472,17 @@ impl ChannelStore for GatedStore {
         let _ = gate.wait_for(|open| *open).await;
         self.inner.update_channel(txid, revision, update).await
     }
-    async fn is_charged(
+    async fn charged_at(
         &self,
         txid: &bitcoin::Txid,
-        nonce: &str,
-    ) -> Result<bool, trickle_payee::store::StoreError> {
-        self.inner.is_charged(txid, nonce).await
+        ticket: &str,
+    ) -> Result<Option<String>, trickle_payee::store::StoreError> {
+        self.inner.charged_at(txid, ticket).await
     }
 }
 
 #[tokio::test]
-async fn a_paid_get_is_prepared_while_its_payment_is_stored_and_sent_only_after() {
+async fn a_paid_get_is_asked_of_the_site_before_its_charge_is_stored_and_sent_only_after() {
     use std::sync::atomic::AtomicUsize;
     let gated = Arc::new(GatedStore::new(Arc::new(MemoryStore::new())));
     let failing = Arc::new(FailingStore::new(gated.clone()));

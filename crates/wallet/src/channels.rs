@@ -10,12 +10,13 @@
 
 use core::fmt;
 
-use bitcoin::secp256k1::PublicKey;
+use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::{Amount, FeeRate, Transaction};
 use serde::{Deserialize, Serialize};
 use trickle_channel::auth::{self, ChannelRequest};
 use trickle_channel::http::{
-    ChannelPayment, PaymentRequirements, PaymentResponse, PaymentSignature, Resource, X402_VERSION,
+    ChannelPayment, PaymentRequirements, PaymentResponse, PaymentSignature, Resource, TICKET_LEN,
+    X402_VERSION,
 };
 use trickle_channel::{
     ChainTip, ChannelError, ChannelId, ClientVersion, PayerConfig, PayerContext, PayerState,
@@ -24,6 +25,7 @@ use trickle_channel::{
 
 use crate::chain::ChainSource;
 use crate::store::{Commit, Staged, Store, StoreError, WriteBatch};
+use crate::vault::{self, VaultError};
 use crate::wallet::{Wallet, WalletError};
 
 /// How many requests at a site's price one prepared payment pays ahead
@@ -286,23 +288,30 @@ pub(crate) fn payment_header(
     offer: &PaymentRequirements,
     resource: &Resource,
     nonce: Option<String>,
-) -> Option<String> {
-    let channel = record.state.state.committed_channel()?;
+    key: &SecretKey,
+) -> Result<Option<String>, VaultError> {
+    let Some(channel) = record.state.state.committed_channel() else {
+        return Ok(None);
+    };
     let update = (channel.paid() > channel.acknowledged)
         .then(|| WireMessage::UpdatePayment(channel.latest.clone()).to_base64url());
-    Some(signature_header(
+    signature_header(
         resource,
         offer,
         channel.contract_txid(),
         channel.paid(),
         update,
         nonce,
-    ))
+        key,
+    )
+    .map(Some)
 }
 
 /// A `PAYMENT-SIGNATURE` header: `amount` in total over `channel`, for `resource` as `offer`
-/// priced it, with the payment `update` if the payee may lack it and the offer's `nonce`. Every
-/// header the wallet sends for a priced request is built here.
+/// priced it, with the payment `update` if the payee may lack it and the offer's `nonce`,
+/// authorised by the client's channel `key` (`trickle_channel::auth::authorize_payment`). A
+/// header answering an offer spends the offer's nonce as its ticket; a pre-armed one (no nonce)
+/// a fresh random one. Every header the wallet sends for a priced request is built here.
 pub(crate) fn signature_header(
     resource: &Resource,
     offer: &PaymentRequirements,
@@ -310,8 +319,14 @@ pub(crate) fn signature_header(
     amount: Amount,
     update: Option<String>,
     nonce: Option<String>,
-) -> String {
-    PaymentSignature {
+    key: &SecretKey,
+) -> Result<String, VaultError> {
+    let fresh = if nonce.is_none() {
+        vault::random()?
+    } else {
+        [0; TICKET_LEN]
+    };
+    let mut sig = PaymentSignature {
         x402_version: X402_VERSION,
         resource: resource.clone(),
         accepted: offer.clone(),
@@ -320,9 +335,12 @@ pub(crate) fn signature_header(
             amount,
             update,
             nonce,
+            ticket: None,
+            authorization: None,
         },
-    }
-    .to_header()
+    };
+    auth::authorize_payment(&mut sig, key, fresh);
+    Ok(sig.to_header())
 }
 
 impl<S: Store> Wallet<S> {
@@ -649,7 +667,9 @@ impl<S: Store> Wallet<S> {
             // Persist, then act: a new signature leaves only once it is stored.
             stage_record(&mut writes, &record)?;
         }
-        let header = payment_header(&record, offer, resource, nonce)
+        let key = self.channel_key(record.key_index)?;
+        let header = payment_header(&record, offer, resource, nonce, &key)
+            .map_err(WalletError::from)?
             .ok_or_else(|| ChannelClientError::NoChannel(site.to_owned()))?;
         Ok(Staged::new(header, writes))
     }

@@ -638,18 +638,22 @@ impl<S: Store> Wallet<S> {
             .commit_acknowledged(&mut writes, budgets, &record, receipt.paid, now)
             .await?;
         let reload_header = match (&receipt.nonce, &record.last_offer) {
-            (Some(nonce), Some(offer)) => Some(crate::channels::signature_header(
-                &Resource {
-                    url: url.to_owned(),
-                    description: String::new(),
-                    mime_type: String::new(),
-                },
-                offer,
-                receipt.channel,
-                receipt.paid,
-                None,
-                Some(nonce.clone()),
-            )),
+            (Some(nonce), Some(offer)) => Some(
+                crate::channels::signature_header(
+                    &Resource {
+                        url: url.to_owned(),
+                        description: String::new(),
+                        mime_type: String::new(),
+                    },
+                    offer,
+                    receipt.channel,
+                    receipt.paid,
+                    None,
+                    Some(nonce.clone()),
+                    &self.channel_key(record.key_index)?,
+                )
+                .map_err(WalletError::from)?,
+            ),
             _ => None,
         };
         let view = ReceiptView {

@@ -92,7 +92,7 @@ impl ChannelStore for FailingStore {
         self.inner.update_channel(txid, revision, update).await
     }
 
-    async fn is_charged(&self, txid: &Txid, nonce: &str) -> Result<bool, StoreError> {
-        self.inner.is_charged(txid, nonce).await
+    async fn charged_at(&self, txid: &Txid, ticket: &str) -> Result<Option<String>, StoreError> {
+        self.inner.charged_at(txid, ticket).await
     }
 }

@@ -1,6 +1,6 @@
 //! An in-memory store: for tests and demos, where losing everything on exit is fine.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bitcoin::Txid;
@@ -13,7 +13,7 @@ use super::{contract_txid, ChannelStore, ChannelUpdate, StoreError, StoredChanne
 struct Inner {
     sessions: HashMap<String, (PayeeState, u64)>,
     channels: Vec<StoredChannel>,
-    nonces: HashSet<(Txid, String)>,
+    tickets: HashMap<(Txid, String), String>,
 }
 
 /// Channels in memory; nothing survives the process.
@@ -118,10 +118,16 @@ impl ChannelStore for MemoryStore {
         if inner.channels[i].revision != revision {
             return Err(StoreError::Conflict);
         }
-        if let Some((nonce, _)) = update.charged_nonce {
-            if !inner.nonces.insert((*txid, nonce.to_owned())) {
-                return Err(StoreError::Conflict);
-            }
+        let spent = |c: &super::ChargedTicket| (*txid, c.ticket.to_owned());
+        if update
+            .charged
+            .iter()
+            .any(|c| inner.tickets.contains_key(&spent(c)))
+        {
+            return Err(StoreError::Conflict);
+        }
+        for c in update.charged {
+            inner.tickets.insert(spent(c), c.resource.to_owned());
         }
         inner.channels[i] = StoredChannel {
             state: update.state.clone(),
@@ -131,7 +137,11 @@ impl ChannelStore for MemoryStore {
         Ok(revision + 1)
     }
 
-    async fn is_charged(&self, txid: &Txid, nonce: &str) -> Result<bool, StoreError> {
-        Ok(self.lock()?.nonces.contains(&(*txid, nonce.to_owned())))
+    async fn charged_at(&self, txid: &Txid, ticket: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()?
+            .tickets
+            .get(&(*txid, ticket.to_owned()))
+            .cloned())
     }
 }

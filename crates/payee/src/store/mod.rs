@@ -42,16 +42,28 @@ impl StoredChannel {
     }
 }
 
-/// One write to a channel: the new state, the new ledger and, for a request paid in answer to
-/// an offer, the nonce charged. All of it is stored in one transaction, or none of it.
+/// One write to a channel: the new state, the new ledger and, for a charged request, the
+/// tickets it spent. All of it is stored in one transaction, or none of it.
 #[derive(Clone, Copy, Debug)]
 pub struct ChannelUpdate<'a> {
     /// The new state.
     pub state: &'a PayeeState,
     /// The new ledger.
     pub ledger: Ledger,
-    /// A nonce charged by this write, with the price charged for it.
-    pub charged_nonce: Option<(&'a str, Amount)>,
+    /// Tickets (nonces, pre-armed tickets) charged by this write; each is charged once, ever.
+    pub charged: &'a [ChargedTicket<'a>],
+}
+
+/// A ticket spent by a charge: the header's nonce or pre-armed ticket, or the nonce issued for
+/// a pre-armed charge's reloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChargedTicket<'a> {
+    /// The nonce or ticket, as the header carries it.
+    pub ticket: &'a str,
+    /// The absolute URL it paid for: the only one it reloads.
+    pub resource: &'a str,
+    /// The price charged.
+    pub price: Amount,
 }
 
 /// Why a store operation failed.
@@ -122,7 +134,7 @@ pub trait ChannelStore: Send + Sync {
     async fn channels(&self) -> Result<Vec<StoredChannel>, StoreError>;
 
     /// Writes `update` if the channel is still at `revision`; returns the new revision.
-    /// [`StoreError::Conflict`] if the revision moved or the nonce was already charged.
+    /// [`StoreError::Conflict`] if the revision moved or a ticket was already charged.
     async fn update_channel(
         &self,
         txid: &Txid,
@@ -130,8 +142,9 @@ pub trait ChannelStore: Send + Sync {
         update: ChannelUpdate<'_>,
     ) -> Result<u64, StoreError>;
 
-    /// Whether `nonce` was charged to this channel.
-    async fn is_charged(&self, txid: &Txid, nonce: &str) -> Result<bool, StoreError>;
+    /// The resource `ticket` was charged at on this channel, if it was (`""` for a nonce
+    /// charged before resources were recorded).
+    async fn charged_at(&self, txid: &Txid, ticket: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// The state as stored: JSON of a versioned [`Snapshot`].

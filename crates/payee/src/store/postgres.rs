@@ -13,7 +13,8 @@ use super::{
 
 /// Schema migrations, applied in order; `trickle_schema.version` counts those applied. The
 /// tables are SQLite's, in PostgreSQL types. Append only.
-const MIGRATIONS: &[&str] = &["CREATE TABLE pending_sessions (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE pending_sessions (
         id TEXT PRIMARY KEY NOT NULL,
         state TEXT NOT NULL,
         created_at BIGINT NOT NULL
@@ -33,7 +34,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE pending_sessions (
         price BIGINT NOT NULL,
         PRIMARY KEY (channel, nonce)
     );
-    CREATE INDEX pending_sessions_created ON pending_sessions(created_at);"];
+    CREATE INDEX pending_sessions_created ON pending_sessions(created_at);",
+    "ALTER TABLE charged_nonces ADD COLUMN resource TEXT NOT NULL DEFAULT '';",
+];
 
 /// Key of the advisory lock ("trickle" in ASCII) that serializes migrations of several instances.
 const MIGRATION_LOCK: i64 = 0x0074_7269_636b_6c65;
@@ -275,12 +278,12 @@ impl ChannelStore for PostgresStore {
         if n == 0 {
             return Err(StoreError::Conflict);
         }
-        if let Some((nonce, price)) = update.charged_nonce {
+        for c in update.charged {
             let n = tx
                 .execute(
-                    "INSERT INTO charged_nonces (channel, nonce, price) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    &[&id, &nonce, &sat(price)?],
+                    "INSERT INTO charged_nonces (channel, nonce, price, resource)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[&id, &c.ticket, &sat(c.price)?, &c.resource],
                 )
                 .await
                 .map_err(backend)?;
@@ -292,17 +295,17 @@ impl ChannelStore for PostgresStore {
         Ok(revision + 1)
     }
 
-    async fn is_charged(&self, txid: &Txid, nonce: &str) -> Result<bool, StoreError> {
+    async fn charged_at(&self, txid: &Txid, ticket: &str) -> Result<Option<String>, StoreError> {
         let row = self
             .client
             .lock()
             .await
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM charged_nonces WHERE channel = $1 AND nonce = $2)",
-                &[&txid.to_string(), &nonce],
+            .query_opt(
+                "SELECT resource FROM charged_nonces WHERE channel = $1 AND nonce = $2",
+                &[&txid.to_string(), &ticket],
             )
             .await
             .map_err(backend)?;
-        row.try_get(0).map_err(backend)
+        row.map(|r| r.try_get(0)).transpose().map_err(backend)
     }
 }

@@ -41,6 +41,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (channel, nonce)
     );
     CREATE INDEX pending_sessions_created ON pending_sessions(created_at);",
+    // 2: the resource a ticket paid for (a pre-armed ticket reloads only that one).
+    "ALTER TABLE charged_nonces ADD COLUMN resource TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Channels in one SQLite file (WAL, `synchronous=FULL`: a commit is on disk when it returns).
@@ -424,10 +426,11 @@ impl ChannelStore for SqliteStore {
         let txid = txid.to_string();
         let (text, status) = (encode_state(update.state)?, update.state.name());
         let (paid, consumed) = (sat(update.ledger.paid)?, sat(update.ledger.consumed)?);
-        let nonce = match update.charged_nonce {
-            Some((n, price)) => Some((n.to_owned(), sat(price)?)),
-            None => None,
-        };
+        let charged = update
+            .charged
+            .iter()
+            .map(|c| Ok((c.ticket.to_owned(), c.resource.to_owned(), sat(c.price)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let old = i64::try_from(revision).map_err(|_| StoreError::Conflict)?;
         self.write(move |tx| {
             let n = tx
@@ -441,13 +444,14 @@ impl ChannelStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::Conflict);
             }
-            if let Some((nonce, price)) = nonce {
+            for (ticket, resource, price) in charged {
                 let n = tx
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO charged_nonces (channel, nonce, price) VALUES (?1, ?2, ?3)",
+                        "INSERT OR IGNORE INTO charged_nonces (channel, nonce, price, resource)
+                         VALUES (?1, ?2, ?3, ?4)",
                     )
                     .map_err(backend)?
-                    .execute(params![txid, nonce, price])
+                    .execute(params![txid, ticket, price, resource])
                     .map_err(backend)?;
                 if n == 0 {
                     return Err(StoreError::Conflict);
@@ -458,14 +462,15 @@ impl ChannelStore for SqliteStore {
         .await
     }
 
-    async fn is_charged(&self, txid: &Txid, nonce: &str) -> Result<bool, StoreError> {
-        let (txid, nonce) = (txid.to_string(), nonce.to_owned());
+    async fn charged_at(&self, txid: &Txid, ticket: &str) -> Result<Option<String>, StoreError> {
+        let (txid, ticket) = (txid.to_string(), ticket.to_owned());
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM charged_nonces WHERE channel = ?1 AND nonce = ?2)",
+                "SELECT resource FROM charged_nonces WHERE channel = ?1 AND nonce = ?2",
             )
             .map_err(backend)?
-            .query_row(params![txid, nonce], |r| r.get(0))
+            .query_row(params![txid, ticket], |r| r.get(0))
+            .optional()
             .map_err(backend)
         })
         .await

@@ -483,7 +483,7 @@ impl Client {
             .contract
             .value;
         let amount = update.map_or(self.paid(), |u| value - u.client_change);
-        PaymentSignature {
+        let mut sig = PaymentSignature {
             x402_version: X402_VERSION,
             resource: Resource {
                 url: offer.resource.url.clone(),
@@ -495,11 +495,29 @@ impl Client {
                 amount,
                 update: update.map(|u| WireMessage::UpdatePayment(u.clone()).to_base64url()),
                 nonce: nonce.then(|| accepted.extra.nonce.clone()),
+                ticket: None,
+                authorization: None,
             },
             accepted,
-        }
-        .to_header()
+        };
+        trickle_channel::auth::authorize_payment(&mut sig, &key(CLIENT), fresh_ticket());
+        sig.to_header()
     }
+}
+
+/// `sig` authorised again by the client's key, after a test changed it.
+pub fn authorize(mut sig: PaymentSignature) -> String {
+    trickle_channel::auth::authorize_payment(&mut sig, &key(CLIENT), fresh_ticket());
+    sig.to_header()
+}
+
+/// Ticket bytes never handed out before in this test process.
+pub fn fresh_ticket() -> [u8; trickle_channel::http::TICKET_LEN] {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut out = [0u8; trickle_channel::http::TICKET_LEN];
+    out[..8].copy_from_slice(&n.to_be_bytes());
+    out
 }
 
 /// A GET with an optional `PAYMENT-SIGNATURE`.
@@ -636,6 +654,17 @@ pub fn message_body(msg: &WireMessage, contract: Option<Txid>) -> Vec<u8> {
 pub fn status_url(endpoint: &str, txid: Txid) -> String {
     let authorization = auth::authorize(auth::ChannelRequest::Status, &txid, &key(CLIENT));
     format!("{endpoint}/session/{txid}?authorization={authorization}")
+}
+
+/// What the store holds for the channel `txid`: (paid, consumed), in sat.
+pub async fn stored_totals(payee: &Payee, txid: Txid) -> (u64, u64) {
+    let stored = payee
+        .store()
+        .channel(&txid)
+        .await
+        .expect("store")
+        .expect("channel");
+    (stored.ledger.paid.to_sat(), stored.ledger.consumed.to_sat())
 }
 
 pub async fn session_status(server: &Server, txid: Txid) -> serde_json::Value {

@@ -3,7 +3,7 @@
 use bitcoin::{Amount, Txid};
 use trickle_channel::credit::Ledger;
 use trickle_channel::{PayeeState, Version};
-use trickle_payee::store::{ChannelStore, ChannelUpdate, StoreError};
+use trickle_payee::store::{ChannelStore, ChannelUpdate, ChargedTicket, StoreError};
 
 use super::memory_channel;
 
@@ -11,6 +11,17 @@ fn ledger(paid: u64, consumed: u64) -> Ledger {
     Ledger {
         paid: Amount::from_sat(paid),
         consumed: Amount::from_sat(consumed),
+    }
+}
+
+/// The resource every ticket of the suite is charged at.
+const RESOURCE: &str = "http://127.0.0.1/articles/1";
+
+fn charged(ticket: &str) -> ChargedTicket<'_> {
+    ChargedTicket {
+        ticket,
+        resource: RESOURCE,
+        price: Amount::from_sat(10),
     }
 }
 
@@ -85,14 +96,17 @@ async fn open_and_update(store: &dyn ChannelStore) {
             ChannelUpdate {
                 state: &paid,
                 ledger: ledger(1_500, 10),
-                charged_nonce: Some(("n1", Amount::from_sat(10))),
+                charged: &[charged("n1")],
             },
         )
         .await
         .unwrap();
     assert_eq!(rev, 1);
-    assert!(store.is_charged(&id, "n1").await.unwrap());
-    assert!(!store.is_charged(&id, "n2").await.unwrap());
+    assert_eq!(
+        store.charged_at(&id, "n1").await.unwrap().as_deref(),
+        Some(RESOURCE)
+    );
+    assert_eq!(store.charged_at(&id, "n2").await.unwrap(), None);
     let stored = store.channel(&id).await.unwrap().expect("stored");
     assert_eq!(
         (stored.state, stored.ledger, stored.revision),
@@ -108,7 +122,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
                 ChannelUpdate {
                     state: &closing,
                     ledger: ledger(1_500, 20),
-                    charged_nonce: Some(("n2", Amount::from_sat(10)))
+                    charged: &[charged("n2")]
                 }
             )
             .await,
@@ -123,13 +137,13 @@ async fn open_and_update(store: &dyn ChannelStore) {
                 ChannelUpdate {
                     state: &closing,
                     ledger: ledger(1_500, 20),
-                    charged_nonce: Some(("n1", Amount::from_sat(10)))
+                    charged: &[charged("n1")]
                 }
             )
             .await,
         Err(StoreError::Conflict)
     );
-    assert!(!store.is_charged(&id, "n2").await.unwrap());
+    assert_eq!(store.charged_at(&id, "n2").await.unwrap(), None);
     let stored = store.channel(&id).await.unwrap().expect("stored");
     assert_eq!(
         (stored.state, stored.ledger, stored.revision),
@@ -146,7 +160,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
                 ChannelUpdate {
                     state: &other_ready,
                     ledger: ledger(0, 0),
-                    charged_nonce: None
+                    charged: &[]
                 }
             )
             .await,
@@ -160,7 +174,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
                 ChannelUpdate {
                     state: &other_ready,
                     ledger: ledger(0, 0),
-                    charged_nonce: None
+                    charged: &[]
                 }
             )
             .await,
@@ -175,7 +189,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
             ChannelUpdate {
                 state: &closing,
                 ledger: ledger(1_500, 10),
-                charged_nonce: None,
+                charged: &[],
             },
         )
         .await
@@ -219,6 +233,7 @@ async fn concurrent_writes(store: &dyn ChannelStore) {
     // Eight writers race on the first channel at revision 0; every other channel gets one
     // write, a charged nonce each.
     let nonces: Vec<String> = (0..channels.len()).map(|i| format!("n{i}")).collect();
+    let tickets: Vec<[ChargedTicket; 1]> = nonces.iter().map(|n| [charged(n)]).collect();
     let ids: Vec<Txid> = channels.iter().map(|[_, ready, ..]| txid(ready)).collect();
     let racing = (0..8u64).map(|k| {
         let [_, _, paid, _] = &channels[0];
@@ -228,19 +243,19 @@ async fn concurrent_writes(store: &dyn ChannelStore) {
             ChannelUpdate {
                 state: paid,
                 ledger: ledger(1_500, 10 + k),
-                charged_nonce: None,
+                charged: &[],
             },
         )
     });
     let others = (1..channels.len()).map(|i| {
-        let ([_, _, paid, _], nonce) = (&channels[i], &nonces[i]);
+        let ([_, _, paid, _], charged) = (&channels[i], &tickets[i]);
         store.update_channel(
             &ids[i],
             0,
             ChannelUpdate {
                 state: paid,
                 ledger: ledger(1_500, 10),
-                charged_nonce: Some((nonce, Amount::from_sat(10))),
+                charged,
             },
         )
     });
@@ -277,6 +292,9 @@ async fn concurrent_writes(store: &dyn ChannelStore) {
         assert_eq!(result, Ok(1));
         let stored = store.channel(id).await.unwrap().unwrap();
         assert_eq!((stored.ledger, stored.revision), (ledger(1_500, 10), 1));
-        assert!(store.is_charged(id, nonce).await.unwrap());
+        assert_eq!(
+            store.charged_at(id, nonce).await.unwrap().as_deref(),
+            Some(RESOURCE)
+        );
     }
 }
