@@ -58,6 +58,11 @@ export async function esplora(chain, route) {
   return res.json();
 }
 
+/** Whether both sides agree: what was signed is what the payee holds, or reserved (pre-armed). */
+export function settled(sides) {
+  return sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat;
+}
+
 /** The payee's one channel, the extension's channel with the same contract, and its budget. */
 export async function bothSides(ext, payee) {
   const status = await payee.status();

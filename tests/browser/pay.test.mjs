@@ -45,6 +45,7 @@ import {
   esplora,
   eventually,
   probePageApi,
+  settled,
 } from "./fixtures.mjs";
 
 const test = steps(nodeTest);
@@ -213,6 +214,21 @@ describe("paying sites", { timeout: 900_000 }, () => {
   const otherSite = () => `http://localhost:${new URL(site.url).port}`;
   /** The request headers of each visit to the other site's landing page. */
   const landings = [];
+
+  /**
+   * Gives the site a budget of `more` sat beyond what it spent (auto-approving one article),
+   * then waits for its pre-armed payment unless `armed` is false; returns both sides before.
+   */
+  const budgetMore = async (more, armed = true) => {
+    const start = await bothSides(ext, payee);
+    await ask(ext, {
+      type: "approve",
+      origin: payee.url,
+      terms: { limitSat: start.sites[0].spentSat + more, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+    });
+    if (armed) await eventually("a pre-armed payment", () => armedHeader(ext));
+    return start;
+  };
 
   before(async () => {
     work = await workDir("pay-servers");
@@ -568,13 +584,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
   });
 
   test("hostile: another site's prefetch of paid pages pays nothing", async () => {
-    const before = await bothSides(ext, payee);
-    await ask(ext, {
-      type: "approve",
-      origin: payee.url,
-      terms: { limitSat: before.sites[0].spentSat + 5 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
-    });
-    await eventually("a pre-armed payment", () => armedHeader(ext));
+    const before = await budgetMore(5 * PRICE);
     const armed = await bothSides(ext, payee);
     const prefetches = [];
     const onRequest = (r) => r.url().startsWith(`${payee.url}/articles/8`) && prefetches.push(r.url());
@@ -591,7 +601,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
     assert.equal(await tab.getByText("Prefetcher", { exact: true }).count(), 1);
     const after = await eventually("the bookkeeping", async () => {
       const sides = await bothSides(ext, payee);
-      return [sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat, sides];
+      return [settled(sides), sides];
     });
     // Nothing was signed for the prefetched pages, and the pre-armed payment (signed and
     // reserved before) did not go with them: another site started them.
@@ -602,13 +612,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
   });
 
   test("hostile: another site opening paid pages in a loop pays at most 3 a minute", async () => {
-    const start = await bothSides(ext, payee);
-    await ask(ext, {
-      type: "approve",
-      origin: payee.url,
-      terms: { limitSat: start.sites[0].spentSat + 20 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
-    });
-    await eventually("a pre-armed payment", () => armedHeader(ext));
+    const start = await budgetMore(20 * PRICE);
     const before = await bothSides(ext, payee);
     const seen = [];
     const onRequest = (r) => r.url().startsWith(`${payee.url}/articles/1`) && seen.push(r.url());
@@ -626,7 +630,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
     const after = await eventually("the bookkeeping", async () => {
       const sides = await bothSides(ext, payee);
       // Settled: what was signed is what the payee holds, or the pre-armed payment (reserved).
-      return [sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat, sides];
+      return [settled(sides), sides];
     });
     const charged = after.theirs.consumed - before.theirs.consumed;
     assert.ok(charged >= PRICE, `the first of them is paid (charged ${charged})`);
@@ -642,36 +646,27 @@ describe("paying sites", { timeout: 900_000 }, () => {
   });
 
   test("a paid page redirecting to another site: the payment header does not follow", async () => {
-    const start = await bothSides(ext, payee);
-    await ask(ext, {
-      type: "approve",
-      origin: payee.url,
-      terms: { limitSat: start.sites[0].spentSat + 10 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
-    });
-    await eventually("a pre-armed payment", () => armedHeader(ext));
+    const start = await budgetMore(10 * PRICE);
     await visit(tab, `${payee.url}/`, "Home");
     landings.length = 0;
-    // Pre-armed (the reader follows a link), then its 402 is paid: both send the header.
+    // The reader follows a link: the pre-armed payment goes with the request.
     await follow(tab, `${payee.url}/articles/onward`, "Landing");
     await eventually("the landing", async () => [landings.length >= 1, landings]);
     for (const headers of landings) {
       assert.equal(headers["payment-signature"], undefined, "no payment header reached the other site");
     }
+    // A redirect is not the page: it consumes nothing, and what was paid stays as credit.
+    await sleep(500);
     const after = await eventually("the receipt", async () => {
       const sides = await bothSides(ext, payee);
-      return [sides.theirs.consumed - start.theirs.consumed === PRICE, sides];
+      return [settled(sides), sides];
     });
-    assert.equal(after.ours.paidSat, after.theirs.paid + after.sites[0].reservedSat);
+    assert.equal(after.theirs.consumed, start.theirs.consumed, "the redirect was not charged");
+    assert.equal(after.sites[0].spentSat, start.sites[0].spentSat, "nor counted in the budget");
   });
 
   test("two tabs opening the site's next pages at once: each page is charged once", async () => {
-    const start = await bothSides(ext, payee);
-    await ask(ext, {
-      type: "approve",
-      origin: payee.url,
-      terms: { limitSat: start.sites[0].spentSat + 10 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
-    });
-    await eventually("a pre-armed payment", () => armedHeader(ext));
+    await budgetMore(10 * PRICE);
     const second = await browser.context.newPage();
     try {
       await visit(tab, `${payee.url}/`, "Home");
@@ -684,28 +679,22 @@ describe("paying sites", { timeout: 900_000 }, () => {
       ]);
       const after = await eventually("both receipts", async () => {
         const sides = await bothSides(ext, payee);
-        const settled = sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat;
         const charged = sides.theirs.consumed - before.theirs.consumed;
         const spent = sides.sites[0].spentSat - before.sites[0].spentSat;
-        return [settled && charged >= 2 * PRICE && spent >= 2 * PRICE, { before, sides }];
+        return [settled(sides) && charged >= 2 * PRICE && spent >= 2 * PRICE, { before, sides }];
       });
       await sleep(500);
-      const settled = await bothSides(ext, payee);
-      assert.equal(settled.theirs.consumed - before.theirs.consumed, 2 * PRICE, "two pages, two prices");
-      assert.equal(settled.sites[0].spentSat - before.sites[0].spentSat, 2 * PRICE);
-      assert.equal(settled.ours.paidSat, settled.theirs.paid + settled.sites[0].reservedSat, JSON.stringify(after));
+      const final = await bothSides(ext, payee);
+      assert.equal(final.theirs.consumed - before.theirs.consumed, 2 * PRICE, "two pages, two prices");
+      assert.equal(final.sites[0].spentSat - before.sites[0].spentSat, 2 * PRICE);
+      assert.ok(settled(final), JSON.stringify(after));
     } finally {
       await second.close();
     }
   });
 
   test("hostile: one site's many paid URLs stay within its share of the browser's rules", async () => {
-    const start = await bothSides(ext, payee);
-    await ask(ext, {
-      type: "approve",
-      origin: payee.url,
-      terms: { limitSat: start.sites[0].spentSat + 50 * API_PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
-    });
+    const start = await budgetMore(50 * API_PRICE, false);
     await visit(tab, `${payee.url}/`, "Home");
     const siteRules = async () => {
       const rules = await ext.evaluate(() => chrome.declarativeNetRequest.getSessionRules());
@@ -729,8 +718,7 @@ describe("paying sites", { timeout: 900_000 }, () => {
     assert.deepEqual(fresh.sort((a, b) => a - b), Array.from({ length: COUNT }, (_, i) => i), "the newest stay, the oldest made room");
     const after = await eventually("the receipts", async () => {
       const sides = await bothSides(ext, payee);
-      const settled = sides.ours.paidSat === sides.theirs.paid + sides.sites[0].reservedSat;
-      return [settled && sides.theirs.consumed - start.theirs.consumed >= COUNT * API_PRICE, sides];
+      return [settled(sides) && sides.theirs.consumed - start.theirs.consumed >= COUNT * API_PRICE, sides];
     });
     await sleep(300);
     assert.equal((await payee.status()).channels[0].consumed - start.theirs.consumed, COUNT * API_PRICE, "each call charged once");
