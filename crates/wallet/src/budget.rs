@@ -192,13 +192,6 @@ pub enum BudgetError {
         /// The site.
         origin: String,
     },
-    /// The price is above the budget's max price per request.
-    OverMaxPrice {
-        /// The price asked.
-        price: Amount,
-        /// The budget's max price.
-        max_price: Amount,
-    },
     /// Reserving the amount would take the period's spending above the limit.
     WouldExceed {
         /// The amount asked for.
@@ -242,12 +235,6 @@ impl fmt::Display for BudgetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Revoked { origin } => write!(f, "payments to {origin} are revoked"),
-            Self::OverMaxPrice { price, max_price } => write!(
-                f,
-                "the price of {} sat is above the max price of {} sat per request",
-                price.to_sat(),
-                max_price.to_sat()
-            ),
             Self::WouldExceed {
                 amount,
                 remaining,
@@ -459,9 +446,14 @@ impl Budget {
         self.terms.auto_approve.is_none_or(|t| price > t)
     }
 
-    /// Reserves `amount` for a payment about to be signed, if the site is enabled, the amount
-    /// is at most the max price, and the period's spent plus reserved plus `amount` stays
-    /// within the limit. Store the budget before signing.
+    /// Reserves `amount` for a payment about to be signed, if the site is enabled and the
+    /// period's spent plus reserved plus `amount` stays within the limit. Store the budget
+    /// before signing.
+    ///
+    /// The max price bounds what a request costs, and is checked on the offer
+    /// ([`crate::offer::check_offer`]); what is signed may be more than one price: a channel's
+    /// first payment (the payee's `minPayment`, shown when the user approves the site) or an
+    /// increment with the channel's dust change swept into it. The limit bounds all of it.
     pub fn reserve(&mut self, amount: Amount, now: u64) -> Result<ReservationId, BudgetError> {
         self.roll(now);
         if self.state == BudgetState::Revoked {
@@ -471,12 +463,6 @@ impl Budget {
         }
         if amount == Amount::ZERO {
             return Err(BudgetError::ZeroAmount);
-        }
-        if amount > self.terms.max_price {
-            return Err(BudgetError::OverMaxPrice {
-                price: amount,
-                max_price: self.terms.max_price,
-            });
         }
         let remaining = self.status(now).remaining;
         if amount > remaining {

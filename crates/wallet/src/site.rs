@@ -28,14 +28,15 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Network, ScriptBuf, TxOut, WScriptHash};
 use serde::{Deserialize, Serialize};
 use trickle_channel::auth::{self, ChannelRequest};
-use trickle_channel::http::{PaymentRequired, PaymentResponse, Receipt, Resource};
+use trickle_channel::http::{PaymentRequired, PaymentResponse, Receipt, Refusal, Resource};
 use trickle_channel::{ChainTip, PayerState};
 
-use crate::budget::{budget_key, BudgetError, Budgets, Period, ReservationId, Terms};
+use crate::approval::{self, Approver};
+use crate::budget::{budget_key, BudgetError, Period, ReservationId, Terms};
 use crate::chain::ChainSource;
 use crate::channels::{ChannelClientError, ChannelRecord, OpenParams, Transport};
 use crate::offer::{check_offer, Approval, CheckedOffer, OfferContext, OfferError, OfferPolicy};
-use crate::store::{Commit, Mirror, Staged, Store, StoreError, WriteBatch};
+use crate::store::{Staged, Store, WriteBatch};
 use crate::wallet::{Wallet, WalletError};
 
 const PAYMENT_PREFIX: &str = "payment/";
@@ -56,6 +57,40 @@ pub struct PayContext<'a, T, C> {
     pub policy: &'a OfferPolicy,
     /// Now, in Unix seconds (budget periods run on wall-clock time).
     pub now: u64,
+    /// Told of the steps that take a while (an opening waits for the payee and the chain).
+    pub progress: &'a dyn Fn(Progress<'_>),
+}
+
+/// A step of a payment that takes a while, for the user to see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// Completing the opening of a channel that an earlier run or worker left half done.
+    Completing {
+        /// The site.
+        origin: &'a str,
+    },
+    /// Opening a channel.
+    Opening {
+        /// The site.
+        origin: &'a str,
+        /// What it locks.
+        value: Amount,
+    },
+}
+
+impl fmt::Display for Progress<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Completing { origin } => {
+                write!(f, "completing the opening of the channel with {origin} ...")
+            }
+            Self::Opening { origin, value } => write!(
+                f,
+                "opening a channel of {} sat with {origin} ...",
+                value.to_sat()
+            ),
+        }
+    }
 }
 
 /// Why the user is asked before a payment.
@@ -152,6 +187,19 @@ pub struct ReceiptView {
     /// For a request paid by a pre-armed payment: the `PAYMENT-SIGNATURE` that reloads the URL
     /// without paying again (the receipt's nonce, no update).
     pub reload_header: Option<String>,
+    /// The payee refused for lack of credit, with its account of the channel (now applied):
+    /// the 402 that comes with it is paid, once (see [`pays_again`]).
+    pub pay_again: bool,
+}
+
+/// Whether the 402 that comes with `response` is paid although the request carried a payment:
+/// only when the payee refused it for lack of credit. It then counted less credit than this
+/// wallet did (a receipt lost in a crash, a page paid twice at once), and its refusal carries
+/// its account of the channel, from which the difference is paid. Any other 402 after a
+/// payment is the site asking twice; and a 402 after the difference was paid is not paid.
+pub fn pays_again(response: &PaymentResponse) -> bool {
+    !response.success
+        && response.error_reason.as_deref() == Some(Refusal::InsufficientCredit.as_str())
 }
 
 /// A signed increment waiting for the receipt that shows the payee holds it.
@@ -203,6 +251,13 @@ pub enum PayError {
     Channel(ChannelClientError),
     /// A header that does not parse.
     BadHeader(String),
+    /// The approver did not approve the payment: the user is to be asked, or a run's caps
+    /// do not allow it. Nothing was signed.
+    NotApproved(Box<Ask>),
+    /// The payee refused the payment: its `errorReason`.
+    Refused(String),
+    /// The site asked again to be paid for a request just paid for; not paid twice.
+    AskedTwice,
 }
 
 impl PayError {
@@ -221,6 +276,9 @@ impl PayError {
             Self::Channel(ChannelClientError::PayeeKeyChanged) => "payee_key_changed",
             Self::Channel(_) => "channel",
             Self::BadHeader(_) => "bad_header",
+            Self::NotApproved(_) => "not_approved",
+            Self::Refused(_) => "refused",
+            Self::AskedTwice => "paid_again",
         }
     }
 }
@@ -232,6 +290,29 @@ impl fmt::Display for PayError {
             Self::Budget(e) => write!(f, "{e}"),
             Self::Channel(e) => write!(f, "{e}"),
             Self::BadHeader(e) => write!(f, "{e}"),
+            Self::NotApproved(ask) => {
+                let sat = Amount::to_sat;
+                match &ask.reason {
+                    AskReason::NoBudget => write!(f, "payments to {} are not approved", ask.origin),
+                    AskReason::Confirm => write!(
+                        f,
+                        "the price of {} sat at {} needs the user's confirmation",
+                        sat(ask.price),
+                        ask.origin
+                    ),
+                    AskReason::BudgetExhausted { remaining, needed } => write!(
+                        f,
+                        "the budget for {} has {} sat left; this payment needs {} sat",
+                        ask.origin,
+                        sat(*remaining),
+                        sat(*needed)
+                    ),
+                }
+            }
+            Self::Refused(reason) => write!(f, "the payee refused the payment: {reason}"),
+            Self::AskedTwice => f.write_str(
+                "the site asked to be paid again for a request it was just paid for; not paying twice",
+            ),
         }
     }
 }
@@ -324,10 +405,10 @@ impl<S: Store> Wallet<S> {
     ///
     /// Opening a channel is stored step by step as it goes. The payment itself is staged: its
     /// reservation, the signed state and the outstanding increment, committed with
-    /// `(&wallet, &budgets)` in one write before the header can be had.
-    pub async fn answer_offer<B: Store, T: Transport, C: ChainSource>(
+    /// `(&wallet, &approver)` in one write before the header can be had.
+    pub async fn answer_offer<A: Approver, T: Transport, C: ChainSource>(
         &mut self,
-        budgets: &Budgets<B>,
+        approver: &A,
         ctx: &PayContext<'_, T, C>,
         url: &str,
         header: &str,
@@ -337,7 +418,7 @@ impl<S: Store> Wallet<S> {
         let required =
             PaymentRequired::from_header(header).map_err(|e| PayError::BadHeader(e.to_string()))?;
         let origin = crate::budget::site_origin(url).map_err(|_| OfferError::BadUrl(url.into()))?;
-        let budget = budgets.load(&origin).await?;
+        let budget = approver.budget_in(&nothing, &origin).await?;
         let pinned = self.pinned_payee(&nothing, &origin).await?;
         let offer = check_offer(
             &required,
@@ -364,24 +445,21 @@ impl<S: Store> Wallet<S> {
             }
             Approval::Prompt | Approval::Auto => {}
         }
-        let terms = budget
-            .as_ref()
-            .map(|b| *b.terms())
-            .ok_or(BudgetError::NoBudget {
-                origin: origin.clone(),
-            })?;
+        let budget = budget.as_ref().ok_or(BudgetError::NoBudget {
+            origin: origin.clone(),
+        })?;
 
         let mut signed = Amount::ZERO;
         if channel.is_none() {
             let value = offer.channel_value(
-                terms.limit.max(offer.min_channel_value()),
+                approver.channel_wish(budget, offer.min_channel_value()),
                 &ctx.policy.limits,
             )?;
-            match self.open_for(budgets, ctx, &offer, value).await? {
+            match self.open_for(approver, ctx, &offer, value).await? {
                 Some(first) => signed += first,
                 None => {
                     let reason = self
-                        .exhausted(budgets, &offer, offer.min_payment(), ctx.now)
+                        .exhausted(approver, &offer, offer.min_payment(), ctx.now)
                         .await?;
                     return Ok(Staged::new(ask(self, reason), nothing));
                 }
@@ -393,9 +471,10 @@ impl<S: Store> Wallet<S> {
             .increment_for(&writes, offer.origin(), offer.payee(), offer.price())
             .await?;
         let reservation = if increment > Amount::ZERO {
-            match budgets
-                .stage(&writes, &origin, |b| b.reserve(increment, ctx.now))
-                .await
+            match approval::stage(approver, &writes, &origin, |b| {
+                b.reserve(increment, ctx.now)
+            })
+            .await
             {
                 Ok(staged) => {
                     let (id, reserved) = staged.into_parts();
@@ -403,7 +482,7 @@ impl<S: Store> Wallet<S> {
                     Some(id)
                 }
                 Err(BudgetError::WouldExceed { .. }) => {
-                    let reason = self.exhausted(budgets, &offer, increment, ctx.now).await?;
+                    let reason = self.exhausted(approver, &offer, increment, ctx.now).await?;
                     return Ok(Staged::new(ask(self, reason), WriteBatch::new()));
                 }
                 Err(e) => return Err(e.into()),
@@ -449,6 +528,9 @@ impl<S: Store> Wallet<S> {
         if !opening {
             return Ok(None);
         }
+        (ctx.progress)(Progress::Completing {
+            origin: offer.origin(),
+        });
         let record = self
             .complete_open(ctx.transport, ctx.chain, offer.origin(), offer.payee())
             .await?;
@@ -460,19 +542,27 @@ impl<S: Store> Wallet<S> {
     /// The reservation is the offer's first payment, and the opening signs no more than it
     /// (`open_channel` refuses a payee asking more). Returns what was signed; `None` when the
     /// budget has too little left for the first payment.
-    async fn open_for<B: Store, T: Transport, C: ChainSource>(
+    async fn open_for<A: Approver, T: Transport, C: ChainSource>(
         &mut self,
-        budgets: &Budgets<B>,
+        approver: &A,
         ctx: &PayContext<'_, T, C>,
         offer: &CheckedOffer,
         value: Amount,
     ) -> Result<Option<Amount>, PayError> {
         let first = offer.min_payment();
-        let id = match budgets.reserve(offer.origin(), first, ctx.now).await {
+        let id = match approval::change(self, approver, offer.origin(), |b| {
+            b.reserve(first, ctx.now)
+        })
+        .await
+        {
             Ok(id) => id,
             Err(BudgetError::WouldExceed { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        (ctx.progress)(Progress::Opening {
+            origin: offer.origin(),
+            value,
+        });
         let opened = self
             .open_channel(
                 ctx.transport,
@@ -500,15 +590,16 @@ impl<S: Store> Wallet<S> {
                 // settles it; what was reserved but not signed is released.
                 let spent = acknowledged.min(signed);
                 if spent > Amount::ZERO {
-                    budgets
-                        .commit_part(offer.origin(), id, spent, ctx.now)
-                        .await?;
+                    approval::change(self, approver, offer.origin(), |b| {
+                        b.commit_part(id, spent, ctx.now)
+                    })
+                    .await?;
                 }
                 if spent < signed {
                     self.record_outstanding(offer.origin(), offer.payee(), id)
                         .await?;
                 } else if spent < first {
-                    budgets.release(offer.origin(), id).await?;
+                    approval::change(self, approver, offer.origin(), |b| b.release(id)).await?;
                 }
                 Ok(Some(signed))
             }
@@ -525,22 +616,22 @@ impl<S: Store> Wallet<S> {
                     self.record_outstanding(offer.origin(), offer.payee(), id)
                         .await?;
                 } else {
-                    budgets.release(offer.origin(), id).await?;
+                    approval::change(self, approver, offer.origin(), |b| b.release(id)).await?;
                 }
                 Err(e.into())
             }
         }
     }
 
-    async fn exhausted<B: Store>(
+    async fn exhausted<A: Approver>(
         &self,
-        budgets: &Budgets<B>,
+        approver: &A,
         offer: &CheckedOffer,
         needed: Amount,
         now: u64,
     ) -> Result<AskReason, PayError> {
-        let remaining = budgets
-            .load(offer.origin())
+        let remaining = approver
+            .budget_in(&WriteBatch::new(), offer.origin())
             .await?
             .map_or(Amount::ZERO, |b| b.status(now).remaining);
         Ok(AskReason::BudgetExhausted { remaining, needed })
@@ -596,11 +687,12 @@ impl<S: Store> Wallet<S> {
 
     /// Applies the `PAYMENT-RESPONSE` header of a response from `url` and commits the budget
     /// reservations of the increments the payee now holds, staged as one write (commit it with
-    /// `(&wallet, &budgets)`). `None` when the receipt is about no channel of this wallet (a
+    /// `(&wallet, &approver)`). `None` when the receipt is about no channel of this wallet (a
     /// stray header is ignored, not trusted).
-    pub async fn take_receipt<B: Store>(
+    pub async fn take_receipt<A: Approver>(
         &self,
-        budgets: &Budgets<B>,
+        base: &WriteBatch,
+        approver: &A,
         url: &str,
         header: &str,
         tip: ChainTip,
@@ -613,7 +705,7 @@ impl<S: Store> Wallet<S> {
         };
         let origin = crate::budget::site_origin(url).map_err(|_| OfferError::BadUrl(url.into()))?;
         let Some(record) = self
-            .channels()
+            .channels_in(base)
             .await?
             .into_iter()
             .find(|r| r.state.state.contract_txid() == Some(receipt.channel))
@@ -624,18 +716,12 @@ impl<S: Store> Wallet<S> {
             return Err(ChannelClientError::BadReceipt("it is for another site's channel").into());
         }
         let mut writes = self
-            .apply_receipt(
-                &WriteBatch::new(),
-                &record.site,
-                &record.payee_key,
-                &response,
-                tip,
-            )
+            .apply_receipt(base, &record.site, &record.payee_key, &response, tip)
             .await?
             .into_writes();
         // In the same write as the receipt, so that the two agree after a crash.
         let committed = self
-            .commit_acknowledged(&mut writes, budgets, &record, receipt.paid, now)
+            .commit_acknowledged(base, &mut writes, approver, &record, receipt.paid, now)
             .await?;
         let reload_header = match (&receipt.nonce, &record.last_offer) {
             (Some(nonce), Some(offer)) => Some(
@@ -665,6 +751,7 @@ impl<S: Store> Wallet<S> {
             credit: receipt.credit,
             committed,
             reload_header,
+            pay_again: pays_again(&response),
         };
         Ok(Some(Staged::new(view, writes)))
     }
@@ -672,27 +759,32 @@ impl<S: Store> Wallet<S> {
     /// Stages, in `writes` (and read through them), the commits of the budget reservations of
     /// `record`'s outstanding increments that the payee holds, now that it holds `paid` in
     /// total. Returns what is committed.
-    async fn commit_acknowledged<B: Store>(
+    async fn commit_acknowledged<A: Approver>(
         &self,
+        base: &WriteBatch,
         writes: &mut WriteBatch,
-        budgets: &Budgets<B>,
+        approver: &A,
         record: &ChannelRecord,
         paid: Amount,
         now: u64,
     ) -> Result<Amount, PayError> {
         let mut committed = Amount::ZERO;
-        for (key, outstanding) in self.outstanding_in(writes).await? {
+        let view = |writes: &WriteBatch| {
+            let mut view = base.clone();
+            view.merge(writes.clone());
+            view
+        };
+        for (key, outstanding) in self.outstanding_in(&view(writes)).await? {
             if outstanding.origin != record.site
                 || outstanding.payee != record.payee_key
                 || outstanding.paid_after > paid
             {
                 continue;
             }
-            let staged = budgets
-                .stage(writes, &outstanding.origin, |b| {
-                    b.commit(outstanding.reservation, now)
-                })
-                .await;
+            let staged = approval::stage(approver, &view(writes), &outstanding.origin, |b| {
+                b.commit(outstanding.reservation, now)
+            })
+            .await;
             match staged {
                 Ok(staged) => {
                     let (amount, change) = staged.into_parts();
@@ -761,9 +853,9 @@ impl<S: Store> Wallet<S> {
     /// that is slow to answer (at most [`crate::ENDPOINT_TIMEOUT`], see [`Transport`]) holds up
     /// no other. One that does not answer is asked again next time. Each site's settlement is
     /// one write, stored before the next is made. Returns what was committed.
-    pub async fn reconcile<B: Store, T: Transport>(
+    pub async fn reconcile<A: Approver, T: Transport>(
         &mut self,
-        budgets: &Budgets<B>,
+        approver: &A,
         transport: &T,
         tip: ChainTip,
         now: u64,
@@ -787,19 +879,28 @@ impl<S: Store> Wallet<S> {
             match record.state.state {
                 PayerState::Refunded { .. } => {
                     // The refund took the whole channel back: nothing of it was the payee's.
-                    self.release_outstanding(&mut writes, budgets, &record)
+                    self.release_outstanding(&mut writes, approver, &record)
                         .await?;
-                    Staged::new((), writes).commit(&(&*self, budgets)).await?;
+                    Staged::new((), writes).commit(&(&*self, approver)).await?;
                     continue;
                 }
                 PayerState::Closed { paid, .. } => {
                     // Settled on chain: what the settlement paid is spent, the rest never was.
                     let paid = self
-                        .commit_acknowledged(&mut writes, budgets, &record, paid, now)
+                        .commit_acknowledged(
+                            &WriteBatch::new(),
+                            &mut writes,
+                            approver,
+                            &record,
+                            paid,
+                            now,
+                        )
                         .await?;
-                    self.release_outstanding(&mut writes, budgets, &record)
+                    self.release_outstanding(&mut writes, approver, &record)
                         .await?;
-                    committed += Staged::new(paid, writes).commit(&(&*self, budgets)).await?;
+                    committed += Staged::new(paid, writes)
+                        .commit(&(&*self, approver))
+                        .await?;
                     continue;
                 }
                 _ => {}
@@ -850,29 +951,37 @@ impl<S: Store> Wallet<S> {
                     .into_writes();
             }
             let paid = self
-                .commit_acknowledged(&mut writes, budgets, &record, held.paid, now)
+                .commit_acknowledged(
+                    &WriteBatch::new(),
+                    &mut writes,
+                    approver,
+                    &record,
+                    held.paid,
+                    now,
+                )
                 .await?;
-            committed += Staged::new(paid, writes).commit(&(&*self, budgets)).await?;
+            committed += Staged::new(paid, writes)
+                .commit(&(&*self, approver))
+                .await?;
         }
         Ok(committed)
     }
 
     /// Stages, in `writes`, the release of every outstanding reservation of `record`'s channel.
-    async fn release_outstanding<B: Store>(
+    async fn release_outstanding<A: Approver>(
         &self,
         writes: &mut WriteBatch,
-        budgets: &Budgets<B>,
+        approver: &A,
         record: &ChannelRecord,
     ) -> Result<(), PayError> {
         for (key, outstanding) in self.outstanding_in(writes).await? {
             if outstanding.origin != record.site || outstanding.payee != record.payee_key {
                 continue;
             }
-            match budgets
-                .stage(writes, &outstanding.origin, |b| {
-                    b.release(outstanding.reservation)
-                })
-                .await
+            match approval::stage(approver, writes, &outstanding.origin, |b| {
+                b.release(outstanding.reservation)
+            })
+            .await
             {
                 Ok(staged) => writes.merge(staged.into_writes()),
                 Err(BudgetError::UnknownReservation(_) | BudgetError::NoBudget { .. }) => {}
@@ -889,11 +998,11 @@ impl<S: Store> Wallet<S> {
     /// (and committed once a receipt shows the payee holds it). `None` when the site's budget
     /// would not pay its last price without asking, when the budget has too little left, or
     /// without an open channel. The writes are this payment's only; commit them with `base`'s
-    /// (see [`Staged::and`]) and `(&wallet, &budgets)`.
-    pub async fn pre_arm_site<B: Store>(
+    /// (see [`Staged::and`]) and `(&wallet, &approver)`.
+    pub async fn pre_arm_site<A: Approver>(
         &self,
         base: &WriteBatch,
-        budgets: &Budgets<B>,
+        approver: &A,
         origin: &str,
         tip: ChainTip,
         now: u64,
@@ -905,7 +1014,7 @@ impl<S: Store> Wallet<S> {
         let Some(offer) = record.last_offer.clone() else {
             return none();
         };
-        let Some(budget) = budgets.load_in(base, origin).await? else {
+        let Some(budget) = approver.budget_in(base, origin).await? else {
             return none();
         };
         let auto = budget.state() == crate::budget::BudgetState::Enabled
@@ -919,10 +1028,7 @@ impl<S: Store> Wallet<S> {
             .await?;
         let mut writes = WriteBatch::new();
         let reservation = if increment > Amount::ZERO {
-            match budgets
-                .stage(base, origin, |b| b.reserve(increment, now))
-                .await
-            {
+            match approval::stage(approver, base, origin, |b| b.reserve(increment, now)).await {
                 Ok(staged) => {
                     let (id, reserved) = staged.into_parts();
                     writes.merge(reserved);
@@ -954,6 +1060,60 @@ impl<S: Store> Wallet<S> {
                 .await?;
         }
         Ok(Staged::new(Some(header), writes))
+    }
+
+    /// [`Wallet::prepare_next`] within the approver's allowance: the top-up it signs for the
+    /// next requests to `origin` is reserved in the same write (and committed as receipts show
+    /// the payee holds it); when the budget has too little left, nothing is prepared, and the
+    /// next request pays as it goes. Staged on top of `base` as [`Wallet::pre_arm_site`] is.
+    pub async fn prepare_site<A: Approver>(
+        &self,
+        base: &WriteBatch,
+        approver: &A,
+        origin: &str,
+        tip: ChainTip,
+        now: u64,
+    ) -> Result<Staged<()>, PayError> {
+        let none = || Ok(Staged::new((), WriteBatch::new()));
+        let Some(record) = self.open_channel_with(base, origin).await? else {
+            return none();
+        };
+        let paid = |r: &ChannelRecord| {
+            r.state
+                .state
+                .committed_channel()
+                .map_or(Amount::ZERO, |c| c.paid())
+        };
+        let (_, signed) = self
+            .prepare_next(base, origin, &record.payee_key, tip)
+            .await?
+            .into_parts();
+        let mut view = base.clone();
+        view.merge(signed.clone());
+        let after = self
+            .channel_in(&view, origin, &record.payee_key)
+            .await?
+            .map_or(Amount::ZERO, |r| paid(&r));
+        let increment = after.checked_sub(paid(&record)).unwrap_or(Amount::ZERO);
+        if increment == Amount::ZERO {
+            return none();
+        }
+        let id = match approval::stage(approver, base, origin, |b| b.reserve(increment, now)).await
+        {
+            Ok(staged) => {
+                let (id, reserved) = staged.into_parts();
+                view.merge(reserved.clone());
+                let mut writes = reserved;
+                writes.merge(signed);
+                (id, writes)
+            }
+            Err(BudgetError::WouldExceed { .. }) => return none(),
+            Err(e) => return Err(e.into()),
+        };
+        let (id, mut writes) = id;
+        self.stage_outstanding(&view, &mut writes, origin, &record.payee_key, id)
+            .await?;
+        Ok(Staged::new((), writes))
     }
 
     /// Stages, in `writes`, the outstanding increment of `reservation`: the channel's latest
@@ -1045,18 +1205,5 @@ pub(crate) fn mirror<S: Store>(wallet: &Wallet<S>, batch: &WriteBatch) {
                 return;
             }
         }
-    }
-}
-
-/// A site payment's writes change the budgets and the wallet's channels together: written to
-/// the wallet's store (the budgets' too: use one store for both), then taken into the memory
-/// of both.
-impl<S: Store, B: Store> Commit for (&Wallet<S>, &Budgets<B>) {
-    async fn commit_batch(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let (wallet, budgets) = *self;
-        wallet.store().write(batch.clone()).await?;
-        wallet.committed(&batch);
-        budgets.committed(&batch);
-        Ok(())
     }
 }
