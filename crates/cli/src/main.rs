@@ -69,8 +69,9 @@ enum Command {
     Channels,
     /// Ask the site's payee to close its channel.
     Close {
-        /// The site (host).
-        host: String,
+        /// The site: its origin (`https://site.example`), or its host when only one site on
+        /// that host has a channel.
+        site: String,
     },
     /// Broadcast refunds of expired channels the payee never closed.
     Refund,
@@ -347,7 +348,7 @@ impl App {
                 let mut wallet = self.unlock().await?;
                 self.check_spent(&mut wallet).await?;
                 println!(
-                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
+                    "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
                     "site", "state", "value", "paid", "credit", "expiry"
                 );
                 for record in wallet.channels().await? {
@@ -361,7 +362,7 @@ impl App {
                         .contract_txid()
                         .map_or_else(|| "-".to_owned(), |t| t.to_string());
                     println!(
-                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  {contract}",
+                        "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12}  {contract}",
                         record.site,
                         state.name(),
                         value,
@@ -371,17 +372,13 @@ impl App {
                     );
                 }
             }
-            Command::Close { host } => {
+            Command::Close { site } => {
                 let mut wallet = self.unlock().await?;
-                let record = wallet
-                    .channels()
-                    .await?
-                    .into_iter()
-                    .find(|r| &r.site == host)
-                    .ok_or_else(|| format!("no channel with {host}"))?;
+                let record = open_channel_of(wallet.channels().await?, site)?;
+                let origin = &record.site;
                 let tip = Wallet::<Scoped<Disk>>::tip(&self.esplora).await?;
                 let settlement = wallet
-                    .close_channel(&self.http, host, &record.payee_key, tip)
+                    .close_channel(&self.http, origin, &record.payee_key, tip)
                     .await
                     .map_err(|e| {
                         // Nothing new was signed: the channel's money is where it was.
@@ -393,9 +390,9 @@ impl App {
                             None => "its expiry".to_owned(),
                         };
                         format!(
-                            "the payee did not close the channel with {host}: {e}\n\
+                            "the payee did not close the channel with {origin}: {e}\n\
                              The channel stays open and nothing more was paid: it still pays the site, \
-                             `trickle close {host}` asks again, and after {expiry} `trickle refund` \
+                             `trickle close {origin}` asks again, and after {expiry} `trickle refund` \
                              takes its funds back."
                         )
                     })?;
@@ -555,6 +552,35 @@ impl App {
         run.tip = Some(Wallet::<Scoped<Disk>>::tip(&self.esplora).await?);
         run.payer = Some(Payer::new(wallet, caps));
         Ok(())
+    }
+}
+
+/// The channel not yet settled of the site named `site` (an origin, or a host with one such
+/// channel).
+fn open_channel_of(
+    records: Vec<trickle_wallet::ChannelRecord>,
+    site: &str,
+) -> Result<trickle_wallet::ChannelRecord, Error> {
+    let named = site_origin(site).ok();
+    let mut open: Vec<_> = records
+        .into_iter()
+        .filter(|r| r.state.state.committed_channel().is_some())
+        .filter(|r| {
+            Some(&r.site) == named.as_ref()
+                || reqwest::Url::parse(&r.site).is_ok_and(|u| u.host_str() == Some(site))
+        })
+        .collect();
+    match open.len() {
+        0 => Err(format!("no open channel with {site}").into()),
+        1 => Ok(open.remove(0)),
+        _ => {
+            let sites: Vec<_> = open.iter().map(|r| r.site.as_str()).collect();
+            Err(format!(
+                "several sites on {site} have a channel ({}): name one by its origin",
+                sites.join(", ")
+            )
+            .into())
+        }
     }
 }
 

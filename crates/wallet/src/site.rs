@@ -466,35 +466,10 @@ impl<S: Store> Wallet<S> {
             }
         }
 
-        let mut writes = WriteBatch::new();
-        let increment = self
-            .increment_for(&writes, offer.origin(), offer.payee(), offer.price())
-            .await?;
-        let reservation = if increment > Amount::ZERO {
-            match approval::stage(approver, &writes, &origin, |b| {
-                b.reserve(increment, ctx.now)
-            })
-            .await
-            {
-                Ok(staged) => {
-                    let (id, reserved) = staged.into_parts();
-                    writes.merge(reserved);
-                    Some(id)
-                }
-                Err(BudgetError::WouldExceed { .. }) => {
-                    let reason = self.exhausted(approver, &offer, increment, ctx.now).await?;
-                    return Ok(Staged::new(ask(self, reason), WriteBatch::new()));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            None
-        };
-        // The reservation, the signed payment and its outstanding increment are one write:
-        // nothing is reserved that is not signed, and nothing signed that is not reserved.
+        let nothing = WriteBatch::new();
         let (header, paid) = self
             .pay(
-                &writes,
+                &nothing,
                 offer.origin(),
                 offer.requirements(),
                 offer.resource(),
@@ -503,14 +478,70 @@ impl<S: Store> Wallet<S> {
             )
             .await?
             .into_parts();
-        writes.merge(paid);
-        if let Some(id) = reservation {
-            let view = writes.clone();
-            self.stage_outstanding(&view, &mut writes, &origin, offer.payee(), id)
-                .await?;
-            signed += increment;
+        match self
+            .reserve_signed(&nothing, approver, &origin, offer.payee(), paid, ctx.now)
+            .await?
+        {
+            Reserved::Writes {
+                writes,
+                signed: now_signed,
+            } => Ok(Staged::new(
+                Answer::Pay {
+                    header,
+                    signed: signed + now_signed,
+                },
+                writes,
+            )),
+            Reserved::TooLittleLeft { needed } => {
+                let reason = self.exhausted(approver, &offer, needed, ctx.now).await?;
+                Ok(Staged::new(ask(self, reason), WriteBatch::new()))
+            }
         }
-        Ok(Staged::new(Answer::Pay { header, signed }, writes))
+    }
+
+    /// Reserves what `paid` (a payment to `origin` staged on top of `base`, not yet committed)
+    /// newly signs, and stages the reservation, the payment and its outstanding increment as
+    /// one write: what is reserved is what was signed, measured on the signed state itself, and
+    /// nothing signed is stored (or leaves) without its reservation.
+    async fn reserve_signed<A: Approver>(
+        &self,
+        base: &WriteBatch,
+        approver: &A,
+        origin: &str,
+        payee: &PublicKey,
+        paid: WriteBatch,
+        now: u64,
+    ) -> Result<Reserved, PayError> {
+        let total = |record: Option<ChannelRecord>| {
+            record
+                .and_then(|r| r.state.state.committed_channel().map(|c| c.paid()))
+                .unwrap_or(Amount::ZERO)
+        };
+        let before = total(self.channel_in(base, origin, payee).await?);
+        let mut view = base.clone();
+        view.merge(paid.clone());
+        let after = total(self.channel_in(&view, origin, payee).await?);
+        let signed = after.checked_sub(before).unwrap_or(Amount::ZERO);
+        if signed == Amount::ZERO {
+            return Ok(Reserved::Writes {
+                writes: paid,
+                signed,
+            });
+        }
+        let (id, mut writes) =
+            match approval::stage(approver, base, origin, |b| b.reserve(signed, now)).await {
+                Ok(staged) => staged.into_parts(),
+                Err(BudgetError::WouldExceed { .. }) => {
+                    return Ok(Reserved::TooLittleLeft { needed: signed })
+                }
+                Err(e) => return Err(e.into()),
+            };
+        writes.merge(paid);
+        let mut view = base.clone();
+        view.merge(writes.clone());
+        self.stage_outstanding(&view, &mut writes, origin, payee, id)
+            .await?;
+        Ok(Reserved::Writes { writes, signed })
     }
 
     /// The site's channel whose opening was cut short after its contract was handed over (the
@@ -1023,23 +1054,6 @@ impl<S: Store> Wallet<S> {
         if !auto {
             return none();
         }
-        let increment = self
-            .increment_for(base, origin, &record.payee_key, offer.amount)
-            .await?;
-        let mut writes = WriteBatch::new();
-        let reservation = if increment > Amount::ZERO {
-            match approval::stage(approver, base, origin, |b| b.reserve(increment, now)).await {
-                Ok(staged) => {
-                    let (id, reserved) = staged.into_parts();
-                    writes.merge(reserved);
-                    Some(id)
-                }
-                Err(BudgetError::WouldExceed { .. }) => return none(),
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            None
-        };
         let resource = Resource {
             url: format!("{origin}/"),
             description: String::new(),
@@ -1052,14 +1066,13 @@ impl<S: Store> Wallet<S> {
         let Some(header) = header else {
             return none();
         };
-        writes.merge(paid);
-        if let Some(id) = reservation {
-            let mut view = base.clone();
-            view.merge(writes.clone());
-            self.stage_outstanding(&view, &mut writes, origin, &record.payee_key, id)
-                .await?;
+        match self
+            .reserve_signed(base, approver, origin, &record.payee_key, paid, now)
+            .await?
+        {
+            Reserved::Writes { writes, .. } => Ok(Staged::new(Some(header), writes)),
+            Reserved::TooLittleLeft { .. } => none(),
         }
-        Ok(Staged::new(Some(header), writes))
     }
 
     /// [`Wallet::prepare_next`] within the approver's allowance: the top-up it signs for the
@@ -1078,42 +1091,18 @@ impl<S: Store> Wallet<S> {
         let Some(record) = self.open_channel_with(base, origin).await? else {
             return none();
         };
-        let paid = |r: &ChannelRecord| {
-            r.state
-                .state
-                .committed_channel()
-                .map_or(Amount::ZERO, |c| c.paid())
-        };
         let (_, signed) = self
             .prepare_next(base, origin, &record.payee_key, tip)
             .await?
             .into_parts();
-        let mut view = base.clone();
-        view.merge(signed.clone());
-        let after = self
-            .channel_in(&view, origin, &record.payee_key)
+        match self
+            .reserve_signed(base, approver, origin, &record.payee_key, signed, now)
             .await?
-            .map_or(Amount::ZERO, |r| paid(&r));
-        let increment = after.checked_sub(paid(&record)).unwrap_or(Amount::ZERO);
-        if increment == Amount::ZERO {
-            return none();
-        }
-        let id = match approval::stage(approver, base, origin, |b| b.reserve(increment, now)).await
         {
-            Ok(staged) => {
-                let (id, reserved) = staged.into_parts();
-                view.merge(reserved.clone());
-                let mut writes = reserved;
-                writes.merge(signed);
-                (id, writes)
-            }
-            Err(BudgetError::WouldExceed { .. }) => return none(),
-            Err(e) => return Err(e.into()),
-        };
-        let (id, mut writes) = id;
-        self.stage_outstanding(&view, &mut writes, origin, &record.payee_key, id)
-            .await?;
-        Ok(Staged::new((), writes))
+            Reserved::Writes { writes, .. } => Ok(Staged::new((), writes)),
+            // Not prepared: the next request pays as it goes, within what is left.
+            Reserved::TooLittleLeft { .. } => none(),
+        }
     }
 
     /// Stages, in `writes`, the outstanding increment of `reservation`: the channel's latest
@@ -1156,28 +1145,22 @@ impl<S: Store> Wallet<S> {
             .await?;
         Ok(Staged::new((), writes).commit(self).await?)
     }
+}
 
-    /// What paying `price` to `site` would newly sign once `base` is, and so what its
-    /// reservation must be: the price less what the payee can already charge, plus the
-    /// channel's last change when that would be left below dust (it is swept into the payment).
-    pub async fn increment_for(
-        &self,
-        base: &WriteBatch,
-        site: &str,
-        payee: &PublicKey,
-        price: Amount,
-    ) -> Result<Amount, ChannelClientError> {
-        let Some(record) = self.channel_in(base, site, payee).await? else {
-            return Ok(price);
-        };
-        let short = price
-            .checked_sub(record.available())
-            .unwrap_or(Amount::ZERO);
-        match record.state.state.committed_channel() {
-            Some(channel) if short > Amount::ZERO => Ok(channel.increment_signed(short)?),
-            _ => Ok(short),
-        }
-    }
+/// A staged payment with its reservation (see [`Wallet::reserve_signed`]).
+enum Reserved {
+    /// The reservation, the payment and its outstanding increment: one write.
+    Writes {
+        /// The writes.
+        writes: WriteBatch,
+        /// What the payment newly signs (zero when paid from credit).
+        signed: Amount,
+    },
+    /// The budget has less left than the payment needs; nothing staged.
+    TooLittleLeft {
+        /// What the payment needs.
+        needed: Amount,
+    },
 }
 
 fn decode_outstanding(key: &str, bytes: &[u8]) -> Result<Outstanding, WalletError> {

@@ -126,7 +126,14 @@ impl Setup {
     async fn take_receipt(&self, url: &str, header: &str) -> Result<Option<ReceiptView>, PayError> {
         let staged = self
             .wallet
-            .take_receipt(&WriteBatch::new(), &self.budgets, url, header, self.tip, now())
+            .take_receipt(
+                &WriteBatch::new(),
+                &self.budgets,
+                url,
+                header,
+                self.tip,
+                now(),
+            )
             .await?;
         match staged {
             Some(staged) => Ok(Some(staged.commit(&(&self.wallet, &self.budgets)).await?)),

@@ -268,7 +268,7 @@ pub async fn funded_wallet(node: &Node) -> tempfile::TempDir {
 pub fn channel_txid(table: &str, site: &str) -> Txid {
     let row = table
         .lines()
-        .find(|l| l.starts_with(site))
+        .find(|l| l.split_whitespace().next() == Some(site))
         .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"));
     row.split_whitespace()
         .last()
@@ -280,7 +280,7 @@ pub fn channel_txid(table: &str, site: &str) -> Txid {
 pub fn channel_row(table: &str, site: &str) -> (String, u64, u64, u64) {
     let row = table
         .lines()
-        .find(|l| l.starts_with(site))
+        .find(|l| l.split_whitespace().next() == Some(site))
         .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"));
     let f: Vec<&str> = row.split_whitespace().collect();
     let n = |i: usize| f[i].parse::<u64>().expect("number");
