@@ -686,3 +686,89 @@ async fn two_fetches_on_one_wallet_at_once_both_finish_and_nothing_is_charged_tw
     );
     assert_eq!(paid - credit, 31 * 10, "paid {paid}, credit {credit}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_within_the_site_only() {
+    let node = Node::start(Config::default()).await.expect("node");
+    // Whatever reaches the other site is recorded.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let elsewhere = serve_at(
+        "127.0.0.2:0",
+        Router::new().fallback(move |request: axum::extract::Request| {
+            let record = record.clone();
+            async move {
+                let payment = request.headers().contains_key("payment-signature");
+                record
+                    .lock()
+                    .expect("lock")
+                    .push(format!("{} payment: {payment}", request.uri()));
+                "not yours"
+            }
+        }),
+    )
+    .await;
+    let redirect = |to: String| async move {
+        (
+            axum::http::StatusCode::FOUND,
+            [(axum::http::header::LOCATION, to)],
+        )
+    };
+    let away = format!("{elsewhere}/steal");
+    let site = serve(
+        Router::new()
+            .route(
+                "/articles/{n}",
+                get(
+                    |axum::extract::Path(n): axum::extract::Path<u32>| async move {
+                        format!("article {n}")
+                    },
+                ),
+            )
+            .route("/articles/old", get(move || redirect("/articles/1".into())))
+            .route("/articles/away", get(move || redirect(away.clone()))),
+    )
+    .await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let (_payee, url) = proxy(&node, &site, policy(&[2], 144), payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+
+    // Within the site: followed, and the page it leads to is paid.
+    let body = trickle(node.url(), w, &["fetch", &format!("{url}/articles/old")]).await;
+    assert_eq!(body, "article 1");
+    let (_, _, paid, credit) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
+
+    // To another site: not followed, in a run that has a payment armed for the site.
+    let out = run_trickle(
+        node.url(),
+        w,
+        &[
+            "fetch",
+            &format!("{url}/articles/2"),
+            &format!("{url}/articles/away"),
+        ],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "article 2");
+    assert!(
+        err.contains(&format!(
+            "{url}/articles/away redirects to another site ({elsewhere}/steal); not following it"
+        )),
+        "{err}"
+    );
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "nothing reached the other site: {:?}",
+        seen.lock().expect("lock")
+    );
+    let (_, _, paid_after, credit_after) =
+        channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
+    assert_eq!(
+        (paid_after - credit_after) - (paid - credit),
+        10,
+        "one page charged (article 2); the redirect nothing"
+    );
+}
