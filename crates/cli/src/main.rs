@@ -672,7 +672,13 @@ fn main() -> ExitCode {
         let app = App {
             cli,
             esplora,
-            http: Http(reqwest::Client::new()),
+            // Redirects are followed by `fetch`, on the site's origin only, each a request of
+            // its own: never with a payment made for another URL, never to another site.
+            http: Http(
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()?,
+            ),
             wallet_lock: OnceLock::new(),
         };
         app.run().await
