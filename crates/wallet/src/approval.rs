@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use bitcoin::Amount;
 
 use crate::budget::{
-    budget_key, normalize_origin, Budget, BudgetError, Budgets, Period, Terms, BUDGET_PREFIX,
+    budget_key, normalize_origin, staged_change, Budget, BudgetError, Budgets, Period, Terms,
+    BUDGET_PREFIX,
 };
 use crate::store::{Commit, Mirror, Staged, Store, StoreError, WriteBatch};
 use crate::wallet::Wallet;
@@ -50,14 +51,8 @@ pub async fn stage<A: Approver, T>(
     change: impl FnOnce(&mut Budget) -> Result<T, BudgetError>,
 ) -> Result<Staged<T>, BudgetError> {
     let origin = normalize_origin(origin)?;
-    let mut budget = approver
-        .budget_in(base, &origin)
-        .await?
-        .ok_or(BudgetError::NoBudget { origin })?;
-    let out = change(&mut budget)?;
-    let mut writes = WriteBatch::new();
-    writes.put(budget_key(budget.origin()), budget.to_bytes());
-    Ok(Staged::new(out, writes))
+    let budget = approver.budget_in(base, &origin).await?;
+    staged_change(budget, origin, change)
 }
 
 /// The user's budgets: stored in the wallet's store, with the payments they pay for.

@@ -696,14 +696,8 @@ impl<S: Store> Budgets<S> {
         change: impl FnOnce(&mut Budget) -> Result<T, BudgetError>,
     ) -> Result<Staged<T>, BudgetError> {
         let origin = normalize_origin(origin)?;
-        let mut budget = self
-            .load_in(base, &origin)
-            .await?
-            .ok_or(BudgetError::NoBudget { origin })?;
-        let out = change(&mut budget)?;
-        let mut writes = WriteBatch::new();
-        writes.put(budget_key(&budget.origin), budget.to_bytes());
-        Ok(Staged::new(out, writes))
+        let budget = self.load_in(base, &origin).await?;
+        staged_change(budget, origin, change)
     }
 
     /// Stores `budget` (a new one, or one changed by the caller), replacing the site's.
@@ -786,6 +780,20 @@ impl<S: Store> Budgets<S> {
     pub async fn release(&self, origin: &str, id: ReservationId) -> Result<Amount, BudgetError> {
         self.modify(origin, |b| b.release(id)).await
     }
+}
+
+/// `change` applied to `budget` (the budget of `origin`, if it has one), staged as the write
+/// of the changed budget; nothing staged if it fails.
+pub(crate) fn staged_change<T>(
+    budget: Option<Budget>,
+    origin: String,
+    change: impl FnOnce(&mut Budget) -> Result<T, BudgetError>,
+) -> Result<Staged<T>, BudgetError> {
+    let mut budget = budget.ok_or(BudgetError::NoBudget { origin })?;
+    let out = change(&mut budget)?;
+    let mut writes = WriteBatch::new();
+    writes.put(budget_key(&budget.origin), budget.to_bytes());
+    Ok(Staged::new(out, writes))
 }
 
 /// The budget stored under `key`, which must be `origin`'s.
