@@ -515,7 +515,7 @@ impl App {
                 .on_response(
                     &ctx,
                     url,
-                    sent,
+                    (sent, header.as_deref()),
                     PayerResponse {
                         status,
                         payment_required: required,

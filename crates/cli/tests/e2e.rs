@@ -772,3 +772,20 @@ async fn redirects_are_followed_within_the_site_only() {
         "one page charged (article 2); the redirect nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_paid_in_a_run_is_reloaded_not_paid_again() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let (_payee, url) = proxy(&node, &site, policy(&[2], 144), payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+    // Article 1 answers the offer, article 2 goes with the pre-armed payment: each is sent
+    // again later in the run, and each is charged once.
+    let (one, two) = (format!("{url}/articles/1"), format!("{url}/articles/2"));
+    let out = trickle(node.url(), w, &["fetch", &one, &one, &two, &one, &two]).await;
+    assert_eq!(out, "article 1article 1article 2article 1article 2");
+    let (_, _, paid, credit) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
+    assert_eq!(paid - credit, 20, "two pages charged, at 10 sat");
+}

@@ -11,7 +11,11 @@
 //! credit and only once ([`crate::site::pays_again`]).
 //!
 //! Receipts are carried into the next payment's write (one durable write per paid request);
-//! [`Payer::flush`] stores what is left of them.
+//! [`Payer::flush`] stores what is left of them. A URL paid in this process's life is sent
+//! again with the payment that paid it, within the offer's life: the payee serves it as a
+//! reload, without charging again.
+
+use std::collections::HashMap;
 
 use crate::approval::Approver;
 use crate::budget::site_origin;
@@ -67,7 +71,18 @@ pub struct Payer<S: Store, A> {
     approver: A,
     /// Receipts applied since the last write, stored with the next one.
     pending: WriteBatch,
+    /// The payments that paid a URL, and until when (Unix seconds) they reload it.
+    reloads: HashMap<String, Reload>,
 }
+
+/// A payment that reloads the URL it paid.
+struct Reload {
+    header: String,
+    until: u64,
+}
+
+/// Reloads kept at the most; the oldest go first.
+const MAX_RELOADS: usize = 1_000;
 
 impl<S: Store, A: Approver> Payer<S, A> {
     /// Pays with `wallet` as `approver` allows.
@@ -76,6 +91,7 @@ impl<S: Store, A: Approver> Payer<S, A> {
             wallet,
             approver,
             pending: WriteBatch::new(),
+            reloads: HashMap::new(),
         }
     }
 
@@ -97,6 +113,9 @@ impl<S: Store, A: Approver> Payer<S, A> {
         tip: ChainTip,
         now: u64,
     ) -> Result<Option<String>, PayError> {
+        if let Some(reload) = self.reloads.get(url).filter(|r| now <= r.until) {
+            return Ok(Some(reload.header.clone()));
+        }
         let origin = Self::origin(url)?;
         let armed = self
             .wallet
@@ -121,13 +140,14 @@ impl<S: Store, A: Approver> Payer<S, A> {
             .await?)
     }
 
-    /// Takes the response to a request for `url` that carried `sent`: applies its receipt,
-    /// and answers a 402 with a payment when the rules allow it.
+    /// Takes the response to a request for `url` that carried `sent` (with the header
+    /// `paid_with`, if any): applies its receipt, and answers a 402 with a payment when the
+    /// rules allow it.
     pub async fn on_response<T: Transport, C: ChainSource>(
         &mut self,
         ctx: &PayContext<'_, T, C>,
         url: &str,
-        sent: Sent,
+        (sent, paid_with): (Sent, Option<&str>),
         response: Response<'_>,
     ) -> Result<Next, PayError> {
         let mut again = false;
@@ -140,6 +160,17 @@ impl<S: Store, A: Approver> Payer<S, A> {
                 let (view, writes) = taken.into_parts();
                 self.pending.merge(writes);
                 again = view.pay_again;
+                let served = view.success && (200..300).contains(&response.status);
+                // A pre-armed payment reloads by the receipt's nonce; one answering an offer,
+                // by itself (its nonce is the offer's).
+                let reload = match sent {
+                    Sent::Armed => view.reload_header.clone(),
+                    Sent::Paid | Sent::PaidAgain => paid_with.map(str::to_owned),
+                    Sent::Nothing => None,
+                };
+                if let Some(header) = reload.filter(|_| served) {
+                    self.remember(url, header, ctx.now).await?;
+                }
                 // A refused payment that comes with no offer to pay ends the request.
                 if !view.success && response.status != 402 {
                     return Err(PayError::Refused(view.error_reason.unwrap_or_default()));
@@ -169,6 +200,33 @@ impl<S: Store, A: Approver> Payer<S, A> {
             Answer::Pay { header, .. } => Ok(Next::Pay { header, sent: next }),
             Answer::Ask(ask) => Err(PayError::NotApproved(ask)),
         }
+    }
+
+    /// Keeps `header` as the reload of `url`, for the life of the site's offer.
+    async fn remember(&mut self, url: &str, header: String, now: u64) -> Result<(), PayError> {
+        let origin = Self::origin(url)?;
+        let life = self
+            .wallet
+            .channels_in(&self.pending)
+            .await?
+            .into_iter()
+            .find(|r| r.site == origin && r.last_offer.is_some())
+            .and_then(|r| r.last_offer)
+            .map_or(0, |o| u64::from(o.max_timeout_seconds));
+        if self.reloads.len() >= MAX_RELOADS {
+            let oldest = self
+                .reloads
+                .iter()
+                .min_by_key(|(_, r)| r.until)
+                .map(|(u, _)| u.clone());
+            if let Some(oldest) = oldest {
+                self.reloads.remove(&oldest);
+            }
+        }
+        let until = now.saturating_add(life);
+        self.reloads
+            .insert(url.to_owned(), Reload { header, until });
+        Ok(())
     }
 
     /// Stores the receipts applied since the last write.
