@@ -101,7 +101,7 @@ class Tab {
 // ---------------------------------------------------------------------------------------------
 // Chromium
 
-/** Chromium's flags for the tests: quiet, headless-friendly, with only `extensions` (comma-separated) loaded. */
+/** Chromium's flags for the tests: quiet, and only `extensions` (comma-separated) loaded. */
 export function chromiumArgs(extensions) {
   return [
     "--no-sandbox",

@@ -65,7 +65,11 @@ describe("Firefox", { timeout: 300_000 }, () => {
         assert.equal((await ask(page, { type: "receiveAddress" })).address, address, "the same wallet");
       }
       const s = stats(restarts);
-      report(t, `Firefox event page restart to its first state reply, ${s.runs} runs: median ${s.median.toFixed(0)} ms, max ${s.max.toFixed(0)}`);
+      report(
+        t,
+        `Firefox event page restart to its first state reply, ${s.runs} runs: ` +
+          `median ${s.median.toFixed(0)} ms, max ${s.max.toFixed(0)}`,
+      );
     } finally {
       await firefox.close();
     }
