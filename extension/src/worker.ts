@@ -144,7 +144,14 @@ async function pagePay(message: { url?: unknown; header?: unknown }, sender: chr
     if (typeof message.url !== "string" || typeof message.header !== "string" || !sender.tab?.id || !origin) {
       throw { code: "bad_request", message: "pagePay needs a url and a header, from a tab" };
     }
-    await ready;
+    const trickle = await ready;
+    // Only a site with a budget has the page API, but Firefox's match patterns cannot name a
+    // port (`pagesOf`): another port of an approved host gets it too. Its requests get one
+    // answer, locked or not, and ask the user nothing.
+    const approved = (await trickle.handle({ type: "approvedOrigins" })) as string[];
+    if (!approved.includes(origin)) {
+      throw { code: "not_approved", message: "this site has no budget in Trickle" };
+    }
     return { ok: true, payload: await payer.payForPage(message.url, message.header, sender.tab.id, origin) };
   } catch (e) {
     return { ok: false, error: asError(e) };
