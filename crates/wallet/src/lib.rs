@@ -12,6 +12,7 @@
 pub mod budget;
 pub mod chain;
 mod channels;
+mod closing;
 pub mod layout;
 pub mod offer;
 pub mod settings;
@@ -25,6 +26,7 @@ pub use channels::{
     ChannelClientError, ChannelLimits, ChannelRecord, OpenParams, Transport, ENDPOINT_TIMEOUT,
     MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
 };
+pub use closing::{final_confirmations, ChainWatch, SETTLEMENT_DUE_BLOCKS};
 pub use wallet::{
     new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, WalletError,
     CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,
