@@ -352,9 +352,10 @@ impl App {
                 let mut wallet = self.unlock().await?;
                 self.check_spent(&mut wallet).await?;
                 println!(
-                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
-                    "site", "state", "value", "paid", "credit", "expiry"
+                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12} {:<8} channel",
+                    "site", "state", "value", "paid", "credit", "expiry", "settle"
                 );
+
                 for record in wallet.channels().await? {
                     let state = &record.state.state;
                     let (value, expiry) = state
@@ -365,14 +366,15 @@ impl App {
                     let contract = state
                         .contract_txid()
                         .map_or_else(|| "-".to_owned(), |t| t.to_string());
-                    // A late settlement is the user's to know: the refund is the way out.
+                    // No settlement in a block SETTLEMENT_DUE_BLOCKS before the expiry: the
+                    // user is told; `trickle refund` takes the channel back once it is valid.
                     let flag = if record.chain.settlement_overdue {
-                        "  settlement overdue: refund at expiry"
+                        "overdue"
                     } else {
-                        ""
+                        "-"
                     };
                     println!(
-                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  {contract}{flag}",
+                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12} {flag:<8} {contract}",
                         record.site,
                         state.name(),
                         value,

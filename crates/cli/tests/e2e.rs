@@ -252,13 +252,27 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     // Nothing to refund before expiry.
     let none = trickle(node.url(), w, &["refund"]).await;
     assert!(none.trim().is_empty(), "{none}");
-    // The chain passes the expiry: the refund takes everything back.
+    // The fee market rises above the rate the CLI pays (`--fee-rate`, 2 sat/vB) and the
+    // chain passes the expiry: the channel is flagged, and the refund, at the chain's
+    // estimate, takes everything back.
+    node.set_fee_market(3, 0);
     node.mine(20).await.expect("mined");
+    let table = trickle(node.url(), w, &["channels"]).await;
+    let flagged = table.lines().find(|l| l.starts_with("127.0.0.1"));
+    assert!(
+        flagged.is_some_and(|l| l.contains(" overdue ")),
+        "the settlement is overdue:\n{table}"
+    );
     let txid: Txid = trickle(node.url(), w, &["refund"])
         .await
         .trim()
         .parse()
         .expect("one refund txid");
+    let fee = value
+        - node.transaction(&txid).expect("refund").output[0]
+            .value
+            .to_sat();
+    assert!(fee >= 3 * node.transaction(&txid).expect("refund").vsize() as u64);
     node.mine(1).await.expect("mined");
     assert!(
         node.confirmation_height(&txid).is_some(),
