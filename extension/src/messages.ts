@@ -185,6 +185,8 @@ export interface ChannelView {
   expiry: number;
   contractTxid: string | null;
   payee: string;
+  /** No settlement was in a block a few blocks before the expiry: the refund goes out once valid. */
+  settlementOverdue: boolean;
 }
 
 export interface DutyEvent {

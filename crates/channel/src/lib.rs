@@ -39,7 +39,7 @@ pub use message::{
     FORMAT, MAX_EXPLANATION_LEN, MAX_FIELD_LEN,
 };
 pub use payee::{Offer, PayeeChannel, PayeeContext, PayeePolicy, PayeeState, LAST_RESORT_BLOCKS};
-pub use payer::{PayerChannel, PayerConfig, PayerContext, PayerState};
+pub use payer::{PayerChannel, PayerConfig, PayerContext, PayerState, MAX_REFUND_FEE_SHARE};
 pub use snapshot::{Snapshot, SnapshotError, SNAPSHOT_FORMAT};
 pub use tx::{dust_limit, payment_sighash_type, CloseFee, Funding};
 

@@ -19,6 +19,10 @@ use crate::message::{
 use crate::tx::{dust_limit, Funding};
 use crate::Step;
 
+/// A refund pays in fees at most the channel value divided by this (half): past that, the
+/// refund gives back less than it costs, and a fee spike is better waited out.
+pub const MAX_REFUND_FEE_SHARE: u64 = 2;
+
 /// What the client asks for and accepts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PayerConfig {
@@ -89,16 +93,67 @@ impl PayerChannel {
         sign_total(&self.funding, &self.payout_script, ctx, total)
     }
 
-    /// The signed refund, valid once the chain passes the expiry.
+    /// The signed refund at `ctx.refund_fee_rate`, valid once the chain passes the expiry.
+    ///
+    /// The client alone builds it, at any fee, in both versions: v2's refund path needs only
+    /// its key; v1's needs the server's signature too, but that signs `NONE|ANYONECANPAY`
+    /// (the input, its sequence and the lock time, not the outputs), so the client may set
+    /// the refund's output, and with it the fee, when it broadcasts.
     pub fn refund(&self, ctx: &PayerContext) -> Result<Transaction, ChannelError> {
-        let fee = self
+        self.signed_refund(self.refund_fee(ctx.refund_fee_rate), ctx.key)
+    }
+
+    /// A replacement for `refund` (an unconfirmed refund of this channel) at
+    /// `ctx.refund_fee_rate`, if that rate asks a higher fee than `refund` pays. The
+    /// replacement pays at least the relay rules' increment (1 sat/vB of its size) more, as
+    /// a replacement must; `None` when the rate is not higher or the fee is at its ceiling.
+    pub fn bumped_refund(
+        &self,
+        ctx: &PayerContext,
+        refund: &Transaction,
+    ) -> Result<Option<Transaction>, ChannelError> {
+        let out: Amount = refund.output.iter().map(|o| o.value).sum();
+        let paid = self
             .funding
-            .refund_fee(self.payout_script.clone(), ctx.refund_fee_rate);
+            .contract
+            .value
+            .checked_sub(out)
+            .unwrap_or(Amount::MAX_MONEY);
+        let wanted = self.refund_fee(ctx.refund_fee_rate);
+        let increment = self
+            .funding
+            .refund_fee(self.payout_script.clone(), FeeRate::BROADCAST_MIN);
+        if wanted <= paid || wanted < paid + increment {
+            return Ok(None);
+        }
+        self.signed_refund(wanted, ctx.key).map(Some)
+    }
+
+    /// Whether `tx` is one of this channel's refunds: it spends the contract with the
+    /// expiry as its lock time. Only the client signs that (`ALL` over the lock time); a
+    /// settlement carries the client's payment signature, over lock time zero.
+    pub fn is_refund(&self, tx: &Transaction) -> bool {
+        tx.lock_time == self.funding.contract.expiry
+            && tx
+                .input
+                .iter()
+                .any(|i| i.previous_output == self.funding.outpoint)
+    }
+
+    /// The refund's fee at `rate`, at most [`MAX_REFUND_FEE_SHARE`] of the channel.
+    fn refund_fee(&self, rate: FeeRate) -> Amount {
+        let ceiling = self.funding.contract.value / MAX_REFUND_FEE_SHARE;
+        self.funding
+            .refund_fee(self.payout_script.clone(), rate)
+            .min(ceiling)
+    }
+
+    fn signed_refund(&self, fee: Amount, key: &SecretKey) -> Result<Transaction, ChannelError> {
         self.funding.signed_refund(
             self.payout_script.clone(),
             fee,
             self.server_refund_signature.as_ref(),
-            ctx.key,
+            key,
         )
     }
 
@@ -199,7 +254,8 @@ pub enum PayerState {
     Refunded {
         /// The channel.
         channel: PayerChannel,
-        /// The refund (kept so it can be broadcast again until it confirms).
+        /// The refund broadcast last (kept so it can be broadcast again, or replaced at a
+        /// higher fee, until it confirms), or the one the chain confirmed.
         refund: Transaction,
     },
     /// The server refused before any money was committed.
@@ -549,11 +605,21 @@ impl PayerState {
     }
 
     /// A new chain tip: once the expiry has passed with the contract unspent, broadcast the
-    /// refund. A refunded channel rebroadcasts its refund until the contract is seen spent.
+    /// refund at `ctx.refund_fee_rate`. A refunded channel broadcasts its refund again, or a
+    /// replacement at a higher fee when `ctx.refund_fee_rate` asks more than it pays
+    /// ([`PayerChannel::bumped_refund`]); the caller calls this until the contract's spend is
+    /// final, and stores a replacement before it broadcasts it.
     pub fn on_tip(&self, ctx: &PayerContext) -> Result<Step<Self>, ChannelError> {
         check_key(ctx, self)?;
-        if let Self::Refunded { refund, .. } = self {
-            return Ok(Step::new(self.clone()).and_broadcast(refund.clone()));
+        if let Self::Refunded { channel, refund } = self {
+            let refund = channel
+                .bumped_refund(ctx, refund)?
+                .unwrap_or_else(|| refund.clone());
+            return Ok(Step::new(Self::Refunded {
+                channel: channel.clone(),
+                refund: refund.clone(),
+            })
+            .and_broadcast(refund));
         }
         let Some(channel) = self.committed_channel() else {
             return Ok(Step::new(self.clone()));
@@ -569,19 +635,23 @@ impl PayerState {
         .and_broadcast(refund))
     }
 
-    /// The chain shows the contract spent by `tx`, confirmed (the caller checks that): our
-    /// refund, or the server's settlement, which must pay the client what was agreed.
+    /// The chain shows the contract spent by `tx`, confirmed (the caller checks that): one of
+    /// our refunds (the one broadcast last or one it replaced: that one is kept), or the
+    /// server's settlement, which must pay the client what was agreed.
     pub fn on_contract_spent(&self, tx: &Transaction) -> Result<Step<Self>, ChannelError> {
         let channel = match self {
-            Self::Refunded { refund, .. } if refund.compute_txid() == tx.compute_txid() => {
-                return Ok(Step::new(self.clone()))
-            }
             Self::Refunded { channel, .. } => channel,
             Self::Closed { .. } => return Ok(Step::new(self.clone())),
             _ => self
                 .committed_channel()
                 .ok_or(ChannelError::UnknownChannel)?,
         };
+        if channel.is_refund(tx) {
+            return Ok(Step::new(Self::Refunded {
+                channel: channel.clone(),
+                refund: tx.clone(),
+            }));
+        }
         let paid = channel.check_settlement(tx)?;
         Ok(Step::new(Self::Closed {
             channel: channel.clone(),

@@ -180,6 +180,83 @@ fn refund_after_expiry_when_the_server_vanishes() {
     }
 }
 
+/// Issue 20: the refund follows the fee market. The client alone rebuilds it, in v1 (whose
+/// server signature signs `NONE|ANYONECANPAY`, not the outputs) as in v2: a higher rate
+/// replaces it with one that pays at least the relay increment more; a rate that is not
+/// higher broadcasts the same refund again; the fee never exceeds half the channel.
+#[test]
+fn a_refund_is_replaced_at_a_higher_fee_rate_by_the_client_alone() {
+    let fee_of = |value: Amount, tx: &bitcoin::Transaction| {
+        value - tx.output.iter().map(|o| o.value).sum::<Amount>()
+    };
+    for version in VERSIONS {
+        let mut pair = Pair::open(version);
+        pair.pay(Amount::from_sat(5_000)).expect("paid");
+        let channel = pair.payer_channel().clone();
+        let value = channel.funding.contract.value;
+        pair.tip.height = channel.funding.contract.expiry.to_consensus_u32();
+        let key = key(CLIENT);
+        let at = |sat_vb: u32| PayerContext {
+            key: &key,
+            tip: pair.tip,
+            refund_fee_rate: bitcoin::FeeRate::from_sat_per_vb_u32(sat_vb),
+        };
+        let first = pair.payer.on_tip(&at(2)).expect("refund");
+        let [refund] = first.broadcast.as_slice() else {
+            panic!("refund broadcast")
+        };
+        let vsize = refund.vsize() as u64;
+        assert!(fee_of(value, refund) >= Amount::from_sat(2 * vsize));
+
+        // The same rate, or a lower one: the same refund again.
+        for sat_vb in [2, 1] {
+            let again = first.state.on_tip(&at(sat_vb)).expect("again");
+            assert_eq!(again.state, first.state, "{version:?}");
+            assert_eq!(again.broadcast, vec![refund.clone()]);
+        }
+
+        let bumped = first.state.on_tip(&at(20)).expect("bumped");
+        let PayerState::Refunded { refund: stored, .. } = &bumped.state else {
+            panic!("still refunded")
+        };
+        assert_eq!(
+            bumped.broadcast,
+            vec![stored.clone()],
+            "the stored one leaves"
+        );
+        assert_ne!(stored.compute_txid(), refund.compute_txid());
+        assert_eq!(stored.lock_time, refund.lock_time);
+        assert!(fee_of(value, stored) >= Amount::from_sat(20 * vsize));
+        assert!(fee_of(value, stored) >= fee_of(value, refund) + Amount::from_sat(vsize));
+        pair.wallet
+            .utxos
+            .verify(stored)
+            .unwrap_or_else(|e| panic!("{version:?} replacement valid: {e:?}"));
+
+        // A rate the channel cannot pay: half the channel, and no replacement beyond it.
+        let capped = bumped.state.on_tip(&at(100_000)).expect("capped");
+        let PayerState::Refunded { refund: top, .. } = &capped.state else {
+            panic!("still refunded")
+        };
+        assert_eq!(fee_of(value, top), value / MAX_REFUND_FEE_SHARE);
+        pair.wallet.utxos.verify(top).expect("valid at the ceiling");
+        let more = capped.state.on_tip(&at(200_000)).expect("at the ceiling");
+        assert_eq!(more.state, capped.state);
+
+        // Whichever of them confirms is recognised as the client's refund.
+        for tx in [refund, stored] {
+            let spent = capped.state.on_contract_spent(tx).expect("own refund");
+            assert_eq!(
+                spent.state,
+                PayerState::Refunded {
+                    channel: channel.clone(),
+                    refund: tx.clone()
+                }
+            );
+        }
+    }
+}
+
 #[test]
 fn v2_refund_with_timestamp_expiry_checks_cltv_against_lock_time() {
     let mut policy = policy();

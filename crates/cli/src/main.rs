@@ -348,9 +348,10 @@ impl App {
                 let mut wallet = self.unlock().await?;
                 self.check_spent(&mut wallet).await?;
                 println!(
-                    "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
-                    "site", "state", "value", "paid", "credit", "expiry"
+                    "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12} {:<8} channel",
+                    "site", "state", "value", "paid", "credit", "expiry", "settle"
                 );
+
                 for record in wallet.channels().await? {
                     let state = &record.state.state;
                     let (value, expiry) = state
@@ -361,8 +362,15 @@ impl App {
                     let contract = state
                         .contract_txid()
                         .map_or_else(|| "-".to_owned(), |t| t.to_string());
+                    // No settlement in a block SETTLEMENT_DUE_BLOCKS before the expiry: the
+                    // user is told; `trickle refund` takes the channel back once it is valid.
+                    let flag = if record.chain.settlement_overdue {
+                        "overdue"
+                    } else {
+                        "-"
+                    };
                     println!(
-                        "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12}  {contract}",
+                        "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12} {flag:<8} {contract}",
                         record.site,
                         state.name(),
                         value,
@@ -402,9 +410,8 @@ impl App {
                 let mut wallet = self.unlock().await?;
                 // No refund for a contract a settlement spent.
                 self.check_spent(&mut wallet).await?;
-                let refunds = wallet
-                    .refund_expired(&self.esplora, self.fee_rate()?)
-                    .await?;
+                // At the chain's fee estimate; a refund already out is replaced if it rose.
+                let refunds = wallet.refund_expired(&self.esplora).await?;
                 eprintln!("{} refund(s) broadcast", refunds.len());
                 for tx in refunds {
                     println!("{}", tx.compute_txid());
@@ -414,10 +421,12 @@ impl App {
         Ok(())
     }
 
-    /// Records the channels whose contract a confirmed transaction spent: a channel is closed
-    /// only once the chain shows its settlement (or refund) confirmed.
+    /// Records the channels whose contract a final transaction spent: a channel is closed
+    /// only once the chain shows its settlement (or refund) final, and what a reorganisation
+    /// took out of the chain is broadcast again.
     async fn check_spent(&self, wallet: &mut Wallet<Scoped<Disk>>) -> Result<(), Error> {
-        for (site, seen) in wallet.check_spent_contracts(&self.esplora).await? {
+        let depth = trickle_wallet::final_confirmations(self.cli.network);
+        for (site, seen) in wallet.check_spent_contracts(&self.esplora, depth).await? {
             match seen {
                 Ok(txid) => eprintln!("the channel with {site} was closed by {txid}"),
                 Err(e) => eprintln!("the channel with {site}: {e}"),

@@ -252,13 +252,27 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     // Nothing to refund before expiry.
     let none = trickle(node.url(), w, &["refund"]).await;
     assert!(none.trim().is_empty(), "{none}");
-    // The chain passes the expiry: the refund takes everything back.
+    // The fee market rises above the rate the CLI pays (`--fee-rate`, 2 sat/vB) and the
+    // chain passes the expiry: the channel is flagged, and the refund, at the chain's
+    // estimate, takes everything back.
+    node.set_fee_market(3, 0);
     node.mine(20).await.expect("mined");
+    let table = trickle(node.url(), w, &["channels"]).await;
+    let flagged = table.lines().find(|l| l.starts_with("127.0.0.1"));
+    assert!(
+        flagged.is_some_and(|l| l.contains(" overdue ")),
+        "the settlement is overdue:\n{table}"
+    );
     let txid: Txid = trickle(node.url(), w, &["refund"])
         .await
         .trim()
         .parse()
         .expect("one refund txid");
+    let fee = value
+        - node.transaction(&txid).expect("refund").output[0]
+            .value
+            .to_sat();
+    assert!(fee >= 3 * node.transaction(&txid).expect("refund").vsize() as u64);
     node.mine(1).await.expect("mined");
     assert!(
         node.confirmation_height(&txid).is_some(),
@@ -278,6 +292,57 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     // contract's and the refund's fees.
     assert!(confirmed > 500_000 - 1_000, "{balance}");
     assert!(confirmed < 500_000, "{balance}");
+}
+
+/// Issue 20: a settlement taken out of the chain by a reorganisation, and forgotten by the
+/// network, before the CLI saw it: `trickle channels` shows the channel `Closing` again and
+/// broadcasts the settlement it kept from the payee's `CLOSE` (the payee is gone, its duties
+/// with it), which confirms; the record ends `Closed` by that settlement.
+#[tokio::test]
+async fn a_settlement_reorganised_out_is_rebroadcast_by_the_cli_and_its_record_ends_closed() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let payee = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 20),
+        payee_dir.path(),
+        "127.0.0.1:0",
+        |router| router,
+    )
+    .await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+    trickle(
+        node.url(),
+        w,
+        &["fetch", &format!("{}/articles/1", payee.url)],
+    )
+    .await;
+    node.mine(1).await.expect("contract confirmed");
+    let settlement: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+        .await
+        .trim()
+        .parse()
+        .expect("txid");
+    payee.kill();
+    node.mine(1).await.expect("mined");
+    assert!(node.confirmation_height(&settlement).is_some());
+    node.reorg(1, vec![settlement]).await.expect("reorganised");
+    assert!(!node.in_mempool(&settlement) && node.confirmation_height(&settlement).is_none());
+
+    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    assert_eq!(
+        state, "Closing",
+        "not closed by a settlement out of the chain"
+    );
+    assert!(node.in_mempool(&settlement), "the CLI broadcast it again");
+    node.mine(1).await.expect("mined");
+    let table = trickle(node.url(), w, &["channels"]).await;
+    let (state, ..) = channel_row(&table, "127.0.0.1");
+    assert_eq!(state, "Closed", "{table}");
+    assert!(node.confirmation_height(&settlement).is_some());
 }
 
 /// The real payee refuses a close whose share cannot pay the settlement's fee (a first payment

@@ -14,8 +14,14 @@ use crate::{FeeRates, WalletError};
 pub struct Spend {
     /// The spending transaction.
     pub txid: Txid,
-    /// Whether it is in a block.
-    pub confirmed: bool,
+    /// The height of its block, if it is in one.
+    pub height: Option<u32>,
+}
+
+/// Confirmations of a transaction in the block at `height` with the chain at `tip` (one in
+/// the tip's block itself).
+pub fn depth(height: u32, tip: &ChainTip) -> u32 {
+    tip.height.saturating_add(1).saturating_sub(height)
 }
 
 /// What the wallet asks of the chain. Futures are not `Send`, as with [`crate::store::Store`]:
@@ -33,6 +39,8 @@ pub trait ChainSource {
     async fn spend_of(&self, outpoint: OutPoint) -> Result<Option<Spend>, WalletError>;
     /// The transaction `txid`, if the chain source knows it.
     async fn tx(&self, txid: &Txid) -> Result<Option<Transaction>, WalletError>;
+    /// The height of the block `txid` is in; `None` while it is not in one (or unknown).
+    async fn confirmation_height(&self, txid: &Txid) -> Result<Option<u32>, WalletError>;
 }
 
 impl<Z: Sleeper> ChainSource for AsyncClient<Z> {
@@ -71,12 +79,17 @@ impl<Z: Sleeper> ChainSource for AsyncClient<Z> {
             .get_output_status(&outpoint.txid, u64::from(outpoint.vout))
             .await?;
         Ok(status.and_then(|s| {
-            let confirmed = s.status.as_ref().is_some_and(|t| t.confirmed);
-            s.txid.map(|txid| Spend { txid, confirmed })
+            let height = s.status.as_ref().and_then(|t| t.block_height);
+            s.txid.map(|txid| Spend { txid, height })
         }))
     }
 
     async fn tx(&self, txid: &Txid) -> Result<Option<Transaction>, WalletError> {
         Ok(self.get_tx(txid).await?)
+    }
+
+    async fn confirmation_height(&self, txid: &Txid) -> Result<Option<u32>, WalletError> {
+        let info = self.get_tx_info(txid).await?;
+        Ok(info.and_then(|tx| tx.status.block_height))
     }
 }

@@ -24,6 +24,7 @@ use trickle_channel::{
 };
 
 use crate::chain::ChainSource;
+use crate::closing::ChainWatch;
 use crate::store::{Commit, Staged, Store, StoreError, WriteBatch};
 use crate::vault::{self, VaultError};
 use crate::wallet::{Wallet, WalletError};
@@ -118,6 +119,9 @@ pub struct ChannelRecord {
     /// The site's last offer, answered by pre-armed payments.
     #[serde(default)]
     pub last_offer: Option<PaymentRequirements>,
+    /// What the chain duties know of the contract's spend (`crate::closing`).
+    #[serde(default)]
+    pub chain: ChainWatch,
 }
 
 impl ChannelRecord {
@@ -441,7 +445,7 @@ impl<S: Store> Wallet<S> {
 
     /// Stores `record`; durable when it returns, and only then the wallet's view of it. For
     /// steps of this wallet's own that act (send, fund) right after.
-    async fn save(&self, record: &ChannelRecord) -> Result<(), ChannelClientError> {
+    pub(crate) async fn save(&self, record: &ChannelRecord) -> Result<(), ChannelClientError> {
         let mut writes = WriteBatch::new();
         stage_record(&mut writes, record)?;
         // On failure the record stays as it was: the payment signed in `record` never leaves.
@@ -449,7 +453,7 @@ impl<S: Store> Wallet<S> {
         Ok(())
     }
 
-    fn context<'a>(
+    pub(crate) fn context<'a>(
         key: &'a bitcoin::secp256k1::SecretKey,
         tip: ChainTip,
         fee_rate: FeeRate,
@@ -526,6 +530,7 @@ impl<S: Store> Wallet<S> {
             state: Snapshot::new(start.state),
             credit: Amount::ZERO,
             last_offer: None,
+            chain: ChainWatch::default(),
         };
         let mut outbox = start.send;
         let mut url = format!("{base}/open");
@@ -836,8 +841,9 @@ impl<S: Store> Wallet<S> {
     }
 
     /// Asks the payee to close the channel with `site` and checks the settlement it returns.
-    /// The channel is then `Closing`, its refund armed, until [`Wallet::check_spent_contracts`]
-    /// sees the contract spent in a confirmed transaction. A close the payee refuses leaves the
+    /// The channel is then `Closing`, its refund armed and the settlement kept (broadcast
+    /// again while it is not in a block), until [`Wallet::check_spent_contracts`] sees the
+    /// contract's spend final. A close the payee refuses leaves the
     /// channel `Ready`: it still pays, and may be closed again.
     pub async fn close_channel<T: Transport>(
         &mut self,
@@ -871,87 +877,13 @@ impl<S: Store> Wallet<S> {
                 }
                 let step = record.state.state.on_message(&ctx, reply)?;
                 record.state = Snapshot::new(step.state);
+                // Checked by the step: the settlement pays the client what it must.
+                if let Some(tx) = &settlement {
+                    record.chain.settlement = Some(tx.clone());
+                }
                 self.save(&record).await?;
             }
         }
         settlement.ok_or_else(|| ChannelClientError::Transport("no settlement in CLOSE".into()))
-    }
-
-    /// Chain duties for every channel: a contract seen spent in a confirmed transaction is
-    /// checked — our refund, or a settlement, which must pay the client at least the channel
-    /// value less what it signed (`PayerState::on_contract_spent`) — and the channel recorded
-    /// as closed. A spend not yet confirmed changes nothing: the refund stays armed. Returns,
-    /// per site whose contract was newly seen spent, the spending txid or why the settlement
-    /// is refused (then the channel is kept as it was, and the refusal reported again).
-    pub async fn check_spent_contracts<C: ChainSource>(
-        &mut self,
-        chain: &C,
-    ) -> Result<Vec<(String, Result<bitcoin::Txid, ChannelError>)>, ChannelClientError> {
-        let mut seen = Vec::new();
-        for mut record in self.channels().await? {
-            let outpoint = match &record.state.state {
-                PayerState::Refunded { channel, .. } => channel.funding.outpoint,
-                state => match state.committed_channel() {
-                    Some(channel) => channel.funding.outpoint,
-                    None => continue,
-                },
-            };
-            // Only a confirmed spend counts: a settlement in a mempool (or one an Esplora
-            // server invents) may never confirm, and the refund must stay armed until one does.
-            let Some(spender) = chain
-                .spend_of(outpoint)
-                .await?
-                .filter(|s| s.confirmed)
-                .map(|s| s.txid)
-            else {
-                continue;
-            };
-            let Some(tx) = chain.tx(&spender).await? else {
-                continue;
-            };
-            match record.state.state.on_contract_spent(&tx) {
-                Ok(step) => {
-                    let changed = step.state != record.state.state;
-                    record.state = Snapshot::new(step.state);
-                    if changed {
-                        self.save(&record).await?;
-                        seen.push((record.site.clone(), Ok(spender)));
-                    }
-                }
-                Err(e) => seen.push((record.site.clone(), Err(e))),
-            }
-        }
-        Ok(seen)
-    }
-
-    /// Chain duties for every channel: once a channel's expiry has passed without a
-    /// settlement, store its refund, then broadcast it (again on later calls, until the chain
-    /// has it). Returns the refunds broadcast for the first time.
-    pub async fn refund_expired<C: ChainSource>(
-        &mut self,
-        chain: &C,
-        fee_rate: FeeRate,
-    ) -> Result<Vec<Transaction>, ChannelClientError> {
-        let tip = chain.tip().await?;
-        let mut refunds = Vec::new();
-        for mut record in self.channels().await? {
-            let was_refunded = matches!(record.state.state, PayerState::Refunded { .. });
-            let key = self.channel_key(record.key_index)?;
-            let step = record
-                .state
-                .state
-                .on_tip(&Self::context(&key, tip, fee_rate))?;
-            record.state = Snapshot::new(step.state);
-            self.save(&record).await?;
-            for tx in step.broadcast {
-                let sent = chain.broadcast(&tx).await;
-                if !was_refunded {
-                    sent?;
-                    refunds.push(tx);
-                }
-                // A rebroadcast fails once the refund is confirmed: nothing to do then.
-            }
-        }
-        Ok(refunds)
     }
 }

@@ -13,6 +13,7 @@ pub mod approval;
 pub mod budget;
 pub mod chain;
 mod channels;
+mod closing;
 pub mod layout;
 pub mod offer;
 pub mod payer;
@@ -27,6 +28,7 @@ pub use channels::{
     ChannelClientError, ChannelLimits, ChannelRecord, OpenParams, Transport, ENDPOINT_TIMEOUT,
     MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
 };
+pub use closing::{final_confirmations, ChainWatch, SETTLEMENT_DUE_BLOCKS};
 pub use wallet::{
     new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, WalletError,
     CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,

@@ -6,82 +6,14 @@
 
 mod common;
 
-use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use bitcoin::secp256k1::PublicKey;
-use bitcoin::{Amount, FeeRate, Network};
-use common::{now, Counted, Payee, PRICE, SITE};
-use trickle_channel::http::Resource;
+use bitcoin::{Amount, Network};
+use common::{open, page, Counted, Payee, PASSWORD, PRICE, SITE};
 use trickle_channel::{ChainTip, PayerState};
 use trickle_channel::{Close, WireMessage};
 use trickle_regtest::{Config, Node};
 use trickle_wallet::store::WriteBatch;
-use trickle_wallet::{ChannelLimits, OpenParams, Transport, Wallet, PREPAID_REQUESTS};
-
-const PASSWORD: &str = "pw";
-
-fn page(n: u32) -> Resource {
-    Resource {
-        url: format!("https://{SITE}/articles/{n}"),
-        description: String::new(),
-        mime_type: String::new(),
-    }
-}
-
-/// A funded wallet over `store` with a channel open to `payee` (its first payment, 1,000 sat,
-/// is credit), whose credit is then used up so that every further page needs a signature.
-/// The receipt of that page is pending (see `common::pay`).
-async fn open(
-    node: &Node,
-    store: Counted,
-) -> (Wallet<Counted>, Payee, AsyncClient, ChainTip, WriteBatch) {
-    let client = Builder::new(node.url()).build_async().expect("client");
-    let (mut wallet, _) = Wallet::create(store, Network::Regtest, PASSWORD)
-        .await
-        .expect("wallet");
-    let address = wallet.receive_address().await.expect("address");
-    node.fund(&address, Amount::from_sat(200_000))
-        .await
-        .expect("funded");
-    wallet.sync(&client, now()).await.expect("synced");
-    let tip = Wallet::<Counted>::tip(&client).await.expect("tip");
-    let payee = Payee::new(tip);
-    let offer = payee.offer();
-    wallet
-        .open_channel(
-            &payee,
-            &client,
-            OpenParams {
-                site: SITE,
-                offer: &offer,
-                value: Amount::from_sat(50_000),
-                first_payment: offer.extra.min_payment,
-                limits: &ChannelLimits::default(),
-                fee_rate: FeeRate::from_sat_per_vb_u32(2),
-                now: now(),
-            },
-        )
-        .await
-        .expect("channel opened");
-    let key = payee.public_key();
-    let mut pending = WriteBatch::new();
-    let header = common::pay(&wallet, &mut pending, SITE, &offer, &page(0), None, tip)
-        .await
-        .expect("paid");
-    let receipt = payee.charge(&header, Amount::from_sat(1_000));
-    common::apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
-        .await
-        .expect("receipt");
-    let record = wallet
-        .channel_in(&pending, SITE, &key)
-        .await
-        .expect("read")
-        .expect("record");
-    assert_eq!(
-        (record.credit, record.available()),
-        (Amount::ZERO, Amount::ZERO)
-    );
-    (wallet, payee, client, tip, pending)
-}
+use trickle_wallet::{Transport, Wallet, PREPAID_REQUESTS};
 
 fn paid(record: &trickle_wallet::ChannelRecord) -> Amount {
     record.state.state.committed_channel().expect("open").paid()
@@ -437,7 +369,7 @@ async fn a_settlement_never_confirmed_does_not_cancel_the_refund() {
             tx
         };
         let seen = wallet
-            .check_spent_contracts(&client)
+            .check_spent_contracts(&client, 1)
             .await
             .expect("checked");
         assert!(seen.is_empty(), "forged {forged}: {seen:?}");
@@ -448,12 +380,10 @@ async fn a_settlement_never_confirmed_does_not_cancel_the_refund() {
                 .expect("empty block");
         }
         wallet
-            .check_spent_contracts(&client)
+            .check_spent_contracts(&client, 1)
             .await
             .expect("checked");
-        let broadcast = wallet
-            .refund_expired(&client, FeeRate::from_sat_per_vb_u32(2))
-            .await;
+        let broadcast = wallet.refund_expired(&client).await;
         let record = wallet
             .channel(SITE, &key)
             .await
@@ -479,7 +409,7 @@ async fn a_settlement_never_confirmed_does_not_cancel_the_refund() {
         assert!(status.confirmed, "forged {forged}: the refund confirms");
         assert_ne!(refund.compute_txid(), settlement.compute_txid());
         wallet
-            .check_spent_contracts(&client)
+            .check_spent_contracts(&client, 1)
             .await
             .expect("checked");
         let record = wallet

@@ -214,7 +214,7 @@ impl Setup {
         self.node.mine(1).await.expect("mined");
         let seen = self
             .wallet
-            .check_spent_contracts(&self.client)
+            .check_spent_contracts(&self.client, 1)
             .await
             .expect("checked");
         assert_eq!(seen.len(), 1, "{seen:?}");

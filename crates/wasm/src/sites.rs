@@ -10,7 +10,7 @@ use trickle_wallet::budget::{
 use trickle_wallet::offer::OfferPolicy;
 use trickle_wallet::site::{Answer, Ask, PayContext, PayError, ReceiptView};
 use trickle_wallet::store::{Staged, Store, WriteBatch};
-use trickle_wallet::ChannelRecord;
+use trickle_wallet::{final_confirmations, ChannelRecord};
 
 use crate::http::FetchTransport;
 use crate::{failure, locked, now_ms, ExtensionWallet, Failure, Inner};
@@ -118,6 +118,9 @@ pub(crate) struct ChannelView {
     expiry: u32,
     contract_txid: Option<String>,
     payee: String,
+    /// No settlement was in a block a few blocks before the expiry
+    /// (`trickle_wallet::SETTLEMENT_DUE_BLOCKS`): the refund goes out once valid.
+    settlement_overdue: bool,
 }
 
 impl From<&ChannelRecord> for ChannelView {
@@ -138,6 +141,7 @@ impl From<&ChannelRecord> for ChannelView {
             expiry: state.contract().map_or(0, |c| c.expiry.to_consensus_u32()),
             contract_txid: state.contract_txid().map(|t| t.to_string()),
             payee: r.payee_key.to_string(),
+            settlement_overdue: r.chain.settlement_overdue,
         }
     }
 }
@@ -532,7 +536,6 @@ impl Inner {
     pub(crate) async fn duties(&self) -> Result<Duties, Failure> {
         let client = self.esplora()?;
         let tip = ExtensionWallet::tip(&client).await?;
-        let rate = ExtensionWallet::fee_rates(&client).await?.normal;
         let channel_failure =
             |e: trickle_wallet::ChannelClientError| failure("channel", e.to_string());
         let mut duties = Duties::default();
@@ -569,7 +572,7 @@ impl Inner {
             let mut guard = self.wallet.lock().await;
             let wallet = guard.as_mut().ok_or_else(locked)?;
             for (site, seen) in wallet
-                .check_spent_contracts(&client)
+                .check_spent_contracts(&client, final_confirmations(self.network()))
                 .await
                 .map_err(channel_failure)?
             {
@@ -585,7 +588,7 @@ impl Inner {
                 }
             }
             for tx in wallet
-                .refund_expired(&client, rate)
+                .refund_expired(&client)
                 .await
                 .map_err(channel_failure)?
             {

@@ -245,6 +245,13 @@ export function sitesScreen(app: App): Screen {
         fact("Credit", `${formatSat(c.creditSat)} sat`),
         fact("Expires", c.expiry ? `block ${formatSat(c.expiry)}` : "–"),
       ),
+      c.settlementOverdue
+        ? h(
+            "p",
+            { class: "notice small", testid: "channel-overdue" },
+            "The site has not settled this channel before its expiry: your refund goes out once it is valid.",
+          )
+        : null,
       action,
       txid
         ? h(

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
 use bitcoin::{Amount, FeeRate, Network};
 use trickle_channel::credit::Ledger;
@@ -15,8 +16,9 @@ use trickle_channel::http::{
     caip2, ChannelTerms, PaymentRequirements, PaymentResponse, PaymentSignature, Receipt,
 };
 use trickle_channel::{ChainTip, ExpiryKind, PayeeContext, PayeePolicy, PayeeState, WireMessage};
+use trickle_regtest::Node;
 use trickle_wallet::store::{Commit, MemoryStore, Store, StoreError, WriteBatch};
-use trickle_wallet::{ChannelClientError, Transport, Wallet};
+use trickle_wallet::{ChannelClientError, ChannelLimits, OpenParams, Transport, Wallet};
 
 /// The site the payee serves (the channel endpoint is on it).
 pub const SITE: &str = "site.example";
@@ -406,4 +408,70 @@ pub fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .as_secs()
+}
+
+pub const PASSWORD: &str = "pw";
+
+pub fn page(n: u32) -> Resource {
+    Resource {
+        url: format!("https://{SITE}/articles/{n}"),
+        description: String::new(),
+        mime_type: String::new(),
+    }
+}
+
+/// A funded wallet over `store` with a channel open to `payee` (its first payment, 1,000 sat,
+/// is credit), whose credit is then used up so that every further page needs a signature.
+/// The receipt of that page is pending (see `common::pay`).
+pub async fn open(
+    node: &Node,
+    store: Counted,
+) -> (Wallet<Counted>, Payee, AsyncClient, ChainTip, WriteBatch) {
+    let client = Builder::new(node.url()).build_async().expect("client");
+    let (mut wallet, _) = Wallet::create(store, Network::Regtest, PASSWORD)
+        .await
+        .expect("wallet");
+    let address = wallet.receive_address().await.expect("address");
+    node.fund(&address, Amount::from_sat(200_000))
+        .await
+        .expect("funded");
+    wallet.sync(&client, now()).await.expect("synced");
+    let tip = Wallet::<Counted>::tip(&client).await.expect("tip");
+    let payee = Payee::new(tip);
+    let offer = payee.offer();
+    wallet
+        .open_channel(
+            &payee,
+            &client,
+            OpenParams {
+                site: SITE,
+                offer: &offer,
+                value: Amount::from_sat(50_000),
+                first_payment: offer.extra.min_payment,
+                limits: &ChannelLimits::default(),
+                fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                now: now(),
+            },
+        )
+        .await
+        .expect("channel opened");
+    let key = payee.public_key();
+    let mut pending = WriteBatch::new();
+    let header = pay(&wallet, &mut pending, SITE, &offer, &page(0), None, tip)
+        .await
+        .expect("paid");
+    let receipt = payee.charge(&header, Amount::from_sat(1_000));
+    apply_receipt(&wallet, &mut pending, SITE, &key, &receipt, tip)
+        .await
+        .expect("receipt");
+    let record = wallet
+        .channel_in(&pending, SITE, &key)
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(
+        (record.credit, record.available()),
+        (Amount::ZERO, Amount::ZERO)
+    );
+    (wallet, payee, client, tip, pending)
 }
