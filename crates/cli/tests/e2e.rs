@@ -258,7 +258,7 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     node.set_fee_market(3, 0);
     node.mine(20).await.expect("mined");
     let table = trickle(node.url(), w, &["channels"]).await;
-    let flagged = table.lines().find(|l| l.starts_with("127.0.0.1"));
+    let flagged = table.lines().find(|l| l.starts_with(&url));
     assert!(
         flagged.is_some_and(|l| l.contains(" overdue ")),
         "the settlement is overdue:\n{table}"
@@ -314,14 +314,10 @@ async fn a_settlement_reorganised_out_is_rebroadcast_by_the_cli_and_its_record_e
     .await;
     let wallet = funded_wallet(&node).await;
     let w = wallet.path();
-    trickle(
-        node.url(),
-        w,
-        &["fetch", &format!("{}/articles/1", payee.url)],
-    )
-    .await;
+    let url = payee.url.clone();
+    trickle(node.url(), w, &["fetch", &format!("{url}/articles/1")]).await;
     node.mine(1).await.expect("contract confirmed");
-    let settlement: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+    let settlement: Txid = trickle(node.url(), w, &["close", &url])
         .await
         .trim()
         .parse()
@@ -332,7 +328,7 @@ async fn a_settlement_reorganised_out_is_rebroadcast_by_the_cli_and_its_record_e
     node.reorg(1, vec![settlement]).await.expect("reorganised");
     assert!(!node.in_mempool(&settlement) && node.confirmation_height(&settlement).is_none());
 
-    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!(
         state, "Closing",
         "not closed by a settlement out of the chain"
@@ -340,7 +336,7 @@ async fn a_settlement_reorganised_out_is_rebroadcast_by_the_cli_and_its_record_e
     assert!(node.in_mempool(&settlement), "the CLI broadcast it again");
     node.mine(1).await.expect("mined");
     let table = trickle(node.url(), w, &["channels"]).await;
-    let (state, ..) = channel_row(&table, "127.0.0.1");
+    let (state, ..) = channel_row(&table, &url);
     assert_eq!(state, "Closed", "{table}");
     assert!(node.confirmation_height(&settlement).is_some());
 }
