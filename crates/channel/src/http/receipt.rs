@@ -116,8 +116,8 @@ impl PaymentResponse {
         encode_header(self)
     }
 
-    /// Parses a header value. Only the x402 form is read: a header without `transaction`, or
-    /// with its receipt outside `extra`, is refused (a top-level `receipt` would be dropped).
+    /// Parses a header value, in the x402 form only: a header without `transaction` is refused,
+    /// and a receipt outside `extra` is none (x402 would drop it too).
     pub fn from_header(value: &str) -> Result<Self, HeaderError> {
         decode_header(value)
     }
