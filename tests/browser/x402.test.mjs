@@ -18,6 +18,7 @@ import {
   decodePaymentSignatureHeader,
 } from "@x402/core/http";
 import { PaymentPayloadSchema, PaymentRequiredSchema } from "@x402/core/schemas";
+import { x402ResourceServer } from "@x402/core/server";
 import { ROOT, startChain, startPayee, startSite, workDir } from "./harness.mjs";
 
 const vectors = JSON.parse(await readFile(path.join(ROOT, "tests", "vectors", "http.json"), "utf8"));
@@ -154,6 +155,23 @@ describe("x402's own schemas", { timeout: 120_000 }, () => {
       // The same without its padding is read too.
       const unpadded = await get(header.replace(/=+$/, ""));
       assert.equal(decodePaymentResponseHeader(unpadded.receipt).errorReason, "unknown_channel");
+      // x402's resource server matches `accepted` as the payee does, with `extra.nonce` as the
+      // scheme's dynamic field: the payment answering the first offer matches the next one
+      // (and the payee took it up to its channel, above), the same at another price matches
+      // neither.
+      const x402 = new x402ResourceServer(new HTTPFacilitatorClient({ url: "http://127.0.0.1:9" })).register(offer.network, {
+        scheme: "channel",
+        defaultAssetTransferMethod: "default",
+        paymentFlows: {},
+        dynamicExtraFields: ["nonce"],
+      });
+      const next = await get();
+      assert.notEqual(next.offer.accepts[0].extra.nonce, offer.extra.nonce, "a fresh nonce");
+      assert.deepEqual(x402.findMatchingRequirements(next.offer.accepts, ours), next.offer.accepts[0]);
+      const repriced = { ...ours, accepted: { ...offer, amount: "11" } };
+      assert.equal(x402.findMatchingRequirements(next.offer.accepts, repriced), undefined);
+      const refusedRepriced = await get(Buffer.from(JSON.stringify(repriced)).toString("base64"));
+      assert.equal(decodePaymentResponseHeader(refusedRepriced.receipt).errorReason, "invalid_payment_requirements");
       // What an x402 client of another scheme sends, and a payment of another x402 version.
       const exact = { x402Version: 2, resource: required.resource, accepted: { ...offer, scheme: "exact" }, payload: { signature: "0x00" } };
       const v3 = { ...ours, x402Version: 3 };
