@@ -20,9 +20,10 @@
 #             at 40 sat/vB, its mempool refusing under 10) against the same close at the quiet
 #             rate, in one run of the regtest test that replaces the settlement
 #             (crates/payee/tests/regtest.rs, a_settlement_under_a_fee_spike_...)
-#   browser   the payer in Chromium: signing in the worker's wasm against the same call native
-#             (from `payments` of this run), worker cold start against an empty MV3 worker, wasm
-#             size (tests/browser/bench.mjs; builds the extension first)
+#   browser   the payer in the browser: signing in the worker's wasm, in Chromium and in Firefox,
+#             against the same call native (from `payments` of this run), Chromium's worker cold
+#             start against an empty MV3 worker, wasm size (tests/browser/bench.mjs; builds the
+#             extension first)
 #
 # Knobs (environment):
 #   BENCH_PARTS="payments vbytes throughput fetch fees browser"  the parts to run, in this order

@@ -86,7 +86,7 @@ case $status in
   *'"confirmed":true'*) ;;
   *) fail "settlement $settlement not confirmed: $status" ;;
 esac
-grep -q '^127.0.0.1 *Closed ' "$work/step$n.out" || fail "the last channels step does not show the channel Closed"
+grep -Eq "^http://127\.0\.0\.1:[0-9]+ +Closed " "$work/step$n.out" || fail "the last channels step does not show the channel Closed"
 echo "walkthrough: every step exited 0; settlement $settlement confirmed"
 
 # Ctrl-C: make run stops, and with it every server, the forked site process included.

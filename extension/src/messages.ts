@@ -157,6 +157,8 @@ export interface ReceiptAnswer extends Payment {
   nextHeader: string | null;
   /** Why the next payment could not be signed (the pre-armed rule is then left as it is). */
   nextError: WalletError | null;
+  /** The payee refused for lack of credit: the 402 that comes with it is paid, once. */
+  payAgain: boolean;
 }
 
 export interface SiteView {

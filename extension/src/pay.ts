@@ -343,10 +343,11 @@ export class Payer {
     if (details.tabId < 0) return; // the worker's own requests (chain, channel endpoint)
     const speculative = this.speculativeRequests.delete(details.requestId);
     const receipt = header(details.responseHeaders, "payment-response");
+    let payAgain = false;
     if (receipt) {
       // A paid page loads first; its receipt is applied after (or after LOAD_WAIT_MS).
       if (details.type === "main_frame" && details.statusCode < 300) await loaded(details.tabId);
-      await this.onReceipt(details, receipt);
+      payAgain = (await this.onReceipt(details, receipt))?.payAgain ?? false;
     }
     const offer = header(details.responseHeaders, "payment-required");
     // Navigations are paid here; page scripts pay through the page API (`payForPage`).
@@ -369,15 +370,19 @@ export class Payer {
           return this.queueApproval({ ...seen, embedder: starter }, offer, null);
         }
       }
-      await this.onOffer(seen, offer, false, receipt !== undefined && lackedCredit(receipt));
+      await this.onOffer(seen, offer, false, payAgain);
     }
   }
 
-  private async onReceipt(details: chrome.webRequest.OnHeadersReceivedDetails, value: string): Promise<void> {
+  /** Applies a receipt; returns the wallet's answer (`null` for a receipt of no channel of ours). */
+  private async onReceipt(
+    details: chrome.webRequest.OnHeadersReceivedDetails,
+    value: string,
+  ): Promise<ReceiptAnswer | null> {
     const key = `${details.tabId} ${details.url}`;
     try {
       const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as ReceiptAnswer | null;
-      if (!payment) return;
+      if (!payment) return null;
       // Paid by the pre-armed payment: a reload of this URL sends the receipt's nonce. That
       // rule and the site's next pre-armed payment go in together. (No rule, so no stored copy,
       // for a URL longer than any paid for.)
@@ -395,8 +400,10 @@ export class Payer {
         await this.paidBadge(details.tabId, payment.consumedSat > 0 ? String(payment.consumedSat) : "✓");
       }
       if (payment.nextError) await this.notify({ url: details.url, ...payment.nextError }, details.tabId);
+      return payment;
     } catch (e) {
       await this.notify({ url: details.url, ...asError(e) }, details.tabId);
+      return null;
     } finally {
       this.receiptWaiters.get(key)?.();
       this.receiptWaiters.delete(key);
@@ -405,18 +412,18 @@ export class Payer {
 
   /**
    * Answers the 402 of `seen.url`; returns what happened. `confirmed`: the user approved this
-   * payment (else only a budget's auto-approve pays). `lackedCredit`: the 402 refused our
-   * payment for lack of credit, with the payee's account of the channel (already applied):
-   * the difference is paid, once.
+   * payment (else only a budget's auto-approve pays). `payAgain`: the wallet read the
+   * receipt that came with the 402 as a refusal for lack of credit, with the payee's account
+   * of the channel (already applied): the difference is paid, once.
    */
   async onOffer(
     seen: Seen,
     offer: string,
     confirmed: boolean,
-    lackedCredit = false,
+    payAgain = false,
   ): Promise<"paid" | "ask" | "refused"> {
     const live = await this.liveRule(seen.url, seen.tabId);
-    if (live && !(lackedCredit && !live.retried)) {
+    if (live && !(payAgain && !live.retried)) {
       await this.notify(
         {
           url: seen.url,
@@ -632,16 +639,6 @@ async function embeddingSite(details: chrome.webRequest.OnHeadersReceivedDetails
     if (site !== own) return site ?? "an unknown site";
   }
   return undefined;
-}
-
-/** Whether a PAYMENT-RESPONSE refused the payment for lack of credit. */
-function lackedCredit(receipt: string): boolean {
-  try {
-    const b64 = receipt.replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(b64)).errorReason === "insufficient_credit";
-  } catch {
-    return false;
-  }
 }
 
 function asError(e: unknown): { code: string; message: string } {

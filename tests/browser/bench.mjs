@@ -6,6 +6,7 @@
 //   channel, timed inside the worker with performance.now()), median of rounds, against the
 //   same call natively: criterion's median of `payer_signs_payment` (crates/channel/benches/
 //   payments.rs) from this run, read from $BENCH_CRITERION_DIR if written after $BENCH_STARTED_MS;
+//   then the same in Firefox's event page (dist/firefox, browsers.mjs), against the same native;
 // - the service worker's cold start: stopped (CDP closeTarget, as the browser stops an idle
 //   worker), then a `state` message sent until it answers ok, median of runs; the baseline is
 //   the same measurement on an empty module MV3 worker that answers every message at once;
@@ -20,6 +21,7 @@ import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 import { CHROMIUM, EXTENSION_DIR, T, sleep, stats, timeUntilOk, workDir, within } from "./harness.mjs";
+import { chromiumArgs, launch as launchBrowser } from "./browsers.mjs";
 
 const COLD_RUNS = Number(process.env.BENCH_COLD_RUNS ?? 9);
 const SIGN_ROUNDS = Number(process.env.BENCH_SIGN_ROUNDS ?? 15);
@@ -46,16 +48,7 @@ async function launch(dir, emptyDir) {
     executablePath: CHROMIUM,
     headless: true,
     ignoreDefaultArgs: ["--disable-extensions"],
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--disable-extensions-except=${exts}`,
-      `--load-extension=${exts}`,
-    ],
+    args: chromiumArgs(exts),
     env: { ...process.env, TMPDIR: dir },
     timeout: T.launch,
   });
@@ -122,6 +115,37 @@ async function nativeSignNs() {
 
 const fmt = (x, digits = 1) => x.toFixed(digits);
 
+/**
+ * Signing in the extension's wasm, asked from `page` (an extension page): warm-up rounds (the
+ * engine tiers the wasm up from its baseline compiler; the first rounds run slower), then
+ * SIGN_ROUNDS rounds of SIGN_COUNT payments; returns each round's µs a payment.
+ */
+async function signRounds(page) {
+  const sign = async () => {
+    const reply = await within(
+      60_000,
+      "benchPayments",
+      page.evaluate((m) => chrome.runtime.sendMessage(m), { type: "benchPayments", count: SIGN_COUNT }),
+    );
+    assert.ok(reply?.ok, `benchPayments answered: ${JSON.stringify(reply)}`);
+    assert.equal(reply.payload.count, SIGN_COUNT);
+    return (reply.payload.elapsedMs * 1e3) / SIGN_COUNT;
+  };
+  for (let i = 0; i < WARMUP_ROUNDS; i++) await sign();
+  const rounds = [];
+  for (let i = 0; i < SIGN_ROUNDS; i++) rounds.push(await sign());
+  return rounds;
+}
+
+/** The table row of signing in `where`, against the native median when this run measured it. */
+function signRow(where, rounds, nativeNs) {
+  const wasmUs = stats(rounds).median;
+  const figure = `| payer signs a payment, wasm in ${where} (median of ${SIGN_ROUNDS} rounds of ${SIGN_COUNT}) | ${fmt(wasmUs)} µs`;
+  return nativeNs === null
+    ? `${figure} | — (native not measured in this run) | — |`
+    : `${figure} | ${fmt(nativeNs / 1e3)} µs (same call native, criterion median) | ${fmt(wasmUs / (nativeNs / 1e3), 2)}x |`;
+}
+
 async function main() {
   assert.ok(Number.isInteger(SIGN_COUNT) && SIGN_COUNT > 0, "BENCH_SIGN_COUNT is a positive integer");
   const work = await workDir("bench");
@@ -132,6 +156,9 @@ async function main() {
   await writeFile(path.join(emptyDir, "blank.html"), "<!doctype html><title>blank</title>\n");
 
   const rows = [];
+  const nativeNs = await nativeSignNs();
+  /** µs a payment, each round's, in each browser. */
+  const perPayment = {};
   const { context, ids } = await launch(work.dir, emptyDir);
   try {
     // Pages that send nothing on their own: Trickle's popup on its welcome screen (a fresh
@@ -145,27 +172,8 @@ async function main() {
     await timeUntilOk(trickle, "state");
     await timeUntilOk(empty, "state");
 
-    // Signing in wasm: warm-up rounds (V8 tiers the wasm up from its baseline compiler; the
-    // first rounds run slower), then SIGN_ROUNDS rounds of SIGN_COUNT payments.
-    const sign = async () => {
-      const reply = await within(60_000, "benchPayments", trickle.evaluate(
-        (m) => chrome.runtime.sendMessage(m),
-        { type: "benchPayments", count: SIGN_COUNT },
-      ));
-      assert.ok(reply?.ok, `benchPayments answered: ${JSON.stringify(reply)}`);
-      assert.equal(reply.payload.count, SIGN_COUNT);
-      return (reply.payload.elapsedMs * 1e3) / SIGN_COUNT; // µs a payment
-    };
-    for (let i = 0; i < WARMUP_ROUNDS; i++) await sign();
-    const perPayment = [];
-    for (let i = 0; i < SIGN_ROUNDS; i++) perPayment.push(await sign());
-    const wasmUs = stats(perPayment).median;
-    const nativeNs = await nativeSignNs();
-    rows.push(
-      nativeNs === null
-        ? `| payer signs a payment, wasm in Chromium's worker (median of ${SIGN_ROUNDS} rounds of ${SIGN_COUNT}) | ${fmt(wasmUs)} µs | — (native not measured in this run) | — |`
-        : `| payer signs a payment, wasm in Chromium's worker (median of ${SIGN_ROUNDS} rounds of ${SIGN_COUNT}) | ${fmt(wasmUs)} µs | ${fmt(nativeNs / 1e3)} µs (same call native, criterion median) | ${fmt(wasmUs / (nativeNs / 1e3), 2)}x |`,
-    );
+    perPayment.chromium = await signRounds(trickle);
+    rows.push(signRow("Chromium's worker", perPayment.chromium, nativeNs));
 
     // Cold starts, alternating which worker goes first.
     const cold = { trickle: [], empty: [] };
@@ -185,11 +193,21 @@ async function main() {
     process.stderr.write(
       `bench.mjs: cold starts (ms) trickle ${cold.trickle.map((x) => fmt(x, 0)).join(", ")}; ` +
         `empty ${cold.empty.map((x) => fmt(x, 0)).join(", ")}\n` +
-        `bench.mjs: wasm µs a payment ${perPayment.map((x) => fmt(x)).join(", ")}\n`,
+        `bench.mjs: wasm µs a payment in Chromium ${perPayment.chromium.map((x) => fmt(x)).join(", ")}\n`,
     );
   } finally {
     await within(20_000, "Chromium to close", context.close()).catch(() => {});
     await work.dispose().catch(() => {});
+  }
+
+  // The same wasm in Firefox's event page, from its popup (a fresh profile: the welcome screen).
+  const firefox = await launchBrowser("firefox", "bench");
+  try {
+    perPayment.firefox = await signRounds(await firefox.openPage("popup.html"));
+    rows.push(signRow("Firefox's event page", perPayment.firefox, nativeNs));
+    process.stderr.write(`bench.mjs: wasm µs a payment in Firefox ${perPayment.firefox.map((x) => fmt(x)).join(", ")}\n`);
+  } finally {
+    await firefox.close();
   }
 
   const wasm = await readFile(path.join(EXTENSION_DIR, "trickle_wasm_bg.wasm"));

@@ -1,5 +1,5 @@
-// What the paying tests share, in Chromium (pay.test.mjs) and in Firefox (firefox.test.mjs): the
-// wallet's phrase and funds, the payee's prices and policy, and the checks of both sides.
+// What the paying tests share (pay.test.mjs, and firefox.test.mjs for the phrase): the wallet's
+// phrase and funds, the payee's prices and policy, and the checks of both sides.
 
 import assert from "node:assert/strict";
 import { T, send, sleep } from "./harness.mjs";

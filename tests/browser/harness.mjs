@@ -1,5 +1,5 @@
-// Shared pieces of the browser tests: the local regtest chain, Chromium with the built extension
-// loaded, and the steps the tests take through the extension's pages.
+// Shared pieces of the browser tests: the local regtest chain, the payee proxy, small sites, and
+// the steps the tests take through the extension's pages, in either browser (browsers.mjs).
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -10,7 +10,6 @@ import os from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const EXTENSION_DIR = path.resolve(process.env.TRICKLE_EXTENSION_DIR ?? path.join(ROOT, "dist", "extension"));
@@ -228,77 +227,7 @@ export async function startSite(routes) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The browser
-
-/**
- * Launches Debian's Chromium headless with `dist/extension` loaded, in a fresh profile, and waits
- * for the extension's service worker. `launchMs` runs from the launch call to the worker's target.
- */
-export async function launchBrowser(name) {
-  assert.ok(
-    existsSync(path.join(EXTENSION_DIR, "manifest.json")),
-    `${EXTENSION_DIR} has no manifest.json: run \`bash scripts/build-extension.sh\` first`,
-  );
-  const work = await workDir(name);
-  const tmp = path.join(work.dir, "tmp");
-  await mkdir(tmp, { recursive: true });
-  const t0 = performance.now();
-  const context = await chromium.launchPersistentContext(path.join(work.dir, "profile"), {
-    executablePath: CHROMIUM,
-    headless: true,
-    ignoreDefaultArgs: ["--disable-extensions"],
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--disable-extensions-except=${EXTENSION_DIR}`,
-      `--load-extension=${EXTENSION_DIR}`,
-    ],
-    env: { ...process.env, TMPDIR: tmp },
-    viewport: POPUP,
-    timeout: T.launch,
-  });
-  context.setDefaultTimeout(T.ui);
-  context.setDefaultNavigationTimeout(T.ui);
-  const pageErrors = [];
-  const workerLog = [];
-  const watchPage = (page) => {
-    page.on("pageerror", (err) => pageErrors.push(`${page.url()}: ${err.message}`));
-  };
-  context.on("page", watchPage);
-  context.pages().forEach(watchPage);
-  const watchWorker = (w) => {
-    w.on("console", (msg) => workerLog.push(`[${msg.type()}] ${msg.text()}`));
-  };
-  context.on("serviceworker", watchWorker);
-
-  const isOurs = (w) => w.url().startsWith("chrome-extension://");
-  let worker = context.serviceWorkers().find(isOurs);
-  if (!worker) {
-    worker = await context.waitForEvent("serviceworker", { predicate: isOurs, timeout: T.launch });
-  }
-  const workerMs = performance.now() - t0;
-  context.serviceWorkers().forEach(watchWorker);
-  const extensionId = new URL(worker.url()).host;
-
-  return {
-    context,
-    extensionId,
-    t0,
-    workerMs,
-    pageErrors,
-    workerLog,
-    url: (file) => `chrome-extension://${extensionId}/${file}`,
-    async close() {
-      await within(20_000, "Chromium to close", context.close()).catch(() => {});
-      await work.dispose().catch(() => {});
-    },
-  };
-}
+// The extension's pages (a Tab of browsers.mjs, in either browser)
 
 /** Sends one typed request to the worker from an extension page and returns its raw reply. */
 export function send(page, message) {
@@ -329,52 +258,17 @@ export async function waitReady(page, timeoutMs = T.ui) {
   throw new Error(`the worker did not answer state within ${timeoutMs} ms; last: ${JSON.stringify(last)}`);
 }
 
-/** Opens an extension page at popup size (or page size) and waits for its first screen. */
-export async function openPage(browser, file = "popup.html", viewport = POPUP) {
-  const page = await browser.context.newPage();
-  await page.setViewportSize(viewport);
-  await page.goto(browser.url(file), { timeout: T.ui });
-  await waitScreenNot(page, "loading");
-  return page;
-}
-
-/** The page the worker opens on install, sized as a browser tab. */
-export async function onboardingTab(browser) {
-  const isOnboarding = (p) => p.url().endsWith("/onboarding.html") || p.url().includes("/onboarding.html#");
-  let page = browser.context.pages().find(isOnboarding);
-  if (!page) {
-    page = await browser.context.waitForEvent("page", { predicate: isOnboarding, timeout: T.ui });
-  }
-  await page.setViewportSize(PAGE);
-  await page.waitForLoadState("load", { timeout: T.ui });
-  await waitScreenNot(page, "loading");
-  return page;
-}
-
 export async function screen(page) {
-  return page.locator("#app").getAttribute("data-screen", { timeout: T.short });
+  return page.attr("#app", "data-screen");
 }
 
 export async function waitScreen(page, name, timeout = T.ui) {
-  await page.locator(`#app[data-screen="${name}"]`).waitFor({ state: "attached", timeout });
-}
-
-async function waitScreenNot(page, name) {
-  await page.waitForFunction(
-    (n) => {
-      const s = document.getElementById("app")?.dataset.screen;
-      return s && s !== n;
-    },
-    name,
-    { timeout: T.ui },
-  );
-}
-
-export async function shot(page, name) {
-  await mkdir(ARTIFACTS, { recursive: true });
-  // Let spinners and transitions settle so screenshots are stable.
-  await sleep(150);
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), timeout: T.ui });
+  try {
+    await page.waitAttached(`#app[data-screen="${name}"]`, timeout);
+  } catch (e) {
+    const shown = await screen(page).catch(() => "?");
+    throw new Error(`the "${name}" screen did not show within ${timeout} ms; the page shows "${shown}"`, { cause: e });
+  }
 }
 
 export async function writeArtifact(name, data) {
@@ -384,9 +278,11 @@ export async function writeArtifact(name, data) {
 
 /** The error banner's text, once it shows. */
 export async function bannerText(page, testid = "error-banner") {
-  const banner = page.locator(`[data-testid="${testid}"]:visible`).first();
-  await banner.waitFor({ state: "visible", timeout: T.ui });
-  return (await banner.innerText()).trim();
+  await page.waitVisible(testid);
+  return page.evaluate(
+    (id) => [...document.querySelectorAll(`[data-testid="${id}"]`)].find((e) => e.checkVisibility()).innerText.trim(),
+    testid,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,44 +291,42 @@ export async function bannerText(page, testid = "error-banner") {
 /** From the welcome screen: settings → regtest at `esploraUrl` → back on welcome. */
 export async function chooseRegtest(page, esploraUrl, shotName) {
   await waitScreen(page, "welcome");
-  await page.getByTestId("welcome-settings").click();
+  await page.click("welcome-settings");
   await waitScreen(page, "settings");
-  await page.getByTestId("settings-network").selectOption("regtest");
-  await page.getByTestId("settings-esplora").fill(esploraUrl);
-  if (shotName) await shot(page, shotName);
-  await page.getByTestId("settings-save").click();
+  await page.select("settings-network", "regtest");
+  await page.fill("settings-esplora", esploraUrl);
+  if (shotName) await page.shot(shotName);
+  await page.click("settings-save");
   await waitScreen(page, "welcome");
-  assert.equal(await page.getByTestId("welcome-network-name").innerText(), "Regtest");
+  assert.equal(await page.text("welcome-network-name"), "Regtest");
 }
 
-/** Fills both password fields and submits with `button`. */
+/** Fills both password fields. */
 export async function fillPasswords(page, password, again = password) {
-  await page.getByTestId("password").fill(password);
-  await page.getByTestId("password-confirm").fill(again);
+  await page.fill("password", password);
+  await page.fill("password-confirm", again);
 }
 
 /** Restores `phrase` from the welcome screen. */
 export async function restoreFromWelcome(page, phrase, password = PASSWORD, shotName) {
   await waitScreen(page, "welcome");
-  await page.getByTestId("restore-wallet").click();
+  await page.click("restore-wallet");
   await waitScreen(page, "restore");
-  await page.getByTestId("restore-phrase").fill(phrase);
+  await page.fill("restore-phrase", phrase);
   await fillPasswords(page, password);
-  if (shotName) await shot(page, shotName);
-  await page.getByTestId("restore-submit").click();
+  if (shotName) await page.shot(shotName);
+  await page.click("restore-submit");
 }
 
 /** Home's balance as the page shows it, from the raw sat in `data-sat`. */
 export async function readBalance(page) {
-  const read = async (id) => {
-    const v = await page.getByTestId(id).getAttribute("data-sat", { timeout: T.short });
-    return v === null ? null : Number(v);
-  };
-  return {
-    confirmed: await read("balance-confirmed"),
-    pending: await read("balance-pending"),
-    immature: await read("balance-immature"),
-  };
+  return page.evaluate(() => {
+    const read = (id) => {
+      const v = document.querySelector(`[data-testid="${id}"]`)?.getAttribute("data-sat");
+      return v === null || v === undefined ? null : Number(v);
+    };
+    return { confirmed: read("balance-confirmed"), pending: read("balance-pending"), immature: read("balance-immature") };
+  });
 }
 
 /**
@@ -447,18 +341,21 @@ export async function waitForBalance(page, want, timeoutMs = T.sync) {
   while (performance.now() < deadline) {
     seen = await readBalance(page);
     if (Object.entries(want).every(([k, v]) => seen[k] === v)) return seen;
-    const status = page.getByTestId("sync-status");
-    const state = await status.getAttribute("data-state", { timeout: T.short });
+    const state = await page.attr("sync-status", "data-state");
     if (state !== "syncing" && performance.now() - lastPress > 2_500) {
-      const button = page.locator('[data-testid="sync-now"]:visible, [data-testid="sync-retry"]:visible').first();
-      if (await button.count()) {
-        await button.click({ timeout: T.short }).catch(() => {});
-        lastPress = performance.now();
-      }
+      // The page's own click, on whichever of the two buttons shows.
+      const pressed = await page.evaluate(() => {
+        const button = [...document.querySelectorAll('[data-testid="sync-now"], [data-testid="sync-retry"]')].find((e) =>
+          e.checkVisibility(),
+        );
+        button?.click();
+        return Boolean(button);
+      });
+      if (pressed) lastPress = performance.now();
     }
     await sleep(400);
   }
-  const syncText = await page.getByTestId("sync-status").innerText().catch(() => "?");
+  const syncText = await page.text("sync-status").catch(() => "?");
   throw new Error(
     `balance did not reach ${JSON.stringify(want)} in ${timeoutMs} ms; ` +
       `page shows ${JSON.stringify(seen)}, sync: "${syncText}"`,
@@ -468,24 +365,23 @@ export async function waitForBalance(page, want, timeoutMs = T.sync) {
 /** Receive screen → the address (plain, from `data-address`) → back home. */
 export async function readReceiveAddress(page, shotName) {
   await waitScreen(page, "home");
-  await page.getByTestId("nav-receive").click();
+  await page.click("nav-receive");
   await waitScreen(page, "receive");
-  const address = page.getByTestId("receive-address");
-  await address.waitFor({ state: "visible", timeout: T.ui });
-  const value = await address.getAttribute("data-address");
+  await page.waitVisible("receive-address");
+  const value = await page.attr("receive-address", "data-address");
   assert.ok(value, "the receive screen shows an address");
-  assert.equal((await address.innerText()).replace(/\s+/g, ""), value, "the shown text is the address");
-  assert.ok(await page.getByTestId("receive-qr").isVisible(), "the receive screen shows a QR code");
-  if (shotName) await shot(page, shotName);
-  await page.getByTestId("back").click();
+  assert.equal((await page.text("receive-address")).replace(/\s+/g, ""), value, "the shown text is the address");
+  assert.ok(await page.visible("receive-qr"), "the receive screen shows a QR code");
+  if (shotName) await page.shot(shotName);
+  await page.click("back");
   await waitScreen(page, "home");
   return value;
 }
 
 /** The txids on home's transaction list, with their net amount and height. */
 export async function readTransactions(page) {
-  return page.getByTestId("tx-row").evaluateAll((rows) =>
-    rows.map((r) => ({
+  return page.evaluate(() =>
+    [...document.querySelectorAll('[data-testid="tx-row"]')].map((r) => ({
       txid: r.dataset.txid,
       net: Number(r.dataset.net),
       height: r.querySelector('[data-testid="tx-height"]')?.getAttribute("data-height") ?? null,
@@ -528,7 +424,7 @@ export function steps(test) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The service worker
+// Chromium's service worker (over CDP, which Firefox does not speak)
 
 /** The extension's service worker targets, as CDP lists them. */
 export async function workerTargets(browser, cdp) {
@@ -543,7 +439,7 @@ export async function workerTargets(browser, cdp) {
  * `Target.closeTarget` on its target. Resolves once the target is gone.
  */
 export async function stopWorker(browser, page) {
-  const cdp = await browser.context.newCDPSession(page);
+  const cdp = await browser.context.newCDPSession(page.raw);
   try {
     const before = await workerTargets(browser, cdp);
     assert.equal(before.length, 1, "the worker runs before it is stopped");
@@ -575,7 +471,7 @@ export async function stopWorker(browser, page) {
 
 /** Whether the extension's worker runs now. */
 export async function workerRunning(browser, page) {
-  const cdp = await browser.context.newCDPSession(page);
+  const cdp = await browser.context.newCDPSession(page.raw);
   try {
     return (await workerTargets(browser, cdp)).length === 1;
   } finally {

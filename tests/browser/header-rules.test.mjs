@@ -1,7 +1,7 @@
 // Firefox's payment headers (extension/src/browser.ts): the rules pay.ts makes, applied by the
 // blocking onBeforeSendHeaders listener, put a header on the one request each was made for and
 // on no other. The module is bundled as for Firefox and run here against an in-memory
-// storage.session; firefox.test.mjs runs the same code in Firefox itself.
+// storage.session; pay.test.mjs runs the same code in Firefox itself.
 
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";

@@ -1,5 +1,6 @@
 // A new wallet through the onboarding page, funded from the local chain, spent from, and restored
-// from its phrase in a fresh profile: same address, same balance, same transactions.
+// from its phrase in a fresh profile: same address, same balance, same transactions; a wrong
+// password is refused clearly. In Chromium and in Firefox, the same steps (browsers.mjs).
 
 import assert from "node:assert/strict";
 import { after, before, describe, test as nodeTest } from "node:test";
@@ -10,9 +11,6 @@ import {
   bannerText,
   chooseRegtest,
   fillPasswords,
-  launchBrowser,
-  onboardingTab,
-  openPage,
   readBalance,
   readReceiveAddress,
   readTransactions,
@@ -20,20 +18,19 @@ import {
   steps,
   restoreFromWelcome,
   send,
-  shot,
   startChain,
   waitForBalance,
   waitReady,
   waitScreen,
 } from "./harness.mjs";
+import { BROWSERS, launch } from "./browsers.mjs";
 
 const FUNDED = 150_000;
 const PENDING = 25_000;
 const SPEND = 40_000;
 
-const test = steps(nodeTest);
-
-describe("a new wallet, funded and restored", { timeout: 600_000 }, () => {
+for (const kind of BROWSERS) describe(`a new wallet, funded and restored (${kind})`, { timeout: 600_000 }, () => {
+  const test = steps(nodeTest);
   let chain;
   let browser;
   let popup;
@@ -50,63 +47,63 @@ describe("a new wallet, funded and restored", { timeout: 600_000 }, () => {
   });
 
   test("onboarding creates a wallet: phrase shown once, three words confirmed, password", { timeout: 180_000 }, async (t) => {
-    browser = await launchBrowser("create");
-    const page = await onboardingTab(browser);
-    report(t, `worker target up ${browser.workerMs.toFixed(0)} ms after launch`);
+    browser = await launch(kind, "create");
+    const page = browser.onboarding;
+    report(t, `${browser.name} cold start (launch → first state reply): ${browser.startMs.toFixed(0)} ms`);
     const ready = await waitReady(page);
-    report(t, `cold start (launch → first state reply): ${(performance.now() - browser.t0).toFixed(0)} ms`);
     assert.equal(ready.state.wallet, "none", "a fresh profile has no wallet");
 
     await waitScreen(page, "welcome");
-    await shot(page, "onboarding-01-welcome");
+    await page.shot("onboarding-01-welcome");
     await chooseRegtest(page, chain.url, "onboarding-02-network");
     const state = await send(page, { type: "state" });
     assert.equal(state.ok, true);
     assert.equal(state.payload.settings.network, "regtest");
     assert.equal(state.payload.settings.esploraUrl, chain.url);
 
-    await page.getByTestId("create-wallet").click();
+    await page.click("create-wallet");
     await waitScreen(page, "phrase");
-    const words = await page.locator('[data-testid^="phrase-word-"]').allInnerTexts();
+    const words = await page.texts('[data-testid^="phrase-word-"]');
     assert.equal(words.length, 12, "twelve words are shown");
     for (const w of words) assert.match(w, /^[a-z]{3,8}$/);
     assert.ok(new Set(words).size >= 8, "the words look random");
     first.words = words;
-    assert.equal(await page.getByTestId("phrase-continue").isDisabled(), true, "continue waits for the checkbox");
-    await shot(page, "onboarding-03-phrase");
-    await page.getByTestId("phrase-saved").check();
-    await page.getByTestId("phrase-continue").click();
+    assert.equal(await page.disabled("phrase-continue"), true, "continue waits for the checkbox");
+    await page.shot("onboarding-03-phrase");
+    await page.check("phrase-saved");
+    await page.click("phrase-continue");
 
     await waitScreen(page, "confirm");
-    const inputs = page.getByTestId("confirm-word");
-    assert.equal(await inputs.count(), 3, "three words to confirm");
-    const positions = [];
-    for (let i = 0; i < 3; i++) positions.push(Number(await inputs.nth(i).getAttribute("data-word-index")));
+    assert.equal(await page.count("confirm-word"), 3, "three words to confirm");
+    const positions = await page.evaluate(() =>
+      [...document.querySelectorAll('[data-testid="confirm-word"]')].map((e) => Number(e.dataset.wordIndex)),
+    );
     assert.equal(new Set(positions).size, 3);
+    const input = (n) => `[data-testid="confirm-word"][data-word-index="${n}"]`;
     // A wrong word is refused and named.
-    await inputs.nth(0).fill(words[positions[0] - 1] === "zoo" ? "abandon" : "zoo");
-    await inputs.nth(1).fill(words[positions[1] - 1]);
-    await inputs.nth(2).fill(words[positions[2] - 1]);
-    await page.getByTestId("confirm-continue").click();
+    await page.fill(input(positions[0]), words[positions[0] - 1] === "zoo" ? "abandon" : "zoo");
+    await page.fill(input(positions[1]), words[positions[1] - 1]);
+    await page.fill(input(positions[2]), words[positions[2] - 1]);
+    await page.click("confirm-continue");
     assert.match(await bannerText(page), new RegExp(`Word #${positions[0]} does not match`));
-    await shot(page, "onboarding-04-confirm-error");
-    await inputs.nth(0).fill(` ${words[positions[0] - 1].toUpperCase()} `);
-    await shot(page, "onboarding-05-confirm");
-    await page.getByTestId("confirm-continue").click();
+    await page.shot("onboarding-04-confirm-error");
+    await page.fill(input(positions[0]), ` ${words[positions[0] - 1].toUpperCase()} `);
+    await page.shot("onboarding-05-confirm");
+    await page.click("confirm-continue");
 
     await waitScreen(page, "password");
     await fillPasswords(page, "short");
-    await page.getByTestId("password-submit").click();
+    await page.click("password-submit");
     assert.match(await bannerText(page), /at least 12 characters/);
     await fillPasswords(page, PASSWORD, `${PASSWORD}!`);
-    await page.getByTestId("password-submit").click();
+    await page.click("password-submit");
     assert.match(await bannerText(page), /not the same/);
-    await shot(page, "onboarding-06-password-error");
+    await page.shot("onboarding-06-password-error");
     await fillPasswords(page, PASSWORD);
-    await shot(page, "onboarding-07-password");
-    await page.getByTestId("password-submit").click();
+    await page.shot("onboarding-07-password");
+    await page.click("password-submit");
     await waitScreen(page, "done", T.sync);
-    await shot(page, "onboarding-08-done");
+    await page.shot("onboarding-08-done");
 
     const after = await send(page, { type: "state" });
     assert.equal(after.payload.wallet, "unlocked", "the new wallet is unlocked");
@@ -114,24 +111,25 @@ describe("a new wallet, funded and restored", { timeout: 600_000 }, () => {
   });
 
   test("the popup shows the receive address; the chain funds it; the balance appears", { timeout: 180_000 }, async () => {
-    popup = await openPage(browser, "popup.html");
+    popup = await browser.openPage("popup.html");
     await waitScreen(popup, "home");
-    assert.equal(await popup.getByTestId("network-badge").textContent(), "Regtest");
+    // Its text, not its look (the badge shows it in capitals).
+    assert.equal(await popup.evaluate(() => document.querySelector('[data-testid="network-badge"]').textContent), "Regtest");
     // A new wallet: zero, synced, and the empty state.
     await waitForBalance(popup, { confirmed: 0, pending: 0 });
-    await popup.locator('[data-testid="sync-status"][data-state="synced"]').waitFor({ timeout: T.sync });
+    await popup.waitAttached('[data-testid="sync-status"][data-state="synced"]', T.sync);
     const info = await chain.info();
-    assert.equal(Number(await popup.getByTestId("sync-status").getAttribute("data-height")), info.height);
-    assert.match(await popup.getByTestId("sync-status").innerText(), new RegExp(`Synced at height ${info.height.toLocaleString("en-US")}`));
-    assert.equal(await popup.getByTestId("tx-empty").isVisible(), true, "no transactions: the empty state");
-    await shot(popup, "popup-01-home-empty");
+    assert.equal(Number(await popup.attr("sync-status", "data-height")), info.height);
+    assert.match(await popup.text("sync-status"), new RegExp(`Synced at height ${info.height.toLocaleString("en-US")}`));
+    assert.equal(await popup.visible("tx-empty"), true, "no transactions: the empty state");
+    await popup.shot("popup-01-home-empty");
 
     first.address = await readReceiveAddress(popup, "popup-02-receive");
     assert.match(first.address, /^bcrt1q[0-9a-z]{38}$/, "a regtest P2WPKH address");
 
     const fundTxid = await chain.faucet(first.address, FUNDED);
     await waitForBalance(popup, { confirmed: FUNDED, pending: 0 });
-    assert.equal(await popup.getByTestId("balance-confirmed").innerText(), "150,000", "thousands separators");
+    assert.equal(await popup.text("balance-confirmed"), "150,000", "thousands separators");
 
     const pendingTxid = await chain.faucet(first.address, PENDING, { mine: false });
     await waitForBalance(popup, { confirmed: FUNDED, pending: PENDING });
@@ -144,58 +142,52 @@ describe("a new wallet, funded and restored", { timeout: 600_000 }, () => {
       ],
       "the pending payment first, then the confirmed one",
     );
-    assert.equal(await popup.getByTestId("tx-amount").first().innerText(), "+25,000 sat");
-    await shot(popup, "popup-03-home-pending");
+    assert.equal(await popup.text("tx-amount"), "+25,000 sat");
+    await popup.shot("popup-03-home-pending");
 
     await chain.mine(1);
     await waitForBalance(popup, { confirmed: FUNDED + PENDING, pending: 0 });
-    await shot(popup, "popup-04-home-funded");
+    await popup.shot("popup-04-home-funded");
     assertNoPageErrors(browser);
   });
 
   test("send: fee preview, then the transaction id, then the new balance", { timeout: 180_000 }, async () => {
     const { faucet_address: to } = await chain.info();
-    await popup.getByTestId("nav-send").click();
+    await popup.click("nav-send");
     await waitScreen(popup, "send");
-    assert.equal(await popup.getByTestId("send-available").innerText(), "175,000");
+    assert.equal(await popup.text("send-available"), "175,000");
     // Refused before asking the wallet: no amount.
-    await popup.getByTestId("send-address").fill(to);
-    await popup.getByTestId("send-review").click();
+    await popup.fill("send-address", to);
+    await popup.click("send-review");
     assert.match(await bannerText(popup), /amount/i);
     // Refused by the wallet: more than it has.
-    await popup.getByTestId("send-amount").fill("1000000");
-    await popup.getByTestId("send-review").click();
+    await popup.fill("send-amount", "1000000");
+    await popup.click("send-review");
     const tooMuch = await bannerText(popup);
     assert.ok(tooMuch.length > 10, `a sentence explains the refusal: ${tooMuch}`);
-    await shot(popup, "popup-05-send-error");
+    await popup.shot("popup-05-send-error");
 
-    await popup.getByTestId("send-amount").fill(String(SPEND));
-    await popup.locator('[data-testid="fee-normal"]').click();
-    await shot(popup, "popup-06-send");
-    await popup.getByTestId("send-review").click();
-    const preview = popup.getByTestId("send-preview");
-    await preview.waitFor({ timeout: T.ui });
-    const fee = Number(await popup.getByTestId("send-fee").getAttribute("data-sat"));
-    const total = Number(await popup.getByTestId("send-total").getAttribute("data-sat"));
+    await popup.fill("send-amount", String(SPEND));
+    await popup.click("fee-normal");
+    await popup.shot("popup-06-send");
+    await popup.click("send-review");
+    await popup.waitVisible("send-preview");
+    const fee = Number(await popup.attr("send-fee", "data-sat"));
+    const total = Number(await popup.attr("send-total", "data-sat"));
     assert.ok(fee > 100 && fee < 5_000, `a plausible fee: ${fee}`);
     assert.equal(total, SPEND + fee, "total = amount + fee");
-    await shot(popup, "popup-07-send-review");
+    await popup.shot("popup-07-send-review");
 
-    await popup.getByTestId("send-confirm").click();
-    const txidEl = popup.getByTestId("send-txid");
-    await txidEl.waitFor({ timeout: T.sync });
-    const txid = (await txidEl.innerText()).trim();
+    await popup.click("send-confirm");
+    await popup.waitVisible("send-txid", T.sync);
+    const txid = await popup.text("send-txid");
     assert.match(txid, /^[0-9a-f]{64}$/);
-    await shot(popup, "popup-08-send-done");
-    await popup.getByTestId("send-finish").click();
+    await popup.shot("popup-08-send-done");
+    await popup.click("send-finish");
     await waitScreen(popup, "home");
 
     // Pending in the list until mined; then the balance is what was left.
-    await popup.waitForFunction(
-      (id) => document.querySelector(`[data-testid="tx-row"][data-txid="${id}"] [data-testid="tx-pending"]`),
-      txid,
-      { timeout: T.sync },
-    );
+    await popup.waitAttached(`[data-testid="tx-row"][data-txid="${txid}"] [data-testid="tx-pending"]`, T.sync);
     await chain.mine(1);
     // Once mined, the change is no longer pending.
     const balance = await waitForBalance(popup, { pending: 0 });
@@ -210,8 +202,8 @@ describe("a new wallet, funded and restored", { timeout: 600_000 }, () => {
       `the fee paid (${-sent.net - SPEND} sat) is the fee the preview showed (${fee} sat)`,
     );
     assert.equal(balance.confirmed, FUNDED + PENDING - total, "the balance is what the preview said would be left");
-    assert.match(await popup.locator(`[data-testid="tx-row"][data-txid="${txid}"] [data-testid="tx-amount"]`).innerText(), /^\u2212/);
-    await shot(popup, "popup-09-home-after-send");
+    assert.match(await popup.text(`[data-testid="tx-row"][data-txid="${txid}"] [data-testid="tx-amount"]`), /^\u2212/);
+    await popup.shot("popup-09-home-after-send");
 
     first.balance = await readBalance(popup);
     first.txids = txs.map((tx) => tx.txid).sort();
@@ -220,48 +212,89 @@ describe("a new wallet, funded and restored", { timeout: 600_000 }, () => {
   });
 
   test("settings: export needs the password again", { timeout: 120_000 }, async () => {
-    await popup.getByTestId("nav-settings").click();
+    await popup.click("nav-settings");
     await waitScreen(popup, "settings");
-    assert.equal(await popup.getByTestId("settings-network").inputValue(), "regtest");
-    assert.equal(await popup.getByTestId("settings-esplora").inputValue(), chain.url);
-    await shot(popup, "popup-10-settings");
-    await popup.getByTestId("export-password").fill("not the password");
-    await popup.getByTestId("export-phrase").click();
+    assert.equal(await popup.value("settings-network"), "regtest");
+    assert.equal(await popup.value("settings-esplora"), chain.url);
+    await popup.shot("popup-10-settings");
+    await popup.fill("export-password", "not the password");
+    await popup.click("export-phrase");
     const refused = await bannerText(popup, "export-error");
     assert.ok(refused.length > 5, "a wrong password is refused with a message");
-    assert.equal(await popup.getByTestId("export-words").count(), 0, "no words without the password");
-    await popup.getByTestId("export-password").fill(PASSWORD);
-    await popup.getByTestId("export-phrase").click();
-    await popup.getByTestId("export-words").waitFor({ timeout: T.ui });
-    const exported = await popup.getByTestId("export-words").locator('[data-testid^="phrase-word-"]').allInnerTexts();
+    assert.equal(await popup.count("export-words"), 0, "no words without the password");
+    await popup.fill("export-password", PASSWORD);
+    await popup.click("export-phrase");
+    await popup.waitVisible("export-words");
+    const exported = await popup.texts('[data-testid="export-words"] [data-testid^="phrase-word-"]');
     assert.deepEqual(exported, first.words, "the exported phrase is the one shown at creation");
-    await popup.getByTestId("export-hide").click();
-    assert.equal(await popup.getByTestId("export-words").count(), 0);
-    await popup.getByTestId("back").click();
+    await popup.click("export-hide");
+    assert.equal(await popup.count("export-words"), 0);
+    await popup.click("back");
     await waitScreen(popup, "home");
     assertNoPageErrors(browser);
   });
 
   test("the phrase restores the same wallet in a fresh profile", { timeout: 240_000 }, async () => {
     await browser.close();
-    browser = await launchBrowser("restore");
-    const page = await onboardingTab(browser);
+    browser = await launch(kind, "restore");
+    const page = browser.onboarding;
     await chooseRegtest(page, chain.url);
     // A phrase with a word missing is refused before it leaves the page.
     await restoreFromWelcome(page, first.words.slice(0, 11).join(" "));
     assert.match(await bannerText(page), /12 or 24 words; this one has 11/);
-    await page.getByTestId("restore-phrase").fill(first.words.join("  ").toUpperCase());
-    await shot(page, "onboarding-09-restore");
-    await page.getByTestId("restore-submit").click();
+    await page.fill("restore-phrase", first.words.join("  ").toUpperCase());
+    await page.shot("onboarding-09-restore");
+    await page.click("restore-submit");
     await waitScreen(page, "done", T.sync);
 
-    const restored = await openPage(browser, "popup.html");
-    await waitForBalance(restored, first.balance);
-    const txs = await readTransactions(restored);
+    popup = await browser.openPage("popup.html");
+    await waitForBalance(popup, first.balance);
+    const txs = await readTransactions(popup);
     assert.deepEqual(txs.map((tx) => tx.txid).sort(), first.txids, "the same transactions");
-    const address = await readReceiveAddress(restored);
+    const address = await readReceiveAddress(popup);
     assert.equal(address, first.nextAddress, "the same receive address");
-    await shot(restored, "popup-11-home-restored");
+    await popup.shot("popup-11-home-popup");
+    assertNoPageErrors(browser);
+  });
+
+  test("a wrong password is refused with a clear message; the right one unlocks", { timeout: 120_000 }, async () => {
+    await waitScreen(popup, "home");
+    await popup.click("lock");
+    await waitScreen(popup, "unlock");
+    await popup.shot("popup-12-unlock");
+    assert.equal((await send(popup, { type: "state" })).payload.wallet, "locked");
+
+    // Empty: said on the page, nothing sent.
+    await popup.click("unlock-submit");
+    assert.match(await bannerText(popup), /Enter your password/);
+
+    await popup.fill("unlock-password", "wrong password");
+    await popup.click("unlock-submit");
+    const message = await bannerText(popup);
+    assert.match(message, /password/i, `the message names the password: "${message}"`);
+    const code = await popup.attr("error-banner", "data-code");
+    assert.ok(code && code !== "internal" && code !== "no_worker", `a typed error code: ${code}`);
+    assert.match(await popup.attr("unlock-password", "class"), /invalid/);
+    await popup.shot("popup-13-unlock-wrong-password");
+    await waitScreen(popup, "unlock");
+    assert.equal((await send(popup, { type: "state" })).payload.wallet, "locked", "still locked");
+
+    // The same refusal straight from the worker, as a typed error.
+    const direct = await send(popup, { type: "unlock", password: "another wrong one" });
+    assert.equal(direct.ok, false);
+    assert.equal(direct.error.code, code);
+    assert.ok(direct.error.message.length > 5);
+
+    // The hint leads to restoring from the phrase, and back.
+    await popup.click("forgot-password");
+    await waitScreen(popup, "restore");
+    await popup.shot("popup-14-forgot-password");
+    await popup.click("back");
+    await waitScreen(popup, "unlock");
+
+    await popup.fill("unlock-password", PASSWORD);
+    await popup.click("unlock-submit");
+    await waitForBalance(popup, first.balance);
     assertNoPageErrors(browser);
   });
 });

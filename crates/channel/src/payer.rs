@@ -85,21 +85,6 @@ impl PayerChannel {
         self.funding.outpoint.txid
     }
 
-    /// What paying `increment` more signs: `increment`, plus the remaining change when that
-    /// would fall below dust (it is swept into the payment, see [`PayerState::pay`]).
-    pub fn increment_signed(&self, increment: Amount) -> Result<Amount, ChannelError> {
-        let value = self.funding.contract.value;
-        let total =
-            self.paid()
-                .checked_add(increment)
-                .ok_or(ChannelError::PaymentExceedsValue {
-                    proposed: Amount::MAX_MONEY,
-                    value,
-                })?;
-        let change = change_for(value, &self.payout_script, total)?;
-        Ok(value - change - self.paid())
-    }
-
     fn sign(&self, ctx: &PayerContext, total: Amount) -> Result<UpdatePayment, ChannelError> {
         sign_total(&self.funding, &self.payout_script, ctx, total)
     }

@@ -10,17 +10,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bitcoin::{Address, Amount, FeeRate, Network};
 use clap::{Parser, Subcommand};
 use fs4::FileExt;
-use trickle_channel::http::{
-    PaymentRequired, PaymentRequirements, PaymentResponse, Resource, PAYMENT_REQUIRED,
-    PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
-};
+use trickle_channel::http::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use trickle_wallet::approval::RunCaps;
+use trickle_wallet::budget::site_origin;
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
-use trickle_wallet::store::{Commit, SqliteStore, Store, StoreError, WriteBatch};
+use trickle_wallet::offer::OfferPolicy;
+use trickle_wallet::payer::{Next, Payer, Response as PayerResponse, Sent};
+use trickle_wallet::site::{PayContext, PayError, Progress};
+use trickle_wallet::store::{SqliteStore, Store, StoreError, WriteBatch};
 use trickle_wallet::vault;
-use trickle_wallet::{
-    ChannelLimits, OpenParams, Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES,
-};
+use trickle_wallet::{Transport, Wallet, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -69,8 +69,9 @@ enum Command {
     Channels,
     /// Ask the site's payee to close its channel.
     Close {
-        /// The site (host).
-        host: String,
+        /// The site: its origin (`https://site.example`), or its host when only one site on
+        /// that host has a channel.
+        site: String,
     },
     /// Broadcast refunds of expired channels the payee never closed.
     Refund,
@@ -300,27 +301,27 @@ impl App {
                 max_price,
                 budget,
             } => {
-                let mut session = FetchSession::default();
-                let hosts: Vec<Option<String>> = urls
-                    .iter()
-                    .map(|u| {
-                        let url = reqwest::Url::parse(u).ok()?;
-                        url.host_str().map(str::to_owned)
-                    })
-                    .collect();
+                let caps = RunCaps::new(
+                    Amount::from_sat(*max_price),
+                    Amount::from_sat(*budget),
+                    now(),
+                )?;
+                let mut run = FetchRun {
+                    caps: Some(caps),
+                    payer: None,
+                    tip: None,
+                    fee_rate: self.fee_rate()?,
+                };
+                let origins: Vec<Option<String>> =
+                    urls.iter().map(|u| site_origin(u).ok()).collect();
                 let mut fetched = Ok(());
                 for (i, url) in urls.iter().enumerate() {
                     // Whether the next URL goes to the same site: its payment can be prepared
                     // while this one is in flight.
-                    let next_same_site = hosts[i].is_some() && hosts.get(i + 1) == Some(&hosts[i]);
+                    let next_same_site =
+                        origins[i].is_some() && origins.get(i + 1) == Some(&origins[i]);
                     let body = self
-                        .fetch(
-                            &mut session,
-                            url,
-                            Amount::from_sat(*max_price),
-                            Amount::from_sat(*budget),
-                            next_same_site,
-                        )
+                        .fetch(&mut run, url, next_same_site)
                         .await
                         .and_then(|body| {
                             // Out at once: a paid body must not wait in a buffer that a
@@ -334,15 +335,10 @@ impl App {
                         break;
                     }
                 }
-                // Receipts wait for the next payment's write during the run; what is left of
-                // them is stored at its end (also when it failed: they are the payee's latest
-                // account of the channel).
-                let flushed = match session.wallet.as_ref() {
-                    Some(wallet) => {
-                        wallet
-                            .commit_batch(std::mem::take(&mut session.pending))
-                            .await
-                    }
+                // What is left of the run's receipts is stored at its end (also when it
+                // failed: they are the payee's latest account of the channel).
+                let flushed = match run.payer.as_mut() {
+                    Some(payer) => payer.flush().await,
                     None => Ok(()),
                 };
                 fetched?;
@@ -352,7 +348,7 @@ impl App {
                 let mut wallet = self.unlock().await?;
                 self.check_spent(&mut wallet).await?;
                 println!(
-                    "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
+                    "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12}  channel",
                     "site", "state", "value", "paid", "credit", "expiry"
                 );
                 for record in wallet.channels().await? {
@@ -366,7 +362,7 @@ impl App {
                         .contract_txid()
                         .map_or_else(|| "-".to_owned(), |t| t.to_string());
                     println!(
-                        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>12}  {contract}",
+                        "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12}  {contract}",
                         record.site,
                         state.name(),
                         value,
@@ -376,17 +372,13 @@ impl App {
                     );
                 }
             }
-            Command::Close { host } => {
+            Command::Close { site } => {
                 let mut wallet = self.unlock().await?;
-                let record = wallet
-                    .channels()
-                    .await?
-                    .into_iter()
-                    .find(|r| &r.site == host)
-                    .ok_or_else(|| format!("no channel with {host}"))?;
+                let record = open_channel_of(wallet.channels().await?, site)?;
+                let origin = &record.site;
                 let tip = Wallet::<Scoped<Disk>>::tip(&self.esplora).await?;
                 let settlement = wallet
-                    .close_channel(&self.http, host, &record.payee_key, tip)
+                    .close_channel(&self.http, origin, &record.payee_key, tip)
                     .await
                     .map_err(|e| {
                         // Nothing new was signed: the channel's money is where it was.
@@ -398,9 +390,9 @@ impl App {
                             None => "its expiry".to_owned(),
                         };
                         format!(
-                            "the payee did not close the channel with {host}: {e}\n\
+                            "the payee did not close the channel with {origin}: {e}\n\
                              The channel stays open and nothing more was paid: it still pays the site, \
-                             `trickle close {host}` asks again, and after {expiry} `trickle refund` \
+                             `trickle close {origin}` asks again, and after {expiry} `trickle refund` \
                              takes its funds back."
                         )
                     })?;
@@ -434,261 +426,190 @@ impl App {
         Ok(())
     }
 
-    /// GET `url`; on a 402 with a channel offer within limits, pay and retry once. Once the
-    /// wallet is unlocked, requests to a site with an open channel carry a pre-armed payment;
-    /// with `next_same_site`, the payment of the next request is prepared while this one is in
-    /// flight.
+    /// GET `url`, following redirects on its own origin (a payment is made for one URL, and
+    /// goes to no other site).
     async fn fetch(
         &self,
-        session: &mut FetchSession,
+        run: &mut FetchRun,
         url: &str,
-        max_price: Amount,
-        budget: Amount,
         next_same_site: bool,
     ) -> Result<Vec<u8>, Error> {
-        let parsed = reqwest::Url::parse(url)?;
-        let host = parsed.host_str().ok_or("URL has no host")?.to_owned();
-        let resource = Resource {
-            url: url.to_owned(),
-            description: String::new(),
-            mime_type: String::new(),
-        };
-        let mut request = self.http.0.get(url);
-        let mut armed = false;
-        if let (Some(wallet), Some(tip), Some(payee)) = (
-            session.wallet.as_mut(),
-            session.tip,
-            session.payees.get(&host),
-        ) {
-            let armed_payment = wallet
-                .pre_arm(&session.pending, &host, payee, &resource, tip)
-                .await?
-                .commit_carrying(&*wallet, &mut session.pending)
-                .await?;
-            if let Some(payment) = armed_payment {
-                request = request.header(PAYMENT_SIGNATURE, payment);
-                armed = true;
-            }
-        }
-        let first = send(session, &host, request, armed && next_same_site).await?;
-        // A refused payment comes with the payee's account of the channel: apply it before
-        // paying again.
-        self.apply_receipt(session, &host, &first).await?;
-        if first.status().as_u16() != 402 {
-            return ok_body(first).await;
-        }
-        let header = first
-            .headers()
-            .get(PAYMENT_REQUIRED)
-            .ok_or("402 without a PAYMENT-REQUIRED header")?
-            .to_str()?;
-        let required = PaymentRequired::from_header(header)?;
-        let offer = required
-            .channel_offer(self.cli.network)
-            .ok_or_else(|| format!("the site offers no channel payment on {}", self.cli.network))?;
-        if offer.amount > max_price {
-            return Err(format!(
-                "price {} sat is above --max-price {}",
-                offer.amount.to_sat(),
-                max_price.to_sat()
-            )
-            .into());
-        }
-        if session.wallet.is_none() {
-            session.wallet = Some(self.unlock().await?);
-        }
-        let tip = match session.tip {
-            Some(tip) => tip,
-            None => Wallet::<Scoped<Disk>>::tip(&self.esplora).await?,
-        };
-        session.tip = Some(tip);
-        session.payees.insert(host.clone(), offer.pay_to);
-        let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
-        let existing = wallet.channel(&host, &offer.pay_to).await?;
-        // A run killed while opening left the contract handed over but the channel not open:
-        // finish that opening rather than lock a second channel.
-        if existing.as_ref().is_some_and(|r| {
-            matches!(
-                r.state.state,
-                trickle_channel::PayerState::AwaitingOpen { .. }
-            )
-        }) {
-            eprintln!("completing the opening of the channel with {host} ...");
-            wallet
-                .complete_open(&self.http, &self.esplora, &host, &offer.pay_to)
-                .await?;
-        }
-        let usable = existing
-            .as_ref()
-            .and_then(|r| r.state.state.committed_channel().map(|_| r))
-            .is_some();
-        if !usable {
-            if let Some(other) = wallet.channels().await?.iter().find(|r| r.site == host) {
-                if other.payee_key != offer.pay_to {
-                    return Err(
-                        "the site's payee key changed since the last channel; not paying".into(),
-                    );
+        let mut url = reqwest::Url::parse(url)?;
+        for _ in 0..=MAX_REDIRECTS {
+            let response = self.fetch_one(run, url.as_str(), next_same_site).await?;
+            let status = response.status();
+            if !status.is_redirection() {
+                let body = response.bytes().await?.to_vec();
+                if !status.is_success() {
+                    return Err(format!("{url}: HTTP {status}").into());
                 }
+                return Ok(body);
             }
-            let value = budget.min(offer.extra.max_channel_value);
-            if value < offer.extra.min_channel_value {
-                return Err(format!(
-                    "--budget {} is below the site's minimum channel of {} sat",
-                    budget.to_sat(),
-                    offer.extra.min_channel_value.to_sat()
-                )
-                .into());
-            }
-            eprintln!(
-                "opening a channel of {} sat with {host} ...",
-                value.to_sat()
-            );
-            // The receipts of this run are stored before a channel is opened in their place.
-            wallet
-                .commit_batch(std::mem::take(&mut session.pending))
-                .await?;
-            wallet.sync(&self.esplora, now()).await?;
-            wallet
-                .open_channel(
-                    &self.http,
-                    &self.esplora,
-                    OpenParams {
-                        site: &host,
-                        offer,
-                        value,
-                        // The run's cap on what the first payment may sign; the offer's own
-                        // `minPayment` bounds it too (`open_channel`).
-                        first_payment: budget,
-                        limits: &ChannelLimits::default(),
-                        fee_rate: self.fee_rate()?,
-                        now: now(),
-                    },
-                )
-                .await?;
-        }
-        eprintln!("paying {} sat to {host}", offer.amount.to_sat());
-        let paid = self
-            .pay_offer(session, &host, offer, &resource, next_same_site)
-            .await?;
-        // The payee has less credit than this wallet counted (a receipt lost when a run was
-        // killed): its refusal carried its account of the channel, now applied, and a fresh
-        // offer. Pay the difference, once.
-        let again = match paid.headers().get(PAYMENT_REQUIRED) {
-            Some(h) if paid.status().as_u16() == 402 => {
-                Some(PaymentRequired::from_header(h.to_str()?)?)
-            }
-            _ => None,
-        };
-        if let Some(required) = again.filter(|r| r.error.as_deref() == Some("insufficient_credit"))
-        {
-            if let Some(offer) = required
-                .channel_offer(self.cli.network)
-                .filter(|o| o.amount <= max_price)
-            {
-                eprintln!(
-                    "paying {} sat to {host} (the payee had less credit)",
-                    offer.amount.to_sat()
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .ok_or_else(|| format!("{url}: HTTP {status} without a Location"))?
+                .to_str()?;
+            let next = url.join(location)?;
+            if next.origin() != url.origin() {
+                return Err(
+                    format!("{url} redirects to another site ({next}); not following it").into(),
                 );
-                let paid = self
-                    .pay_offer(session, &host, offer, &resource, next_same_site)
-                    .await?;
-                return ok_body(paid).await;
             }
+            url = next;
         }
-        ok_body(paid).await
+        Err(format!("{url}: more than {MAX_REDIRECTS} redirects").into())
     }
 
-    /// Pays `offer` (answering its nonce) for `resource`, sends the request again with the
-    /// payment and applies the receipt; returns the response.
-    async fn pay_offer(
+    /// GET `url` (no redirects followed): with the site's pre-armed payment once the wallet
+    /// is unlocked; a 402 the payer pays is sent again with its payment.
+    async fn fetch_one(
         &self,
-        session: &mut FetchSession,
-        host: &str,
-        offer: &PaymentRequirements,
-        resource: &Resource,
+        run: &mut FetchRun,
+        url: &str,
         next_same_site: bool,
     ) -> Result<reqwest::Response, Error> {
-        let tip = session.tip.ok_or("no chain tip")?;
-        let wallet = session.wallet.as_mut().ok_or("wallet not unlocked")?;
-        let payment = wallet
-            .pay(
-                &session.pending,
-                host,
-                offer,
-                resource,
-                Some(offer.extra.nonce.clone()),
+        let mut sent = Sent::Nothing;
+        let mut header = None;
+        if let (Some(payer), Some(tip)) = (run.payer.as_mut(), run.tip) {
+            header = payer.armed(url, tip, now()).await?;
+            if header.is_some() {
+                sent = Sent::Armed;
+            }
+        }
+        loop {
+            let mut request = self.http.0.get(url);
+            if let Some(header) = &header {
+                request = request.header(PAYMENT_SIGNATURE, header);
+            }
+            let prepare = sent != Sent::Nothing && next_same_site;
+            let response = send(run, url, request, prepare).await?;
+            let status = response.status().as_u16();
+            if status == 402 && run.payer.is_none() {
+                self.start_paying(run).await?;
+            }
+            let (Some(payer), Some(tip)) = (run.payer.as_mut(), run.tip) else {
+                return Ok(response);
+            };
+            let text = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v| v.to_str().map_err(|e| e.to_string()))
+                    .transpose()
+            };
+            let (required, receipt) = (text(PAYMENT_REQUIRED)?, text(PAYMENT_RESPONSE)?);
+            let policy = OfferPolicy::default();
+            let progress = |step: Progress<'_>| eprintln!("{step}");
+            let ctx = PayContext {
+                transport: &self.http,
+                chain: &self.esplora,
                 tip,
-            )
-            .await?
-            .commit_carrying(&*wallet, &mut session.pending)
-            .await?;
-        let request = self
-            .http
-            .0
-            .get(&resource.url)
-            .header(PAYMENT_SIGNATURE, payment);
-        let paid = send(session, host, request, next_same_site).await?;
-        self.apply_receipt(session, host, &paid).await?;
-        Ok(paid)
+                fee_rate: run.fee_rate,
+                network: self.cli.network,
+                policy: &policy,
+                now: now(),
+                progress: &progress,
+            };
+            let next = payer
+                .on_response(
+                    &ctx,
+                    url,
+                    (sent, header.as_deref()),
+                    PayerResponse {
+                        status,
+                        payment_required: required,
+                        payment_response: receipt,
+                    },
+                )
+                .await
+                .map_err(|e| with_hint(&e))?;
+            match next {
+                Next::Done => return Ok(response),
+                Next::Pay {
+                    header: paid,
+                    sent: now_sent,
+                } => {
+                    if now_sent == Sent::PaidAgain {
+                        eprintln!("paying {url} again (the payee had less credit)");
+                    } else {
+                        eprintln!("paying for {url}");
+                    }
+                    header = Some(paid);
+                    sent = now_sent;
+                }
+            }
+        }
     }
 
-    /// Reads the `PAYMENT-RESPONSE` of `resp`, if any, into the channel. A refused payment
-    /// ends the fetch, except a refused pre-armed one: the 402 that comes with it is paid.
-    async fn apply_receipt(
-        &self,
-        session: &mut FetchSession,
-        host: &str,
-        resp: &reqwest::Response,
-    ) -> Result<(), Error> {
-        let Some(value) = resp.headers().get(PAYMENT_RESPONSE) else {
-            return Ok(());
-        };
-        let response = PaymentResponse::from_header(value.to_str()?)?;
-        if let (Some(wallet), Some(tip), Some(payee)) = (
-            session.wallet.as_ref(),
-            session.tip,
-            session.payees.get(host),
-        ) {
-            // Stored with the next payment's write, or at the end of the run.
-            let applied = wallet
-                .apply_receipt(&session.pending, host, payee, &response, tip)
-                .await?;
-            session.pending.merge(applied.into_writes());
-        }
-        if !response.success && resp.status().as_u16() != 402 {
-            let reason = response.error_reason.unwrap_or_default();
-            return Err(format!("payment refused: {reason}").into());
-        }
+    /// The first 402 of the run: unlocks the wallet, reads the chain tip and syncs the wallet
+    /// (an opening funds a contract from its coins).
+    async fn start_paying(&self, run: &mut FetchRun) -> Result<(), Error> {
+        let caps = run.caps.take().ok_or("the run's caps are gone")?;
+        let mut wallet = self.unlock().await?;
+        eprintln!("syncing with {} ...", self.cli.esplora);
+        wallet.sync(&self.esplora, now()).await?;
+        run.tip = Some(Wallet::<Scoped<Disk>>::tip(&self.esplora).await?);
+        run.payer = Some(Payer::new(wallet, caps));
         Ok(())
     }
 }
 
-/// Sends `request` to `host`; with `prepare_next`, the wallet prepares (signs and stores) the
-/// payment of the next request to `host` meanwhile, so that the next request need not wait for
-/// a signature or a disk write. The prepared payment is stored before this returns.
+/// The channel not yet settled of the site named `site` (an origin, or a host with one such
+/// channel).
+fn open_channel_of(
+    records: Vec<trickle_wallet::ChannelRecord>,
+    site: &str,
+) -> Result<trickle_wallet::ChannelRecord, Error> {
+    let named = site_origin(site).ok();
+    let mut open: Vec<_> = records
+        .into_iter()
+        .filter(|r| r.state.state.committed_channel().is_some())
+        .filter(|r| {
+            Some(&r.site) == named.as_ref()
+                || reqwest::Url::parse(&r.site).is_ok_and(|u| u.host_str() == Some(site))
+        })
+        .collect();
+    match open.len() {
+        0 => Err(format!("no open channel with {site}").into()),
+        1 => Ok(open.remove(0)),
+        _ => {
+            let sites: Vec<_> = open.iter().map(|r| r.site.as_str()).collect();
+            Err(format!(
+                "several sites on {site} have a channel ({}): name one by its origin",
+                sites.join(", ")
+            )
+            .into())
+        }
+    }
+}
+
+/// Redirects followed per URL.
+const MAX_REDIRECTS: usize = 10;
+
+/// `e`, with the flag that would change the decision, for the refusals a run's caps make.
+fn with_hint(e: &PayError) -> Error {
+    let hint = match e.code() {
+        "over_max_price" => "; raise --max-price to pay it",
+        "not_approved" => "; raise --budget to pay it",
+        "bad_offer" if e.to_string().contains("to lock is below") => "; raise --budget to pay it",
+        _ => "",
+    };
+    format!("{e}{hint}").into()
+}
+
+/// Sends `request` for `url`; with `prepare_next`, the payer prepares (signs and stores) the
+/// payment of the next requests to the site meanwhile, so that the next request need not wait
+/// for a signature or a disk write. The prepared payment is stored before this returns.
 async fn send(
-    session: &mut FetchSession,
-    host: &str,
+    run: &mut FetchRun,
+    url: &str,
     request: reqwest::RequestBuilder,
     prepare_next: bool,
 ) -> Result<reqwest::Response, Error> {
-    match (
-        prepare_next,
-        session.wallet.as_mut(),
-        session.tip,
-        session.payees.get(host),
-    ) {
-        (true, Some(wallet), Some(tip), Some(payee)) => {
-            let pending = &mut session.pending;
-            let wallet = &*wallet;
-            let prepare = async move {
-                wallet
-                    .prepare_next(pending, host, payee, tip)
-                    .await?
-                    .commit_carrying(wallet, pending)
-                    .await?;
-                Ok::<_, Error>(())
-            };
+    match (prepare_next, run.payer.as_mut(), run.tip) {
+        (true, Some(payer), Some(tip)) => {
+            let prepare = payer.prepare(url, tip, now());
             let (response, prepared) = tokio::join!(send_again_if_lost(request), prepare);
             prepared?;
             response
@@ -725,24 +646,13 @@ async fn send_again_if_lost(request: reqwest::RequestBuilder) -> Result<reqwest:
     }
 }
 
-/// What one `trickle fetch` run keeps between its URLs: the wallet, once unlocked, the tip,
-/// each site's payee key (so a request reads one channel record, not all of them), and the
-/// receipts applied since the last write, which go with the next one.
-#[derive(Default)]
-struct FetchSession {
-    wallet: Option<Wallet<Scoped<Disk>>>,
-    pending: WriteBatch,
+/// What one `trickle fetch` run keeps between its URLs: its caps until the first 402, then
+/// the payer (the unlocked wallet and the caps) and the chain tip.
+struct FetchRun {
+    caps: Option<RunCaps>,
+    payer: Option<Payer<Scoped<Disk>, RunCaps>>,
     tip: Option<trickle_channel::ChainTip>,
-    payees: std::collections::HashMap<String, bitcoin::secp256k1::PublicKey>,
-}
-
-async fn ok_body(resp: reqwest::Response) -> Result<Vec<u8>, Error> {
-    let status = resp.status();
-    let body = resp.bytes().await?.to_vec();
-    if !status.is_success() {
-        return Err(format!("HTTP {status}").into());
-    }
-    Ok(body)
+    fee_rate: FeeRate,
 }
 
 fn main() -> ExitCode {
@@ -762,7 +672,13 @@ fn main() -> ExitCode {
         let app = App {
             cli,
             esplora,
-            http: Http(reqwest::Client::new()),
+            // Redirects are followed by `fetch`, on the site's origin only, each a request of
+            // its own: never with a payment made for another URL, never to another site.
+            http: Http(
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()?,
+            ),
             wallet_lock: OnceLock::new(),
         };
         app.run().await

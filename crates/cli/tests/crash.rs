@@ -378,15 +378,7 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
     mode2.store(AFTER, Ordering::SeqCst);
     let (pages, run) = fetch_pages(&node, w, &url2, 0..10, Kill::Trapped(trapped2)).await;
     assert!(run.killed && pages == 0, "{}", run.stderr);
-    check(
-        w,
-        "localhost",
-        dir2.path(),
-        0,
-        1,
-        "killed after the payee opened",
-    )
-    .await;
+    check(w, &url2, dir2.path(), 0, 1, "killed after the payee opened").await;
     let (pages, run) = fetch_pages(&node, w, &url2, 0..10, Kill::Never).await;
     assert!(run.success, "{}", run.stderr);
     assert!(
@@ -395,7 +387,7 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
         run.stderr
     );
     assert_eq!(pages, 10);
-    let contract2 = check(w, "localhost", dir2.path(), 10, 1, "after the resumed open")
+    let contract2 = check(w, &url2, dir2.path(), 10, 1, "after the resumed open")
         .await
         .expect("a channel");
 
@@ -405,7 +397,7 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
     assert!(run.killed && pages == 0, "{}", run.stderr);
     check(
         w,
-        "127.0.0.1",
+        &url1,
         dir1.path(),
         0,
         1,
@@ -451,15 +443,7 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
             "after run {runs} ({}, {pages} pages printed)",
             if run.killed { "killed" } else { "finished" }
         );
-        let contract = check(
-            w,
-            "127.0.0.1",
-            dir1.path(),
-            printed_total,
-            killed_runs,
-            &when,
-        )
-        .await;
+        let contract = check(w, &url1, dir1.path(), printed_total, killed_runs, &when).await;
         if kills == KILLS && !run.killed {
             break contract.expect("a channel");
         }
@@ -474,7 +458,7 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
 
     // The localhost payee closes its channel; the 127.0.0.1 one stops answering and the
     // channel's funds come back by the refund after expiry.
-    let settlement: Txid = trickle(node.url(), w, &["close", "localhost"])
+    let settlement: Txid = trickle(node.url(), w, &["close", &url2])
         .await
         .trim()
         .parse()
@@ -483,7 +467,7 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
     let record = wallet_channels(w)
         .await
         .into_iter()
-        .find(|r| r.site == "127.0.0.1")
+        .find(|r| r.site == url1)
         .expect("a channel");
     let channel = record
         .state
@@ -516,8 +500,8 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
     let refund_tx = node.transaction(&refund).expect("refund");
     assert_eq!(refund_tx.input[0].previous_output.txid, contract1);
     let table = trickle(node.url(), w, &["channels"]).await;
-    assert_eq!(channel_row(&table, "127.0.0.1").0, "Refunded");
-    assert_eq!(channel_row(&table, "localhost").0, "Closed");
+    assert_eq!(channel_row(&table, &url1).0, "Refunded");
+    assert_eq!(channel_row(&table, &url2).0, "Closed");
     // The balance adds up: the funding, less the fees of both contracts and of the refund, and
     // less what the localhost channel paid (its payee pays the settlement's fee); the
     // 127.0.0.1 payee never settled, so what was paid over its channel comes back.

@@ -47,7 +47,7 @@ async fn pay_many_and_close(versions: &[u8], fetches: u32) {
     // Only the first page of the run was asked for payment (before the wallet was unlocked).
     assert_eq!(progress.matches("paying").count(), 1, "{progress}");
     let (state, value, paid, credit) =
-        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+        channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!(state, "Ready");
     assert_eq!(value, 50_000);
     // The first payment is the payee's minimum (1,000 sat, of which the first page took 10 and
@@ -72,7 +72,7 @@ async fn pay_many_and_close(versions: &[u8], fetches: u32) {
     );
 
     // Close: the payee broadcasts the settlement, the chain confirms it.
-    let txid: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+    let txid: Txid = trickle(node.url(), w, &["close", &url])
         .await
         .trim()
         .parse()
@@ -100,8 +100,7 @@ async fn pay_many_and_close(versions: &[u8], fetches: u32) {
         "payee's share"
     );
     // A closed channel shows what its settlement paid the payee, its fee included.
-    let (state, _, settled, _) =
-        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let (state, _, settled, _) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!((state.as_str(), settled), ("Closed", paid));
 }
 
@@ -201,6 +200,7 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     .await;
     let wallet = funded_wallet(&node).await;
     let w = wallet.path();
+    let url = payee.url.clone();
     trickle(
         node.url(),
         w,
@@ -209,8 +209,8 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     .await;
     node.mine(1).await.expect("contract confirmed");
     let row = |table: &str| {
-        let (state, value, paid, _) = channel_row(table, "127.0.0.1");
-        (state, value, paid, channel_txid(table, "127.0.0.1"))
+        let (state, value, paid, _) = channel_row(table, &url);
+        (state, value, paid, channel_txid(table, &url))
     };
     let (_, value, paid, contract) = row(&trickle(node.url(), w, &["channels"]).await);
     assert_eq!((value, paid), (50_000, 1_000));
@@ -224,9 +224,9 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
         (BREAKS, "status 500"),
     ] {
         mode.store(how, std::sync::atomic::Ordering::SeqCst);
-        let err = trickle_fails(node.url(), w, &["close", "127.0.0.1"]).await;
+        let err = trickle_fails(node.url(), w, &["close", &url]).await;
         assert!(
-            err.contains("the payee did not close the channel with 127.0.0.1"),
+            err.contains(&format!("the payee did not close the channel with {url}")),
             "{err}"
         );
         assert!(err.contains(expected), "{err}");
@@ -242,9 +242,9 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     }
     // Then the payee stops altogether (and its chain duties never run): closing fails too.
     payee.kill();
-    let err = trickle_fails(node.url(), w, &["close", "127.0.0.1"]).await;
+    let err = trickle_fails(node.url(), w, &["close", &url]).await;
     assert!(
-        err.contains("the payee did not close the channel with 127.0.0.1"),
+        err.contains(&format!("the payee did not close the channel with {url}")),
         "{err}"
     );
     assert!(err.contains("channel endpoint: "), "{err}");
@@ -266,7 +266,7 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     );
     let refund = node.transaction(&txid).expect("refund");
     assert_eq!(refund.input[0].previous_output.txid, contract);
-    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!(state, "Refunded");
     let balance = trickle(node.url(), w, &["wallet", "balance"]).await;
     let confirmed: u64 = balance
@@ -296,16 +296,16 @@ async fn a_close_the_payee_refuses_leaves_the_channel_payable() {
     let wallet = funded_wallet(&node).await;
     let w = wallet.path();
     trickle(node.url(), w, &["fetch", &format!("{url}/articles/0")]).await;
-    let (_, _, paid, _) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let (_, _, paid, _) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!(paid, 10);
 
-    let err = trickle_fails(node.url(), w, &["close", "127.0.0.1"]).await;
+    let err = trickle_fails(node.url(), w, &["close", &url]).await;
     assert!(
         err.contains("close fee exceeds the server's share"),
         "{err}"
     );
     assert!(err.contains("it still pays the site"), "{err}");
-    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let (state, ..) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!(
         state, "Ready",
         "the client agrees with the payee: the channel is open"
@@ -322,8 +322,7 @@ async fn a_close_the_payee_refuses_leaves_the_channel_payable() {
     args.extend(urls.iter().map(String::as_str));
     let (bodies, _) = trickle_output(node.url(), w, &args).await;
     assert!(bodies.ends_with("article 100"), "{bodies}");
-    let (state, _, paid, _) =
-        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let (state, _, paid, _) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!(state, "Ready");
     assert!(paid >= 10 * 101, "{paid}");
     let stored = payee.store().channels().await.expect("stored");
@@ -334,7 +333,7 @@ async fn a_close_the_payee_refuses_leaves_the_channel_payable() {
     );
 
     // Now the share pays the fee: the close goes through and confirms.
-    let txid: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+    let txid: Txid = trickle(node.url(), w, &["close", &url])
         .await
         .trim()
         .parse()
@@ -344,8 +343,7 @@ async fn a_close_the_payee_refuses_leaves_the_channel_payable() {
         node.confirmation_height(&txid).is_some(),
         "settlement confirmed"
     );
-    let (state, _, settled, _) =
-        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let (state, _, settled, _) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!((state.as_str(), settled), ("Closed", paid));
 }
 
@@ -361,12 +359,19 @@ async fn hostile_sites_get_nothing() {
 
     // A price above the limit: refused before any channel is opened.
     let err = trickle_fails(node.url(), w, &["fetch", &article, "--max-price", "5"]).await;
-    // In sat, as the flags take them.
-    assert!(err.contains("price 10 sat is above --max-price 5"), "{err}");
+    // In sat, as the flags take them, with the flag that decides.
+    assert!(
+        err.contains(
+            "the price of 10 sat is above the max price of 5 sat per request; raise --max-price"
+        ),
+        "{err}"
+    );
     // A budget below the site's minimum channel: refused too.
     let err = trickle_fails(node.url(), w, &["fetch", &article, "--budget", "5000"]).await;
     assert!(
-        err.contains("--budget 5000 is below the site's minimum channel of 10000 sat"),
+        err.contains(
+            "5000 sat to lock is below the site's minimum channel of 10000 sat; raise --budget"
+        ),
         "{err}"
     );
     let table = trickle(node.url(), w, &["channels"]).await;
@@ -424,20 +429,21 @@ async fn hostile_sites_get_nothing() {
     let err = trickle_fails(node.url(), w, &["fetch", &format!("{wrong_network}/")]).await;
     assert!(err.contains("no channel payment on regtest"), "{err}");
 
-    // Open a channel, then the site's payee key changes: the client refuses to pay the new key.
+    // A channel with the site; then another payee, with another key, on another port of the
+    // same host: another site (an origin), so its own channel, and neither is refused.
     trickle(node.url(), w, &["fetch", &article]).await;
     let other_dir = tempfile::tempdir().expect("dir");
     let (_other, other_url) =
         proxy_with_seed(&node, &site, policy(&[2], 144), other_dir.path(), [43; 32]).await;
-    let err = trickle_fails(
+    trickle(
         node.url(),
         w,
         &["fetch", &format!("{other_url}/articles/2")],
     )
     .await;
-    assert!(err.contains("payee key changed"), "{err}");
-    let (_, value, paid, _) =
-        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let table = trickle(node.url(), w, &["channels"]).await;
+    assert_ne!(channel_txid(&table, &url), channel_txid(&table, &other_url));
+    let (_, value, paid, _) = channel_row(&table, &url);
     assert_eq!((value, paid), (50_000, 1_000), "nothing more was signed");
 }
 
@@ -508,8 +514,8 @@ async fn payee_restart_mid_stream_resumes_the_channel_and_charges_nothing_twice(
         String::from_utf8_lossy(&out.stderr)
     );
     let table = trickle(node.url(), w, &["channels"]).await;
-    let contract = channel_txid(&table, "127.0.0.1");
-    let (_, _, paid_before, credit_before) = channel_row(&table, "127.0.0.1");
+    let contract = channel_txid(&table, &url);
+    let (_, _, paid_before, credit_before) = channel_row(&table, &url);
     assert_eq!(paid_before - credit_before, 1_010);
     assert!(credit_before <= 10 * PREPAID_REQUESTS, "{credit_before}");
 
@@ -548,7 +554,7 @@ async fn payee_restart_mid_stream_resumes_the_channel_and_charges_nothing_twice(
     let err = trickle_fails(node.url(), w, &["fetch", &format!("{url}/articles/104")]).await;
     assert!(err.contains("trickle: "), "{err}");
     let table = trickle(node.url(), w, &["channels"]).await;
-    let (_, _, paid_down, _) = channel_row(&table, "127.0.0.1");
+    let (_, _, paid_down, _) = channel_row(&table, &url);
 
     // The payee comes back at the same address with the same database and key: the channel
     // resumes by its id, amounts grow from where they were, and no page is charged twice.
@@ -571,12 +577,8 @@ async fn payee_restart_mid_stream_resumes_the_channel_and_charges_nothing_twice(
 
     let table = trickle(node.url(), w, &["channels"]).await;
     assert_eq!(table.lines().count(), 2, "still one channel:\n{table}");
-    assert_eq!(
-        channel_txid(&table, "127.0.0.1"),
-        contract,
-        "the same channel"
-    );
-    let (state, value, paid, credit) = channel_row(&table, "127.0.0.1");
+    assert_eq!(channel_txid(&table, &url), contract, "the same channel");
+    let (state, value, paid, credit) = channel_row(&table, &url);
     assert_eq!(state, "Ready");
     assert!(
         paid > paid_down && paid_down >= paid_before,
@@ -604,7 +606,7 @@ async fn payee_restart_mid_stream_resumes_the_channel_and_charges_nothing_twice(
     );
 
     // The restarted payee closes with the best payment.
-    let txid: Txid = trickle(node.url(), w, &["close", "127.0.0.1"])
+    let txid: Txid = trickle(node.url(), w, &["close", &url])
         .await
         .trim()
         .parse()
@@ -676,12 +678,114 @@ async fn two_fetches_on_one_wallet_at_once_both_finish_and_nothing_is_charged_tw
     let stored = payee.store().channels().await.expect("channels");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].ledger.consumed.to_sat(), 31 * 10);
-    let (state, _, paid, credit) =
-        channel_row(&trickle(node.url(), w, &["channels"]).await, "127.0.0.1");
+    let (state, _, paid, credit) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
     assert_eq!(state, "Ready");
     assert!(
         paid >= stored[0].ledger.paid.to_sat(),
         "the payee holds no more than was signed"
     );
     assert_eq!(paid - credit, 31 * 10, "paid {paid}, credit {credit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_within_the_site_only() {
+    let node = Node::start(Config::default()).await.expect("node");
+    // Whatever reaches the other site is recorded.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let elsewhere = serve_at(
+        "127.0.0.2:0",
+        Router::new().fallback(move |request: axum::extract::Request| {
+            let record = record.clone();
+            async move {
+                let payment = request.headers().contains_key("payment-signature");
+                record
+                    .lock()
+                    .expect("lock")
+                    .push(format!("{} payment: {payment}", request.uri()));
+                "not yours"
+            }
+        }),
+    )
+    .await;
+    let redirect = |to: String| async move {
+        (
+            axum::http::StatusCode::FOUND,
+            [(axum::http::header::LOCATION, to)],
+        )
+    };
+    let away = format!("{elsewhere}/steal");
+    let site = serve(
+        Router::new()
+            .route(
+                "/articles/{n}",
+                get(
+                    |axum::extract::Path(n): axum::extract::Path<u32>| async move {
+                        format!("article {n}")
+                    },
+                ),
+            )
+            .route("/articles/old", get(move || redirect("/articles/1".into())))
+            .route("/articles/away", get(move || redirect(away.clone()))),
+    )
+    .await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let (_payee, url) = proxy(&node, &site, policy(&[2], 144), payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+
+    // Within the site: followed, and the page it leads to is paid.
+    let body = trickle(node.url(), w, &["fetch", &format!("{url}/articles/old")]).await;
+    assert_eq!(body, "article 1");
+    let (_, _, paid, credit) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
+
+    // To another site: not followed, in a run that has a payment armed for the site.
+    let out = run_trickle(
+        node.url(),
+        w,
+        &[
+            "fetch",
+            &format!("{url}/articles/2"),
+            &format!("{url}/articles/away"),
+        ],
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "article 2");
+    assert!(
+        err.contains(&format!(
+            "{url}/articles/away redirects to another site ({elsewhere}/steal); not following it"
+        )),
+        "{err}"
+    );
+    assert!(
+        seen.lock().expect("lock").is_empty(),
+        "nothing reached the other site: {:?}",
+        seen.lock().expect("lock")
+    );
+    let (_, _, paid_after, credit_after) =
+        channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
+    assert_eq!(
+        (paid_after - credit_after) - (paid - credit),
+        10,
+        "one page charged (article 2); the redirect nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_paid_in_a_run_is_reloaded_not_paid_again() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let (_payee, url) = proxy(&node, &site, policy(&[2], 144), payee_dir.path()).await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+    // Article 1 answers the offer, article 2 goes with the pre-armed payment: each is sent
+    // again later in the run, and each is charged once.
+    let (one, two) = (format!("{url}/articles/1"), format!("{url}/articles/2"));
+    let out = trickle(node.url(), w, &["fetch", &one, &one, &two, &one, &two]).await;
+    assert_eq!(out, "article 1article 1article 2article 1article 2");
+    let (_, _, paid, credit) = channel_row(&trickle(node.url(), w, &["channels"]).await, &url);
+    assert_eq!(paid - credit, 20, "two pages charged, at 10 sat");
 }

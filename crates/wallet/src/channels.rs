@@ -101,7 +101,7 @@ const EXPIRY_TIP_SKEW_BLOCKS: u32 = 6;
 /// One channel with one site, as stored under `channel/<id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelRecord {
-    /// The site (host) the channel pays.
+    /// The site the channel pays: its origin (scheme, host and port).
     pub site: String,
     /// The payee's channel key.
     pub payee_key: PublicKey,
@@ -253,6 +253,20 @@ async fn exchange<T: Transport>(
 
 fn decode_record(key: &str, bytes: &[u8]) -> Result<ChannelRecord, WalletError> {
     serde_json::from_slice(bytes).map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))
+}
+
+/// Layout 3 (see [`crate::layout`]): a record the command-line payer labelled with its site's
+/// host, relabelled with the site's origin, which is its channel endpoint's (the payee serves
+/// the endpoint on the site's own origin). The record under its new key, the one to remove, or
+/// `None` when the record is labelled by origin already, or cannot be read (left as it is).
+pub(crate) fn relabelled_by_origin(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
+    let mut record: ChannelRecord = serde_json::from_slice(bytes).ok()?;
+    if crate::budget::normalize_origin(&record.site).is_ok_and(|o| o == record.site) {
+        return None;
+    }
+    record.site = crate::budget::site_origin(&record.endpoint).ok()?;
+    let bytes = serde_json::to_vec(&record).ok()?;
+    Some((record_key(&record.id()), bytes))
 }
 
 /// `record` as a write of its store key.

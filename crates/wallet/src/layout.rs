@@ -4,6 +4,9 @@
 //!   `wallet/meta`, `wallet/seed`, `wallet/bdk`, `channel/<id>`.
 //! * Layout 2 keeps each network's wallet under its own prefix (`regtest/wallet/meta`, ...), so
 //!   one extension profile or one directory holds a wallet per network and the user can switch.
+//! * Layout 3 labels every channel by its site's origin (scheme, host and port), as budgets
+//!   are: the command-line payer labelled its channels by host, so that two sites on one host
+//!   shared a label and a pinned payee key.
 //!
 //! [`open`] migrates an older layout in place and returns the store scoped to one network. The
 //! migration copies, then records the new layout, then deletes the originals, so a crash at any
@@ -16,7 +19,7 @@ use crate::store::{Store, StoreError, WriteBatch};
 use crate::WalletError;
 
 /// The current layout.
-pub const LAYOUT: u16 = 2;
+pub const LAYOUT: u16 = 3;
 const LAYOUT_KEY: &str = "layout";
 /// The record that marks a layout-1 wallet at the root.
 const LAYOUT1_META: &str = "wallet/meta";
@@ -123,6 +126,9 @@ async fn migrate<S: Store>(store: &S) -> Result<(), WalletError> {
             }
         }
     }
+    if layout < 3 {
+        relabel_channels_by_origin(store).await?;
+    }
     if layout != LAYOUT {
         let record = serde_json::to_vec(&LayoutRecord { layout: LAYOUT })
             .map_err(|e| WalletError::Corrupt(e.to_string()))?;
@@ -132,6 +138,33 @@ async fn migrate<S: Store>(store: &S) -> Result<(), WalletError> {
     // migration that stopped half way through its deletions.
     for key in layout1_keys(store).await? {
         store.remove(&key).await?;
+    }
+    Ok(())
+}
+
+/// Relabels each network's channel records by origin (layout 3), one record per write: the
+/// new record and the removal of the old one go together, so a migration cut short leaves
+/// every record once, and the next [`open`] relabels the rest.
+async fn relabel_channels_by_origin<S: Store>(store: &S) -> Result<(), WalletError> {
+    for network in [
+        Network::Bitcoin,
+        Network::Testnet,
+        Network::Testnet4,
+        Network::Signet,
+        Network::Regtest,
+    ] {
+        let scoped = Scoped::new(store, network);
+        for key in scoped.keys("channel/").await? {
+            let Some(bytes) = scoped.get(&key).await? else {
+                continue;
+            };
+            if let Some((new_key, record)) = crate::channels::relabelled_by_origin(&bytes) {
+                let mut batch = WriteBatch::new();
+                batch.remove(key);
+                batch.put(new_key, record);
+                scoped.write(batch).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -184,7 +217,7 @@ mod tests {
         {
             let store = MemoryStore::default();
             store
-                .put(LAYOUT_KEY, br#"{"layout":3}"#.to_vec())
+                .put(LAYOUT_KEY, br#"{"layout":4}"#.to_vec())
                 .await
                 .expect("put");
             let err = open(&store, Network::Regtest).await.expect_err("refused");

@@ -9,11 +9,13 @@
 
 #![deny(missing_docs)]
 
+pub mod approval;
 pub mod budget;
 pub mod chain;
 mod channels;
 pub mod layout;
 pub mod offer;
+pub mod payer;
 pub mod settings;
 pub mod site;
 pub mod store;

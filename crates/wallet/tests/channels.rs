@@ -494,3 +494,58 @@ async fn a_settlement_never_confirmed_does_not_cancel_the_refund() {
         );
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_channel_labelled_by_host_is_relabelled_by_origin_and_still_pays() {
+    use trickle_wallet::layout;
+    use trickle_wallet::store::{MemoryStore, Store};
+
+    // A layout-2 wallet of the command-line payer: its channel labelled by the site's host.
+    let node = Node::start(Config::default()).await.expect("node");
+    let store = Counted::default();
+    let (wallet, payee, _client, tip, mut pending) = open(&node, store.clone()).await;
+    common::flush(&wallet, &mut pending).await.expect("stored");
+    drop(wallet);
+    let old = MemoryStore::default();
+    for key in store.keys("").await.expect("keys") {
+        let value = store.get(&key).await.expect("get").expect("value");
+        old.put(&format!("regtest/{key}"), value)
+            .await
+            .expect("put");
+    }
+    old.put("layout", br#"{"layout":2}"#.to_vec())
+        .await
+        .expect("put");
+    let host_keys = old.keys("regtest/channel/").await.expect("keys");
+    assert_eq!(host_keys.len(), 1);
+
+    let scoped = layout::open(&old, Network::Regtest)
+        .await
+        .expect("migrated");
+    assert_eq!(
+        layout::layout_of(&old).await.expect("layout"),
+        layout::LAYOUT
+    );
+    let wallet = Wallet::unlock(scoped, Network::Regtest, PASSWORD)
+        .await
+        .expect("unlocked");
+    let records = wallet.channels().await.expect("channels");
+    let origin = format!("https://{SITE}");
+    assert_eq!(
+        records.iter().map(|r| r.site.as_str()).collect::<Vec<_>>(),
+        [origin.as_str()],
+        "one record, labelled by origin"
+    );
+    assert_ne!(
+        old.keys("regtest/channel/").await.expect("keys"),
+        host_keys,
+        "stored under the origin's key, the host's gone"
+    );
+    // The channel pays on, as the site's origin.
+    let mut pending = WriteBatch::new();
+    let offer = payee.offer();
+    let header = common::pay(&wallet, &mut pending, &origin, &offer, &page(1), None, tip)
+        .await
+        .expect("paid");
+    assert!(payee.charge(&header, PRICE).success);
+}

@@ -25,10 +25,10 @@ fn url(n: u32) -> String {
 }
 
 /// The `PAYMENT-REQUIRED` header the payee answers `url` with. Its offer asks a first
-/// payment of one page, whatever the payee's `INITIATE` then asks.
-fn required(payee: &Payee, url: &str) -> String {
+/// payment of `first_payment`, whatever the payee's `INITIATE` then asks.
+fn required(payee: &Payee, url: &str, first_payment: Amount) -> String {
     let mut offer = payee.offer();
-    offer.extra.min_payment = PRICE;
+    offer.extra.min_payment = first_payment;
     PaymentRequired {
         x402_version: X402_VERSION,
         error: None,
@@ -51,6 +51,8 @@ struct Setup {
     budgets: Budgets<FailingStore<Counted>>,
     client: AsyncClient,
     tip: ChainTip,
+    /// The first payment the site's offers ask (one page unless a test says otherwise).
+    offered_first_payment: Amount,
 }
 
 /// A funded wallet, and a payee whose first payment is one page.
@@ -78,6 +80,7 @@ async fn setup() -> (Setup, Payee) {
         budgets: Budgets::new(disk),
         client,
         tip,
+        offered_first_payment: PRICE,
     };
     (setup, payee)
 }
@@ -109,8 +112,9 @@ impl Setup {
             network: Network::Regtest,
             policy: &policy,
             now: now(),
+            progress: &|_| {},
         };
-        let header = required(payee, url);
+        let header = required(payee, url, self.offered_first_payment);
         let answer = self
             .wallet
             .answer_offer(&self.budgets, &ctx, url, &header, false)
@@ -122,7 +126,14 @@ impl Setup {
     async fn take_receipt(&self, url: &str, header: &str) -> Result<Option<ReceiptView>, PayError> {
         let staged = self
             .wallet
-            .take_receipt(&self.budgets, url, header, self.tip, now())
+            .take_receipt(
+                &WriteBatch::new(),
+                &self.budgets,
+                url,
+                header,
+                self.tip,
+                now(),
+            )
             .await?;
         match staged {
             Some(staged) => Ok(Some(staged.commit(&(&self.wallet, &self.budgets)).await?)),
@@ -464,6 +475,30 @@ async fn a_first_payment_above_the_offers_minimum_is_refused() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn a_first_payment_above_the_max_price_is_paid_within_the_limit() {
+    // The demo's payee: pages of 10 sat, channels opened with 1,000 sat (which pay the close).
+    let (mut s, mut payee) = setup().await;
+    let first = Amount::from_sat(1_000);
+    s.offered_first_payment = first;
+    payee.policy.min_payment = first;
+    // The budget the approval screen suggests for a 10 sat page: 100 pages a week.
+    let terms = trickle_wallet::site::suggested_terms(PRICE);
+    assert_eq!(terms.max_price, PRICE);
+    s.budgets
+        .save(&Budget::new(ORIGIN, terms, now()).expect("budget"))
+        .await
+        .expect("saved");
+    for n in 1..=3 {
+        let answer = s.load(&payee, n).await;
+        assert!(matches!(answer, Answer::Pay { .. }), "page {n}: {answer:?}");
+    }
+    // The first payment is what was signed, all of it spent from the budget; pages two and
+    // three came from its credit.
+    assert_eq!(s.signed(&payee).await, first.to_sat());
+    assert_eq!(s.spent_reserved().await, (first.to_sat(), 0));
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn the_payee_sets_neither_how_much_is_locked_nor_for_how_long() {
     // The payee's minimum channel is above the client's cap per channel.
     let (mut s, mut payee) = setup().await;
@@ -521,38 +556,29 @@ async fn a_change_swept_below_dust_is_reserved_as_signed() {
     );
 
     // 330 sat: the fourth page would leave 290 sat, swept into its payment. Reserved as
-    // signed, so refused by a budget whose max price is the page's; paid by one that allows it.
+    // signed: the limit bounds it, the max price only the page's price.
     let value = Amount::from_sat(330);
-    for max_price in [PRICE, Amount::from_sat(300)] {
-        let (mut s, mut payee) = setup().await;
-        s.approve_up_to(1_000, max_price).await;
-        (
-            payee.policy.min_channel_value,
-            payee.policy.max_channel_value,
-        ) = (value, value);
-        for n in 1..=4 {
-            let answer = s.answer_with(&payee, &payee, n).await;
-            let signed = s.signed(&payee).await;
-            let (spent, reserved) = s.spent_reserved().await;
-            assert_eq!(signed, spent + reserved, "page {n}: {answer:?}");
-            match answer {
-                Ok(Answer::Pay { header, .. }) => {
-                    let receipt = payee.charge(&header, PRICE);
-                    s.take_receipt(&url(n), &receipt.to_header())
-                        .await
-                        .expect("receipt applied");
-                }
-                other => assert!(n == 4 && max_price == PRICE, "page {n}: {other:?}"),
-            }
-        }
-        let all = if max_price == PRICE {
-            30
-        } else {
-            value.to_sat()
+    let (mut s, mut payee) = setup().await;
+    s.approve_up_to(1_000, PRICE).await;
+    (
+        payee.policy.min_channel_value,
+        payee.policy.max_channel_value,
+    ) = (value, value);
+    for n in 1..=4 {
+        let answer = s.answer_with(&payee, &payee, n).await;
+        let signed = s.signed(&payee).await;
+        let (spent, reserved) = s.spent_reserved().await;
+        assert_eq!(signed, spent + reserved, "page {n}: {answer:?}");
+        let Ok(Answer::Pay { header, .. }) = answer else {
+            panic!("page {n}: {answer:?}");
         };
-        assert_eq!(s.signed(&payee).await, all, "max price {max_price}");
-        assert_eq!(s.spent_reserved().await, (all, 0), "max price {max_price}");
+        let receipt = payee.charge(&header, PRICE);
+        s.take_receipt(&url(n), &receipt.to_header())
+            .await
+            .expect("receipt applied");
     }
+    assert_eq!(s.signed(&payee).await, value.to_sat());
+    assert_eq!(s.spent_reserved().await, (value.to_sat(), 0));
 }
 
 /// The payee's endpoint, except that `GET session` says the channel is closing and holds one

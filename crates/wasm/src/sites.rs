@@ -189,6 +189,9 @@ pub(crate) struct ReceiptAnswer {
     next_header: Option<String>,
     /// Why the next payment could not be signed.
     next_error: Option<Failure>,
+    /// The payee refused for lack of credit: the 402 that comes with it is paid, once
+    /// (`trickle_wallet::site::pays_again`).
+    pay_again: bool,
 }
 
 #[derive(Serialize)]
@@ -290,11 +293,12 @@ impl Inner {
             network: self.network(),
             policy: &policy,
             now: now_secs(),
+            progress: &|_| {},
         };
         let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
         let answer = wallet
-            .answer_offer(&budgets, &ctx, url, header, confirmed)
+            .answer_offer(&*budgets, &ctx, url, header, confirmed)
             .await?;
         // The header goes to the page only once its payment is stored.
         match answer.commit(&(&*wallet, &*budgets)).await? {
@@ -330,7 +334,10 @@ impl Inner {
         let guard = self.wallet.lock().await;
         let wallet = guard.as_ref().ok_or_else(locked)?;
         let now = now_secs();
-        let Some(receipt) = wallet.take_receipt(&budgets, url, header, tip, now).await? else {
+        let Some(receipt) = wallet
+            .take_receipt(&WriteBatch::new(), &*budgets, url, header, tip, now)
+            .await?
+        else {
             return Ok(None);
         };
         let history = self.history(wallet.store()).await?;
@@ -352,7 +359,7 @@ impl Inner {
         // told apart.
         let origin = site_origin(url)?;
         let next = wallet
-            .pre_arm_site(recorded.writes(), &budgets, &origin, tip, now)
+            .pre_arm_site(recorded.writes(), &*budgets, &origin, tip, now)
             .await;
         let (staged, next_error) = match next {
             Ok(next) => (recorded.and(next), None),
@@ -367,6 +374,7 @@ impl Inner {
             },
             next_header,
             next_error,
+            pay_again: view.pay_again,
         }))
     }
 
@@ -500,7 +508,7 @@ impl Inner {
         let guard = self.wallet.lock().await;
         let wallet = guard.as_ref().ok_or_else(locked)?;
         let armed = wallet
-            .pre_arm_site(&WriteBatch::new(), &budgets, origin, tip, now_secs())
+            .pre_arm_site(&WriteBatch::new(), &*budgets, origin, tip, now_secs())
             .await?;
         Ok(armed.commit(&(wallet, &*budgets)).await?)
     }
@@ -512,7 +520,7 @@ impl Inner {
         let mut guard = self.wallet.lock().await;
         let wallet = guard.as_mut().ok_or_else(locked)?;
         let committed = wallet
-            .reconcile(&budgets, &FetchTransport, tip, now_secs())
+            .reconcile(&*budgets, &FetchTransport, tip, now_secs())
             .await?;
         Ok(committed.to_sat())
     }

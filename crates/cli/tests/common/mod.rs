@@ -266,10 +266,7 @@ pub async fn funded_wallet(node: &Node) -> tempfile::TempDir {
 
 /// The contract txid (the channel's id) in the `trickle channels` row of `site`.
 pub fn channel_txid(table: &str, site: &str) -> Txid {
-    let row = table
-        .lines()
-        .find(|l| l.starts_with(site))
-        .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"));
+    let row = site_row(table, site);
     row.split_whitespace()
         .last()
         .and_then(|t| t.parse().ok())
@@ -278,11 +275,17 @@ pub fn channel_txid(table: &str, site: &str) -> Txid {
 
 /// Parses the `trickle channels` row of `site`: (state, value, paid, credit).
 pub fn channel_row(table: &str, site: &str) -> (String, u64, u64, u64) {
-    let row = table
-        .lines()
-        .find(|l| l.starts_with(site))
-        .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"));
+    let row = site_row(table, site);
     let f: Vec<&str> = row.split_whitespace().collect();
     let n = |i: usize| f[i].parse::<u64>().expect("number");
     (f[1].to_owned(), n(2), n(3), n(4))
+}
+
+/// The `trickle channels` row whose site column is exactly `site` (so that one origin's port
+/// is not taken for a prefix of another's).
+fn site_row<'t>(table: &'t str, site: &str) -> &'t str {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(site))
+        .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"))
 }

@@ -1,0 +1,240 @@
+//! The payer of a process that makes its own HTTP requests (the command-line payer, the Rust
+//! payer API): an unlocked wallet and its [`Approver`], kept for the process's life, told of
+//! each request it sends and each response it gets.
+//!
+//! For each request, the caller asks [`Payer::armed`] for a pre-armed `PAYMENT-SIGNATURE` (a
+//! site with an open channel is paid before it asks), sends the request (optionally with
+//! [`Payer::prepare`] meanwhile), and hands the response to [`Payer::on_response`], which
+//! applies its receipt and says whether to send the request again with a payment. The rules
+//! are the wallet's (see [`crate::site`]): every offer is checked, every signed amount is
+//! reserved with the approver first, a request already paid is paid again only for a lack of
+//! credit and only once ([`crate::site::pays_again`]).
+//!
+//! Receipts are carried into the next payment's write (one durable write per paid request);
+//! [`Payer::flush`] stores what is left of them. A URL paid in this process's life is sent
+//! again with the payment that paid it, within the offer's life: the payee serves it as a
+//! reload, without charging again.
+
+use std::collections::HashMap;
+
+use crate::approval::Approver;
+use crate::budget::site_origin;
+use crate::chain::ChainSource;
+use crate::channels::Transport;
+use crate::offer::OfferError;
+use crate::site::{Answer, PayContext, PayError};
+use crate::store::{Staged, Store, WriteBatch};
+use crate::wallet::Wallet;
+use trickle_channel::ChainTip;
+
+/// What a request carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// No payment.
+    Nothing,
+    /// A pre-armed payment, sent before the site asked.
+    Armed,
+    /// A payment answering the site's 402.
+    Paid,
+    /// A second payment after the payee found too little credit.
+    PaidAgain,
+}
+
+/// The headers of a response that the payer reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Response<'a> {
+    /// The HTTP status.
+    pub status: u16,
+    /// `PAYMENT-REQUIRED`, if any.
+    pub payment_required: Option<&'a str>,
+    /// `PAYMENT-RESPONSE`, if any.
+    pub payment_response: Option<&'a str>,
+}
+
+/// What to do after a response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The response is the answer.
+    Done,
+    /// Send the request again with this `PAYMENT-SIGNATURE`; it then carries `sent`.
+    Pay {
+        /// The header's value (its payment is stored).
+        header: String,
+        /// What the request carries then.
+        sent: Sent,
+    },
+}
+
+/// An unlocked wallet paying as its approver allows (see the [module documentation](self)).
+pub struct Payer<S: Store, A> {
+    wallet: Wallet<S>,
+    approver: A,
+    /// Receipts applied since the last write, stored with the next one.
+    pending: WriteBatch,
+    /// The payments that paid a URL, and until when (Unix seconds) they reload it.
+    reloads: HashMap<String, Reload>,
+}
+
+/// A payment that reloads the URL it paid.
+struct Reload {
+    header: String,
+    until: u64,
+}
+
+/// Reloads kept at the most; the oldest go first.
+const MAX_RELOADS: usize = 1_000;
+
+impl<S: Store, A: Approver> Payer<S, A> {
+    /// Pays with `wallet` as `approver` allows.
+    pub fn new(wallet: Wallet<S>, approver: A) -> Self {
+        Self {
+            wallet,
+            approver,
+            pending: WriteBatch::new(),
+            reloads: HashMap::new(),
+        }
+    }
+
+    /// The wallet (its receipts not yet stored are not in it: [`Payer::flush`] first).
+    pub fn wallet(&mut self) -> &mut Wallet<S> {
+        &mut self.wallet
+    }
+
+    fn origin(url: &str) -> Result<String, PayError> {
+        site_origin(url).map_err(|_| OfferError::BadUrl(url.to_owned()).into())
+    }
+
+    /// The pre-armed `PAYMENT-SIGNATURE` for a request to `url`, stored before it is returned;
+    /// `None` without an open channel with the site, or when its approver would not pay its
+    /// last price without asking.
+    pub async fn armed(
+        &mut self,
+        url: &str,
+        tip: ChainTip,
+        now: u64,
+    ) -> Result<Option<String>, PayError> {
+        if let Some(reload) = self.reloads.get(url).filter(|r| now <= r.until) {
+            return Ok(Some(reload.header.clone()));
+        }
+        let origin = Self::origin(url)?;
+        let armed = self
+            .wallet
+            .pre_arm_site(&self.pending, &self.approver, &origin, tip, now)
+            .await?;
+        Ok(armed
+            .commit_carrying(&(&self.wallet, &self.approver), &mut self.pending)
+            .await?)
+    }
+
+    /// While a request to `url` is in flight: signs (and stores) the top-up of the site's
+    /// credit that the next requests to it will carry, within what the approver allows (see
+    /// [`Wallet::prepare_site`]).
+    pub async fn prepare(&mut self, url: &str, tip: ChainTip, now: u64) -> Result<(), PayError> {
+        let origin = Self::origin(url)?;
+        let prepared = self
+            .wallet
+            .prepare_site(&self.pending, &self.approver, &origin, tip, now)
+            .await?;
+        Ok(prepared
+            .commit_carrying(&(&self.wallet, &self.approver), &mut self.pending)
+            .await?)
+    }
+
+    /// Takes the response to a request for `url` that carried `sent` (with the header
+    /// `paid_with`, if any): applies its receipt, and answers a 402 with a payment when the
+    /// rules allow it.
+    pub async fn on_response<T: Transport, C: ChainSource>(
+        &mut self,
+        ctx: &PayContext<'_, T, C>,
+        url: &str,
+        (sent, paid_with): (Sent, Option<&str>),
+        response: Response<'_>,
+    ) -> Result<Next, PayError> {
+        let mut again = false;
+        if let Some(header) = response.payment_response {
+            let taken = self
+                .wallet
+                .take_receipt(&self.pending, &self.approver, url, header, ctx.tip, ctx.now)
+                .await?;
+            if let Some(taken) = taken {
+                let (view, writes) = taken.into_parts();
+                self.pending.merge(writes);
+                again = view.pay_again;
+                let served = view.success && (200..300).contains(&response.status);
+                // A pre-armed payment reloads by the receipt's nonce; one answering an offer,
+                // by itself (its nonce is the offer's).
+                let reload = match sent {
+                    Sent::Armed => view.reload_header.clone(),
+                    Sent::Paid | Sent::PaidAgain => paid_with.map(str::to_owned),
+                    Sent::Nothing => None,
+                };
+                if let Some(header) = reload.filter(|_| served) {
+                    self.remember(url, header, ctx.now).await?;
+                }
+                // A refused payment that comes with no offer to pay ends the request.
+                if !view.success && response.status != 402 {
+                    return Err(PayError::Refused(view.error_reason.unwrap_or_default()));
+                }
+            }
+        }
+        if response.status != 402 {
+            return Ok(Next::Done);
+        }
+        let next = match sent {
+            Sent::Nothing | Sent::Armed => Sent::Paid,
+            Sent::Paid if again => Sent::PaidAgain,
+            Sent::Paid | Sent::PaidAgain => return Err(PayError::AskedTwice),
+        };
+        let required = response
+            .payment_required
+            .ok_or_else(|| PayError::BadHeader("a 402 without a PAYMENT-REQUIRED header".into()))?;
+        // An opening acts as it goes, on what is stored: the receipts go first.
+        self.flush().await?;
+        let answer = self
+            .wallet
+            .answer_offer(&self.approver, ctx, url, required, false)
+            .await?
+            .commit(&(&self.wallet, &self.approver))
+            .await?;
+        match answer {
+            Answer::Pay { header, .. } => Ok(Next::Pay { header, sent: next }),
+            Answer::Ask(ask) => Err(PayError::NotApproved(ask)),
+        }
+    }
+
+    /// Keeps `header` as the reload of `url`, for the life of the site's offer.
+    async fn remember(&mut self, url: &str, header: String, now: u64) -> Result<(), PayError> {
+        let origin = Self::origin(url)?;
+        let life = self
+            .wallet
+            .channels_in(&self.pending)
+            .await?
+            .into_iter()
+            .find(|r| r.site == origin && r.last_offer.is_some())
+            .and_then(|r| r.last_offer)
+            .map_or(0, |o| u64::from(o.max_timeout_seconds));
+        if self.reloads.len() >= MAX_RELOADS {
+            let oldest = self
+                .reloads
+                .iter()
+                .min_by_key(|(_, r)| r.until)
+                .map(|(u, _)| u.clone());
+            if let Some(oldest) = oldest {
+                self.reloads.remove(&oldest);
+            }
+        }
+        let until = now.saturating_add(life);
+        self.reloads
+            .insert(url.to_owned(), Reload { header, until });
+        Ok(())
+    }
+
+    /// Stores the receipts applied since the last write.
+    pub async fn flush(&mut self) -> Result<(), PayError> {
+        Staged::new((), self.pending.clone())
+            .commit(&(&self.wallet, &self.approver))
+            .await?;
+        self.pending = WriteBatch::new();
+        Ok(())
+    }
+}
