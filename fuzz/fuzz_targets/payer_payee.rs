@@ -18,7 +18,7 @@ use trickle_channel::auth::{authorize_payment, PaymentKey};
 use trickle_channel::charge::{decide, ChargeContext, Decision, PricedRequest, Stored};
 use trickle_channel::credit::{Ledger, NonceKey};
 use trickle_channel::http::{
-    caip2, ChannelPayment, ChannelTerms, PaymentRequirements, PaymentSignature, Resource, ASSET,
+    caip2, ChannelPayment, ChannelTerms, PaymentRequirements, PaymentSignature, Resource, asset,
     SCHEME, X402_VERSION,
 };
 use trickle_channel::{PayeeState, PayerState, Version, WireMessage};
@@ -44,7 +44,7 @@ fn header(pair: &Pair, nonces: &NonceKey, arg: u64, forged: bool) -> (PaymentSig
         scheme: SCHEME.into(),
         network: caip2(bitcoin::Network::Regtest),
         amount: Amount::from_sat(10),
-        asset: ASSET.into(),
+        asset: asset(&caip2(bitcoin::Network::Regtest)),
         pay_to: pubkey(&key(SERVER)),
         max_timeout_seconds: 300,
         extra: ChannelTerms {
@@ -95,7 +95,8 @@ fn present(pair: &mut Pair, books: &mut Books, nonces: &NonceKey, sig: &PaymentS
     let server_key = pubkey(&key(SERVER));
     let network = caip2(bitcoin::Network::Regtest);
     let ticket = sig.payload.nonce.clone().or(sig.payload.ticket.clone()).unwrap_or_default();
-    let request = PricedRequest { url, safe: arg & 64 == 0, price: Amount::from_sat(arg >> 8) };
+    // The offer the header accepted: a payment answering it always matches it.
+    let request = PricedRequest { url, safe: arg & 64 == 0, price: Amount::from_sat(arg >> 8), offer: Some(&sig.accepted) };
     let decided = pair.with_payee(|payee| {
         let ctx = ChargeContext {
             payee,

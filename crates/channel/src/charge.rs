@@ -11,7 +11,7 @@ use bitcoin::{Amount, Txid};
 use crate::auth::PaymentKey;
 use crate::credit::{Ledger, NonceKey};
 use crate::error::ErrorCode;
-use crate::http::{PaymentSignature, Refusal, TICKET_LEN};
+use crate::http::{PaymentRequirements, PaymentSignature, Refusal, TICKET_LEN};
 use crate::message::WireMessage;
 use crate::payee::{PayeeContext, PayeeState};
 
@@ -24,6 +24,9 @@ pub struct PricedRequest<'a> {
     pub safe: bool,
     /// What the request costs (zero for a free resource).
     pub price: Amount,
+    /// The offer the server makes for this request (its nonce aside), `None` for a free
+    /// resource: a payment answering an offer must have accepted it.
+    pub offer: Option<&'a PaymentRequirements>,
 }
 
 /// What the server knows besides the channel.
@@ -142,6 +145,18 @@ pub fn decide(
         return Err(refused(Refusal::WrongPayee, "another payee key"));
     }
     let payment = &sig.payload;
+    // A payment answering an offer names it, as x402 requires. A pre-armed payment (and the
+    // reload of what it charged) was made before this request's offer: it names the site's
+    // last offer, which is Trickle's extension (docs/protocol.md section 2).
+    let answers_offer = payment.nonce.as_ref() == Some(&sig.accepted.extra.nonce);
+    if let Some(offer) = request.offer.filter(|_| answers_offer) {
+        if !offer.matches(&sig.accepted) {
+            return Err(refused(
+                Refusal::InvalidPaymentRequirements,
+                "accepted is not this resource's offer",
+            ));
+        }
+    }
     let issued_at = match &payment.nonce {
         Some(nonce) => Some(
             ctx.nonces

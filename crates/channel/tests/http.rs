@@ -29,7 +29,7 @@ fn offer(nonce: String) -> PaymentRequired {
             scheme: SCHEME.into(),
             network: caip2(Network::Regtest),
             amount: Amount::from_sat(10),
-            asset: ASSET.into(),
+            asset: asset(&caip2(Network::Regtest)),
             pay_to: pubkey(&key(SERVER)),
             max_timeout_seconds: 300,
             extra: ChannelTerms {
@@ -48,6 +48,36 @@ fn offer(nonce: String) -> PaymentRequired {
 fn examples() -> (PaymentRequired, PaymentSignature, PaymentResponse) {
     let (required, signature, _, response) = all_examples();
     (required, signature, response)
+}
+
+/// The refusal of a payment on the examples' channel once it is closed: the receipt names the
+/// settlement as x402's `transaction`.
+fn closed_refusal() -> PaymentResponse {
+    let mut pair = Pair::open(Version::V2);
+    pair.pay(Amount::from_sat(10)).expect("paid");
+    let close = pair.payer.close().expect("close");
+    pair.payer = close.state;
+    let broadcast = pair.exchange(close.send).expect("settled");
+    let [settlement] = broadcast.as_slice() else {
+        panic!("a close broadcasts one settlement")
+    };
+    let ch = pair.payee_channel();
+    PaymentResponse {
+        success: false,
+        error_reason: Some(Refusal::Channel(ErrorCode::ChannelClosed).as_str().into()),
+        network: caip2(Network::Regtest),
+        payer: Some(pubkey(&key(CLIENT))),
+        transaction: Some(settlement.compute_txid()),
+        receipt: Some(Receipt {
+            channel: ch.contract_txid(),
+            paid: ch.paid(),
+            consumed: Amount::ZERO,
+            credit: ch.paid() - Amount::from_sat(10),
+            channel_value: ch.funding.contract.value,
+            expiry: ch.funding.contract.expiry.to_consensus_u32(),
+            nonce: None,
+        }),
+    }
 }
 
 /// The offer, its answer, a pre-armed header (ticket `[5; 16]`, paying from credit) and the
@@ -86,6 +116,7 @@ fn all_examples() -> (
         error_reason: None,
         network: caip2(Network::Regtest),
         payer: Some(pubkey(&key(CLIENT))),
+        transaction: None,
         receipt: Some(Receipt {
             channel: ch.contract_txid(),
             paid: ch.paid(),
@@ -169,7 +200,7 @@ fn hostile_offers_are_refused_with_reasons() {
         PaymentRequired::from_header(&b64(&j))
     };
     let invalid = |r: Result<PaymentRequired, HeaderError>| match r {
-        Err(HeaderError::Invalid(_) | HeaderError::Json(_)) => {}
+        Err(HeaderError::Invalid(_) | HeaderError::Json(_) | HeaderError::Version(_)) => {}
         other => panic!("expected a refusal, got {other:?}"),
     };
     invalid(with(&["x402Version"], json!(1)));
@@ -183,6 +214,11 @@ fn hostile_offers_are_refused_with_reasons() {
     ));
     invalid(with(&["accepts", "0", "amount"], json!("2000000")));
     invalid(with(&["accepts", "0", "asset"], json!("usd")));
+    invalid(with(&["accepts", "0", "asset"], json!("sat")));
+    invalid(with(
+        &["accepts", "0", "asset"],
+        json!(asset(&caip2(Network::Bitcoin))),
+    ));
     invalid(with(&["accepts", "0", "payTo"], json!("02ffff")));
     invalid(with(&["accepts", "0", "extra", "versions"], json!([3])));
     invalid(with(&["accepts", "0", "extra", "versions"], json!([])));
@@ -242,6 +278,116 @@ fn hostile_payments_are_refused() {
     ));
 }
 
+#[test]
+fn the_receipt_is_x402s_settlement_response() {
+    let (_, _, response) = examples();
+    let wire = serde_json::to_value(&response).expect("json");
+    assert_eq!(
+        wire["transaction"], "",
+        "an off-chain payment has no transaction"
+    );
+    assert!(wire.get("receipt").is_none(), "no top-level receipt");
+    assert_eq!(
+        wire["extra"]["receipt"],
+        serde_json::to_value(response.receipt.as_ref().expect("receipt")).expect("json")
+    );
+    let closed = closed_refusal();
+    let wire = serde_json::to_value(&closed).expect("json");
+    let settlement = closed.transaction.expect("settled");
+    assert_eq!(wire["transaction"], settlement.to_string());
+    assert_eq!(
+        PaymentResponse::from_header(&closed.to_header()),
+        Ok(closed)
+    );
+    // The form before x402's: no `transaction`, the receipt at the top.
+    let mut old = wire.clone();
+    old.as_object_mut().expect("object").remove("transaction");
+    assert!(matches!(
+        PaymentResponse::from_header(&b64(&old)),
+        Err(HeaderError::Json(_))
+    ));
+    let mut bad_txid = wire;
+    bad_txid["transaction"] = json!("0x1234");
+    assert!(matches!(
+        PaymentResponse::from_header(&b64(&bad_txid)),
+        Err(HeaderError::Json(_))
+    ));
+}
+
+#[test]
+fn headers_are_read_padded_or_not_and_sent_padded() {
+    let (required, signature, response) = examples();
+    let unpadded = |h: String| h.trim_end_matches('=').to_owned();
+    // Each example's JSON has a length that needs padding.
+    for header in [
+        required.to_header(),
+        signature.to_header(),
+        response.to_header(),
+    ] {
+        assert_eq!(header.len() % 4, 0, "padded: {header}");
+        assert!(header.ends_with('='), "this example needs padding");
+    }
+    assert_eq!(
+        PaymentRequired::from_header(&unpadded(required.to_header())),
+        Ok(required)
+    );
+    assert_eq!(
+        PaymentSignature::from_header(&unpadded(signature.to_header())),
+        Ok(signature)
+    );
+    assert_eq!(
+        PaymentResponse::from_header(&unpadded(response.to_header())),
+        Ok(response)
+    );
+}
+
+#[test]
+fn another_scheme_or_version_is_told_apart_from_a_malformed_header() {
+    let (_, signature, _) = examples();
+    // An x402 `exact` payment: its payload is nothing like a channel payment's.
+    let mut exact = serde_json::to_value(&signature).expect("json");
+    exact["accepted"]["scheme"] = json!("exact");
+    exact["payload"] = json!({ "signature": "0x00", "authorization": {} });
+    let err = PaymentSignature::from_header(&b64(&exact)).expect_err("refused");
+    assert_eq!(err, HeaderError::Scheme("exact".into()));
+    assert_eq!(err.refusal(), Refusal::UnsupportedScheme);
+    assert_eq!(err.refusal().as_str(), "unsupported_scheme");
+
+    let mut v1 = serde_json::to_value(&signature).expect("json");
+    v1["x402Version"] = json!(1);
+    let err = PaymentSignature::from_header(&b64(&v1)).expect_err("refused");
+    assert_eq!(err, HeaderError::Version(1));
+    assert_eq!(err.refusal().as_str(), "invalid_x402_version");
+
+    let mut broken = serde_json::to_value(&signature).expect("json");
+    broken["payload"]["amount"] = json!(5);
+    let err = PaymentSignature::from_header(&b64(&broken)).expect_err("refused");
+    assert_eq!(err.refusal(), Refusal::InvalidHeader);
+}
+
+#[test]
+fn accepted_matches_the_offer_as_x402_matches_it() {
+    let (required, signature, _) = examples();
+    let offer = &required.accepts[0];
+    assert!(offer.matches(&signature.accepted));
+    // The nonce is fresh in every offer: x402's dynamic extra field.
+    let mut fresh = offer.clone();
+    fresh.extra.nonce = NonceKey::new([9; 32]).issue([4; 16], 1_700_000_100, URL);
+    assert!(fresh.matches(&signature.accepted));
+    let changed: [fn(&mut PaymentRequirements); 5] = [
+        |r| r.amount = Amount::from_sat(11),
+        |r| r.max_timeout_seconds = 301,
+        |r| r.asset = asset(&caip2(Network::Bitcoin)),
+        |r| r.extra.min_payment = Amount::from_sat(999),
+        |r| r.extra.endpoint.push('/'),
+    ];
+    for change in changed {
+        let mut other = offer.clone();
+        change(&mut other);
+        assert!(!other.matches(&signature.accepted), "{other:?}");
+    }
+}
+
 fn vectors_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors/http.json")
 }
@@ -249,6 +395,7 @@ fn vectors_path() -> PathBuf {
 #[test]
 fn http_vectors_match_the_committed_file() {
     let (required, signature, pre_armed, response) = all_examples();
+    let closed = closed_refusal();
     let entry = |name: &str, json: Value, header: String| json!({ "header": name, "json": json, "value": header });
     let txid = signature.payload.channel;
     let payment_key = |own: &bitcoin::secp256k1::SecretKey, peer| {
@@ -266,7 +413,12 @@ fn http_vectors_match_the_committed_file() {
             NonceKey([9; 32]).issue([3; 16], 1_700_000_000, resource URL). Payments are \
             authorised with that channel's payment key (docs/protocol.md section 2), given \
             here with the client and server keys it comes from; the pre-armed payment's \
-            ticket is 16 bytes of 0x05.",
+            ticket is 16 bytes of 0x05. The channel is the case v2-height-expiry of \
+            tests/vectors/channel.json after its second payment (1,010 sat): funding coin, keys \
+            and contract are named there. The second PAYMENT-RESPONSE refuses a payment once that \
+            channel is closed; its `transaction` is the cooperative settlement of the channel at \
+            1,010 sat. Every header validates with @x402/core's schemas \
+            (tests/browser/x402.test.mjs).",
         "paymentKey": {
             "clientSecret": key(CLIENT).display_secret().to_string(),
             "serverKey": pubkey(&key(SERVER)).to_string(),
@@ -277,6 +429,7 @@ fn http_vectors_match_the_committed_file() {
             entry("PAYMENT-SIGNATURE", serde_json::to_value(&signature).expect("json"), signature.to_header()),
             entry("PAYMENT-SIGNATURE", serde_json::to_value(&pre_armed).expect("json"), pre_armed.to_header()),
             entry("PAYMENT-RESPONSE", serde_json::to_value(&response).expect("json"), response.to_header()),
+            entry("PAYMENT-RESPONSE", serde_json::to_value(&closed).expect("json"), closed.to_header()),
         ],
     });
     if std::env::var_os("TRICKLE_WRITE_VECTORS").is_some() {
@@ -292,18 +445,7 @@ fn http_vectors_match_the_committed_file() {
 #[test]
 fn refusal_reasons_are_distinct_and_parse_back() {
     let mut seen = std::collections::HashSet::new();
-    let all = [
-        Refusal::InvalidHeader,
-        Refusal::WrongNetwork,
-        Refusal::WrongPayee,
-        Refusal::WrongResource,
-        Refusal::InsufficientCredit,
-        Refusal::BadAuthorization,
-        Refusal::NonceSpent,
-    ]
-    .into_iter()
-    .chain(ErrorCode::ALL.map(Refusal::Channel));
-    for r in all {
+    for r in Refusal::all() {
         assert!(seen.insert(r.as_str()), "duplicate reason {}", r.as_str());
         assert_eq!(Refusal::parse(r.as_str()), Some(r));
     }

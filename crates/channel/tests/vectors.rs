@@ -313,6 +313,10 @@ fn payer_channel(pair: &Pair) -> PayerChannel {
     }
 }
 
+/// The case whose channel the `ERROR` vectors are refused on: `Pair::open(Version::V2)` opens
+/// it from the same keys and funding coin.
+const ERRORS_CHANNEL: &str = "v2-height-expiry";
+
 /// `ERROR` messages from real refusals of the server, on an open v2 channel.
 fn error_vectors() -> Value {
     let mut pair = Pair::open(Version::V2);
@@ -351,7 +355,7 @@ fn error_vectors() -> Value {
         .map(|(trigger, result)| {
             let error = result.expect_err("the server refuses");
             let msg = roundtrip(&WireMessage::Error(error.to_message()));
-            json!({ "trigger": trigger, "message": message_json(&msg) })
+            json!({ "trigger": trigger, "channel": ERRORS_CHANNEL, "message": message_json(&msg) })
         })
         .collect()
 }
@@ -398,7 +402,8 @@ fn all_vectors() -> Value {
             `payments` lists every payment signed: the unsigned transaction the signature commits \
             to, its BIP143 digest and the signature. In v2-height-expiry one payment is lost and \
             the client resumes (`resume`, between the payments and the close of `transcript`). \
-            `errors` are the server's refusals. Every message has its binary encoding (format 1), \
+            `errors` are the server's refusals, each on the channel of the case it names (its \
+            keys and funding coin), after that case's first two payments. Every message has its binary encoding (format 1), \
             unpadded base64url and decoded fields (amounts in satoshis, txids in display order, \
             the reverse of their wire bytes). Every settlement and refund is valid under Bitcoin \
             Core's script interpreter against the funding transaction's outputs.",
@@ -486,4 +491,21 @@ fn the_zero_change_case_signs_none_anyonecanpay_and_settles_to_the_server_alone(
         hex::encode(only.script_pubkey.as_bytes()),
         case["inputs"]["server_payout_script"]
     );
+}
+
+#[test]
+fn errors_are_refused_on_the_channel_of_the_case_they_name() {
+    let vectors = committed();
+    let contract = Pair::open(Version::V2).payer_channel().contract_txid();
+    let errors = vectors["errors"].as_array().expect("errors");
+    assert!(!errors.is_empty());
+    for e in errors {
+        let case = vectors["cases"]
+            .as_array()
+            .expect("cases")
+            .iter()
+            .find(|c| c["name"] == e["channel"])
+            .expect("the named case");
+        assert_eq!(case["contract"]["funding_tx"]["txid"], contract.to_string());
+    }
 }

@@ -459,7 +459,7 @@ async fn hostile_sites_get_nothing() {
             scheme: "channel".into(),
             network: trickle_channel::http::caip2(Network::Signet),
             amount: Amount::from_sat(10),
-            asset: "sat".into(),
+            asset: trickle_channel::http::asset(&trickle_channel::http::caip2(Network::Signet)),
             pay_to: payee_key,
             max_timeout_seconds: 60,
             extra: trickle_channel::http::ChannelTerms {

@@ -17,7 +17,7 @@ use axum::Router;
 use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
 use bitcoin::{Amount, Network};
 use common::*;
-use trickle_channel::http::{caip2, PaymentRequired, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
+use trickle_channel::http::{asset, caip2, PaymentRequired, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use trickle_payee::DEFAULT_ENDPOINT_PATH;
 use trickle_regtest::{Config, Node};
 use trickle_wallet::offer::DEFAULT_MIN_EXPIRY_BLOCKS;
@@ -70,7 +70,11 @@ impl Tamper {
             match self {
                 Self::Nothing => {}
                 Self::Price(price) => offer.amount = *price,
-                Self::Network(network) => offer.network = caip2(*network),
+                // Another network's offer names that network's bitcoin too.
+                Self::Network(network) => {
+                    offer.network = caip2(*network);
+                    offer.asset = asset(&offer.network);
+                }
                 Self::MinChannelValue(min) => offer.extra.min_channel_value = *min,
                 Self::Endpoint(endpoint) => offer.extra.endpoint = endpoint.clone(),
                 Self::MaxExpiryBlocks(blocks) => offer.extra.max_expiry_blocks = *blocks,

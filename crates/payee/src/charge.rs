@@ -9,7 +9,9 @@ use trickle_channel::charge::{
     self, Charge, ChargeContext, Decision, PricedRequest, Reason, Stored,
 };
 use trickle_channel::credit::{Ledger, NONCE_RANDOM_LEN};
-use trickle_channel::http::{caip2, PaymentResponse, PaymentSignature, Receipt, Refusal};
+use trickle_channel::http::{
+    caip2, HeaderError, PaymentResponse, PaymentSignature, Receipt, Refusal,
+};
 use trickle_channel::PayeeState;
 
 use crate::layer::CONTRACT_UNCONFIRMED;
@@ -49,11 +51,18 @@ impl Payee {
         refusal: Option<&str>,
     ) -> PaymentResponse {
         let channel = state.channel();
+        // x402's `transaction`: what ended the channel, once something has.
+        let transaction = match state {
+            PayeeState::Closing { settlement, .. } => Some(settlement.compute_txid()),
+            PayeeState::Closed { spent_by, .. } => Some(*spent_by),
+            _ => None,
+        };
         PaymentResponse {
             success: refusal.is_none(),
             error_reason: refusal.map(str::to_owned),
             network: caip2(self.config().network),
             payer: channel.map(|c| c.funding.contract.client_key),
+            transaction,
             receipt: channel.map(|c| Receipt {
                 channel: c.contract_txid(),
                 paid: ledger.paid,
@@ -66,11 +75,11 @@ impl Payee {
         }
     }
 
-    /// A header that does not parse.
-    pub(crate) fn refuse_header(&self, why: &str) -> Failure {
+    /// A header that does not parse, or is of another x402 version or scheme.
+    pub(crate) fn refuse_header(&self, e: &HeaderError) -> Failure {
         self.not_taken(charge::Refused {
-            reason: Reason::Refused(Refusal::InvalidHeader),
-            why: why.to_owned(),
+            reason: Reason::Refused(e.refusal()),
+            why: e.to_string(),
             account: None,
             keep: false,
         })
@@ -90,6 +99,7 @@ impl Payee {
                 error_reason: Some(reason.to_owned()),
                 network: caip2(self.config().network),
                 payer: None,
+                transaction: None,
                 receipt: None,
             },
         };

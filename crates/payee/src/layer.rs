@@ -15,9 +15,9 @@ use tower::{Layer, Service};
 use trickle_channel::charge::{Decision, PricedRequest};
 use trickle_channel::credit::NONCE_RANDOM_LEN;
 use trickle_channel::http::{
-    caip2, ChannelTerms, PaymentRequired, PaymentRequirements, PaymentResponse, PaymentSignature,
-    Refusal, Resource, ASSET, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE, SCHEME,
-    X402_VERSION,
+    asset, caip2, ChannelTerms, PaymentRequired, PaymentRequirements, PaymentResponse,
+    PaymentSignature, Refusal, Resource, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
+    SCHEME, X402_VERSION,
 };
 use trickle_channel::ErrorCode;
 
@@ -204,18 +204,23 @@ where
             Some(price) => Ok(payment_required(&payee, &origin, &url, &price, None, None)),
         };
     };
+    // The offer this request would get, nonce aside: a payment answering an offer must name it.
+    let offer = price
+        .as_ref()
+        .map(|p| requirements(&payee, &origin, p, String::new()));
     let request = PricedRequest {
         url: &url,
         // GET and HEAD (RFC 9110 section 9.2.1) change nothing at the site.
         safe: req.method() == Method::GET || req.method() == Method::HEAD,
         price: price.as_ref().map_or(Amount::ZERO, |p| p.amount),
+        offer: offer.as_ref(),
     };
     let mut site = Site::Waiting(inner, req);
     // A header that is not ASCII cannot be ours: it is refused as unparseable.
     let sig = match PaymentSignature::from_header(signature.to_str().unwrap_or_default()) {
         Ok(sig) => sig,
         Err(e) => {
-            let failure = payee.refuse_header(&e.to_string());
+            let failure = payee.refuse_header(&e);
             return not_taken(&payee, failure, price.as_ref(), &origin, &url, site).await;
         }
     };
@@ -341,6 +346,7 @@ where
                 error_reason: Some(ErrorCode::Other.name().to_owned()),
                 network: caip2(payee.config().network),
                 payer: None,
+                transaction: None,
                 receipt: None,
             };
             (
@@ -379,12 +385,7 @@ fn payment_required(
         tracing::error!("no randomness for a nonce");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    let config = payee.config();
-    let policy = &config.policy;
-    let versions = [(policy.accept_v2, 2), (policy.accept_v1, 1)]
-        .into_iter()
-        .filter_map(|(on, v)| on.then_some(v))
-        .collect();
+    let nonce = payee.nonce_key().issue(random, payee.now(), url);
     let offer = PaymentRequired {
         x402_version: X402_VERSION,
         error: error.map(|e| e.as_str().to_owned()),
@@ -393,23 +394,7 @@ fn payment_required(
             description: price.description.clone(),
             mime_type: price.mime_type.clone(),
         },
-        accepts: vec![PaymentRequirements {
-            scheme: SCHEME.to_owned(),
-            network: caip2(config.network),
-            amount: price.amount,
-            asset: ASSET.to_owned(),
-            pay_to: payee.server_key(),
-            max_timeout_seconds: config.offer_timeout_secs,
-            extra: ChannelTerms {
-                endpoint: format!("{origin}{}", config.endpoint_path),
-                versions,
-                min_channel_value: policy.min_channel_value,
-                max_channel_value: policy.max_channel_value,
-                min_payment: policy.min_payment,
-                max_expiry_blocks: policy.max_expiry_blocks,
-                nonce: payee.nonce_key().issue(random, payee.now(), url),
-            },
-        }],
+        accepts: vec![requirements(payee, origin, price, nonce)],
     };
     let body = serde_json::to_vec(&offer).unwrap_or_default();
     let mut resp = (
@@ -425,6 +410,34 @@ fn payment_required(
         attach(&mut resp, receipt);
     }
     resp
+}
+
+/// The channel offer for a resource at `price` on `origin`, with `nonce`.
+fn requirements(payee: &Payee, origin: &str, price: &Price, nonce: String) -> PaymentRequirements {
+    let config = payee.config();
+    let policy = &config.policy;
+    let versions = [(policy.accept_v2, 2), (policy.accept_v1, 1)]
+        .into_iter()
+        .filter_map(|(on, v)| on.then_some(v))
+        .collect();
+    let network = caip2(config.network);
+    PaymentRequirements {
+        scheme: SCHEME.to_owned(),
+        asset: asset(&network),
+        network,
+        amount: price.amount,
+        pay_to: payee.server_key(),
+        max_timeout_seconds: config.offer_timeout_secs,
+        extra: ChannelTerms {
+            endpoint: format!("{origin}{}", config.endpoint_path),
+            versions,
+            min_channel_value: policy.min_channel_value,
+            max_channel_value: policy.max_channel_value,
+            min_payment: policy.min_payment,
+            max_expiry_blocks: policy.max_expiry_blocks,
+            nonce,
+        },
+    }
 }
 
 /// The `errorReason` of a payment deferred until the channel's contract confirms (503).

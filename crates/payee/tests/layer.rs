@@ -7,6 +7,8 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bitcoin::Amount;
 use common::{fetch, request, Client, Server};
 use reqwest::Method;
@@ -271,6 +273,7 @@ async fn bad_payments_are_refused_with_their_reason() {
     let wrong_amount = PaymentSignature::from_header(&common::authorize(wrong_amount)).unwrap();
     let mut wrong_network = base.clone();
     wrong_network.accepted.network = trickle_channel::http::caip2(bitcoin::Network::Signet);
+    wrong_network.accepted.asset = trickle_channel::http::asset(&wrong_network.accepted.network);
     let mut wrong_payee = base.clone();
     wrong_payee.accepted.pay_to = common::pubkey(&common::key(77));
     let mut unknown = base.clone();
@@ -287,6 +290,42 @@ async fn bad_payments_are_refused_with_their_reason() {
     // After all that, the good one still pays.
     let r = fetch(&url, Some(&base.to_header())).await;
     assert_eq!(r.status, 200);
+}
+
+/// x402's own codes: a payment of another scheme or x402 version is no malformed header, and a
+/// payment answering an offer must name the offer as x402 matches it (its nonce aside). None
+/// of them charges anything.
+#[tokio::test]
+async fn payments_x402_refuses_get_x402s_codes() {
+    let (server, mut client) = setup(Version::V2, 79).await;
+    let url = format!("{}/articles/1", server.url);
+    let offer = fetch(&url, None).await.required.unwrap();
+    let update = client.sign(Amount::from_sat(10));
+    let header = client.header(&offer, Some(&update), true);
+    let good = PaymentSignature::from_header(&header).unwrap();
+    let json = serde_json::to_value(&good).unwrap();
+    let encode = |v: &serde_json::Value| STANDARD.encode(serde_json::to_vec(v).unwrap());
+    let mut exact = json.clone();
+    exact["accepted"]["scheme"] = "exact".into();
+    exact["payload"] = serde_json::json!({ "signature": "0x00", "authorization": {} });
+    let mut v3 = json.clone();
+    v3["x402Version"] = 3.into();
+    // The offer of another price (its authorisation does not cover `accepted.amount`).
+    let mut repriced = good.clone();
+    repriced.accepted.amount = Amount::from_sat(11);
+    for (header, reason) in [
+        (encode(&exact), "unsupported_scheme"),
+        (encode(&v3), "invalid_x402_version"),
+        (repriced.to_header(), "invalid_payment_requirements"),
+    ] {
+        let r = fetch(&url, Some(&header)).await;
+        assert_eq!((r.status, r.reason().as_deref()), (402, Some(reason)));
+        assert!(r.required.is_some(), "a fresh offer comes with the refusal");
+    }
+    // Nothing was charged or credited: the header still pays exactly the price.
+    let r = fetch(&url, Some(&header)).await;
+    assert_eq!((r.status, r.consumed()), (200, 10));
+    assert_eq!(r.credit(), client.paid().to_sat() - 10);
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ fn offer() -> PaymentRequired {
             scheme: SCHEME.into(),
             network: caip2(Network::Regtest),
             amount: sat(10),
-            asset: ASSET.into(),
+            asset: asset(&caip2(Network::Regtest)),
             pay_to: key(2),
             max_timeout_seconds: 300,
             extra: ChannelTerms {
@@ -298,6 +298,9 @@ fn expiry_windows_are_checked() {
 fn malformed_terms_are_refused() {
     for bad in [
         with(|o| o.asset = "btc".into()),
+        // The asset was "sat" before it was CAIP-19; bitcoin of another network is not this one.
+        with(|o| o.asset = "sat".into()),
+        with(|o| o.asset = asset(&caip2(Network::Bitcoin))),
         with(|o| o.extra.versions = vec![]),
         with(|o| o.extra.versions = vec![3]),
         with(|o| o.extra.nonce = "short".into()),

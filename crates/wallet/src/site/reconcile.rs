@@ -121,6 +121,7 @@ impl<S: Store> Wallet<S> {
                 error_reason: None,
                 network: trickle_channel::http::caip2(self.network()),
                 payer: None,
+                transaction: None,
                 receipt: Some(Receipt {
                     channel: txid,
                     paid: held.paid,

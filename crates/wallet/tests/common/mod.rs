@@ -13,7 +13,7 @@ use bitcoin::{Amount, FeeRate, Network};
 use trickle_channel::credit::Ledger;
 use trickle_channel::http::Resource;
 use trickle_channel::http::{
-    caip2, ChannelTerms, PaymentRequirements, PaymentResponse, PaymentSignature, Receipt,
+    asset, caip2, ChannelTerms, PaymentRequirements, PaymentResponse, PaymentSignature, Receipt,
 };
 use trickle_channel::{ChainTip, ExpiryKind, PayeeContext, PayeePolicy, PayeeState, WireMessage};
 use trickle_regtest::Node;
@@ -248,7 +248,7 @@ impl Payee {
             scheme: "channel".into(),
             network: caip2(Network::Regtest),
             amount: PRICE,
-            asset: "sat".into(),
+            asset: asset(&caip2(Network::Regtest)),
             pay_to: self.public_key(),
             max_timeout_seconds: 300,
             extra: ChannelTerms {
@@ -286,6 +286,7 @@ impl Payee {
             error_reason: charged.err().map(|_| "insufficient_credit".to_owned()),
             network: caip2(Network::Regtest),
             payer: Some(channel.funding.contract.client_key),
+            transaction: None,
             receipt: Some(Receipt {
                 channel: channel.contract_txid(),
                 paid: ledger.paid,

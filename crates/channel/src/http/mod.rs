@@ -5,12 +5,14 @@
 //! * `PAYMENT-SIGNATURE` (client, on the retried or pre-armed request): a channel payment.
 //! * `PAYMENT-RESPONSE` (server, with the resource): the receipt.
 //!
-//! Each header value is standard base64 of a JSON object, as x402 specifies; wire messages
-//! inside it are unpadded base64url of their binary encoding. `docs/protocol.md` is the spec.
+//! Each header value is standard base64 of a JSON object, as x402 specifies (sent padded, read
+//! padded or not, as x402's own code does); wire messages inside it are unpadded base64url of
+//! their binary encoding. `docs/protocol.md` is the spec.
 
 use core::fmt;
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, Network, Txid};
@@ -19,12 +21,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{DecodeError, UpdatePayment, WireMessage};
 
+mod receipt;
+mod refusal;
+
+pub use receipt::{PaymentResponse, Receipt};
+pub use refusal::Refusal;
+
 /// The x402 version these headers follow.
 pub const X402_VERSION: u32 = 2;
 /// The x402 scheme name of Bitcoin payment channels.
 pub const SCHEME: &str = "channel";
-/// The asset every amount is in.
-pub const ASSET: &str = "sat";
 /// Longest header value accepted, in bytes; longer values are refused before decoding.
 pub const MAX_HEADER_LEN: usize = 16 * 1024;
 /// Header names (HTTP header names are case-insensitive; browsers report them lowercase).
@@ -42,6 +48,12 @@ pub fn caip2(network: Network) -> String {
     let hash = <bitcoin::BlockHash as bitcoin::hashes::Hash>::from_byte_array(genesis.to_bytes())
         .to_string();
     format!("bip122:{}", &hash[..32])
+}
+
+/// The asset of a network's offers, in CAIP-19 as x402's Bitcoin bindings name it: bitcoin on
+/// `network` (a CAIP-2 id, [`caip2`]), `<network>/slip44:0`. Every amount is in satoshis.
+pub fn asset(network: &str) -> String {
+    format!("{network}/slip44:0")
 }
 
 /// The resource a payment is for.
@@ -92,7 +104,7 @@ pub struct PaymentRequirements {
     /// Price of the resource, in sat.
     #[serde(with = "sat_string")]
     pub amount: Amount,
-    /// Always `"sat"`.
+    /// Bitcoin on `network`, in CAIP-19: [`asset`].
     pub asset: String,
     /// The payee's channel key (compressed, hex).
     pub pay_to: PublicKey,
@@ -175,107 +187,6 @@ pub struct PaymentSignature {
     pub payload: ChannelPayment,
 }
 
-/// What a priced request did to the channel.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Receipt {
-    /// The channel, by its contract txid.
-    pub channel: Txid,
-    /// Total the server holds a signature for, in sat.
-    #[serde(with = "sat_string")]
-    pub paid: Amount,
-    /// Charged for this request, in sat (zero for a repeat of an already paid request).
-    #[serde(with = "sat_string")]
-    pub consumed: Amount,
-    /// Paid but not yet consumed, in sat: spent by the next priced requests.
-    #[serde(with = "sat_string")]
-    pub credit: Amount,
-    /// The channel's value, in sat.
-    #[serde(with = "sat_string")]
-    pub channel_value: Amount,
-    /// The channel's expiry (`nLockTime` encoding: height below 500,000,000, else Unix time).
-    pub expiry: u32,
-    /// For a request charged by a pre-armed payment: a nonce the server issued for the URL and
-    /// counted as charged, so that the client can reload the URL without being charged again
-    /// (a payment with this nonce and no update is a reload).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<String>,
-}
-
-/// The `PAYMENT-RESPONSE` header.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentResponse {
-    /// Whether the payment was accepted.
-    pub success: bool,
-    /// Why not, as an error code name (see `docs/protocol.md`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_reason: Option<String>,
-    /// CAIP-2 network id.
-    pub network: String,
-    /// The paying channel's client key (hex).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payer: Option<PublicKey>,
-    /// The receipt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub receipt: Option<Receipt>,
-}
-
-/// Why a server refused a payment: the `errorReason` of `PAYMENT-RESPONSE` (and the `error` of
-/// the `PAYMENT-REQUIRED` that comes with it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// The `PAYMENT-SIGNATURE` header does not parse.
-    InvalidHeader,
-    /// The payment is for another network.
-    WrongNetwork,
-    /// The payment is for another payee key.
-    WrongPayee,
-    /// The nonce was not issued for this resource (a payment reused elsewhere).
-    WrongResource,
-    /// The payment does not cover the price, even with the channel's credit.
-    InsufficientCredit,
-    /// The header's `authorization` is missing or is not the channel key's MAC of its fields.
-    BadAuthorization,
-    /// The nonce was already charged, and this request is no free reload of it (not `GET` or
-    /// `HEAD`, or after the offer's `maxTimeoutSeconds`): pay the fresh offer.
-    NonceSpent,
-    /// The channel refused the payment (bad signature, decreasing amount, unknown channel ...).
-    Channel(crate::error::ErrorCode),
-}
-
-impl Refusal {
-    /// The `errorReason` string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidHeader => "invalid_header",
-            Self::WrongNetwork => "wrong_network",
-            Self::WrongPayee => "wrong_payee",
-            Self::WrongResource => "wrong_resource",
-            Self::InsufficientCredit => "insufficient_credit",
-            Self::BadAuthorization => "bad_authorization",
-            Self::NonceSpent => "nonce_spent",
-            Self::Channel(code) => code.name(),
-        }
-    }
-
-    /// The refusal an `errorReason` names, if any.
-    pub fn parse(reason: &str) -> Option<Self> {
-        [
-            Self::InvalidHeader,
-            Self::WrongNetwork,
-            Self::WrongPayee,
-            Self::WrongResource,
-            Self::InsufficientCredit,
-            Self::BadAuthorization,
-            Self::NonceSpent,
-        ]
-        .into_iter()
-        .chain(crate::error::ErrorCode::ALL.map(Self::Channel))
-        .find(|r| r.as_str() == reason)
-    }
-}
-
 /// Why a header value was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderError {
@@ -283,6 +194,10 @@ pub enum HeaderError {
     TooLong,
     /// Not standard base64.
     Base64,
+    /// `x402Version` is not [`X402_VERSION`].
+    Version(u64),
+    /// A payment for another scheme than [`SCHEME`].
+    Scheme(String),
     /// Not the JSON object this header carries.
     Json(String),
     /// Well-formed but not acceptable.
@@ -296,6 +211,8 @@ impl fmt::Display for HeaderError {
         match self {
             Self::TooLong => write!(f, "header is longer than {MAX_HEADER_LEN} bytes"),
             Self::Base64 => f.write_str("header is not base64"),
+            Self::Version(v) => write!(f, "x402Version {v} is not {X402_VERSION}"),
+            Self::Scheme(s) => write!(f, "scheme {s:?} is not {SCHEME:?}"),
             Self::Json(e) => write!(f, "header is not valid JSON for its kind: {e}"),
             Self::Invalid(why) => write!(f, "header is invalid: {why}"),
             Self::Message(e) => write!(f, "embedded message: {e}"),
@@ -305,22 +222,40 @@ impl fmt::Display for HeaderError {
 
 impl std::error::Error for HeaderError {}
 
+impl HeaderError {
+    /// The refusal a server answers a `PAYMENT-SIGNATURE` with that fails so.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Self::Version(_) => Refusal::InvalidX402Version,
+            Self::Scheme(_) => Refusal::UnsupportedScheme,
+            _ => Refusal::InvalidHeader,
+        }
+    }
+}
+
 impl From<DecodeError> for HeaderError {
     fn from(e: DecodeError) -> Self {
         Self::Message(e)
     }
 }
 
+/// Standard base64 that writes padding and reads it or its absence (x402 sends padded base64
+/// and reads both).
+const HEADER_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
 fn encode_header<T: Serialize>(value: &T) -> String {
     // Serializing these plain structs cannot fail; an empty object would be refused by peers.
-    STANDARD.encode(serde_json::to_vec(value).unwrap_or_default())
+    HEADER_BASE64.encode(serde_json::to_vec(value).unwrap_or_default())
 }
 
 fn decode_header<T: DeserializeOwned>(value: &str) -> Result<T, HeaderError> {
     if value.len() > MAX_HEADER_LEN {
         return Err(HeaderError::TooLong);
     }
-    let bytes = STANDARD
+    let bytes = HEADER_BASE64
         .decode(value.trim())
         .map_err(|_| HeaderError::Base64)?;
     serde_json::from_slice(&bytes).map_err(|e| HeaderError::Json(e.to_string()))
@@ -328,9 +263,7 @@ fn decode_header<T: DeserializeOwned>(value: &str) -> Result<T, HeaderError> {
 
 fn check_version(v: u32) -> Result<(), HeaderError> {
     if v != X402_VERSION {
-        return Err(HeaderError::Invalid(format!(
-            "x402Version {v} is not {X402_VERSION}"
-        )));
+        return Err(HeaderError::Version(v.into()));
     }
     Ok(())
 }
@@ -341,10 +274,10 @@ impl PaymentRequirements {
     pub fn validate(&self) -> Result<(), HeaderError> {
         let invalid = |why: &str| Err(HeaderError::Invalid(why.to_owned()));
         if self.scheme != SCHEME {
-            return invalid("scheme is not \"channel\"");
+            return Err(HeaderError::Scheme(self.scheme.clone()));
         }
-        if self.asset != ASSET {
-            return invalid("asset is not \"sat\"");
+        if self.asset != asset(&self.network) {
+            return invalid("asset is not bitcoin on the offer's network (<network>/slip44:0)");
         }
         let e = &self.extra;
         if e.versions.is_empty() || e.versions.iter().any(|v| !matches!(v, 1 | 2)) {
@@ -363,6 +296,18 @@ impl PaymentRequirements {
             Ok(n) if (16..=64).contains(&n.len()) => Ok(()),
             _ => invalid("nonce must be 16 to 64 bytes of unpadded base64url"),
         }
+    }
+
+    /// Whether `accepted` is this offer as x402 matches a payment's `accepted` against a
+    /// server's requirements (`@x402/core`'s `paymentRequirementsMatchAccepted`): every field
+    /// equal, but `extra.nonce`, which is fresh in every offer (a scheme's dynamic extra field).
+    pub fn matches(&self, accepted: &Self) -> bool {
+        let without_nonce = |r: &Self| {
+            let mut r = r.clone();
+            r.extra.nonce.clear();
+            r
+        };
+        without_nonce(self) == without_nonce(accepted)
     }
 }
 
@@ -398,25 +343,27 @@ impl PaymentSignature {
         encode_header(self)
     }
 
-    /// Parses and validates a header value.
+    /// Parses and validates a header value. Another `x402Version` or another scheme is told
+    /// apart from a malformed header ([`HeaderError::refusal`]): x402 answers them with codes
+    /// of their own.
     pub fn from_header(value: &str) -> Result<Self, HeaderError> {
-        let this: Self = decode_header(value)?;
+        let json: serde_json::Value = decode_header(value)?;
+        if let Some(v) = json.get("x402Version").and_then(serde_json::Value::as_u64) {
+            if v != u64::from(X402_VERSION) {
+                return Err(HeaderError::Version(v));
+            }
+        }
+        if let Some(scheme) = json.pointer("/accepted/scheme").and_then(|s| s.as_str()) {
+            if scheme != SCHEME {
+                return Err(HeaderError::Scheme(scheme.to_owned()));
+            }
+        }
+        let this: Self =
+            serde_json::from_value(json).map_err(|e| HeaderError::Json(e.to_string()))?;
         check_version(this.x402_version)?;
         this.accepted.validate()?;
         this.payload.update()?;
         Ok(this)
-    }
-}
-
-impl PaymentResponse {
-    /// The header value.
-    pub fn to_header(&self) -> String {
-        encode_header(self)
-    }
-
-    /// Parses a header value.
-    pub fn from_header(value: &str) -> Result<Self, HeaderError> {
-        decode_header(value)
     }
 }
 
