@@ -87,10 +87,11 @@ async function rearmed(browser, ext, previous) {
  * so offers and the channel endpoint are on the site's origin), until told to misbehave:
  * `mode.upstream` switches the payee behind it; `mode.takeAndAskAgain` forwards a paid request
  * and answers 402 with a fresh offer anyway; `mode.rewrite(offer)` answers every request with
- * 402 and an offer of its own making (made from its payee's).
+ * 402 and an offer of its own making (made from its payee's); `mode.refuseClose` answers the
+ * channel's CLOSE with a 500.
  */
 async function startHostileSite(upstream) {
-  const mode = { upstream, takeAndAskAgain: false, rewrite: null };
+  const mode = { upstream, takeAndAskAgain: false, rewrite: null, refuseClose: false };
   // node:http, not fetch: the payee must see the site's Host header.
   const forward = (req, body, headers) =>
     new Promise((resolve, reject) => {
@@ -109,6 +110,12 @@ async function startHostileSite(upstream) {
     const body = Buffer.concat(chunks);
     try {
       const { ["payment-signature"]: signature, ...unpaid } = req.headers;
+      // Only a CLOSE carries the client's authorization to the channel endpoint.
+      if (mode.refuseClose && req.url.includes("/.well-known/trickle/channel") && body.includes('"authorization"')) {
+        res.writeHead(500);
+        res.end("not closing today");
+        return;
+      }
       // A site making its own offers never lets a payment through to its payee.
       let answer = await forward(req, body, mode.rewrite ? unpaid : req.headers);
       if (mode.takeAndAskAgain && signature !== undefined && answer.status === 200) {
@@ -851,7 +858,11 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       };
       await refused(3, "wrong_network", (o) => ({
         ...o,
-        accepts: o.accepts.map((a) => ({ ...a, network: "bip122:000000000019d6689c085ae165831e93" })),
+        // Mainnet's offer, as a real one names it: its network and its bitcoin.
+        accepts: o.accepts.map((a) => {
+          const network = "bip122:000000000019d6689c085ae165831e93";
+          return { ...a, network, asset: `${network}/slip44:0` };
+        }),
       }));
       await refused(4, "endpoint_elsewhere", (o) => ({
         ...o,
@@ -867,6 +878,62 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       await hostile.stop();
       await first.stop();
       await second.stop();
+    }
+  });
+
+  test("a close the payee refuses (Sites screen): the channel stays payable, a later close succeeds", async () => {
+    const dir = path.join(work.dir, "payee-refusing");
+    await mkdir(dir, { recursive: true });
+    const own = await startPayee({ esplora: chain.url, upstream: site.url, dir, policy: POLICY, prices: [{ path: "/articles", sat: PRICE }] });
+    const refusing = await startHostileSite(own.url);
+    try {
+      await ask(ext, {
+        type: "approve",
+        origin: refusing.url,
+        terms: { limitSat: 100 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+      });
+      await tab.visit(`${refusing.url}/articles/80`, "Article 80");
+      const channelOf = async () =>
+        (await ask(ext, { type: "sites" })).channels.find((c) => c.site === refusing.url);
+      const opened = await eventually("the channel", async () => (await channelOf())?.state === "Ready" && channelOf());
+
+      refusing.mode.refuseClose = true;
+      await ext.reload();
+      await waitScreen(ext, "home");
+      await ext.click("nav-sites");
+      await waitScreen(ext, "sites");
+      const row = `[data-testid="channel-row"][data-site="${refusing.url}"]`;
+      await ext.click(`${row} [data-testid="channel-close"]`);
+      await ext.click(`${row} [data-testid="channel-close-confirm"]`);
+      assert.match(await bannerText(ext), /did not close the channel/);
+      const kept = await channelOf();
+      assert.equal(kept.state, "Ready", "the channel stays open");
+      assert.equal(kept.paidSat, opened.paidSat, "nothing more signed");
+
+      // It still pays the site.
+      await tab.visit(`${refusing.url}/articles/81`, "Article 81");
+      await eventually("the next page paid", async () => {
+        const held = (await own.status()).channels.find((c) => c.channel === kept.contractTxid);
+        return held && held.consumed >= 2 * PRICE;
+      });
+
+      // The payee closes when asked again.
+      refusing.mode.refuseClose = false;
+      await ext.reload();
+      await waitScreen(ext, "home");
+      await ext.click("nav-sites");
+      await waitScreen(ext, "sites");
+      await ext.click(`${row} [data-testid="channel-close"]`);
+      await ext.click(`${row} [data-testid="channel-close-confirm"]`);
+      await ext.waitVisible("channel-closed-txid");
+      await chain.mine(1);
+      await eventually("the channel closed", async () => {
+        await ask(ext, { type: "duties" });
+        return (await channelOf())?.state === "Closed";
+      });
+    } finally {
+      await refusing.stop();
+      await own.stop();
     }
   });
 
