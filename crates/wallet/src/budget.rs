@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 
 use bitcoin::Amount;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::store::{Commit, Mirror, Staged, Store, StoreError, WriteBatch};
 
@@ -51,7 +52,7 @@ pub const BUDGET_PREFIX: &str = "budget/";
 pub const MAX_RESERVATIONS: usize = 1_000;
 
 /// The length of a budget period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     /// 86,400 seconds.

@@ -28,6 +28,6 @@ pub use channels::{
     MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
 };
 pub use wallet::{
-    new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, WalletError,
+    new_phrase, Balance, FeeRates, SendPreview, Shortfall, TxSummary, Wallet, WalletError,
     CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,
 };
