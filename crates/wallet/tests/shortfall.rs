@@ -17,7 +17,7 @@ async fn a_send_beyond_the_coins_is_refused_with_what_the_wallet_has_and_needs()
     let to = wallet.receive_address().await.expect("address");
     let amount = Amount::from_sat(50_000);
     let refused = wallet
-        .preview_send(&to, amount, FeeRate::from_sat_per_vb_unchecked(2))
+        .preview_send(&to, amount, FeeRate::from_sat_per_vb_u32(2))
         .expect_err("a wallet without coins cannot send");
     assert_eq!(refused.code(), "cannot_fund");
     let Some(Shortfall { available, needed }) = refused.shortfall() else {
