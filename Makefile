@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both install what they need.
-.PHONY: setup run test checks bench extension fuzz-smoke
+.PHONY: setup run test checks bench extension fuzz-smoke typescript
 
 setup:
 	@bash scripts/setup.sh
@@ -7,6 +7,11 @@ setup:
 # The browser extension, unpacked in dist/extension/ (Chrome) and dist/firefox/, each zipped.
 extension: setup
 	bash scripts/build-extension.sh
+
+# Rewrites extension/src/generated/ from the Rust types that cross to the extension's pages
+# (crates/wasm/src/typescript.rs; `make test` fails while it is stale).
+typescript:
+	TRICKLE_WRITE_TYPESCRIPT=1 cargo test -q -p trickle-wasm --lib typescript
 
 # Every check, beside a throwaway PostgreSQL so the payee's store tests run against it too.
 test: setup

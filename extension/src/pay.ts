@@ -25,7 +25,7 @@
 
 import { headerRules, initiatorOf } from "./browser.js";
 import { MAX_URL_CHARS, oversized, shortened } from "./limits.js";
-import type { Approval, Ask, Notice, OfferAnswer, ReceiptAnswer, Request, TermsView } from "./messages.js";
+import { toError, type Approval, type Ask, type Notice, type OfferAnswer, type ReceiptAnswer, type Request, type TermsView } from "./messages.js";
 
 type Handle = (request: Request) => Promise<unknown>;
 
@@ -285,13 +285,17 @@ export class Payer {
     return ((await this.handle({ type: "preArm", origin })) as { header: string | null }).header;
   }
 
-  async notify(notice: Omit<Notice, "at">, tabId?: number): Promise<void> {
+  async notify(
+    notice: Omit<Notice, "at" | "detail"> & Partial<Pick<Notice, "detail">>,
+    tabId?: number,
+  ): Promise<void> {
     await serially(async () => {
       const list = await sessionList<Notice>(NOTICES);
       list.unshift({
         url: shortened(notice.url, NOTICE_URL_CHARS),
         code: notice.code,
         message: shortened(notice.message, NOTICE_MESSAGE_CHARS),
+        detail: notice.detail ?? null,
         at: Date.now(),
       });
       await setSessionList(NOTICES, list.slice(0, MAX_NOTICES));
@@ -402,7 +406,7 @@ export class Payer {
       if (payment.nextError) await this.notify({ url: details.url, ...payment.nextError }, details.tabId);
       return payment;
     } catch (e) {
-      await this.notify({ url: details.url, ...asError(e) }, details.tabId);
+      await this.notify({ url: details.url, ...toError(e) }, details.tabId);
       return null;
     } finally {
       this.receiptWaiters.get(key)?.();
@@ -438,7 +442,7 @@ export class Payer {
     try {
       answer = (await this.handle({ type: "offer", url: seen.url, header: offer, confirmed })) as OfferAnswer;
     } catch (e) {
-      const error = asError(e);
+      const error = toError(e);
       if (error.code === "locked") {
         await this.queueApproval(seen, offer, null);
         return "ask";
@@ -639,11 +643,4 @@ async function embeddingSite(details: chrome.webRequest.OnHeadersReceivedDetails
     if (site !== own) return site ?? "an unknown site";
   }
   return undefined;
-}
-
-function asError(e: unknown): { code: string; message: string } {
-  if (e && typeof e === "object" && "code" in e && "message" in e) {
-    return { code: String(e.code), message: String(e.message) };
-  }
-  return { code: "internal", message: e instanceof Error ? e.message : String(e) };
 }

@@ -5,7 +5,7 @@
 
 import init, { Trickle } from "../pkg/trickle_wasm.js";
 import { SEND_HEADERS_EXTRA, applyHeaderRules, pagesOf, senderOrigin } from "./browser.js";
-import type { Duties, Reply, Request, WalletError } from "./messages.js";
+import { toError, type Duties, type Reply, type Request } from "./messages.js";
 import { Payer } from "./pay.js";
 
 // Content scripts run in web pages' renderers: none may read or write the wallet's storage
@@ -74,13 +74,6 @@ function isWebOrigin(origin: string): boolean {
 
 const payer = new Payer(async (request) => (await ready).handle(request));
 
-function asError(e: unknown): WalletError {
-  if (e && typeof e === "object" && "code" in e && "message" in e) {
-    return { code: String(e.code), message: String(e.message) };
-  }
-  return { code: "internal", message: e instanceof Error ? e.message : String(e) };
-}
-
 async function answer(request: Request): Promise<Reply<unknown>> {
   try {
     const trickle = await ready;
@@ -94,6 +87,7 @@ async function answer(request: Request): Promise<Reply<unknown>> {
           error: {
             code: "permission_needed",
             message: `Trickle needs permission to reach ${new URL(request.esploraUrl).origin}`,
+            detail: null,
           },
         };
       }
@@ -114,7 +108,7 @@ async function answer(request: Request): Promise<Reply<unknown>> {
       case "receipt":
       case "preArm":
         // Only the worker itself hands these to the wallet.
-        return { ok: false, error: { code: "bad_request", message: `${request.type} is internal` } };
+        return { ok: false, error: { code: "bad_request", message: `${request.type} is internal`, detail: null } };
       case "approve":
       case "revoke": {
         const payload = await trickle.handle(request);
@@ -133,7 +127,7 @@ async function answer(request: Request): Promise<Reply<unknown>> {
         return { ok: true, payload: await trickle.handle(request) };
     }
   } catch (e) {
-    return { ok: false, error: asError(e) };
+    return { ok: false, error: toError(e) };
   }
 }
 
@@ -154,7 +148,7 @@ async function pagePay(message: { url?: unknown; header?: unknown }, sender: chr
     }
     return { ok: true, payload: await payer.payForPage(message.url, message.header, sender.tab.id, origin) };
   } catch (e) {
-    return { ok: false, error: asError(e) };
+    return { ok: false, error: toError(e) };
   }
 }
 

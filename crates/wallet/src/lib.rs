@@ -30,6 +30,6 @@ pub use channels::{
 };
 pub use closing::{final_confirmations, ChainWatch, SETTLEMENT_DUE_BLOCKS};
 pub use wallet::{
-    new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, WalletError,
+    new_phrase, Balance, FeeRates, SendPreview, Shortfall, TxSummary, Wallet, WalletError,
     CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,
 };

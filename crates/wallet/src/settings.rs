@@ -5,6 +5,7 @@ use core::fmt;
 
 use bitcoin::Network;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::store::Store;
 use crate::WalletError;
@@ -14,10 +15,11 @@ const SETTINGS_KEY: &str = "settings";
 pub const AUTO_LOCK_MINUTES: core::ops::RangeInclusive<u32> = 1..=24 * 60;
 
 /// What the user chose.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct Settings {
     /// The network, and so the wallet, in use.
+    #[ts(type = r#""bitcoin" | "testnet" | "testnet4" | "signet" | "regtest""#)]
     pub network: Network,
     /// The Esplora REST API base URL for that network.
     pub esplora_url: String,

@@ -17,6 +17,7 @@ use bitcoin::{
 };
 use serde::{Deserialize, Serialize};
 use trickle_channel::ChainTip;
+use ts_rs::TS;
 
 use crate::chain::ChainSource;
 use crate::store::{Commit, Mirror, Store, StoreError, WriteBatch};
@@ -65,7 +66,9 @@ pub enum WalletError {
     Corrupt(String),
     /// The chain source failed.
     Chain(String),
-    /// Not enough confirmed-or-trusted funds, or another reason the transaction cannot be built.
+    /// Not enough confirmed-or-trusted coins for the transaction and its fee.
+    InsufficientFunds(Shortfall),
+    /// Another reason the transaction cannot be built.
     CannotFund(String),
     /// The text is not an address of the wallet's network.
     BadAddress(String),
@@ -84,6 +87,12 @@ impl fmt::Display for WalletError {
             }
             Self::Corrupt(e) => write!(f, "stored wallet data is corrupt: {e}"),
             Self::Chain(e) => write!(f, "chain source failed: {e}"),
+            Self::InsufficientFunds(s) => write!(
+                f,
+                "not enough funds: {} sat available, {} sat needed with the fee",
+                s.available.to_sat(),
+                s.needed.to_sat()
+            ),
             Self::CannotFund(e) => write!(f, "cannot build the transaction: {e}"),
             Self::BadAddress(e) => write!(f, "invalid address: {e}"),
         }
@@ -105,8 +114,45 @@ impl WalletError {
             Self::BadPhrase(_) => "bad_phrase",
             Self::WrongNetwork { .. } => "wrong_network",
             Self::Chain(_) => "chain",
-            Self::CannotFund(_) => "cannot_fund",
+            Self::InsufficientFunds(_) | Self::CannotFund(_) => "cannot_fund",
             Self::BadAddress(_) => "bad_address",
+        }
+    }
+
+    /// What the wallet has and needs, when it failed for lack of coins.
+    pub fn shortfall(&self) -> Option<Shortfall> {
+        match self {
+            Self::InsufficientFunds(s) => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+/// Coins short of a transaction: what the wallet can spend, and what the transaction needs with
+/// its fee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct Shortfall {
+    /// Spendable, sat.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    #[ts(type = "number")]
+    pub available: Amount,
+    /// Needed, fee included, sat.
+    #[serde(with = "bitcoin::amount::serde::as_sat")]
+    #[ts(type = "number")]
+    pub needed: Amount,
+}
+
+impl From<bdk_wallet::error::CreateTxError> for WalletError {
+    fn from(e: bdk_wallet::error::CreateTxError) -> Self {
+        match e {
+            bdk_wallet::error::CreateTxError::CoinSelection(e) => {
+                Self::InsufficientFunds(Shortfall {
+                    available: e.available,
+                    needed: e.needed,
+                })
+            }
+            other => Self::CannotFund(other.to_string()),
         }
     }
 }
@@ -609,9 +655,7 @@ impl<S: Store> Wallet<S> {
             builder.add_recipient(out.script_pubkey, out.value);
         }
         builder.fee_rate(fee_rate);
-        let mut psbt = builder
-            .finish()
-            .map_err(|e| WalletError::CannotFund(e.to_string()))?;
+        let mut psbt = builder.finish()?;
         psbt.sign(&self.master, SECP256K1).map_err(|(_, errors)| {
             WalletError::CannotFund(format!("signing failed: {errors:?}"))
         })?;

@@ -33,7 +33,7 @@ extern "C" {
 /// Most payments one request may sign (about ten seconds of work in the worker at most).
 const MAX_COUNT: u32 = 10_000;
 
-#[derive(Serialize)]
+#[derive(Serialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct BenchPayments {
     count: u32,

@@ -3,13 +3,16 @@
 //! Glue only. Storage is `chrome.storage.local` ([`chrome::ChromeStore`]), chain access is
 //! `fetch` to the Esplora URL in the settings, wallet time comes from the chain. Requests are
 //! the worker's messages (`extension/src/messages.ts`), answered with plain objects; failures
-//! reject with `{ code, message }`.
+//! reject with `{ code, message, detail }` ([`errors`]).
 
 mod bench;
 mod chrome;
+mod errors;
 mod http;
 mod sites;
 mod sleep;
+#[cfg(test)]
+mod typescript;
 
 use core::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -22,9 +25,11 @@ use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::settings::Settings;
 use trickle_wallet::vault::{self, VaultKey};
 use trickle_wallet::{new_phrase, Wallet, WalletError};
+use ts_rs::TS;
 use wasm_bindgen::prelude::*;
 
 use chrome::{ChromeStore, Session};
+use errors::{failure, Failure};
 use sleep::TimeoutSleeper;
 
 type ExtensionWallet = Wallet<Scoped<ChromeStore>>;
@@ -44,37 +49,8 @@ const DEFAULT_NETWORK: Network = Network::Signet;
 /// Fee rates a user may choose, sat/vB.
 const FEE_RATE_SAT_VB: core::ops::RangeInclusive<f64> = 1.0..=10_000.0;
 
-/// An error as the pages see it.
-#[derive(Clone, Debug, Serialize)]
-struct Failure {
-    code: &'static str,
-    message: String,
-}
-
-impl From<WalletError> for Failure {
-    fn from(e: WalletError) -> Self {
-        Self {
-            code: e.code(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<trickle_wallet::store::StoreError> for Failure {
-    fn from(e: trickle_wallet::store::StoreError) -> Self {
-        WalletError::Store(e).into()
-    }
-}
-
-fn failure(code: &'static str, message: impl Into<String>) -> Failure {
-    Failure {
-        code,
-        message: message.into(),
-    }
-}
-
 /// The worker's messages (see `messages.ts`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, TS)]
 #[serde(
     tag = "type",
     rename_all = "camelCase",
@@ -88,6 +64,7 @@ enum Request {
         password: String,
         /// Reset the stored wallet's password with its phrase instead of adding a wallet.
         #[serde(default)]
+        #[ts(as = "Option<bool>", optional)]
         replace: bool,
     },
     Unlock {
@@ -118,6 +95,7 @@ enum Request {
         url: String,
         header: String,
         #[serde(default)]
+        #[ts(as = "Option<bool>", optional)]
         confirmed: bool,
     },
     /// A `PAYMENT-RESPONSE` header seen by the worker.
@@ -156,42 +134,56 @@ enum Request {
     },
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 struct SyncStatus {
+    /// A sync is running now.
     syncing: bool,
+    /// Chain height at the last successful sync.
     height: Option<u32>,
+    /// When the last sync finished (ms since epoch, browser time).
     at: Option<f64>,
+    /// Why the last sync failed, if it did.
     error: Option<Failure>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 struct State {
+    #[ts(type = r#""none" | "locked" | "unlocked""#)]
     wallet: &'static str,
     settings: Settings,
     sync: SyncStatus,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
+#[ts(rename = "Balance")]
 struct BalanceView {
+    /// Confirmed and spendable, sat.
     confirmed: u64,
+    /// Unconfirmed, incoming or own change, sat.
     pending: u64,
+    /// Coinbase outputs not yet mature, sat.
     immature: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
+#[ts(rename = "TxSummary")]
 struct TxView {
     txid: String,
+    /// Net effect on the wallet, sat (negative when spending).
     net: i64,
+    /// Fee in sat when the wallet paid it and knows it.
     fee: Option<u64>,
+    /// Block height when confirmed.
     height: Option<u32>,
+    /// Block time (Unix seconds) when confirmed, else when first seen.
     time: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 struct Overview {
     balance: BalanceView,
@@ -199,11 +191,13 @@ struct Overview {
     transactions: Vec<TxView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
+#[ts(rename = "SendPreview")]
 struct SendPreviewView {
     fee_sat: u64,
     vsize: u64,
+    /// Amount plus fee, sat.
     total_sat: u64,
     fee_rate: f64,
 }
@@ -262,7 +256,7 @@ impl Trickle {
     }
 
     /// Answers one request (`{ type, ...params }`) with its payload, or rejects with
-    /// `{ code, message }`.
+    /// `{ code, message, detail }`.
     pub async fn handle(&self, request: JsValue) -> Result<JsValue, JsValue> {
         let inner = self.inner.clone();
         let answer = match serde_wasm_bindgen::from_value::<Request>(request) {

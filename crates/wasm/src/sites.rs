@@ -4,13 +4,12 @@
 use bitcoin::{Amount, FeeRate};
 use serde::{Deserialize, Serialize};
 use trickle_channel::{ChainTip, PayerState};
-use trickle_wallet::budget::{
-    site_origin, Budget, BudgetError, BudgetState, Budgets, Period, Terms,
-};
+use trickle_wallet::budget::{site_origin, Budget, BudgetState, Budgets, Period, Terms};
 use trickle_wallet::offer::OfferPolicy;
-use trickle_wallet::site::{Answer, Ask, PayContext, PayError, ReceiptView};
+use trickle_wallet::site::{Answer, Ask, PayContext, ReceiptView};
 use trickle_wallet::store::{Staged, Store, WriteBatch};
 use trickle_wallet::{final_confirmations, ChannelRecord};
+use ts_rs::TS;
 
 use crate::http::FetchTransport;
 use crate::{failure, locked, now_ms, ExtensionWallet, Failure, Inner};
@@ -27,25 +26,14 @@ const HISTORY_KEY: &str = "history";
 /// `chrome.storage.local` (10 MB, the wallet's too) in a few pages.
 const HISTORY_URL_CHARS: usize = 2_048;
 
-impl From<PayError> for Failure {
-    fn from(e: PayError) -> Self {
-        failure(e.code(), e.to_string())
-    }
-}
-
-impl From<BudgetError> for Failure {
-    fn from(e: BudgetError) -> Self {
-        PayError::from(e).into()
-    }
-}
-
 /// A budget's terms as the pages write them.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TermsView {
     limit_sat: u64,
     period: Period,
     max_price_sat: u64,
+    /// Requests priced at or below this are paid without asking; `None`: always ask.
     auto_approve_sat: Option<u64>,
 }
 
@@ -72,8 +60,12 @@ impl From<TermsView> for Terms {
 }
 
 /// What the worker does with an offer.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase", tag = "action")]
+#[derive(Serialize, TS)]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "action"
+)]
 pub(crate) enum OfferAnswer {
     /// Retry with this `PAYMENT-SIGNATURE`.
     Pay { header: String, signed_sat: u64 },
@@ -81,8 +73,10 @@ pub(crate) enum OfferAnswer {
     Ask { ask: Box<AskView> },
 }
 
-#[derive(Serialize)]
+/// A payment waiting for the user, with what approving it means.
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
+#[ts(rename = "Ask")]
 pub(crate) struct AskView {
     #[serde(flatten)]
     ask: Ask,
@@ -90,7 +84,7 @@ pub(crate) struct AskView {
     suggested: TermsView,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct SiteView {
     origin: String,
@@ -103,18 +97,19 @@ pub(crate) struct SiteView {
     period_end: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ChannelView {
     site: String,
     state: &'static str,
     value_sat: u64,
+    /// Signed to the payee in total (the last part may not have reached it yet).
     paid_sat: u64,
     /// What the payee holds, per its last receipt (the rest of `paid_sat` is signed, not yet
     /// sent or acknowledged).
     acknowledged_sat: u64,
     credit_sat: u64,
-    /// nLockTime encoding: a height below 500,000,000.
+    /// The block height the channel expires at (nLockTime encoding: below 500,000,000).
     expiry: u32,
     contract_txid: Option<String>,
     payee: String,
@@ -147,7 +142,8 @@ impl From<&ChannelRecord> for ChannelView {
 }
 
 /// Something a duty did to one site's channel.
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
+#[ts(rename = "DutyEvent")]
 pub(crate) struct Event {
     site: String,
     /// A txid, or what went wrong.
@@ -155,7 +151,7 @@ pub(crate) struct Event {
 }
 
 /// What the channel duties did.
-#[derive(Default, Serialize)]
+#[derive(Default, Serialize, TS)]
 pub(crate) struct Duties {
     /// Channels closed near their expiry (the settlement's txid).
     closed: Vec<Event>,
@@ -168,7 +164,7 @@ pub(crate) struct Duties {
 }
 
 /// One paid request, as the history keeps it.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Payment {
     at: f64,
@@ -178,27 +174,28 @@ pub(crate) struct Payment {
     paid_sat: u64,
     credit_sat: u64,
     committed_sat: u64,
-    /// Reloads the URL without paying again (pre-armed payments only; not kept in history).
+    /// For a pre-armed payment: the header that reloads the URL without paying again (not kept
+    /// in the history).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reload_header: Option<String>,
 }
 
 /// A receipt applied: the payment, and the site's next pre-armed payment.
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ReceiptAnswer {
     #[serde(flatten)]
     payment: Payment,
-    /// The next page's `PAYMENT-SIGNATURE`; `None` when there is none to pre-arm.
+    /// The next page's `PAYMENT-SIGNATURE`; `None` when nothing is pre-armed.
     next_header: Option<String>,
-    /// Why the next payment could not be signed.
+    /// Why the next payment could not be signed (the pre-armed rule is then left as it is).
     next_error: Option<Failure>,
     /// The payee refused for lack of credit: the 402 that comes with it is paid, once
     /// (`trickle_wallet::site::pays_again`).
     pay_again: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Sites {
     sites: Vec<SiteView>,

@@ -174,7 +174,7 @@ export class Banner {
   }
 
   show(err: WalletError | string): void {
-    const e = typeof err === "string" ? { code: "invalid_input", message: err } : err;
+    const e = typeof err === "string" ? { code: "invalid_input", message: err, detail: null } : err;
     this.text.textContent = humanMessage(e);
     this.el.title = e.message;
     this.el.dataset.code = e.code;

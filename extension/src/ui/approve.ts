@@ -4,7 +4,7 @@
 import { call, type Approval, type Ask, type AskReason, type Period, type TermsView } from "../messages";
 import { App, Banner, busy, field, header, type Screen } from "./app";
 import { h, icon, replace } from "./dom";
-import { PERIOD_LABEL, formatSat, humanMessage, toError } from "./format";
+import { PERIOD_LABEL, formatSat, humanMessage, shortfallMessage, toError } from "./format";
 import { homeScreen } from "./home";
 
 type Decision = "approve" | "deny" | "never";
@@ -307,7 +307,9 @@ function costSection(ask: Ask): HTMLElement {
         "span",
         null,
         "The wallet cannot open the channel now. ",
-        humanMessage({ code: "cannot_fund", message: ask.cannotFund }),
+        ask.shortfall
+          ? shortfallMessage(ask.shortfall)
+          : humanMessage({ code: "cannot_fund", message: ask.cannotFund, detail: null }),
       ),
     );
   } else if (ask.openFee !== null) {

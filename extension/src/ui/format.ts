@@ -1,4 +1,4 @@
-import type { Network, Period, WalletError } from "../messages";
+import type { Network, Period, Shortfall, WalletError } from "../messages";
 
 const sats = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 
@@ -63,6 +63,7 @@ export const NETWORK_LABEL: Record<Network, string> = {
   regtest: "Regtest",
   signet: "Signet",
   testnet: "Testnet",
+  testnet4: "Testnet4",
   bitcoin: "Bitcoin",
 };
 
@@ -71,20 +72,11 @@ export const DEFAULT_ESPLORA: Record<Network, string> = {
   regtest: "http://127.0.0.1:3002",
   signet: "https://mempool.space/signet/api",
   testnet: "https://mempool.space/testnet/api",
+  testnet4: "https://mempool.space/testnet4/api",
   bitcoin: "https://mempool.space/api",
 };
 
-/** Turns anything thrown into a `WalletError`: typed errors pass, the rest get a code. */
-export function toError(e: unknown): WalletError {
-  if (e && typeof e === "object" && "message" in e) {
-    const o = e as { code?: unknown; message: unknown };
-    return {
-      code: typeof o.code === "string" ? o.code : "internal",
-      message: String(o.message),
-    };
-  }
-  return { code: "internal", message: String(e) };
-}
+export { toError } from "../messages";
 
 /** What error messages may name: the chain server the wallet is set to. */
 export const errorContext = { esploraUrl: "" };
@@ -96,11 +88,15 @@ const FRIENDLY: Record<string, string> = {
   already_exists: "A wallet already exists for this network. Unlock it, or restore from its phrase.",
 };
 
-const btcToSat = (btc: string) => Math.round(Number(btc) * 1e8);
+/** Coins short of a transaction, in words. */
+export function shortfallMessage(s: Shortfall): string {
+  return `Not enough funds: ${formatSat(s.available)} sat available, ${formatSat(s.needed)} sat needed with the fee.`;
+}
 
 /**
- * An error as a sentence for people: known codes get a plain sentence, amounts in BTC become sat,
- * and a message that carries a debug dump is cut to its first line.
+ * An error as a sentence for people: known codes get a plain sentence, the amounts of a
+ * shortfall come from the error's detail, and a message that carries a debug dump is cut to its
+ * first line.
  */
 export function humanMessage(e: WalletError): string {
   const friendly = FRIENDLY[e.code];
@@ -110,13 +106,7 @@ export function humanMessage(e: WalletError): string {
     const where = errorContext.esploraUrl ? ` at ${errorContext.esploraUrl}` : "";
     return `Cannot reach the Esplora server${where}. Check it in Settings.`;
   }
-  const funds = /([\d.]+) BTC available of ([\d.]+) BTC needed/.exec(m);
-  if (funds) {
-    return (
-      `Not enough funds: ${formatSat(btcToSat(funds[1]!))} sat available, ` +
-      `${formatSat(btcToSat(funds[2]!))} sat needed with the fee.`
-    );
-  }
+  if (e.detail?.kind === "insufficientFunds") return shortfallMessage(e.detail);
   let first = m.split(/\n|\\n/)[0] ?? m;
   if (first.length > 220) first = `${first.slice(0, 217)}…`;
   return sentence(first);

@@ -37,6 +37,7 @@ use core::fmt;
 
 use bitcoin::Amount;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
 use crate::store::StoreError;
 
@@ -49,7 +50,7 @@ pub const BUDGET_PREFIX: &str = "budget/";
 pub const MAX_RESERVATIONS: usize = 1_000;
 
 /// The length of a budget period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 #[serde(rename_all = "lowercase")]
 pub enum Period {
     /// 86,400 seconds.

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Why the user is asked before a payment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum AskReason {
     /// The site has no budget.
@@ -14,15 +14,20 @@ pub enum AskReason {
     BudgetExhausted {
         /// What is left this period, sat.
         #[serde(with = "bitcoin::amount::serde::as_sat")]
+        #[ts(type = "number")]
         remaining: Amount,
         /// What the payment needs, sat.
         #[serde(with = "bitcoin::amount::serde::as_sat")]
+        #[ts(type = "number")]
         needed: Amount,
     },
 }
 
 /// A payment the user is asked to approve, with what approving it means.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+///
+/// Serialized for the extension's pages; the terms are not (`Terms` serializes in its storage
+/// form, and each view writes terms its own way).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct Ask {
     /// Why.
@@ -35,26 +40,34 @@ pub struct Ask {
     pub description: String,
     /// The price, sat.
     #[serde(with = "bitcoin::amount::serde::as_sat")]
+    #[ts(type = "number")]
     pub price: Amount,
     /// The site's current budget, if any.
+    #[serde(skip)]
     pub current: Option<Terms>,
     /// A budget to offer the user.
+    #[serde(skip)]
     pub suggested: Terms,
     /// Whether a channel with the site is open (else approving opens one).
     pub has_channel: bool,
     /// What a new channel would lock, sat (from the suggested budget).
     #[serde(with = "bitcoin::amount::serde::as_sat")]
+    #[ts(type = "number")]
     pub channel_value: Amount,
     /// What opening a new channel signs to the site at once, sat: the offer's first payment,
     /// counted in the budget (a payee asking more when the channel opens is refused). `None`
     /// when a channel is open.
     #[serde(with = "bitcoin::amount::serde::as_sat::opt")]
+    #[ts(type = "number | null")]
     pub first_payment: Option<Amount>,
     /// The on-chain fee to open it at the current fee rate, if the wallet can fund it now.
     #[serde(with = "bitcoin::amount::serde::as_sat::opt")]
+    #[ts(type = "number | null")]
     pub open_fee: Option<Amount>,
     /// Why the wallet cannot fund the channel now, if it cannot.
     pub cannot_fund: Option<String>,
+    /// What the wallet has and needs, when it cannot fund the channel for lack of coins.
+    pub shortfall: Option<Shortfall>,
 }
 
 /// The budget offered to a site the user has not approved yet: a hundred requests at this
@@ -122,12 +135,12 @@ impl<S: Store> Wallet<S> {
                 &ctx.policy.limits,
             )
             .unwrap_or(offer.min_channel_value());
-        let (open_fee, cannot_fund) = if has_channel {
-            (None, None)
+        let (open_fee, cannot_fund, shortfall) = if has_channel {
+            (None, None, None)
         } else {
             match self.open_fee(channel_value, ctx.fee_rate) {
-                Ok(fee) => (Some(fee), None),
-                Err(e) => (None, Some(e.to_string())),
+                Ok(fee) => (Some(fee), None, None),
+                Err(e) => (None, Some(e.to_string()), e.shortfall()),
             }
         };
         Answer::Ask(Box::new(Ask {
@@ -143,6 +156,7 @@ impl<S: Store> Wallet<S> {
             first_payment: (!has_channel).then(|| offer.min_payment()),
             open_fee,
             cannot_fund,
+            shortfall,
         }))
     }
 }

@@ -37,7 +37,8 @@ use crate::chain::ChainSource;
 use crate::channels::{ChannelClientError, ChannelRecord, OpenParams, Transport};
 use crate::offer::{check_offer, Approval, CheckedOffer, OfferContext, OfferError, OfferPolicy};
 use crate::store::{Staged, Store, WriteBatch};
-use crate::wallet::{Wallet, WalletError};
+use crate::wallet::{Shortfall, Wallet, WalletError};
+use ts_rs::TS;
 
 mod ahead;
 mod answer;
