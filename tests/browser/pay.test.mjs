@@ -16,6 +16,7 @@ import {
   PASSWORD,
   T,
   assertNoPageErrors,
+  bannerText,
   report,
   sleep,
   startChain,
@@ -884,13 +885,16 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
   test("a close the payee refuses (Sites screen): the channel stays payable, a later close succeeds", async () => {
     const dir = path.join(work.dir, "payee-refusing");
     await mkdir(dir, { recursive: true });
-    const own = await startPayee({ esplora: chain.url, upstream: site.url, dir, policy: POLICY, prices: [{ path: "/articles", sat: PRICE }] });
+    // The demo's first payment (1,000 sat, pages of PRICE): it covers the close's fee, and it is
+    // above the budget's max price, within its limit.
+    const policy = { ...POLICY, min_payment: 1_000 };
+    const own = await startPayee({ esplora: chain.url, upstream: site.url, dir, policy, prices: [{ path: "/articles", sat: PRICE }] });
     const refusing = await startHostileSite(own.url);
     try {
       await ask(ext, {
         type: "approve",
         origin: refusing.url,
-        terms: { limitSat: 100 * PRICE, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+        terms: { limitSat: 2_000, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
       });
       await tab.visit(`${refusing.url}/articles/80`, "Article 80");
       const channelOf = async () =>
