@@ -882,65 +882,6 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
     }
   });
 
-  test("a close the payee refuses (Sites screen): the channel stays payable, a later close succeeds", async () => {
-    const dir = path.join(work.dir, "payee-refusing");
-    await mkdir(dir, { recursive: true });
-    // The demo's first payment (1,000 sat, pages of PRICE): it covers the close's fee, and it is
-    // above the budget's max price, within its limit.
-    const policy = { ...POLICY, min_payment: 1_000 };
-    const own = await startPayee({ esplora: chain.url, upstream: site.url, dir, policy, prices: [{ path: "/articles", sat: PRICE }] });
-    const refusing = await startHostileSite(own.url);
-    try {
-      await ask(ext, {
-        type: "approve",
-        origin: refusing.url,
-        terms: { limitSat: 2_000, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
-      });
-      await tab.visit(`${refusing.url}/articles/80`, "Article 80");
-      const channelOf = async () =>
-        (await ask(ext, { type: "sites" })).channels.find((c) => c.site === refusing.url);
-      const opened = await eventually("the channel", async () => (await channelOf())?.state === "Ready" && channelOf());
-
-      refusing.mode.refuseClose = true;
-      await ext.reload();
-      await waitScreen(ext, "home");
-      await ext.click("nav-sites");
-      await waitScreen(ext, "sites");
-      const row = `[data-testid="channel-row"][data-site="${refusing.url}"]`;
-      await ext.click(`${row} [data-testid="channel-close"]`);
-      await ext.click(`${row} [data-testid="channel-close-confirm"]`);
-      assert.match(await bannerText(ext), /did not close the channel/);
-      const kept = await channelOf();
-      assert.equal(kept.state, "Ready", "the channel stays open");
-      assert.equal(kept.paidSat, opened.paidSat, "nothing more signed");
-
-      // It still pays the site.
-      await tab.visit(`${refusing.url}/articles/81`, "Article 81");
-      await eventually("the next page paid", async () => {
-        const held = (await own.status()).channels.find((c) => c.channel === kept.contractTxid);
-        return held && held.consumed >= 2 * PRICE;
-      });
-
-      // The payee closes when asked again.
-      refusing.mode.refuseClose = false;
-      await ext.reload();
-      await waitScreen(ext, "home");
-      await ext.click("nav-sites");
-      await waitScreen(ext, "sites");
-      await ext.click(`${row} [data-testid="channel-close"]`);
-      await ext.click(`${row} [data-testid="channel-close-confirm"]`);
-      await ext.waitVisible("channel-closed-txid");
-      await chain.mine(1);
-      await eventually("the channel closed", async () => {
-        await ask(ext, { type: "duties" });
-        return (await channelOf())?.state === "Closed";
-      });
-    } finally {
-      await refusing.stop();
-      await own.stop();
-    }
-  });
-
   test("closing from the popup: the settlement pays each side what the receipts say", async (t) => {
     const { ours, theirs: held } = await bothSides(ext, payee);
     // Confirm what the earlier steps left pending (the hostile site's contract and its change).
@@ -1111,6 +1052,65 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       report(t, `refund ${refunded.contractTxid}: balance ${expected} = ${before} − ${contract.fee} − ${refund.fee} fees`);
     } finally {
       await short.stop();
+    }
+  });
+
+  test("a close the payee refuses (Sites screen): the channel stays payable, a later close succeeds", async () => {
+    const dir = path.join(work.dir, "payee-refusing");
+    await mkdir(dir, { recursive: true });
+    // The demo's first payment (1,000 sat, pages of PRICE): it covers the close's fee, and it is
+    // above the budget's max price, within its limit.
+    const policy = { ...POLICY, min_payment: 1_000 };
+    const own = await startPayee({ esplora: chain.url, upstream: site.url, dir, policy, prices: [{ path: "/articles", sat: PRICE }] });
+    const refusing = await startHostileSite(own.url);
+    try {
+      await ask(ext, {
+        type: "approve",
+        origin: refusing.url,
+        terms: { limitSat: 2_000, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+      });
+      await tab.visit(`${refusing.url}/articles/80`, "Article 80");
+      const channelOf = async () =>
+        (await ask(ext, { type: "sites" })).channels.find((c) => c.site === refusing.url);
+      const opened = await eventually("the channel", async () => (await channelOf())?.state === "Ready" && channelOf());
+
+      refusing.mode.refuseClose = true;
+      await ext.reload();
+      await waitScreen(ext, "home");
+      await ext.click("nav-sites");
+      await waitScreen(ext, "sites");
+      const row = `[data-testid="channel-row"][data-site="${refusing.url}"]`;
+      await ext.click(`${row} [data-testid="channel-close"]`);
+      await ext.click(`${row} [data-testid="channel-close-confirm"]`);
+      assert.match(await bannerText(ext), /did not close the channel/);
+      const kept = await channelOf();
+      assert.equal(kept.state, "Ready", "the channel stays open");
+      assert.equal(kept.paidSat, opened.paidSat, "nothing more signed");
+
+      // It still pays the site: the reader follows a link from the page it is on.
+      await tab.follow(`${refusing.url}/articles/81`, "Article 81");
+      await eventually("the next page paid", async () => {
+        const held = (await own.status()).channels.find((c) => c.channel === kept.contractTxid);
+        return held && held.consumed >= 2 * PRICE;
+      });
+
+      // The payee closes when asked again.
+      refusing.mode.refuseClose = false;
+      await ext.reload();
+      await waitScreen(ext, "home");
+      await ext.click("nav-sites");
+      await waitScreen(ext, "sites");
+      await ext.click(`${row} [data-testid="channel-close"]`);
+      await ext.click(`${row} [data-testid="channel-close-confirm"]`);
+      await ext.waitVisible("channel-closed-txid");
+      await chain.mine(1);
+      await eventually("the channel closed", async () => {
+        await ask(ext, { type: "duties" });
+        return (await channelOf())?.state === "Closed";
+      });
+    } finally {
+      await refusing.stop();
+      await own.stop();
     }
   });
 });
