@@ -15,7 +15,7 @@ use trickle_wallet::approval::RunCaps;
 use trickle_wallet::budget::site_origin;
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
-use trickle_wallet::offer::OfferPolicy;
+use trickle_wallet::offer::{OfferError, OfferPolicy};
 use trickle_wallet::payer::{Next, Payer, Response as PayerResponse, Sent};
 use trickle_wallet::site::{PayContext, PayError, Progress};
 use trickle_wallet::store::{SqliteStore, Store, StoreError, WriteBatch};
@@ -598,10 +598,11 @@ const MAX_REDIRECTS: usize = 10;
 
 /// `e`, with the flag that would change the decision, for the refusals a run's caps make.
 fn with_hint(e: &PayError) -> Error {
-    let hint = match e.code() {
-        "over_max_price" => "; raise --max-price to pay it",
-        "not_approved" => "; raise --budget to pay it",
-        "bad_offer" if e.to_string().contains("to lock is below") => "; raise --budget to pay it",
+    let hint = match e {
+        PayError::Offer(OfferError::OverMaxPrice { .. }) => "; raise --max-price to pay it",
+        PayError::NotApproved(_) | PayError::Offer(OfferError::ChannelTooSmall { .. }) => {
+            "; raise --budget to pay it"
+        }
         _ => "",
     };
     format!("{e}{hint}").into()
