@@ -10,6 +10,13 @@
 //! the per-core rate, compared with bare verifies per CPU-second. The same requests to a free
 //! page through the same server give the latency baseline.
 //!
+//! The cost of authenticated, single-use payments (`docs/protocol.md`, section 2) is measured in
+//! the same run, step by step, against the paid path's CPU per request: the MAC check of every
+//! header sent (with its key derived once per channel, as the server caches it), the reload
+//! nonce a pre-armed charge mints, and the ticket rows a charge writes (the same store write
+//! with and without them, alternated). Their sum against the paid path is the extra cost of
+//! authorisation; the paid path without it is the paid path minus that sum.
+//!
 //! Store: SQLite in a temporary directory (the default), and PostgreSQL when
 //! `TRICKLE_TEST_POSTGRES_URL` is set (`bash scripts/with-postgres.sh cargo bench ...`).
 //! With `BENCH_ROWS=FILE`, rows of the summary table are appended to FILE.
@@ -28,9 +35,11 @@ use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::{Message, SECP256K1};
 use bitcoin::{Amount, OutPoint, Txid};
 use common::*;
-use trickle_channel::http::{PaymentRequired, PAYMENT_SIGNATURE};
+use trickle_channel::auth::PaymentKey;
+use trickle_channel::credit::{NonceKey, NONCE_RANDOM_LEN};
+use trickle_channel::http::{PaymentRequired, PaymentSignature, PAYMENT_SIGNATURE};
 use trickle_channel::Version;
-use trickle_payee::store::{ChannelStore, SqliteStore};
+use trickle_payee::store::{ChannelStore, ChannelUpdate, ChargedTicket, SqliteStore};
 
 const PRICE: u64 = 10;
 
@@ -41,9 +50,9 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// CPU seconds (user + system) of this process's threads whose name starts with `prefix`.
+/// CPU seconds of this process's threads whose name starts with `prefix`, from the
+/// scheduler's nanosecond run time (`/proc/.../schedstat`; `stat`'s ticks are 10 ms).
 fn thread_cpu(prefix: &str) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
     let mut total = 0.0;
     for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
         let dir = task.expect("task").path();
@@ -53,15 +62,15 @@ fn thread_cpu(prefix: &str) -> f64 {
         if !comm.starts_with(prefix) {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+        let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else {
             continue;
         };
-        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
-        let rest = &stat[stat.rfind(')').expect("stat") + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let utime: f64 = fields[11].parse().expect("utime");
-        let stime: f64 = fields[12].parse().expect("stime");
-        total += (utime + stime) / ticks;
+        let ns: f64 = stat
+            .split(' ')
+            .next()
+            .and_then(|f| f.parse().ok())
+            .expect("schedstat run time");
+        total += ns / 1e9;
     }
     total
 }
@@ -220,6 +229,108 @@ fn report(run: &Run, bare: f64) -> Vec<String> {
     )]
 }
 
+/// Median seconds per call of `f`, over several timed loops of `n` calls on this thread.
+fn per_call(n: usize, mut f: impl FnMut(usize)) -> f64 {
+    let times = (0..7)
+        .map(|round| {
+            let t = Instant::now();
+            for i in 0..n {
+                f(round * n + i);
+            }
+            t.elapsed().as_secs_f64() / n as f64
+        })
+        .collect();
+    median(times)
+}
+
+/// What authorisation and single-use tickets add to one paid request, in server CPU seconds:
+/// (MAC check, reload nonce minted, ticket rows written), measured over `work`'s headers and
+/// on `store`'s channels, with store writes run on `server` and counted by thread CPU.
+fn authorization_cost(
+    server: &tokio::runtime::Runtime,
+    store: &Arc<dyn ChannelStore>,
+    work: &[Vec<(String, Option<String>)>],
+) -> (f64, f64, f64) {
+    let sigs: Vec<PaymentSignature> = work
+        .iter()
+        .flatten()
+        .filter_map(|(_, h)| h.as_deref())
+        .map(|h| PaymentSignature::from_header(h).expect("a header the bench made"))
+        .collect();
+    let mut keys = std::collections::HashMap::new();
+    let derive = per_call(1, |_| {
+        black_box(PaymentKey::derive(
+            &key(CLIENT),
+            &sigs[0].accepted.pay_to,
+            &sigs[0].payload.channel,
+        ));
+    });
+    for sig in &sigs {
+        keys.entry(sig.payload.channel).or_insert_with(|| {
+            PaymentKey::derive(&key(CLIENT), &sig.accepted.pay_to, &sig.payload.channel)
+        });
+    }
+    let checks = per_call(sigs.len(), |i| {
+        let sig = &sigs[i % sigs.len()];
+        assert!(keys[&sig.payload.channel].check(black_box(sig)));
+    });
+    // The server derives a channel's key once, at its first payment.
+    let mac = checks + derive * keys.len() as f64 / sigs.len() as f64;
+
+    let nonces = NonceKey::new([7; 32]);
+    let url = &sigs[0].resource.url;
+    let nonce = per_call(10_000, |i| {
+        let mut random = [0u8; NONCE_RANDOM_LEN];
+        getrandom::getrandom(&mut random).expect("randomness");
+        black_box(nonces.issue(random, i as u64, url));
+    });
+
+    // A pre-armed charge writes two ticket rows: its ticket and the nonce it mints.
+    let stored = server
+        .block_on(store.channels())
+        .expect("channels")
+        .into_iter()
+        .next()
+        .expect("a channel");
+    let txid = stored.txid().expect("a contract");
+    let mut revision = stored.revision;
+    let mut next_ticket = 0usize;
+    let mut writes = |with_tickets: bool, n: usize| -> f64 {
+        let cpu = thread_cpu("payee-");
+        for _ in 0..n {
+            let names = [
+                format!("bench-{next_ticket}"),
+                format!("bench-{next_ticket}-n"),
+            ];
+            next_ticket += 1;
+            let charged: Vec<ChargedTicket> = names
+                .iter()
+                .map(|ticket| ChargedTicket {
+                    ticket,
+                    resource: url,
+                    price: Amount::from_sat(PRICE),
+                })
+                .collect();
+            let update = ChannelUpdate {
+                state: &stored.state,
+                ledger: stored.ledger,
+                charged: if with_tickets { &charged } else { &[] },
+            };
+            revision = server
+                .block_on(store.update_channel(&txid, revision, update))
+                .expect("write");
+        }
+        (thread_cpu("payee-") - cpu) / n as f64
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        with.push(writes(true, 1_000));
+        without.push(writes(false, 1_000));
+    }
+    let tickets = (median(with) - median(without)).max(0.0);
+    (mac, nonce, tickets)
+}
+
 fn main() {
     let channels = env("CHANNELS", 1_000);
     let payments = env("PAYMENTS", 100_000);
@@ -258,7 +369,7 @@ fn main() {
 
     let mut rows = Vec::new();
     for (name, store) in stores {
-        let payee = server.block_on(Server::start(store));
+        let payee = server.block_on(Server::start(store.clone()));
         let base = payee.url.clone();
         let work = load.block_on(prepare(&base, channels, per_channel, concurrency));
         // The contracts confirm before the measurement: a channel used this much is confirmed.
@@ -277,9 +388,31 @@ fn main() {
             })
             .collect();
         let unpaid = load.block_on(measure(&format!("{name}, free page"), &base, free));
+        let headers = work.clone();
         let paid = load.block_on(measure(&format!("{name}, paid"), &base, work));
+        // After the paid run, so that its writes do not disturb it.
+        let (mac, nonce, tickets) = authorization_cost(&server, &store, &headers);
         report(&unpaid, bare);
         rows.extend(report(&paid, bare));
+        let per_request = paid.server_cpu / paid.payments as f64;
+        let extra = mac + nonce + tickets;
+        println!(
+            "{name}: authorisation per paid request: MAC check {:.2} us, reload nonce {:.2} us, \
+             ticket rows {:.2} us = {:.2} us of {:.1} us ({:.1} %); paid path without it {:.1} us",
+            mac * 1e6,
+            nonce * 1e6,
+            tickets * 1e6,
+            extra * 1e6,
+            per_request * 1e6,
+            extra / per_request * 100.0,
+            (per_request - extra) * 1e6,
+        );
+        rows.push(format!(
+            "| payee {name}: authorisation and single-use tickets, server CPU per paid request | {:.2} µs | paid path {:.1} µs | {:.3} |",
+            extra * 1e6,
+            per_request * 1e6,
+            extra / per_request
+        ));
         let (lp, lu) = (&paid.latencies, &unpaid.latencies);
         for (p, tag) in [(0.5, "p50"), (0.99, "p99")] {
             let (a, b) = (percentile(lp, p), percentile(lu, p));
