@@ -13,7 +13,8 @@
 #             (HTTP, state, signature check, SQLite group commit) against a bare verify loop;
 #             latency percentiles and requests per second against a free page through the same
 #             server (crates/payee/benches/throughput.rs; PostgreSQL too when
-#             TRICKLE_TEST_POSTGRES_URL is set)
+#             TRICKLE_TEST_POSTGRES_URL is set), and what authorisation and single-use tickets
+#             (MAC check, reload nonce, ticket rows) add to the paid path's CPU per request
 #   fetch     `trickle fetch` of 100 paid against 100 unpaid pages through the payee proxy on the
 #             local chain, release builds (scripts/bench-fetch.sh)
 #   fees      what the payee paid to close a channel under a fee spike (the local chain's blocks
