@@ -1,6 +1,6 @@
 //! What only a channel's client may do.
 //!
-//! * Requests about an open channel — close it, read its totals — are authorised by a
+//! * Requests about an open channel — close it, read its totals, resume it — are authorised by a
 //!   signature of the client's channel key over the request and the contract txid
 //!   ([`authorize`], [`check`]). The authorisation is the same for every request of one kind on
 //!   one channel, so whoever sees it (the payee, or a path in between on plain `http`) can
@@ -28,6 +28,8 @@ pub enum ChannelRequest {
     Close,
     /// `GET {endpoint}/session/{txid}`.
     Status,
+    /// `CLIENT_VERSION` with the contract as `previous_contract`, on `POST {endpoint}/open`.
+    Resume,
 }
 
 impl ChannelRequest {
@@ -35,6 +37,7 @@ impl ChannelRequest {
         match self {
             Self::Close => b"trickle/channel-request/close",
             Self::Status => b"trickle/channel-request/status",
+            Self::Resume => b"trickle/channel-request/resume",
         }
     }
 }

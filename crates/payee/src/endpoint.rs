@@ -202,7 +202,7 @@ async fn open(State(payee): State<Payee>, body: Bytes) -> Result<Response, Refus
             "too many channels are opening; try again",
         ));
     };
-    let (msg, _) = parse_body(&body)?;
+    let (msg, authorization) = parse_body(&body)?;
     let WireMessage::ClientVersion(hello) = msg else {
         return Err(Refused::channel(&ChannelError::UnexpectedMessage {
             state: "Open",
@@ -217,6 +217,12 @@ async fn open(State(payee): State<Payee>, body: Bytes) -> Result<Response, Refus
             .map_err(|e| Refused::store(&payee, &e))?;
         // An unknown previous contract opens a new channel, as in bitcoinj.
         if let Some(stored) = stored {
+            // The resume answers the paid total: the client's to read, as the status is.
+            authorized(
+                &stored.state,
+                ChannelRequest::Resume,
+                authorization.as_deref(),
+            )?;
             let step = stored
                 .state
                 .resume(&hello)

@@ -277,3 +277,62 @@ async fn close_needs_the_client_key() {
         "closing"
     );
 }
+
+/// M2: the resume answer tells the channel's paid total; only the client may have it.
+#[tokio::test]
+async fn resume_needs_the_client_key() {
+    let server = Server::start(Arc::new(MemoryStore::new())).await;
+    let mut client = Client::open(&server.endpoint(), Version::V2, 62).await;
+    let txid = client.txid();
+    let before = common::session_status(&server, txid).await;
+    let step = client.payer.resume().unwrap();
+    let hello = step.send[0].to_base64url();
+    let stranger = trickle_channel::auth::authorize(
+        trickle_channel::auth::ChannelRequest::Resume,
+        &txid,
+        &common::key(99),
+    );
+    let http = reqwest::Client::new();
+    for body in [
+        serde_json::json!({ "message": hello }),
+        serde_json::json!({ "message": hello, "authorization": stranger }),
+        serde_json::json!({ "message": hello, "authorization": "00" }),
+    ] {
+        let answer = http
+            .post(format!("{}/open", server.endpoint()))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 403, "{body}");
+        let text = answer.text().await.unwrap();
+        assert!(!text.contains(&txid.to_string()), "{text}");
+        let messages: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for m in messages["messages"].as_array().unwrap() {
+            let msg = WireMessage::from_base64url(m.as_str().unwrap()).unwrap();
+            assert!(matches!(msg, WireMessage::Error(_)), "told {msg:?}");
+        }
+    }
+    assert_eq!(
+        common::session_status(&server, txid).await,
+        before,
+        "nothing changed"
+    );
+    // The client itself resumes it, and is told what it paid.
+    client.payer = step.state;
+    let answer = client.post("/open", &step.send[0]).await;
+    assert_eq!(
+        (answer.status, answer.session.clone()),
+        (200, Some(txid.to_string()))
+    );
+    let open = answer
+        .messages
+        .iter()
+        .find_map(|m| match m {
+            WireMessage::ChannelOpen(open) => Some(open.clone()),
+            _ => None,
+        })
+        .expect("CHANNEL_OPEN");
+    assert_eq!(open.amount_paid, client.paid());
+}

@@ -203,7 +203,7 @@ impl From<ChannelError> for ChannelClientError {
 #[derive(Serialize)]
 struct EndpointRequest<'a> {
     message: &'a str,
-    /// For requests only the client may make (`CLOSE`): `trickle_channel::auth`.
+    /// For requests only the client may make (`CLOSE`, a resume): `trickle_channel::auth`.
     #[serde(skip_serializing_if = "Option::is_none")]
     authorization: Option<&'a str>,
 }
@@ -616,7 +616,14 @@ impl<S: Store> Wallet<S> {
             time_window_blocks: 0,
             previous_contract: Some(channel.contract_txid()),
         });
-        let (_, replies) = exchange(transport, &format!("{base}/open"), &hello, None).await?;
+        let authorization = auth::authorize(ChannelRequest::Resume, &channel.contract_txid(), &key);
+        let (_, replies) = exchange(
+            transport,
+            &format!("{base}/open"),
+            &hello,
+            Some(&authorization),
+        )
+        .await?;
         let replies = match replies
             .into_iter()
             .find(|m| matches!(m, WireMessage::ChannelOpen(_)))

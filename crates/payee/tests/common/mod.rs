@@ -639,13 +639,21 @@ pub fn memory_channel(version: Version, tag: u8) -> [PayeeState; 4] {
 }
 
 /// `GET {endpoint}/session/{txid}` as JSON.
-/// The endpoint body for `msg`; a `CLOSE` of the channel `contract` carries the client's
-/// authorisation, as the wallet sends it.
+/// The endpoint body for `msg`; a `CLOSE` of the channel `contract`, and a resume, carry the
+/// client's authorisation, as the wallet sends them.
 pub fn message_body(msg: &WireMessage, contract: Option<Txid>) -> Vec<u8> {
     let mut body = serde_json::json!({ "message": msg.to_base64url() });
-    if let (WireMessage::Close(Close { settlement: None }), Some(txid)) = (msg, contract) {
-        body["authorization"] =
-            auth::authorize(auth::ChannelRequest::Close, &txid, &key(CLIENT)).into();
+    let request = match (msg, contract) {
+        (WireMessage::Close(Close { settlement: None }), Some(txid)) => {
+            Some((auth::ChannelRequest::Close, txid))
+        }
+        (WireMessage::ClientVersion(hello), _) => hello
+            .previous_contract
+            .map(|txid| (auth::ChannelRequest::Resume, txid)),
+        _ => None,
+    };
+    if let Some((request, txid)) = request {
+        body["authorization"] = auth::authorize(request, &txid, &key(CLIENT)).into();
     }
     body.to_string().into_bytes()
 }
