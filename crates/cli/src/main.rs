@@ -40,9 +40,10 @@ struct Cli {
     /// Esplora REST API base URL.
     #[arg(long, env = "TRICKLE_ESPLORA", default_value = "http://127.0.0.1:3002")]
     esplora: String,
-    /// Fee rate for on-chain transactions, sat/vB.
-    #[arg(long, default_value_t = 2)]
-    fee_rate: u32,
+    /// Fee rate for on-chain transactions (a channel's contract, a withdrawal), sat/vB. By
+    /// default the chain's estimate for about 6 blocks, as the extension pays.
+    #[arg(long)]
+    fee_rate: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +55,11 @@ enum Command {
     Wallet(WalletCommand),
     /// GET URLs like curl, paying over a channel if a site asks and the price is within
     /// limits; prints the bodies. Repeat requests to a site carry their payment up front.
+    ///
+    /// Before a channel opens, a line on stderr previews it: the sat it locks, the contract's
+    /// fee in sat and its rate, and where the rate came from (the chain's estimate, or
+    /// --fee-rate). It asks nothing: --budget caps what a channel locks, --fee-rate sets the
+    /// rate.
     Fetch {
         /// The URLs, fetched in order.
         #[arg(required = true)]
@@ -237,9 +243,19 @@ impl App {
         Ok(())
     }
 
-    fn fee_rate(&self) -> Result<FeeRate, Error> {
-        FeeRate::from_sat_per_vb(u64::from(self.cli.fee_rate))
-            .ok_or_else(|| "fee rate out of range".into())
+    /// The fee rate of the run's transactions, and where it came from: `--fee-rate`, else the
+    /// chain's estimate (`Wallet::contract_fee_rate`).
+    async fn fee_rate(&self) -> Result<(FeeRate, &'static str), Error> {
+        match self.cli.fee_rate {
+            Some(rate) => Ok((
+                FeeRate::from_sat_per_vb(u64::from(rate)).ok_or("fee rate out of range")?,
+                "set by --fee-rate",
+            )),
+            None => Ok((
+                Wallet::<Scoped<Disk>>::contract_fee_rate(&self.esplora).await?,
+                "the chain's estimate for about 6 blocks",
+            )),
+        }
     }
 
     async fn unlock(&self) -> Result<Wallet<Scoped<Disk>>, Error> {
@@ -290,7 +306,7 @@ impl App {
                         &self.esplora,
                         &address,
                         Amount::from_sat(*amount),
-                        self.fee_rate()?,
+                        self.fee_rate().await?.0,
                         now(),
                     )
                     .await?;
@@ -310,7 +326,7 @@ impl App {
                     caps: Some(caps),
                     payer: None,
                     tip: None,
-                    fee_rate: self.fee_rate()?,
+                    fee_rate: None,
                 };
                 let origins: Vec<Option<String>> =
                     urls.iter().map(|u| site_origin(u).ok()).collect();
@@ -509,12 +525,17 @@ impl App {
             };
             let (required, receipt) = (text(PAYMENT_REQUIRED)?, text(PAYMENT_RESPONSE)?);
             let policy = OfferPolicy::default();
-            let progress = |step: Progress<'_>| eprintln!("{step}");
+            let (fee_rate, fee_source) = run.fee_rate.ok_or("the run's fee rate is unknown")?;
+            // The opening's preview, on stderr, says where its rate came from.
+            let progress = |step: Progress<'_>| match step {
+                Progress::Opening { .. } => eprintln!("{step} ({fee_source}) ..."),
+                Progress::Completing { .. } => eprintln!("{step}"),
+            };
             let ctx = PayContext {
                 transport: &self.http,
                 chain: &self.esplora,
                 tip,
-                fee_rate: run.fee_rate,
+                fee_rate,
                 network: self.cli.network,
                 policy: &policy,
                 now: now(),
@@ -551,14 +572,15 @@ impl App {
         }
     }
 
-    /// The first 402 of the run: unlocks the wallet, reads the chain tip and syncs the wallet
-    /// (an opening funds a contract from its coins).
+    /// The first 402 of the run: unlocks the wallet, reads the chain tip, syncs the wallet (an
+    /// opening funds a contract from its coins) and settles the contracts' fee rate.
     async fn start_paying(&self, run: &mut FetchRun) -> Result<(), Error> {
         let caps = run.caps.take().ok_or("the run's caps are gone")?;
         let mut wallet = self.unlock().await?;
         eprintln!("syncing with {} ...", self.cli.esplora);
         wallet.sync(&self.esplora, now()).await?;
         run.tip = Some(Wallet::<Scoped<Disk>>::tip(&self.esplora).await?);
+        run.fee_rate = Some(self.fee_rate().await?);
         run.payer = Some(Payer::new(wallet, caps));
         Ok(())
     }
@@ -657,12 +679,13 @@ async fn send_again_if_lost(request: reqwest::RequestBuilder) -> Result<reqwest:
 }
 
 /// What one `trickle fetch` run keeps between its URLs: its caps until the first 402, then
-/// the payer (the unlocked wallet and the caps) and the chain tip.
+/// the payer (the unlocked wallet and the caps), the chain tip, and a contract's fee rate with
+/// where it came from.
 struct FetchRun {
     caps: Option<RunCaps>,
     payer: Option<Payer<Scoped<Disk>, RunCaps>>,
     tip: Option<trickle_channel::ChainTip>,
-    fee_rate: FeeRate,
+    fee_rate: Option<(FeeRate, &'static str)>,
 }
 
 fn main() -> ExitCode {

@@ -252,7 +252,7 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     // Nothing to refund before expiry.
     let none = trickle(node.url(), w, &["refund"]).await;
     assert!(none.trim().is_empty(), "{none}");
-    // The fee market rises above the rate the CLI pays (`--fee-rate`, 2 sat/vB) and the
+    // The fee market rises above the rate the contract paid (the quiet chain's) and the
     // chain passes the expiry: the channel is flagged, and the refund, at the chain's
     // estimate, takes everything back.
     node.set_fee_market(3, 0);

@@ -588,6 +588,14 @@ impl<S: Store> Wallet<S> {
         chain.fee_rates().await
     }
 
+    /// The fee rate a new channel's contract pays unless the user sets one: the chain
+    /// source's estimate for about 6 blocks ([`FeeRates::normal`]), for the extension and the
+    /// command-line payer alike. A contract below the mempool's minimum never opens, and the
+    /// channel's expiry leaves room for a few blocks of wait.
+    pub async fn contract_fee_rate<C: ChainSource>(chain: &C) -> Result<FeeRate, WalletError> {
+        Ok(chain.fee_rates().await?.normal)
+    }
+
     /// The chain tip: height and median-time-past.
     pub async fn tip<C: ChainSource>(chain: &C) -> Result<ChainTip, WalletError> {
         chain.tip().await
@@ -639,11 +647,42 @@ impl<S: Store> Wallet<S> {
         Ok(tx)
     }
 
-    /// Builds and signs a transaction paying `outputs`; records nothing. Returns it and its fee.
+    /// Builds and signs a transaction paying `outputs` at `fee_rate` or more; records nothing.
+    /// Returns it and its fee.
     fn sign_new(
         &mut self,
         outputs: Vec<TxOut>,
         fee_rate: FeeRate,
+    ) -> Result<(Transaction, Amount), WalletError> {
+        let (mut tx, mut fee) = self.sign_with_fee(outputs.clone(), |b| {
+            b.fee_rate(fee_rate);
+        })?;
+        // BDK pays the rate on the weight it estimates; a node asks it of the signed
+        // transaction's whole virtual bytes (a signature longer than estimated, the last vbyte
+        // rounded up), and refuses one short of its minimum rate. Short of that: built again,
+        // paying what the signed size asks (twice at most, should the selection change).
+        for _ in 0..2 {
+            let needed = fee_rate
+                .fee_vb(tx.vsize() as u64)
+                .ok_or_else(|| WalletError::CannotFund("fee out of range".into()))?;
+            if fee >= needed {
+                break;
+            }
+            (tx, fee) = self.sign_with_fee(outputs.clone(), |b| {
+                b.fee_absolute(needed);
+            })?;
+        }
+        Ok((tx, fee))
+    }
+
+    /// Builds and signs a transaction paying `outputs` at the fee `set` sets on the builder;
+    /// records nothing. Returns it and its fee.
+    fn sign_with_fee(
+        &mut self,
+        outputs: Vec<TxOut>,
+        set: impl FnOnce(
+            &mut bdk_wallet::TxBuilder<'_, BranchAndBoundCoinSelection<LargestFirstCoinSelection>>,
+        ),
     ) -> Result<(Transaction, Amount), WalletError> {
         // Deterministic selection (branch and bound, else largest first), so that a previewed
         // fee is the fee the real send pays.
@@ -654,7 +693,7 @@ impl<S: Store> Wallet<S> {
         for out in outputs {
             builder.add_recipient(out.script_pubkey, out.value);
         }
-        builder.fee_rate(fee_rate);
+        set(&mut builder);
         let mut psbt = builder.finish()?;
         psbt.sign(&self.master, SECP256K1).map_err(|(_, errors)| {
             WalletError::CannotFund(format!("signing failed: {errors:?}"))

@@ -248,7 +248,7 @@ fn site_view(b: &Budget, now: u64) -> SiteView {
 }
 
 impl Inner {
-    /// The chain tip and a fee rate, fetched at most every [`CHAIN_VIEW_MS`].
+    /// The chain tip and the contracts' fee rate, fetched at most every [`CHAIN_VIEW_MS`].
     async fn chain_view(&self) -> Result<(ChainTip, FeeRate), Failure> {
         if let Some((tip, rate, at)) = *self.chain_view.borrow() {
             if now_ms() - at < CHAIN_VIEW_MS {
@@ -257,7 +257,7 @@ impl Inner {
         }
         let client = self.esplora()?;
         let tip = ExtensionWallet::tip(&client).await?;
-        let rate = ExtensionWallet::fee_rates(&client).await?.normal;
+        let rate = ExtensionWallet::contract_fee_rate(&client).await?;
         *self.chain_view.borrow_mut() = Some((tip, rate, now_ms()));
         Ok((tip, rate))
     }

@@ -238,9 +238,13 @@ impl<S: Store> Wallet<S> {
             Err(BudgetError::WouldExceed { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        // The preview: the contract is built by the same deterministic coin selection.
+        let fee = self.open_fee(value, ctx.fee_rate).ok();
         (ctx.progress)(Progress::Opening {
             origin: offer.origin(),
             value,
+            fee,
+            fee_rate: ctx.fee_rate,
         });
         let opened = self
             .open_channel(

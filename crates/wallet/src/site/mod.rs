@@ -83,13 +83,23 @@ pub enum Progress<'a> {
         /// The site.
         origin: &'a str,
     },
-    /// Opening a channel.
+    /// Opening a channel: the preview of what it costs.
     Opening {
         /// The site.
         origin: &'a str,
         /// What it locks.
         value: Amount,
+        /// The contract's fee, as the wallet will build it; `None` when the wallet cannot
+        /// fund the contract now (the opening then fails saying why).
+        fee: Option<Amount>,
+        /// The contract's fee rate.
+        fee_rate: FeeRate,
     },
+}
+
+/// `rate` in sat/vB, with the decimals it has (`2`, `2.5`).
+pub fn sat_per_vb(rate: FeeRate) -> f64 {
+    rate.to_sat_per_kwu() as f64 / 250.0
 }
 
 impl fmt::Display for Progress<'_> {
@@ -98,11 +108,23 @@ impl fmt::Display for Progress<'_> {
             Self::Completing { origin } => {
                 write!(f, "completing the opening of the channel with {origin} ...")
             }
-            Self::Opening { origin, value } => write!(
-                f,
-                "opening a channel of {} sat with {origin} ...",
-                value.to_sat()
-            ),
+            Self::Opening {
+                origin,
+                value,
+                fee,
+                fee_rate,
+            } => {
+                write!(
+                    f,
+                    "opening a channel of {} sat with {origin}: contract fee ",
+                    value.to_sat()
+                )?;
+                match fee {
+                    Some(fee) => write!(f, "{} sat", fee.to_sat())?,
+                    None => f.write_str("unknown (the wallet cannot fund it now)")?,
+                }
+                write!(f, " at {} sat/vB", sat_per_vb(*fee_rate))
+            }
         }
     }
 }
