@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 
-use bitcoin::{Network, Transaction, Txid};
+use bitcoin::{Network, Txid};
 use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::Notify;
@@ -227,21 +227,6 @@ async fn wallet_channels(dir: &std::path::Path) -> Vec<ChannelRecord> {
         out.push(serde_json::from_slice(&bytes).expect("record"));
     }
     out
-}
-
-/// What a transaction pays in fees, from the chain.
-fn fee(node: &Node, tx: &Transaction) -> u64 {
-    let inputs: u64 = tx
-        .input
-        .iter()
-        .map(|i| {
-            let prev = node
-                .transaction(&i.previous_output.txid)
-                .expect("previous transaction");
-            prev.output[i.previous_output.vout as usize].value.to_sat()
-        })
-        .sum();
-    inputs - tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>()
 }
 
 /// Checks the wallet against the payee after a run; `printed` pages were printed in all, by
@@ -519,7 +504,8 @@ async fn payer_killed_at_random_never_pays_twice_nor_beyond_its_budget_and_can_r
         .paid
         .to_sat();
     let tx = |txid: &Txid| node.transaction(txid).expect("transaction");
-    let fees = fee(&node, &tx(&contract1)) + fee(&node, &tx(&contract2)) + fee(&node, &refund_tx);
+    let fees =
+        fee_of(&node, &tx(&contract1)) + fee_of(&node, &tx(&contract2)) + fee_of(&node, &refund_tx);
     assert_eq!(
         confirmed,
         500_000 - fees - paid2,

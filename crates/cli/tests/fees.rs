@@ -3,25 +3,11 @@
 
 mod common;
 
-use bitcoin::{Amount, Transaction};
+use std::path::Path;
+
+use bitcoin::Txid;
 use common::*;
 use trickle_regtest::{Config, Node};
-
-/// What `tx` pays in fees, from the outputs it spends.
-fn fee_of(node: &Node, tx: &Transaction) -> u64 {
-    let spent: Amount = tx
-        .input
-        .iter()
-        .map(|i| {
-            let prev = node
-                .transaction(&i.previous_output.txid)
-                .expect("the spent transaction");
-            prev.output[i.previous_output.vout as usize].value
-        })
-        .sum();
-    let paid: Amount = tx.output.iter().map(|o| o.value).sum();
-    (spent - paid).to_sat()
-}
 
 /// The stderr line of `trickle fetch` that previews the opening of a channel.
 fn preview_line(progress: &str) -> &str {
@@ -29,6 +15,20 @@ fn preview_line(progress: &str) -> &str {
         .lines()
         .find(|l| l.starts_with("opening a channel of "))
         .unwrap_or_else(|| panic!("no preview of the opening in\n{progress}"))
+}
+
+/// The contract of the wallet's channel with `site` and its fee, which pays at least
+/// `rate` sat/vB on its size.
+async fn contract_paying(node: &Node, wallet: &Path, site: &str, rate: u64) -> (Txid, u64) {
+    let contract = channel_txid(&trickle(node.url(), wallet, &["channels"]).await, site);
+    let tx = node.transaction(&contract).expect("contract");
+    let fee = fee_of(node, &tx);
+    assert!(
+        fee >= rate * tx.vsize() as u64,
+        "the contract pays at least {rate} sat/vB: {fee} sat for {} vB",
+        tx.vsize()
+    );
+    (contract, fee)
 }
 
 /// With the local chain's mempool refusing less than 5 sat/vB (above the 2 sat/vB the CLI
@@ -49,16 +49,8 @@ async fn fetch_opens_its_contract_at_the_chains_fee_estimate_and_previews_it() {
     let (body, progress) =
         trickle_output(node.url(), w, &["fetch", &format!("{url}/articles/1")]).await;
     assert_eq!(body, "article 1");
-    let table = trickle(node.url(), w, &["channels"]).await;
-    let contract = channel_txid(&table, &url);
+    let (contract, fee) = contract_paying(&node, w, &url, 5).await;
     assert!(node.in_mempool(&contract), "the mempool took the contract");
-    let tx = node.transaction(&contract).expect("contract");
-    let fee = fee_of(&node, &tx);
-    assert!(
-        fee >= 5 * tx.vsize() as u64,
-        "the contract pays at least the estimate: {fee} sat for {} vB",
-        tx.vsize()
-    );
     assert_eq!(
         preview_line(&progress),
         format!(
@@ -89,14 +81,7 @@ async fn fetch_opens_its_contract_at_the_chains_fee_estimate_and_previews_it() {
         ],
     )
     .await;
-    let contract = channel_txid(&trickle(node.url(), w, &["channels"]).await, &other_url);
-    let tx = node.transaction(&contract).expect("contract");
-    let fee = fee_of(&node, &tx);
-    assert!(
-        fee >= 7 * tx.vsize() as u64,
-        "{fee} sat for {} vB",
-        tx.vsize()
-    );
+    let (_, fee) = contract_paying(&node, w, &other_url, 7).await;
     assert_eq!(
         preview_line(&progress),
         format!(

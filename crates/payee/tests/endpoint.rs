@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bitcoin::Amount;
 use common::{Client, Server};
+use trickle_channel::auth::ChannelRequest;
 use trickle_channel::{ClientVersion, Close, ErrorCode, Version, WireMessage};
 use trickle_payee::store::MemoryStore;
 
@@ -223,6 +224,22 @@ async fn a_contract_the_network_refuses_opens_no_channel() {
     assert!(server.payee.store().channels().await.unwrap().is_empty());
 }
 
+/// Request bodies carrying `message` for `txid` without the client's authorisation: none, a
+/// stranger's (also returned, for other requests), and a malformed one.
+fn without_the_client_key(
+    message: &str,
+    request: ChannelRequest,
+    txid: &bitcoin::Txid,
+) -> ([serde_json::Value; 3], String) {
+    let stranger = trickle_channel::auth::authorize(request, txid, &common::key(99));
+    let bodies = [
+        serde_json::json!({ "message": message }),
+        serde_json::json!({ "message": message, "authorization": stranger }),
+        serde_json::json!({ "message": message, "authorization": "00" }),
+    ];
+    (bodies, stranger)
+}
+
 /// Security review M2: a contract txid is public, but only the channel's client closes the
 /// channel or reads its totals.
 #[tokio::test]
@@ -232,17 +249,9 @@ async fn close_needs_the_client_key() {
     let txid = client.txid();
     let url = format!("{}/session/{txid}", server.endpoint());
     let close = WireMessage::Close(Close { settlement: None }).to_base64url();
-    let stranger = trickle_channel::auth::authorize(
-        trickle_channel::auth::ChannelRequest::Close,
-        &txid,
-        &common::key(99),
-    );
+    let (bodies, stranger) = without_the_client_key(&close, ChannelRequest::Close, &txid);
     let http = reqwest::Client::new();
-    for body in [
-        serde_json::json!({ "message": close }),
-        serde_json::json!({ "message": close, "authorization": stranger }),
-        serde_json::json!({ "message": close, "authorization": "00" }),
-    ] {
+    for body in bodies {
         let answer = http
             .post(&url)
             .header("content-type", "application/json")
@@ -287,17 +296,9 @@ async fn resume_needs_the_client_key() {
     let before = common::session_status(&server, txid).await;
     let step = client.payer.resume().unwrap();
     let hello = step.send[0].to_base64url();
-    let stranger = trickle_channel::auth::authorize(
-        trickle_channel::auth::ChannelRequest::Resume,
-        &txid,
-        &common::key(99),
-    );
+    let (bodies, _) = without_the_client_key(&hello, ChannelRequest::Resume, &txid);
     let http = reqwest::Client::new();
-    for body in [
-        serde_json::json!({ "message": hello }),
-        serde_json::json!({ "message": hello, "authorization": stranger }),
-        serde_json::json!({ "message": hello, "authorization": "00" }),
-    ] {
+    for body in bodies {
         let answer = http
             .post(format!("{}/open", server.endpoint()))
             .header("content-type", "application/json")

@@ -289,3 +289,19 @@ fn site_row<'t>(table: &'t str, site: &str) -> &'t str {
         .find(|l| l.split_whitespace().next() == Some(site))
         .unwrap_or_else(|| panic!("no channel row for {site} in\n{table}"))
 }
+
+/// What `tx` pays in fees, from the outputs it spends (looked up on `node`).
+pub fn fee_of(node: &Node, tx: &bitcoin::Transaction) -> u64 {
+    let spent: Amount = tx
+        .input
+        .iter()
+        .map(|i| {
+            let prev = node
+                .transaction(&i.previous_output.txid)
+                .expect("the spent transaction");
+            prev.output[i.previous_output.vout as usize].value
+        })
+        .sum();
+    let paid: Amount = tx.output.iter().map(|o| o.value).sum();
+    (spent - paid).to_sat()
+}
