@@ -824,7 +824,8 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       await ask(ext, {
         type: "approve",
         origin: hostile.url,
-        terms: { limitSat: 100, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+        // The channel the payee asks for is within the limit: it opens without asking.
+        terms: { limitSat: POLICY.min_channel_value, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
       });
       await tab.visit(`${hostile.url}/articles/1`, "Article 1");
       await eventually("the pre-armed payment", async () => {
@@ -950,7 +951,7 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       await ask(ext, {
         type: "approve",
         origin: closing.url,
-        terms: { limitSat: BIG + 100, period: "day", maxPriceSat: BIG, autoApproveSat: BIG },
+        terms: { limitSat: POLICY.min_channel_value, period: "day", maxPriceSat: BIG, autoApproveSat: BIG },
       });
       await tab.visit(`${closing.url}/articles/8`, "Article 8");
       const channel = await eventually("the channel", async () => {
@@ -1009,7 +1010,7 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       await ask(ext, {
         type: "approve",
         origin: short.url,
-        terms: { limitSat: 100, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+        terms: { limitSat: POLICY.min_channel_value, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
       });
       await tab.visit(`${short.url}/articles/7`, "Article 7");
       const channel = (await ask(ext, { type: "sites" })).channels.find((c) => c.site === short.url);
@@ -1111,6 +1112,54 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
     } finally {
       await refusing.stop();
       await own.stop();
+    }
+  });
+
+  test("hostile: offers locking more than the budget's limit each wait for the user, so a page cannot search the balance", async (t) => {
+    const hostile = await startHostileSite(payee.url);
+    const limit = 1_500;
+    try {
+      await ask(ext, {
+        type: "approve",
+        origin: hostile.url,
+        terms: { limitSat: limit, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+      });
+      const before = (await ask(ext, { type: "sync" })).balance;
+      const held = (await payee.status()).channels.length;
+      // Decreasing channel values, as a page searching the balance would forge them: each within
+      // what the wallet would lock, above the limit. Auto-approved, the first would open.
+      const locks = [100_000, 20_000, 5_000, limit + 1];
+      for (const [i, lock] of locks.entries()) {
+        hostile.mode.rewrite = (o) => ({
+          ...o,
+          accepts: o.accepts.map((a) => ({ ...a, extra: { ...a.extra, minChannelValue: String(lock) } })),
+        });
+        const url = `${hostile.url}/articles/${90 + i}`;
+        assert.equal(await tab.goto(url), 402);
+        const approval = await eventually("the approval", async () =>
+          (await ask(ext, { type: "approvals" })).find((a) => a.url === url),
+        );
+        assert.deepEqual(approval.ask.reason, { kind: "lockAboveLimit", lock, limit });
+        assert.equal(approval.ask.channelValue, lock, "the approval shows what would be locked");
+        if (i < locks.length - 1) await ask(ext, { type: "decide", id: approval.id, decision: "deny" });
+      }
+      hostile.mode.rewrite = null;
+
+      // The user sees why, on the approval screen, and denies it.
+      await ext.reload();
+      await waitScreen(ext, "approve");
+      assert.equal(await ext.attr("approve-reason", "data-kind"), "lockAboveLimit");
+      assert.match(await ext.text("approve-reason"), /locks [\d,]+ sat, more than its budget's limit/);
+      await ext.click("approve-deny");
+      await eventually("nothing left to approve", async () => (await ask(ext, { type: "approvals" })).length === 0);
+
+      assert.equal((await payee.status()).channels.length, held, "no channel opened");
+      const site = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === hostile.url);
+      assert.deepEqual([site.spentSat, site.reservedSat], [0, 0], "nothing spent or reserved");
+      assert.deepEqual((await ask(ext, { type: "sync" })).balance, before, "no contract built");
+      report(t, `${locks.length} forged offers (${locks.join(", ")} sat locked): each asked, none funded`);
+    } finally {
+      await hostile.stop();
     }
   });
 });

@@ -96,12 +96,32 @@ impl Setup {
         self.answer_at(payee, transport, &url(n)).await
     }
 
-    /// Answers the 402 of `url` offered by `payee`, over `transport`.
+    /// Answers the 402 of `url` offered by `payee`, over `transport`. The user approves the
+    /// lock of a new channel when asked (the payee's minimum channel is above every limit
+    /// these tests approve); every other ask is returned.
     async fn answer_at<T: Transport>(
         &mut self,
         payee: &Payee,
         transport: &T,
         url: &str,
+    ) -> Result<Answer, PayError> {
+        let answer = self.answer_as(payee, transport, url, false).await?;
+        match &answer {
+            Answer::Ask(ask) if matches!(ask.reason, AskReason::LockAboveLimit { .. }) => {
+                self.answer_as(payee, transport, url, true).await
+            }
+            _ => Ok(answer),
+        }
+    }
+
+    /// Answers the 402 of `url` offered by `payee`, over `transport`; `confirmed`: the user
+    /// approved this payment.
+    async fn answer_as<T: Transport>(
+        &mut self,
+        payee: &Payee,
+        transport: &T,
+        url: &str,
+        confirmed: bool,
     ) -> Result<Answer, PayError> {
         let policy = OfferPolicy::default();
         let ctx = PayContext {
@@ -117,7 +137,7 @@ impl Setup {
         let header = required(payee, url, self.offered_first_payment);
         let answer = self
             .wallet
-            .answer_offer(&self.budgets, &ctx, url, &header, false)
+            .answer_offer(&self.budgets, &ctx, url, &header, confirmed)
             .await?;
         Ok(answer.commit(&(&self.wallet, &self.budgets)).await?)
     }
@@ -248,6 +268,56 @@ async fn without_a_budget_nothing_is_signed_and_the_user_is_asked() {
     assert!(!ask.has_channel);
     assert!(ask.open_fee.is_some_and(|f| f > Amount::ZERO), "{ask:?}");
     assert!(s.wallet.channels().await.expect("channels").is_empty());
+}
+
+/// S4: a site's page could search the balance with offers whose minimum channel goes down,
+/// each opening the wallet cannot fund refused and the first it can paid. A channel that locks
+/// more than the budget's limit is never opened without the user, whatever the auto-approve.
+#[tokio::test(flavor = "current_thread")]
+async fn a_channel_above_the_limit_is_asked_for_even_with_auto_approve() {
+    let (mut s, payee) = setup().await;
+    let limit = 3 * PRICE.to_sat();
+    s.approve(limit).await;
+    let before = (s.wallet.balance(), s.wallet.transactions().len());
+    for _ in 0..2 {
+        let answer = s.answer_as(&payee, &payee, &url(1), false).await;
+        let Ok(Answer::Ask(ask)) = answer else {
+            panic!("opened without asking: {answer:?}")
+        };
+        assert_eq!(
+            ask.reason,
+            AskReason::LockAboveLimit {
+                lock: payee.policy.min_channel_value,
+                limit: Amount::from_sat(limit),
+            }
+        );
+        assert_eq!(ask.channel_value, payee.policy.min_channel_value, "shown");
+        assert!(!ask.has_channel);
+    }
+    assert!(s.wallet.channels().await.expect("channels").is_empty());
+    let after = (s.wallet.balance(), s.wallet.transactions().len());
+    assert_eq!(after, before, "no contract built");
+    assert_eq!(s.spent_reserved().await, (0, 0), "nothing reserved");
+    // The user approves it: the channel opens.
+    let answer = s.answer_as(&payee, &payee, &url(1), true).await;
+    assert!(
+        matches!(answer, Ok(Answer::Pay { signed, .. }) if signed == PRICE),
+        "{answer:?}"
+    );
+}
+
+/// Within the limit, a channel opens as before, without asking.
+#[tokio::test(flavor = "current_thread")]
+async fn a_channel_within_the_limit_opens_without_asking() {
+    let (mut s, payee) = setup().await;
+    s.approve(payee.policy.min_channel_value.to_sat()).await;
+    let answer = s.answer_as(&payee, &payee, &url(1), false).await;
+    assert!(
+        matches!(answer, Ok(Answer::Pay { signed, .. }) if signed == PRICE),
+        "{answer:?}"
+    );
+    let channels = s.wallet.channels().await.expect("channels");
+    assert_eq!(channels.len(), 1, "one channel opened");
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -77,7 +77,7 @@ fn pay_detail(e: &PayError) -> Option<Detail> {
                 needed_sat: needed.to_sat(),
                 period: None,
             }),
-            AskReason::NoBudget | AskReason::Confirm => None,
+            AskReason::NoBudget | AskReason::Confirm | AskReason::LockAboveLimit { .. } => None,
         },
         PayError::Channel(ChannelClientError::Wallet(e)) => wallet_detail(e),
         _ => None,

@@ -3,7 +3,16 @@
 /**
  * Why the user is asked before a payment.
  */
-export type AskReason = { "kind": "noBudget" } | { "kind": "confirm" } | { "kind": "budgetExhausted", 
+export type AskReason = { "kind": "noBudget" } | { "kind": "confirm" } | { "kind": "lockAboveLimit", 
+/**
+ * What the channel would lock, sat (it comes back, less what is paid, when the
+ * channel closes or is refunded).
+ */
+lock: number, 
+/**
+ * The budget's limit, sat.
+ */
+limit: number, } | { "kind": "budgetExhausted", 
 /**
  * What is left this period, sat.
  */

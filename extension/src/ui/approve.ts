@@ -180,6 +180,12 @@ function reasonText(reason: AskReason): string {
       return "This site has no budget yet.";
     case "confirm":
       return "Confirm this payment (above your auto-approve limit).";
+    case "lockAboveLimit":
+      return (
+        `Opening a channel with this site locks ${formatSat(reason.lock)} sat, more than its ` +
+        `budget's limit of ${formatSat(reason.limit)} sat. The sat stay yours: what is not paid ` +
+        `comes back when the channel closes, or by refund at its expiry.`
+      );
     case "budgetExhausted":
       return (
         `This site's budget is used up: ${formatSat(reason.remaining)} sat left, ` +

@@ -103,6 +103,14 @@ impl<S: Store> Wallet<S> {
                 approver.channel_wish(budget, offer.min_channel_value()),
                 &ctx.policy.limits,
             )?;
+            // A lock above the limit is the user's to approve, whatever the auto-approve
+            // threshold: else a site's page could search the balance with forged offers, each
+            // opening it cannot fund refused and the first it can paid, without anyone asked.
+            let limit = budget.terms().limit;
+            if value > limit && !confirmed {
+                let reason = AskReason::LockAboveLimit { lock: value, limit };
+                return Ok(Staged::new(ask(self, reason), nothing));
+            }
             match self.open_for(approver, ctx, &offer, value).await? {
                 Some(first) => signed += first,
                 None => {

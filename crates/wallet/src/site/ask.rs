@@ -10,6 +10,18 @@ pub enum AskReason {
     NoBudget,
     /// The price is above the budget's auto-approve threshold.
     Confirm,
+    /// No channel is open, and the one the payee asks for locks more than the budget's limit.
+    LockAboveLimit {
+        /// What the channel would lock, sat (it comes back, less what is paid, when the
+        /// channel closes or is refunded).
+        #[serde(with = "bitcoin::amount::serde::as_sat")]
+        #[ts(type = "number")]
+        lock: Amount,
+        /// The budget's limit, sat.
+        #[serde(with = "bitcoin::amount::serde::as_sat")]
+        #[ts(type = "number")]
+        limit: Amount,
+    },
     /// The budget has too little left for this payment.
     BudgetExhausted {
         /// What is left this period, sat.

@@ -62,6 +62,14 @@ impl fmt::Display for PayError {
                         sat(ask.price),
                         ask.origin
                     ),
+                    AskReason::LockAboveLimit { lock, limit } => write!(
+                        f,
+                        "a channel with {} locks {} sat, above the budget's limit of {} sat: \
+                         the user must approve it",
+                        ask.origin,
+                        sat(*lock),
+                        sat(*limit)
+                    ),
                     AskReason::BudgetExhausted { remaining, needed } => write!(
                         f,
                         "the budget for {} has {} sat left; this payment needs {} sat",
