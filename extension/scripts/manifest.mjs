@@ -17,9 +17,11 @@ if (target === "firefox") {
   manifest.background = { scripts: ["worker.js"] };
   // Payment headers go on requests from a blocking webRequest listener there, not from
   // declarativeNetRequest session rules (extension/src/browser.ts says why).
+  // The wallet's records are in the extension's IndexedDB there (extension/src/storage.ts):
+  // unlimitedStorage makes Firefox keep that database persistent, never evicted for space.
   manifest.permissions = manifest.permissions
     .filter((p) => p !== "declarativeNetRequest")
-    .concat("webRequestBlocking");
+    .concat("webRequestBlocking", "unlimitedStorage");
   manifest.browser_specific_settings = {
     gecko: {
       id: FIREFOX_ID,

@@ -15,6 +15,7 @@
 //   nothing, so a rule never pays more widely here than in Chrome. Only payable request types
 //   pass through the listener, and it answers from memory once the rules are read.
 // - Content-script match patterns: Firefox's cannot name a port (`pagesOf`).
+// - The wallet's records: Chrome's storage.local, Firefox's IndexedDB (storage.ts says why).
 // - storage.session and chrome.action (badges) are the same in both (Firefox 115+).
 // - webRequest: Chrome needs `extraHeaders` to show `Sec-Purpose`; Firefox shows every header and
 //   refuses the option. The request's initiator is `initiator` in Chrome, `originUrl` in Firefox.

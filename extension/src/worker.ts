@@ -7,13 +7,7 @@ import init, { Trickle } from "../pkg/trickle_wasm.js";
 import { SEND_HEADERS_EXTRA, applyHeaderRules, pagesOf, senderOrigin } from "./browser.js";
 import { toError, type Duties, type Reply, type Request } from "./messages.js";
 import { Payer } from "./pay.js";
-
-// Content scripts run in web pages' renderers: none may read or write the wallet's storage
-// (budgets with their auto-approve, settings, the sealed wallet), only the extension's own
-// pages and this worker. Chrome keeps the level; it is set again at every start.
-void chrome.storage.local.setAccessLevel?.({ accessLevel: "TRUSTED_CONTEXTS" }).catch((e: unknown) => {
-  console.warn("trickle: storage access level", e);
-});
+import { openWalletStore } from "./storage.js";
 
 const SYNC_ALARM = "sync";
 const LOCK_ALARM = "auto-lock";
@@ -21,7 +15,7 @@ const started = performance.now();
 
 const ready: Promise<Trickle> = (async () => {
   await init({ module_or_path: chrome.runtime.getURL("trickle_wasm_bg.wasm") });
-  const trickle = await Trickle.load();
+  const trickle = await Trickle.load(await openWalletStore());
   console.info(`trickle: worker ready in ${Math.round(performance.now() - started)} ms`);
   return trickle;
 })();

@@ -1,12 +1,13 @@
 // What only Firefox needs checking (the shared scenarios run in it too: wallet.test.mjs and
 // pay.test.mjs): the phrase restored in Firefox gives the address Chromium gives, and the event
-// page Firefox stops when idle starts again for the next message with the wallet still unlocked.
+// page Firefox stops when idle starts again for the next message with the wallet still unlocked,
+// and the records an earlier version kept in storage.local move to IndexedDB, once.
 
 import assert from "node:assert/strict";
 import { after, before, describe, test as nodeTest } from "node:test";
 import { PASSWORD, report, sleep, startChain, stats, steps } from "./harness.mjs";
 import { launch } from "./browsers.mjs";
-import { PHRASE, ask } from "./fixtures.mjs";
+import { PHRASE, ask, backgroundStart, restartBackground } from "./fixtures.mjs";
 
 const test = steps(nodeTest);
 const RESTARTS = 3;
@@ -18,9 +19,45 @@ async function restore(page, chain) {
   return (await ask(page, { type: "receiveAddress" })).address;
 }
 
-/** When the running background page started (its `performance.timeOrigin`); starts it if stopped. */
-function backgroundStart(page) {
-  return page.evaluate(async () => (await chrome.runtime.getBackgroundPage()).performance.timeOrigin);
+/** In the extension's page: every record of the wallet's IndexedDB, and its marker of the move. */
+function indexedRecords() {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open("trickle");
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction(["records", "meta"]);
+      const keys = tx.objectStore("records").getAllKeys();
+      const values = tx.objectStore("records").getAll();
+      const moved = tx.objectStore("meta").get("movedFromStorageLocal");
+      tx.oncomplete = () => {
+        open.result.close();
+        resolve({ records: Object.fromEntries(keys.result.map((k, i) => [k, values.result[i]])), moved: moved.result });
+      };
+      tx.onerror = () => reject(tx.error);
+    };
+  });
+}
+
+/**
+ * In the extension's page: puts the profile back as an earlier version left it, the records in
+ * storage.local and none in IndexedDB, not marked moved.
+ */
+async function asEarlierVersionLeftIt(records) {
+  await chrome.storage.local.set(records);
+  await new Promise((resolve, reject) => {
+    const open = indexedDB.open("trickle");
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction(["records", "meta"], "readwrite");
+      tx.objectStore("records").clear();
+      tx.objectStore("meta").clear();
+      tx.oncomplete = () => {
+        open.result.close();
+        resolve();
+      };
+      tx.onerror = () => reject(tx.error);
+    };
+  });
 }
 
 describe("Firefox", { timeout: 300_000 }, () => {
@@ -70,6 +107,38 @@ describe("Firefox", { timeout: 300_000 }, () => {
         `Firefox event page restart to its first state reply, ${s.runs} runs: ` +
           `median ${s.median.toFixed(0)} ms, max ${s.max.toFixed(0)}`,
       );
+    } finally {
+      await firefox.close();
+    }
+  });
+
+  test("records an earlier version kept in storage.local move to IndexedDB once; storage.local is cleared at every start", async (t) => {
+    const firefox = await launch("firefox", "moved");
+    try {
+      const page = firefox.onboarding;
+      const address = await restore(page, chain);
+      const fresh = await page.evaluate(indexedRecords);
+      assert.ok(fresh.moved, "a new profile is marked moved at its first start");
+      assert.ok(Object.keys(fresh.records).includes("settings"), "the records are in IndexedDB");
+      assert.deepEqual(await page.evaluate(() => chrome.storage.local.get(null)), {}, "nothing in storage.local");
+
+      await page.evaluate(asEarlierVersionLeftIt, fresh.records);
+      const state = await restartBackground(page);
+      assert.equal(state.wallet, "unlocked");
+      assert.equal((await ask(page, { type: "receiveAddress" })).address, address, "the same wallet");
+      const moved = await page.evaluate(indexedRecords);
+      assert.ok(moved.moved, "marked moved");
+      for (const key of Object.keys(fresh.records)) assert.ok(key in moved.records, `${key} moved`);
+      assert.equal(moved.records.settings, fresh.records.settings);
+      assert.deepEqual(await page.evaluate(() => chrome.storage.local.get(null)), {}, "storage.local cleared");
+
+      // Once moved, storage.local is never read again: what lands there later is cleared unread.
+      const other = btoa(JSON.stringify({ ...JSON.parse(atob(fresh.records.settings)), esploraUrl: "http://127.0.0.1:9" }));
+      await page.evaluate((settings) => chrome.storage.local.set({ settings }), other);
+      const again = await restartBackground(page);
+      assert.deepEqual(again.settings, JSON.parse(atob(fresh.records.settings)), "what storage.local held was not read");
+      assert.deepEqual(await page.evaluate(() => chrome.storage.local.get(null)), {}, "cleared again");
+      report(t, `${Object.keys(fresh.records).length} records moved once; storage.local cleared at each start`);
     } finally {
       await firefox.close();
     }

@@ -1,4 +1,4 @@
-// What the paying tests share (pay.test.mjs, and firefox.test.mjs for the phrase): the wallet's
+// What the paying tests share (pay.test.mjs, and firefox.test.mjs for the phrase and restarts): the wallet's
 // phrase and funds, the payee's prices and policy, and the checks of both sides.
 
 import assert from "node:assert/strict";
@@ -99,4 +99,21 @@ export function probePageApi(page, url, ms = T.short) {
       }),
     { url, ms },
   );
+}
+
+/** Firefox: when the running background page started (its `performance.timeOrigin`); starts it if stopped. */
+export function backgroundStart(page) {
+  return page.evaluate(async () => (await chrome.runtime.getBackgroundPage()).performance.timeOrigin);
+}
+
+/** Firefox: starts the background page again; resolves once it answers, with its state. */
+export async function restartBackground(page) {
+  const first = await backgroundStart(page);
+  await page.evaluate(async () => (await chrome.runtime.getBackgroundPage()).location.reload());
+  return eventually("the background started again", async () => {
+    // Asked only once the new page runs: the old one may still answer until it is gone.
+    if ((await backgroundStart(page)) <= first) return [false, "the old background page"];
+    const state = await ask(page, { type: "state" }).catch((e) => e.message);
+    return [typeof state === "object", state];
+  });
 }

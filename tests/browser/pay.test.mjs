@@ -44,6 +44,7 @@ import {
   esplora,
   eventually,
   probePageApi,
+  restartBackground,
   settled,
 } from "./fixtures.mjs";
 
@@ -73,6 +74,46 @@ async function armedHeader(browser, ext) {
   const armed = rules.filter((r) => r.priority === 1);
   assert.ok(armed.length <= 1, "at most one pre-armed rule per site");
   return armed[0]?.action.requestHeaders[0].value ?? null;
+}
+
+/**
+ * In the extension's page: the wallet's records with the budgets raised to auto-approve anything
+ * and the settings pointing at another chain server, as a content script would forge them.
+ * Records are base64 JSON, in storage.local (Chrome) or the extension's IndexedDB (Firefox).
+ */
+async function forgeRecords(inStorageLocal) {
+  const records = inStorageLocal
+    ? await chrome.storage.local.get(null)
+    : await new Promise((resolve, reject) => {
+        const open = indexedDB.open("trickle");
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const tx = open.result.transaction("records");
+          const keys = tx.objectStore("records").getAllKeys();
+          const values = tx.objectStore("records").getAll();
+          tx.oncomplete = () => {
+            open.result.close();
+            resolve(Object.fromEntries(keys.result.map((k, i) => [k, values.result[i]])));
+          };
+          tx.onerror = () => reject(tx.error);
+        };
+      });
+  const forged = {};
+  const big = 1_000_000_000;
+  for (const [key, value] of Object.entries(records)) {
+    let record;
+    try {
+      record = JSON.parse(atob(value));
+    } catch {
+      continue; // not JSON (the sealed wallet)
+    }
+    if (key === "settings") forged[key] = btoa(JSON.stringify({ ...record, esploraUrl: "http://127.0.0.1:9" }));
+    else if (record?.terms?.limit !== undefined) {
+      const terms = { ...record.terms, limit: big, max_price: big, auto_approve: big };
+      forged[key] = btoa(JSON.stringify({ ...record, terms }));
+    }
+  }
+  return forged;
 }
 
 /** Waits until the extension has moved the site's pre-armed payment past `previous`. */
@@ -773,38 +814,51 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
     // not read or rewrite budgets, settings or the sealed wallet. The probe runs in that very
     // world (the extension's isolated world in the site's page).
     await tab.visit(`${payee.url}/`, "Home");
-    const [{ result }] = await ext.evaluate(async (url) => {
-      // All tabs, then by URL: Firefox's match patterns cannot name a port.
-      const target = (await chrome.tabs.query({})).find((t) => t.url?.startsWith(`${url}/`));
-      return chrome.scripting.executeScript({
-        target: { tabId: target.id },
-        func: async () => {
-          const tries = {};
-          for (const [name, call] of [
-            ["write", () => chrome.storage.local.set({ probe: "written by a content script" })],
-            ["read", () => chrome.storage.local.get(null)],
-          ]) {
-            tries[name] = await call().then(
-              () => "allowed",
-              (e) => e.message,
-            );
-          }
-          return tries;
-        },
-      });
-    }, payee.url);
-    // Chrome keeps content scripts out of storage.local once the worker sets its access level;
-    // Firefox has no such setting.
-    if (!(await ext.evaluate(() => typeof chrome.storage.local.setAccessLevel === "function"))) {
-      await ext.evaluate(() => chrome.storage.local.remove("probe"));
-      const measured = JSON.stringify(result);
-      t.skip(`${browser.name} has no storage.local.setAccessLevel: its content scripts reach storage.local (${measured})`);
-      return;
+    const chrome_ = browser.kind === "chromium";
+    const before = { settings: (await ask(ext, { type: "state" })).settings, sites: (await ask(ext, { type: "sites" })).sites };
+    // What it would write if it could: the site's budget raised and auto-approving anything,
+    // and another chain server. Made from the real records, as the open layout lets anyone.
+    const forged = await ext.evaluate(forgeRecords, chrome_);
+    assert.ok(Object.keys(forged).some((k) => k.includes("budget/")), `a budget forged: ${Object.keys(forged)}`);
+    assert.ok("settings" in forged, "the settings forged");
+    const [{ result }] = await ext.evaluate(
+      async ({ url, forged }) => {
+        // All tabs, then by URL: Firefox's match patterns cannot name a port.
+        const target = (await chrome.tabs.query({})).find((t) => t.url?.startsWith(`${url}/`));
+        return chrome.scripting.executeScript({
+          target: { tabId: target.id },
+          args: [forged],
+          func: async (forged) => {
+            const tries = {};
+            for (const [name, call] of [
+              ["read", () => chrome.storage.local.get(null).then((items) => Object.keys(items))],
+              ["write", () => chrome.storage.local.set(forged).then(() => "allowed")],
+            ]) {
+              tries[name] = await call().catch((e) => e.message);
+            }
+            return tries;
+          },
+        });
+      },
+      { url: payee.url, forged },
+    );
+    if (chrome_) {
+      // Chrome keeps content scripts out of storage.local once the worker sets its access level.
+      assert.match(result.write, /not allowed/, JSON.stringify(result));
+      assert.match(result.read, /not allowed/, JSON.stringify(result));
+      const stored = await ext.evaluate((keys) => chrome.storage.local.get(keys), Object.keys(forged));
+      for (const [key, value] of Object.entries(stored)) assert.notEqual(value, forged[key], `${key} not rewritten`);
+    } else {
+      // Firefox lets content scripts into storage.local, so the wallet keeps nothing there:
+      // what the probe read holds none of its records, and what it wrote is never read.
+      assert.deepEqual(result.read, [], "storage.local holds nothing of the wallet");
+      assert.equal(result.write, "allowed", "Firefox has no access level (measured)");
+      assert.equal((await restartBackground(ext)).wallet, "unlocked");
+      assert.deepEqual(await ext.evaluate(() => chrome.storage.local.get(null)), {}, "storage.local cleared at start");
     }
-    assert.match(result.write, /not allowed/, JSON.stringify(result));
-    assert.match(result.read, /not allowed/, JSON.stringify(result));
-    const stored = await ext.evaluate(() => chrome.storage.local.get("probe"));
-    assert.deepEqual(stored, {}, "nothing was written");
+    const after = { settings: (await ask(ext, { type: "state" })).settings, sites: (await ask(ext, { type: "sites" })).sites };
+    assert.deepEqual(after, before, "budgets and settings as the user left them");
+    report(t, `${browser.name}: content script read ${JSON.stringify(result.read)}, wrote ${result.write}; nothing changed`);
   });
 
   test("hostile sites: taking a payment and asking again, a wrong network, an endpoint elsewhere, a new payee key", async () => {

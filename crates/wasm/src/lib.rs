@@ -1,16 +1,16 @@
 //! The extension worker's wallet: one JS object, [`Trickle`], over `trickle-wallet`.
 //!
-//! Glue only. Storage is `chrome.storage.local` ([`chrome::ChromeStore`]), chain access is
+//! Glue only. Storage is the store the worker hands over ([`storage::BrowserStore`]), chain access is
 //! `fetch` to the Esplora URL in the settings, wallet time comes from the chain. Requests are
 //! the worker's messages (`extension/src/messages.ts`), answered with plain objects; failures
 //! reject with `{ code, message, detail }` ([`errors`]).
 
 mod bench;
-mod chrome;
 mod errors;
 mod http;
 mod sites;
 mod sleep;
+mod storage;
 #[cfg(test)]
 mod typescript;
 
@@ -28,11 +28,11 @@ use trickle_wallet::{new_phrase, Wallet, WalletError};
 use ts_rs::TS;
 use wasm_bindgen::prelude::*;
 
-use chrome::{ChromeStore, Session};
 use errors::{failure, Failure};
 use sleep::TimeoutSleeper;
+use storage::{BrowserStore, Session, WalletStore};
 
-type ExtensionWallet = Wallet<Scoped<ChromeStore>>;
+type ExtensionWallet = Wallet<Scoped<BrowserStore>>;
 type Esplora = AsyncClient<TimeoutSleeper>;
 
 const SESSION_KEY: &str = "unlocked";
@@ -213,6 +213,8 @@ struct UnlockedSession {
 }
 
 struct Inner {
+    /// Where the records are kept, as the worker chose for its browser.
+    store: BrowserStore,
     settings: RefCell<Settings>,
     /// The unlocked wallet; one operation at a time holds it.
     wallet: Mutex<Option<ExtensionWallet>>,
@@ -248,10 +250,11 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
 
 #[wasm_bindgen]
 impl Trickle {
-    /// Opens the stored settings (migrating an older storage layout) and, if the session still
-    /// holds an unlocked key that has not timed out, the wallet. Call once per worker start.
-    pub async fn load() -> Result<Trickle, JsValue> {
-        let loaded = Self::load_inner().await;
+    /// Opens the stored settings in `store` (migrating an older storage layout) and, if the
+    /// session still holds an unlocked key that has not timed out, the wallet. Call once per
+    /// worker start.
+    pub async fn load(store: WalletStore) -> Result<Trickle, JsValue> {
+        let loaded = Self::load_inner(BrowserStore::new(store)).await;
         loaded.map_err(|f| to_js(&f).unwrap_or_else(|e| e))
     }
 
@@ -299,9 +302,10 @@ impl Trickle {
 }
 
 impl Trickle {
-    async fn load_inner() -> Result<Trickle, Failure> {
-        let settings = Settings::load(&ChromeStore, DEFAULT_NETWORK).await?;
+    async fn load_inner(store: BrowserStore) -> Result<Trickle, Failure> {
+        let settings = Settings::load(&store, DEFAULT_NETWORK).await?;
         let inner = Rc::new(Inner {
+            store,
             settings: RefCell::new(settings),
             wallet: Mutex::new(None),
             unlocked: Cell::new(false),
@@ -321,8 +325,8 @@ impl Inner {
         self.settings.borrow().network
     }
 
-    async fn store(&self) -> Result<Scoped<ChromeStore>, Failure> {
-        Ok(layout::open(ChromeStore, self.network()).await?)
+    async fn store(&self) -> Result<Scoped<BrowserStore>, Failure> {
+        Ok(layout::open(self.store.clone(), self.network()).await?)
     }
 
     fn esplora(&self) -> Result<Esplora, Failure> {
@@ -494,7 +498,7 @@ impl Inner {
                 if switching {
                     self.lock().await?;
                 }
-                settings.save(&ChromeStore).await?;
+                settings.save(&self.store).await?;
                 *self.settings.borrow_mut() = settings;
                 *self.sync.borrow_mut() = SyncStatus::default();
                 *self.chain_view.borrow_mut() = None;

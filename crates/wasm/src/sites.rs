@@ -597,7 +597,7 @@ impl Inner {
     }
 }
 
-pub(crate) type ScopedStore = trickle_wallet::layout::Scoped<crate::chrome::ChromeStore>;
+pub(crate) type ScopedStore = trickle_wallet::layout::Scoped<crate::storage::BrowserStore>;
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,5 @@
-//! `chrome.storage` behind the wallet's [`Store`] trait, and the session area that holds the
+//! The wallet's records behind its [`Store`] trait, in the store the worker hands over
+//! (`extension/src/storage.ts` picks it per browser), and the session area that holds the
 //! unlocked key while the browser runs.
 
 use base64::engine::general_purpose::STANDARD;
@@ -7,16 +8,35 @@ use js_sys::{Array, Object, Reflect};
 use trickle_wallet::store::{Store, StoreError, WriteBatch};
 use wasm_bindgen::prelude::*;
 
+#[wasm_bindgen(typescript_custom_section)]
+const WALLET_STORE: &str = r#"
+/** Where the worker keeps the wallet's records: text under keys (extension/src/storage.ts). */
+export interface WalletStore {
+  /** The value under `key`, or undefined. */
+  get(key: string): Promise<string | undefined>;
+  /** Every key. */
+  keys(): Promise<string[]>;
+  /** Sets `puts` and deletes `removes`; resolves once that is durable. */
+  write(puts: Record<string, string>, removes: string[]): Promise<void>;
+}
+"#;
+
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_namespace = ["chrome", "storage", "local"], js_name = get, catch)]
-    async fn local_get(key: &str) -> Result<JsValue, JsValue>;
-    #[wasm_bindgen(js_namespace = ["chrome", "storage", "local"], js_name = set, catch)]
-    async fn local_set(items: &Object) -> Result<JsValue, JsValue>;
-    #[wasm_bindgen(js_namespace = ["chrome", "storage", "local"], js_name = remove, catch)]
-    async fn local_remove(keys: &JsValue) -> Result<JsValue, JsValue>;
-    #[wasm_bindgen(js_namespace = ["chrome", "storage", "local"], js_name = getKeys, catch)]
-    async fn local_get_keys() -> Result<JsValue, JsValue>;
+    /// The worker's [`WalletStore`](self): Chrome's `storage.local`, Firefox's IndexedDB.
+    #[wasm_bindgen(typescript_type = "WalletStore")]
+    #[derive(Clone, Debug)]
+    pub type WalletStore;
+    #[wasm_bindgen(method, js_name = get, catch)]
+    async fn get_item(this: &WalletStore, key: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, js_name = keys, catch)]
+    async fn all_keys(this: &WalletStore) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, js_name = write, catch)]
+    async fn write_items(
+        this: &WalletStore,
+        puts: &Object,
+        removes: &Array,
+    ) -> Result<JsValue, JsValue>;
 
     #[wasm_bindgen(js_namespace = ["chrome", "storage", "session"], js_name = get, catch)]
     async fn session_get(key: &str) -> Result<JsValue, JsValue>;
@@ -45,15 +65,25 @@ fn field(items: &JsValue, key: &str) -> Result<JsValue, StoreError> {
     Reflect::get(items, &JsValue::from_str(key)).map_err(|e| failed("get", key, e))
 }
 
-/// `chrome.storage.local`: values are stored as base64 strings; `set` resolves once Chrome has
-/// committed the write.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ChromeStore;
+/// The wallet's records in the worker's [`WalletStore`], as base64 text. How atomic and
+/// durable a write is, is the store's: `storage.ts` says it for each browser.
+#[derive(Clone, Debug)]
+pub struct BrowserStore(WalletStore);
 
-impl Store for ChromeStore {
+impl BrowserStore {
+    pub fn new(store: WalletStore) -> Self {
+        Self(store)
+    }
+}
+
+impl Store for BrowserStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let items = local_get(key).await.map_err(|e| failed("get", key, e))?;
-        match field(&items, key)?.as_string() {
+        let value = self
+            .0
+            .get_item(key)
+            .await
+            .map_err(|e| failed("get", key, e))?;
+        match value.as_string() {
             None => Ok(None),
             Some(text) => STANDARD
                 .decode(text)
@@ -63,7 +93,9 @@ impl Store for ChromeStore {
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let all = local_get_keys()
+        let all = self
+            .0
+            .all_keys()
             .await
             .map_err(|e| failed("list", prefix, e))?;
         let mut keys: Vec<String> = Array::from(&all)
@@ -75,41 +107,25 @@ impl Store for ChromeStore {
         Ok(keys)
     }
 
-    /// Every put in one `chrome.storage.local.set`, which Chrome applies as one write of its
-    /// database (all the items or none), then every removal in one `remove`. Chrome has no
-    /// call that sets and removes together, so a batch with both is two writes: a worker
-    /// stopped between them keeps the puts without the removals. The wallet's only removals in
-    /// a batch are of outstanding increments (`payment/`) whose reservation the same batch
-    /// commits or releases; one left behind is settled again the next time (its reservation is
-    /// gone from the budget, so it commits nothing twice) and removed then. A failed `set`
-    /// writes nothing, and nothing is removed after it.
     async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let items = Object::new();
-        let removed = Array::new();
-        let mut puts = 0;
+        let puts = Object::new();
+        let removes = Array::new();
         for (key, value) in batch {
             match value {
                 Some(bytes) => {
                     let text = JsValue::from_str(&STANDARD.encode(bytes));
-                    Reflect::set(&items, &JsValue::from_str(&key), &text)
+                    Reflect::set(&puts, &JsValue::from_str(&key), &text)
                         .map_err(|e| failed("set", &key, e))?;
-                    puts += 1;
                 }
                 None => {
-                    removed.push(&JsValue::from_str(&key));
+                    removes.push(&JsValue::from_str(&key));
                 }
             }
         }
-        if puts > 0 {
-            local_set(&items)
-                .await
-                .map_err(|e| failed("set", "a batch", e))?;
-        }
-        if removed.length() > 0 {
-            local_remove(&removed)
-                .await
-                .map_err(|e| failed("remove", "a batch", e))?;
-        }
+        self.0
+            .write_items(&puts, &removes)
+            .await
+            .map_err(|e| failed("write", "a batch", e))?;
         Ok(())
     }
 }
