@@ -137,6 +137,10 @@ impl Invalid {
 struct Checked {
     sig: PaymentSignature,
     requirements: PaymentRequirements,
+    /// The URL the resource server is serving: the requirements' `extra.resource` (as x402 v1
+    /// named it), else the payment's `resource.url`. A pre-armed payment names only the site,
+    /// so its resource server must say which URL it serves.
+    url: String,
 }
 
 fn read(body: &[u8]) -> Result<Checked, Invalid> {
@@ -158,6 +162,8 @@ fn read(body: &[u8]) -> Result<Checked, Invalid> {
         message: e.to_string(),
         response: None,
     })?;
+    let served = body.payment_requirements["extra"]["resource"].as_str();
+    let url = served.map_or_else(|| sig.resource.url.clone(), str::to_owned);
     let requirements: PaymentRequirements = serde_json::from_value(body.payment_requirements)
         .map_err(|e| Invalid {
             status: StatusCode::OK,
@@ -165,14 +171,18 @@ fn read(body: &[u8]) -> Result<Checked, Invalid> {
             message: format!("paymentRequirements: {e}"),
             response: None,
         })?;
-    Ok(Checked { sig, requirements })
+    Ok(Checked {
+        sig,
+        requirements,
+        url,
+    })
 }
 
 impl Payee {
     /// Decides on a checked payment, as the layer does for a `GET`: `Ok` with what to store.
     async fn facilitate(&self, checked: &Checked, settle: bool) -> Result<Value, Invalid> {
         let (sig, requirements) = (&checked.sig, &checked.requirements);
-        let url = sig.resource.url.as_str();
+        let url = checked.url.as_str();
         let refused = |reason: Refusal, why: &str| {
             Invalid::new(StatusCode::OK, reason.as_str(), why.to_owned())
         };
@@ -189,7 +199,7 @@ impl Payee {
             ));
         }
         // The resource server's requirements carry the nonce this facilitator issued for the
-        // URL it is serving: the payment's resource must be that URL.
+        // URL it is serving: the payment is decided for that URL.
         if self
             .nonce_key()
             .check(&requirements.extra.nonce, url)
@@ -197,7 +207,7 @@ impl Payee {
         {
             return Err(refused(
                 Refusal::WrongResource,
-                "the payment's resource is not the resource server's",
+                "the requirements' nonce was not issued for the resource served",
             ));
         }
         let request = PricedRequest {

@@ -99,18 +99,24 @@ impl Facilitator {
     /// The client's payment of the offer for `url` (paying `increment` more), as the JSON
     /// object its `PAYMENT-SIGNATURE` carries.
     async fn payment(&mut self, url: &str, increment: u64) -> Value {
+        self.paying(url, url, increment, true).await
+    }
+
+    /// The client's payment of an offer for `url` naming `resource`: answering it (`nonce`),
+    /// or pre-armed (a ticket), as the JSON object of its `PAYMENT-SIGNATURE`.
+    async fn paying(&mut self, url: &str, resource: &str, increment: u64, nonce: bool) -> Value {
         let offer = PaymentRequired {
             x402_version: X402_VERSION,
             error: None,
             resource: Resource {
-                url: url.to_owned(),
+                url: resource.to_owned(),
                 description: String::new(),
                 mime_type: String::new(),
             },
             accepts: vec![self.requirements(url).await],
         };
         let update = (increment > 0).then(|| self.client.sign(Amount::from_sat(increment)));
-        let header = self.client.header(&offer, update.as_ref(), true);
+        let header = self.client.header(&offer, update.as_ref(), nonce);
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(header)
             .unwrap();
@@ -280,5 +286,42 @@ async fn bad_input_is_refused_in_x402s_form_and_charges_nothing() {
     // The untouched payment still settles, once.
     let (_, settled) = f.call("/settle", &payment, ARTICLE).await;
     assert_eq!(settled["success"], json!(true), "{settled}");
+    assert_eq!(f.totals().await, (1_010, 10));
+}
+
+/// A pre-armed payment names only the site (its `resource.url` is the origin) and carries a
+/// ticket: it is decided for the URL the resource server says it serves (`extra.resource` of the
+/// requirements), refused without it, and its ticket reloads that URL only.
+#[tokio::test]
+async fn a_pre_armed_payment_is_decided_for_the_url_the_resource_server_serves() {
+    let mut f = start(113).await;
+    let payment = f.paying(ARTICLE, "http://site.example/", 10, false).await;
+    assert!(payment["payload"]["ticket"].is_string(), "{payment}");
+    let settle = |requirements: Value| {
+        let body = json!({
+            "x402Version": 2,
+            "paymentPayload": payment,
+            "paymentRequirements": requirements,
+        });
+        f.post("/settle", body.to_string().into_bytes())
+    };
+    let mut requirements = serde_json::to_value(f.requirements(ARTICLE).await).unwrap();
+    let (_, refused) = settle(requirements.clone()).await;
+    assert_eq!(refused["errorReason"], "wrong_resource", "{refused}");
+    assert_eq!(f.totals().await, (1_000, 0));
+
+    requirements["extra"]["resource"] = json!(ARTICLE);
+    let (_, settled) = settle(requirements.clone()).await;
+    assert_eq!(settled["success"], json!(true), "{settled}");
+    assert_eq!(settled["extra"]["receipt"]["consumed"], "10");
+    assert_eq!(f.totals().await, (1_010, 10));
+    // Settled again for the same URL: a reload. For another URL: the ticket paid for this one.
+    let (_, again) = settle(requirements).await;
+    assert_eq!(again["extra"]["receipt"]["consumed"], "0", "{again}");
+    const OTHER: &str = "http://site.example/articles/2";
+    let mut other = serde_json::to_value(f.requirements(OTHER).await).unwrap();
+    other["extra"]["resource"] = json!(OTHER);
+    let (_, refused) = settle(other).await;
+    assert_eq!(refused["errorReason"], "wrong_resource", "{refused}");
     assert_eq!(f.totals().await, (1_010, 10));
 }
