@@ -12,6 +12,12 @@ const TERMS = ["versions", "minChannelValue", "maxChannelValue", "minPayment", "
 /** Bodies of channel messages are at most 1 MiB (the payee's `MAX_BODY`). */
 const MAX_MESSAGE = 1024 * 1024;
 
+/**
+ * The channel endpoint's routes below its path (docs/protocol.md section 3), and nothing else:
+ * no dot segment may lead a forwarded request to the facilitator's own routes.
+ */
+const CHANNEL_ROUTE = /^\/(open|session\/[A-Za-z0-9_-]{1,64})$/;
+
 /** Register with `x402ResourceServer.register(network, new TrickleChannelScheme(facilitatorUrl))`. */
 export class TrickleChannelScheme {
   scheme = SCHEME;
@@ -86,6 +92,8 @@ export function trickleChannelEndpoint(facilitatorUrl, endpointPath = "/.well-kn
   const facilitator = facilitatorUrl.replace(/\/+$/, "");
   const router = Router();
   router.all(`${endpointPath}/*rest`, async (req, res) => {
+    const route = req.path.slice(endpointPath.length);
+    if (!CHANNEL_ROUTE.test(route)) return res.status(404).type("text/plain").send("not a channel route\n");
     const chunks = [];
     let size = 0;
     for await (const chunk of req) {
@@ -96,7 +104,7 @@ export function trickleChannelEndpoint(facilitatorUrl, endpointPath = "/.well-kn
     const body = req.method === "GET" || req.method === "HEAD" ? undefined : Buffer.concat(chunks);
     const type = req.headers["content-type"];
     try {
-      const answer = await fetch(`${facilitator}${req.originalUrl}`, {
+      const answer = await fetch(`${facilitator}${endpointPath}${route}`, {
         method: req.method,
         headers: type ? { "content-type": type } : {},
         body,

@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import http from "node:http";
 import path from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
@@ -37,6 +38,18 @@ async function trickle(dir, esplora, ...args) {
   } catch (e) {
     return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? e.message };
   }
+}
+
+/** GET `target` of `origin` sent as it is (fetch would resolve its dot segments first). */
+function rawGet(origin, target) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${origin}/`, { path: target }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode, body }));
+    });
+    req.on("error", reject);
+  });
 }
 
 /** An Express app with two priced routes and one whose handler fails; it records each payment header. */
@@ -134,6 +147,11 @@ test("trickle fetch pays an x402 Express app through the facilitator", { timeout
   assert.equal(receipt.success, true);
   assert.equal(receipt.extra.receipt.consumed, "0");
   assert.equal((await payee.status()).channels[0].consumed, consumed, "a reload is not charged twice");
+
+  // The forwarded channel endpoint reaches the channel routes only, whatever the path says.
+  const escape = await rawGet(shop.url, "/.well-known/trickle/channel/%2e%2e/%2e%2e/%2e%2e/supported");
+  assert.equal(escape.status, 404, escape.body);
+  assert.equal((await rawGet(shop.url, "/.well-known/trickle/channel/../../../supported")).status, 404);
 
   // A handler that answers 500 is never settled.
   const broken = await cli("fetch", `${shop.url}/broken`);
