@@ -29,8 +29,10 @@ checks:
 	# (tests/browser/); the Firefox build passes Mozilla's linter first.
 	bash scripts/build-extension.sh
 	npm run lint:firefox
-	cargo build -p trickle-regtest -p trickle-payee
+	cargo build -p trickle-regtest -p trickle-payee -p trickle-cli
 	npm run test:browser
+	# An unmodified @x402/express app paid by `trickle fetch` through the payee's facilitator.
+	npm run test:x402
 	# `make run`'s printed CLI walkthrough, run literally (needs its ports free).
 	bash scripts/test-walkthrough.sh
 	$(MAKE) --no-print-directory fuzz-smoke

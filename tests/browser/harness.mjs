@@ -151,13 +151,15 @@ export async function startChain() {
 /**
  * The payee proxy (`trickle-payee`) in front of `upstream`, on the chain at `esplora`, with its
  * database and key in `dir`. `prices`: [{ path, sat }]; `policy`: overrides of the channel
- * policy (snake_case, as in the TOML file).
+ * policy (snake_case, as in the TOML file). `facilitator`: also serve the x402 facilitator (its
+ * URL is `facilitator`).
  */
-export async function startPayee({ esplora, upstream, dir, prices, policy = {} }) {
+export async function startPayee({ esplora, upstream, dir, prices, policy = {}, facilitator = false }) {
   const toml = (v) => (typeof v === "string" ? JSON.stringify(v) : Array.isArray(v) ? `[${v.join(", ")}]` : String(v));
   const lines = [
     `listen = "127.0.0.1:0"`,
     `operator_listen = "127.0.0.1:0"`,
+    ...(facilitator ? [`facilitator_listen = "127.0.0.1:0"`] : []),
     `upstream = ${toml(upstream)}`,
     `network = "regtest"`,
     `esplora = ${toml(esplora)}`,
@@ -178,11 +180,12 @@ export async function startPayee({ esplora, upstream, dir, prices, policy = {} }
   ];
   const config = path.join(dir, "payee.toml");
   await writeFile(config, lines.join("\n") + "\n");
-  const server = await spawnServer(PAYEE_BIN, ["--config", config], /on (http:\/\/127\.0\.0\.1:\d+)/, 2);
+  const server = await spawnServer(PAYEE_BIN, ["--config", config], /on (http:\/\/127\.0\.0\.1:\d+)/, facilitator ? 3 : 2);
   const [url, operator] = server.urls;
   return {
     url,
     operator,
+    facilitator: server.urls[2],
     /** The operator's `/status`: channels with paid, consumed and credit. */
     async status() {
       const res = await fetch(`${operator}/status`, { signal: AbortSignal.timeout(10_000) });

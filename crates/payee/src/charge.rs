@@ -21,6 +21,8 @@ use crate::store::{ChannelUpdate, ChargedTicket, StoreError, StoredChannel};
 /// A refused payment: why, and the `PAYMENT-RESPONSE` saying so.
 pub(crate) struct Refused {
     pub(crate) reason: Refusal,
+    /// Why, for people.
+    pub(crate) why: String,
     pub(crate) response: PaymentResponse,
 }
 
@@ -104,7 +106,11 @@ impl Payee {
             },
         };
         match refusal {
-            Some(reason) => Failure::Refused(Refused { reason, response }),
+            Some(reason) => Failure::Refused(Refused {
+                reason,
+                why: refused.why,
+                response,
+            }),
             None => Failure::Unconfirmed(response),
         }
     }

@@ -60,6 +60,7 @@ struct Raw {
     key_file: PathBuf,
     public_url: Option<String>,
     operator_listen: Option<String>,
+    facilitator_listen: Option<String>,
     payout_address: Option<String>,
     #[serde(default = "default_poll")]
     poll_interval_secs: u64,
@@ -190,6 +191,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Where `/status` and `/metrics` are served, if anywhere.
     pub operator_listen: Option<SocketAddr>,
+    /// Where the x402 facilitator and a second channel endpoint are served, if anywhere.
+    pub facilitator_listen: Option<SocketAddr>,
     /// Where settlements pay the site, if set (else a key of the seed).
     pub payout_address: Option<Address>,
     /// How often the chain is polled.
@@ -421,6 +424,11 @@ impl Config {
                 .operator_listen
                 .as_deref()
                 .map(|a| addr("operator_listen", a))
+                .transpose()?,
+            facilitator_listen: raw
+                .facilitator_listen
+                .as_deref()
+                .map(|a| addr("facilitator_listen", a))
                 .transpose()?,
             payout_address,
             poll_interval: Duration::from_secs(raw.poll_interval_secs),

@@ -82,6 +82,15 @@ async fn run(path: PathBuf) -> Result<(), Box<dyn Error>> {
         let timeout = config.header_timeout;
         tokio::spawn(serve(op, router, timeout, std::future::pending()));
     }
+    if let Some(addr) = config.facilitator_listen {
+        let listener = TcpListener::bind(addr).await?;
+        let url = listener.local_addr()?;
+        writeln!(out, "trickle-payee facilitator on http://{url}")?;
+        // An x402 resource server forwards its channel endpoint path here too.
+        let router = payee.facilitator().merge(payee.endpoint());
+        let timeout = config.header_timeout;
+        tokio::spawn(serve(listener, router, timeout, std::future::pending()));
+    }
     out.flush()?;
     tracing::info!(key = %payee.server_key(), upstream = %config.upstream, "serving");
     let duties = payee.spawn_chain_duties(config.poll_interval);

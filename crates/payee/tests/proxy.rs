@@ -210,6 +210,63 @@ async fn the_proxy_charges_priced_paths_and_passes_the_rest() {
     child.kill().await.unwrap();
 }
 
+/// `facilitator_listen` serves the x402 facilitator and the channel endpoint on a listener of
+/// its own, over the proxy's payee: a channel opened there pays at the proxy, and the
+/// facilitator's routes are not on the proxy's listener.
+#[tokio::test]
+async fn the_binary_serves_the_facilitator_on_its_own_listener() {
+    let esplora = serve(fake_esplora()).await;
+    let upstream = serve(upstream_site()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "facilitator_listen = \"127.0.0.1:0\"\n{}",
+        GOOD.replace("http://127.0.0.1:1", &upstream)
+            .replace("http://127.0.0.1:2", &esplora)
+    );
+    let (mut child, url, mut lines) = start_binary(dir.path(), &config).await;
+    // Without the listener the binary prints nothing more: wait a bounded time.
+    let second = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a facilitator line within 10 s")
+        .unwrap()
+        .expect("facilitator line");
+    let facilitator = second
+        .strip_prefix("trickle-payee facilitator on ")
+        .unwrap_or_else(|| panic!("second line: {second}"))
+        .to_owned();
+
+    let supported = reqwest::get(format!("{facilitator}/supported"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let supported: serde_json::Value = serde_json::from_str(&supported).unwrap();
+    let kind = &supported["kinds"][0];
+    assert_eq!(kind["scheme"], trickle_channel::http::SCHEME);
+    assert_eq!(
+        kind["network"],
+        trickle_channel::http::caip2(bitcoin::Network::Regtest)
+    );
+    assert_eq!(
+        kind["extra"]["endpointPath"],
+        trickle_payee::DEFAULT_ENDPOINT_PATH
+    );
+    // The proxy forwards what is not its own: the facilitator is not served there.
+    assert_eq!(fetch(&format!("{url}/supported"), None).await.status, 404);
+
+    let endpoint = format!("{facilitator}{}", trickle_payee::DEFAULT_ENDPOINT_PATH);
+    let mut client = Client::open(&endpoint, Version::V2, 91).await;
+    let article = format!("{url}/articles/1");
+    let offer = fetch(&article, None).await.required.unwrap();
+    assert_eq!(offer.accepts[0].pay_to.to_string(), kind["extra"]["payTo"]);
+    let update = client.sign(Amount::from_sat(10));
+    let paid = fetch(&article, Some(&client.header(&offer, Some(&update), true))).await;
+    assert_eq!((paid.status, paid.body.as_str()), (200, "upstream article"));
+    assert_eq!((paid.consumed(), paid.credit()), (10, 1_000));
+    child.kill().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_bad_config_file_exits_with_the_field_named() {
     let dir = tempfile::tempdir().unwrap();
