@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod app;
 pub mod approval;
 pub mod budget;
 pub mod chain;

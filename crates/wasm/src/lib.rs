@@ -229,7 +229,7 @@ struct Inner {
     budgets: RefCell<Option<Rc<trickle_wallet::budget::Budgets<sites::ScopedStore>>>>,
     /// The network's payment history as last committed, once read; every write goes through
     /// it.
-    history: RefCell<Option<Vec<sites::Payment>>>,
+    history: RefCell<Option<Vec<trickle_wallet::app::history::Payment>>>,
 }
 
 /// The wallet object the worker holds.

@@ -4,10 +4,11 @@
 use bitcoin::{Amount, FeeRate};
 use serde::{Deserialize, Serialize};
 use trickle_channel::{ChainTip, PayerState};
+use trickle_wallet::app::history::{self, Payment};
 use trickle_wallet::budget::{site_origin, Budget, BudgetState, Budgets, Period, Terms};
 use trickle_wallet::offer::OfferPolicy;
-use trickle_wallet::site::{Answer, Ask, PayContext, ReceiptView};
-use trickle_wallet::store::{Staged, Store, WriteBatch};
+use trickle_wallet::site::{Answer, Ask, PayContext};
+use trickle_wallet::store::{Store, WriteBatch};
 use trickle_wallet::{final_confirmations, ChannelRecord};
 use ts_rs::TS;
 
@@ -18,13 +19,6 @@ use crate::{failure, locked, now_ms, ExtensionWallet, Failure, Inner};
 const CLOSE_MARGIN_BLOCKS: u32 = 6;
 /// How long a chain tip and fee rate are reused before they are fetched again.
 const CHAIN_VIEW_MS: f64 = 30_000.0;
-/// Payments kept in the history.
-const HISTORY_LIMIT: usize = 1_000;
-const HISTORY_KEY: &str = "history";
-/// A history entry keeps this much of its URL: the history is only shown (and exported), and
-/// a site's pre-armed payment pays any URL of the site, up to Chrome's 2 MB, which would fill
-/// `chrome.storage.local` (10 MB, the wallet's too) in a few pages.
-const HISTORY_URL_CHARS: usize = 2_048;
 
 /// A budget's terms as the pages write them.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, TS)]
@@ -163,23 +157,6 @@ pub(crate) struct Duties {
     failed: Vec<Event>,
 }
 
-/// One paid request, as the history keeps it.
-#[derive(Clone, Serialize, Deserialize, TS)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Payment {
-    at: f64,
-    origin: String,
-    url: String,
-    consumed_sat: u64,
-    paid_sat: u64,
-    credit_sat: u64,
-    committed_sat: u64,
-    /// For a pre-armed payment: the header that reloads the URL without paying again (not kept
-    /// in the history).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    reload_header: Option<String>,
-}
-
 /// A receipt applied: the payment, and the site's next pre-armed payment.
 #[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
@@ -201,32 +178,6 @@ pub(crate) struct Sites {
     sites: Vec<SiteView>,
     channels: Vec<ChannelView>,
     history: Vec<Payment>,
-}
-
-/// `url` as the history keeps it: at most [`HISTORY_URL_CHARS`] characters, cut with "…".
-fn history_url(url: &str) -> String {
-    if url.chars().nth(HISTORY_URL_CHARS).is_none() {
-        return url.to_owned();
-    }
-    let cut = url
-        .char_indices()
-        .nth(HISTORY_URL_CHARS - 1)
-        .map_or(url.len(), |(i, _)| i);
-    format!("{}…", &url[..cut])
-}
-
-/// A successful payment as the history keeps it.
-fn payment(at: f64, url: &str, view: &ReceiptView) -> Payment {
-    Payment {
-        at,
-        origin: view.origin.clone(),
-        url: history_url(url),
-        consumed_sat: view.consumed.to_sat(),
-        paid_sat: view.paid.to_sat(),
-        credit_sat: view.credit.to_sat(),
-        committed_sat: view.committed.to_sat(),
-        reload_header: None,
-    }
 }
 
 fn now_secs() -> u64 {
@@ -344,17 +295,7 @@ impl Inner {
         let history = self.history(wallet.store()).await?;
         let at = now_ms();
         let recorded = receipt.and_stage(|view| {
-            let mut history = history;
-            if view.success {
-                history.push(payment(at, url, view));
-                let excess = history.len().saturating_sub(HISTORY_LIMIT);
-                history.drain(..excess);
-            }
-            let bytes =
-                serde_json::to_vec(&history).map_err(|e| failure("internal", e.to_string()))?;
-            let mut writes = WriteBatch::new();
-            writes.put(HISTORY_KEY, bytes);
-            Ok::<_, Failure>(Staged::new(history, writes))
+            history::record(history, view.success.then(|| Payment::of(at, url, view)))
         })?;
         // The receipt stands whatever happens to the next payment; a failure to sign it is
         // told apart.
@@ -371,7 +312,7 @@ impl Inner {
         Ok(Some(ReceiptAnswer {
             payment: Payment {
                 reload_header: view.reload_header.clone(),
-                ..payment(at, url, &view)
+                ..Payment::of(at, url, &view)
             },
             next_header,
             next_error,
@@ -385,11 +326,7 @@ impl Inner {
         if let Some(history) = self.history.borrow().as_ref() {
             return Ok(history.clone());
         }
-        let history = match store.get(HISTORY_KEY).await? {
-            None => Vec::new(),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| failure("corrupt", format!("{HISTORY_KEY}: {e}")))?,
-        };
+        let history = history::load(store).await?;
         *self.history.borrow_mut() = Some(history.clone());
         Ok(history)
     }
@@ -598,26 +535,3 @@ impl Inner {
 }
 
 pub(crate) type ScopedStore = trickle_wallet::layout::Scoped<crate::storage::BrowserStore>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_history_entry_keeps_at_most_2048_characters_of_its_url() {
-        let long = format!("https://site.example/{}", "a".repeat(1_500_000));
-        let kept = history_url(&long);
-        assert_eq!(kept.chars().count(), HISTORY_URL_CHARS);
-        assert!(kept.ends_with('…') && long.starts_with(kept.trim_end_matches('…')));
-        let exact = "é".repeat(HISTORY_URL_CHARS);
-        assert_eq!(
-            history_url(&exact),
-            exact,
-            "a URL of exactly the limit is kept whole"
-        );
-        assert_eq!(
-            history_url("https://site.example/a"),
-            "https://site.example/a"
-        );
-    }
-}

@@ -1,0 +1,7 @@
+//! The application layer both payers share, over the wallet: what the extension and the
+//! command-line payer keep beside the channels and budgets. Sans-I/O where it can be: time is
+//! passed in, storage is the [`crate::store::Store`] trait.
+//!
+//! * [`history`]: the payments made, as the user sees them.
+
+pub mod history;
