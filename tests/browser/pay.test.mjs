@@ -130,10 +130,12 @@ async function rearmed(browser, ext, previous) {
  * `mode.upstream` switches the payee behind it; `mode.takeAndAskAgain` forwards a paid request
  * and answers 402 with a fresh offer anyway; `mode.rewrite(offer)` answers every request with
  * 402 and an offer of its own making (made from its payee's); `mode.refuseClose` answers the
- * channel's CLOSE with a 500.
+ * channel's CLOSE with a 500; `mode.dropPaid` (a count) forwards that many paid requests and
+ * closes their connections without an answer. `paidRequests` counts the paid requests seen.
  */
 async function startHostileSite(upstream) {
-  const mode = { upstream, takeAndAskAgain: false, rewrite: null, refuseClose: false };
+  const mode = { upstream, takeAndAskAgain: false, rewrite: null, refuseClose: false, dropPaid: 0 };
+  let paidRequests = 0;
   // node:http, not fetch: the payee must see the site's Host header.
   const forward = (req, body, headers) =>
     new Promise((resolve, reject) => {
@@ -160,6 +162,13 @@ async function startHostileSite(upstream) {
       }
       // A site making its own offers never lets a payment through to its payee.
       let answer = await forward(req, body, mode.rewrite ? unpaid : req.headers);
+      if (signature !== undefined) paidRequests++;
+      if (mode.dropPaid > 0 && signature !== undefined) {
+        // The payee has stored the payment; its answer is lost on the way.
+        mode.dropPaid--;
+        req.socket.destroy();
+        return;
+      }
       if (mode.takeAndAskAgain && signature !== undefined && answer.status === 200) {
         const again = await forward(req, body, unpaid);
         answer = { ...again, headers: { ...answer.headers, "payment-required": again.headers["payment-required"] } };
@@ -180,6 +189,7 @@ async function startHostileSite(upstream) {
   return {
     url: `http://127.0.0.1:${server.address().port}`,
     mode,
+    paidRequests: () => paidRequests,
     stop: () => new Promise((resolve) => server.close(resolve)),
   };
 }
@@ -1214,6 +1224,48 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       report(t, `${locks.length} forged offers (${locks.join(", ")} sat locked): each asked, none funded`);
     } finally {
       await hostile.stop();
+    }
+  });
+
+  test("a paid page whose answers the connection lost: the browser sends it again with its payment, shown and charged once", async (t) => {
+    const lossy = await startHostileSite(payee.url);
+    try {
+      await ask(ext, {
+        type: "approve",
+        origin: lossy.url,
+        terms: { limitSat: POLICY.min_channel_value, period: "day", maxPriceSat: PRICE, autoApproveSat: PRICE },
+      });
+      await tab.visit(`${lossy.url}/articles/70`, "Article 70");
+      const channelOf = async () => (await ask(ext, { type: "sites" })).channels.find((c) => c.site === lossy.url);
+      const opened = await eventually("the channel", async () => (await channelOf())?.state === "Ready" && channelOf());
+      const held = async () => (await payee.status()).channels.find((c) => c.channel === opened.contractTxid);
+      const before = await eventually("the first page's receipt", async () => {
+        const h = await held();
+        return [h?.consumed === PRICE && (await channelOf()).acknowledgedSat === h.paid, h];
+      });
+
+      // A typed URL: paid through its 402. The payee stores the payment; the first answers are
+      // lost. The browser sends the navigation again by itself, and the paid URL's rule puts
+      // the same payment on each send, which the payee serves as a reload.
+      const LOST = 4;
+      lossy.mode.dropPaid = LOST;
+      const seen = lossy.paidRequests();
+      // The driver's own navigation may be cut short by the extension's: only the page counts.
+      void tab.goto(`${lossy.url}/articles/71`).catch(() => undefined);
+      await tab.waitText("Article 71", T.sync);
+      assert.equal(lossy.mode.dropPaid, 0, "the answers were lost");
+      const sends = lossy.paidRequests() - seen;
+      assert.equal(sends, LOST + 1, "sent until one answer arrived, then no more");
+      const after = await eventually("the receipt", async () => {
+        const h = await held();
+        return [(await channelOf()).acknowledgedSat === h.paid, h];
+      });
+      assert.equal(after.consumed - before.consumed, PRICE, "charged once for the page");
+      const budget = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === lossy.url);
+      assert.equal(budget.spentSat, after.paid, "the budget counts what the payee holds");
+      report(t, `${sends} sends of one paid page, ${LOST} answers lost: consumed +${after.consumed - before.consumed} sat`);
+    } finally {
+      await lossy.stop();
     }
   });
 });
