@@ -3,7 +3,35 @@
 /**
  * One paid request, as the history keeps it.
  */
-export type Payment = { at: number, origin: string, url: string, consumedSat: number, paidSat: number, creditSat: number, committedSat: number, 
+export type Payment = { 
+/**
+ * When the receipt came (ms since epoch).
+ */
+at: number, 
+/**
+ * The site.
+ */
+origin: string, 
+/**
+ * The URL paid for, cut to [`HISTORY_URL_CHARS`].
+ */
+url: string, 
+/**
+ * What the request was charged, sat.
+ */
+consumedSat: number, 
+/**
+ * What the payee holds in total, sat.
+ */
+paidSat: number, 
+/**
+ * Paid and not yet consumed, sat.
+ */
+creditSat: number, 
+/**
+ * Sat of the budget the receipt committed.
+ */
+committedSat: number, 
 /**
  * For a pre-armed payment: the header that reloads the URL without paying again (not kept
  * in the history).

@@ -17,7 +17,35 @@ nextError: WalletError | null,
  * The payee refused for lack of credit: the 402 that comes with it is paid, once
  * (`trickle_wallet::site::pays_again`).
  */
-payAgain: boolean, at: number, origin: string, url: string, consumedSat: number, paidSat: number, creditSat: number, committedSat: number, 
+payAgain: boolean, 
+/**
+ * When the receipt came (ms since epoch).
+ */
+at: number, 
+/**
+ * The site.
+ */
+origin: string, 
+/**
+ * The URL paid for, cut to [`HISTORY_URL_CHARS`].
+ */
+url: string, 
+/**
+ * What the request was charged, sat.
+ */
+consumedSat: number, 
+/**
+ * What the payee holds in total, sat.
+ */
+paidSat: number, 
+/**
+ * Paid and not yet consumed, sat.
+ */
+creditSat: number, 
+/**
+ * Sat of the budget the receipt committed.
+ */
+committedSat: number, 
 /**
  * For a pre-armed payment: the header that reloads the URL without paying again (not kept
  * in the history).
