@@ -140,6 +140,13 @@ export async function startChain() {
     async mine(blocks = 1) {
       return (await post("/regtest/mine", { blocks })).height;
     },
+    /**
+     * Replaces the last `blocks` blocks with a heavier branch of empty ones; their transactions
+     * go back to the mempool, except those in `forget`, which the network never sees again.
+     */
+    async reorg(blocks, forget = []) {
+      return post("/regtest/reorg", { blocks, forget });
+    },
     /** Pays `amountSat` to `address`; mined in a block unless `mine` is false. */
     async faucet(address, amountSat, { mine = true } = {}) {
       return (await post("/regtest/faucet", { address, amount_sat: amountSat, mine })).txid;

@@ -947,7 +947,7 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
     }
   });
 
-  test("closing from the popup: the settlement pays each side what the receipts say", async (t) => {
+  test("closing from the popup: the settlement pays each side what the receipts say, and survives a reorganisation", async (t) => {
     const { ours, theirs: held } = await bothSides(ext, payee);
     // Confirm what the earlier steps left pending (the hostile site's contract and its change).
     await chain.mine(1);
@@ -969,7 +969,18 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
     await ext.waitVisible("channel-closed-txid");
     const txid = await ext.attr("channel-closed-txid", "data-txid");
     await chain.mine(1);
-    const tx = await eventually("the settlement on the chain", async () => {
+    const inBlock = async () => (await esplora(chain, `/tx/${txid}`)).status.confirmed;
+    await eventually("the settlement in a block", inBlock);
+
+    // A reorganisation takes that block away, and the network forgets the settlement: the
+    // wallet's duties broadcast it again, and the channel is not closed while it is out.
+    await chain.reorg(1, [txid]);
+    await ask(ext, { type: "duties" });
+    const out = (await ask(ext, { type: "sites" })).channels.find((c) => c.contractTxid === ours.contractTxid);
+    assert.equal(out.state, "Closing", "not closed while its settlement is out of the chain");
+    await eventually("the settlement back in the mempool", async () => !(await inBlock()));
+    await chain.mine(1);
+    const tx = await eventually("the settlement on the chain again", async () => {
       const t = await esplora(chain, `/tx/${txid}`);
       return t.status.confirmed && t;
     });

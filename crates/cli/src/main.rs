@@ -81,6 +81,9 @@ enum Command {
     },
     /// Broadcast refunds of expired channels the payee never closed.
     Refund,
+    /// Every channel duty, as the extension runs them each minute (run it from cron): ask the
+    /// payee to close channels near their expiry, check settlements, refund expired channels.
+    Duties,
 }
 
 #[derive(Subcommand)]
@@ -430,6 +433,27 @@ impl App {
                 let refunds = wallet.refund_expired(&self.esplora).await?;
                 eprintln!("{} refund(s) broadcast", refunds.len());
                 for tx in refunds {
+                    println!("{}", tx.compute_txid());
+                }
+            }
+            Command::Duties => {
+                let mut wallet = self.unlock().await?;
+                let depth = trickle_wallet::final_confirmations(self.cli.network);
+                let done = wallet.run_duties(&self.esplora, &self.http, depth).await?;
+                for (site, closed) in done.closed {
+                    match closed {
+                        Ok(txid) => eprintln!("the channel with {site} was closed by {txid}"),
+                        Err(e) => eprintln!("the payee of {site} did not close its channel: {e}"),
+                    }
+                }
+                for (site, seen) in done.settled {
+                    match seen {
+                        Ok(txid) => eprintln!("the channel with {site} is settled by {txid}"),
+                        Err(e) => eprintln!("the channel with {site}: {e}"),
+                    }
+                }
+                eprintln!("{} refund(s) broadcast", done.refunds.len());
+                for tx in done.refunds {
                     println!("{}", tx.compute_txid());
                 }
             }

@@ -1,5 +1,5 @@
-//! The client's chain duties for its channels: watch each contract until the transaction that
-//! spends it is final, broadcast the refund of a channel the payee never closed at the fee
+//! The client's chain duties for its channels: ask the payee to close a channel near its
+//! expiry, watch each contract until the transaction that spends it is final, broadcast the refund of a channel the payee never closed at the fee
 //! market of the moment (and replace it at a higher fee while it waits), flag a channel whose
 //! settlement is late, and put back what a reorganisation takes out of the chain.
 //!
@@ -12,9 +12,14 @@ use serde::{Deserialize, Serialize};
 use trickle_channel::{ChannelError, PayerChannel, PayerState, Snapshot};
 
 use crate::chain::{depth, ChainSource};
-use crate::channels::ChannelClientError;
+use crate::channels::{ChannelClientError, Transport};
 use crate::store::Store;
 use crate::wallet::Wallet;
+
+/// Blocks before a channel's expiry at which the payer asks its payee to close it, if the
+/// payee has not (it closes 12 blocks ahead by default): the settlement then has these blocks
+/// to confirm before the refund is valid too.
+pub const CLOSE_MARGIN_BLOCKS: i64 = 6;
 
 /// Blocks before the expiry by which the settlement should be in a block: a channel whose
 /// contract is not spent in a block by then is flagged
@@ -57,6 +62,19 @@ impl ChainWatch {
     }
 }
 
+/// What one round of [`Wallet::run_duties`] did, per site.
+#[derive(Debug, Default)]
+pub struct Duties {
+    /// Channels near their expiry the payee was asked to close: its settlement's txid, or why
+    /// it did not close (closed already, or unreachable: the spent contract or the refund
+    /// tells, later).
+    pub closed: Vec<(String, Result<Txid, ChannelClientError>)>,
+    /// Contracts whose spend is newly final ([`Wallet::check_spent_contracts`]).
+    pub settled: Vec<(String, Result<Txid, ChannelError>)>,
+    /// Refunds broadcast, and their replacements ([`Wallet::refund_expired`]).
+    pub refunds: Vec<Transaction>,
+}
+
 /// The channel whose contract the duties watch: committed, or refunded.
 fn watched(state: &PayerState) -> Option<&PayerChannel> {
     match state {
@@ -73,6 +91,39 @@ async fn refund_fee_rate<C: ChainSource>(chain: &C) -> Result<FeeRate, ChannelCl
 }
 
 impl<S: Store> Wallet<S> {
+    /// Every channel duty, in order, as both payers run them (the extension from an alarm,
+    /// the CLI's `duties`): ask the payee of each open channel within [`CLOSE_MARGIN_BLOCKS`]
+    /// of its expiry to close it, check the contracts spent
+    /// ([`Self::check_spent_contracts`]), and refund the expired ones
+    /// ([`Self::refund_expired`]).
+    pub async fn run_duties<C: ChainSource, T: Transport>(
+        &mut self,
+        chain: &C,
+        transport: &T,
+        final_confirmations: u32,
+    ) -> Result<Duties, ChannelClientError> {
+        let tip = chain.tip().await?;
+        let mut duties = Duties::default();
+        for record in self.channels().await? {
+            let expiring = matches!(record.state.state, PayerState::Ready { .. })
+                && record
+                    .state
+                    .state
+                    .contract()
+                    .is_some_and(|c| tip.blocks_until(c.expiry) <= CLOSE_MARGIN_BLOCKS);
+            if expiring {
+                let closed = self
+                    .close_channel(transport, &record.site, &record.payee_key, tip)
+                    .await;
+                let txid = closed.map(|settlement| settlement.compute_txid());
+                duties.closed.push((record.site, txid));
+            }
+        }
+        duties.settled = self.check_spent_contracts(chain, final_confirmations).await?;
+        duties.refunds = self.refund_expired(chain).await?;
+        Ok(duties)
+    }
+
     /// Chain duties for every channel not yet final: a contract spent in a block
     /// `final_confirmations` deep is checked — one of our refunds, or a settlement, which must
     /// pay the client at least the channel value less what it signed

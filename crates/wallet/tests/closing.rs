@@ -1,4 +1,5 @@
-//! The client's chain duties on a local chain (real Bitcoin Core validation): the refund of a
+//! The client's chain duties on a local chain (real Bitcoin Core validation): a channel near
+//! its expiry is closed by asking its payee; the refund of a
 //! channel the payee never closed goes out at the fee market of the moment and is replaced
 //! while the market rises; a channel whose settlement is late is flagged; nothing is final
 //! before its confirmations, and what a reorganisation takes out of the chain is broadcast
@@ -11,7 +12,7 @@ use bitcoin::{Amount, FeeRate, Transaction};
 use common::{open, Counted, SITE};
 use trickle_channel::{PayerContext, PayerState};
 use trickle_regtest::{Config, Node};
-use trickle_wallet::{ChannelRecord, Wallet, SETTLEMENT_DUE_BLOCKS};
+use trickle_wallet::{ChannelRecord, Wallet, CLOSE_MARGIN_BLOCKS, SETTLEMENT_DUE_BLOCKS};
 
 async fn record(wallet: &Wallet<Counted>, payee: &common::Payee) -> ChannelRecord {
     wallet
@@ -240,4 +241,56 @@ async fn a_settlement_reorganised_out_is_rebroadcast_and_the_channel_closes_only
             closed.state.state.name()
         );
     }
+}
+
+/// The duties both payers run (`Wallet::run_duties`): a channel is left to its payee until
+/// [`CLOSE_MARGIN_BLOCKS`] before its expiry, then the payee is asked to close it; the
+/// settlement goes out in the same round, and the channel is closed once it is final, without
+/// asking again.
+#[tokio::test(flavor = "current_thread")]
+async fn the_duties_ask_the_payee_to_close_a_channel_near_its_expiry() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let (mut wallet, payee, client, _tip, mut pending) = open(&node, Counted::default()).await;
+    common::flush(&wallet, &mut pending).await.expect("flushed");
+    node.mine(1).await.expect("contract confirmed");
+    let expiry = record(&wallet, &payee)
+        .await
+        .state
+        .state
+        .contract()
+        .expect("open")
+        .expiry
+        .to_consensus_u32();
+    let margin = u32::try_from(CLOSE_MARGIN_BLOCKS).expect("small");
+    node.mine(expiry - margin - 1 - node.height())
+        .await
+        .expect("mined");
+    let early = wallet.run_duties(&client, &payee, 1).await.expect("duties");
+    assert!(
+        early.closed.is_empty() && early.settled.is_empty() && early.refunds.is_empty(),
+        "{early:?}"
+    );
+    let open_still = record(&wallet, &payee).await;
+    assert!(matches!(open_still.state.state, PayerState::Ready { .. }));
+
+    node.mine(1).await.expect("mined");
+    let asked = wallet.run_duties(&client, &payee, 1).await.expect("duties");
+    assert_eq!(asked.closed.len(), 1, "{asked:?}");
+    let (site, closed) = &asked.closed[0];
+    assert_eq!(site, SITE);
+    let settlement = *closed.as_ref().expect("closed by the payee");
+    assert!(node.in_mempool(&settlement), "broadcast in the same round");
+
+    node.mine(1).await.expect("mined");
+    let done = wallet.run_duties(&client, &payee, 1).await.expect("duties");
+    assert!(done.closed.is_empty(), "not asked again: {done:?}");
+    assert_eq!(done.settled.len(), 1, "{done:?}");
+    assert_eq!(done.settled[0].1.as_ref().ok(), Some(&settlement));
+    assert!(done.refunds.is_empty());
+    let closed = record(&wallet, &payee).await;
+    assert!(
+        matches!(closed.state.state, PayerState::Closed { settlement: s, .. } if s == settlement),
+        "{}",
+        closed.state.state.name()
+    );
 }

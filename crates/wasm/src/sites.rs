@@ -15,8 +15,6 @@ use ts_rs::TS;
 use crate::http::FetchTransport;
 use crate::{failure, locked, now_ms, ExtensionWallet, Failure, Inner};
 
-/// Channels this close to their expiry (blocks) are closed by the wallet's duties.
-const CLOSE_MARGIN_BLOCKS: u32 = 6;
 /// How long a chain tip and fee rate are reused before they are fetched again.
 const CHAIN_VIEW_MS: f64 = 30_000.0;
 
@@ -463,72 +461,48 @@ impl Inner {
         Ok(committed.to_sat())
     }
 
-    /// Channel duties, run by the worker's alarm: ask the payee to close channels near their
-    /// expiry, check every contract seen spent (a settlement must pay the client what it did
-    /// not sign away), broadcast the refunds of expired channels the payee never closed, and
-    /// settle the budgets (`reconcile`).
+    /// Channel duties, run by the worker's alarm (`Wallet::run_duties`), then the budgets
+    /// settled (`reconcile`).
     pub(crate) async fn duties(&self) -> Result<Duties, Failure> {
         let client = self.esplora()?;
-        let tip = ExtensionWallet::tip(&client).await?;
-        let channel_failure =
-            |e: trickle_wallet::ChannelClientError| failure("channel", e.to_string());
-        let mut duties = Duties::default();
-        let expiring: Vec<String> = {
-            let guard = self.wallet.lock().await;
-            let wallet = guard.as_ref().ok_or_else(locked)?;
+        let done = {
+            let mut guard = self.wallet.lock().await;
+            let wallet = guard.as_mut().ok_or_else(locked)?;
             wallet
-                .channels()
+                .run_duties(&client, &FetchTransport, final_confirmations(self.network()))
                 .await
-                .map_err(channel_failure)?
-                .into_iter()
-                .filter(|r| matches!(r.state.state, PayerState::Ready { .. }))
-                .filter(|r| {
-                    r.state.state.contract().is_some_and(|c| {
-                        let expiry = c.expiry.to_consensus_u32();
-                        expiry <= tip.height.saturating_add(CLOSE_MARGIN_BLOCKS)
-                    })
-                })
-                .map(|r| r.site)
-                .collect()
+                .map_err(|e| failure("channel", e.to_string()))?
         };
-        for site in expiring {
-            match self.close_channel(&site).await {
-                Ok(txid) => duties.closed.push(Event { site, detail: txid }),
-                // Closed by the payee already, or unreachable: the spent contract tells, and
-                // the refund covers a payee that is gone.
-                Err(f) => duties.failed.push(Event {
+        let mut duties = Duties::default();
+        for (site, closed) in done.closed {
+            match closed {
+                Ok(txid) => duties.closed.push(Event {
                     site,
-                    detail: f.message,
+                    detail: txid.to_string(),
+                }),
+                Err(e) => duties.failed.push(Event {
+                    site,
+                    detail: format!("the payee did not close the channel: {e}"),
                 }),
             }
         }
-        {
-            let mut guard = self.wallet.lock().await;
-            let wallet = guard.as_mut().ok_or_else(locked)?;
-            for (site, seen) in wallet
-                .check_spent_contracts(&client, final_confirmations(self.network()))
-                .await
-                .map_err(channel_failure)?
-            {
-                match seen {
-                    Ok(txid) => duties.settled.push(Event {
-                        site,
-                        detail: txid.to_string(),
-                    }),
-                    Err(e) => duties.failed.push(Event {
-                        site,
-                        detail: format!("settlement refused: {e}"),
-                    }),
-                }
-            }
-            for tx in wallet
-                .refund_expired(&client)
-                .await
-                .map_err(channel_failure)?
-            {
-                duties.refunds.push(tx.compute_txid().to_string());
+        for (site, seen) in done.settled {
+            match seen {
+                Ok(txid) => duties.settled.push(Event {
+                    site,
+                    detail: txid.to_string(),
+                }),
+                Err(e) => duties.failed.push(Event {
+                    site,
+                    detail: format!("settlement refused: {e}"),
+                }),
             }
         }
+        duties.refunds = done
+            .refunds
+            .iter()
+            .map(|tx| tx.compute_txid().to_string())
+            .collect();
         self.reconcile().await?;
         Ok(duties)
     }
