@@ -119,7 +119,9 @@ impl<S: Store> Wallet<S> {
                 duties.closed.push((record.site, txid));
             }
         }
-        duties.settled = self.check_spent_contracts(chain, final_confirmations).await?;
+        duties.settled = self
+            .check_spent_contracts(chain, final_confirmations)
+            .await?;
         duties.refunds = self.refund_expired(chain).await?;
         Ok(duties)
     }

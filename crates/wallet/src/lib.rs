@@ -29,7 +29,9 @@ pub use channels::{
     ChannelClientError, ChannelLimits, ChannelRecord, OpenParams, Transport, ENDPOINT_TIMEOUT,
     MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
 };
-pub use closing::{final_confirmations, ChainWatch, Duties, CLOSE_MARGIN_BLOCKS, SETTLEMENT_DUE_BLOCKS};
+pub use closing::{
+    final_confirmations, ChainWatch, Duties, CLOSE_MARGIN_BLOCKS, SETTLEMENT_DUE_BLOCKS,
+};
 pub use wallet::{
     new_phrase, Balance, FeeRates, SendPreview, Shortfall, TxSummary, Wallet, WalletError,
     CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,

@@ -469,7 +469,11 @@ impl Inner {
             let mut guard = self.wallet.lock().await;
             let wallet = guard.as_mut().ok_or_else(locked)?;
             wallet
-                .run_duties(&client, &FetchTransport, final_confirmations(self.network()))
+                .run_duties(
+                    &client,
+                    &FetchTransport,
+                    final_confirmations(self.network()),
+                )
                 .await
                 .map_err(|e| failure("channel", e.to_string()))?
         };
