@@ -177,6 +177,8 @@ export async function startPayee({ esplora, upstream, dir, prices, policy = {}, 
     `confirmations = 0`,
     // Small test channels: at 1 sat/vB the payee's share of a few hundred sat is not dust.
     `close_fee_rate_sat_vb = 1`,
+    // Blocks come only when a test mines them: a settlement's fee is the estimate for the next.
+    `close_target_blocks = 1`,
     "",
     "[policy]",
     // First payments of one page: such a channel closes once its pages pay the fee, or at its

@@ -1077,7 +1077,7 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       esplora: chain.url,
       upstream: site.url,
       dir,
-      policy: { ...POLICY, min_expiry_blocks: 20, max_expiry_blocks: 20, close_margin_blocks: 3 },
+      policy: { ...POLICY, min_expiry_blocks: 20, max_expiry_blocks: 20, close_margin_blocks: 4 },
       prices: [{ path: "/articles", sat: PRICE }],
     });
     try {

@@ -208,6 +208,16 @@ impl PayeeChannel {
         }
     }
 
+    /// What `settlement` pays in fees: its one input is the contract output.
+    pub fn settlement_fee(&self, settlement: &Transaction) -> Amount {
+        let out: Amount = settlement.output.iter().map(|o| o.value).sum();
+        self.funding
+            .contract
+            .value
+            .checked_sub(out)
+            .unwrap_or(Amount::ZERO)
+    }
+
     /// What a settlement built now pays, by how close the expiry is. From the close margin on,
     /// every block that passes with the channel unsettled raises the rate by a quarter (as LDK
     /// bumps its claims), up to the ceiling; in the last [`LAST_RESORT_BLOCKS`] the whole
@@ -450,8 +460,9 @@ impl PayeeState {
                 // replacement: at least 1 sat/vB more than the one it replaces (BIP125 rule 4).
                 let next = channel.settlement(ctx)?;
                 let vsize = next.vsize() as u64;
-                let more = fee_of(channel, &next)
-                    .checked_sub(fee_of(channel, settlement))
+                let more = channel
+                    .settlement_fee(&next)
+                    .checked_sub(channel.settlement_fee(settlement))
                     .is_some_and(|more| more.to_sat() >= vsize);
                 if more {
                     let state = Self::Closing {
@@ -481,17 +492,6 @@ impl PayeeState {
             spent_by: tx.compute_txid(),
         }))
     }
-}
-
-/// What a settlement of `channel` pays in fees: its one input is the contract output.
-fn fee_of(channel: &PayeeChannel, settlement: &Transaction) -> Amount {
-    let out: Amount = settlement.output.iter().map(|o| o.value).sum();
-    channel
-        .funding
-        .contract
-        .value
-        .checked_sub(out)
-        .unwrap_or(Amount::ZERO)
 }
 
 fn check_change(change: Amount, payout_script: &ScriptBuf) -> Result<(), ChannelError> {

@@ -385,6 +385,20 @@ impl Config {
         if raw.close_target_blocks == 0 {
             return Err(field("close_target_blocks", "must be above zero"));
         }
+        // The settlement's fee is the estimate for confirming within `close_target_blocks`:
+        // the margin must leave it those blocks, and one to bump in, before the last resort.
+        let needed =
+            u64::from(raw.close_target_blocks) + trickle_channel::LAST_RESORT_BLOCKS as u64;
+        if u64::from(p.close_margin_blocks) <= needed {
+            return Err(field(
+                "policy.close_margin_blocks",
+                format!(
+                    "must be above close_target_blocks + {} ({needed}): the settlement needs its \
+                     target's blocks to confirm, and room for a higher fee, before the expiry",
+                    trickle_channel::LAST_RESORT_BLOCKS
+                ),
+            ));
+        }
         if raw.offer_timeout_secs == 0 {
             return Err(field("offer_timeout_secs", "must be above zero"));
         }

@@ -27,6 +27,10 @@ struct ChannelView {
     credit: u64,
     expiry: u32,
     blocks_to_expiry: i64,
+    /// Past the close margin with no settlement in a block: the fee rate (sat/vB) of the
+    /// settlement last broadcast, raised block by block until it confirms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    close_at_risk_fee_rate: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -36,6 +40,8 @@ struct StatusView {
     server_key: String,
     tip_height: u32,
     open_channels: usize,
+    /// Channels past their close margin with no settlement in a block yet.
+    closes_at_risk: usize,
     total_paid: u64,
     total_consumed: u64,
     channels: Vec<ChannelView>,
@@ -58,6 +64,9 @@ fn view(payee: &Payee, stored: &StoredChannel) -> Option<ChannelView> {
         credit: stored.ledger.credit().to_sat(),
         expiry: contract.expiry.to_consensus_u32(),
         blocks_to_expiry: payee.tip().blocks_until(contract.expiry),
+        close_at_risk_fee_rate: payee
+            .close_at_risk(&channel.contract_txid())
+            .map(|risk| risk.fee_rate_sat_vb),
     })
 }
 
@@ -72,6 +81,10 @@ async fn status_view(payee: &Payee) -> Result<StatusView, Response> {
         server_key: payee.server_key().to_string(),
         tip_height: payee.tip().height,
         open_channels: channels.iter().filter(|c| c.state == "ready").count(),
+        closes_at_risk: channels
+            .iter()
+            .filter(|c| c.close_at_risk_fee_rate.is_some())
+            .count(),
         total_paid: channels.iter().map(|c| c.paid).sum(),
         total_consumed: channels.iter().map(|c| c.consumed).sum(),
         channels,
@@ -95,21 +108,25 @@ async fn status_html(State(payee): State<Payee>) -> Response {
     };
     let mut rows = String::new();
     for c in &v.channels {
+        let state = match c.close_at_risk_fee_rate {
+            Some(rate) => format!("{} <strong>at risk</strong> ({rate} sat/vB)", c.state),
+            None => c.state.to_string(),
+        };
         // Every value is a number, a hex txid or a fixed word: nothing needs escaping.
         let _ = write!(
             rows,
-            "<tr><td><code>{}</code></td><td>{}</td><td>v{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({} blocks)</td></tr>",
-            c.channel, c.state, c.version, c.channel_value, c.paid, c.consumed, c.credit, c.expiry, c.blocks_to_expiry
+            "<tr><td><code>{}</code></td><td>{state}</td><td>v{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({} blocks)</td></tr>",
+            c.channel, c.version, c.channel_value, c.paid, c.consumed, c.credit, c.expiry, c.blocks_to_expiry
         );
     }
     let page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Trickle payee</title>\
          <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:right}}</style></head><body>\
          <h1>Trickle payee</h1><p>Network {} · tip {} · key <code>{}</code></p>\
-         <p>{} open channels · earned {} sat · consumed {} sat</p>\
+         <p>{} open channels · {} closes at risk · earned {} sat · consumed {} sat</p>\
          <table><tr><th>channel</th><th>state</th><th>version</th><th>value</th><th>paid</th><th>consumed</th><th>credit</th><th>expiry</th></tr>{rows}</table>\
          </body></html>",
-        v.network, v.tip_height, v.server_key, v.open_channels, v.total_paid, v.total_consumed
+        v.network, v.tip_height, v.server_key, v.open_channels, v.closes_at_risk, v.total_paid, v.total_consumed
     );
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
@@ -203,6 +220,12 @@ async fn metrics(State(payee): State<Payee>) -> Response {
         "trickle_payee_consumed_sat",
         "Satoshis consumed over all stored channels.",
         v.total_consumed,
+    );
+    gauge(
+        &mut out,
+        "trickle_payee_closes_at_risk",
+        "Channels past their close margin with no settlement in a block yet.",
+        v.closes_at_risk as u64,
     );
     gauge(
         &mut out,

@@ -214,6 +214,8 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     /// Each contract seen confirmed: its block's height, and whether it was then final.
     pub confirmed: Mutex<std::collections::HashMap<bitcoin::Txid, crate::watcher::Confirmed>>,
+    /// Each close the chain duties last found at risk, by contract txid.
+    pub at_risk: Mutex<std::collections::HashMap<bitcoin::Txid, crate::watcher::CloseAtRisk>>,
     /// Permits for `POST {endpoint}/open` in progress.
     pub opening: tokio::sync::Semaphore,
     /// Each open channel as this instance last stored it, so that a paid request needs no read.
@@ -245,6 +247,7 @@ impl Payee {
             fee_estimate: RwLock::new(None),
             metrics: Metrics::default(),
             confirmed: Mutex::default(),
+            at_risk: Mutex::default(),
             hot: Mutex::default(),
             payment_keys: Mutex::default(),
         })))

@@ -24,6 +24,17 @@ pub(crate) struct Confirmed {
     is_final: bool,
 }
 
+/// A close at risk: the channel is past its close margin (its settlement's fee rises block by
+/// block) and no transaction spending its contract is in a block yet. Shown in `/status` and
+/// counted in `/metrics`, so that an operator sees a close racing the client's refund.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CloseAtRisk {
+    /// Blocks left before the client's refund is valid too.
+    pub blocks_left: i64,
+    /// The fee rate of the settlement last broadcast, sat/vB.
+    pub fee_rate_sat_vb: u64,
+}
+
 /// Why a round of chain duties stopped early.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DutyError {
@@ -102,6 +113,9 @@ impl Payee {
         let tip = self.tip();
         let needed = self.config().final_confirmations;
         if let Some(spend) = chain.spend_of(&channel.funding.outpoint).await? {
+            if spend.height.is_some() {
+                self.set_at_risk(txid, None);
+            }
             if spend.depth(&tip) >= needed {
                 let step = stored
                     .state
@@ -128,6 +142,7 @@ impl Payee {
                     spent_by: conflict,
                 };
                 self.write(&stored, &dead).await?;
+                self.set_at_risk(txid, None);
                 tracing::warn!(%txid, %conflict, "contract double-spent; channel abandoned");
                 return Ok(());
             } else {
@@ -147,6 +162,20 @@ impl Payee {
             self.write(&stored, &step.state).await?;
             tracing::info!(%txid, "closing channel before its expiry");
         }
+        let blocks_left = tip.blocks_until(channel.funding.contract.expiry);
+        let margin = i64::from(self.config().policy.close_margin_blocks);
+        let at_risk = match &step.state {
+            PayeeState::Closing { settlement, .. } if blocks_left < margin => Some(CloseAtRisk {
+                blocks_left,
+                fee_rate_sat_vb: channel.settlement_fee(settlement).to_sat()
+                    / (settlement.vsize() as u64).max(1),
+            }),
+            _ => None,
+        };
+        if let Some(risk) = at_risk {
+            tracing::warn!(%txid, blocks_left, fee_rate_sat_vb = risk.fee_rate_sat_vb, "settlement not yet in a block");
+        }
+        self.set_at_risk(txid, at_risk);
         for tx in &step.broadcast {
             Metrics::bump(&self.metrics().settlements_broadcast, 1);
             chain.broadcast(tx).await?;
@@ -187,6 +216,21 @@ impl Payee {
             }
         }
         Ok(None)
+    }
+
+    fn set_at_risk(&self, txid: bitcoin::Txid, risk: Option<CloseAtRisk>) {
+        if let Ok(mut m) = self.0.at_risk.lock() {
+            match risk {
+                Some(risk) => m.insert(txid, risk),
+                None => m.remove(&txid),
+            };
+        }
+    }
+
+    /// The close of the channel with contract `txid`, if the chain duties last found it at
+    /// risk.
+    pub(crate) fn close_at_risk(&self, txid: &bitcoin::Txid) -> Option<CloseAtRisk> {
+        self.0.at_risk.lock().ok()?.get(txid).copied()
     }
 
     fn confirmation(&self, txid: &bitcoin::Txid) -> Option<Confirmed> {

@@ -100,6 +100,11 @@ fn bad_configs_name_the_field() {
             "key_file = \"payee.key\"\nfinal_confirmations = 0",
             "`final_confirmations`",
         ),
+        (
+            r#"key_file = "payee.key""#,
+            "key_file = \"payee.key\"\nclose_target_blocks = 10",
+            "`policy.close_margin_blocks`",
+        ),
     ] {
         let text = GOOD.replace(from, to);
         let message = field_error(&text);

@@ -329,6 +329,10 @@ async fn a_settlement_under_a_fee_spike_is_replaced_and_confirms_before_expiry()
     // is evicted and would never confirm.
     assert!(s.node.set_fee_market(10, 40) >= 1);
     assert!(!s.node.in_mempool(&quiet.compute_txid()));
+    // At the margin the close has just begun: not yet at risk.
+    let status = operator_status(&s.url).await;
+    assert_eq!(status["closesAtRisk"], 0, "{status}");
+    let mut risk_seen = Vec::new();
     let settled = loop {
         s.node.mine(1).await.unwrap();
         assert!(
@@ -340,7 +344,31 @@ async fn a_settlement_under_a_fee_spike_is_replaced_and_confirms_before_expiry()
         if let PayeeState::Closed { spent_by, .. } = stored.state {
             break spent_by;
         }
+        // Past the margin and not in a block: /status and /metrics say so, with the rate
+        // of the settlement last broadcast.
+        let status = operator_status(&s.url).await;
+        if let Some(rate) = status["channels"][0]["closeAtRiskFeeRate"].as_u64() {
+            assert_eq!(status["closesAtRisk"], 1, "{status}");
+            risk_seen.push(rate);
+        }
     };
+    assert!(!risk_seen.is_empty(), "the close was shown at risk");
+    assert!(
+        risk_seen.windows(2).all(|w| w[0] <= w[1]),
+        "its fee rate rose: {risk_seen:?}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", s.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Once the settlement is in a block, no close is at risk.
+    assert!(
+        metrics.contains("trickle_payee_closes_at_risk 0"),
+        "{metrics}"
+    );
+    assert_eq!(operator_status(&s.url).await["closesAtRisk"], 0);
     let tx = s.node.transaction(&settled).unwrap();
     let height = s.node.confirmation_height(&settled).unwrap();
     // It followed the fee market: it confirmed before its last resort (the whole share).
@@ -596,4 +624,15 @@ async fn a_payee_killed_before_broadcasting_a_stored_replacement_broadcasts_it_o
         stored.state.name()
     );
     assert!(s.node.height() < expiry, "before the expiry");
+}
+
+/// The payee's `/status`, as JSON.
+async fn operator_status(url: &str) -> serde_json::Value {
+    let body = reqwest::get(format!("{url}/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
 }
