@@ -39,7 +39,9 @@ use trickle_channel::auth::PaymentKey;
 use trickle_channel::credit::{NonceKey, NONCE_RANDOM_LEN};
 use trickle_channel::http::{PaymentRequired, PaymentSignature, PAYMENT_SIGNATURE};
 use trickle_channel::Version;
-use trickle_payee::store::{ChannelStore, ChannelUpdate, ChargedTicket, SqliteStore};
+use trickle_payee::store::{
+    ChannelStore, ChannelUpdate, ChargedTicket, SqliteStore, StoredChannel,
+};
 
 const PRICE: u64 = 10;
 
@@ -245,11 +247,13 @@ fn per_call(n: usize, mut f: impl FnMut(usize)) -> f64 {
 
 /// What authorisation and single-use tickets add to one paid request, in server CPU seconds:
 /// (MAC check, reload nonce minted, ticket rows written), measured over `work`'s headers and
-/// on `store`'s channels, with store writes run on `server` and counted by thread CPU.
+/// on `store`'s channels, with store writes run on `server`, `concurrency` at once, and counted
+/// by thread CPU.
 fn authorization_cost(
     server: &tokio::runtime::Runtime,
     store: &Arc<dyn ChannelStore>,
     work: &[Vec<(String, Option<String>)>],
+    concurrency: usize,
 ) -> (f64, f64, f64) {
     let sigs: Vec<PaymentSignature> = work
         .iter()
@@ -285,47 +289,68 @@ fn authorization_cost(
         black_box(nonces.issue(random, i as u64, url));
     });
 
-    // A pre-armed charge writes two ticket rows: its ticket and the nonce it mints.
-    let stored = server
+    // A pre-armed charge writes two ticket rows: its ticket and the nonce it mints. The writes
+    // go as the paid load sends them: `concurrency` channels at once, so that the store's group
+    // commit batches them as it batched the paid path's.
+    let mut channels: Vec<(Txid, StoredChannel)> = server
         .block_on(store.channels())
         .expect("channels")
         .into_iter()
-        .next()
-        .expect("a channel");
-    let txid = stored.txid().expect("a contract");
-    let mut revision = stored.revision;
+        .filter_map(|stored| Some((stored.txid()?, stored)))
+        .collect();
     let mut next_ticket = 0usize;
-    let mut writes = |with_tickets: bool, n: usize| -> f64 {
+    let mut writes = |with_tickets: bool, rounds: usize| -> f64 {
         let cpu = thread_cpu("payee-");
-        for _ in 0..n {
-            let names = [
-                format!("bench-{next_ticket}"),
-                format!("bench-{next_ticket}-n"),
-            ];
-            next_ticket += 1;
-            let charged: Vec<ChargedTicket> = names
-                .iter()
-                .map(|ticket| ChargedTicket {
-                    ticket,
-                    resource: url,
-                    price: Amount::from_sat(PRICE),
-                })
-                .collect();
-            let update = ChannelUpdate {
-                state: &stored.state,
-                ledger: stored.ledger,
-                charged: if with_tickets { &charged } else { &[] },
-            };
-            revision = server
-                .block_on(store.update_channel(&txid, revision, update))
-                .expect("write");
+        let mut n = 0;
+        for _ in 0..rounds {
+            for group in channels.chunks_mut(concurrency) {
+                let names: Vec<[String; 2]> = group
+                    .iter()
+                    .map(|_| {
+                        next_ticket += 1;
+                        [
+                            format!("bench-{next_ticket}"),
+                            format!("bench-{next_ticket}-n"),
+                        ]
+                    })
+                    .collect();
+                let charged: Vec<Vec<ChargedTicket>> = names
+                    .iter()
+                    .map(|names| {
+                        names
+                            .iter()
+                            .map(|ticket| ChargedTicket {
+                                ticket,
+                                resource: url,
+                                price: Amount::from_sat(PRICE),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let updates = group.iter().zip(&charged).map(|((txid, stored), charged)| {
+                    store.update_channel(
+                        txid,
+                        stored.revision,
+                        ChannelUpdate {
+                            state: &stored.state,
+                            ledger: stored.ledger,
+                            charged: if with_tickets { charged } else { &[] },
+                        },
+                    )
+                });
+                let revisions = server.block_on(futures::future::join_all(updates));
+                for ((_, stored), revision) in group.iter_mut().zip(revisions) {
+                    stored.revision = revision.expect("write");
+                    n += 1;
+                }
+            }
         }
         (thread_cpu("payee-") - cpu) / n as f64
     };
     let (mut with, mut without) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        with.push(writes(true, 1_000));
-        without.push(writes(false, 1_000));
+        with.push(writes(true, 2));
+        without.push(writes(false, 2));
     }
     let tickets = (median(with) - median(without)).max(0.0);
     (mac, nonce, tickets)
@@ -391,7 +416,7 @@ fn main() {
         let headers = work.clone();
         let paid = load.block_on(measure(&format!("{name}, paid"), &base, work));
         // After the paid run, so that its writes do not disturb it.
-        let (mac, nonce, tickets) = authorization_cost(&server, &store, &headers);
+        let (mac, nonce, tickets) = authorization_cost(&server, &store, &headers, concurrency);
         report(&unpaid, bare);
         rows.extend(report(&paid, bare));
         let per_request = paid.server_cpu / paid.payments as f64;
