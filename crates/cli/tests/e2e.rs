@@ -341,6 +341,64 @@ async fn a_settlement_reorganised_out_is_rebroadcast_by_the_cli_and_its_record_e
     assert!(node.confirmation_height(&settlement).is_some());
 }
 
+/// `trickle duties`, the extension's round of channel duties for cron: a channel is left to its
+/// payee until `CLOSE_MARGIN_BLOCKS` before its expiry (the payee's own margin is smaller
+/// here), then the payee is asked to close it; the next round sees the settlement in a block
+/// and the record ends closed, with nothing refunded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duties_ask_the_payee_to_close_near_the_expiry_and_the_record_ends_closed() {
+    let node = Node::start(Config::default()).await.expect("node");
+    let site = static_site().await;
+    let payee_dir = tempfile::tempdir().expect("dir");
+    let payee = PayeeProcess::start(
+        &node,
+        &site,
+        policy(&[2], 20),
+        payee_dir.path(),
+        "127.0.0.1:0",
+        |router| router,
+    )
+    .await;
+    let wallet = funded_wallet(&node).await;
+    let w = wallet.path();
+    let url = payee.url.clone();
+    trickle(node.url(), w, &["fetch", &format!("{url}/articles/1")]).await;
+    node.mine(1).await.expect("contract confirmed");
+    let expiry = channel_expiry(&trickle(node.url(), w, &["channels"]).await, &url);
+    let margin = u32::try_from(trickle_wallet::CLOSE_MARGIN_BLOCKS).expect("small");
+
+    node.mine(expiry - margin - 1 - node.height())
+        .await
+        .expect("mined");
+    let (refunds, said) = trickle_output(node.url(), w, &["duties"]).await;
+    assert!(!said.contains("closed by"), "too early to ask: {said}");
+    assert_eq!(refunds, "");
+    assert_eq!(
+        channel_row(&trickle(node.url(), w, &["channels"]).await, &url).0,
+        "Ready"
+    );
+
+    node.mine(1).await.expect("mined");
+    let (_, said) = trickle_output(node.url(), w, &["duties"]).await;
+    let settlement: Txid = said
+        .split("closed by ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the payee was asked to close: {said}"))
+        .parse()
+        .expect("a txid");
+    assert!(node.in_mempool(&settlement), "broadcast");
+
+    node.mine(1).await.expect("mined");
+    let (refunds, said) = trickle_output(node.url(), w, &["duties"]).await;
+    assert!(said.contains(&format!("settled by {settlement}")), "{said}");
+    assert_eq!(refunds, "", "nothing refunded");
+    assert_eq!(
+        channel_row(&trickle(node.url(), w, &["channels"]).await, &url).0,
+        "Closed"
+    );
+}
+
 /// The real payee refuses a close whose share cannot pay the settlement's fee (a first payment
 /// of 10 sat): the channel stays open on both sides, the next pages pay over it, and once they
 /// cover the fee the close goes through and confirms.

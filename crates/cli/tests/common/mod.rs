@@ -281,6 +281,13 @@ pub fn channel_row(table: &str, site: &str) -> (String, u64, u64, u64) {
     (f[1].to_owned(), n(2), n(3), n(4))
 }
 
+/// The expiry height in the `trickle channels` row of `site`.
+pub fn channel_expiry(table: &str, site: &str) -> u32 {
+    let row = site_row(table, site);
+    let expiry = row.split_whitespace().nth(5).expect("an expiry column");
+    expiry.parse().expect("a height")
+}
+
 /// The `trickle channels` row whose site column is exactly `site` (so that one origin's port
 /// is not taken for a prefix of another's).
 fn site_row<'t>(table: &'t str, site: &str) -> &'t str {
