@@ -165,7 +165,7 @@ function urlFilterMatches(filter: string, url: string): boolean {
 }
 
 /** The highest-priority rule that sets headers on this request, as Chrome would pick it. */
-function matchingRule(rules: Rule[], details: RequestDetails): Rule | undefined {
+export function matchingRule(rules: Rule[], details: RequestDetails): Rule | undefined {
   let best: Rule | undefined;
   for (const rule of rules) {
     if (rule.action.type !== "modifyHeaders" || !rule.action.requestHeaders?.length) continue;

@@ -23,7 +23,7 @@
 // chrome.storage.session and in the session rules themselves. (Firefox applies the same rules
 // from a blocking webRequest listener: see browser.ts.)
 
-import { headerRules, initiatorOf } from "./browser.js";
+import { headerRules, initiatorOf, matchingRule } from "./browser.js";
 import { MAX_URL_CHARS, oversized, shortened } from "./limits.js";
 import { toError, type Approval, type Ask, type Notice, type OfferAnswer, type ReceiptAnswer, type Request, type TermsView } from "./messages.js";
 
@@ -103,10 +103,12 @@ function escapeRegex(s: string): string {
 }
 
 /** The rule action that sends `signature` as the request's PAYMENT-SIGNATURE. */
+const PAYMENT_SIGNATURE = "payment-signature";
+
 function setSignature(signature: string): chrome.declarativeNetRequest.RuleAction {
   return {
     type: "modifyHeaders",
-    requestHeaders: [{ header: "payment-signature", operation: "set", value: signature }],
+    requestHeaders: [{ header: PAYMENT_SIGNATURE, operation: "set", value: signature }],
   };
 }
 
@@ -144,6 +146,21 @@ function evictions(pay: PayRule[], origin: string, regex: boolean): number[] {
   return [...evict];
 }
 
+/** A paid navigation whose answer the network lost is sent again at most this many times. */
+const MAX_RESENDS = 3;
+/** The first resend waits this long, each next one twice as long. */
+const RESEND_WAIT_MS = 400;
+
+/**
+ * Whether a request's error says its answer was lost after it may have reached the site (a
+ * connection closed or reset), not that it never left (no connection) or was stopped.
+ */
+function answerLost(error: string): boolean {
+  return /ERR_(EMPTY_RESPONSE|CONNECTION_(RESET|CLOSED|ABORTED)|INCOMPLETE_CHUNKED_ENCODING)|NS_ERROR_NET_(RESET|INTERRUPT|PARTIAL_TRANSFER)/.test(
+    error,
+  );
+}
+
 /** How long a page's next payment to a site waits for the previous one's receipt. */
 const RECEIPT_WAIT_MS = 10_000;
 
@@ -172,6 +189,8 @@ export class Payer {
   private book: Promise<RuleBook> | undefined;
   /** Navigations the browser makes ahead of the user (by request id), until their response. */
   private readonly speculativeRequests = new Set<string>();
+  /** Per `tabId url`: how often a paid navigation whose answer was lost has been sent again. */
+  private readonly resends = new Map<string, number>();
   /** Tabs whose badge has a warning colour of their own. */
   private readonly warnedTabs = new Set<number>();
   private paidColourSet = false;
@@ -342,9 +361,42 @@ export class Payer {
     this.speculativeRequests.add(requestId);
   }
 
+  /**
+   * A navigation that failed at the network level. If it carried a payment (its URL's rule, or
+   * the site's pre-armed one), the payee may have charged it and its answer was lost: the page
+   * is sent again with the same payment, which the payee serves without charging again, after
+   * a pause, at most MAX_RESENDS times (browsers resend some such requests themselves, not all:
+   * Chromium gives up at once on a new connection). A pre-armed payment is pinned to the URL
+   * first, as the resend is not the site's own navigation.
+   */
+  async onError(details: chrome.webRequest.OnErrorOccurredDetails): Promise<void> {
+    if (details.tabId < 0 || details.type !== "main_frame" || !answerLost(details.error)) return;
+    const key = `${details.tabId} ${details.url}`;
+    const sent = this.resends.get(key) ?? 0;
+    const rule = matchingRule(await headerRules.get(), details);
+    const payment = rule?.action.requestHeaders?.find((h) => h.header === PAYMENT_SIGNATURE)?.value;
+    if (!payment) return;
+    if (sent >= MAX_RESENDS) {
+      this.resends.delete(key);
+      return this.notify(
+        { url: details.url, code: "answer_lost", message: "The site's answer to a paid page was lost; reload it to see it (it is not paid again)." },
+        details.tabId,
+      );
+    }
+    this.resends.set(key, sent + 1);
+    if (rule!.priority !== PAY_PRIORITY) {
+      await this.changeRules((book) =>
+        Payer.payRule(book, details.url, details.tabId, "main_frame" as ResourceType, payment, false),
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, RESEND_WAIT_MS * 2 ** sent));
+    await chrome.tabs.update(details.tabId, { url: details.url });
+  }
+
   /** A response seen by webRequest: a receipt to apply, a 402 to answer. */
   async onResponse(details: chrome.webRequest.OnHeadersReceivedDetails): Promise<void> {
     if (details.tabId < 0) return; // the worker's own requests (chain, channel endpoint)
+    if (details.type === "main_frame") this.resends.delete(`${details.tabId} ${details.url}`);
     const speculative = this.speculativeRequests.delete(details.requestId);
     const receipt = header(details.responseHeaders, "payment-response");
     let payAgain = false;

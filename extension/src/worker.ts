@@ -185,6 +185,12 @@ chrome.webRequest.onHeadersReceived.addListener(
   ["responseHeaders"],
 );
 
+// Observing only: a paid navigation whose answer the network lost is sent again.
+chrome.webRequest.onErrorOccurred.addListener(
+  (details) => void payer.onError(details).catch((e) => console.warn("trickle: resending a paid page failed", e)),
+  { urls: ["http://*/*", "https://*/*"], types: ["main_frame"] },
+);
+
 chrome.runtime.onInstalled.addListener((details) => {
   if (details.reason === "install") {
     chrome.tabs.create({ url: chrome.runtime.getURL("onboarding.html") });

@@ -234,8 +234,19 @@ export async function startSite(routes) {
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
     url: `http://127.0.0.1:${server.address().port}`,
-    stop: () => new Promise((resolve) => server.close(resolve)),
+    stop: () => stopServer(server),
   };
+}
+
+/**
+ * Stops a test's HTTP server now: the connections a browser keeps open (or opened ahead of a
+ * request) are closed too, rather than waited for until they time out.
+ */
+export function stopServer(server) {
+  return new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

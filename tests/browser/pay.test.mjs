@@ -24,6 +24,7 @@ import {
   startSite,
   stats,
   steps,
+  stopServer,
   stopWorker,
   waitScreen,
   workDir,
@@ -130,11 +131,12 @@ async function rearmed(browser, ext, previous) {
  * `mode.upstream` switches the payee behind it; `mode.takeAndAskAgain` forwards a paid request
  * and answers 402 with a fresh offer anyway; `mode.rewrite(offer)` answers every request with
  * 402 and an offer of its own making (made from its payee's); `mode.refuseClose` answers the
- * channel's CLOSE with a 500; `mode.dropPaid` (a count) forwards that many paid requests and
- * closes their connections without an answer. `paidRequests` counts the paid requests seen.
+ * channel's CLOSE with a 500; `mode.dropPaidUntil` (ms since epoch) forwards paid requests and
+ * closes their connections without an answer until then, counting them in `mode.dropped`.
+ * `paidRequests` counts the paid requests seen.
  */
 async function startHostileSite(upstream) {
-  const mode = { upstream, takeAndAskAgain: false, rewrite: null, refuseClose: false, dropPaid: 0 };
+  const mode = { upstream, takeAndAskAgain: false, rewrite: null, refuseClose: false, dropPaidUntil: 0, dropped: 0 };
   let paidRequests = 0;
   // node:http, not fetch: the payee must see the site's Host header.
   const forward = (req, body, headers) =>
@@ -163,9 +165,9 @@ async function startHostileSite(upstream) {
       // A site making its own offers never lets a payment through to its payee.
       let answer = await forward(req, body, mode.rewrite ? unpaid : req.headers);
       if (signature !== undefined) paidRequests++;
-      if (mode.dropPaid > 0 && signature !== undefined) {
+      if (Date.now() < mode.dropPaidUntil && signature !== undefined) {
         // The payee has stored the payment; its answer is lost on the way.
-        mode.dropPaid--;
+        mode.dropped++;
         req.socket.destroy();
         return;
       }
@@ -190,7 +192,7 @@ async function startHostileSite(upstream) {
     url: `http://127.0.0.1:${server.address().port}`,
     mode,
     paidRequests: () => paidRequests,
-    stop: () => new Promise((resolve) => server.close(resolve)),
+    stop: () => stopServer(server),
   };
 }
 
@@ -1238,7 +1240,7 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
     }
   });
 
-  test("a paid page whose answers the connection lost: the browser sends it again with its payment, shown and charged once", async (t) => {
+  test("paid pages whose answers the connection lost: sent again with their payment, shown and charged once", async (t) => {
     const lossy = await startHostileSite(payee.url);
     try {
       await ask(ext, {
@@ -1250,31 +1252,43 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
       const channelOf = async () => (await ask(ext, { type: "sites" })).channels.find((c) => c.site === lossy.url);
       const opened = await eventually("the channel", async () => (await channelOf())?.state === "Ready" && channelOf());
       const held = async () => (await payee.status()).channels.find((c) => c.channel === opened.contractTxid);
-      const before = await eventually("the first page's receipt", async () => {
-        const h = await held();
-        return [h?.consumed === PRICE && (await channelOf()).acknowledgedSat === h.paid, h];
-      });
+      const settled = (what) =>
+        eventually(what, async () => {
+          const h = await held();
+          return [h && (await channelOf()).acknowledgedSat === h.paid, h];
+        });
+      let before = await settled("the first page's receipt");
+      assert.equal(before.consumed, PRICE);
 
-      // A typed URL: paid through its 402. The payee stores the payment; the first answers are
-      // lost. The browser sends the navigation again by itself, and the paid URL's rule puts
-      // the same payment on each send, which the payee serves as a reload.
-      const LOST = 4;
-      lossy.mode.dropPaid = LOST;
-      const seen = lossy.paidRequests();
-      // The driver's own navigation may be cut short by the extension's: only the page counts.
-      void tab.goto(`${lossy.url}/articles/71`).catch(() => undefined);
-      await tab.waitText("Article 71", T.sync);
-      assert.equal(lossy.mode.dropPaid, 0, "the answers were lost");
-      const sends = lossy.paidRequests() - seen;
-      assert.equal(sends, LOST + 1, "sent until one answer arrived, then no more");
-      const after = await eventually("the receipt", async () => {
-        const h = await held();
-        return [(await channelOf()).acknowledgedSat === h.paid, h];
-      });
-      assert.equal(after.consumed - before.consumed, PRICE, "charged once for the page");
+      // The payee stores each payment; every answer of the next LOST_MS is lost. The browser's
+      // own resends (Firefox makes ten, Chromium none on a new connection) come at once and are
+      // lost too; the extension's, after a pause, find the site answering. Each send carries the
+      // same payment, which the payee serves as a reload.
+      const LOST_MS = 1_000;
+      const lines = [];
+      for (const [how, n] of [
+        ["typed, paid through its 402", 71],
+        ["followed from the site's page, pre-armed", 72],
+      ]) {
+        const seen = lossy.paidRequests();
+        lossy.mode.dropPaidUntil = Date.now() + LOST_MS;
+        const url = `${lossy.url}/articles/${n}`;
+        // The driver's own navigation may be cut short by the extension's: only the page counts.
+        if (n === 71) void tab.goto(url).catch(() => undefined);
+        else void tab.follow(url, `Article ${n}`).catch(() => undefined);
+        await tab.waitText(`Article ${n}`, T.sync);
+        assert.ok(lossy.mode.dropped > 0, `${how}: answers were lost`);
+        const sends = lossy.paidRequests() - seen;
+        assert.ok(sends >= 2, `${how}: sent again (${sends} sends)`);
+        const after = await settled(`${how}: the receipt`);
+        assert.equal(after.consumed - before.consumed, PRICE, `${how}: charged once for the page`);
+        lines.push(`${how}: ${sends} sends, ${lossy.mode.dropped} answers lost, consumed +${after.consumed - before.consumed} sat`);
+        lossy.mode.dropped = 0;
+        before = after;
+      }
       const budget = (await ask(ext, { type: "sites" })).sites.find((x) => x.origin === lossy.url);
-      assert.equal(budget.spentSat, after.paid, "the budget counts what the payee holds");
-      report(t, `${sends} sends of one paid page, ${LOST} answers lost: consumed +${after.consumed - before.consumed} sat`);
+      assert.equal(budget.spentSat, before.paid, "the budget counts what the payee holds");
+      report(t, lines.join("; "));
     } finally {
       await lossy.stop();
     }

@@ -19,7 +19,7 @@ import {
 } from "@x402/core/http";
 import { PaymentPayloadSchema, PaymentRequiredSchema } from "@x402/core/schemas";
 import { x402ResourceServer } from "@x402/core/server";
-import { ROOT, startChain, startPayee, startSite, workDir } from "./harness.mjs";
+import { ROOT, startChain, startPayee, startSite, stopServer, workDir } from "./harness.mjs";
 
 const vectors = JSON.parse(await readFile(path.join(ROOT, "tests", "vectors", "http.json"), "utf8"));
 const headersOf = (name) => vectors.headers.filter((h) => h.header === name);
@@ -43,7 +43,7 @@ async function startFacilitator() {
       state.next = response;
       return client.settle(payment, requirements);
     },
-    stop: () => new Promise((resolve) => server.close(resolve)),
+    stop: () => stopServer(server),
   };
 }
 
