@@ -294,35 +294,57 @@ async fn refund_after_the_payee_refuses_to_close_and_vanishes() {
     assert!(confirmed < 500_000, "{balance}");
 }
 
+/// A local chain, the payee process in front of a static site (v2 channels of 20 blocks), and a
+/// funded wallet that has paid `/articles/1` over a channel whose contract is in a block.
+struct OnePaidChannel {
+    node: Node,
+    payee: PayeeProcess,
+    wallet: tempfile::TempDir,
+    _payee_dir: tempfile::TempDir,
+}
+
+impl OnePaidChannel {
+    async fn open() -> Self {
+        let node = Node::start(Config::default()).await.expect("node");
+        let site = static_site().await;
+        let payee_dir = tempfile::tempdir().expect("dir");
+        let payee = PayeeProcess::start(
+            &node,
+            &site,
+            policy(&[2], 20),
+            payee_dir.path(),
+            "127.0.0.1:0",
+            |router| router,
+        )
+        .await;
+        let wallet = funded_wallet(&node).await;
+        let page = format!("{}/articles/1", payee.url);
+        trickle(node.url(), wallet.path(), &["fetch", &page]).await;
+        node.mine(1).await.expect("contract confirmed");
+        Self {
+            node,
+            payee,
+            wallet,
+            _payee_dir: payee_dir,
+        }
+    }
+}
+
 /// Issue 20: a settlement taken out of the chain by a reorganisation, and forgotten by the
 /// network, before the CLI saw it: `trickle channels` shows the channel `Closing` again and
 /// broadcasts the settlement it kept from the payee's `CLOSE` (the payee is gone, its duties
 /// with it), which confirms; the record ends `Closed` by that settlement.
 #[tokio::test]
 async fn a_settlement_reorganised_out_is_rebroadcast_by_the_cli_and_its_record_ends_closed() {
-    let node = Node::start(Config::default()).await.expect("node");
-    let site = static_site().await;
-    let payee_dir = tempfile::tempdir().expect("dir");
-    let payee = PayeeProcess::start(
-        &node,
-        &site,
-        policy(&[2], 20),
-        payee_dir.path(),
-        "127.0.0.1:0",
-        |router| router,
-    )
-    .await;
-    let wallet = funded_wallet(&node).await;
-    let w = wallet.path();
-    let url = payee.url.clone();
-    trickle(node.url(), w, &["fetch", &format!("{url}/articles/1")]).await;
-    node.mine(1).await.expect("contract confirmed");
+    let paid = OnePaidChannel::open().await;
+    let (node, w) = (&paid.node, paid.wallet.path());
+    let url = paid.payee.url.clone();
     let settlement: Txid = trickle(node.url(), w, &["close", &url])
         .await
         .trim()
         .parse()
         .expect("txid");
-    payee.kill();
+    paid.payee.kill();
     node.mine(1).await.expect("mined");
     assert!(node.confirmation_height(&settlement).is_some());
     node.reorg(1, vec![settlement]).await.expect("reorganised");
@@ -347,23 +369,9 @@ async fn a_settlement_reorganised_out_is_rebroadcast_by_the_cli_and_its_record_e
 /// and the record ends closed, with nothing refunded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duties_ask_the_payee_to_close_near_the_expiry_and_the_record_ends_closed() {
-    let node = Node::start(Config::default()).await.expect("node");
-    let site = static_site().await;
-    let payee_dir = tempfile::tempdir().expect("dir");
-    let payee = PayeeProcess::start(
-        &node,
-        &site,
-        policy(&[2], 20),
-        payee_dir.path(),
-        "127.0.0.1:0",
-        |router| router,
-    )
-    .await;
-    let wallet = funded_wallet(&node).await;
-    let w = wallet.path();
-    let url = payee.url.clone();
-    trickle(node.url(), w, &["fetch", &format!("{url}/articles/1")]).await;
-    node.mine(1).await.expect("contract confirmed");
+    let paid = OnePaidChannel::open().await;
+    let (node, w) = (&paid.node, paid.wallet.path());
+    let url = paid.payee.url.clone();
     let expiry = channel_expiry(&trickle(node.url(), w, &["channels"]).await, &url);
     let margin = u32::try_from(trickle_wallet::CLOSE_MARGIN_BLOCKS).expect("small");
 

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use bitcoin::Amount;
-use common::{fetch, Client, Server};
+use common::{fetch, get_text, Client, Server};
 use trickle_channel::{PayeeState, Version};
 use trickle_payee::chain::Spend;
 use trickle_payee::store::MemoryStore;
@@ -124,32 +124,15 @@ async fn channels_close_before_expiry_and_are_closed_when_spent() {
 async fn operator_view_lists_channels_and_metrics() {
     let server = Server::start(Arc::new(MemoryStore::new())).await;
     let client = Client::open(&server.endpoint(), Version::V1, 81).await;
-    let status: serde_json::Value = serde_json::from_str(
-        &reqwest::get(format!("{}/status", server.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&get_text(&format!("{}/status", server.url)).await).unwrap();
     assert_eq!(status["openChannels"], 1);
     assert_eq!(status["totalPaid"], 1_000);
     assert_eq!(status["channels"][0]["channel"], client.txid().to_string());
     assert_eq!(status["channels"][0]["version"], 1);
-    let html = reqwest::get(format!("{}/status.html", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_text(&format!("{}/status.html", server.url)).await;
     assert!(html.contains(&client.txid().to_string()));
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{}/metrics", server.url)).await;
     assert!(
         metrics.contains("trickle_payee_channels_opened_total 1"),
         "{metrics}"

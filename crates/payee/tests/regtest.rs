@@ -11,7 +11,8 @@ use bitcoin::{
     Address, Amount, CompressedPublicKey, EcdsaSighashType, Network, OutPoint, TxOut, Txid, Witness,
 };
 use common::{
-    fetch, key, p2wpkh, pubkey, serve_site, start_payee_with, Client, Wallet, CLIENT_PAYOUT, WALLET,
+    fetch, get_text, key, p2wpkh, pubkey, serve_site, start_payee_with, Client, Wallet,
+    CLIENT_PAYOUT, WALLET,
 };
 use trickle_channel::{
     ClientVersion, Close, Contract, Funding, PayeeState, ProvideRefund, Version, WireMessage,
@@ -357,12 +358,7 @@ async fn a_settlement_under_a_fee_spike_is_replaced_and_confirms_before_expiry()
         risk_seen.windows(2).all(|w| w[0] <= w[1]),
         "its fee rate rose: {risk_seen:?}"
     );
-    let metrics = reqwest::get(format!("{}/metrics", s.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&format!("{}/metrics", s.url)).await;
     // Once the settlement is in a block, no close is at risk.
     assert!(
         metrics.contains("trickle_payee_closes_at_risk 0"),
@@ -628,11 +624,5 @@ async fn a_payee_killed_before_broadcasting_a_stored_replacement_broadcasts_it_o
 
 /// The payee's `/status`, as JSON.
 async fn operator_status(url: &str) -> serde_json::Value {
-    let body = reqwest::get(format!("{url}/status"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    serde_json::from_str(&body).unwrap()
+    serde_json::from_str(&get_text(&format!("{url}/status")).await).unwrap()
 }

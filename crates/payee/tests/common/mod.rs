@@ -231,6 +231,12 @@ pub fn site(payee: &Payee) -> Router {
     payee.endpoint().merge(site).merge(payee.operator())
 }
 
+/// The body of a GET of `url` (the operator's `/status`, `/metrics`...).
+pub async fn get_text(url: &str) -> String {
+    let answer = reqwest::get(url).await.expect("answered");
+    answer.text().await.expect("a body")
+}
+
 /// A payee on 127.0.0.1, port 0, serving [`site`] until the test's runtime ends.
 pub struct Server {
     pub url: String,
