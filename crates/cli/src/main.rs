@@ -251,7 +251,7 @@ impl App {
     async fn fee_rate(&self) -> Result<(FeeRate, &'static str), Error> {
         match self.cli.fee_rate {
             Some(rate) => Ok((
-                FeeRate::from_sat_per_vb(u64::from(rate)).ok_or("fee rate out of range")?,
+                trickle_wallet::app::send::fee_rate(f64::from(rate))?,
                 "set by --fee-rate",
             )),
             None => Ok((
@@ -308,7 +308,7 @@ impl App {
                     .send(
                         &self.esplora,
                         &address,
-                        Amount::from_sat(*amount),
+                        trickle_wallet::app::send::amount(*amount)?,
                         self.fee_rate().await?.0,
                         now(),
                     )

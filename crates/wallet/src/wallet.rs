@@ -72,6 +72,17 @@ pub enum WalletError {
     CannotFund(String),
     /// The text is not an address of the wallet's network.
     BadAddress(String),
+    /// A new password too easy to guess.
+    WeakPassword(crate::vault::WeakPassword),
+    /// An amount to send of 0 sat, or above 21 million BTC.
+    BadAmount,
+    /// A fee rate outside [`crate::app::send::FEE_RATE_SAT_VB`].
+    BadFeeRate,
+    /// Too many wrong passwords in a row: the next try waits this many seconds.
+    TooManyAttempts {
+        /// Seconds to wait, rounded up.
+        wait_secs: u64,
+    },
 }
 
 impl fmt::Display for WalletError {
@@ -95,6 +106,20 @@ impl fmt::Display for WalletError {
             ),
             Self::CannotFund(e) => write!(f, "cannot build the transaction: {e}"),
             Self::BadAddress(e) => write!(f, "invalid address: {e}"),
+            Self::WeakPassword(e) => write!(f, "{e}"),
+            Self::BadAmount => f.write_str("enter an amount above 0 sat"),
+            Self::BadFeeRate => {
+                let rates = crate::app::send::FEE_RATE_SAT_VB;
+                write!(
+                    f,
+                    "the fee rate must be between {} and {} sat/vB",
+                    rates.start(),
+                    rates.end()
+                )
+            }
+            Self::TooManyAttempts { wait_secs } => {
+                write!(f, "too many wrong passwords: try again in {wait_secs} s")
+            }
         }
     }
 }
@@ -116,6 +141,10 @@ impl WalletError {
             Self::Chain(_) => "chain",
             Self::InsufficientFunds(_) | Self::CannotFund(_) => "cannot_fund",
             Self::BadAddress(_) => "bad_address",
+            Self::WeakPassword(_) => "weak_password",
+            Self::BadAmount => "bad_amount",
+            Self::BadFeeRate => "bad_fee_rate",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
         }
     }
 
@@ -194,6 +223,12 @@ impl From<bdk_esplora::esplora_client::Error> for WalletError {
 impl From<Box<bdk_esplora::esplora_client::Error>> for WalletError {
     fn from(e: Box<bdk_esplora::esplora_client::Error>) -> Self {
         Self::from(*e)
+    }
+}
+
+impl From<crate::vault::WeakPassword> for WalletError {
+    fn from(e: crate::vault::WeakPassword) -> Self {
+        Self::WeakPassword(e)
     }
 }
 

@@ -20,6 +20,8 @@ use std::rc::Rc;
 use bitcoin::{Amount, FeeRate, Network};
 use futures::lock::Mutex;
 use serde::{Deserialize, Serialize};
+use trickle_wallet::app::send::send_terms;
+use trickle_wallet::app::session::{UnlockFailures, UnlockedSession};
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::settings::Settings;
@@ -38,16 +40,8 @@ type Esplora = AsyncClient<TimeoutSleeper>;
 const SESSION_KEY: &str = "unlocked";
 /// Wrong passwords tried, in `chrome.storage.session` (a worker restart does not forget them).
 const FAILURES_KEY: &str = "unlockFailures";
-/// Wrong passwords allowed before each further try must wait.
-const FREE_UNLOCK_ATTEMPTS: u32 = 3;
-/// The wait after the first wrong password beyond those, doubled at each one more (ms)...
-const FIRST_UNLOCK_WAIT_MS: f64 = 1_000.0;
-/// ...up to this.
-const MAX_UNLOCK_WAIT_MS: f64 = 5.0 * 60_000.0;
 /// Networks a fresh profile starts on.
 const DEFAULT_NETWORK: Network = Network::Signet;
-/// Fee rates a user may choose, sat/vB.
-const FEE_RATE_SAT_VB: core::ops::RangeInclusive<f64> = 1.0..=10_000.0;
 
 /// The worker's messages (see `messages.ts`).
 #[derive(Debug, Deserialize, TS)]
@@ -202,16 +196,6 @@ struct SendPreviewView {
     fee_rate: f64,
 }
 
-/// What `chrome.storage.session` holds while the wallet is unlocked.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UnlockedSession {
-    network: Network,
-    key: String,
-    /// When the wallet locks itself (ms since epoch) unless used before.
-    lock_at: f64,
-}
-
 struct Inner {
     /// Where the records are kept, as the worker chose for its browser.
     store: BrowserStore,
@@ -358,7 +342,7 @@ impl Inner {
                 password,
                 replace,
             } => {
-                check_password(&password)?;
+                vault::check_password(&password).map_err(WalletError::from)?;
                 let (store, network) = (self.store().await?, self.network());
                 // Written under the wallet's lock, as every write of the wallet's.
                 let writer = self.wallet.lock().await;
@@ -374,23 +358,15 @@ impl Inner {
                 js(to_js(&self.state().await?))
             }
             Request::Unlock { password } => {
-                let failures = UnlockFailures::load().await?;
-                let wait = failures.not_before - now_ms();
-                if wait > 0.0 {
-                    return Err(failure(
-                        "too_many_attempts",
-                        format!(
-                            "too many wrong passwords: try again in {} s",
-                            (wait / 1000.0).ceil()
-                        ),
-                    ));
-                }
+                let failures = unlock_failures().await?;
+                failures.check(now_ms())?;
                 let wallet =
                     match Wallet::unlock(self.store().await?, self.network(), &password).await {
                         Ok(wallet) => wallet,
                         Err(e) => {
                             if e.code() == "wrong_password" {
-                                failures.one_more().save().await?;
+                                let more = serde_json_string(&failures.one_more(now_ms()))?;
+                                Session::set(FAILURES_KEY, &more).await?;
                             }
                             return Err(e.into());
                         }
@@ -586,11 +562,8 @@ impl Inner {
     }
 
     async fn save_session(&self, key: &VaultKey) -> Result<(), Failure> {
-        let session = UnlockedSession {
-            network: self.network(),
-            key: key.to_hex(),
-            lock_at: now_ms() + f64::from(self.settings.borrow().auto_lock_minutes) * 60_000.0,
-        };
+        let minutes = self.settings.borrow().auto_lock_minutes;
+        let session = UnlockedSession::new(self.network(), key, now_ms(), minutes);
         let text = serde_json_string(&session)?;
         Session::set(SESSION_KEY, &text).await?;
         self.lock_at.set(session.lock_at);
@@ -603,17 +576,16 @@ impl Inner {
             return Ok(());
         };
         let session: Option<UnlockedSession> = serde_json_from(&text);
-        match session {
-            Some(s) if s.network == self.network() && s.lock_at > now_ms() => {
-                let key = VaultKey::from_hex(&s.key).map_err(WalletError::from)?;
-                let wallet = Wallet::resume(self.store().await?, self.network(), key).await?;
-                *self.wallet.lock().await = Some(wallet);
-                self.lock_at.set(s.lock_at);
-                self.unlocked.set(true);
-                Ok(())
-            }
-            _ => Ok(Session::remove(SESSION_KEY).await?),
-        }
+        let Some((key, lock_at)) =
+            session.and_then(|s| Some((s.key(self.network(), now_ms())?, s.lock_at)))
+        else {
+            return Ok(Session::remove(SESSION_KEY).await?);
+        };
+        let wallet = Wallet::resume(self.store().await?, self.network(), key?).await?;
+        *self.wallet.lock().await = Some(wallet);
+        self.lock_at.set(lock_at);
+        self.unlocked.set(true);
+        Ok(())
     }
 
     async fn lock(&self) -> Result<(), Failure> {
@@ -702,56 +674,11 @@ fn locked() -> Failure {
     )
 }
 
-fn check_password(password: &str) -> Result<(), Failure> {
-    vault::check_password(password).map_err(|e| failure("weak_password", e.to_string()))
-}
-
-/// Wrong passwords tried since the last unlock, and when the next try may be made.
-#[derive(Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UnlockFailures {
-    count: u32,
-    /// ms since epoch.
-    not_before: f64,
-}
-
-impl UnlockFailures {
-    async fn load() -> Result<Self, Failure> {
-        let text = Session::get(FAILURES_KEY).await?;
-        Ok(text.and_then(|t| serde_json_from(&t)).unwrap_or_default())
-    }
-
-    /// After one more wrong password: past the free attempts, each try waits twice as long.
-    fn one_more(self) -> Self {
-        let count = self.count.saturating_add(1);
-        let beyond = count.saturating_sub(FREE_UNLOCK_ATTEMPTS);
-        let wait = match beyond {
-            0 => 0.0,
-            n => (FIRST_UNLOCK_WAIT_MS * 2f64.powi(n.min(20) as i32 - 1)).min(MAX_UNLOCK_WAIT_MS),
-        };
-        Self {
-            count,
-            not_before: now_ms() + wait,
-        }
-    }
-
-    async fn save(&self) -> Result<(), Failure> {
-        Ok(Session::set(FAILURES_KEY, &serde_json_string(self)?).await?)
-    }
-}
-
-fn send_terms(amount_sat: u64, fee_rate: f64) -> Result<(Amount, FeeRate), Failure> {
-    if amount_sat == 0 || Amount::from_sat(amount_sat) > Amount::MAX_MONEY {
-        return Err(failure("bad_amount", "enter an amount above 0 sat"));
-    }
-    if !FEE_RATE_SAT_VB.contains(&fee_rate) {
-        return Err(failure(
-            "bad_fee_rate",
-            "the fee rate must be between 1 and 10,000 sat/vB",
-        ));
-    }
-    let rate = FeeRate::from_sat_per_kwu((fee_rate * 250.0).ceil() as u64);
-    Ok((Amount::from_sat(amount_sat), rate))
+/// Wrong passwords tried since the last unlock, as the session keeps them (a worker restart
+/// does not forget them).
+async fn unlock_failures() -> Result<UnlockFailures, Failure> {
+    let text = Session::get(FAILURES_KEY).await?;
+    Ok(text.and_then(|t| serde_json_from(&t)).unwrap_or_default())
 }
 
 fn serde_json_string<T: Serialize>(value: &T) -> Result<String, Failure> {
