@@ -14,18 +14,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::Path as UrlPath;
-use axum::routing::get;
-use axum::Router;
-use bitcoin::{Address, Amount, CompressedPublicKey, Network, OutPoint, Transaction, Txid};
-use common::{key, payer_config, pubkey, Client, Wallet, CLIENT, SERVER_PAYOUT, WALLET};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout};
+use bitcoin::{Amount, Transaction, Txid};
+use common::process::{
+    coin, free_port, payout_address, serve, site, write_config, PayeeProcess, PATIENCE,
+};
+use common::{key, payer_config, Client, Wallet, CLIENT};
 use trickle_channel::http::{
     PaymentRequired, PaymentResponse, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
 };
@@ -37,8 +34,6 @@ use trickle_regtest::{Config, Node};
 const PRICE: u64 = 10;
 /// Random kills while the channel opens and pays; the close adds its own.
 const KILLS: u32 = 24;
-/// Every wait for the payee gives up after this (a loaded machine is slow, not stuck).
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A small PRNG (splitmix64): the kill moments and the client's choices, from a printed seed.
 struct Rng(u64);
@@ -69,121 +64,6 @@ fn seed() -> u64 {
         });
     eprintln!("crash injection seed: {seed} (replay with TRICKLE_CRASH_SEED={seed})");
     seed
-}
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
-fn site() -> Router {
-    Router::new()
-        .route(
-            "/articles/{n}",
-            get(|UrlPath(n): UrlPath<u32>| async move { format!("article {n}") }),
-        )
-        .route("/", get(|| async { "home" }))
-}
-
-fn payout_address() -> Address {
-    Address::p2wpkh(
-        &CompressedPublicKey(pubkey(&key(SERVER_PAYOUT))),
-        Network::Regtest,
-    )
-}
-
-/// A free port on 127.0.0.1 for the payee to listen on, restart after restart.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The payee binary's configuration: the site at `upstream`, the chain at `esplora`, SQLite
-/// and the key seed in `dir`.
-fn write_config(dir: &Path, port: u16, upstream: &str, esplora: &str) -> PathBuf {
-    let config = format!(
-        r#"listen = "127.0.0.1:{port}"
-upstream = "{upstream}"
-network = "regtest"
-esplora = "{esplora}"
-database = "payee.sqlite3"
-key_file = "payee.key"
-payout_address = "{payout}"
-poll_interval_secs = 1
-
-[policy]
-versions = [2, 1]
-min_payment = 1000
-close_margin_blocks = 12
-
-[[price]]
-path = "/articles"
-sat = {PRICE}
-description = "An article"
-"#,
-        payout = payout_address(),
-    );
-    let path = dir.join("payee.toml");
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
-/// The payee process. Dropping it kills it.
-struct PayeeProcess {
-    child: Child,
-    _stdout: Lines<BufReader<ChildStdout>>,
-    url: String,
-}
-
-impl PayeeProcess {
-    /// Starts `trickle-payee --config config` and waits for its "listening" line. A port still
-    /// held by the process just killed makes the new one exit at once: it is started again.
-    async fn start(config: &Path) -> Self {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-payee"))
-                .arg("--config")
-                .arg(config)
-                .env("RUST_LOG", "error")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let first = tokio::time::timeout(PATIENCE, lines.next_line())
-                .await
-                .expect("the payee starts within the patience")
-                .unwrap();
-            if let Some(url) = first
-                .as_deref()
-                .and_then(|l| l.strip_prefix("trickle-payee listening on "))
-            {
-                return Self {
-                    url: url.to_owned(),
-                    child,
-                    _stdout: lines,
-                };
-            }
-            let status = child.wait().await.unwrap();
-            assert!(
-                Instant::now() < deadline,
-                "the payee does not start: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGKILL, and waits until the process is gone.
-    async fn kill(&mut self) {
-        self.child.start_kill().unwrap();
-        self.child.wait().await.unwrap();
-    }
 }
 
 /// What the client has seen, shared with the killer, which checks it against the payee after
@@ -679,24 +559,6 @@ impl Payer {
 }
 
 /// A coin of `key(WALLET)` on the chain, to fund one contract.
-async fn coin(node: &Node) -> Wallet {
-    let address = Address::p2wpkh(&CompressedPublicKey(pubkey(&key(WALLET))), Network::Regtest);
-    let funding = node
-        .fund(&address, Amount::from_sat(200_000))
-        .await
-        .unwrap();
-    let tx = node.transaction(&funding).unwrap();
-    let vout = tx
-        .output
-        .iter()
-        .position(|o| o.script_pubkey == address.script_pubkey())
-        .unwrap();
-    Wallet {
-        coin: OutPoint::new(funding, vout as u32),
-        value: tx.output[vout].value,
-    }
-}
-
 /// The test's world: the chain, the site, the payee's files and its HTTP address.
 struct World {
     node: Node,
@@ -799,7 +661,7 @@ async fn payee_killed_at_random_loses_no_payment_and_serves_nothing_unpaid() {
     let node = Node::start(Config::default()).await.unwrap();
     let site_url = serve(site()).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), free_port(), &site_url, node.url());
+    let config = write_config(dir.path(), free_port(), &site_url, node.url(), PRICE);
     let mut payee = PayeeProcess::start(&config).await;
     let url = payee.url.clone();
     let w = World {

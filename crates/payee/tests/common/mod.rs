@@ -2,6 +2,7 @@
 //! client built on `PayerState`.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod suite;
 
 use std::collections::HashMap;
