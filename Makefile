@@ -8,7 +8,7 @@ setup:
 extension: setup
 	bash scripts/build-extension.sh
 
-# Rewrites extension/src/generated/ from the Rust types that cross to the extension's pages
+# Rewrites extension/src/shared/generated/ from the Rust types that cross to the extension's pages
 # (crates/wasm/src/typescript.rs; `make test` fails while it is stale).
 typescript:
 	TRICKLE_WRITE_TYPESCRIPT=1 cargo test -q -p trickle-wasm --lib typescript
@@ -25,8 +25,10 @@ checks:
 	cargo test -p trickle-channel
 	cargo test --workspace --exclude trickle-channel
 	cargo clippy -p trickle-wasm --target wasm32-unknown-unknown -- -D warnings
-	# The extension in Chromium and Firefox against the local chain and the payee proxy
-	# (tests/browser/); the Firefox build passes Mozilla's linter first.
+	# The extension's pure modules (rule book, formatting) in Node, then the extension in
+	# Chromium and Firefox against the local chain and the payee proxy (tests/browser/); the
+	# Firefox build passes Mozilla's linter first.
+	npm run test:extension
 	bash scripts/build-extension.sh
 	npm run lint:firefox
 	cargo build -p trickle-regtest -p trickle-payee -p trickle-cli

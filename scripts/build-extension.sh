@@ -2,7 +2,7 @@
 # Builds the extension: the wallet crate to wasm (release), its JS bindings, wasm-opt, the
 # TypeScript bundles, then for each browser the unpacked extension and its store zip:
 # Chrome in dist/extension/ and dist/trickle-extension.zip, Firefox in dist/firefox/ and
-# dist/trickle-firefox.zip. Same wasm, same pages; the manifest and extension/src/browser.ts
+# dist/trickle-firefox.zip. Same wasm, same pages; the manifest and extension/src/background/browser.ts
 # make the differences. Prints the wasm size raw and gzipped. Needs scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +30,12 @@ bundle() {
   local common=(--bundle --target="$es" --minify --log-level=warning "--define:TRICKLE_BROWSER=\"$browser\"")
   # Chrome's worker is a module service worker; Firefox's event page is a classic script (the
   # wasm bindings' default `import.meta.url` goes unused: the worker names the wasm file).
-  node_modules/.bin/esbuild extension/src/worker.ts "${common[@]}" --format="$worker_format" \
+  node_modules/.bin/esbuild extension/src/background/worker.ts "${common[@]}" --format="$worker_format" \
     --log-override:empty-import-meta=silent --outfile="$out/worker.js"
-  node_modules/.bin/esbuild extension/src/ui.ts "${common[@]}" --format=esm --outfile="$out/ui.js"
+  node_modules/.bin/esbuild extension/src/pages/main.ts "${common[@]}" --format=esm --outfile="$out/ui.js"
   # Content scripts are classic scripts, not modules.
-  for entry in content page-api; do
-    node_modules/.bin/esbuild "extension/src/$entry.ts" "${common[@]}" --format=iife --outfile="$out/$entry.js"
-  done
+  node_modules/.bin/esbuild extension/src/content/isolated.ts "${common[@]}" --format=iife --outfile="$out/content.js"
+  node_modules/.bin/esbuild extension/src/content/main-world.ts "${common[@]}" --format=iife --outfile="$out/page-api.js"
   node extension/scripts/manifest.mjs "$browser" >"$out/manifest.json"
   cp -r extension/static/. "$out/"
   cp "$pkg/trickle_wasm_bg.wasm" "$out/"

@@ -16,8 +16,8 @@ if (target === "firefox") {
   // Firefox runs the background as an event page (a classic script), not a service worker.
   manifest.background = { scripts: ["worker.js"] };
   // Payment headers go on requests from a blocking webRequest listener there, not from
-  // declarativeNetRequest session rules (extension/src/browser.ts says why).
-  // The wallet's records are in the extension's IndexedDB there (extension/src/storage.ts):
+  // declarativeNetRequest session rules (extension/src/background/browser.ts says why).
+  // The wallet's records are in the extension's IndexedDB there (extension/src/background/storage.ts):
   // unlimitedStorage makes Firefox keep that database persistent, never evicted for space.
   manifest.permissions = manifest.permissions
     .filter((p) => p !== "declarativeNetRequest")

@@ -358,7 +358,7 @@ async function launchFirefox(work, { idleMs } = {}) {
         requestWatchers.add(fn);
         return () => requestWatchers.delete(fn);
       },
-      /** The payment-header rules in force: extension/src/browser.ts keeps them in storage.session. */
+      /** The payment-header rules in force: extension/src/background/browser.ts keeps them in storage.session. */
       headerRules: (ext) => ext.evaluate(async () => (await chrome.storage.session.get("headerRules")).headerRules ?? []),
       async close() {
         await within(20_000, "Firefox to close", browser.close()).catch(() => {});

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test as nodeTest } from "node:test";
 import { PASSWORD, report, sleep, startChain, stats, steps } from "./harness.mjs";
 import { launch } from "./browsers.mjs";
-import { PHRASE, ask, backgroundStart, restartBackground } from "./fixtures.mjs";
+import { PHRASE, ask, backgroundStart, restartBackground, storedRecords } from "./fixtures.mjs";
 
 const test = steps(nodeTest);
 const RESTARTS = 3;
@@ -17,25 +17,6 @@ async function restore(page, chain) {
   await ask(page, { type: "saveSettings", network: "regtest", esploraUrl: chain.url, autoLockMinutes: 60 });
   await ask(page, { type: "restore", phrase: PHRASE, password: PASSWORD });
   return (await ask(page, { type: "receiveAddress" })).address;
-}
-
-/** In the extension's page: every record of the wallet's IndexedDB, and its marker of the move. */
-function indexedRecords() {
-  return new Promise((resolve, reject) => {
-    const open = indexedDB.open("trickle");
-    open.onerror = () => reject(open.error);
-    open.onsuccess = () => {
-      const tx = open.result.transaction(["records", "meta"]);
-      const keys = tx.objectStore("records").getAllKeys();
-      const values = tx.objectStore("records").getAll();
-      const moved = tx.objectStore("meta").get("movedFromStorageLocal");
-      tx.oncomplete = () => {
-        open.result.close();
-        resolve({ records: Object.fromEntries(keys.result.map((k, i) => [k, values.result[i]])), moved: moved.result });
-      };
-      tx.onerror = () => reject(tx.error);
-    };
-  });
 }
 
 /**
@@ -117,7 +98,7 @@ describe("Firefox", { timeout: 300_000 }, () => {
     try {
       const page = firefox.onboarding;
       const address = await restore(page, chain);
-      const fresh = await page.evaluate(indexedRecords);
+      const fresh = await page.evaluate(storedRecords, false);
       assert.ok(fresh.moved, "a new profile is marked moved at its first start");
       assert.ok(Object.keys(fresh.records).includes("settings"), "the records are in IndexedDB");
       assert.deepEqual(await page.evaluate(() => chrome.storage.local.get(null)), {}, "nothing in storage.local");
@@ -126,7 +107,7 @@ describe("Firefox", { timeout: 300_000 }, () => {
       const state = await restartBackground(page);
       assert.equal(state.wallet, "unlocked");
       assert.equal((await ask(page, { type: "receiveAddress" })).address, address, "the same wallet");
-      const moved = await page.evaluate(indexedRecords);
+      const moved = await page.evaluate(storedRecords, false);
       assert.ok(moved.moved, "marked moved");
       for (const key of Object.keys(fresh.records)) assert.ok(key in moved.records, `${key} moved`);
       assert.equal(moved.records.settings, fresh.records.settings);

@@ -117,3 +117,27 @@ export async function restartBackground(page) {
     return [typeof state === "object", state];
   });
 }
+
+/**
+ * In the extension's page: the wallet's records as the background keeps them (Chrome's
+ * storage.local when `inStorageLocal`, else Firefox's IndexedDB "trickle"), and, in IndexedDB,
+ * its marker of the move from storage.local.
+ */
+export async function storedRecords(inStorageLocal) {
+  if (inStorageLocal) return { records: await chrome.storage.local.get(null), moved: undefined };
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open("trickle");
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const tx = open.result.transaction(["records", "meta"]);
+      const keys = tx.objectStore("records").getAllKeys();
+      const values = tx.objectStore("records").getAll();
+      const moved = tx.objectStore("meta").get("movedFromStorageLocal");
+      tx.oncomplete = () => {
+        open.result.close();
+        resolve({ records: Object.fromEntries(keys.result.map((k, i) => [k, values.result[i]])), moved: moved.result });
+      };
+      tx.onerror = () => reject(tx.error);
+    };
+  });
+}

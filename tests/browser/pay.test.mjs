@@ -47,6 +47,7 @@ import {
   probePageApi,
   restartBackground,
   settled,
+  storedRecords,
 } from "./fixtures.mjs";
 
 /**
@@ -78,27 +79,10 @@ async function armedHeader(browser, ext) {
 }
 
 /**
- * In the extension's page: the wallet's records with the budgets raised to auto-approve anything
- * and the settings pointing at another chain server, as a content script would forge them.
- * Records are base64 JSON, in storage.local (Chrome) or the extension's IndexedDB (Firefox).
+ * What a content script would write if it could, made from the wallet's real `records`: every
+ * budget raised and auto-approving anything, and another chain server.
  */
-async function forgeRecords(inStorageLocal) {
-  const records = inStorageLocal
-    ? await chrome.storage.local.get(null)
-    : await new Promise((resolve, reject) => {
-        const open = indexedDB.open("trickle");
-        open.onerror = () => reject(open.error);
-        open.onsuccess = () => {
-          const tx = open.result.transaction("records");
-          const keys = tx.objectStore("records").getAllKeys();
-          const values = tx.objectStore("records").getAll();
-          tx.oncomplete = () => {
-            open.result.close();
-            resolve(Object.fromEntries(keys.result.map((k, i) => [k, values.result[i]])));
-          };
-          tx.onerror = () => reject(tx.error);
-        };
-      });
+function forgeRecords(records) {
   const forged = {};
   const big = 1_000_000_000;
   for (const [key, value] of Object.entries(records)) {
@@ -830,7 +814,7 @@ for (const kind of BROWSERS) describe(`paying sites (${kind})`, { timeout: 900_0
     const before = { settings: (await ask(ext, { type: "state" })).settings, sites: (await ask(ext, { type: "sites" })).sites };
     // What it would write if it could: the site's budget raised and auto-approving anything,
     // and another chain server. Made from the real records, as the open layout lets anyone.
-    const forged = await ext.evaluate(forgeRecords, chrome_);
+    const forged = forgeRecords((await ext.evaluate(storedRecords, chrome_)).records);
     assert.ok(Object.keys(forged).some((k) => k.includes("budget/")), `a budget forged: ${Object.keys(forged)}`);
     assert.ok("settings" in forged, "the settings forged");
     const [{ result }] = await ext.evaluate(

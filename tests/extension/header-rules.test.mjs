@@ -1,4 +1,4 @@
-// Firefox's payment headers (extension/src/browser.ts): the rules pay.ts makes, applied by the
+// Firefox's payment headers (extension/src/background/browser.ts): the rules rules.ts makes, applied by the
 // blocking onBeforeSendHeaders listener, put a header on the one request each was made for and
 // on no other. The module is bundled as for Firefox and run here against an in-memory
 // storage.session; pay.test.mjs runs the same code in Firefox itself.
@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { pathToFileURL } from "node:url";
 import { build } from "esbuild";
-import { ROOT } from "./harness.mjs";
+import { ROOT } from "../browser/harness.mjs";
 
 const PAID = "http://shop.test/articles/1?x=1";
 let dir;
@@ -22,7 +22,7 @@ before(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), "trickle-header-rules-"));
   const out = path.join(dir, "browser.mjs");
   await build({
-    entryPoints: [path.join(ROOT, "extension", "src", "browser.ts")],
+    entryPoints: [path.join(ROOT, "extension", "src", "background", "browser.ts")],
     bundle: true,
     format: "esm",
     outfile: out,

@@ -2,7 +2,7 @@
 //!
 //! Glue only. Storage is the store the worker hands over ([`storage::BrowserStore`]), chain access is
 //! `fetch` to the Esplora URL in the settings, wallet time comes from the chain. Requests are
-//! the worker's messages (`extension/src/messages.ts`), answered with plain objects; failures
+//! the worker's messages (`extension/src/shared/messages.ts`), answered with plain objects; failures
 //! reject with `{ code, message, detail }` ([`errors`]).
 
 mod bench;

@@ -1,5 +1,5 @@
 //! The wallet's records behind its [`Store`] trait, in the store the worker hands over
-//! (`extension/src/storage.ts` picks it per browser), and the session area that holds the
+//! (`extension/src/background/storage.ts` picks it per browser), and the session area that holds the
 //! unlocked key while the browser runs.
 
 use base64::engine::general_purpose::STANDARD;
@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const WALLET_STORE: &str = r#"
-/** Where the worker keeps the wallet's records: text under keys (extension/src/storage.ts). */
+/** Where the worker keeps the wallet's records: text under keys (extension/src/background/storage.ts). */
 export interface WalletStore {
   /** The value under `key`, or undefined. */
   get(key: string): Promise<string | undefined>;

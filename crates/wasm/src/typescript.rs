@@ -1,6 +1,6 @@
 //! The TypeScript declarations of the answers and errors that cross to the extension's pages
 //! are generated from the Rust types here (ts-rs, serde's renames honoured) into
-//! `extension/src/generated/`, which is checked in. The test below fails when those files are
+//! `extension/src/shared/generated/`, which is checked in. The test below fails when those files are
 //! not what the types generate now; `make typescript` rewrites them.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,7 +13,7 @@ const REGENERATE: &str = "make typescript";
 const WRITE_VAR: &str = "TRICKLE_WRITE_TYPESCRIPT";
 
 fn checked_in_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../extension/src/generated")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../extension/src/shared/generated")
 }
 
 /// Writes the declaration of every type that crosses, and of every type they refer to, into
@@ -71,6 +71,6 @@ fn the_checked_in_typescript_is_what_the_rust_types_generate() {
         .collect();
     assert!(
         stale.is_empty(),
-        "extension/src/generated/ is not what the Rust types generate (stale: {stale:?}): run `{REGENERATE}` and commit the result"
+        "extension/src/shared/generated/ is not what the Rust types generate (stale: {stale:?}): run `{REGENERATE}` and commit the result"
     );
 }

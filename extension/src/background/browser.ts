@@ -1,4 +1,4 @@
-// What differs between Chrome and Firefox, in one place; the worker and pay.ts are written
+// What differs between Chrome and Firefox, in one place; the worker and payer.ts are written
 // against this module and the `chrome` APIs both browsers share. The build picks the browser
 // (esbuild's `--define:TRICKLE_BROWSER`), so each bundle holds only its own half.
 //
@@ -6,7 +6,7 @@
 //   classic script; the manifest says which, see extension/scripts/manifest.mjs). Both stop it
 //   when idle and start it for the next event, so the worker registers its listeners at its top
 //   and has no top-level await either way.
-// - Payment headers: pay.ts describes each one as a declarativeNetRequest session rule (an exact
+// - Payment headers: rules.ts describes each one as a declarativeNetRequest session rule (an exact
 //   URL, a tab, a resource type). Chrome applies those rules itself. On Firefox the same rules
 //   are kept here (in storage.session) and a blocking `webRequest.onBeforeSendHeaders` listener
 //   puts the header on a request only when a rule matches it exactly: the URL compared as a
@@ -134,7 +134,7 @@ export function applyHeaderRules(): void {
 
 const KNOWN_CONDITIONS = new Set(["urlFilter", "regexFilter", "resourceTypes", "tabIds", "domainType", "initiatorDomains"]);
 
-/** Whether `rule`'s condition holds for the request, in the subset of conditions pay.ts uses. */
+/** Whether `rule`'s condition holds for the request, in the subset of conditions rules.ts uses. */
 function matches(rule: Rule, details: RequestDetails): boolean {
   const c = rule.condition;
   if (Object.keys(c).some((k) => !KNOWN_CONDITIONS.has(k))) return false;

@@ -17,23 +17,34 @@
 // Other sites cannot spend a site's budget faster than a person clicking (docs/security.md):
 // the pre-armed payment goes only with navigations the site's own pages start, and a 402 of a
 // navigation another site started is paid without asking at most CROSS_SITE_PER_MINUTE times a
-// minute per site. Rules are bounded per site and in all, so one site cannot fill Chrome's quota.
+// minute per site. The rules themselves, and their bounds, are rules.ts's (pure).
+//
+// A paid navigation whose connection closes before its answer is sent again with the same
+// payment (`onError`): the payee may have charged it, and serves the resend as a reload.
 //
 // State that must outlive the worker (rules, approvals waiting for the user, notices) lives in
 // chrome.storage.session and in the session rules themselves. (Firefox applies the same rules
 // from a blocking webRequest listener: see browser.ts.)
 
 import { headerRules, initiatorOf, matchingRule } from "./browser.js";
-import { MAX_URL_CHARS, oversized, shortened } from "./limits.js";
-import { toError, type Approval, type Ask, type Notice, type OfferAnswer, type ReceiptAnswer, type Request, type TermsView } from "./messages.js";
+import {
+  PAYMENT_SIGNATURE,
+  PAY_PRIORITY,
+  armRule,
+  expired,
+  liveRule,
+  originOf,
+  payRule,
+  type PayRule,
+  type ResourceType,
+  type RuleBook,
+  type RuleChange,
+} from "./rules.js";
+import { MAX_URL_CHARS, oversized, shortened } from "../shared/limits.js";
+import { toError, type Approval, type Ask, type Notice, type OfferAnswer, type ReceiptAnswer, type Request, type TermsView } from "../shared/messages.js";
 
 type Handle = (request: Request) => Promise<unknown>;
 
-/** How long a paid URL's rule (and so a free reload) lasts: the payee's default offer life. */
-const RULE_LIFE_MS = 5 * 60_000;
-const PAY_PRIORITY = 2;
-/** Pre-armed rules (a site's next page) yield to a paid URL's own rule. */
-const ARM_PRIORITY = 1;
 const ARMED = "armedSites";
 const APPROVALS = "approvals";
 const NOTICES = "notices";
@@ -48,27 +59,6 @@ const PAID_COLOUR = "#1a7f37";
 /** Navigations of a site started by other sites, paid without asking per minute, per site. */
 const CROSS_SITE_PER_MINUTE = 3;
 const CROSS_SITE = "crossSitePayments";
-/**
- * Paid URLs' rules kept per site and in all; the oldest go first. Chrome allows 5,000 session
- * rules, 1,000 of them regex ones, for every site and the pre-armed rules together.
- */
-const MAX_SITE_PAY_RULES = 64;
-const MAX_PAY_RULES = 4_000;
-const MAX_REGEX_PAY_RULES = 500;
-
-type ResourceType = chrome.declarativeNetRequest.ResourceType;
-
-interface PayRule {
-  id: number;
-  url: string;
-  tabId: number;
-  expires: number;
-  /** Matched by a regex filter (the URL has urlFilter wildcards): Chrome counts those apart. */
-  regex?: boolean;
-  /** Installed to pay again after the payee refused the first payment for lack of credit. */
-  retried: boolean;
-}
-
 interface Seen {
   url: string;
   tabId: number;
@@ -98,53 +88,8 @@ function serially<T>(f: () => Promise<T>): Promise<T> {
   return run;
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-/** The rule action that sends `signature` as the request's PAYMENT-SIGNATURE. */
-const PAYMENT_SIGNATURE = "payment-signature";
-
-function setSignature(signature: string): chrome.declarativeNetRequest.RuleAction {
-  return {
-    type: "modifyHeaders",
-    requestHeaders: [{ header: PAYMENT_SIGNATURE, operation: "set", value: signature }],
-  };
-}
-
-/** A condition matching the URLs that start with `prefix`. */
-function prefixUrl(prefix: string): Pick<chrome.declarativeNetRequest.RuleCondition, "urlFilter" | "regexFilter"> {
-  return /[*^|]/.test(prefix) ? { regexFilter: `^${escapeRegex(prefix)}` } : { urlFilter: `|${prefix}` };
-}
-
-/** A condition matching exactly `url` (no prefix, no longer URL). */
-function exactUrl(url: string): Pick<chrome.declarativeNetRequest.RuleCondition, "urlFilter" | "regexFilter"> {
-  // `*`, `^` and `|` are wildcards in urlFilter; such URLs get an escaped regex instead.
-  return needsRegex(url) ? { regexFilter: `^${escapeRegex(url)}$` } : { urlFilter: `|${url}|` };
-}
-
-function needsRegex(url: string): boolean {
-  return /[*^|]/.test(url);
-}
-
-/**
- * The paid URLs' rules that make room for one more of `origin`'s (`regex`: matched by a regex
- * filter): the oldest beyond the per-site, overall and regex bounds.
- */
-function evictions(pay: PayRule[], origin: string, regex: boolean): number[] {
-  const evict = new Set<number>();
-  const oldestBeyond = (rules: PayRule[], max: number) => {
-    const live = rules.filter((r) => !evict.has(r.id));
-    for (const r of live.slice(0, Math.max(0, live.length - max + 1))) evict.add(r.id);
-  };
-  oldestBeyond(
-    pay.filter((r) => originOf(r.url) === origin),
-    MAX_SITE_PAY_RULES,
-  );
-  oldestBeyond(pay, MAX_PAY_RULES);
-  if (regex) oldestBeyond(pay.filter((r) => r.regex), MAX_REGEX_PAY_RULES);
-  return [...evict];
-}
+/** How long a page's next payment to a site waits for the previous one's receipt. */
+const RECEIPT_WAIT_MS = 10_000;
 
 /** A paid navigation whose answer the network lost is sent again at most this many times. */
 const MAX_RESENDS = 3;
@@ -159,25 +104,6 @@ function answerLost(error: string): boolean {
   return /ERR_(EMPTY_RESPONSE|CONNECTION_(RESET|CLOSED|ABORTED)|INCOMPLETE_CHUNKED_ENCODING)|NS_ERROR_NET_(RESET|INTERRUPT|PARTIAL_TRANSFER)/.test(
     error,
   );
-}
-
-/** How long a page's next payment to a site waits for the previous one's receipt. */
-const RECEIPT_WAIT_MS = 10_000;
-
-/** The session rules this worker installed, as kept in chrome.storage.session. */
-interface RuleBook {
-  /** Paid URLs' rules. */
-  pay: PayRule[];
-  /** Each site's pre-armed rule id. */
-  armed: Record<string, number>;
-  /** The next free rule id. */
-  nextId: number;
-}
-
-/** A change to the session rules: rules to add, and the ids they replace. */
-interface RuleChange {
-  add: chrome.declarativeNetRequest.Rule[];
-  remove: number[];
 }
 
 export class Payer {
@@ -232,71 +158,11 @@ export class Payer {
   /** Drops rules whose offer has expired (and any a previous browser session left). */
   async expireRules(): Promise<void> {
     const installed = await headerRules.get();
-    await this.changeRules((book) => {
-      const now = Date.now();
-      book.pay = book.pay.filter((r) => r.expires > now);
-      const live = new Set(book.pay.map((r) => r.id));
-      const remove = installed.filter((r) => r.priority === PAY_PRIORITY && !live.has(r.id)).map((r) => r.id);
-      return { add: [], remove };
-    });
+    await this.changeRules((book) => expired(book, installed, Date.now()));
   }
 
   private async liveRule(url: string, tabId: number): Promise<PayRule | undefined> {
-    const now = Date.now();
-    return (await this.rules()).pay.find((r) => r.url === url && r.tabId === tabId && r.expires > now);
-  }
-
-  /** The rule that sends `signature` with requests for exactly `url` from `tabId`. */
-  private static payRule(
-    book: RuleBook,
-    url: string,
-    tabId: number,
-    type: ResourceType,
-    signature: string,
-    retried: boolean,
-    embedded = false,
-  ): RuleChange {
-    const id = book.nextId++;
-    const regex = needsRegex(url);
-    const replaced = book.pay.filter((r) => r.url === url && r.tabId === tabId).map((r) => r.id);
-    book.pay = book.pay.filter((r) => !replaced.includes(r.id));
-    // Rules are kept oldest first: the oldest make room (their URLs' reloads are paid again).
-    const remove = [...replaced, ...evictions(book.pay, originOf(url) ?? url, regex)];
-    book.pay = book.pay.filter((r) => !remove.includes(r.id));
-    book.pay.push({ id, url, tabId, expires: Date.now() + RULE_LIFE_MS, retried, regex });
-    // A frame paid without asking is loaded by its own site: only such a load carries it.
-    const firstParty = type === "sub_frame" && !embedded ? { domainType: "firstParty" as const } : {};
-    const rule = {
-      id,
-      priority: PAY_PRIORITY,
-      action: setSignature(signature),
-      condition: { ...exactUrl(url), resourceTypes: [type], tabIds: [tabId], ...firstParty },
-    };
-    return { add: [rule], remove };
-  }
-
-  /** Moves the pre-armed rule of `origin` to `signature`, or removes it (`null`). */
-  private static armRule(book: RuleBook, origin: string, signature: string | null): RuleChange {
-    const old = book.armed[origin];
-    const remove = old === undefined ? [] : [old];
-    delete book.armed[origin];
-    if (!signature) return { add: [], remove };
-    const id = book.nextId++;
-    book.armed[origin] = id;
-    const rule = {
-      id,
-      priority: ARM_PRIORITY,
-      action: setSignature(signature),
-      condition: {
-        ...prefixUrl(`${origin}/`),
-        resourceTypes: ["main_frame" as ResourceType],
-        // Only navigations the site's own pages start (links, forms, reloads): not another
-        // site's links, popups, redirects or prefetches, nor the browser's own prerender. (A
-        // typed URL has no initiator either; it is paid through its 402.) Domains have no port.
-        initiatorDomains: [new URL(origin).hostname.replace(/^\[|\]$/g, "")],
-      },
-    };
-    return { add: [rule], remove };
+    return liveRule(await this.rules(), url, tabId, Date.now());
   }
 
   /** The pre-armed payment of `origin`'s next page, signed by the wallet, or `null`. */
@@ -351,7 +217,7 @@ export class Payer {
    */
   async arm(origin: string): Promise<void> {
     const signature = await this.preArm(origin);
-    await this.changeRules((book) => Payer.armRule(book, origin, signature));
+    await this.changeRules((book) => armRule(book, origin, signature));
   }
 
   /** Marks a request as a prefetch or prerender: the user has not asked for its page. */
@@ -386,7 +252,7 @@ export class Payer {
     this.resends.set(key, sent + 1);
     if (rule!.priority !== PAY_PRIORITY) {
       await this.changeRules((book) =>
-        Payer.payRule(book, details.url, details.tabId, "main_frame" as ResourceType, payment, false),
+        payRule(book, Date.now(), details.url, details.tabId, "main_frame" as ResourceType, payment, false),
       );
     }
     await new Promise((resolve) => setTimeout(resolve, RESEND_WAIT_MS * 2 ** sent));
@@ -447,9 +313,9 @@ export class Payer {
       await this.changeRules((book) => {
         const armed = payment.nextError
           ? { add: [], remove: [] }
-          : Payer.armRule(book, payment.origin, payment.nextHeader);
+          : armRule(book, payment.origin, payment.nextHeader);
         if (!reload) return armed;
-        const paid = Payer.payRule(book, details.url, details.tabId, "main_frame" as ResourceType, reload, false);
+        const paid = payRule(book, Date.now(), details.url, details.tabId, "main_frame" as ResourceType, reload, false);
         return { add: [...paid.add, ...armed.add], remove: [...paid.remove, ...armed.remove] };
       });
       if (details.type === "main_frame") {
@@ -508,8 +374,9 @@ export class Payer {
     }
     const { header: signature } = answer;
     await this.changeRules((book) =>
-      Payer.payRule(
+      payRule(
         book,
+        Date.now(),
         seen.url,
         seen.tabId,
         seen.type as ResourceType,
@@ -673,14 +540,6 @@ function startedElsewhere(details: chrome.webRequest.OnHeadersReceivedDetails): 
   if (starter === undefined || starter === originOf(details.url)) return undefined;
   if (starter === new URL(chrome.runtime.getURL("")).origin) return undefined;
   return starter === "null" ? "an unknown site" : starter;
-}
-
-function originOf(url: string): string | undefined {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -11,7 +11,7 @@
 //   moved once, in the transaction that marks them moved; `storage.local` is then cleared at
 //   every start, so nothing anyone writes there is ever read.
 
-import type { WalletStore } from "../pkg/trickle_wasm.js";
+import type { WalletStore } from "../../pkg/trickle_wasm.js";
 import { FIREFOX } from "./browser.js";
 
 /** The wallet's store for this browser. Call once per background start. */

@@ -3,10 +3,10 @@
 // registered synchronously at the top, the wasm wallet is loaded once per start (state comes
 // back from storage every time), and every answer waits for it.
 
-import init, { Trickle } from "../pkg/trickle_wasm.js";
+import init, { Trickle } from "../../pkg/trickle_wasm.js";
 import { SEND_HEADERS_EXTRA, applyHeaderRules, pagesOf, senderOrigin } from "./browser.js";
-import { toError, type Duties, type Reply, type Request } from "./messages.js";
-import { Payer } from "./pay.js";
+import { toError, type Duties, type Reply, type Request } from "../shared/messages.js";
+import { Payer } from "./payer.js";
 import { openWalletStore } from "./storage.js";
 
 const SYNC_ALARM = "sync";
@@ -172,7 +172,7 @@ chrome.webRequest.onSendHeaders.addListener(
   SEND_HEADERS_EXTRA,
 );
 
-// The payment headers pay.ts's rules describe (Chrome applies them itself).
+// The payment headers the rule book (rules.ts) describes (Chrome applies them itself).
 applyHeaderRules();
 
 // Observing only (no blocking): 402 offers to answer and receipts to apply.

@@ -1,7 +1,7 @@
 // The page API's messenger, in the extension's isolated world: passes a page's "pay this 402"
 // to the worker and the answer back. The worker checks the URL is the page's own site.
 
-import { oversized } from "./limits.js";
+import { oversized } from "../shared/limits.js";
 
 const CHANNEL = "trickle-page-api";
 

@@ -1,4 +1,4 @@
-import type { Network, Period, Shortfall, WalletError } from "../messages";
+import type { Network, Period, Shortfall, WalletError } from "../shared/messages";
 
 const sats = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 
@@ -76,7 +76,7 @@ export const DEFAULT_ESPLORA: Record<Network, string> = {
   bitcoin: "https://mempool.space/api",
 };
 
-export { toError } from "../messages";
+export { toError } from "../shared/messages";
 
 /** What error messages may name: the chain server the wallet is set to. */
 export const errorContext = { esploraUrl: "" };

@@ -1,6 +1,6 @@
 // The popup and onboarding pages: one UI, sized by the page (popup.html or onboarding.html).
 
-import { App } from "./ui/app";
+import { App } from "./shell";
 
 const root = document.getElementById("app");
 if (root) {

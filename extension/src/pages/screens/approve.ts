@@ -1,11 +1,11 @@
 // A payment waiting for the user: the site, the price, why Trickle asks, the site's budget and
 // what approving costs on-chain; then approve, deny, or never pay this site.
 
-import { call, type Approval, type Ask, type AskReason, type Period, type TermsView } from "../messages";
-import { App, Banner, busy, field, header, type Screen } from "./app";
-import { h, icon, replace } from "./dom";
-import { PERIOD_LABEL, formatSat, humanMessage, shortfallMessage, toError } from "./format";
-import { homeScreen } from "./home";
+import { call, type Approval, type Ask, type AskReason, type Period, type TermsView } from "../../shared/messages";
+import type { Nav, Screen } from "../nav";
+import { Banner, busy, field, header } from "../widgets";
+import { h, icon, replace } from "../dom";
+import { PERIOD_LABEL, formatSat, humanMessage, shortfallMessage, toError } from "../format";
 
 type Decision = "approve" | "deny" | "never";
 
@@ -14,7 +14,7 @@ const PERIODS: Period[] = ["day", "week", "month"];
 /** 21 million BTC: the most a budget may hold, as the wallet checks. */
 const MAX_MONEY_SAT = 2_100_000_000_000_000;
 
-export function approveScreen(app: App, approval: Approval): Screen {
+export function approveScreen(app: Nav, approval: Approval): Screen {
   const banner = new Banner();
   const foot = h("div", { class: "screen-foot" });
   let deciding = false;
@@ -110,7 +110,7 @@ export function approveScreen(app: App, approval: Approval): Screen {
   const el = h(
     "div",
     { class: "screen", testid: "screen-approve", "data-id": approval.id },
-    header(app, { title: "Payment request", back: () => app.show(homeScreen(app, { sync: false })) }),
+    header(app, { title: "Payment request", back: () => app.go("home", { sync: false }) }),
     body,
     foot,
   );

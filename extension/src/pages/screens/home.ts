@@ -1,15 +1,11 @@
 // Home: balance, sync indicator, payments waiting for the user, receive / send / sites, and the
 // transaction list.
 
-import { call, type Approval, type Overview, type SyncStatus, type TxSummary, type WalletError } from "../messages";
-import { App, header, type Screen } from "./app";
-import { approveScreen } from "./approve";
-import { h, icon, replace, spinner } from "./dom";
-import { ago, formatDay, formatSat, formatSignedSat, formatTime, humanMessage, plural, toError } from "./format";
-import { receiveScreen } from "./receive";
-import { sendScreen } from "./send";
-import { settingsScreen } from "./settings";
-import { sitesScreen } from "./sites";
+import { call, type Approval, type Overview, type SyncStatus, type TxSummary, type WalletError } from "../../shared/messages";
+import type { Nav, Screen } from "../nav";
+import { header } from "../widgets";
+import { h, icon, replace, spinner } from "../dom";
+import { ago, formatDay, formatSat, formatSignedSat, formatTime, humanMessage, plural, toError } from "../format";
 
 /** How often the open popup re-reads the overview. */
 const REFRESH_MS = 5000;
@@ -17,7 +13,7 @@ const REFRESH_MS = 5000;
 /** The last overview seen, so that going back home shows numbers at once. */
 let lastOverview: Overview | null = null;
 
-export function homeScreen(app: App, opts: { sync: boolean }): Screen {
+export function homeScreen(app: Nav, opts: { sync: boolean }): Screen {
   const confirmed = h("span", { class: "amount-big", testid: "balance-confirmed" }, "–");
   const pending = h("span", { class: "num", testid: "balance-pending" }, "–");
   const immature = h("span", { class: "num", testid: "balance-immature" }, "0");
@@ -42,7 +38,7 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
       hidden: true,
       onclick: () => {
         const first = waiting[0];
-        if (first) app.show(approveScreen(app, first));
+        if (first) app.go("approve", { approval: first });
       },
     },
     icon("alert", 18),
@@ -75,7 +71,7 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
             testid: "nav-settings",
             "aria-label": "Settings",
             title: "Settings",
-            onclick: () => app.show(settingsScreen(app, { back: () => app.route(app.state!, { sync: false }) })),
+            onclick: () => app.go("settings", { back: () => app.route(app.state!, { sync: false }) }),
           },
           icon("settings"),
         ),
@@ -112,7 +108,7 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
           {
             class: "btn btn-primary action",
             testid: "nav-receive",
-            onclick: () => app.show(receiveScreen(app)),
+            onclick: () => app.go("receive", {}),
           },
           icon("receive", 18),
           "Receive",
@@ -122,14 +118,14 @@ export function homeScreen(app: App, opts: { sync: boolean }): Screen {
           {
             class: "btn btn-secondary action",
             testid: "nav-send",
-            onclick: () => app.show(sendScreen(app, lastOverview?.balance.confirmed ?? null)),
+            onclick: () => app.go("send", { available: lastOverview?.balance.confirmed ?? null }),
           },
           icon("send", 18),
           "Send",
         ),
         h(
           "button",
-          { class: "btn btn-secondary action", testid: "nav-sites", onclick: () => app.show(sitesScreen(app)) },
+          { class: "btn btn-secondary action", testid: "nav-sites", onclick: () => app.go("sites", {}) },
           icon("globe", 18),
           "Sites",
         ),

@@ -1,15 +1,15 @@
 // First run: create a wallet (phrase shown once, three words confirmed, password) or restore one.
 
-import { call } from "../messages";
-import { App, Banner, busy, field, header, passwordInput, phraseGrid, type Screen } from "./app";
-import { h, icon, mark } from "./dom";
-import { NETWORK_LABEL, toError } from "./format";
-import { settingsScreen } from "./settings";
+import { call } from "../../shared/messages";
+import type { Nav, Screen } from "../nav";
+import { Banner, busy, field, header, passwordInput, phraseGrid } from "../widgets";
+import { h, icon, mark } from "../dom";
+import { NETWORK_LABEL, toError } from "../format";
 
 /** As the wallet checks (`vault::check_password`), which also refuses a short pattern repeated. */
 export const MIN_PASSWORD = 12;
 
-export function welcomeScreen(app: App): Screen {
+export function welcomeScreen(app: Nav): Screen {
   const network = app.state?.settings.network ?? "signet";
   const el = h(
     "div",
@@ -50,7 +50,7 @@ export function welcomeScreen(app: App): Screen {
         {
           class: "link",
           testid: "welcome-settings",
-          onclick: () => app.show(settingsScreen(app, { back: () => app.show(welcomeScreen(app)) })),
+          onclick: () => app.go("settings", { back: () => app.go("welcome", {}) }),
         },
         "Change network",
       ),
@@ -68,7 +68,7 @@ function steps(n: number): HTMLElement {
   );
 }
 
-async function createPhrase(app: App): Promise<void> {
+async function createPhrase(app: Nav): Promise<void> {
   try {
     const { phrase } = await call("newPhrase", {});
     app.show(phraseScreen(app, phrase.trim().split(/\s+/)));
@@ -81,7 +81,7 @@ async function createPhrase(app: App): Promise<void> {
   }
 }
 
-function phraseScreen(app: App, words: string[]): Screen {
+function phraseScreen(app: Nav, words: string[]): Screen {
   const saved = h("input", { type: "checkbox", testid: "phrase-saved" });
   const next = h(
     "button",
@@ -133,7 +133,7 @@ function pickPositions(count: number, n = 3): number[] {
   return [...picked].sort((a, b) => a - b);
 }
 
-function confirmScreen(app: App, words: string[]): Screen {
+function confirmScreen(app: Nav, words: string[]): Screen {
   const positions = pickPositions(words.length);
   const banner = new Banner();
   const inputs = positions.map((p) =>
@@ -221,7 +221,7 @@ function passwordFields(): {
   };
 }
 
-function passwordScreen(app: App, words: string[]): Screen {
+function passwordScreen(app: Nav, words: string[]): Screen {
   const banner = new Banner();
   const pw = passwordFields();
   const submit = h(
@@ -269,7 +269,7 @@ function passwordScreen(app: App, words: string[]): Screen {
   return { name: "password", el, mounted: () => pw.first.focus() };
 }
 
-export function restoreScreen(app: App, opts: { back: () => void; replacing?: boolean }): Screen {
+export function restoreScreen(app: Nav, opts: { back: () => void; replacing?: boolean }): Screen {
   const banner = new Banner();
   const phrase = h("textarea", {
     class: "input input-mono phrase-input",
@@ -348,7 +348,7 @@ export function restoreScreen(app: App, opts: { back: () => void; replacing?: bo
 }
 
 /** After create or restore: the page says where the wallet lives; the popup goes home. */
-function finish(app: App, state: import("../messages").State): void {
+function finish(app: Nav, state: import("../../shared/messages").State): void {
   app.state = state;
   if (app.mode === "popup") {
     app.route(state);

@@ -1,10 +1,11 @@
 // Receive: the wallet's next address, as a QR code and as text, with a copy button.
 
 import qrcode from "qrcode-generator";
-import { call } from "../messages";
-import { App, Banner, header, type Screen } from "./app";
-import { h, icon, replace, spinner, svg } from "./dom";
-import { NETWORK_LABEL, toError } from "./format";
+import { call } from "../../shared/messages";
+import type { Nav, Screen } from "../nav";
+import { Banner, header } from "../widgets";
+import { h, icon, replace, spinner, svg } from "../dom";
+import { NETWORK_LABEL, toError } from "../format";
 
 /** The QR code as an SVG drawn from the module matrix (no markup strings). */
 export function qrSvg(text: string): SVGElement {
@@ -47,7 +48,7 @@ function groupedAddress(address: string): HTMLElement {
   return h("code", { class: "address", testid: "receive-address", "data-address": address }, groups);
 }
 
-export function receiveScreen(app: App): Screen {
+export function receiveScreen(app: Nav): Screen {
   const banner = new Banner();
   const body = h("div", { class: "receive-body" }, h("div", { class: "qr-frame center" }, spinner()));
   const network = app.state?.settings.network ?? "signet";

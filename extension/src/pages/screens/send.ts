@@ -1,9 +1,10 @@
 // Send / withdraw: address, amount and fee rate; a preview of the fee; then the transaction id.
 
-import { call, type FeeRates, type SendPreview } from "../messages";
-import { App, Banner, busy, field, header, type Screen } from "./app";
-import { h, icon, replace } from "./dom";
-import { formatSat, shortId, toError } from "./format";
+import { call, type FeeRates, type SendPreview } from "../../shared/messages";
+import type { Nav, Screen } from "../nav";
+import { Banner, busy, field, header } from "../widgets";
+import { h, icon, replace } from "../dom";
+import { formatSat, shortId, toError } from "../format";
 
 type Speed = keyof FeeRates | "custom";
 
@@ -13,7 +14,7 @@ const SPEEDS: Array<{ key: keyof FeeRates; label: string; eta: string }> = [
   { key: "slow", label: "Slow", eta: "~4 hours" },
 ];
 
-export function sendScreen(app: App, available: number | null): Screen {
+export function sendScreen(app: Nav, available: number | null): Screen {
   const banner = new Banner();
   const address = h("input", {
     class: "input input-mono",

@@ -1,13 +1,14 @@
 // Settings: network and Esplora server, auto-lock, recovery phrase export, lock now.
 
-import { call, type Network, type Settings } from "../messages";
-import { App, Banner, busy, field, header, passwordInput, phraseGrid, type Screen } from "./app";
-import { h, icon, replace } from "./dom";
-import { DEFAULT_ESPLORA, NETWORK_LABEL, errorContext, toError } from "./format";
+import { call, type Network, type Settings } from "../../shared/messages";
+import type { Nav, Screen } from "../nav";
+import { Banner, busy, field, header, passwordInput, phraseGrid } from "../widgets";
+import { h, icon, replace } from "../dom";
+import { DEFAULT_ESPLORA, NETWORK_LABEL, errorContext, toError } from "../format";
 
 const NETWORKS: Network[] = ["bitcoin", "signet", "testnet", "regtest"];
 
-export function settingsScreen(app: App, opts: { back: () => void }): Screen {
+export function settingsScreen(app: Nav, opts: { back: () => void }): Screen {
   const current: Settings = app.state?.settings ?? {
     network: "signet",
     esploraUrl: DEFAULT_ESPLORA.signet,

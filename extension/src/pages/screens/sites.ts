@@ -1,10 +1,11 @@
 // Sites: payments that did not happen, each site's budget and spending, the payment channels, and
 // the payment history with its export.
 
-import { call, type ChannelView, type Notice, type Payment, type SiteView, type Sites } from "../messages";
-import { App, Banner, busy, header, type Screen } from "./app";
-import { h, icon, replace, spinner, svg } from "./dom";
-import { PERIOD_NOW, ago, formatDay, formatSat, formatTime, humanMessage, toError } from "./format";
+import { call, type ChannelView, type Notice, type Payment, type SiteView, type Sites } from "../../shared/messages";
+import type { Nav, Screen } from "../nav";
+import { Banner, busy, header } from "../widgets";
+import { h, icon, replace, spinner, svg } from "../dom";
+import { PERIOD_NOW, ago, formatDay, formatSat, formatTime, humanMessage, toError } from "../format";
 
 /** How often the open screen re-reads sites and notices. */
 const REFRESH_MS = 5000;
@@ -15,7 +16,7 @@ const CHART_DAYS = 7;
 
 const CSV_COLUMNS = ["time", "origin", "url", "consumed_sat", "paid_sat", "credit_sat", "committed_sat"];
 
-export function sitesScreen(app: App): Screen {
+export function sitesScreen(app: Nav): Screen {
   const banner = new Banner();
   const body = h("div", { class: "stack" }, h("div", { class: "center sites-loading" }, spinner()));
 

@@ -1,11 +1,10 @@
-import { call } from "../messages";
-import { App, Banner, busy, passwordInput, type Screen } from "./app";
-import { h, mark } from "./dom";
-import { NETWORK_LABEL, toError } from "./format";
-import { restoreScreen } from "./onboarding";
-import { settingsScreen } from "./settings";
+import { call } from "../../shared/messages";
+import type { Nav, Screen } from "../nav";
+import { Banner, busy, passwordInput } from "../widgets";
+import { h, mark } from "../dom";
+import { NETWORK_LABEL, toError } from "../format";
 
-export function unlockScreen(app: App): Screen {
+export function unlockScreen(app: Nav): Screen {
   const banner = new Banner();
   const pw = passwordInput("unlock-password", { autocomplete: "current-password", placeholder: "Password" });
   pw.input.setAttribute("aria-label", "Password");
@@ -71,7 +70,7 @@ export function unlockScreen(app: App): Screen {
             class: "link",
             testid: "forgot-password",
             onclick: () =>
-              app.show(restoreScreen(app, { back: () => app.show(unlockScreen(app)), replacing: true })),
+              app.go("restore", { back: () => app.go("unlock", {}), replacing: true }),
           },
           "Restore from your recovery phrase",
         ),
@@ -81,7 +80,7 @@ export function unlockScreen(app: App): Screen {
         {
           class: "link small",
           testid: "unlock-settings",
-          onclick: () => app.show(settingsScreen(app, { back: () => app.show(unlockScreen(app)) })),
+          onclick: () => app.go("settings", { back: () => app.go("unlock", {}) }),
         },
         "Network settings",
       ),
