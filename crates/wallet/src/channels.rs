@@ -25,9 +25,10 @@ use trickle_channel::{
 
 use crate::chain::ChainSource;
 use crate::closing::ChainWatch;
+use crate::error::WalletError;
 use crate::store::{Commit, Staged, Store, StoreError, WriteBatch};
 use crate::vault::{self, VaultError};
-use crate::wallet::{Wallet, WalletError};
+use crate::wallet::Wallet;
 
 /// How many requests at a site's price one prepared payment pays ahead
 /// ([`Wallet::prepare_next`]): one signature and one durable write then serve this many

@@ -15,6 +15,7 @@ pub mod budget;
 pub mod chain;
 mod channels;
 mod closing;
+mod error;
 pub mod layout;
 pub mod offer;
 pub mod payer;
@@ -32,7 +33,8 @@ pub use channels::{
 pub use closing::{
     final_confirmations, ChainWatch, Duties, CLOSE_MARGIN_BLOCKS, SETTLEMENT_DUE_BLOCKS,
 };
+pub use error::{Shortfall, WalletError};
 pub use wallet::{
-    new_phrase, Balance, FeeRates, SendPreview, Shortfall, TxSummary, Wallet, WalletError,
-    CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,
+    new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, CHANNEL_KEY_PURPOSE,
+    STORAGE_FORMAT,
 };

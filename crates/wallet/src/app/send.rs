@@ -3,7 +3,7 @@
 
 use bitcoin::{Amount, FeeRate};
 
-use crate::wallet::WalletError;
+use crate::error::WalletError;
 
 /// The fee rates a user may choose, sat/vB: below 1 a node does not relay the transaction, and
 /// above 10,000 the rate is surely a typing mistake.

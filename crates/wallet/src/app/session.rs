@@ -6,8 +6,8 @@
 use bitcoin::Network;
 use serde::{Deserialize, Serialize};
 
+use crate::error::WalletError;
 use crate::vault::VaultKey;
-use crate::wallet::WalletError;
 
 /// Wrong passwords forgiven before the next try must wait.
 pub const FREE_UNLOCK_ATTEMPTS: u32 = 3;

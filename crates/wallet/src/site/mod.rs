@@ -35,9 +35,10 @@ use crate::approval::{self, Approver};
 use crate::budget::{budget_key, BudgetError, Period, ReservationId, Terms};
 use crate::chain::ChainSource;
 use crate::channels::{ChannelClientError, ChannelRecord, OpenParams, Transport};
+use crate::error::{Shortfall, WalletError};
 use crate::offer::{check_offer, Approval, CheckedOffer, OfferContext, OfferError, OfferPolicy};
 use crate::store::{Staged, Store, WriteBatch};
-use crate::wallet::{Shortfall, Wallet, WalletError};
+use crate::wallet::Wallet;
 use ts_rs::TS;
 
 mod ahead;
