@@ -587,7 +587,7 @@ impl World {
             site: self.url.clone(),
             endpoint: self.endpoint.clone(),
             seen: Arc::new(Mutex::new(Seen::default())),
-            wallet: coin(&self.node).await,
+            wallet: coin(&self.node, Amount::from_sat(200_000)).await,
             offer: None,
         }
     }

@@ -116,7 +116,7 @@ async fn payee_killed_between_storing_and_broadcasting_a_replacement_sends_it_on
         height: node.height(),
         median_time_past: node.median_time_past(),
     };
-    let wallet = coin(&node).await;
+    let wallet = coin(&node, Amount::from_sat(200_000)).await;
     let mut client = Client::open_funded(&endpoint, Version::V2, tip, &wallet).await;
     let contract = client.txid();
     node.mine(1).await.unwrap();

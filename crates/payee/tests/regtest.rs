@@ -7,12 +7,10 @@ mod common;
 
 use std::sync::Arc;
 
-use bitcoin::{
-    Address, Amount, CompressedPublicKey, EcdsaSighashType, Network, OutPoint, TxOut, Txid, Witness,
-};
+use bitcoin::{Amount, EcdsaSighashType, OutPoint, TxOut, Txid, Witness};
+use common::process::coin;
 use common::{
-    fetch, get_text, key, p2wpkh, pubkey, serve_site, start_payee_with, Client, Wallet,
-    CLIENT_PAYOUT, WALLET,
+    fetch, get_text, key, p2wpkh, serve_site, start_payee_with, Client, Wallet, CLIENT_PAYOUT,
 };
 use trickle_channel::{
     ClientVersion, Close, Contract, Funding, PayeeState, ProvideRefund, Version, WireMessage,
@@ -41,21 +39,7 @@ async fn setup_with(
     chain: impl FnOnce(Esplora) -> Arc<dyn Chain>,
 ) -> Setup {
     let node = Node::start(Config::default()).await.unwrap();
-    let address = Address::p2wpkh(&CompressedPublicKey(pubkey(&key(WALLET))), Network::Regtest);
-    let txid = node
-        .fund(&address, Amount::from_sat(1_000_000))
-        .await
-        .unwrap();
-    let tx = node.transaction(&txid).unwrap();
-    let vout = tx
-        .output
-        .iter()
-        .position(|o| o.script_pubkey == address.script_pubkey())
-        .unwrap();
-    let wallet = Wallet {
-        coin: OutPoint::new(txid, vout as u32),
-        value: tx.output[vout].value,
-    };
+    let wallet = coin(&node, Amount::from_sat(1_000_000)).await;
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ChannelStore> = Arc::new(
         SqliteStore::open(dir.path().join("payee.sqlite3"))

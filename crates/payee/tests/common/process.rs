@@ -133,12 +133,10 @@ impl PayeeProcess {
     }
 }
 
-pub async fn coin(node: &Node) -> Wallet {
+/// A coin of `value` to the test wallet's key, from the chain's faucet.
+pub async fn coin(node: &Node, value: Amount) -> Wallet {
     let address = Address::p2wpkh(&CompressedPublicKey(pubkey(&key(WALLET))), Network::Regtest);
-    let funding = node
-        .fund(&address, Amount::from_sat(200_000))
-        .await
-        .unwrap();
+    let funding = node.fund(&address, value).await.unwrap();
     let tx = node.transaction(&funding).unwrap();
     let vout = tx
         .output
