@@ -20,6 +20,8 @@ pub enum PayError {
     Refused(String),
     /// The site asked again to be paid for a request just paid for; not paid twice.
     AskedTwice,
+    /// The payee did not close the channel: it stays open, and still pays.
+    CloseRefused(ChannelClientError),
 }
 
 impl PayError {
@@ -36,11 +38,14 @@ impl PayError {
             Self::Budget(_) => "budget",
             Self::Channel(ChannelClientError::Wallet(e)) => e.code(),
             Self::Channel(ChannelClientError::PayeeKeyChanged) => "payee_key_changed",
+            Self::Channel(ChannelClientError::NoChannel(_)) => "no_channel",
+            Self::Channel(ChannelClientError::SeveralChannels { .. }) => "several_channels",
             Self::Channel(_) => "channel",
             Self::BadHeader(_) => "bad_header",
             Self::NotApproved(_) => "not_approved",
             Self::Refused(_) => "refused",
             Self::AskedTwice => "paid_again",
+            Self::CloseRefused(_) => "close_refused",
         }
     }
 }
@@ -82,6 +87,11 @@ impl fmt::Display for PayError {
             Self::Refused(reason) => write!(f, "the payee refused the payment: {reason}"),
             Self::AskedTwice => f.write_str(
                 "the site asked to be paid again for a request it was just paid for; not paying twice",
+            ),
+            Self::CloseRefused(e) => write!(
+                f,
+                "the payee did not close the channel: {e}; it stays open and still pays the site, \
+                 and after its expiry the wallet takes the funds back by itself"
             ),
         }
     }
