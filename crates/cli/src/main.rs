@@ -11,6 +11,7 @@ use bitcoin::{Address, Amount, FeeRate, Network};
 use clap::{Parser, Subcommand};
 use fs4::FileExt;
 use trickle_channel::http::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use trickle_wallet::app::view::{ChannelView, DutiesView, DutyEvent};
 use trickle_wallet::approval::RunCaps;
 use trickle_wallet::budget::site_origin;
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
@@ -372,36 +373,29 @@ impl App {
                 );
 
                 for record in wallet.channels().await? {
-                    let state = &record.state.state;
-                    let (value, expiry) = state
-                        .contract()
-                        .map_or((0, 0), |c| (c.value.to_sat(), c.expiry.to_consensus_u32()));
-                    let paid = state.paid().to_sat();
-                    // The channel's id on the wire and on chain: its contract txid.
-                    let contract = state
-                        .contract_txid()
-                        .map_or_else(|| "-".to_owned(), |t| t.to_string());
+                    let view = ChannelView::from(&record);
                     // No settlement in a block SETTLEMENT_DUE_BLOCKS before the expiry: the
                     // user is told; `trickle refund` takes the channel back once it is valid.
-                    let flag = if record.chain.settlement_overdue {
+                    let flag = if view.settlement_overdue {
                         "overdue"
                     } else {
                         "-"
                     };
                     println!(
-                        "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12} {flag:<8} {contract}",
-                        record.site,
-                        state.name(),
-                        value,
-                        paid,
-                        record.credit.to_sat(),
-                        expiry
+                        "{:<32} {:<10} {:>12} {:>12} {:>10} {:>12} {flag:<8} {}",
+                        view.site,
+                        view.state,
+                        view.value_sat,
+                        view.paid_sat,
+                        view.credit_sat,
+                        view.expiry,
+                        view.contract_txid.as_deref().unwrap_or("-"),
                     );
                 }
             }
             Command::Close { site } => {
                 let mut wallet = self.unlock().await?;
-                let record = open_channel_of(wallet.channels().await?, site)?;
+                let record = wallet.channel_to_close(site).await?;
                 let origin = &record.site;
                 let tip = Wallet::<Scoped<Disk>>::tip(&self.esplora).await?;
                 let settlement = wallet
@@ -440,21 +434,19 @@ impl App {
                 let mut wallet = self.unlock().await?;
                 let depth = trickle_wallet::final_confirmations(self.cli.network);
                 let done = wallet.run_duties(&self.esplora, &self.http, depth).await?;
-                for (site, closed) in done.closed {
-                    match closed {
-                        Ok(txid) => eprintln!("the channel with {site} was closed by {txid}"),
-                        Err(e) => eprintln!("the payee of {site} did not close its channel: {e}"),
-                    }
+                let done = DutiesView::from(done);
+                for DutyEvent { site, detail } in done.closed {
+                    eprintln!("the channel with {site} was closed by {detail}");
                 }
-                for (site, seen) in done.settled {
-                    match seen {
-                        Ok(txid) => eprintln!("the channel with {site} is settled by {txid}"),
-                        Err(e) => eprintln!("the channel with {site}: {e}"),
-                    }
+                for DutyEvent { site, detail } in done.settled {
+                    eprintln!("the channel with {site} is settled by {detail}");
+                }
+                for DutyEvent { site, detail } in done.failed {
+                    eprintln!("the channel with {site}: {detail}");
                 }
                 eprintln!("{} refund(s) broadcast", done.refunds.len());
-                for tx in done.refunds {
-                    println!("{}", tx.compute_txid());
+                for txid in done.refunds {
+                    println!("{txid}");
                 }
             }
         }
@@ -607,35 +599,6 @@ impl App {
         run.fee_rate = Some(self.fee_rate().await?);
         run.payer = Some(Payer::new(wallet, caps));
         Ok(())
-    }
-}
-
-/// The channel not yet settled of the site named `site` (an origin, or a host with one such
-/// channel).
-fn open_channel_of(
-    records: Vec<trickle_wallet::ChannelRecord>,
-    site: &str,
-) -> Result<trickle_wallet::ChannelRecord, Error> {
-    let named = site_origin(site).ok();
-    let mut open: Vec<_> = records
-        .into_iter()
-        .filter(|r| r.state.state.committed_channel().is_some())
-        .filter(|r| {
-            Some(&r.site) == named.as_ref()
-                || reqwest::Url::parse(&r.site).is_ok_and(|u| u.host_str() == Some(site))
-        })
-        .collect();
-    match open.len() {
-        0 => Err(format!("no open channel with {site}").into()),
-        1 => Ok(open.remove(0)),
-        _ => {
-            let sites: Vec<_> = open.iter().map(|r| r.site.as_str()).collect();
-            Err(format!(
-                "several sites on {site} have a channel ({}): name one by its origin",
-                sites.join(", ")
-            )
-            .into())
-        }
     }
 }
 

@@ -17,11 +17,13 @@ mod typescript;
 use core::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use bitcoin::{Amount, FeeRate, Network};
+use bitcoin::{FeeRate, Network};
 use futures::lock::Mutex;
 use serde::{Deserialize, Serialize};
 use trickle_wallet::app::send::send_terms;
 use trickle_wallet::app::session::{UnlockFailures, UnlockedSession};
+use trickle_wallet::app::sites::SitePayer;
+use trickle_wallet::app::view::{BalanceView, SendPreviewView, TermsView, TxView};
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::settings::Settings;
@@ -100,7 +102,7 @@ enum Request {
     /// Creates or changes a site's budget.
     Approve {
         origin: String,
-        terms: sites::TermsView,
+        terms: TermsView,
     },
     Revoke {
         origin: String,
@@ -152,48 +154,10 @@ struct State {
 
 #[derive(Serialize, TS)]
 #[serde(rename_all = "camelCase")]
-#[ts(rename = "Balance")]
-struct BalanceView {
-    /// Confirmed and spendable, sat.
-    confirmed: u64,
-    /// Unconfirmed, incoming or own change, sat.
-    pending: u64,
-    /// Coinbase outputs not yet mature, sat.
-    immature: u64,
-}
-
-#[derive(Serialize, TS)]
-#[serde(rename_all = "camelCase")]
-#[ts(rename = "TxSummary")]
-struct TxView {
-    txid: String,
-    /// Net effect on the wallet, sat (negative when spending).
-    net: i64,
-    /// Fee in sat when the wallet paid it and knows it.
-    fee: Option<u64>,
-    /// Block height when confirmed.
-    height: Option<u32>,
-    /// Block time (Unix seconds) when confirmed, else when first seen.
-    time: Option<u64>,
-}
-
-#[derive(Serialize, TS)]
-#[serde(rename_all = "camelCase")]
 struct Overview {
     balance: BalanceView,
     sync: SyncStatus,
     transactions: Vec<TxView>,
-}
-
-#[derive(Serialize, TS)]
-#[serde(rename_all = "camelCase")]
-#[ts(rename = "SendPreview")]
-struct SendPreviewView {
-    fee_sat: u64,
-    vsize: u64,
-    /// Amount plus fee, sat.
-    total_sat: u64,
-    fee_rate: f64,
 }
 
 struct Inner {
@@ -207,13 +171,8 @@ struct Inner {
     /// When the unlocked wallet locks itself (ms since epoch), as in the session.
     lock_at: Cell<f64>,
     sync: RefCell<SyncStatus>,
-    /// The chain tip and fee rate last fetched, and when (ms).
-    chain_view: RefCell<Option<(trickle_channel::ChainTip, FeeRate, f64)>>,
-    /// The network's budgets (one instance, so concurrent reservations see each other).
-    budgets: RefCell<Option<Rc<trickle_wallet::budget::Budgets<sites::ScopedStore>>>>,
-    /// The network's payment history as last committed, once read; every write goes through
-    /// it.
-    history: RefCell<Option<Vec<trickle_wallet::app::history::Payment>>>,
+    /// The network's payer of sites: its budgets, history and chain view.
+    payer: RefCell<Option<Rc<SitePayer<sites::ScopedStore>>>>,
 }
 
 /// The wallet object the worker holds.
@@ -295,9 +254,7 @@ impl Trickle {
             unlocked: Cell::new(false),
             lock_at: Cell::new(0.0),
             sync: RefCell::new(SyncStatus::default()),
-            chain_view: RefCell::new(None),
-            budgets: RefCell::new(None),
-            history: RefCell::new(None),
+            payer: RefCell::new(None),
         });
         inner.resume_session().await?;
         Ok(Trickle { inner })
@@ -477,9 +434,7 @@ impl Inner {
                 settings.save(&self.store).await?;
                 *self.settings.borrow_mut() = settings;
                 *self.sync.borrow_mut() = SyncStatus::default();
-                *self.chain_view.borrow_mut() = None;
-                *self.budgets.borrow_mut() = None;
-                *self.history.borrow_mut() = None;
+                *self.payer.borrow_mut() = None;
                 // A new auto-lock time applies from now.
                 self.user_activity().await?;
                 js(to_js(&self.state().await?))
@@ -610,25 +565,10 @@ impl Inner {
     async fn overview(&self) -> Result<Overview, Failure> {
         let guard = self.wallet.lock().await;
         let wallet = guard.as_ref().ok_or_else(locked)?;
-        let balance = wallet.balance();
         Ok(Overview {
-            balance: BalanceView {
-                confirmed: balance.confirmed.to_sat(),
-                pending: balance.pending.to_sat(),
-                immature: balance.immature.to_sat(),
-            },
+            balance: wallet.balance().into(),
             sync: self.sync.borrow().clone(),
-            transactions: wallet
-                .transactions()
-                .into_iter()
-                .map(|t| TxView {
-                    txid: t.txid.to_string(),
-                    net: t.net.to_sat(),
-                    fee: t.fee.map(Amount::to_sat),
-                    height: t.height,
-                    time: t.time,
-                })
-                .collect(),
+            transactions: wallet.transactions().into_iter().map(Into::into).collect(),
         })
     }
 

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use trickle_wallet::app::view;
 use ts_rs::{Config, TS};
 
 const REGENERATE: &str = "make typescript";
@@ -24,11 +25,11 @@ fn export_into(dir: &Path) -> Result<(), ts_rs::ExportError> {
     crate::errors::Failure::export_all(&cfg)?;
     crate::State::export_all(&cfg)?;
     crate::Overview::export_all(&cfg)?;
-    crate::SendPreviewView::export_all(&cfg)?;
-    crate::sites::OfferAnswer::export_all(&cfg)?;
-    crate::sites::ReceiptAnswer::export_all(&cfg)?;
-    crate::sites::Sites::export_all(&cfg)?;
-    crate::sites::Duties::export_all(&cfg)?;
+    view::SendPreviewView::export_all(&cfg)?;
+    view::OfferAnswer::export_all(&cfg)?;
+    view::ReceiptAnswer::export_all(&cfg)?;
+    view::SitesView::export_all(&cfg)?;
+    view::DutiesView::export_all(&cfg)?;
     crate::bench::BenchPayments::export_all(&cfg)?;
     Ok(())
 }

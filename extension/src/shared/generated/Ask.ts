@@ -6,7 +6,15 @@ import type { TermsView } from "./TermsView";
 /**
  * A payment waiting for the user, with what approving it means.
  */
-export type Ask = { current: TermsView | null, suggested: TermsView, 
+export type Ask = { 
+/**
+ * The site's terms now, if it has a budget.
+ */
+current: TermsView | null, 
+/**
+ * The terms approving would set.
+ */
+suggested: TermsView, 
 /**
  * Why.
  */

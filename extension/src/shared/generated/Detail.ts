@@ -5,8 +5,24 @@ import type { Shortfall } from "./Shortfall";
 /**
  * What an error is about, in numbers (sat).
  */
-export type Detail = { "kind": "insufficientFunds" } & Shortfall | { "kind": "overBudget", remainingSat: number, neededSat: number, 
+export type Detail = { "kind": "insufficientFunds" } & Shortfall | { "kind": "overBudget", 
+/**
+ * What the budget has left, sat.
+ */
+remainingSat: number, 
+/**
+ * What the payment needs, sat.
+ */
+neededSat: number, 
 /**
  * The budget's period, when the budget itself refused.
  */
-period: Period | null, } | { "kind": "overMaxPrice", priceSat: number, maxPriceSat: number, };
+period: Period | null, } | { "kind": "overMaxPrice", 
+/**
+ * The offer's price, sat.
+ */
+priceSat: number, 
+/**
+ * The budget's max price, sat.
+ */
+maxPriceSat: number, };

@@ -2,7 +2,7 @@
 import type { DutyEvent } from "./DutyEvent";
 
 /**
- * What the channel duties did.
+ * What the channel duties did ([`crate::Wallet::run_duties`]), in words.
  */
 export type Duties = { 
 /**
@@ -14,7 +14,7 @@ closed: Array<DutyEvent>,
  */
 settled: Array<DutyEvent>, 
 /**
- * Refunds broadcast.
+ * Refunds broadcast (their txids).
  */
 refunds: Array<string>, 
 /**

@@ -3,7 +3,11 @@
 /**
  * Something a duty did to one site's channel.
  */
-export type DutyEvent = { site: string, 
+export type DutyEvent = { 
+/**
+ * The site.
+ */
+site: string, 
 /**
  * A txid, or what went wrong.
  */

@@ -2,6 +2,18 @@
 import type { Ask } from "./Ask";
 
 /**
- * What the worker does with an offer.
+ * What to do with an offer.
  */
-export type OfferAnswer = { "action": "pay", header: string, signedSat: number, } | { "action": "ask", ask: Ask, };
+export type OfferAnswer = { "action": "pay", 
+/**
+ * The header's value (its payment is stored).
+ */
+header: string, 
+/**
+ * Sat newly signed for the request (zero when paid from credit).
+ */
+signedSat: number, } | { "action": "ask", 
+/**
+ * What to ask.
+ */
+ask: Ask, };

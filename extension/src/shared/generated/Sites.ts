@@ -3,4 +3,19 @@ import type { ChannelView } from "./ChannelView";
 import type { Payment } from "./Payment";
 import type { SiteView } from "./SiteView";
 
-export type Sites = { sites: Array<SiteView>, channels: Array<ChannelView>, history: Array<Payment>, };
+/**
+ * Budgets, channels and the payment history.
+ */
+export type Sites = { 
+/**
+ * Every budget.
+ */
+sites: Array<SiteView>, 
+/**
+ * Every channel.
+ */
+channels: Array<ChannelView>, 
+/**
+ * The payments, the newest last.
+ */
+history: Array<Payment>, };

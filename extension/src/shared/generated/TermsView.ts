@@ -4,7 +4,19 @@ import type { Period } from "./Period";
 /**
  * A budget's terms as the pages write them.
  */
-export type TermsView = { limitSat: number, period: Period, maxPriceSat: number, 
+export type TermsView = { 
+/**
+ * What the site may spend per period, sat.
+ */
+limitSat: number, 
+/**
+ * The budget's period.
+ */
+period: Period, 
+/**
+ * The most one request may cost, sat.
+ */
+maxPriceSat: number, 
 /**
  * Requests priced at or below this are paid without asking; `None`: always ask.
  */

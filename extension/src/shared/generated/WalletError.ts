@@ -2,9 +2,17 @@
 import type { Detail } from "./Detail";
 
 /**
- * An error as it crosses to the pages.
+ * An error as it crosses to a user interface or a program.
  */
-export type WalletError = { code: string, message: string, 
+export type WalletError = { 
+/**
+ * Stable, snake_case.
+ */
+code: string, 
+/**
+ * A sentence for people.
+ */
+message: string, 
 /**
  * The amounts behind the error, for the errors that have some.
  */
