@@ -183,8 +183,8 @@ async fn prepare(
     for c in 0..channels {
         let mut coin = [0u8; 32];
         coin[..8].copy_from_slice(&(c as u64 + 1).to_le_bytes());
-        let wallet = Wallet {
-            coin: OutPoint::new(Txid::from_byte_array(coin), 0),
+        let wallet = Coin {
+            outpoint: OutPoint::new(Txid::from_byte_array(coin), 0),
             value: Amount::from_sat(100_000_000),
         };
         let mut client = Client::open_funded(&endpoint, Version::V2, TIP, &wallet).await;

@@ -22,7 +22,7 @@ use bitcoin::{Amount, Transaction, Txid};
 use common::process::{
     coin, free_port, payout_address, serve, site, write_config, PayeeProcess, PATIENCE,
 };
-use common::{key, payer_config, Client, Wallet, CLIENT};
+use common::{key, payer_config, Client, Coin, CLIENT};
 use trickle_channel::http::{
     PaymentRequired, PaymentResponse, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
 };
@@ -169,7 +169,7 @@ struct Payer {
     site: String,
     endpoint: String,
     seen: Arc<Mutex<Seen>>,
-    wallet: Wallet,
+    wallet: Coin,
     offer: Option<PaymentRequired>,
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bitcoin::{Amount, EcdsaSighashType, OutPoint, TxOut, Txid, Witness};
 use common::process::coin;
 use common::{
-    fetch, get_text, key, p2wpkh, serve_site, start_payee_with, Client, Wallet, CLIENT_PAYOUT,
+    fetch, get_text, key, p2wpkh, serve_site, start_payee_with, Client, Coin, CLIENT_PAYOUT,
 };
 use trickle_channel::{
     ClientVersion, Close, Contract, Funding, PayeeState, ProvideRefund, Version, WireMessage,
@@ -24,7 +24,7 @@ struct Setup {
     node: Node,
     payee: Payee,
     url: String,
-    wallet: Wallet,
+    wallet: Coin,
     dir: tempfile::TempDir,
 }
 

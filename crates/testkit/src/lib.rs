@@ -1,0 +1,8 @@
+//! Fixtures that more than one Trickle crate's tests use: the fixed test keys and their roles,
+//! the channel terms both sides start from, and a coin that funds contracts.
+//!
+//! Test code only: the crates take it as a dev-dependency.
+
+pub mod funding;
+pub mod keys;
+pub mod terms;
