@@ -1,8 +1,10 @@
 //! Fixtures that more than one Trickle crate's tests use: the fixed test keys and their roles,
-//! the channel terms both sides start from, and a coin that funds contracts.
+//! the channel terms both sides start from, a coin that funds contracts, and the example offer
+//! of `tests/vectors/http.json`.
 //!
 //! Test code only: the crates take it as a dev-dependency.
 
 pub mod funding;
 pub mod keys;
+pub mod offer;
 pub mod terms;
