@@ -1,9 +1,10 @@
 //! Fixtures that more than one Trickle crate's tests use: the fixed test keys and their roles,
-//! the channel terms both sides start from, a coin that funds contracts, and the example offer
-//! of `tests/vectors/http.json`.
+//! the channel terms both sides start from, a coin that funds contracts, the example offer of
+//! `tests/vectors/http.json`, and the seeded randomness of the crash tests.
 //!
 //! Test code only: the crates take it as a dev-dependency.
 
+pub mod crash_seed;
 pub mod funding;
 pub mod keys;
 pub mod offer;
