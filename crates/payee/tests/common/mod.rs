@@ -575,6 +575,18 @@ pub async fn stored_totals(payee: &Payee, txid: Txid) -> (u64, u64) {
     (stored.ledger.paid.to_sat(), stored.ledger.consumed.to_sat())
 }
 
+/// The expiry height of the contract of the stored channel `txid`.
+pub async fn stored_expiry(payee: &Payee, txid: Txid) -> u32 {
+    let stored = payee
+        .store()
+        .channel(&txid)
+        .await
+        .expect("store")
+        .expect("channel");
+    let channel = stored.state.channel().expect("open");
+    channel.funding.contract.expiry.to_consensus_u32()
+}
+
 pub async fn session_status(server: &Server, txid: Txid) -> serde_json::Value {
     let text = reqwest::get(status_url(&server.endpoint(), txid))
         .await
