@@ -27,7 +27,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -463,14 +462,5 @@ fn main() {
     for r in &rows {
         println!("{r}");
     }
-    if let Some(path) = std::env::var_os("BENCH_ROWS") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("BENCH_ROWS");
-        for r in &rows {
-            writeln!(f, "{r}").expect("write BENCH_ROWS");
-        }
-    }
+    trickle_testkit::bench_rows::append(&rows);
 }
