@@ -20,7 +20,7 @@ use trickle_channel::http::{
 };
 use trickle_channel::*;
 use trickle_payee::chain::{Chain, ChainError, Spend};
-use trickle_payee::store::ChannelStore;
+use trickle_payee::store::{ChannelStore, StoredChannel};
 use trickle_payee::{Keys, Payee, PayeeConfig, Price, Prices};
 
 pub use trickle_testkit::funding::Coin;
@@ -564,25 +564,25 @@ pub fn status_url(endpoint: &str, txid: Txid) -> String {
     format!("{endpoint}/session/{txid}?authorization={authorization}")
 }
 
-/// What the store holds for the channel `txid`: (paid, consumed), in sat.
-pub async fn stored_totals(payee: &Payee, txid: Txid) -> (u64, u64) {
-    let stored = payee
+/// The stored channel `txid`.
+pub async fn stored(payee: &Payee, txid: Txid) -> StoredChannel {
+    payee
         .store()
         .channel(&txid)
         .await
         .expect("store")
-        .expect("channel");
+        .expect("channel")
+}
+
+/// What the store holds for the channel `txid`: (paid, consumed), in sat.
+pub async fn stored_totals(payee: &Payee, txid: Txid) -> (u64, u64) {
+    let stored = stored(payee, txid).await;
     (stored.ledger.paid.to_sat(), stored.ledger.consumed.to_sat())
 }
 
 /// The expiry height of the contract of the stored channel `txid`.
 pub async fn stored_expiry(payee: &Payee, txid: Txid) -> u32 {
-    let stored = payee
-        .store()
-        .channel(&txid)
-        .await
-        .expect("store")
-        .expect("channel");
+    let stored = stored(payee, txid).await;
     let channel = stored.state.channel().expect("open");
     channel.funding.contract.expiry.to_consensus_u32()
 }
