@@ -20,7 +20,10 @@ pub fn seed() -> u64 {
 }
 
 /// A small PRNG (splitmix64): the same sequence for the same seed.
-pub struct Rng(pub u64);
+pub struct Rng(
+    /// The state: the seed, then advanced by each draw.
+    pub u64,
+);
 
 impl Rng {
     /// The next 64 random bits.

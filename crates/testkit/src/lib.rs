@@ -4,6 +4,7 @@
 //! benchmarks append their summary rows to.
 //!
 //! Test code only: the crates take it as a dev-dependency.
+#![warn(missing_docs)]
 
 pub mod bench_rows;
 pub mod crash_seed;
