@@ -7,7 +7,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -94,29 +93,22 @@ fn main() {
         }
     }
 
-    if let Some(path) = std::env::var_os("BENCH_ROWS") {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("BENCH_ROWS file opens");
-        for (name, figure) in [
-            (SIGN, "payer signs a payment, native (criterion median)"),
-            (
-                VERIFY,
-                "payee verifies a payment, native (criterion median)",
-            ),
-        ] {
-            if let Some(ns) = median_ns(name, started) {
-                writeln!(
-                    file,
-                    "| {figure} | {:.1} µs | {:.1} µs (bare secp256k1 verify) | {:.2}x |",
-                    ns / 1e3,
-                    bare / 1e3,
-                    ns / bare
-                )
-                .expect("BENCH_ROWS written");
-            }
+    let mut rows = Vec::new();
+    for (name, figure) in [
+        (SIGN, "payer signs a payment, native (criterion median)"),
+        (
+            VERIFY,
+            "payee verifies a payment, native (criterion median)",
+        ),
+    ] {
+        if let Some(ns) = median_ns(name, started) {
+            rows.push(format!(
+                "| {figure} | {:.1} µs | {:.1} µs (bare secp256k1 verify) | {:.2}x |",
+                ns / 1e3,
+                bare / 1e3,
+                ns / bare
+            ));
         }
     }
+    trickle_testkit::bench_rows::append(&rows);
 }

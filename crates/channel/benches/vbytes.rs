@@ -32,8 +32,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::Write;
-
 use bitcoin::{Amount, Transaction, Witness};
 use common::*;
 use trickle_channel::*;
@@ -170,14 +168,5 @@ fn main() {
     for row in &rows {
         println!("{row}");
     }
-    if let Some(path) = std::env::var_os("BENCH_ROWS") {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("BENCH_ROWS file opens");
-        for row in &rows {
-            writeln!(file, "{row}").expect("BENCH_ROWS written");
-        }
-    }
+    trickle_testkit::bench_rows::append(&rows);
 }

@@ -13,37 +13,7 @@ use serde_json::{json, Value};
 use trickle_channel::credit::NonceKey;
 use trickle_channel::http::*;
 use trickle_channel::*;
-
-const URL: &str = "http://127.0.0.1:8080/articles/1";
-
-fn offer(nonce: String) -> PaymentRequired {
-    PaymentRequired {
-        x402_version: X402_VERSION,
-        error: None,
-        resource: Resource {
-            url: URL.into(),
-            description: "Article 1".into(),
-            mime_type: "text/html".into(),
-        },
-        accepts: vec![PaymentRequirements {
-            scheme: SCHEME.into(),
-            network: caip2(Network::Regtest),
-            amount: Amount::from_sat(10),
-            asset: asset(&caip2(Network::Regtest)),
-            pay_to: pubkey(&key(SERVER)),
-            max_timeout_seconds: 300,
-            extra: ChannelTerms {
-                endpoint: "http://127.0.0.1:8080/.well-known/trickle/channel".into(),
-                versions: vec![2, 1],
-                min_channel_value: Amount::from_sat(10_000),
-                max_channel_value: Amount::from_sat(1_000_000),
-                min_payment: Amount::from_sat(1_000),
-                max_expiry_blocks: 1_008,
-                nonce,
-            },
-        }],
-    }
-}
+use trickle_testkit::offer;
 
 fn examples() -> (PaymentRequired, PaymentSignature, PaymentResponse) {
     let (required, signature, _, response) = all_examples();
@@ -88,8 +58,8 @@ fn all_examples() -> (
     PaymentSignature,
     PaymentResponse,
 ) {
-    let nonce = NonceKey::new([9; 32]).issue([3; 16], 1_700_000_000, URL);
-    let required = offer(nonce.clone());
+    let nonce = offer::nonce();
+    let required = offer::offer_with(nonce.clone());
     let mut pair = Pair::open(Version::V2);
     pair.pay(Amount::from_sat(10)).expect("paid");
     let ch = pair.payer_channel();
@@ -372,7 +342,7 @@ fn accepted_matches_the_offer_as_x402_matches_it() {
     assert!(offer.matches(&signature.accepted));
     // The nonce is fresh in every offer: x402's dynamic extra field.
     let mut fresh = offer.clone();
-    fresh.extra.nonce = NonceKey::new([9; 32]).issue([4; 16], 1_700_000_100, URL);
+    fresh.extra.nonce = NonceKey::new(offer::NONCE_KEY).issue([4; 16], 1_700_000_100, offer::URL);
     assert!(fresh.matches(&signature.accepted));
     let changed: [fn(&mut PaymentRequirements); 5] = [
         |r| r.amount = Amount::from_sat(11),

@@ -24,6 +24,7 @@ use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::Notify;
 use trickle_regtest::{Config, Node};
+use trickle_testkit::crash_seed::{seed, Rng};
 use trickle_wallet::store::{SqliteStore as WalletStore, Store as _};
 use trickle_wallet::ChannelRecord;
 
@@ -38,33 +39,6 @@ const PAGES: u32 = 40;
 const EXPIRY_BLOCKS: u32 = 30;
 /// Every wait gives up after this (a loaded machine is slow, not stuck).
 const PATIENCE: Duration = Duration::from_secs(120);
-
-/// A small PRNG (splitmix64) for the kill moments, from a printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (z ^ (z >> 31)) % n.max(1)
-    }
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("TRICKLE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("clock")
-                .as_nanos() as u64
-        });
-    eprintln!("crash injection seed: {seed} (replay with TRICKLE_CRASH_SEED={seed})");
-    seed
-}
 
 /// When a run is killed.
 enum Kill {

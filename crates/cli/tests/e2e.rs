@@ -12,6 +12,7 @@ use axum::Router;
 use bitcoin::{Amount, Network, Txid};
 use common::*;
 use trickle_regtest::{Config, Node};
+use trickle_testkit::keys::{key, pubkey};
 use trickle_wallet::PREPAID_REQUESTS;
 
 async fn pay_many_and_close(versions: &[u8], fetches: u32) {
@@ -515,10 +516,7 @@ async fn hostile_sites_get_nothing() {
         },
         accepts: vec![],
     };
-    let payee_key = bitcoin::secp256k1::PublicKey::from_secret_key(
-        bitcoin::secp256k1::SECP256K1,
-        &bitcoin::secp256k1::SecretKey::from_slice(&[9; 32]).expect("key"),
-    );
+    let payee_key = pubkey(&key(9));
     signet
         .accepts
         .push(trickle_channel::http::PaymentRequirements {

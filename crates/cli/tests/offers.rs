@@ -14,12 +14,13 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::Router;
-use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
+use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, Network};
 use common::*;
 use trickle_channel::http::{asset, caip2, PaymentRequired, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use trickle_payee::DEFAULT_ENDPOINT_PATH;
 use trickle_regtest::{Config, Node};
+use trickle_testkit::keys::{key, pubkey};
 use trickle_wallet::offer::DEFAULT_MIN_EXPIRY_BLOCKS;
 
 /// A request as a server received it.
@@ -260,8 +261,7 @@ async fn bad_offers_are_refused_before_anything_is_sent_or_spent() {
     let site = hostile_site(&node, &upstream, payee_dir.path()).await;
     let (elsewhere_url, elsewhere_seen) = elsewhere().await;
     let other_endpoint = format!("{elsewhere_url}{DEFAULT_ENDPOINT_PATH}");
-    let other_key =
-        PublicKey::from_secret_key(SECP256K1, &SecretKey::from_slice(&[9; 32]).expect("key"));
+    let other_key = pubkey(&key(9));
     let short = DEFAULT_MIN_EXPIRY_BLOCKS - 1;
     let case = |name, tamper, refusal: String| Case {
         name,

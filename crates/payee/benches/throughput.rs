@@ -27,7 +27,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -183,8 +182,8 @@ async fn prepare(
     for c in 0..channels {
         let mut coin = [0u8; 32];
         coin[..8].copy_from_slice(&(c as u64 + 1).to_le_bytes());
-        let wallet = Wallet {
-            coin: OutPoint::new(Txid::from_byte_array(coin), 0),
+        let wallet = Coin {
+            outpoint: OutPoint::new(Txid::from_byte_array(coin), 0),
             value: Amount::from_sat(100_000_000),
         };
         let mut client = Client::open_funded(&endpoint, Version::V2, TIP, &wallet).await;
@@ -463,14 +462,5 @@ fn main() {
     for r in &rows {
         println!("{r}");
     }
-    if let Some(path) = std::env::var_os("BENCH_ROWS") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("BENCH_ROWS");
-        for r in &rows {
-            writeln!(f, "{r}").expect("write BENCH_ROWS");
-        }
-    }
+    trickle_testkit::bench_rows::append(&rows);
 }

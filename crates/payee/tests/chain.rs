@@ -35,15 +35,7 @@ async fn channels_close_before_expiry_and_are_closed_when_spent() {
     assert_eq!(server.chain.broadcast_txids(), vec![txid, txid]);
 
     // Expiry at 1000 + 144; close margin 12: at 1132 the server closes on its own.
-    let stored = server.payee.store().channel(&txid).await.unwrap().unwrap();
-    let expiry = stored
-        .state
-        .channel()
-        .unwrap()
-        .funding
-        .contract
-        .expiry
-        .to_consensus_u32();
+    let expiry = common::stored_expiry(&server.payee, txid).await;
     assert_eq!(expiry, 1_144);
     server.chain.set_height(1_131);
     server.payee.chain_duties().await.unwrap();

@@ -22,7 +22,7 @@ use bitcoin::{Amount, Transaction, Txid};
 use common::process::{
     coin, free_port, payout_address, serve, site, write_config, PayeeProcess, PATIENCE,
 };
-use common::{key, payer_config, Client, Wallet, CLIENT};
+use common::{key, payer_config, Client, Coin, CLIENT};
 use trickle_channel::http::{
     PaymentRequired, PaymentResponse, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
 };
@@ -30,41 +30,11 @@ use trickle_channel::{
     ChainTip, ClientVersion, Close, PayerContext, PayerState, UpdatePayment, Version, WireMessage,
 };
 use trickle_regtest::{Config, Node};
+use trickle_testkit::crash_seed::{seed, Rng};
 
 const PRICE: u64 = 10;
 /// Random kills while the channel opens and pays; the close adds its own.
 const KILLS: u32 = 24;
-
-/// A small PRNG (splitmix64): the kill moments and the client's choices, from a printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("TRICKLE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash injection seed: {seed} (replay with TRICKLE_CRASH_SEED={seed})");
-    seed
-}
 
 /// What the client has seen, shared with the killer, which checks it against the payee after
 /// every restart.
@@ -169,7 +139,7 @@ struct Payer {
     site: String,
     endpoint: String,
     seen: Arc<Mutex<Seen>>,
-    wallet: Wallet,
+    wallet: Coin,
     offer: Option<PaymentRequired>,
 }
 
@@ -713,7 +683,7 @@ async fn payee_killed_at_random_loses_no_payment_and_serves_nothing_unpaid() {
     // Pay: the first channel pays pages (pre-armed or after a 402, at random) while the killer
     // kills the payee at random moments, restarts it and checks it against the client.
     let seen = first.seen.clone();
-    let mut killer_rng = Rng(rng.next());
+    let mut killer_rng = Rng(rng.next_u64());
     let killer = {
         let (seen, http, endpoint, config) = (
             seen.clone(),

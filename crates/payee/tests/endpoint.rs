@@ -212,7 +212,7 @@ async fn a_contract_the_network_refuses_opens_no_channel() {
         &server.endpoint(),
         Version::V2,
         common::TIP,
-        &common::Wallet::new(62),
+        &common::Coin::made_up(62),
     )
     .await
     .err()

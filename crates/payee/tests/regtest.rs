@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bitcoin::{Amount, EcdsaSighashType, OutPoint, TxOut, Txid, Witness};
 use common::process::coin;
 use common::{
-    fetch, get_text, key, p2wpkh, serve_site, start_payee_with, Client, Wallet, CLIENT_PAYOUT,
+    fetch, get_text, key, p2wpkh, serve_site, start_payee_with, Client, Coin, CLIENT_PAYOUT,
 };
 use trickle_channel::{
     ClientVersion, Close, Contract, Funding, PayeeState, ProvideRefund, Version, WireMessage,
@@ -24,7 +24,7 @@ struct Setup {
     node: Node,
     payee: Payee,
     url: String,
-    wallet: Wallet,
+    wallet: Coin,
     dir: tempfile::TempDir,
 }
 
@@ -113,15 +113,7 @@ async fn v1_channel_is_closed_by_the_payee_before_expiry() {
     let s = setup().await;
     let client = open_and_pay(&s, Version::V1).await;
     let contract = client.txid();
-    let stored = s.payee.store().channel(&contract).await.unwrap().unwrap();
-    let expiry = stored
-        .state
-        .channel()
-        .unwrap()
-        .funding
-        .contract
-        .expiry
-        .to_consensus_u32();
+    let expiry = common::stored_expiry(&s.payee, contract).await;
     let margin = common::policy().close_margin_blocks;
     // One block short of the margin: still open.
     let height = s.node.height();
@@ -536,20 +528,7 @@ async fn a_payee_killed_before_broadcasting_a_stored_replacement_broadcasts_it_o
             PayeeState::Closing { settlement, .. } => settlement,
             other => panic!("closing, is {}", other.name()),
         };
-    let expiry = s
-        .payee
-        .store()
-        .channel(&contract)
-        .await
-        .unwrap()
-        .unwrap()
-        .state
-        .channel()
-        .unwrap()
-        .funding
-        .contract
-        .expiry
-        .to_consensus_u32();
+    let expiry = common::stored_expiry(&s.payee, contract).await;
     let margin = common::policy().close_margin_blocks;
     s.node
         .mine(expiry - margin - s.node.height())

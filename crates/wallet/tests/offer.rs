@@ -1,57 +1,26 @@
 //! Offers checked before anything is paid: the committed example of `tests/vectors/http.json`,
 //! and one hostile offer for each refusal.
 
-use bitcoin::secp256k1::{PublicKey, Secp256k1, SecretKey};
+use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, Network};
-use trickle_channel::credit::NonceKey;
 use trickle_channel::http::*;
 use trickle_channel::Version;
+use trickle_testkit::keys::{key, pubkey, SERVER};
+use trickle_testkit::offer::{offer, ENDPOINT, URL};
 use trickle_wallet::budget::{Budget, Period, Terms};
 use trickle_wallet::offer::*;
 use trickle_wallet::ChannelLimits;
 
-const URL: &str = "http://127.0.0.1:8080/articles/1";
 const ORIGIN: &str = "http://127.0.0.1:8080";
-const ENDPOINT: &str = "http://127.0.0.1:8080/.well-known/trickle/channel";
 const T0: u64 = 1_700_000_000;
 
 fn sat(n: u64) -> Amount {
     Amount::from_sat(n)
 }
 
-fn key(byte: u8) -> PublicKey {
-    let secret = SecretKey::from_slice(&[byte; 32]).expect("secret");
-    PublicKey::from_secret_key(&Secp256k1::new(), &secret)
-}
-
-/// The offer of `tests/vectors/http.json`, built from the channel crate's types.
-fn offer() -> PaymentRequired {
-    PaymentRequired {
-        x402_version: X402_VERSION,
-        error: None,
-        resource: Resource {
-            url: URL.into(),
-            description: "Article 1".into(),
-            mime_type: "text/html".into(),
-        },
-        accepts: vec![PaymentRequirements {
-            scheme: SCHEME.into(),
-            network: caip2(Network::Regtest),
-            amount: sat(10),
-            asset: asset(&caip2(Network::Regtest)),
-            pay_to: key(2),
-            max_timeout_seconds: 300,
-            extra: ChannelTerms {
-                endpoint: ENDPOINT.into(),
-                versions: vec![2, 1],
-                min_channel_value: sat(10_000),
-                max_channel_value: sat(1_000_000),
-                min_payment: sat(1_000),
-                max_expiry_blocks: 1_008,
-                nonce: NonceKey::new([9; 32]).issue([3; 16], 1_700_000_000, URL),
-            },
-        }],
-    }
+/// The public key of `key(byte)`; the offer pays `key(SERVER)`.
+fn public(byte: u8) -> PublicKey {
+    pubkey(&key(byte))
 }
 
 fn with(change: impl FnOnce(&mut PaymentRequirements)) -> PaymentRequired {
@@ -159,7 +128,7 @@ fn approval_follows_the_budget() {
         Approval::Prompt
     );
     // The pinned key, when it is the offer's.
-    ctx.pinned = Some(key(2));
+    ctx.pinned = Some(public(SERVER));
     assert!(ctx.check(&offer()).is_ok());
 }
 
@@ -439,13 +408,13 @@ fn the_endpoint_must_be_on_the_site() {
 #[test]
 fn a_changed_payee_key_is_refused() {
     let mut ctx = Ctx::new();
-    ctx.pinned = Some(key(3));
+    ctx.pinned = Some(public(3));
     let err = ctx.check(&offer()).expect_err("changed");
     assert_eq!(
         err,
         OfferError::PayeeKeyChanged {
-            pinned: Box::new(key(3)),
-            offered: Box::new(key(2))
+            pinned: Box::new(public(3)),
+            offered: Box::new(public(SERVER))
         }
     );
     assert_eq!(

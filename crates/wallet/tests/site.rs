@@ -7,7 +7,7 @@ mod common;
 
 use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use bitcoin::{Amount, FeeRate, Network};
-use common::{now, Counted, FailingStore, Payee, PRICE};
+use common::{funded_wallet, now, Counted, FailingStore, Payee, PRICE};
 use trickle_channel::http::{PaymentRequired, Resource, X402_VERSION};
 use trickle_channel::{ChainTip, ChannelError, PayerState};
 use trickle_regtest::{Config, Node};
@@ -61,15 +61,7 @@ async fn setup() -> (Setup, Payee) {
     let client = Builder::new(node.url()).build_async().expect("client");
     let store = Counted::default();
     let disk = FailingStore::new(store.clone());
-    let (mut wallet, _) = Wallet::create(disk.clone(), Network::Regtest, "pw")
-        .await
-        .expect("wallet");
-    let address = wallet.receive_address().await.expect("address");
-    node.fund(&address, Amount::from_sat(200_000))
-        .await
-        .expect("funded");
-    wallet.sync(&client, now()).await.expect("synced");
-    let tip = Wallet::<Counted>::tip(&client).await.expect("tip");
+    let (wallet, tip) = funded_wallet(&node, &client, disk.clone()).await;
     let mut payee = Payee::new(tip);
     payee.policy.min_payment = PRICE;
     let setup = Setup {

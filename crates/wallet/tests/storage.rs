@@ -280,71 +280,30 @@ impl Store for Disk {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out() {
-    use bitcoin::{Amount, FeeRate};
-    use common::{now, Payee, PRICE, SITE};
-    use trickle_channel::http::{PaymentSignature, Resource};
+    use bitcoin::Amount;
+    use common::{funded_wallet, open_channel, page, Payee, PASSWORD, PRICE, SITE};
+    use trickle_channel::http::PaymentSignature;
     use trickle_regtest::{Config, Node};
-    use trickle_wallet::{ChannelLimits, OpenParams};
 
-    const PASSWORD: &str = "pw";
-    let page = |n: u32| Resource {
-        url: format!("https://{SITE}/articles/{n}"),
-        description: String::new(),
-        mime_type: String::new(),
-    };
     let node = Node::start(Config::default()).await.expect("node");
     let client = bdk_esplora::esplora_client::Builder::new(node.url())
         .build_async()
         .expect("client");
     let disk = Disk::default();
-    let (mut wallet, _) = Wallet::create(disk.clone(), Network::Regtest, PASSWORD)
-        .await
-        .expect("wallet");
-    let address = wallet.receive_address().await.expect("address");
-    node.fund(&address, Amount::from_sat(200_000))
-        .await
-        .expect("funded");
-    wallet.sync(&client, now()).await.expect("synced");
-    let tip = Wallet::<Disk>::tip(&client).await.expect("tip");
+    let (mut wallet, tip) = funded_wallet(&node, &client, disk.clone()).await;
     let payee = Payee::new(tip);
     let key = payee.public_key();
     let offer = payee.offer();
 
     // Opening a channel on a full disk: refused before anything is signed or sent.
     disk.fill(true);
-    let err = wallet
-        .open_channel(
-            &payee,
-            &client,
-            OpenParams {
-                site: SITE,
-                offer: &offer,
-                value: Amount::from_sat(50_000),
-                first_payment: offer.extra.min_payment,
-                limits: &ChannelLimits::default(),
-                fee_rate: FeeRate::from_sat_per_vb_u32(2),
-                now: now(),
-            },
-        )
+    let err = open_channel(&mut wallet, &payee, &client, &offer)
         .await
         .expect_err("no channel opened on a full disk");
     assert!(err.to_string().contains(ENOSPC), "{err}");
     assert!(wallet.channels().await.expect("channels").is_empty());
     disk.fill(false);
-    wallet
-        .open_channel(
-            &payee,
-            &client,
-            OpenParams {
-                site: SITE,
-                offer: &offer,
-                value: Amount::from_sat(50_000),
-                first_payment: offer.extra.min_payment,
-                limits: &ChannelLimits::default(),
-                fee_rate: FeeRate::from_sat_per_vb_u32(2),
-                now: now(),
-            },
-        )
+    open_channel(&mut wallet, &payee, &client, &offer)
         .await
         .expect("channel opened");
     // The first payment's credit is used up: from now on every page needs a signature.
@@ -446,45 +405,21 @@ async fn a_full_disk_while_paying_gives_a_clear_error_and_lets_no_signature_out(
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_disk_filling_up_at_any_write_of_an_opening_locks_no_coins() {
-    use bitcoin::{Amount, FeeRate};
-    use common::{now, Payee, SITE};
+    use bitcoin::Amount;
+    use common::{funded_wallet, now, open_channel, Payee, PASSWORD};
     use trickle_regtest::{Config, Node};
-    use trickle_wallet::{ChannelLimits, OpenParams};
 
-    const PASSWORD: &str = "pw";
     let node = Node::start(Config::default()).await.expect("node");
     let client = bdk_esplora::esplora_client::Builder::new(node.url())
         .build_async()
         .expect("client");
     let disk = Disk::default();
-    let (mut wallet, _) = Wallet::create(disk.clone(), Network::Regtest, PASSWORD)
-        .await
-        .expect("wallet");
-    let address = wallet.receive_address().await.expect("address");
-    node.fund(&address, Amount::from_sat(200_000))
-        .await
-        .expect("funded");
-    wallet.sync(&client, now()).await.expect("synced");
-    let tip = Wallet::<Disk>::tip(&client).await.expect("tip");
+    let (mut wallet, tip) = funded_wallet(&node, &client, disk.clone()).await;
     let mut failures = 0;
     for writes in 0.. {
         let payee = Payee::new(tip);
         disk.fill_after(writes);
-        let opened = wallet
-            .open_channel(
-                &payee,
-                &client,
-                OpenParams {
-                    site: SITE,
-                    offer: &payee.offer(),
-                    value: Amount::from_sat(50_000),
-                    first_payment: payee.offer().extra.min_payment,
-                    limits: &ChannelLimits::default(),
-                    fee_rate: FeeRate::from_sat_per_vb_u32(2),
-                    now: now(),
-                },
-            )
-            .await;
+        let opened = open_channel(&mut wallet, &payee, &client, &payee.offer()).await;
         disk.fill(false);
         let Err(err) = opened else { break };
         failures += 1;

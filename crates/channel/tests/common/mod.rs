@@ -6,71 +6,17 @@ use std::collections::HashMap;
 
 use bitcoin::absolute::LockTime;
 use bitcoin::hashes::Hash;
-use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
-use bitcoin::sighash::SighashCache;
 use bitcoin::transaction::Version as TxVersion;
-use bitcoin::{
-    Amount, CompressedPublicKey, EcdsaSighashType, FeeRate, OutPoint, ScriptBuf, Sequence,
-    Transaction, TxIn, TxOut, Txid, Witness,
-};
+use bitcoin::{Amount, FeeRate, OutPoint, Transaction, TxIn, TxOut, Txid};
 use trickle_channel::*;
+use trickle_testkit::funding::Coin;
 
-pub fn key(n: u8) -> SecretKey {
-    SecretKey::from_slice(&[n; 32]).expect("valid key")
-}
-
-pub fn pubkey(k: &SecretKey) -> PublicKey {
-    PublicKey::from_secret_key(SECP256K1, k)
-}
-
-pub fn p2wpkh(k: &SecretKey) -> ScriptBuf {
-    ScriptBuf::new_p2wpkh(&CompressedPublicKey(pubkey(k)).wpubkey_hash())
-}
-
-pub const CLIENT: u8 = 1;
-pub const SERVER: u8 = 2;
-pub const WALLET: u8 = 3;
-pub const SERVER_PAYOUT: u8 = 4;
-pub const CLIENT_PAYOUT: u8 = 5;
-
-pub const TIP: ChainTip = ChainTip {
-    height: 1_000,
-    median_time_past: 1_700_000_000,
-};
-
-pub fn fee_rate() -> FeeRate {
-    FeeRate::from_sat_per_vb_u32(2)
-}
+pub use trickle_testkit::keys::*;
+pub use trickle_testkit::terms::*;
 
 /// The most a settlement pays per vbyte before its last resort.
 pub fn fee_ceiling() -> FeeRate {
     FeeRate::from_sat_per_vb_u32(100)
-}
-
-pub fn payer_config(version: Version) -> PayerConfig {
-    PayerConfig {
-        version,
-        channel_value: Amount::from_sat(100_000),
-        time_window_blocks: 144,
-        max_expiry_blocks: 2_016,
-        max_min_payment: Amount::from_sat(5_000),
-        payout_script: p2wpkh(&key(CLIENT_PAYOUT)),
-    }
-}
-
-pub fn policy() -> PayeePolicy {
-    PayeePolicy {
-        accept_v1: true,
-        accept_v2: true,
-        min_channel_value: Amount::from_sat(10_000),
-        max_channel_value: Amount::from_sat(1_000_000),
-        min_payment: Amount::from_sat(1_000),
-        min_expiry_blocks: 72,
-        max_expiry_blocks: 1_008,
-        expiry_kind: ExpiryKind::Height,
-        close_margin_blocks: 12,
-        payout_script: p2wpkh(&key(SERVER_PAYOUT)),
-    }
 }
 
 /// A set of outputs that exist "on chain": what Bitcoin Core's interpreter checks spends against.
@@ -131,34 +77,11 @@ impl Wallet {
 
     /// A signed transaction paying `output` from the wallet's coin, change back, 1000 sat fee.
     pub fn fund(&self, output: TxOut) -> Transaction {
-        let wk = key(WALLET);
-        let coin_value = Amount::from_sat(100_000_000);
-        let change = coin_value - output.value - Amount::from_sat(1_000);
-        let mut tx = Transaction {
-            version: TxVersion::TWO,
-            lock_time: LockTime::ZERO,
-            input: vec![TxIn {
-                previous_output: self.coin,
-                script_sig: ScriptBuf::new(),
-                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-                witness: Witness::new(),
-            }],
-            output: vec![
-                output,
-                TxOut {
-                    value: change,
-                    script_pubkey: p2wpkh(&wk),
-                },
-            ],
-        };
-        let hash = SighashCache::new(&tx)
-            .p2wpkh_signature_hash(0, &p2wpkh(&wk), coin_value, EcdsaSighashType::All)
-            .expect("sighash");
-        let sig = bitcoin::ecdsa::Signature::sighash_all(
-            SECP256K1.sign_ecdsa(&bitcoin::secp256k1::Message::from(hash), &wk),
-        );
-        tx.input[0].witness = Witness::p2wpkh(&sig, &pubkey(&wk));
-        tx
+        Coin {
+            outpoint: self.coin,
+            value: Amount::from_sat(100_000_000),
+        }
+        .fund(output)
     }
 }
 

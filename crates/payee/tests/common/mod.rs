@@ -1,5 +1,5 @@
-//! Test harness: keys, a funding wallet, a recording chain, an in-process server and an HTTP
-//! client built on `PayerState`.
+//! Test harness: the keys, terms and funding coin of `trickle_testkit`, a recording chain, an
+//! in-process server and an HTTP client built on `PayerState`.
 #![allow(dead_code)]
 
 pub mod process;
@@ -12,128 +12,26 @@ use std::sync::{Arc, Mutex};
 use axum::extract::Path;
 use axum::routing::get;
 use axum::Router;
-use bitcoin::absolute::LockTime;
-use bitcoin::hashes::Hash;
-use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
-use bitcoin::sighash::SighashCache;
-use bitcoin::transaction::Version as TxVersion;
-use bitcoin::{
-    Amount, CompressedPublicKey, EcdsaSighashType, FeeRate, Network, OutPoint, ScriptBuf, Sequence,
-    Transaction, TxIn, TxOut, Txid, Witness,
-};
+use bitcoin::secp256k1::SecretKey;
+use bitcoin::{Amount, FeeRate, Network, OutPoint, Transaction, Txid};
 use trickle_channel::http::{
     ChannelPayment, PaymentRequired, PaymentResponse, PaymentSignature, Resource, PAYMENT_REQUIRED,
     PAYMENT_RESPONSE, PAYMENT_SIGNATURE, X402_VERSION,
 };
 use trickle_channel::*;
 use trickle_payee::chain::{Chain, ChainError, Spend};
-use trickle_payee::store::ChannelStore;
+use trickle_payee::store::{ChannelStore, StoredChannel};
 use trickle_payee::{Keys, Payee, PayeeConfig, Price, Prices};
 
-pub fn key(n: u8) -> SecretKey {
-    SecretKey::from_slice(&[n; 32]).expect("valid key")
-}
+pub use trickle_testkit::funding::Coin;
+pub use trickle_testkit::keys::*;
+pub use trickle_testkit::terms::*;
 
-pub fn pubkey(k: &SecretKey) -> PublicKey {
-    PublicKey::from_secret_key(SECP256K1, k)
-}
-
-pub fn p2wpkh(k: &SecretKey) -> ScriptBuf {
-    ScriptBuf::new_p2wpkh(&CompressedPublicKey(pubkey(k)).wpubkey_hash())
-}
-
-pub const CLIENT: u8 = 1;
-pub const WALLET: u8 = 3;
-pub const SERVER_PAYOUT: u8 = 4;
-pub const CLIENT_PAYOUT: u8 = 5;
 pub const SEED: [u8; 32] = [9; 32];
-
-pub const TIP: ChainTip = ChainTip {
-    height: 1_000,
-    median_time_past: 1_700_000_000,
-};
-
-pub fn fee_rate() -> FeeRate {
-    FeeRate::from_sat_per_vb_u32(2)
-}
-
-pub fn payer_config(version: Version) -> PayerConfig {
-    PayerConfig {
-        version,
-        channel_value: Amount::from_sat(100_000),
-        time_window_blocks: 144,
-        max_expiry_blocks: 2_016,
-        max_min_payment: Amount::from_sat(5_000),
-        payout_script: p2wpkh(&key(CLIENT_PAYOUT)),
-    }
-}
-
-pub fn policy() -> PayeePolicy {
-    PayeePolicy {
-        accept_v1: true,
-        accept_v2: true,
-        min_channel_value: Amount::from_sat(10_000),
-        max_channel_value: Amount::from_sat(1_000_000),
-        min_payment: Amount::from_sat(1_000),
-        min_expiry_blocks: 72,
-        max_expiry_blocks: 1_008,
-        expiry_kind: ExpiryKind::Height,
-        close_margin_blocks: 12,
-        payout_script: p2wpkh(&key(SERVER_PAYOUT)),
-    }
-}
 
 pub fn server_key() -> SecretKey {
     // Not the derived key: tests only need it to sign in memory (see `memory_channel`).
     key(2)
-}
-
-/// A P2WPKH coin of `key(WALLET)` that funds contracts.
-pub struct Wallet {
-    pub coin: OutPoint,
-    pub value: Amount,
-}
-
-impl Wallet {
-    /// A made-up 1 BTC coin: enough where only the payee (and a recording chain) sees it.
-    pub fn new(tag: u8) -> Self {
-        Self {
-            coin: OutPoint::new(Txid::from_byte_array([tag; 32]), 0),
-            value: Amount::from_sat(100_000_000),
-        }
-    }
-
-    /// A signed transaction paying `output`, change back, 1000 sat fee.
-    pub fn fund(&self, output: TxOut) -> Transaction {
-        let wk = key(WALLET);
-        let coin_value = self.value;
-        let change = coin_value - output.value - Amount::from_sat(1_000);
-        let mut tx = Transaction {
-            version: TxVersion::TWO,
-            lock_time: LockTime::ZERO,
-            input: vec![TxIn {
-                previous_output: self.coin,
-                script_sig: ScriptBuf::new(),
-                sequence: Sequence::ENABLE_RBF_NO_LOCKTIME,
-                witness: Witness::new(),
-            }],
-            output: vec![
-                output,
-                TxOut {
-                    value: change,
-                    script_pubkey: p2wpkh(&wk),
-                },
-            ],
-        };
-        let hash = SighashCache::new(&tx)
-            .p2wpkh_signature_hash(0, &p2wpkh(&wk), coin_value, EcdsaSighashType::All)
-            .expect("sighash");
-        let sig = bitcoin::ecdsa::Signature::sighash_all(
-            SECP256K1.sign_ecdsa(&bitcoin::secp256k1::Message::from(hash), &wk),
-        );
-        tx.input[0].witness = Witness::p2wpkh(&sig, &pubkey(&wk));
-        tx
-    }
 }
 
 /// A chain double: a settable tip, every broadcast recorded, spends and confirmations set by
@@ -372,18 +270,13 @@ impl Client {
     }
 
     /// Opens a channel of `version` over the endpoint; the first payment is the minimum.
-    pub async fn open(endpoint: &str, version: Version, wallet_tag: u8) -> Self {
-        Self::open_funded(endpoint, version, TIP, &Wallet::new(wallet_tag)).await
+    pub async fn open(endpoint: &str, version: Version, coin_tag: u8) -> Self {
+        Self::open_funded(endpoint, version, TIP, &Coin::made_up(coin_tag)).await
     }
 
-    /// Opens a channel funded by `wallet`, the client seeing the chain at `tip`.
-    pub async fn open_funded(
-        endpoint: &str,
-        version: Version,
-        tip: ChainTip,
-        wallet: &Wallet,
-    ) -> Self {
-        match Self::try_open(endpoint, version, tip, wallet).await {
+    /// Opens a channel funded by `coin`, the client seeing the chain at `tip`.
+    pub async fn open_funded(endpoint: &str, version: Version, tip: ChainTip, coin: &Coin) -> Self {
+        match Self::try_open(endpoint, version, tip, coin).await {
             Ok(client) => client,
             Err(answer) => panic!("open refused: {answer:?}"),
         }
@@ -394,7 +287,7 @@ impl Client {
         endpoint: &str,
         version: Version,
         tip: ChainTip,
-        wallet: &Wallet,
+        coin: &Coin,
     ) -> Result<Self, Answer> {
         let hello = PayerState::start(payer_config(version));
         let mut client = Self {
@@ -413,7 +306,7 @@ impl Client {
         let PayerState::AwaitingFunding { contract, .. } = &client.payer else {
             panic!("payer awaits funding, is {}", client.payer.name())
         };
-        let contract_tx = wallet.fund(contract.output());
+        let contract_tx = coin.fund(contract.output());
         let k = key(CLIENT);
         let ctx = PayerContext {
             key: &k,
@@ -619,7 +512,7 @@ pub fn memory_channel(version: Version, tag: u8) -> [PayeeState; 4] {
     let PayerState::AwaitingFunding { contract, .. } = &payer else {
         panic!()
     };
-    let tx = Wallet::new(tag).fund(contract.output());
+    let tx = Coin::made_up(tag).fund(contract.output());
     let step = payer
         .contract_funded(&pctx, tx, Amount::ZERO)
         .expect("funded");
@@ -671,15 +564,27 @@ pub fn status_url(endpoint: &str, txid: Txid) -> String {
     format!("{endpoint}/session/{txid}?authorization={authorization}")
 }
 
-/// What the store holds for the channel `txid`: (paid, consumed), in sat.
-pub async fn stored_totals(payee: &Payee, txid: Txid) -> (u64, u64) {
-    let stored = payee
+/// The stored channel `txid`.
+pub async fn stored(payee: &Payee, txid: Txid) -> StoredChannel {
+    payee
         .store()
         .channel(&txid)
         .await
         .expect("store")
-        .expect("channel");
+        .expect("channel")
+}
+
+/// What the store holds for the channel `txid`: (paid, consumed), in sat.
+pub async fn stored_totals(payee: &Payee, txid: Txid) -> (u64, u64) {
+    let stored = stored(payee, txid).await;
     (stored.ledger.paid.to_sat(), stored.ledger.consumed.to_sat())
+}
+
+/// The expiry height of the contract of the stored channel `txid`.
+pub async fn stored_expiry(payee: &Payee, txid: Txid) -> u32 {
+    let stored = stored(payee, txid).await;
+    let channel = stored.state.channel().expect("open");
+    channel.funding.contract.expiry.to_consensus_u32()
 }
 
 pub async fn session_status(server: &Server, txid: Txid) -> serde_json::Value {

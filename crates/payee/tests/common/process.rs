@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 use trickle_regtest::Node;
 
-use super::{key, pubkey, Wallet, SERVER_PAYOUT, WALLET};
+use super::{key, pubkey, Coin, SERVER_PAYOUT, WALLET};
 
 /// Every wait for the payee gives up after this (a loaded machine is slow, not stuck).
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -134,7 +134,7 @@ impl PayeeProcess {
 }
 
 /// A coin of `value` to the test wallet's key, from the chain's faucet.
-pub async fn coin(node: &Node, value: Amount) -> Wallet {
+pub async fn coin(node: &Node, value: Amount) -> Coin {
     let address = Address::p2wpkh(&CompressedPublicKey(pubkey(&key(WALLET))), Network::Regtest);
     let funding = node.fund(&address, value).await.unwrap();
     let tx = node.transaction(&funding).unwrap();
@@ -143,8 +143,8 @@ pub async fn coin(node: &Node, value: Amount) -> Wallet {
         .iter()
         .position(|o| o.script_pubkey == address.script_pubkey())
         .unwrap();
-    Wallet {
-        coin: OutPoint::new(funding, vout as u32),
+    Coin {
+        outpoint: OutPoint::new(funding, vout as u32),
         value: tx.output[vout].value,
     }
 }

@@ -18,7 +18,9 @@ use trickle_channel::http::{
 use trickle_channel::{ChainTip, ExpiryKind, PayeeContext, PayeePolicy, PayeeState, WireMessage};
 use trickle_regtest::Node;
 use trickle_wallet::store::{Commit, MemoryStore, Store, StoreError, WriteBatch};
-use trickle_wallet::{ChannelClientError, ChannelLimits, OpenParams, Transport, Wallet};
+use trickle_wallet::{
+    ChannelClientError, ChannelLimits, ChannelRecord, OpenParams, Transport, Wallet,
+};
 
 /// The site the payee serves (the channel endpoint is on it).
 pub const SITE: &str = "site.example";
@@ -421,6 +423,50 @@ pub fn page(n: u32) -> Resource {
     }
 }
 
+/// A new wallet over `store` (password [`PASSWORD`]) holding a 200,000 sat coin from `node`'s
+/// faucet, synced through `client`; and the chain's tip.
+pub async fn funded_wallet<S: Store>(
+    node: &Node,
+    client: &AsyncClient,
+    store: S,
+) -> (Wallet<S>, ChainTip) {
+    let (mut wallet, _) = Wallet::create(store, Network::Regtest, PASSWORD)
+        .await
+        .expect("wallet");
+    let address = wallet.receive_address().await.expect("address");
+    node.fund(&address, Amount::from_sat(200_000))
+        .await
+        .expect("funded");
+    wallet.sync(client, now()).await.expect("synced");
+    let tip = Wallet::<S>::tip(client).await.expect("tip");
+    (wallet, tip)
+}
+
+/// Opens a 50,000 sat channel for [`SITE`] to `payee` on its `offer`: the first payment the
+/// offer's minimum, the default limits, 2 sat/vB.
+pub async fn open_channel<S: Store>(
+    wallet: &mut Wallet<S>,
+    payee: &Payee,
+    client: &AsyncClient,
+    offer: &PaymentRequirements,
+) -> Result<ChannelRecord, ChannelClientError> {
+    wallet
+        .open_channel(
+            payee,
+            client,
+            OpenParams {
+                site: SITE,
+                offer,
+                value: Amount::from_sat(50_000),
+                first_payment: offer.extra.min_payment,
+                limits: &ChannelLimits::default(),
+                fee_rate: FeeRate::from_sat_per_vb_u32(2),
+                now: now(),
+            },
+        )
+        .await
+}
+
 /// A funded wallet over `store` with a channel open to `payee` (its first payment, 1,000 sat,
 /// is credit), whose credit is then used up so that every further page needs a signature.
 /// The receipt of that page is pending (see `common::pay`).
@@ -429,31 +475,10 @@ pub async fn open(
     store: Counted,
 ) -> (Wallet<Counted>, Payee, AsyncClient, ChainTip, WriteBatch) {
     let client = Builder::new(node.url()).build_async().expect("client");
-    let (mut wallet, _) = Wallet::create(store, Network::Regtest, PASSWORD)
-        .await
-        .expect("wallet");
-    let address = wallet.receive_address().await.expect("address");
-    node.fund(&address, Amount::from_sat(200_000))
-        .await
-        .expect("funded");
-    wallet.sync(&client, now()).await.expect("synced");
-    let tip = Wallet::<Counted>::tip(&client).await.expect("tip");
+    let (mut wallet, tip) = funded_wallet(node, &client, store).await;
     let payee = Payee::new(tip);
     let offer = payee.offer();
-    wallet
-        .open_channel(
-            &payee,
-            &client,
-            OpenParams {
-                site: SITE,
-                offer: &offer,
-                value: Amount::from_sat(50_000),
-                first_payment: offer.extra.min_payment,
-                limits: &ChannelLimits::default(),
-                fee_rate: FeeRate::from_sat_per_vb_u32(2),
-                now: now(),
-            },
-        )
+    open_channel(&mut wallet, &payee, &client, &offer)
         .await
         .expect("channel opened");
     let key = payee.public_key();
