@@ -8,7 +8,6 @@
 //! settlement, a refund or a contract no longer in a block is broadcast again.
 
 use bitcoin::{FeeRate, Network, Transaction, Txid};
-use serde::{Deserialize, Serialize};
 use trickle_channel::{ChannelError, PayerChannel, PayerState, Snapshot};
 
 use crate::chain::{depth, ChainSource};
@@ -35,30 +34,6 @@ pub fn final_confirmations(network: Network) -> u32 {
     match network {
         Network::Regtest => 1,
         _ => 6,
-    }
-}
-
-/// What the chain duties know of a channel beyond its protocol state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChainWatch {
-    /// The settlement the payee returned on `CLOSE`, or the one the chain showed in a block:
-    /// broadcast again while it is not in a block and the channel not final.
-    #[serde(default)]
-    pub settlement: Option<Transaction>,
-    /// The transaction that spent the contract, final: the channel's chain duties are over.
-    #[serde(default)]
-    pub final_spend: Option<Txid>,
-    /// No settlement was in a block [`SETTLEMENT_DUE_BLOCKS`] before the expiry: the user is
-    /// told, and the refund goes out once valid.
-    #[serde(default)]
-    pub settlement_overdue: bool,
-}
-
-impl ChainWatch {
-    /// Whether the channel's chain duties are over: its contract's spend is final (or it was
-    /// recorded closed, which earlier versions did at one confirmation).
-    pub fn is_done(&self, state: &PayerState) -> bool {
-        self.final_spend.is_some() || matches!(state, PayerState::Closed { .. })
     }
 }
 

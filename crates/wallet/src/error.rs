@@ -44,8 +44,13 @@ pub enum WalletError {
     WeakPassword(crate::vault::WeakPassword),
     /// An amount to send of 0 sat, or above 21 million BTC.
     BadAmount,
-    /// A fee rate outside [`crate::app::send::FEE_RATE_SAT_VB`].
-    BadFeeRate,
+    /// A fee rate outside the rates a user may choose, sat/vB.
+    BadFeeRate {
+        /// The lowest.
+        min: f64,
+        /// The highest.
+        max: f64,
+    },
     /// Too many wrong passwords in a row: the next try waits this many seconds.
     TooManyAttempts {
         /// Seconds to wait, rounded up.
@@ -76,14 +81,8 @@ impl fmt::Display for WalletError {
             Self::BadAddress(e) => write!(f, "invalid address: {e}"),
             Self::WeakPassword(e) => write!(f, "{e}"),
             Self::BadAmount => f.write_str("enter an amount above 0 sat"),
-            Self::BadFeeRate => {
-                let rates = crate::app::send::FEE_RATE_SAT_VB;
-                write!(
-                    f,
-                    "the fee rate must be between {} and {} sat/vB",
-                    rates.start(),
-                    rates.end()
-                )
+            Self::BadFeeRate { min, max } => {
+                write!(f, "the fee rate must be between {min} and {max} sat/vB")
             }
             Self::TooManyAttempts { wait_secs } => {
                 write!(f, "too many wrong passwords: try again in {wait_secs} s")
@@ -111,7 +110,7 @@ impl WalletError {
             Self::BadAddress(_) => "bad_address",
             Self::WeakPassword(_) => "weak_password",
             Self::BadAmount => "bad_amount",
-            Self::BadFeeRate => "bad_fee_rate",
+            Self::BadFeeRate { .. } => "bad_fee_rate",
             Self::TooManyAttempts { .. } => "too_many_attempts",
         }
     }

@@ -27,12 +27,10 @@ mod wallet;
 
 pub use bdk_esplora::esplora_client;
 pub use channels::{
-    ChannelClientError, ChannelLimits, ChannelRecord, OpenParams, Transport, ENDPOINT_TIMEOUT,
-    MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
+    ChainWatch, ChannelClientError, ChannelLimits, ChannelRecord, OpenParams, Transport,
+    ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
 };
-pub use closing::{
-    final_confirmations, ChainWatch, Duties, CLOSE_MARGIN_BLOCKS, SETTLEMENT_DUE_BLOCKS,
-};
+pub use closing::{final_confirmations, Duties, CLOSE_MARGIN_BLOCKS, SETTLEMENT_DUE_BLOCKS};
 pub use error::{Shortfall, WalletError};
 pub use wallet::{
     new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, CHANNEL_KEY_PURPOSE,

@@ -130,10 +130,7 @@ mod tests {
     async fn a_view_is_reused_for_its_time_then_fetched_again() {
         let (chain, view) = (Moving::default(), ChainView::new());
         let (tip, rate) = view.get(&chain, 1_000.0).await.expect("fetched");
-        assert_eq!(
-            (tip.height, rate),
-            (101, FeeRate::from_sat_per_vb_u32(5))
-        );
+        assert_eq!((tip.height, rate), (101, FeeRate::from_sat_per_vb_u32(5)));
         let again = view.get(&chain, 1_000.0 + CHAIN_VIEW_MS - 1.0).await;
         assert_eq!(again.expect("reused").0.height, 101);
         assert_eq!(chain.fetches.get(), 1);

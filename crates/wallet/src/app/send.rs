@@ -28,7 +28,10 @@ pub fn amount(sat: u64) -> Result<Amount, WalletError> {
 /// to whole sat per 1,000 weight units so that it is never less than asked.
 pub fn fee_rate(sat_vb: f64) -> Result<FeeRate, WalletError> {
     if !FEE_RATE_SAT_VB.contains(&sat_vb) {
-        return Err(WalletError::BadFeeRate);
+        return Err(WalletError::BadFeeRate {
+            min: *FEE_RATE_SAT_VB.start(),
+            max: *FEE_RATE_SAT_VB.end(),
+        });
     }
     // 1 sat/vB = 250 sat per 1,000 weight units; the range above bounds the product.
     Ok(FeeRate::from_sat_per_kwu((sat_vb * 250.0).ceil() as u64))

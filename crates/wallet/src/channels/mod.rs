@@ -10,12 +10,10 @@
 //! committed.
 
 use bitcoin::secp256k1::PublicKey;
-use bitcoin::{Amount, FeeRate};
+use bitcoin::{Amount, FeeRate, Transaction, Txid};
 use serde::{Deserialize, Serialize};
 use trickle_channel::http::PaymentRequirements;
 use trickle_channel::{ChannelId, PayerState, Snapshot};
-
-use crate::closing::ChainWatch;
 
 #[cfg(doc)]
 use crate::wallet::Wallet;
@@ -75,6 +73,30 @@ impl Default for ChannelLimits {
             max_min_payment: Amount::from_sat(5_000),
             max_channel_value: Amount::from_sat(100_000),
         }
+    }
+}
+
+/// What the chain duties know of a channel beyond its protocol state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainWatch {
+    /// The settlement the payee returned on `CLOSE`, or the one the chain showed in a block:
+    /// broadcast again while it is not in a block and the channel not final.
+    #[serde(default)]
+    pub settlement: Option<Transaction>,
+    /// The transaction that spent the contract, final: the channel's chain duties are over.
+    #[serde(default)]
+    pub final_spend: Option<Txid>,
+    /// No settlement was in a block [`SETTLEMENT_DUE_BLOCKS`](crate::SETTLEMENT_DUE_BLOCKS) before the expiry: the user is
+    /// told, and the refund goes out once valid.
+    #[serde(default)]
+    pub settlement_overdue: bool,
+}
+
+impl ChainWatch {
+    /// Whether the channel's chain duties are over: its contract's spend is final (or it was
+    /// recorded closed, which earlier versions did at one confirmation).
+    pub fn is_done(&self, state: &PayerState) -> bool {
+        self.final_spend.is_some() || matches!(state, PayerState::Closed { .. })
     }
 }
 

@@ -10,9 +10,10 @@ use trickle_channel::{
 };
 
 use super::endpoint::exchange;
-use super::{ChannelClientError, ChannelRecord, OpenParams, Transport, EXPIRY_TIP_SKEW_BLOCKS};
+use super::{
+    ChainWatch, ChannelClientError, ChannelRecord, OpenParams, Transport, EXPIRY_TIP_SKEW_BLOCKS,
+};
 use crate::chain::ChainSource;
-use crate::closing::ChainWatch;
 use crate::store::Store;
 use crate::wallet::Wallet;
 
