@@ -7,7 +7,18 @@ use bdk_esplora::esplora_client::{AsyncClient, Sleeper};
 use bitcoin::{FeeRate, OutPoint, Transaction, Txid};
 use trickle_channel::ChainTip;
 
-use crate::{FeeRates, WalletError};
+use crate::WalletError;
+
+/// Fee rates for about 1, 6 and 24 blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeRates {
+    /// About 1 block.
+    pub fast: FeeRate,
+    /// About 6 blocks.
+    pub normal: FeeRate,
+    /// About 24 blocks.
+    pub slow: FeeRate,
+}
 
 /// The transaction that spent an output, as the chain source reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

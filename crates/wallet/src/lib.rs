@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod approval;
+mod book;
 pub mod budget;
 pub mod chain;
 mod channels;
@@ -26,6 +27,7 @@ pub mod vault;
 mod wallet;
 
 pub use bdk_esplora::esplora_client;
+pub use chain::FeeRates;
 pub use channels::{
     ChainWatch, ChannelClientError, ChannelLimits, ChannelRecord, OpenParams, Transport,
     ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES, PREPAID_REQUESTS,
@@ -33,6 +35,5 @@ pub use channels::{
 pub use closing::{final_confirmations, Duties, CLOSE_MARGIN_BLOCKS, SETTLEMENT_DUE_BLOCKS};
 pub use error::{Shortfall, WalletError};
 pub use wallet::{
-    new_phrase, Balance, FeeRates, SendPreview, TxSummary, Wallet, CHANNEL_KEY_PURPOSE,
-    STORAGE_FORMAT,
+    new_phrase, Balance, SendPreview, TxSummary, Wallet, CHANNEL_KEY_PURPOSE, STORAGE_FORMAT,
 };

@@ -16,7 +16,8 @@ use bitcoin::{
 use serde::{Deserialize, Serialize};
 use trickle_channel::ChainTip;
 
-use crate::chain::ChainSource;
+use crate::book::Book;
+use crate::chain::{ChainSource, FeeRates};
 use crate::error::WalletError;
 use crate::store::{Commit, Mirror, Store, StoreError, WriteBatch};
 use crate::vault::{self, Sealed, VaultKey};
@@ -75,17 +76,6 @@ pub struct SendPreview {
     pub vsize: u64,
 }
 
-/// Fee rates for about 1, 6 and 24 blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FeeRates {
-    /// About 1 block.
-    pub fast: FeeRate,
-    /// About 6 blocks.
-    pub normal: FeeRate,
-    /// About 24 blocks.
-    pub slow: FeeRate,
-}
-
 /// A new 12-word recovery phrase from the system's CSPRNG (the browser's on wasm).
 pub fn new_phrase() -> Result<String, WalletError> {
     let entropy = vault::random::<16>()?;
@@ -102,16 +92,8 @@ pub struct Wallet<S: Store> {
     master: Xpriv,
     bdk: bdk_wallet::Wallet,
     changes: ChangeSet,
-    /// Channel records as last committed (read from the store once, then kept as this wallet
-    /// commits them), by store key, so that a paid request reads none. This wallet is its
-    /// store's only writer of channel records.
-    pub(crate) records: std::sync::Mutex<std::collections::BTreeMap<String, crate::ChannelRecord>>,
-    /// Whether `records` holds every stored channel record: listed once, then kept current.
-    pub(crate) records_listed: std::sync::atomic::AtomicBool,
-    /// The increments waiting for their receipt, by store key, as last committed, once read
-    /// (see `site`).
-    pub(crate) outstanding:
-        std::sync::Mutex<Option<std::collections::BTreeMap<String, crate::site::Outstanding>>>,
+    /// The channels and the increments waiting for their receipt, as last committed.
+    pub(crate) book: Book,
     /// Channel keys derived so far (each derivation costs several curve multiplications).
     channel_keys: std::sync::Mutex<std::collections::BTreeMap<u32, SecretKey>>,
 }
@@ -140,9 +122,7 @@ impl<S: Store> Wallet<S> {
             master,
             bdk,
             changes,
-            records: Default::default(),
-            records_listed: Default::default(),
-            outstanding: Default::default(),
+            book: Book::default(),
             channel_keys: Default::default(),
         }
     }
@@ -624,8 +604,7 @@ impl<S: Store> Wallet<S> {
 
 impl<S: Store> Mirror for Wallet<S> {
     fn committed(&self, batch: &WriteBatch) {
-        crate::channels::mirror(self, batch);
-        crate::site::mirror(self, batch);
+        self.book.committed(batch);
     }
 }
 

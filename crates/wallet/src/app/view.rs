@@ -140,7 +140,7 @@ impl From<&ChannelRecord> for ChannelView {
 }
 
 /// Budgets, channels and the payment history.
-#[derive(Serialize, TS)]
+#[derive(Debug, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 #[ts(rename = "Sites")]
 pub struct SitesView {
@@ -280,7 +280,7 @@ impl From<Duties> for DutiesView {
 }
 
 /// What to do with an offer.
-#[derive(Serialize, TS)]
+#[derive(Debug, Serialize, TS)]
 #[serde(
     rename_all = "camelCase",
     rename_all_fields = "camelCase",
@@ -324,7 +324,7 @@ impl From<Answer> for OfferAnswer {
 }
 
 /// A payment waiting for the user, with what approving it means.
-#[derive(Serialize, TS)]
+#[derive(Debug, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 #[ts(rename = "Ask")]
 pub struct AskView {
@@ -337,7 +337,7 @@ pub struct AskView {
 }
 
 /// A receipt applied: the payment, and the site's next pre-armed payment.
-#[derive(Serialize, TS)]
+#[derive(Debug, Serialize, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiptAnswer {
     /// The payment, as the history keeps it (with its reload header).

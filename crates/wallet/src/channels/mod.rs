@@ -9,11 +9,8 @@
 //! committed; the operations that take a `base` batch read through writes staged but not yet
 //! committed.
 
-use bitcoin::secp256k1::PublicKey;
-use bitcoin::{Amount, FeeRate, Transaction, Txid};
-use serde::{Deserialize, Serialize};
+use bitcoin::{Amount, FeeRate};
 use trickle_channel::http::PaymentRequirements;
-use trickle_channel::{ChannelId, PayerState, Snapshot};
 
 #[cfg(doc)]
 use crate::wallet::Wallet;
@@ -25,9 +22,11 @@ mod open;
 mod pay;
 mod records;
 
+pub use crate::book::{ChainWatch, ChannelRecord};
+
 pub(crate) use endpoint::signature_header;
 pub use error::ChannelClientError;
-pub(crate) use records::{mirror, relabelled_by_origin};
+pub(crate) use records::relabelled_by_origin;
 
 /// How many requests at a site's price one prepared payment pays ahead
 /// ([`Wallet::prepare_next`]): one signature and one durable write then serve this many
@@ -76,30 +75,6 @@ impl Default for ChannelLimits {
     }
 }
 
-/// What the chain duties know of a channel beyond its protocol state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChainWatch {
-    /// The settlement the payee returned on `CLOSE`, or the one the chain showed in a block:
-    /// broadcast again while it is not in a block and the channel not final.
-    #[serde(default)]
-    pub settlement: Option<Transaction>,
-    /// The transaction that spent the contract, final: the channel's chain duties are over.
-    #[serde(default)]
-    pub final_spend: Option<Txid>,
-    /// No settlement was in a block [`SETTLEMENT_DUE_BLOCKS`](crate::SETTLEMENT_DUE_BLOCKS) before the expiry: the user is
-    /// told, and the refund goes out once valid.
-    #[serde(default)]
-    pub settlement_overdue: bool,
-}
-
-impl ChainWatch {
-    /// Whether the channel's chain duties are over: its contract's spend is final (or it was
-    /// recorded closed, which earlier versions did at one confirmation).
-    pub fn is_done(&self, state: &PayerState) -> bool {
-        self.final_spend.is_some() || matches!(state, PayerState::Closed { .. })
-    }
-}
-
 /// What [`Wallet::open_channel`] opens.
 #[derive(Clone, Copy, Debug)]
 pub struct OpenParams<'a> {
@@ -122,47 +97,3 @@ pub struct OpenParams<'a> {
 /// Blocks the payee's chain tip may be ahead of the client's when it sets a channel's expiry:
 /// an `INITIATE` expiry up to this much beyond the offer's `maxExpiryBlocks` is accepted.
 const EXPIRY_TIP_SKEW_BLOCKS: u32 = 6;
-
-/// One channel with one site, as stored under `channel/<id>`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelRecord {
-    /// The site the channel pays: its origin (scheme, host and port).
-    pub site: String,
-    /// The payee's channel key.
-    pub payee_key: PublicKey,
-    /// The payee's channel endpoint.
-    pub endpoint: String,
-    /// The session at the endpoint (the contract txid once open).
-    pub session: String,
-    /// Index of the client's channel key (`m/1017'/coin'/index'`).
-    pub key_index: u32,
-    /// The channel state.
-    pub state: Snapshot<PayerState>,
-    /// Paid but not yet consumed, per the payee's last receipt.
-    pub credit: Amount,
-    /// The site's last offer, answered by pre-armed payments.
-    #[serde(default)]
-    pub last_offer: Option<PaymentRequirements>,
-    /// What the chain duties know of the contract's spend (`crate::closing`).
-    #[serde(default)]
-    pub chain: ChainWatch,
-}
-
-impl ChannelRecord {
-    /// The channel's id.
-    pub fn id(&self) -> ChannelId {
-        ChannelId::new(&self.payee_key, &self.site)
-    }
-
-    /// What the payee can charge requests once it holds the latest payment: the credit of its
-    /// last receipt plus what was signed since (reserved in the budget until consumed).
-    pub fn available(&self) -> Amount {
-        self.state
-            .state
-            .committed_channel()
-            .map_or(Amount::ZERO, |c| {
-                let unacknowledged = c.paid().checked_sub(c.acknowledged).unwrap_or(Amount::ZERO);
-                self.credit + unacknowledged
-            })
-    }
-}

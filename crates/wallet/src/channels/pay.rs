@@ -6,8 +6,8 @@ use trickle_channel::http::{PaymentRequirements, PaymentResponse, Resource};
 use trickle_channel::{ChainTip, PayerState, PaymentAck, Snapshot, WireMessage};
 
 use super::endpoint::payment_header;
-use super::records::stage_record;
 use super::{ChannelClientError, ChannelRecord, PREPAID_REQUESTS};
+use crate::book::stage_record;
 use crate::error::WalletError;
 use crate::store::{Staged, Store, WriteBatch};
 use crate::wallet::Wallet;

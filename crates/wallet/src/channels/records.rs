@@ -5,19 +5,9 @@ use bitcoin::secp256k1::PublicKey;
 use trickle_channel::ChannelId;
 
 use super::{ChannelClientError, ChannelRecord};
-use crate::error::WalletError;
+use crate::book::{decode_record, record_key, stage_record, RECORD_PREFIX};
 use crate::store::{Commit, Store, WriteBatch};
 use crate::wallet::Wallet;
-
-/// The store key prefix of channel records: `channel/<id>`.
-const RECORD_PREFIX: &str = "channel/";
-
-pub(super) fn record_key(id: &ChannelId) -> String {
-    format!("{RECORD_PREFIX}{id}")
-}
-fn decode_record(key: &str, bytes: &[u8]) -> Result<ChannelRecord, WalletError> {
-    serde_json::from_slice(bytes).map_err(|e| WalletError::Corrupt(format!("{key}: {e}")))
-}
 
 /// Layout 3 (see [`crate::layout`]): a record the command-line payer labelled with its site's
 /// host, relabelled with the site's origin, which is its channel endpoint's (the payee serves
@@ -33,32 +23,6 @@ pub(crate) fn relabelled_by_origin(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
     Some((record_key(&record.id()), bytes))
 }
 
-/// `record` as a write of its store key.
-pub(super) fn stage_record(
-    writes: &mut WriteBatch,
-    record: &ChannelRecord,
-) -> Result<(), WalletError> {
-    let bytes = serde_json::to_vec(record).map_err(|e| WalletError::Corrupt(e.to_string()))?;
-    writes.put(record_key(&record.id()), bytes);
-    Ok(())
-}
-
-/// Takes the committed channel records of `batch` into the wallet's memory.
-pub(crate) fn mirror<S: Store>(wallet: &Wallet<S>, batch: &WriteBatch) {
-    let mut known = wallet.known_records();
-    for (key, value) in batch.with_prefix(RECORD_PREFIX) {
-        match value.map(|bytes| decode_record(key, bytes)) {
-            Some(Ok(record)) => known.insert(key.to_owned(), record),
-            // Removed, or not a record this crate wrote: read from the store next time.
-            None | Some(Err(_)) => {
-                wallet
-                    .records_listed
-                    .store(false, std::sync::atomic::Ordering::Release);
-                known.remove(key)
-            }
-        };
-    }
-}
 impl<S: Store> Wallet<S> {
     /// The channel with `site` paying `payee_key`, if any, as last committed.
     pub async fn channel(
@@ -88,15 +52,14 @@ impl<S: Store> Wallet<S> {
 
     /// Every channel, as last committed.
     pub async fn channels(&self) -> Result<Vec<ChannelRecord>, ChannelClientError> {
-        use std::sync::atomic::Ordering;
-        // Listed once: from then on every record this wallet commits is in `records` too.
-        if !self.records_listed.load(Ordering::Acquire) {
+        // Listed once: from then on every record this wallet commits is in the book too.
+        if !self.book.records_listed() {
             for key in self.store().keys(RECORD_PREFIX).await? {
                 self.record(key).await?;
             }
-            self.records_listed.store(true, Ordering::Release);
+            self.book.set_records_listed();
         }
-        Ok(self.known_records().values().cloned().collect())
+        Ok(self.book.known_records().values().cloned().collect())
     }
 
     /// Every channel as it is once `base` (staged, not yet committed) is.
@@ -121,24 +84,18 @@ impl<S: Store> Wallet<S> {
 
     /// The record under `key` as last committed: from memory, else from the store.
     async fn record(&self, key: String) -> Result<Option<ChannelRecord>, ChannelClientError> {
-        if let Some(record) = self.known_records().get(&key) {
+        if let Some(record) = self.book.known_records().get(&key) {
             return Ok(Some(record.clone()));
         }
         let Some(bytes) = self.store().get(&key).await? else {
             return Ok(None);
         };
         let record = decode_record(&key, &bytes)?;
-        self.known_records()
+        self.book
+            .known_records()
             .entry(key)
             .or_insert_with(|| record.clone());
         Ok(Some(record))
-    }
-
-    fn known_records(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, ChannelRecord>> {
-        // A poisoned lock still holds records as they were last committed.
-        self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores `record`; durable when it returns, and only then the wallet's view of it. For

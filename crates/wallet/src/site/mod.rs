@@ -32,7 +32,7 @@ use trickle_channel::http::{PaymentRequired, PaymentResponse, Receipt, Refusal, 
 use trickle_channel::{ChainTip, PayerState};
 
 use crate::approval::{self, Approver};
-use crate::budget::{budget_key, BudgetError, Period, ReservationId, Terms};
+use crate::budget::{BudgetError, Period, ReservationId, Terms};
 use crate::chain::ChainSource;
 use crate::channels::{ChannelClientError, ChannelRecord, OpenParams, Transport};
 use crate::error::{Shortfall, WalletError};
@@ -52,8 +52,6 @@ mod reconcile;
 use answer::Reserved;
 pub use ask::{suggested_terms, Ask, AskReason};
 pub use error::PayError;
-pub(crate) use outstanding::mirror;
-pub(crate) use outstanding::Outstanding;
 pub use receipt::{pays_again, ReceiptView};
 
 /// What the wallet needs from outside to pay a site.
