@@ -24,6 +24,7 @@ import {
   waitScreen,
 } from "./harness.mjs";
 import { BROWSERS, launch } from "./browsers.mjs";
+import { storedRecords } from "./fixtures.mjs";
 
 const FUNDED = 150_000;
 const PENDING = 25_000;
@@ -108,6 +109,18 @@ for (const kind of BROWSERS) describe(`a new wallet, funded and restored (${kind
     const after = await send(page, { type: "state" });
     assert.equal(after.payload.wallet, "unlocked", "the new wallet is unlocked");
     assertNoPageErrors(browser);
+  });
+
+  test("the browser's own storage passes the store suite in the worker, beside the wallet's records", async () => {
+    const page = browser.onboarding;
+    const keys = async () => Object.keys((await page.evaluate(storedRecords, browser.kind === "chromium")).records).sort();
+    const before = await keys();
+    assert.ok(before.includes("layout") && before.some((k) => k.startsWith("regtest/wallet/")), `the wallet's records: ${before}`);
+    const suite = await send(page, { type: "storeSuite" });
+    assert.equal(suite.ok, true, JSON.stringify(suite));
+    assert.ok(suite.payload.checks > 15, `${suite.payload.checks} checks ran`);
+    assert.deepEqual(await keys(), before, "the wallet's records as they were, none of the suite's left");
+    assert.equal((await send(page, { type: "state" })).payload.wallet, "unlocked");
   });
 
   test("the popup shows the receive address; the chain funds it; the balance appears", { timeout: 180_000 }, async () => {

@@ -51,6 +51,14 @@ impl<S: Store> Scoped<S> {
         }
     }
 
+    /// `inner` seen through `<prefix>/`: a share apart from every network's.
+    pub fn under(inner: S, prefix: &str) -> Self {
+        Self {
+            inner,
+            prefix: format!("{prefix}/"),
+        }
+    }
+
     /// The whole store.
     pub fn inner(&self) -> &S {
         &self.inner

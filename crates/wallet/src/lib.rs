@@ -16,6 +16,7 @@ pub mod budget;
 pub mod chain;
 mod channels;
 mod closing;
+pub mod conformance;
 mod error;
 pub mod layout;
 pub mod offer;
