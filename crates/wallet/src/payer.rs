@@ -17,6 +17,9 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
 use crate::approval::Approver;
 use crate::budget::site_origin;
 use crate::chain::ChainSource;
@@ -28,9 +31,11 @@ use crate::wallet::Wallet;
 use trickle_channel::ChainTip;
 
 /// What a request carried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
 pub enum Sent {
     /// No payment.
+    #[default]
     Nothing,
     /// A pre-armed payment, sent before the site asked.
     Armed,
@@ -49,6 +54,18 @@ pub struct Response<'a> {
     pub payment_required: Option<&'a str>,
     /// `PAYMENT-RESPONSE`, if any.
     pub payment_response: Option<&'a str>,
+}
+
+/// What a 402 answering a request that carried `sent` may be paid with: the payment the request
+/// then carries, or the refusal. A request already paid is paid again only when the payee
+/// refused it for lack of credit (`pay_again`, see [`crate::site::pays_again`]), and only once;
+/// any other 402 after a payment is the site asking twice.
+pub fn answering(sent: Sent, pay_again: bool) -> Result<Sent, PayError> {
+    match sent {
+        Sent::Nothing | Sent::Armed => Ok(Sent::Paid),
+        Sent::Paid if pay_again => Ok(Sent::PaidAgain),
+        Sent::Paid | Sent::PaidAgain => Err(PayError::AskedTwice),
+    }
 }
 
 /// What to do after a response.
@@ -180,11 +197,7 @@ impl<S: Store, A: Approver> Payer<S, A> {
         if response.status != 402 {
             return Ok(Next::Done);
         }
-        let next = match sent {
-            Sent::Nothing | Sent::Armed => Sent::Paid,
-            Sent::Paid if again => Sent::PaidAgain,
-            Sent::Paid | Sent::PaidAgain => return Err(PayError::AskedTwice),
-        };
+        let next = answering(sent, again)?;
         let required = response
             .payment_required
             .ok_or_else(|| PayError::BadHeader("a 402 without a PAYMENT-REQUIRED header".into()))?;
@@ -236,5 +249,23 @@ impl<S: Store, A: Approver> Payer<S, A> {
             .await?;
         self.pending = WriteBatch::new();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_already_paid_is_paid_again_only_for_lack_of_credit_and_only_once() {
+        for pay_again in [false, true] {
+            assert_eq!(answering(Sent::Nothing, pay_again).ok(), Some(Sent::Paid));
+            assert_eq!(answering(Sent::Armed, pay_again).ok(), Some(Sent::Paid));
+            let twice = answering(Sent::PaidAgain, pay_again);
+            assert!(matches!(twice, Err(PayError::AskedTwice)), "{twice:?}");
+        }
+        assert_eq!(answering(Sent::Paid, true).ok(), Some(Sent::PaidAgain));
+        let asked = answering(Sent::Paid, false);
+        assert_eq!(asked.map_err(|e| e.code()).err(), Some("paid_again"));
     }
 }

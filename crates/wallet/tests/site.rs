@@ -7,8 +7,7 @@ mod common;
 
 use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use bitcoin::{Amount, FeeRate, Network};
-use common::{funded_wallet, now, Counted, FailingStore, Payee, PRICE};
-use trickle_channel::http::{PaymentRequired, Resource, X402_VERSION};
+use common::{funded_wallet, now, required, Counted, FailingStore, Payee, PRICE};
 use trickle_channel::{ChainTip, ChannelError, PayerState};
 use trickle_regtest::{Config, Node};
 use trickle_wallet::budget::{Budget, Budgets, Period, Terms};
@@ -22,24 +21,6 @@ const ORIGIN: &str = "https://site.example";
 
 fn url(n: u32) -> String {
     format!("{ORIGIN}/articles/{n}")
-}
-
-/// The `PAYMENT-REQUIRED` header the payee answers `url` with. Its offer asks a first
-/// payment of `first_payment`, whatever the payee's `INITIATE` then asks.
-fn required(payee: &Payee, url: &str, first_payment: Amount) -> String {
-    let mut offer = payee.offer();
-    offer.extra.min_payment = first_payment;
-    PaymentRequired {
-        x402_version: X402_VERSION,
-        error: None,
-        resource: Resource {
-            url: url.to_owned(),
-            description: "an article".into(),
-            mime_type: "text/html".into(),
-        },
-        accepts: vec![offer],
-    }
-    .to_header()
 }
 
 struct Setup {

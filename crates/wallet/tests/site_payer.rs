@@ -7,8 +7,7 @@
 mod common;
 
 use bdk_esplora::esplora_client::{AsyncClient, Builder};
-use common::{funded_wallet, Counted, FailingStore, Payee, PRICE};
-use trickle_channel::http::{PaymentRequired, Resource, X402_VERSION};
+use common::{funded_wallet, required, Counted, FailingStore, Payee, PRICE};
 use trickle_regtest::{Config, Node};
 use trickle_wallet::app::sites::{Env, SitePayer};
 use trickle_wallet::app::view::{OfferAnswer, TermsView};
@@ -24,20 +23,6 @@ fn url(n: u32) -> String {
 
 fn now_ms() -> f64 {
     common::now() as f64 * 1000.0
-}
-
-fn required(payee: &Payee, url: &str) -> String {
-    PaymentRequired {
-        x402_version: X402_VERSION,
-        error: None,
-        resource: Resource {
-            url: url.to_owned(),
-            description: "an article".into(),
-            mime_type: "text/html".into(),
-        },
-        accepts: vec![payee.offer()],
-    }
-    .to_header()
 }
 
 struct Browser {
@@ -76,7 +61,7 @@ impl Browser {
     }
 
     async fn offer(&mut self, payee: &Payee, n: u32, confirmed: bool) -> OfferAnswer {
-        let header = required(payee, &url(n));
+        let header = required(payee, &url(n), PRICE);
         let env = Env {
             transport: payee,
             chain: &self.client,
@@ -189,7 +174,7 @@ async fn a_receipt_records_the_payment_and_pre_arms_the_next_page_in_one_write()
                 now_ms: now_ms(),
             },
             &url(3),
-            &required(&payee, &url(3)),
+            &required(&payee, &url(3), PRICE),
             false,
         )
         .await;

@@ -24,8 +24,10 @@ use trickle_wallet::app::send::send_terms;
 use trickle_wallet::app::session::{UnlockFailures, UnlockedSession};
 use trickle_wallet::app::sites::SitePayer;
 use trickle_wallet::app::view::{BalanceView, SendPreviewView, TermsView, TxView};
+use trickle_wallet::conformance::check_store;
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
+use trickle_wallet::payer::{answering, Sent};
 use trickle_wallet::settings::Settings;
 use trickle_wallet::vault::{self, VaultKey};
 use trickle_wallet::{new_phrase, Wallet, WalletError};
@@ -42,6 +44,9 @@ type Esplora = AsyncClient<TimeoutSleeper>;
 const SESSION_KEY: &str = "unlocked";
 /// Wrong passwords tried, in `chrome.storage.session` (a worker restart does not forget them).
 const FAILURES_KEY: &str = "unlockFailures";
+/// The share of the browser's storage the store suite runs in; no record of the wallet's is
+/// under it.
+const STORE_SUITE_PREFIX: &str = "store-suite";
 /// Networks a fresh profile starts on.
 const DEFAULT_NETWORK: Network = Network::Signet;
 
@@ -86,13 +91,20 @@ enum Request {
     },
     SaveSettings(Settings),
     /// A 402 with a `PAYMENT-REQUIRED` header seen by the worker. `confirmed`: the user
-    /// approved this payment.
+    /// approved this payment; `sent`: what the request it answers carried; `pay_again`: the
+    /// receipt that came with it was a refusal for lack of credit (`trickle_wallet::payer::answering`).
     Offer {
         url: String,
         header: String,
         #[serde(default)]
         #[ts(as = "Option<bool>", optional)]
         confirmed: bool,
+        #[serde(default)]
+        #[ts(as = "Option<Sent>", optional)]
+        sent: Sent,
+        #[serde(default)]
+        #[ts(as = "Option<bool>", optional)]
+        pay_again: bool,
     },
     /// A `PAYMENT-RESPONSE` header seen by the worker.
     Receipt {
@@ -128,6 +140,9 @@ enum Request {
     BenchPayments {
         count: u32,
     },
+    /// Runs the store suite (`trickle_wallet::conformance`) over the browser's storage, in a
+    /// share of its own (`tests/browser/wallet.test.mjs`).
+    StoreSuite,
 }
 
 #[derive(Clone, Debug, Default, Serialize, TS)]
@@ -443,7 +458,13 @@ impl Inner {
                 url,
                 header,
                 confirmed,
-            } => js(to_js(&self.offer(&url, &header, confirmed).await?)),
+                sent,
+                pay_again,
+            } => {
+                // Before the wallet is asked, locked or not: a site asking twice is refused.
+                answering(sent, pay_again)?;
+                js(to_js(&self.offer(&url, &header, confirmed).await?))
+            }
             Request::Receipt { url, header } => js(to_js(&self.receipt(&url, &header).await?)),
             Request::Approve { origin, terms } => js(to_js(&self.approve(&origin, terms).await?)),
             Request::Revoke { origin } => js(to_js(&self.revoke(&origin).await?)),
@@ -479,6 +500,17 @@ impl Inner {
                 }))
             }
             Request::BenchPayments { count } => js(to_js(&bench::bench_payments(count)?)),
+            Request::StoreSuite => {
+                #[derive(Serialize)]
+                struct Suite {
+                    checks: u32,
+                }
+                let share = Scoped::under(self.store.clone(), STORE_SUITE_PREFIX);
+                let checks = check_store(&share)
+                    .await
+                    .map_err(|e| failure("store_suite", e.0))?;
+                js(to_js(&Suite { checks }))
+            }
         }
     }
 

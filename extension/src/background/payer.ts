@@ -345,20 +345,11 @@ export class Payer {
     payAgain = false,
   ): Promise<"paid" | "ask" | "refused"> {
     const live = await this.liveRule(seen.url, seen.tabId);
-    if (live && !(payAgain && !live.retried)) {
-      await this.notify(
-        {
-          url: seen.url,
-          code: "paid_again",
-          message: "The site asked to be paid again for a page it was just paid for; Trickle did not pay twice.",
-        },
-        seen.tabId,
-      );
-      return "refused";
-    }
+    // What the request carried: the wallet refuses a site that asks twice (`paid_again`).
+    const sent = live ? (live.retried ? "paidAgain" : "paid") : "nothing";
     let answer: OfferAnswer;
     try {
-      answer = (await this.handle({ type: "offer", url: seen.url, header: offer, confirmed })) as OfferAnswer;
+      answer = (await this.handle({ type: "offer", url: seen.url, header: offer, confirmed, sent, payAgain })) as OfferAnswer;
     } catch (e) {
       const error = toError(e);
       if (error.code === "locked") {

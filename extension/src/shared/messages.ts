@@ -132,6 +132,8 @@ interface WalletAnswers {
   reconcile: { committedSat: number };
   /** Signs payments on a throwaway channel and times it (tests/browser/bench.mjs). */
   benchPayments: BenchPayments;
+  /** Runs the store suite over the browser's storage (tests/browser/wallet.test.mjs). */
+  storeSuite: { checks: number };
 }
 
 /**

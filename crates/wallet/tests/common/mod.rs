@@ -11,9 +11,9 @@ use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
 use bitcoin::{Amount, FeeRate, Network};
 use trickle_channel::credit::Ledger;
-use trickle_channel::http::Resource;
 use trickle_channel::http::{
-    asset, caip2, ChannelTerms, PaymentRequirements, PaymentResponse, PaymentSignature, Receipt,
+    asset, caip2, ChannelTerms, PaymentRequired, PaymentRequirements, PaymentResponse,
+    PaymentSignature, Receipt, Resource, X402_VERSION,
 };
 use trickle_channel::{ChainTip, ExpiryKind, PayeeContext, PayeePolicy, PayeeState, WireMessage};
 use trickle_regtest::Node;
@@ -500,4 +500,22 @@ pub async fn open(
         (Amount::ZERO, Amount::ZERO)
     );
     (wallet, payee, client, tip, pending)
+}
+
+/// The `PAYMENT-REQUIRED` header the payee answers `url` with. Its offer asks a first
+/// payment of `first_payment`, whatever the payee's `INITIATE` then asks.
+pub fn required(payee: &Payee, url: &str, first_payment: Amount) -> String {
+    let mut offer = payee.offer();
+    offer.extra.min_payment = first_payment;
+    PaymentRequired {
+        x402_version: X402_VERSION,
+        error: None,
+        resource: Resource {
+            url: url.to_owned(),
+            description: "an article".into(),
+            mime_type: "text/html".into(),
+        },
+        accepts: vec![offer],
+    }
+    .to_header()
 }
