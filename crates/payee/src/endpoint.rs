@@ -8,9 +8,10 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
 use bitcoin::Txid;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use trickle_channel::auth::{self, ChannelRequest};
 use trickle_channel::credit::Ledger;
+use trickle_channel::http::endpoint::{EndpointReply, MessageRequest, SessionState, SessionStatus};
 use trickle_channel::{ChannelError, Close, ErrorCode, ErrorMessage, PayeeState, WireMessage};
 
 use crate::chain::ChainError;
@@ -96,55 +97,22 @@ fn json(status: StatusCode, body: &impl Serialize) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct Errors {
-    messages: [String; 1],
-}
-
 impl IntoResponse for Refused {
     fn into_response(self) -> Response {
-        let body = Errors {
-            messages: [WireMessage::Error(self.error).to_base64url()],
-        };
+        let body = EndpointReply::new(None, &[WireMessage::Error(self.error)]);
         json(self.status, &body)
     }
 }
 
-#[derive(Deserialize)]
-struct MessageBody {
-    message: String,
-    /// For a request only the channel's client may make (`CLOSE`): `trickle_channel::auth`.
-    #[serde(default)]
-    authorization: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Reply {
-    session: String,
-    messages: Vec<String>,
-}
-
 fn reply(session: String, send: &[WireMessage]) -> Response {
-    let messages = send.iter().map(WireMessage::to_base64url).collect();
-    json(StatusCode::OK, &Reply { session, messages })
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SessionStatus {
-    session: String,
-    state: &'static str,
-    paid: String,
-    consumed: String,
-    credit: String,
-    channel_value: String,
-    expiry: u32,
+    json(StatusCode::OK, &EndpointReply::new(Some(session), send))
 }
 
 fn parse_body(bytes: &[u8]) -> Result<(WireMessage, Option<String>), Refused> {
-    let body: MessageBody =
+    let body: MessageRequest =
         serde_json::from_slice(bytes).map_err(|e| Refused::syntax(format!("body: {e}")))?;
-    let msg = WireMessage::from_base64url(&body.message)
+    let msg = body
+        .wire()
         .map_err(|e| Refused::syntax(format!("message: {e}")))?;
     Ok((msg, body.authorization))
 }
@@ -383,19 +351,19 @@ async fn session_status(
         .channel()
         .ok_or_else(Refused::unknown_session)?;
     let state = match stored.state {
-        PayeeState::Closing { .. } => "closing",
-        PayeeState::Closed { .. } => "closed",
-        _ => "ready",
+        PayeeState::Closing { .. } => SessionState::Closing,
+        PayeeState::Closed { .. } => SessionState::Closed,
+        _ => SessionState::Ready,
     };
     Ok(json(
         StatusCode::OK,
         &SessionStatus {
             session: txid.to_string(),
             state,
-            paid: stored.ledger.paid.to_sat().to_string(),
-            consumed: stored.ledger.consumed.to_sat().to_string(),
-            credit: stored.ledger.credit().to_sat().to_string(),
-            channel_value: channel.funding.contract.value.to_sat().to_string(),
+            paid: stored.ledger.paid,
+            consumed: stored.ledger.consumed,
+            credit: stored.ledger.credit(),
+            channel_value: channel.funding.contract.value,
             expiry: channel.funding.contract.expiry.to_consensus_u32(),
         },
     ))

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{DecodeError, UpdatePayment, WireMessage};
 
+pub mod endpoint;
 mod receipt;
 mod refusal;
 

@@ -3,8 +3,8 @@
 
 use bitcoin::secp256k1::SecretKey;
 use bitcoin::{Amount, FeeRate};
-use serde::{Deserialize, Serialize};
 use trickle_channel::auth;
+use trickle_channel::http::endpoint::{EndpointReply, MessageRequest};
 use trickle_channel::http::{
     ChannelPayment, PaymentRequirements, PaymentSignature, Resource, TICKET_LEN, X402_VERSION,
 };
@@ -15,21 +15,6 @@ use crate::store::Store;
 use crate::vault::{self, VaultError};
 use crate::wallet::Wallet;
 
-#[derive(Serialize)]
-struct EndpointRequest<'a> {
-    message: &'a str,
-    /// For requests only the client may make (`CLOSE`, a resume): `trickle_channel::auth`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    authorization: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-struct EndpointAnswer {
-    #[serde(default)]
-    session: Option<String>,
-    messages: Vec<String>,
-}
-
 /// Sends `msg` to the endpoint and decodes the answer; an `ERROR` answer becomes an error.
 pub(super) async fn exchange<T: Transport>(
     transport: &T,
@@ -37,23 +22,16 @@ pub(super) async fn exchange<T: Transport>(
     msg: &WireMessage,
     authorization: Option<&str>,
 ) -> Result<(Option<String>, Vec<WireMessage>), ChannelClientError> {
-    let body = serde_json::to_vec(&EndpointRequest {
-        message: &msg.to_base64url(),
-        authorization,
-    })
-    .map_err(|e| ChannelClientError::Transport(e.to_string()))?;
+    let body = serde_json::to_vec(&MessageRequest::new(msg, authorization))
+        .map_err(|e| ChannelClientError::Transport(e.to_string()))?;
     let (status, bytes) = transport
         .post_json(url, body)
         .await
         .map_err(ChannelClientError::Transport)?;
-    let answer: EndpointAnswer = serde_json::from_slice(&bytes).map_err(|e| {
+    let answer: EndpointReply = serde_json::from_slice(&bytes).map_err(|e| {
         ChannelClientError::Transport(format!("status {status}, unreadable answer: {e}"))
     })?;
-    let messages = answer
-        .messages
-        .iter()
-        .map(|m| WireMessage::from_base64url(m).map_err(ChannelError::from))
-        .collect::<Result<Vec<_>, _>>()?;
+    let messages = answer.wire().map_err(ChannelError::from)?;
     if let Some(WireMessage::Error(e)) = messages.first() {
         return Err(ChannelError::Peer(e.clone()).into());
     }

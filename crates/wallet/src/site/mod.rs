@@ -26,7 +26,7 @@ use core::fmt;
 use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Amount, FeeRate, Network, ScriptBuf, TxOut, WScriptHash};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use trickle_channel::auth::{self, ChannelRequest};
 use trickle_channel::http::{PaymentRequired, PaymentResponse, Receipt, Refusal, Resource};
 use trickle_channel::{ChainTip, PayerState};

@@ -1,21 +1,7 @@
 //! Settling the reservations of increments whose receipt never came, by asking the payee.
 
 use super::*;
-
-/// A channel as its payee's endpoint reports it (`GET {endpoint}/session/{txid}`).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct SessionStatus {
-    /// `ready`, `closing` or `closed`.
-    state: String,
-    #[serde(with = "trickle_channel::http::sat_string")]
-    paid: Amount,
-    #[serde(with = "trickle_channel::http::sat_string")]
-    credit: Amount,
-    #[serde(with = "trickle_channel::http::sat_string")]
-    channel_value: Amount,
-    expiry: u32,
-}
+use trickle_channel::http::endpoint::{SessionState, SessionStatus};
 
 /// What the payee at `url` (`{endpoint}/session/{txid}`) says it holds, if it answers.
 pub(super) async fn session_status<T: Transport>(
@@ -106,7 +92,7 @@ impl<S: Store> Wallet<S> {
             asks.push(async move { (site, payee, txid, session_status(transport, &url).await) });
         }
         while let Some((site, payee, txid, held)) = asks.next().await {
-            let Some(held) = held.filter(|h| h.state == "ready") else {
+            let Some(held) = held.filter(|h| h.state == SessionState::Ready) else {
                 continue;
             };
             // Read again: the record may have changed while the payee was asked.
