@@ -26,6 +26,21 @@
 #             start against an empty MV3 worker, wasm size (tests/browser/bench.mjs; builds the
 #             extension first)
 #
+# Profiles, to redo (signing in the worker's wasm, issue 17). Each libsecp256k1 build of the
+# extension, measured by `BENCH_PARTS="payments browser" BENCH_QUICK=1 BENCH_SIGN_ROUNDS=9
+# bash scripts/bench.sh` after `bash scripts/build-extension.sh` with the flags below put in
+# .cargo/config.toml's CFLAGS_wasm32_unknown_unknown (and secp256k1-sys's opt-level in
+# Cargo.toml's wasm-release profile); µs a payment in Chromium / Firefox, wasm gzip -9:
+#   lowmemory as it is (2-bit generator tables, 5x52 field over clang's 128-bit helper), -Oz
+#                                                          571 / 390 µs   966 KiB
+#   the same at -O3                                        428 / 390 µs  1029 KiB
+#   -O3, 4-bit generator tables                            218 / 215 µs  1061 KiB
+#   -O3, 10x26 field (USE_FORCE_WIDEMUL_INT64), 2-bit      160 / 175 µs   986 KiB
+#   -Oz, 10x26 field, 4-bit                                115 / 135 µs   998 KiB
+#   -O3, 10x26 field, 4-bit (the build kept)               100 / 130 µs  1018 KiB
+# The Rust crates of the signing path (bitcoin, bitcoin_hashes, secp256k1, trickle-channel) at
+# -O3 instead of -Oz changed nothing (427 µs against 428), so they stay small.
+#
 # Knobs (environment):
 #   BENCH_PARTS="payments vbytes throughput fetch fees browser"  the parts to run, in this order
 #   BENCH_QUICK=1         a quick run: short criterion times, fewer channels, rounds and restarts
