@@ -8,6 +8,7 @@
 mod bench;
 mod errors;
 mod http;
+mod request;
 mod sites;
 mod sleep;
 mod storage;
@@ -23,11 +24,11 @@ use serde::{Deserialize, Serialize};
 use trickle_wallet::app::send::send_terms;
 use trickle_wallet::app::session::{UnlockFailures, UnlockedSession};
 use trickle_wallet::app::sites::SitePayer;
-use trickle_wallet::app::view::{BalanceView, SendPreviewView, TermsView, TxView};
+use trickle_wallet::app::view::{BalanceView, SendPreviewView, TxView};
 use trickle_wallet::conformance::check_store;
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
-use trickle_wallet::payer::{answering, Sent};
+use trickle_wallet::payer::answering;
 use trickle_wallet::settings::Settings;
 use trickle_wallet::vault::{self, VaultKey};
 use trickle_wallet::{new_phrase, Wallet, WalletError};
@@ -35,6 +36,7 @@ use ts_rs::TS;
 use wasm_bindgen::prelude::*;
 
 use errors::{failure, Failure};
+use request::Request;
 use sleep::TimeoutSleeper;
 use storage::{BrowserStore, Session, WalletStore};
 
@@ -49,101 +51,6 @@ const FAILURES_KEY: &str = "unlockFailures";
 const STORE_SUITE_PREFIX: &str = "store-suite";
 /// Networks a fresh profile starts on.
 const DEFAULT_NETWORK: Network = Network::Signet;
-
-/// The worker's messages (see `messages.ts`).
-#[derive(Debug, Deserialize, TS)]
-#[serde(
-    tag = "type",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-enum Request {
-    State,
-    NewPhrase,
-    Restore {
-        phrase: String,
-        password: String,
-        /// Reset the stored wallet's password with its phrase instead of adding a wallet.
-        #[serde(default)]
-        #[ts(as = "Option<bool>", optional)]
-        replace: bool,
-    },
-    Unlock {
-        password: String,
-    },
-    Lock,
-    Overview,
-    Sync,
-    ReceiveAddress,
-    FeeRates,
-    PreviewSend {
-        address: String,
-        amount_sat: u64,
-        fee_rate: f64,
-    },
-    Send {
-        address: String,
-        amount_sat: u64,
-        fee_rate: f64,
-    },
-    ExportPhrase {
-        password: String,
-    },
-    SaveSettings(Settings),
-    /// A 402 with a `PAYMENT-REQUIRED` header seen by the worker. `confirmed`: the user
-    /// approved this payment; `sent`: what the request it answers carried; `pay_again`: the
-    /// receipt that came with it was a refusal for lack of credit (`trickle_wallet::payer::answering`).
-    Offer {
-        url: String,
-        header: String,
-        #[serde(default)]
-        #[ts(as = "Option<bool>", optional)]
-        confirmed: bool,
-        #[serde(default)]
-        #[ts(as = "Option<Sent>", optional)]
-        sent: Sent,
-        #[serde(default)]
-        #[ts(as = "Option<bool>", optional)]
-        pay_again: bool,
-    },
-    /// A `PAYMENT-RESPONSE` header seen by the worker.
-    Receipt {
-        url: String,
-        header: String,
-    },
-    /// Creates or changes a site's budget.
-    Approve {
-        origin: String,
-        terms: TermsView,
-    },
-    Revoke {
-        origin: String,
-    },
-    /// Budgets, channels and the payment history.
-    Sites,
-    /// The origins with a budget (not revoked): the pages that get the page API. Readable
-    /// while locked.
-    ApprovedOrigins,
-    CloseChannel {
-        site: String,
-    },
-    /// Channel duties: close near expiry, check settlements, refund expired channels.
-    Duties,
-    /// Asks payees what they hold of payments whose receipt never came.
-    Reconcile,
-    /// The pre-armed payment for the next page of `origin`, if its budget allows.
-    PreArm {
-        origin: String,
-    },
-    /// Signs `count` payments on a throwaway channel and returns the time it took
-    /// (`bench.rs`; `tests/browser/bench.mjs`).
-    BenchPayments {
-        count: u32,
-    },
-    /// Runs the store suite (`trickle_wallet::conformance`) over the browser's storage, in a
-    /// share of its own (`tests/browser/wallet.test.mjs`).
-    StoreSuite,
-}
 
 #[derive(Clone, Debug, Default, Serialize, TS)]
 #[serde(rename_all = "camelCase")]

@@ -21,7 +21,7 @@ fn checked_in_dir() -> PathBuf {
 /// `dir`, one file per type. Amounts are `number` in JavaScript (sat stay far below 2^53).
 fn export_into(dir: &Path) -> Result<(), ts_rs::ExportError> {
     let cfg = Config::new().with_large_int("number").with_out_dir(dir);
-    crate::Request::export_all(&cfg)?;
+    crate::request::Request::export_all(&cfg)?;
     crate::errors::Failure::export_all(&cfg)?;
     crate::State::export_all(&cfg)?;
     crate::Overview::export_all(&cfg)?;
