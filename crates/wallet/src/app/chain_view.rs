@@ -143,7 +143,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_failed_fetch_is_an_error_and_keeps_nothing() {
+    async fn a_failed_fetch_is_an_error_and_the_next_call_fetches_again() {
         let (chain, view) = (Moving::default(), ChainView::new());
         view.get(&chain, 0.0).await.expect("fetched");
         chain.down.set(true);
