@@ -1,16 +1,14 @@
 //! The extension worker's wallet: one JS object, [`Trickle`], over `trickle-wallet`.
 //!
-//! Glue only. Storage is the store the worker hands over ([`storage::BrowserStore`]), chain access is
+//! Glue only. Storage is the store the worker hands over ([`trickle_js::JsStore`]), chain access is
 //! `fetch` to the Esplora URL in the settings, wallet time comes from the chain. Requests are
 //! the worker's messages (`extension/src/shared/messages.ts`), answered with plain objects; failures
 //! reject with `{ code, message, detail }` ([`errors`]).
 
 mod bench;
 mod errors;
-mod http;
 mod request;
 mod sites;
-mod sleep;
 mod storage;
 #[cfg(test)]
 mod typescript;
@@ -37,10 +35,10 @@ use wasm_bindgen::prelude::*;
 
 use errors::{failure, Failure};
 use request::Request;
-use sleep::TimeoutSleeper;
-use storage::{BrowserStore, Session, WalletStore};
+use storage::Session;
+use trickle_js::{JsStore, TimeoutSleeper, WalletStore};
 
-type ExtensionWallet = Wallet<Scoped<BrowserStore>>;
+type ExtensionWallet = Wallet<Scoped<JsStore>>;
 type Esplora = AsyncClient<TimeoutSleeper>;
 
 const SESSION_KEY: &str = "unlocked";
@@ -84,7 +82,7 @@ struct Overview {
 
 struct Inner {
     /// Where the records are kept, as the worker chose for its browser.
-    store: BrowserStore,
+    store: JsStore,
     settings: RefCell<Settings>,
     /// The unlocked wallet; one operation at a time holds it.
     wallet: Mutex<Option<ExtensionWallet>>,
@@ -119,7 +117,7 @@ impl Trickle {
     /// session still holds an unlocked key that has not timed out, the wallet. Call once per
     /// worker start.
     pub async fn load(store: WalletStore) -> Result<Trickle, JsValue> {
-        let loaded = Self::load_inner(BrowserStore::new(store)).await;
+        let loaded = Self::load_inner(JsStore::new(store)).await;
         loaded.map_err(|f| to_js(&f).unwrap_or_else(|e| e))
     }
 
@@ -167,7 +165,7 @@ impl Trickle {
 }
 
 impl Trickle {
-    async fn load_inner(store: BrowserStore) -> Result<Trickle, Failure> {
+    async fn load_inner(store: JsStore) -> Result<Trickle, Failure> {
         let settings = Settings::load(&store, DEFAULT_NETWORK).await?;
         let inner = Rc::new(Inner {
             store,
@@ -188,7 +186,7 @@ impl Inner {
         self.settings.borrow().network
     }
 
-    async fn store(&self) -> Result<Scoped<BrowserStore>, Failure> {
+    async fn store(&self) -> Result<Scoped<JsStore>, Failure> {
         Ok(layout::open(self.store.clone(), self.network()).await?)
     }
 

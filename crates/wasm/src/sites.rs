@@ -9,11 +9,11 @@ use trickle_wallet::app::view::{
 };
 use trickle_wallet::layout::Scoped;
 
-use crate::http::FetchTransport;
-use crate::storage::BrowserStore;
 use crate::{locked, now_ms, Esplora, Failure, Inner};
+use trickle_js::FetchTransport;
+use trickle_js::JsStore;
 
-pub(crate) type ScopedStore = Scoped<BrowserStore>;
+pub(crate) type ScopedStore = Scoped<JsStore>;
 
 fn env(chain: &Esplora) -> Env<'_, FetchTransport, Esplora> {
     Env {

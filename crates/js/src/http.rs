@@ -1,9 +1,11 @@
-//! The channel endpoint over the worker's `fetch`.
+//! The channel endpoint over the host's `fetch`.
 
 use js_sys::{Function, Object, Reflect, Uint8Array};
 use trickle_wallet::{Transport, ENDPOINT_TIMEOUT, MAX_ENDPOINT_BODY_BYTES};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
+
+use crate::describe;
 
 #[wasm_bindgen]
 extern "C" {
@@ -14,13 +16,6 @@ extern "C" {
 /// `fetch`, as the wallet's [`Transport`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FetchTransport;
-
-fn describe(e: JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| format!("{e:?}"))
-}
 
 fn set(o: &Object, k: &str, v: &JsValue) -> Result<(), String> {
     Reflect::set(o, &JsValue::from_str(k), v)

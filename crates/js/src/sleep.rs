@@ -1,4 +1,4 @@
-//! Esplora's retry back-off sleeps on `setTimeout`: the worker has no other timer.
+//! Esplora's retry back-off sleeps on `setTimeout`: a worker has no other timer.
 
 use core::future::Future;
 use core::pin::Pin;
@@ -19,7 +19,7 @@ extern "C" {
 pub struct TimeoutSleeper;
 
 impl Sleeper for TimeoutSleeper {
-    // bdk_esplora asks for a `Send` future; the worker has one thread, so the wrapper's
+    // bdk_esplora asks for a `Send` future; a JS host runs wasm on one thread, so the wrapper's
     // same-thread check always holds.
     type Sleep = SendWrapper<Pin<Box<dyn Future<Output = ()>>>>;
 
