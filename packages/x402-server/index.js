@@ -5,6 +5,8 @@
 import { Router } from "express";
 
 export const SCHEME = "channel";
+/** The refusal of a payment short of the price: the payer pays the difference (docs/protocol.md). */
+const INSUFFICIENT_CREDIT = "insufficient_credit";
 
 /** The channel terms an offer repeats from the facilitator's `/supported` kind. */
 const TERMS = ["versions", "minChannelValue", "maxChannelValue", "minPayment", "maxExpiryBlocks"];
@@ -27,7 +29,8 @@ export class TrickleChannelScheme {
   paymentFlows = { default: { supported: ["authorization"], default: "authorization" } };
   // Set per request: a payment matches the offer whatever its nonce, and a pre-armed payment
   // (made before this request's offer) names the site's last offer, of another URL.
-  dynamicExtraFields = ["nonce", "resource"];
+  // So is the payee's account of the channel in a corrective 402 (`channelState`).
+  dynamicExtraFields = ["nonce", "resource", "channelState"];
 
   /** @param {string} facilitatorUrl `trickle-payee`'s `facilitator_listen` URL */
   constructor(facilitatorUrl) {
@@ -58,16 +61,35 @@ export class TrickleChannelScheme {
    * channels only there), a nonce the facilitator issues for this URL, and the URL itself,
    * which the facilitator decides the payment for (`resource`, as x402 v1 named it).
    */
-  async enrichPaymentRequiredResponse({ requirements, resourceInfo }) {
+  async enrichPaymentRequiredResponse({ requirements, resourceInfo, paymentPayload, error }) {
     const resource = resourceInfo.url;
     const endpoint = new URL(this.endpointPath, resource).href;
-    return Promise.all(
+    const offers = await Promise.all(
       requirements.map(async (r) =>
         r.scheme !== SCHEME || r.extra.nonce
           ? r
           : { ...r, extra: { ...r.extra, endpoint, nonce: await this.#nonce(resource), resource } },
       ),
     );
+    if (error !== INSUFFICIENT_CREDIT || paymentPayload?.accepted?.scheme !== SCHEME) return offers;
+    // A corrective 402: the payee counted less credit than the payer did. The payer pays the
+    // difference once it has the payee's account of the channel, which x402 leaves no header
+    // for in a 402: it goes in the offers, as `batch-settlement` sends its channel state.
+    const state = await this.#channelState(paymentPayload, offers.find((r) => r.scheme === SCHEME));
+    return state ? offers.map((r) => (r.scheme === SCHEME ? { ...r, extra: { ...r.extra, channelState: state } } : r)) : offers;
+  }
+
+  /** The facilitator's account of the channel `payment` was refused on, asked again with `offer`. */
+  async #channelState(payment, offer) {
+    if (!offer) return undefined;
+    const res = await fetch(`${this.facilitator}/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ x402Version: 2, paymentPayload: payment, paymentRequirements: offer }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!res.ok) return undefined;
+    return (await res.json()).extra?.channelState;
   }
 
   /** A nonce of an offer for `resource`, from the facilitator's `POST /nonce`. */

@@ -534,6 +534,7 @@ async fn hostile_sites_get_nothing() {
                 min_payment: Amount::from_sat(1_000),
                 max_expiry_blocks: 144,
                 nonce: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+                channel_state: None,
             },
         });
     let header = signet.to_header();

@@ -286,17 +286,20 @@ async fn verify(State(payee): State<Payee>, body: Bytes) -> Response {
             &json!({ "isValid": true, "payer": receipt["payer"] }),
         ),
         Err(invalid) => {
-            let payer = invalid
-                .response
-                .as_ref()
-                .map_or(Value::Null, |r| r["payer"].clone());
             let mut body = json!({
                 "isValid": false,
                 "invalidReason": invalid.reason,
                 "invalidMessage": invalid.message,
             });
-            if !payer.is_null() {
-                body["payer"] = payer;
+            // The payee's account of a known channel: the resource server's scheme sends it in
+            // its corrective 402 (`extra.channelState`), as the refusal's receipt would be.
+            if let Some(mut state) = invalid.response {
+                if !state["payer"].is_null() {
+                    body["payer"] = state["payer"].clone();
+                }
+                state["success"] = Value::Bool(false);
+                state["errorReason"] = Value::String(invalid.reason);
+                body["extra"] = json!({ "channelState": state });
             }
             answer(invalid.status, &body)
         }

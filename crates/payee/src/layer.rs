@@ -436,6 +436,7 @@ fn requirements(payee: &Payee, origin: &str, price: &Price, nonce: String) -> Pa
             min_payment: policy.min_payment,
             max_expiry_blocks: policy.max_expiry_blocks,
             nonce,
+            channel_state: None,
         },
     }
 }

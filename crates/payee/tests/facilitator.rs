@@ -92,6 +92,7 @@ impl Facilitator {
                 min_payment: policy.min_payment,
                 max_expiry_blocks: policy.max_expiry_blocks,
                 nonce: self.nonce(url).await,
+                channel_state: None,
             },
         }
     }

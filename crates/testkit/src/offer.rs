@@ -51,6 +51,7 @@ pub fn offer_with(nonce: String) -> PaymentRequired {
                 min_payment: Amount::from_sat(1_000),
                 max_expiry_blocks: 1_008,
                 nonce,
+                channel_state: None,
             },
         }],
     }

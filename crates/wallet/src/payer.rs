@@ -28,6 +28,7 @@ use crate::offer::OfferError;
 use crate::site::{Answer, PayContext, PayError};
 use crate::store::{Staged, Store, WriteBatch};
 use crate::wallet::Wallet;
+use trickle_channel::http::{PaymentRequired, PaymentResponse};
 use trickle_channel::ChainTip;
 
 /// What a request carried.
@@ -66,6 +67,16 @@ pub fn answering(sent: Sent, pay_again: bool) -> Result<Sent, PayError> {
         Sent::Paid if pay_again => Ok(Sent::PaidAgain),
         Sent::Paid | Sent::PaidAgain => Err(PayError::AskedTwice),
     }
+}
+
+/// The payee's account of the channel in a corrective 402 without a `PAYMENT-RESPONSE` (an
+/// x402 resource server's: see [`trickle_channel::http::ChannelTerms::channel_state`]).
+fn corrective_state(response: &Response<'_>) -> Option<PaymentResponse> {
+    if response.status != 402 || response.payment_response.is_some() {
+        return None;
+    }
+    let required = PaymentRequired::from_header(response.payment_required?).ok()?;
+    required.channel_state().cloned()
 }
 
 /// What to do after a response.
@@ -168,30 +179,37 @@ impl<S: Store, A: Approver> Payer<S, A> {
         response: Response<'_>,
     ) -> Result<Next, PayError> {
         let mut again = false;
-        if let Some(header) = response.payment_response {
-            let taken = self
-                .wallet
-                .take_receipt(&self.pending, &self.approver, url, header, ctx.tip, ctx.now)
-                .await?;
-            if let Some(taken) = taken {
-                let (view, writes) = taken.into_parts();
-                self.pending.merge(writes);
-                again = view.pay_again;
-                let served = view.success && (200..300).contains(&response.status);
-                // A pre-armed payment reloads by the receipt's nonce; one answering an offer,
-                // by itself (its nonce is the offer's).
-                let reload = match sent {
-                    Sent::Armed => view.reload_header.clone(),
-                    Sent::Paid | Sent::PaidAgain => paid_with.map(str::to_owned),
-                    Sent::Nothing => None,
-                };
-                if let Some(header) = reload.filter(|_| served) {
-                    self.remember(url, header, ctx.now).await?;
-                }
-                // A refused payment that comes with no offer to pay ends the request.
-                if !view.success && response.status != 402 {
-                    return Err(PayError::Refused(view.error_reason.unwrap_or_default()));
-                }
+        let taken = match (response.payment_response, corrective_state(&response)) {
+            (Some(header), _) => {
+                self.wallet
+                    .take_receipt(&self.pending, &self.approver, url, header, ctx.tip, ctx.now)
+                    .await?
+            }
+            (None, Some(state)) => {
+                self.wallet
+                    .take_response(&self.pending, &self.approver, url, &state, ctx.tip, ctx.now)
+                    .await?
+            }
+            (None, None) => None,
+        };
+        if let Some(taken) = taken {
+            let (view, writes) = taken.into_parts();
+            self.pending.merge(writes);
+            again = view.pay_again;
+            let served = view.success && (200..300).contains(&response.status);
+            // A pre-armed payment reloads by the receipt's nonce; one answering an offer,
+            // by itself (its nonce is the offer's).
+            let reload = match sent {
+                Sent::Armed => view.reload_header.clone(),
+                Sent::Paid | Sent::PaidAgain => paid_with.map(str::to_owned),
+                Sent::Nothing => None,
+            };
+            if let Some(header) = reload.filter(|_| served) {
+                self.remember(url, header, ctx.now).await?;
+            }
+            // A refused payment that comes with no offer to pay ends the request.
+            if !view.success && response.status != 402 {
+                return Err(PayError::Refused(view.error_reason.unwrap_or_default()));
             }
         }
         if response.status != 402 {

@@ -92,6 +92,12 @@ pub struct ChannelTerms {
     pub max_expiry_blocks: u32,
     /// Binds a payment to this request (unpadded base64url).
     pub nonce: String,
+    /// In a corrective 402 (a payment refused for lack of credit): the payee's account of the
+    /// paying channel, as the refused payment's `PAYMENT-RESPONSE` would carry it. A resource
+    /// server that cannot add a header to its 402 (x402's) sends it here, as x402's
+    /// `batch-settlement` sends its channel state; like `nonce`, it is fresh in every offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_state: Option<PaymentResponse>,
 }
 
 /// One way to pay, from the `accepts` list.
@@ -301,14 +307,26 @@ impl PaymentRequirements {
 
     /// Whether `accepted` is this offer as x402 matches a payment's `accepted` against a
     /// server's requirements (`@x402/core`'s `paymentRequirementsMatchAccepted`): every field
-    /// equal, but `extra.nonce`, which is fresh in every offer (a scheme's dynamic extra field).
+    /// equal, but `extra.nonce` and `extra.channelState`, which are fresh in every offer (a
+    /// scheme's dynamic extra fields).
     pub fn matches(&self, accepted: &Self) -> bool {
-        let without_nonce = |r: &Self| {
-            let mut r = r.clone();
-            r.extra.nonce.clear();
-            r
-        };
-        without_nonce(self) == without_nonce(accepted)
+        self.without_dynamic() == accepted.without_dynamic()
+    }
+
+    /// This offer without its dynamic extra fields.
+    fn without_dynamic(&self) -> Self {
+        let mut r = self.clone();
+        r.extra.nonce.clear();
+        r.extra.channel_state = None;
+        r
+    }
+
+    /// This offer as a payment names it in `accepted`: without the payee's account of the
+    /// channel, which the payment does not repeat.
+    pub fn as_accepted(&self) -> Self {
+        let mut r = self.clone();
+        r.extra.channel_state = None;
+        r
     }
 }
 
@@ -327,6 +345,15 @@ impl PaymentRequired {
             offer.validate()?;
         }
         Ok(this)
+    }
+
+    /// The payee's account of the paying channel that a corrective 402 carries in its channel
+    /// offers ([`ChannelTerms::channel_state`]), if any.
+    pub fn channel_state(&self) -> Option<&PaymentResponse> {
+        self.accepts
+            .iter()
+            .filter(|a| a.scheme == SCHEME)
+            .find_map(|a| a.extra.channel_state.as_ref())
     }
 
     /// The channel offer for `network`, if the server makes one.

@@ -126,6 +126,12 @@ impl From<BudgetError> for Failure {
     }
 }
 
+impl From<ChannelClientError> for Failure {
+    fn from(e: ChannelClientError) -> Self {
+        PayError::from(e).into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bitcoin::Amount;

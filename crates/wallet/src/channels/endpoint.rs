@@ -91,7 +91,7 @@ pub(crate) fn signature_header(
     let mut sig = PaymentSignature {
         x402_version: X402_VERSION,
         resource: resource.clone(),
-        accepted: offer.clone(),
+        accepted: offer.as_accepted(),
         payload: ChannelPayment {
             channel,
             amount,

@@ -36,7 +36,7 @@ impl<S: Store> Wallet<S> {
         }
         let new_offer = record.last_offer.as_ref() != Some(offer);
         if new_offer {
-            record.last_offer = Some(offer.clone());
+            record.last_offer = Some(offer.as_accepted());
         }
         let signed = self.cover(&mut record, offer.amount, offer.amount, tip)?;
         let mut writes = WriteBatch::new();

@@ -58,6 +58,22 @@ impl<S: Store> Wallet<S> {
     ) -> Result<Option<Staged<ReceiptView>>, PayError> {
         let response =
             PaymentResponse::from_header(header).map_err(|e| PayError::BadHeader(e.to_string()))?;
+        self.take_response(base, approver, url, &response, tip, now)
+            .await
+    }
+
+    /// [`Wallet::take_receipt`] of a settlement response already read: a `PAYMENT-RESPONSE`'s,
+    /// or the payee's account of the channel in a corrective 402's offer
+    /// ([`trickle_channel::http::PaymentRequired::channel_state`]).
+    pub async fn take_response<A: Approver>(
+        &self,
+        base: &WriteBatch,
+        approver: &A,
+        url: &str,
+        response: &PaymentResponse,
+        tip: ChainTip,
+        now: u64,
+    ) -> Result<Option<Staged<ReceiptView>>, PayError> {
         let Some(receipt) = response.receipt.as_ref() else {
             return Ok(None);
         };
@@ -74,7 +90,7 @@ impl<S: Store> Wallet<S> {
             return Err(ChannelClientError::BadReceipt("it is for another site's channel").into());
         }
         let mut writes = self
-            .apply_receipt(base, &record.site, &record.payee_key, &response, tip)
+            .apply_receipt(base, &record.site, &record.payee_key, response, tip)
             .await?
             .into_writes();
         // In the same write as the receipt, so that the two agree after a crash.
@@ -109,7 +125,7 @@ impl<S: Store> Wallet<S> {
             credit: receipt.credit,
             committed,
             reload_header,
-            pay_again: pays_again(&response),
+            pay_again: pays_again(response),
         };
         Ok(Some(Staged::new(view, writes)))
     }

@@ -261,6 +261,7 @@ impl Payee {
                 min_payment: self.policy.min_payment,
                 max_expiry_blocks: 144,
                 nonce: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+                channel_state: None,
             },
         }
     }
