@@ -24,7 +24,7 @@ checks:
 	# trickle-regtest links libbitcoinkernel (Core 31); one test binary cannot hold both.
 	cargo test -p trickle-channel
 	cargo test --workspace --exclude trickle-channel
-	cargo clippy -p trickle-wasm --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy -p trickle-wasm -p trickle-node --target wasm32-unknown-unknown -- -D warnings
 	# The extension's pure modules (rule book, formatting) in Node, then the extension in
 	# Chromium and Firefox against the local chain and the payee proxy (tests/browser/); the
 	# Firefox build passes Mozilla's linter first.
@@ -33,7 +33,9 @@ checks:
 	npm run lint:firefox
 	cargo build -p trickle-regtest -p trickle-payee -p trickle-cli
 	npm run test:browser
-	# An unmodified @x402/express app paid by `trickle fetch` through the payee's facilitator.
+	# An unmodified @x402/express app paid through the payee's facilitator by `trickle fetch`
+	# and by @x402/fetch with the Node payer (the wallet in wasm, packages/x402-client).
+	bash scripts/build-node.sh
 	npm run test:x402
 	# `make run`'s printed CLI walkthrough, run literally (needs its ports free).
 	bash scripts/test-walkthrough.sh

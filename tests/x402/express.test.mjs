@@ -6,22 +6,16 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import http from "node:http";
 import path from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 
-import { HTTPFacilitatorClient } from "@x402/core/server";
-import { paymentMiddleware, x402ResourceServer } from "@x402/express";
-import { TrickleChannelScheme, trickleChannelEndpoint } from "@trickle/x402-server";
-import express from "express";
-
 import { API_PRICE, FUNDED, POLICY, PRICE } from "../browser/fixtures.mjs";
 import { ROOT, startChain, startPayee, workDir } from "../browser/harness.mjs";
+import { rawGet, startShop } from "./shop.mjs";
 
 const CLI_BIN =
   process.env.TRICKLE_CLI_BIN ?? path.resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target", "debug", "trickle");
-const REGTEST = "bip122:0f9188f13cb7b2c71f2a335e3a4fc328";
 
 /** `trickle args` with the wallet in `dir` on the chain at `esplora`: { ok, stdout, stderr }. */
 async function trickle(dir, esplora, ...args) {
@@ -38,51 +32,6 @@ async function trickle(dir, esplora, ...args) {
   } catch (e) {
     return { ok: false, stdout: e.stdout ?? "", stderr: e.stderr ?? e.message };
   }
-}
-
-/** GET `target` of `origin` sent as it is (fetch would resolve its dot segments first). */
-function rawGet(origin, target) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(`${origin}/`, { path: target }, (res) => {
-      let body = "";
-      res.on("data", (d) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode, body }));
-    });
-    req.on("error", reject);
-  });
-}
-
-/** An Express app with two priced routes and one whose handler fails; it records each payment header. */
-async function startShop(facilitator) {
-  const server = new x402ResourceServer(new HTTPFacilitatorClient({ url: facilitator })).register(
-    REGTEST,
-    new TrickleChannelScheme(facilitator),
-  );
-  const price = (sat) => ({ accepts: { scheme: "channel", network: REGTEST, price: sat }, description: "priced" });
-  const payments = [];
-  const app = express();
-  app.use((req, _res, next) => {
-    if (req.headers["payment-signature"]) payments.push({ path: req.path, header: req.headers["payment-signature"] });
-    next();
-  });
-  app.use(trickleChannelEndpoint(facilitator));
-  app.use(
-    paymentMiddleware(
-      { "GET /articles/:n": price(PRICE), "GET /api/quote/:n": price(API_PRICE), "GET /broken": price(PRICE) },
-      server,
-    ),
-  );
-  app.get("/articles/:n", (req, res) => res.type("text/plain").send(`article ${req.params.n}\n`));
-  app.get("/api/quote/:n", (req, res) => res.json({ quote: Number(req.params.n) }));
-  app.get("/broken", (_req, res) => res.status(500).send("the handler failed\n"));
-  const listening = await new Promise((resolve) => {
-    const s = app.listen(0, "127.0.0.1", () => resolve(s));
-  });
-  return {
-    url: `http://127.0.0.1:${listening.address().port}`,
-    payments,
-    stop: () => new Promise((resolve) => listening.close(resolve)),
-  };
 }
 
 test("trickle fetch pays an x402 Express app through the facilitator", { timeout: 300_000 }, async (t) => {
