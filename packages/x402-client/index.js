@@ -85,6 +85,19 @@ export class TrickleAgent {
     }
   }
 
+  /**
+   * Runs the wallet's store suite over a `FileStore` in the empty directory `dir`; resolves to
+   * the number of checks that held.
+   */
+  static async checkStore(dir) {
+    const store = new FileStore(dir);
+    try {
+      return await wallet(() => Agent.checkStore(store));
+    } finally {
+      await store.close();
+    }
+  }
+
   /** Restores the wallet of `phrase` into directory `dir`, sealed with `password`. */
   static async restore({ dir, network, phrase, password }) {
     const store = new FileStore(dir);

@@ -344,6 +344,25 @@ fn accepted_matches_the_offer_as_x402_matches_it() {
     let mut fresh = offer.clone();
     fresh.extra.nonce = NonceKey::new(offer::NONCE_KEY).issue([4; 16], 1_700_000_100, offer::URL);
     assert!(fresh.matches(&signature.accepted));
+    // So is a corrective 402's account of the channel, which a payment does not repeat.
+    let refused = PaymentResponse {
+        success: false,
+        error_reason: Some(Refusal::InsufficientCredit.as_str().to_owned()),
+        network: offer.network.clone(),
+        payer: None,
+        transaction: None,
+        receipt: None,
+    };
+    fresh.extra.channel_state = Some(refused.clone());
+    assert!(fresh.matches(&signature.accepted));
+    assert_eq!(fresh.as_accepted().extra.channel_state, None);
+    let corrective = PaymentRequired {
+        accepts: vec![fresh],
+        ..required.clone()
+    };
+    let read = PaymentRequired::from_header(&corrective.to_header()).expect("parses");
+    assert_eq!(read.channel_state(), Some(&refused));
+    assert_eq!(required.channel_state(), None);
     let changed: [fn(&mut PaymentRequirements); 5] = [
         |r| r.amount = Amount::from_sat(11),
         |r| r.max_timeout_seconds = 301,

@@ -16,6 +16,7 @@ use trickle_wallet::app::chain_view::ChainView;
 use trickle_wallet::app::failure::{failure, Failure};
 use trickle_wallet::app::view::{BalanceView, ChannelView, DutiesView};
 use trickle_wallet::approval::RunCaps;
+use trickle_wallet::conformance::check_store;
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::offer::OfferPolicy;
@@ -134,6 +135,19 @@ impl Agent {
             let network = network(&network_name)?;
             Wallet::restore(store(records, network).await?, network, &phrase, &password).await?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Runs the wallet's store suite (`trickle_wallet::conformance`) over an empty `store`;
+    /// resolves to the number of checks that held. For a host's own store, before a wallet
+    /// trusts it.
+    #[wasm_bindgen(js_name = checkStore)]
+    pub async fn check_store(records: WalletStore) -> Result<u32, JsValue> {
+        run(async {
+            check_store(&JsStore::new(records))
+                .await
+                .map_err(|e| failure("store_suite", e.0))
         })
         .await
     }

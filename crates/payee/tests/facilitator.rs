@@ -326,3 +326,36 @@ async fn a_pre_armed_payment_is_decided_for_the_url_the_resource_server_serves()
     assert_eq!(refused["errorReason"], "wrong_resource", "{refused}");
     assert_eq!(f.totals().await, (1_010, 10));
 }
+
+#[tokio::test]
+async fn a_payment_short_of_credit_is_refused_with_the_payees_account_of_the_channel() {
+    let mut f = start(115).await;
+    // Spend the channel's 1,000 sat of credit, 10 at a time.
+    for _ in 0..100 {
+        let credit = f.payment(ARTICLE, 0).await;
+        let (_, settled) = f.call("/settle", &credit, ARTICLE).await;
+        assert_eq!(settled["success"], json!(true), "{settled}");
+    }
+    assert_eq!(f.totals().await, (1_000, 1_000));
+    let short = f.payment(ARTICLE, 0).await;
+    let (status, verified) = f.call("/verify", &short, ARTICLE).await;
+    assert_eq!(status, 200);
+    assert_eq!(verified["isValid"], json!(false));
+    assert_eq!(
+        verified["invalidReason"], "insufficient_credit",
+        "{verified}"
+    );
+    // What the resource server's corrective 402 carries in its offers: the refusal's receipt.
+    let state: trickle_channel::http::PaymentResponse =
+        serde_json::from_value(verified["extra"]["channelState"].clone()).unwrap();
+    assert!(!state.success);
+    assert_eq!(state.error_reason.as_deref(), Some("insufficient_credit"));
+    let receipt = state.receipt.unwrap();
+    assert_eq!(receipt.channel, f.client.txid());
+    assert_eq!((receipt.paid.to_sat(), receipt.credit.to_sat()), (1_000, 0));
+    assert_eq!(
+        f.totals().await,
+        (1_000, 1_000),
+        "a refusal charges nothing"
+    );
+}
