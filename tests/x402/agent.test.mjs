@@ -12,30 +12,72 @@ import { TrickleAgent, TricklePaymentError, StoreLockedError } from "@trickle/x4
 import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 
 import { FUNDED, POLICY, PRICE } from "../browser/fixtures.mjs";
-import { startChain, startPayee, workDir } from "../browser/harness.mjs";
+import { startChain, startPayee, startSite, workDir } from "../browser/harness.mjs";
 import { REGTEST, startShop } from "./shop.mjs";
 
 const PASSWORD = "x402 agent regtest";
 
-/** A fetch that counts what it sends and can drop the receipt of the next paid answer. */
+/**
+ * A fetch that counts what it sends, and can lose the `PAYMENT-RESPONSE` of the next answers to
+ * paid requests (`loseReceipts(n, { refusals })`: of served answers, or of refusals too).
+ */
 function countingFetch() {
   const counts = { requests: 0, paid: 0, refusedPaid: 0 };
-  let dropNextReceipt = false;
+  let lose = { n: 0, refusals: false };
   const send = async (request) => {
     counts.requests += 1;
     const paid = request.headers.has("payment-signature");
     if (paid) counts.paid += 1;
     const response = await fetch(request);
     if (paid && response.status === 402) counts.refusedPaid += 1;
-    if (dropNextReceipt && paid && response.ok) {
-      dropNextReceipt = false;
+    const losing = lose.n > 0 && paid && response.headers.has("payment-response");
+    if (losing && (response.ok || lose.refusals)) {
+      lose.n -= 1;
       const headers = new Headers(response.headers);
       headers.delete("payment-response");
       return new Response(await response.arrayBuffer(), { status: response.status, headers });
     }
     return response;
   };
-  return { send, counts, dropNextReceipt: () => (dropNextReceipt = true) };
+  return { send, counts, loseReceipts: (n, { refusals = false } = {}) => (lose = { n, refusals }) };
+}
+
+/** A wallet in `dir` with `FUNDED` sat on `chain`, open for paying, with its wire counted. */
+async function fundedAgent(t, chain, dir) {
+  const phrase = await TrickleAgent.create({ dir, network: "regtest", password: PASSWORD });
+  assert.equal(phrase.split(" ").length, 12, "a recovery phrase of 12 words");
+  const wire = countingFetch();
+  const open = () =>
+    TrickleAgent.open({
+      dir,
+      network: "regtest",
+      esplora: chain.url,
+      password: PASSWORD,
+      maxPrice: 100,
+      budget: 50_000,
+      fetch: wire.send,
+    });
+  const agent = await open();
+  let closed = false;
+  t.after(() => closed || agent.close());
+  await chain.faucet(await agent.address(), FUNDED);
+  assert.equal((await agent.balance()).confirmed, FUNDED);
+  const client = new x402Client().register(agent.network, agent.scheme).setSpendControls(agent.spendControls);
+  const close = async () => {
+    closed = true;
+    await agent.close();
+  };
+  return { agent, wire, open, close, pay: wrapFetchWithPayment(agent.fetch, client) };
+}
+
+/** Asserts that the payee's one channel and the agent's agree, `consumed` charged. */
+async function agree(payee, agent, consumed) {
+  const { channels } = await payee.status();
+  assert.equal(channels.length, 1, "the payee stores one channel");
+  const [mine] = await agent.channels();
+  assert.equal(channels[0].consumed, consumed, "the payee charged each served request once");
+  assert.equal(channels[0].paid, mine.paidSat, "the payee holds what the agent signed");
+  assert.equal(channels[0].paid - channels[0].consumed, mine.creditSat, "both sides count the same credit");
 }
 
 test("an x402 agent pays an x402 Express app with @x402/fetch over a Trickle channel", { timeout: 300_000 }, async (t) => {
@@ -56,40 +98,9 @@ test("an x402 agent pays an x402 Express app with @x402/fetch over a Trickle cha
   t.after(shop.stop);
 
   const dir = path.join(work.dir, "agent");
-  const phrase = await TrickleAgent.create({ dir, network: "regtest", password: PASSWORD });
-  assert.equal(phrase.split(" ").length, 12);
-  const wire = countingFetch();
-  const open = () =>
-    TrickleAgent.open({
-      dir,
-      network: "regtest",
-      esplora: chain.url,
-      password: PASSWORD,
-      maxPrice: 100,
-      budget: 50_000,
-      fetch: wire.send,
-    });
-  const agent = await open();
-  let closed = false;
-  t.after(() => closed || agent.close());
+  const { agent, wire, open, close, pay } = await fundedAgent(t, chain, dir);
   assert.equal(agent.network, REGTEST);
   await assert.rejects(open(), StoreLockedError, "one process at a time opens a wallet");
-
-  await chain.faucet(await agent.address(), FUNDED);
-  assert.equal((await agent.balance()).confirmed, FUNDED);
-
-  const client = new x402Client().register(agent.network, agent.scheme).setSpendControls(agent.spendControls);
-  const pay = wrapFetchWithPayment(agent.fetch, client);
-
-  // Both sides' view of the one channel.
-  const agree = async (consumed) => {
-    const { channels } = await payee.status();
-    assert.equal(channels.length, 1, "the payee stores one channel");
-    const [mine] = await agent.channels();
-    assert.equal(channels[0].consumed, consumed, "the payee charged each served request once");
-    assert.equal(channels[0].paid, mine.paidSat, "the payee holds what the agent signed");
-    assert.equal(channels[0].paid - channels[0].consumed, mine.creditSat, "both sides count the same credit");
-  };
 
   // The first request opens the channel; the other 99 carry their payment up front.
   for (let n = 1; n <= 100; n++) {
@@ -100,14 +111,14 @@ test("an x402 agent pays an x402 Express app with @x402/fetch over a Trickle cha
     assert.equal(settled.success, true);
   }
   let consumed = 100 * PRICE;
-  await agree(consumed);
+  await agree(payee, agent, consumed);
   assert.equal(wire.counts.requests, 101, "one 402, for the first request; then each request is sent once");
 
   // A URL paid in this process's life is sent again with the payment that paid it: free.
   const reload = await pay(`${shop.url}/articles/100`);
   assert.equal(reload.status, 200);
   assert.equal(await reload.text(), "article 100\n");
-  await agree(consumed);
+  await agree(payee, agent, consumed);
 
   // A handler's 500 is not settled, so not charged.
   const broken = await pay(`${shop.url}/broken`);
@@ -118,7 +129,7 @@ test("an x402 agent pays an x402 Express app with @x402/fetch over a Trickle cha
   // A receipt lost on the way: the agent counts more credit than the payee. Its next payment
   // is short; the payee's corrective 402 carries its account, and the difference is paid in one
   // retry.
-  wire.dropNextReceipt();
+  wire.loseReceipts(1);
   assert.equal((await pay(`${shop.url}/articles/101`)).status, 200);
   consumed += PRICE;
   const before = { ...wire.counts };
@@ -130,7 +141,7 @@ test("an x402 agent pays an x402 Express app with @x402/fetch over a Trickle cha
   }
   assert.equal(wire.counts.refusedPaid - before.refusedPaid, 1, "one corrective 402");
   assert.equal(wire.counts.requests - before.requests, 3, "recovered in one retry");
-  await agree(consumed);
+  await agree(payee, agent, consumed);
 
   // Over the agent's cap per request: refused by the wallet, nothing signed.
   const paidBefore = (await payee.status()).channels[0].paid;
@@ -139,14 +150,56 @@ test("an x402 agent pays an x402 Express app with @x402/fetch over a Trickle cha
   // The pre-armed payment the refused request carried is covered by the next one.
   assert.equal((await pay(`${shop.url}/articles/104`)).status, 200);
   consumed += PRICE;
-  await agree(consumed);
+  await agree(payee, agent, consumed);
 
   // The receipts are stored; the wallet reopens with the same totals.
-  await agent.close();
-  closed = true;
+  await close();
   const again = await open();
   t.after(() => again.close());
   const [mine] = await again.channels();
   const { channels } = await payee.status();
   assert.equal(channels[0].paid, mine.paidSat, "the stored totals are the payee's");
+});
+
+test("the same agent pays trickle-payee's proxy, and pays the difference when the payee counted less", { timeout: 300_000 }, async (t) => {
+  const work = await workDir("x402-agent-proxy");
+  t.after(work.dispose);
+  const chain = await startChain();
+  t.after(chain.stop);
+  const site = await startSite([[/^\/articles\/(\d+)$/, (m) => ["text/plain", `article ${m[1]}\n`]]]);
+  t.after(site.stop);
+  const payee = await startPayee({
+    esplora: chain.url,
+    upstream: site.url,
+    dir: work.dir,
+    prices: [{ path: "/articles/", sat: PRICE }],
+    policy: POLICY,
+  });
+  t.after(payee.stop);
+  const { agent, wire, pay } = await fundedAgent(t, chain, path.join(work.dir, "agent"));
+
+  for (let n = 1; n <= 20; n++) {
+    const response = await pay(`${payee.url}/articles/${n}`);
+    assert.equal(response.status, 200, `article ${n}`);
+    assert.equal(await response.text(), `article ${n}\n`);
+  }
+  let consumed = 20 * PRICE;
+  await agree(payee, agent, consumed);
+  assert.equal(wire.counts.requests, 21, "one 402, for the first request");
+  assert.equal((await pay(`${payee.url}/articles/20`)).status, 200, "a reload");
+  await agree(payee, agent, consumed);
+
+  // A receipt lost, and the account that the next refusal carries too: the agent answers the
+  // payee's offer from credit it no longer has; the payee's second refusal (for lack of credit,
+  // with its account) is paid the difference, once, in one more request.
+  wire.loseReceipts(2, { refusals: true });
+  assert.equal((await pay(`${payee.url}/articles/21`)).status, 200);
+  const before = { ...wire.counts };
+  const response = await pay(`${payee.url}/articles/22`);
+  assert.equal(response.status, 200);
+  assert.equal(await response.text(), "article 22\n");
+  consumed += 2 * PRICE;
+  assert.equal(wire.counts.refusedPaid - before.refusedPaid, 2, "the pre-armed and the answering payment refused");
+  assert.equal(wire.counts.requests - before.requests, 3, "then the difference, in one request");
+  await agree(payee, agent, consumed);
 });
