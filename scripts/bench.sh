@@ -17,6 +17,10 @@
 #             (MAC check, reload nonce, ticket rows) add to the paid path's CPU per request
 #   fetch     `trickle fetch` of 100 paid against 100 unpaid pages through the payee proxy on the
 #             local chain, release builds (scripts/bench-fetch.sh)
+#   agent     the Node payer (@trickle/x402-client) under @x402/fetch's wrapFetchWithPayment, in
+#             one process with the wallet unlocked once: 100 paid against 100 unpaid requests
+#             through the payee proxy, and through an unmodified @x402/express app paid via the
+#             payee's facilitator, release payee (tests/x402/bench.mjs; builds the Node payer)
 #   fees      what the payee paid to close a channel under a fee spike (the local chain's blocks
 #             at 40 sat/vB, its mempool refusing under 10) against the same close at the quiet
 #             rate, in one run of the regtest test that replaces the settlement
@@ -42,7 +46,7 @@
 # -O3 instead of -Oz changed nothing (427 µs against 428), so they stay small.
 #
 # Knobs (environment):
-#   BENCH_PARTS="payments vbytes throughput fetch fees browser"  the parts to run, in this order
+#   BENCH_PARTS="payments vbytes throughput fetch agent fees browser"  the parts to run, in order
 #   BENCH_QUICK=1         a quick run: short criterion times, fewer channels, rounds and restarts
 #   BENCH_CRITERION_ARGS  arguments for the criterion bench (default: criterion's own defaults)
 #   BENCH_VBYTES_CHANNELS channels per version (101); BENCH_COLD_RUNS (9), BENCH_SIGN_ROUNDS (15),
@@ -53,13 +57,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-parts="${BENCH_PARTS:-payments vbytes throughput fetch fees browser}"
+parts="${BENCH_PARTS:-payments vbytes throughput fetch agent fees browser}"
 
 if [ "${BENCH_QUICK:-}" = 1 ]; then
   : "${BENCH_CRITERION_ARGS:=--warm-up-time 1 --measurement-time 2}"
   export BENCH_VBYTES_CHANNELS="${BENCH_VBYTES_CHANNELS:-11}"
   export BENCH_COLD_RUNS="${BENCH_COLD_RUNS:-3}" BENCH_SIGN_ROUNDS="${BENCH_SIGN_ROUNDS:-5}"
   export CHANNELS="${CHANNELS:-100}" PAYMENTS="${PAYMENTS:-10000}" ROUNDS="${ROUNDS:-3}"
+  export BENCH_AGENT_ROUNDS="${BENCH_AGENT_ROUNDS:-3}"
 fi
 criterion_args=(${BENCH_CRITERION_ARGS:-})
 
@@ -102,6 +107,13 @@ print(f"| payee's close fee under a fee spike (blocks at 40 sat/vB) | {s} sat ({
 PY
 }
 
+agent() {
+  cargo build -q -p trickle-regtest
+  cargo build -q --release -p trickle-payee
+  bash scripts/build-node.sh
+  TRICKLE_PAYEE_BIN="$target/release/trickle-payee" node tests/x402/bench.mjs
+}
+
 browser() {
   [ "${BENCH_SKIP_BUILD:-}" = 1 ] || bash scripts/build-extension.sh
   node tests/browser/bench.mjs
@@ -111,6 +123,7 @@ part payments cargo bench -q -p trickle-channel --bench payments -- "${criterion
 part vbytes cargo bench -q -p trickle-channel --bench vbytes
 part throughput cargo bench -q -p trickle-payee --bench throughput
 part fetch env PROFILE=release bash scripts/bench-fetch.sh
+part agent agent
 part fees fees
 part browser browser
 

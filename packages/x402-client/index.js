@@ -203,7 +203,12 @@ export class TrickleAgent {
     for (;;) {
       // Kept for a second send: the payee may have counted less credit.
       const copy = sent === "paid" ? request.clone() : undefined;
-      const response = await this.#fetch(request);
+      // While a paid request is in flight, the wallet signs and stores the top-up the next
+      // requests to the site carry, so that they need no signing or disk write of their own.
+      const [response] = await Promise.all([
+        this.#fetch(request),
+        sent === "nothing" ? undefined : wallet(() => this.#agent.prepare(url)),
+      ]);
       const next = await wallet(() =>
         this.#agent.onResponse(
           url,

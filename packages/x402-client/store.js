@@ -5,6 +5,10 @@
 
 import fs from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
+
+const write = promisify(fs.write);
+const fdatasync = promisify(fs.fdatasync);
 
 const LOG = "records.log";
 const LOCK = "wallet.lock";
@@ -117,10 +121,11 @@ export class FileStore {
   /** Applies `puts` and `removes` as one line of the log; resolves once it is on disk. */
   write(puts, removes) {
     const line = `${JSON.stringify({ puts, removes })}\n`;
-    const done = this.#tail.then(() => {
+    const done = this.#tail.then(async () => {
       if (this.#fd === undefined) throw new Error("the wallet store is closed");
-      fs.writeSync(this.#fd, line);
-      fs.fsyncSync(this.#fd);
+      // Off the event loop: requests in flight go on while the disk syncs.
+      await write(this.#fd, line);
+      await fdatasync(this.#fd);
       this.#logBytes += Buffer.byteLength(line);
       for (const key of removes) this.#records.delete(key);
       for (const [key, value] of Object.entries(puts)) this.#records.set(key, value);

@@ -1,16 +1,22 @@
-// The x402 tests' site: an unmodified Express app (`paymentMiddleware` of @x402/express) with
-// priced routes, paid through trickle-payee's facilitator by way of @trickle/x402-server.
+// The x402 tests' site, an unmodified Express app (`paymentMiddleware` of @x402/express) with
+// priced routes paid through trickle-payee's facilitator by way of @trickle/x402-server; and
+// their Node payer.
 
+import assert from "node:assert/strict";
 import http from "node:http";
+
+import { TrickleAgent } from "@trickle/x402-client";
+import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 
 import { HTTPFacilitatorClient } from "@x402/core/server";
 import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import { TrickleChannelScheme, trickleChannelEndpoint } from "@trickle/x402-server";
 import express from "express";
 
-import { API_PRICE, PRICE } from "../browser/fixtures.mjs";
+import { API_PRICE, FUNDED, PRICE } from "../browser/fixtures.mjs";
 
 export const REGTEST = "bip122:0f9188f13cb7b2c71f2a335e3a4fc328";
+const AGENT_PASSWORD = "x402 agent regtest";
 /** The price of `/premium`, above the payers' usual caps. */
 export const PREMIUM = 1_000;
 
@@ -63,4 +69,36 @@ export async function startShop(facilitator) {
     payments,
     stop: () => new Promise((resolve) => listening.close(resolve)),
   };
+}
+
+/**
+ * A Node payer (@trickle/x402-client) with a new wallet in `dir`, funded with `FUNDED` sat on
+ * `chain`, open for paying with caps of 100 sat a request and 50,000 a channel, sending with
+ * `send` (fetch by default): `pay` is @x402/fetch's `wrapFetchWithPayment` over it, `open` opens
+ * the wallet again (after `close`).
+ */
+export async function fundedAgent(chain, dir, send = fetch) {
+  const phrase = await TrickleAgent.create({ dir, network: "regtest", password: AGENT_PASSWORD });
+  assert.equal(phrase.split(" ").length, 12, "a recovery phrase of 12 words");
+  const open = () =>
+    TrickleAgent.open({
+      dir,
+      network: "regtest",
+      esplora: chain.url,
+      password: AGENT_PASSWORD,
+      maxPrice: 100,
+      budget: 50_000,
+      fetch: send,
+    });
+  const agent = await open();
+  await chain.faucet(await agent.address(), FUNDED);
+  assert.equal((await agent.balance()).confirmed, FUNDED);
+  const client = new x402Client().register(agent.network, agent.scheme).setSpendControls(agent.spendControls);
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await agent.close();
+  };
+  return { agent, open, close, pay: wrapFetchWithPayment(agent.fetch, client) };
 }
