@@ -12,7 +12,7 @@ import { TricklePaymentError, StoreLockedError } from "@trickle/x402-client";
 
 import { POLICY, PRICE } from "../browser/fixtures.mjs";
 import { startChain, startPayee, startSite, workDir } from "../browser/harness.mjs";
-import { fundedAgent, REGTEST, startShop } from "./shop.mjs";
+import { fundedAgent, REGTEST, startFacilitatedShop } from "./fixtures.mjs";
 
 /**
  * A fetch that counts what it sends, and can lose the `PAYMENT-RESPONSE` of answers to paid
@@ -57,17 +57,8 @@ test("an x402 agent pays an x402 Express app with @x402/fetch over a Trickle cha
   t.after(work.dispose);
   const chain = await startChain();
   t.after(chain.stop);
-  const payee = await startPayee({
-    esplora: chain.url,
-    upstream: "http://127.0.0.1:9",
-    dir: work.dir,
-    prices: [],
-    policy: POLICY,
-    facilitator: true,
-  });
-  t.after(payee.stop);
-  const shop = await startShop(payee.facilitator);
-  t.after(shop.stop);
+  const { payee, shop, stop } = await startFacilitatedShop(chain, work.dir);
+  t.after(stop);
 
   const dir = path.join(work.dir, "agent");
   const wire = countingFetch();

@@ -18,7 +18,7 @@ import path from "node:path";
 
 import { POLICY, PRICE } from "../browser/fixtures.mjs";
 import { startChain, startPayee, startSite, stats, workDir } from "../browser/harness.mjs";
-import { fundedAgent, startShop } from "./shop.mjs";
+import { fundedAgent, startFacilitatedShop } from "./fixtures.mjs";
 
 const ROUNDS = Number(process.env.BENCH_AGENT_ROUNDS ?? 5);
 const REQUESTS = Number(process.env.BENCH_AGENT_REQUESTS ?? 100);
@@ -79,17 +79,8 @@ try {
     policy: POLICY,
   });
   stops.unshift(proxy.stop);
-  const facilitator = await startPayee({
-    esplora: chain.url,
-    upstream: "http://127.0.0.1:9",
-    dir: path.join(work.dir, "facilitator"),
-    prices: [],
-    policy: POLICY,
-    facilitator: true,
-  });
-  stops.unshift(facilitator.stop);
-  const shop = await startShop(facilitator.facilitator);
-  stops.unshift(shop.stop);
+  const { shop, stop } = await startFacilitatedShop(chain, path.join(work.dir, "facilitator"));
+  stops.unshift(stop);
 
   const { close, pay } = await fundedAgent(chain, path.join(work.dir, "agent"));
   stops.unshift(close);

@@ -10,9 +10,9 @@ import path from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 
-import { API_PRICE, FUNDED, POLICY, PRICE } from "../browser/fixtures.mjs";
-import { ROOT, startChain, startPayee, workDir } from "../browser/harness.mjs";
-import { rawGet, startShop } from "./shop.mjs";
+import { API_PRICE, FUNDED, PRICE } from "../browser/fixtures.mjs";
+import { ROOT, startChain, workDir } from "../browser/harness.mjs";
+import { rawGet, startFacilitatedShop } from "./fixtures.mjs";
 
 const CLI_BIN =
   process.env.TRICKLE_CLI_BIN ?? path.resolve(ROOT, process.env.CARGO_TARGET_DIR ?? "target", "debug", "trickle");
@@ -39,18 +39,8 @@ test("trickle fetch pays an x402 Express app through the facilitator", { timeout
   t.after(work.dispose);
   const chain = await startChain();
   t.after(chain.stop);
-  // The proxy's listener is unused here: the Express app is the site.
-  const payee = await startPayee({
-    esplora: chain.url,
-    upstream: "http://127.0.0.1:9",
-    dir: work.dir,
-    prices: [],
-    policy: POLICY,
-    facilitator: true,
-  });
-  t.after(payee.stop);
-  const shop = await startShop(payee.facilitator);
-  t.after(shop.stop);
+  const { payee, shop, stop } = await startFacilitatedShop(chain, work.dir);
+  t.after(stop);
 
   const wallet = path.join(work.dir, "wallet");
   const cli = (...args) => trickle(wallet, chain.url, ...args);

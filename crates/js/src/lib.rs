@@ -11,7 +11,26 @@ pub use http::FetchTransport;
 pub use sleep::TimeoutSleeper;
 pub use store::{failed, JsStore, WalletStore};
 
+use serde::Serialize;
+use trickle_wallet::app::failure::Failure;
 use wasm_bindgen::{JsCast, JsValue};
+
+/// Now, ms since the epoch, by the host's clock.
+pub fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+/// `value` as a plain JS value (objects, not maps; numbers as JSON has them).
+pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsValue::from_str(&e.to_string()))
+}
+
+/// A failure as the JS rejection `{ code, message, detail }`.
+pub fn rejection(f: &Failure) -> JsValue {
+    to_js(f).unwrap_or_else(|e| e)
+}
 
 /// A JS error's message, or the value as text.
 pub fn describe(e: JsValue) -> String {

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use bitcoin::{Amount, FeeRate, Network};
 use futures::lock::Mutex;
 use serde::{Deserialize, Serialize};
-use trickle_js::{FetchTransport, JsStore, TimeoutSleeper, WalletStore};
+use trickle_js::{now_ms, rejection, to_js, FetchTransport, JsStore, TimeoutSleeper, WalletStore};
 use trickle_wallet::app::chain_view::ChainView;
 use trickle_wallet::app::failure::{failure, Failure};
 use trickle_wallet::app::view::{BalanceView, ChannelView, DutiesView};
@@ -74,19 +74,9 @@ pub struct Agent {
     inner: Rc<Inner>,
 }
 
-fn now_ms() -> f64 {
-    js_sys::Date::now()
-}
-
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsValue::from_str(&e.to_string()))
-}
-
 /// `f`'s failure as the JS rejection `{ code, message, detail }`.
 async fn run<T>(f: impl core::future::Future<Output = Result<T, Failure>>) -> Result<T, JsValue> {
-    f.await.map_err(|f| to_js(&f).unwrap_or_else(|e| e))
+    f.await.map_err(|f| rejection(&f))
 }
 
 fn network(name: &str) -> Result<Network, Failure> {

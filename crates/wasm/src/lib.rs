@@ -36,7 +36,7 @@ use wasm_bindgen::prelude::*;
 use errors::{failure, Failure};
 use request::Request;
 use storage::Session;
-use trickle_js::{JsStore, TimeoutSleeper, WalletStore};
+use trickle_js::{now_ms, rejection, to_js, JsStore, TimeoutSleeper, WalletStore};
 
 type ExtensionWallet = Wallet<Scoped<JsStore>>;
 type Esplora = AsyncClient<TimeoutSleeper>;
@@ -101,16 +101,6 @@ pub struct Trickle {
     inner: Rc<Inner>,
 }
 
-fn now_ms() -> f64 {
-    js_sys::Date::now()
-}
-
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| JsValue::from_str(&e.to_string()))
-}
-
 #[wasm_bindgen]
 impl Trickle {
     /// Opens the stored settings in `store` (migrating an older storage layout) and, if the
@@ -118,7 +108,7 @@ impl Trickle {
     /// worker start.
     pub async fn load(store: WalletStore) -> Result<Trickle, JsValue> {
         let loaded = Self::load_inner(JsStore::new(store)).await;
-        loaded.map_err(|f| to_js(&f).unwrap_or_else(|e| e))
+        loaded.map_err(|f| rejection(&f))
     }
 
     /// Answers one request (`{ type, ...params }`) with its payload, or rejects with
@@ -140,10 +130,7 @@ impl Trickle {
     #[wasm_bindgen(js_name = userActivity)]
     pub async fn user_activity(&self) -> Result<(), JsValue> {
         let inner = self.inner.clone();
-        inner
-            .user_activity()
-            .await
-            .map_err(|f| to_js(&f).unwrap_or_else(|e| e))
+        inner.user_activity().await.map_err(|f| rejection(&f))
     }
 
     /// Locks the wallet if it has been idle past its auto-lock time; returns whether it is
@@ -151,10 +138,7 @@ impl Trickle {
     #[wasm_bindgen(js_name = lockIfIdle)]
     pub async fn lock_if_idle(&self) -> Result<bool, JsValue> {
         let inner = self.inner.clone();
-        inner
-            .lock_if_idle()
-            .await
-            .map_err(|f| to_js(&f).unwrap_or_else(|e| e))
+        inner.lock_if_idle().await.map_err(|f| rejection(&f))
     }
 
     /// Whether the wallet is unlocked.

@@ -1,6 +1,6 @@
-// The x402 tests' site, an unmodified Express app (`paymentMiddleware` of @x402/express) with
-// priced routes paid through trickle-payee's facilitator by way of @trickle/x402-server; and
-// their Node payer.
+// What the x402 tests share: their site, an unmodified Express app (`paymentMiddleware` of
+// @x402/express) with priced routes paid through trickle-payee's facilitator by way of
+// @trickle/x402-server; and their Node payer.
 
 import assert from "node:assert/strict";
 import http from "node:http";
@@ -13,7 +13,8 @@ import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import { TrickleChannelScheme, trickleChannelEndpoint } from "@trickle/x402-server";
 import express from "express";
 
-import { API_PRICE, FUNDED, PRICE } from "../browser/fixtures.mjs";
+import { API_PRICE, FUNDED, POLICY, PRICE } from "../browser/fixtures.mjs";
+import { startPayee } from "../browser/harness.mjs";
 
 export const REGTEST = "bip122:0f9188f13cb7b2c71f2a335e3a4fc328";
 const AGENT_PASSWORD = "x402 agent regtest";
@@ -68,6 +69,30 @@ export async function startShop(facilitator) {
     url: `http://127.0.0.1:${listening.address().port}`,
     payments,
     stop: () => new Promise((resolve) => listening.close(resolve)),
+  };
+}
+
+/**
+ * trickle-payee serving only its facilitator (its proxy's listener unused: the Express app is the
+ * site), on `chain` with its records in `dir`, and the shop paid through it.
+ */
+export async function startFacilitatedShop(chain, dir) {
+  const payee = await startPayee({
+    esplora: chain.url,
+    upstream: "http://127.0.0.1:9",
+    dir,
+    prices: [],
+    policy: POLICY,
+    facilitator: true,
+  });
+  const shop = await startShop(payee.facilitator);
+  return {
+    payee,
+    shop,
+    stop: async () => {
+      await shop.stop();
+      await payee.stop();
+    },
   };
 }
 
