@@ -25,10 +25,9 @@ use crate::budget::site_origin;
 use crate::chain::ChainSource;
 use crate::channels::Transport;
 use crate::offer::OfferError;
-use crate::site::{Answer, PayContext, PayError};
+use crate::site::{receipt_in, Answer, PayContext, PayError};
 use crate::store::{Staged, Store, WriteBatch};
 use crate::wallet::Wallet;
-use trickle_channel::http::{PaymentRequired, PaymentResponse};
 use trickle_channel::ChainTip;
 
 /// What a request carried.
@@ -67,16 +66,6 @@ pub fn answering(sent: Sent, pay_again: bool) -> Result<Sent, PayError> {
         Sent::Paid if pay_again => Ok(Sent::PaidAgain),
         Sent::Paid | Sent::PaidAgain => Err(PayError::AskedTwice),
     }
-}
-
-/// The payee's account of the channel in a corrective 402 without a `PAYMENT-RESPONSE` (an
-/// x402 resource server's: see [`trickle_channel::http::ChannelTerms::channel_state`]).
-fn corrective_state(response: &Response<'_>) -> Option<PaymentResponse> {
-    if response.status != 402 || response.payment_response.is_some() {
-        return None;
-    }
-    let required = PaymentRequired::from_header(response.payment_required?).ok()?;
-    required.channel_state().cloned()
 }
 
 /// What to do after a response.
@@ -179,18 +168,25 @@ impl<S: Store, A: Approver> Payer<S, A> {
         response: Response<'_>,
     ) -> Result<Next, PayError> {
         let mut again = false;
-        let taken = match (response.payment_response, corrective_state(&response)) {
-            (Some(header), _) => {
+        let account = receipt_in(
+            response.status,
+            response.payment_response,
+            response.payment_required,
+        )?;
+        let taken = match account {
+            Some(account) => {
                 self.wallet
-                    .take_receipt(&self.pending, &self.approver, url, header, ctx.tip, ctx.now)
+                    .take_response(
+                        &self.pending,
+                        &self.approver,
+                        url,
+                        &account,
+                        ctx.tip,
+                        ctx.now,
+                    )
                     .await?
             }
-            (None, Some(state)) => {
-                self.wallet
-                    .take_response(&self.pending, &self.approver, url, &state, ctx.tip, ctx.now)
-                    .await?
-            }
-            (None, None) => None,
+            None => None,
         };
         if let Some(taken) = taken {
             let (view, writes) = taken.into_parts();

@@ -8,11 +8,13 @@ mod common;
 
 use bdk_esplora::esplora_client::{AsyncClient, Builder};
 use common::{funded_wallet, required, Counted, FailingStore, Payee, PRICE};
+use trickle_channel::http::{PaymentRequired, PaymentSignature};
 use trickle_regtest::{Config, Node};
 use trickle_wallet::app::sites::{Env, SitePayer};
 use trickle_wallet::app::view::{OfferAnswer, TermsView};
 use trickle_wallet::budget::Period;
-use trickle_wallet::site::PayError;
+use trickle_wallet::payer::{answering, Sent};
+use trickle_wallet::site::{receipt_in, PayError};
 use trickle_wallet::Wallet;
 
 const ORIGIN: &str = "https://site.example";
@@ -102,7 +104,7 @@ async fn a_receipt_records_the_payment_and_pre_arms_the_next_page_in_one_write()
     };
     assert_eq!(signed_sat, PRICE.to_sat());
 
-    let receipt = payee.charge(&header, PRICE).to_header();
+    let receipt = payee.charge(&header, PRICE);
     let answer = b
         .payer
         .receipt(&b.wallet, &b.env(&payee), &url(1), &receipt)
@@ -116,7 +118,7 @@ async fn a_receipt_records_the_payment_and_pre_arms_the_next_page_in_one_write()
 
     // The next page, paid by the pre-armed header: its receipt cannot be stored, and then
     // nothing of it is in the history or the budget.
-    let second = payee.charge(&next, PRICE).to_header();
+    let second = payee.charge(&next, PRICE);
     b.disk.fail_writes(true);
     let failed = b
         .payer
@@ -189,4 +191,89 @@ async fn a_receipt_records_the_payment_and_pre_arms_the_next_page_in_one_write()
         .await
         .expect("viewed");
     assert_eq!(view.channels[0].paid_sat, signed, "nothing more was signed");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_corrective_402_carries_the_payees_account_in_its_offers_and_the_difference_is_paid() {
+    let (mut b, payee) = Browser::start().await;
+    let terms = TermsView {
+        limit_sat: 2_000,
+        period: Period::Day,
+        max_price_sat: PRICE.to_sat(),
+        auto_approve_sat: Some(PRICE.to_sat()),
+    };
+    b.payer
+        .approve(ORIGIN, terms, common::now())
+        .await
+        .expect("approved");
+    let OfferAnswer::Pay { header, .. } = b.offer(&payee, 1, true).await else {
+        panic!("the approved opening pays");
+    };
+    let first = payee.charge(&header, PRICE);
+    let answer = b
+        .payer
+        .receipt(&b.wallet, &b.env(&payee), &url(1), &first)
+        .await
+        .expect("applied")
+        .expect("a receipt of ours");
+    let next = answer.next_header.expect("the next page is pre-armed");
+    // The pre-armed payment is charged for page 2, and its receipt is lost: sent again (page 3),
+    // it brings the payee no more credit, and the payee refuses it. An x402 resource server
+    // says so in its offers, not in a PAYMENT-RESPONSE.
+    payee.charge(&next, PRICE);
+    let refusal = payee.charge(&next, PRICE);
+    assert!(!refusal.success);
+    let mut corrective =
+        PaymentRequired::from_header(&required(&payee, &url(3), PRICE)).expect("an offer");
+    corrective.accepts[0].extra.channel_state = Some(refusal.clone());
+    let corrective = corrective.to_header();
+
+    // Without a PAYMENT-RESPONSE, the 402's offers give the account.
+    let account = receipt_in(402, None, Some(&corrective)).expect("read");
+    assert_eq!(account.as_ref(), Some(&refusal));
+    assert_eq!(
+        receipt_in(200, None, Some(&corrective)).expect("read"),
+        None
+    );
+    let applied = b
+        .payer
+        .receipt(&b.wallet, &b.env(&payee), &url(3), &refusal)
+        .await
+        .expect("applied")
+        .expect("an account of our channel");
+    assert!(
+        applied.pay_again,
+        "a refusal for lack of credit is paid again"
+    );
+    assert_eq!(
+        answering(Sent::Paid, applied.pay_again).ok(),
+        Some(Sent::PaidAgain)
+    );
+
+    // The difference is paid: the payee then charges page 3.
+    let env = Env {
+        transport: &payee,
+        chain: &b.client,
+        now_ms: now_ms(),
+    };
+    let answer = b
+        .payer
+        .offer(&mut b.wallet, &env, &url(3), &corrective, false)
+        .await
+        .expect("answered");
+    let OfferAnswer::Pay { header, .. } = answer else {
+        panic!("the corrective 402 is paid: {answer:?}");
+    };
+    let sig = PaymentSignature::from_header(&header).expect("a payment");
+    assert_eq!(
+        sig.accepted.extra.channel_state, None,
+        "accepted leaves the account out"
+    );
+    let served = payee.charge(&header, PRICE);
+    assert!(served.success, "{served:?}");
+    assert_eq!(
+        payee.ledger().consumed,
+        PRICE * 3,
+        "pages 1, 2 and 3, each once"
+    );
 }

@@ -354,7 +354,11 @@ impl Inner {
                 answering(sent, pay_again)?;
                 js(to_js(&self.offer(&url, &header, confirmed).await?))
             }
-            Request::Receipt { url, header } => js(to_js(&self.receipt(&url, &header).await?)),
+            Request::Receipt { url, header, offer } => js(to_js(
+                &self
+                    .receipt(&url, header.as_deref(), offer.as_deref())
+                    .await?,
+            )),
             Request::Approve { origin, terms } => js(to_js(&self.approve(&origin, terms).await?)),
             Request::Revoke { origin } => js(to_js(&self.revoke(&origin).await?)),
             Request::Sites => js(to_js(&self.sites().await?)),

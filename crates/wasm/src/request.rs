@@ -63,10 +63,17 @@ pub(crate) enum Request {
         #[ts(as = "Option<bool>", optional)]
         pay_again: bool,
     },
-    /// A `PAYMENT-RESPONSE` header seen by the worker.
+    /// The payee's account a response carries: its `PAYMENT-RESPONSE` header, or a 402's
+    /// `PAYMENT-REQUIRED`, whose offers carry it when the payee counted less credit and could
+    /// not say so in a header (`trickle_wallet::site::receipt_in`).
     Receipt {
         url: String,
-        header: String,
+        #[serde(default)]
+        #[ts(optional)]
+        header: Option<String>,
+        #[serde(default)]
+        #[ts(optional)]
+        offer: Option<String>,
     },
     /// Creates or changes a site's budget.
     Approve {

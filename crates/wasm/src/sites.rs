@@ -8,6 +8,7 @@ use trickle_wallet::app::view::{
     DutiesView, OfferAnswer, ReceiptAnswer, SiteView, SitesView, TermsView,
 };
 use trickle_wallet::layout::Scoped;
+use trickle_wallet::site::receipt_in;
 
 use crate::{locked, now_ms, Esplora, Failure, Inner};
 use trickle_js::FetchTransport;
@@ -55,15 +56,21 @@ impl Inner {
             .await?)
     }
 
+    /// `offer` is a 402's `PAYMENT-REQUIRED`: nothing is asked of the wallet, locked or not,
+    /// unless a receipt or the payee's account is there.
     pub(crate) async fn receipt(
         &self,
         url: &str,
-        header: &str,
+        header: Option<&str>,
+        offer: Option<&str>,
     ) -> Result<Option<ReceiptAnswer>, Failure> {
+        let Some(account) = receipt_in(402, header, offer)? else {
+            return Ok(None);
+        };
         let (payer, chain) = (self.payer().await?, self.esplora()?);
         let guard = self.wallet.lock().await;
         let wallet = guard.as_ref().ok_or_else(locked)?;
-        Ok(payer.receipt(wallet, &env(&chain), url, header).await?)
+        Ok(payer.receipt(wallet, &env(&chain), url, &account).await?)
     }
 
     pub(crate) async fn pre_arm(&self, origin: &str) -> Result<Option<String>, Failure> {

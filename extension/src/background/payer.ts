@@ -265,13 +265,16 @@ export class Payer {
     if (details.type === "main_frame") this.resends.delete(`${details.tabId} ${details.url}`);
     const speculative = this.speculativeRequests.delete(details.requestId);
     const receipt = header(details.responseHeaders, "payment-response");
+    const offer = header(details.responseHeaders, "payment-required");
     let payAgain = false;
-    if (receipt) {
+    // A 402's offers may carry the payee's account instead of a receipt (an x402 resource
+    // server's corrective 402): the wallet reads it there.
+    const corrective = details.statusCode === 402 ? offer : undefined;
+    if (receipt || corrective) {
       // A paid page loads first; its receipt is applied after (or after LOAD_WAIT_MS).
       if (details.type === "main_frame" && details.statusCode < 300) await loaded(details.tabId);
-      payAgain = (await this.onReceipt(details, receipt))?.payAgain ?? false;
+      payAgain = (await this.onReceipt(details, receipt, corrective))?.payAgain ?? false;
     }
-    const offer = header(details.responseHeaders, "payment-required");
     // Navigations are paid here; page scripts pay through the page API (`payForPage`).
     // A page fetched ahead of the user is never paid for (nor its tab sent to it): the user
     // may never open it, and any site can ask the browser to prefetch any page.
@@ -299,11 +302,12 @@ export class Payer {
   /** Applies a receipt; returns the wallet's answer (`null` for a receipt of no channel of ours). */
   private async onReceipt(
     details: chrome.webRequest.OnHeadersReceivedDetails,
-    value: string,
+    value: string | undefined,
+    offer: string | undefined,
   ): Promise<ReceiptAnswer | null> {
     const key = `${details.tabId} ${details.url}`;
     try {
-      const payment = (await this.handle({ type: "receipt", url: details.url, header: value })) as ReceiptAnswer | null;
+      const payment = (await this.handle({ type: "receipt", url: details.url, header: value, offer })) as ReceiptAnswer | null;
       if (!payment) return null;
       // Paid by the pre-armed payment: a reload of this URL sends the receipt's nonce. That
       // rule and the site's next pre-armed payment go in together. (No rule, so no stored copy,

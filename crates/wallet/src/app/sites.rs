@@ -11,6 +11,7 @@
 use std::sync::Mutex;
 
 use bitcoin::{Amount, Transaction};
+use trickle_channel::http::PaymentResponse;
 use trickle_channel::ChainTip;
 
 use crate::app::chain_view::ChainView;
@@ -105,20 +106,21 @@ impl<S: Store> SitePayer<S> {
         Ok(answer.commit(&(&*wallet, &self.budgets)).await?.into())
     }
 
-    /// Applies a `PAYMENT-RESPONSE` `header` for `url`, records the payment in the history and
-    /// signs the site's next pre-armed payment: staged together, then committed in one write
-    /// before the next payment's header is returned. Should the write fail, nothing of it is
-    /// in memory either. `None`: the header carries no receipt.
+    /// Applies the payee's account `response` for `url` (a response's receipt, see
+    /// [`crate::site::receipt_in`]), records the payment in the history and signs the site's
+    /// next pre-armed payment: staged together, then committed in one write before the next
+    /// payment's header is returned. Should the write fail, nothing of it is in memory either.
+    /// `None`: the account is of no channel of this wallet's.
     pub async fn receipt<T, C: ChainSource>(
         &self,
         wallet: &Wallet<S>,
         env: &Env<'_, T, C>,
         url: &str,
-        header: &str,
+        response: &PaymentResponse,
     ) -> Result<Option<ReceiptAnswer>, PayError> {
         let (tip, now) = (self.tip(env).await?, env.now());
         let Some(receipt) = wallet
-            .take_receipt(&WriteBatch::new(), &self.budgets, url, header, tip, now)
+            .take_response(&WriteBatch::new(), &self.budgets, url, response, tip, now)
             .await?
         else {
             return Ok(None);

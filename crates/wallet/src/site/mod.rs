@@ -52,7 +52,7 @@ mod reconcile;
 use answer::Reserved;
 pub use ask::{suggested_terms, Ask, AskReason};
 pub use error::PayError;
-pub use receipt::{pays_again, ReceiptView};
+pub use receipt::{pays_again, receipt_in, ReceiptView};
 
 /// What the wallet needs from outside to pay a site.
 pub struct PayContext<'a, T, C> {

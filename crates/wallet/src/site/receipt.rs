@@ -42,6 +42,28 @@ pub fn pays_again(response: &PaymentResponse) -> bool {
         && response.error_reason.as_deref() == Some(Refusal::InsufficientCredit.as_str())
 }
 
+/// The payee's account that a response carries: its `PAYMENT-RESPONSE`, else, in a 402
+/// without one, the account a resource server that cannot add that header to its 402 puts in
+/// its offers (a corrective 402's `extra.channelState`,
+/// [`trickle_channel::http::PaymentRequired::channel_state`]). A malformed `PAYMENT-RESPONSE` is
+/// refused; offers that do not parse carry no account (their 402 is refused when answered).
+pub fn receipt_in(
+    status: u16,
+    payment_response: Option<&str>,
+    payment_required: Option<&str>,
+) -> Result<Option<PaymentResponse>, PayError> {
+    if let Some(header) = payment_response {
+        return PaymentResponse::from_header(header)
+            .map(Some)
+            .map_err(|e| PayError::BadHeader(e.to_string()));
+    }
+    let corrective = payment_required
+        .filter(|_| status == 402)
+        .and_then(|header| PaymentRequired::from_header(header).ok())
+        .and_then(|required| required.channel_state().cloned());
+    Ok(corrective)
+}
+
 impl<S: Store> Wallet<S> {
     /// Applies the `PAYMENT-RESPONSE` header of a response from `url` and commits the budget
     /// reservations of the increments the payee now holds, staged as one write (commit it with
