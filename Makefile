@@ -45,7 +45,7 @@ checks:
 FUZZ_SECONDS ?= 20
 fuzz-smoke:
 	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O
-	cd fuzz && for t in wire_message http_headers snapshots payer_payee; do \
+	cd fuzz && for t in wire_message http_headers mpp_headers snapshots payer_payee; do \
 		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 # Every benchmark, one table of figures against baselines of the same run (scripts/bench.sh).

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bitcoin::{Amount, Network};
+use common::examples::{self, all_examples};
 use common::*;
 use serde_json::{json, Value};
 use trickle_channel::credit::NonceKey;
@@ -48,56 +49,6 @@ fn closed_refusal() -> PaymentResponse {
             nonce: None,
         }),
     }
-}
-
-/// The offer, its answer, a pre-armed header (ticket `[5; 16]`, paying from credit) and the
-/// receipt, each payment authorised with the client's channel key.
-fn all_examples() -> (
-    PaymentRequired,
-    PaymentSignature,
-    PaymentSignature,
-    PaymentResponse,
-) {
-    let nonce = offer::nonce();
-    let required = offer::offer_with(nonce.clone());
-    let mut pair = Pair::open(Version::V2);
-    pair.pay(Amount::from_sat(10)).expect("paid");
-    let ch = pair.payer_channel();
-    let mut signature = PaymentSignature {
-        x402_version: X402_VERSION,
-        resource: required.resource.clone(),
-        accepted: required.accepts[0].clone(),
-        payload: ChannelPayment {
-            channel: ch.contract_txid(),
-            amount: ch.paid(),
-            update: Some(WireMessage::UpdatePayment(ch.latest.clone()).to_base64url()),
-            nonce: Some(nonce),
-            ticket: None,
-            authorization: None,
-        },
-    };
-    let mut pre_armed = signature.clone();
-    pre_armed.payload.update = None;
-    pre_armed.payload.nonce = None;
-    auth::authorize_payment(&mut signature, &key(CLIENT), [5; 16]);
-    auth::authorize_payment(&mut pre_armed, &key(CLIENT), [5; 16]);
-    let response = PaymentResponse {
-        success: true,
-        error_reason: None,
-        network: caip2(Network::Regtest),
-        payer: Some(pubkey(&key(CLIENT))),
-        transaction: None,
-        receipt: Some(Receipt {
-            channel: ch.contract_txid(),
-            paid: ch.paid(),
-            consumed: Amount::from_sat(10),
-            credit: ch.paid() - Amount::from_sat(20),
-            channel_value: ch.funding.contract.value,
-            expiry: ch.funding.contract.expiry.to_consensus_u32(),
-            nonce: None,
-        }),
-    };
-    (required, signature, pre_armed, response)
 }
 
 #[test]
@@ -407,7 +358,7 @@ fn http_vectors_match_the_committed_file() {
             and contract are named there. The second PAYMENT-RESPONSE refuses a payment once that \
             channel is closed; its `transaction` is the cooperative settlement of the channel at \
             1,010 sat. Every header validates with @x402/core's schemas \
-            (tests/browser/x402.test.mjs).",
+            (tests/browser/x402.test.mjs). `mpp`: the same in MPP framing.",
         "paymentKey": {
             "clientSecret": key(CLIENT).display_secret().to_string(),
             "serverKey": pubkey(&key(SERVER)).to_string(),
@@ -420,6 +371,7 @@ fn http_vectors_match_the_committed_file() {
             entry("PAYMENT-RESPONSE", serde_json::to_value(&response).expect("json"), response.to_header()),
             entry("PAYMENT-RESPONSE", serde_json::to_value(&closed).expect("json"), closed.to_header()),
         ],
+        "mpp": mpp_vectors(&required, &signature, &response),
     });
     if std::env::var_os("TRICKLE_WRITE_VECTORS").is_some() {
         let text = serde_json::to_string_pretty(&generated).expect("json") + "\n";
@@ -429,6 +381,43 @@ fn http_vectors_match_the_committed_file() {
         serde_json::from_str(&std::fs::read_to_string(vectors_path()).expect("http.json exists"))
             .expect("json");
     assert_eq!(committed, generated);
+}
+
+/// The same offer, payment and receipt in MPP framing (docs/mpp.md).
+fn mpp_vectors(
+    required: &PaymentRequired,
+    signature: &PaymentSignature,
+    response: &PaymentResponse,
+) -> Value {
+    let challenge = examples::mpp_challenge(required);
+    let credential = examples::mpp_credential(&challenge, signature);
+    let receipt = examples::mpp_receipt(response, &challenge);
+    let request = mpp::SessionRequest::decode(&challenge.request).expect("request");
+    // What the vectors claim: the credential is the example PAYMENT-SIGNATURE, field for field.
+    let key = mpp::ChallengeKey::new(examples::CHALLENGE_KEY);
+    let read = credential.signature(&key, examples::REALM, examples::EXPIRES);
+    assert_eq!(read.as_ref(), Ok(signature));
+    let entry = |name: &str, json: Value, header: String| json!({ "header": name, "json": json, "value": header });
+    json!({
+        "description": "The offer, payment and receipt above in MPP framing (docs/mpp.md): the \
+            challenge's id is bound with ChallengeKey([8; 32]) (HMAC-SHA256 of realm, method, \
+            intent, request, expires, digest and opaque joined with |); its `request` is the \
+            canonical JSON of `json.request`, unpadded base64url. The credential carries the \
+            first PAYMENT-SIGNATURE's payload unchanged (its authorization is valid for the \
+            request's network, recipient and resource); the receipt is the first \
+            PAYMENT-RESPONSE's at 2023-11-14T22:13:21Z. Credential and receipt values are \
+            unpadded base64url of canonical JSON (RFC 8785); the credential's header value is \
+            `Payment <that>`.",
+        "challengeKey": hex::encode(examples::CHALLENGE_KEY),
+        "headers": [
+            entry("WWW-Authenticate", json!({
+                "challenge": serde_json::to_value(&challenge).expect("json"),
+                "request": serde_json::to_value(&request).expect("json"),
+            }), challenge.to_header()),
+            entry("Authorization", serde_json::to_value(&credential).expect("json"), credential.to_header()),
+            entry("Payment-Receipt", serde_json::to_value(&receipt).expect("json"), receipt.to_header()),
+        ],
+    })
 }
 
 #[test]

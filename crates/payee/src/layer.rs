@@ -1,5 +1,7 @@
 //! The tower layer that prices routes: 402 offers, `PAYMENT-SIGNATURE` handling in the order of
-//! `docs/protocol.md` section 2, and `PAYMENT-RESPONSE` receipts.
+//! `docs/protocol.md` section 2, and `PAYMENT-RESPONSE` receipts; the same in MPP framing
+//! (`docs/mpp.md`, [`crate::mpp`]): every 402 carries both challenges, a payment is read from
+//! either header, and its answer is framed as it came.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +16,7 @@ use bitcoin::Amount;
 use tower::{Layer, Service};
 use trickle_channel::charge::{Decision, PricedRequest};
 use trickle_channel::credit::NONCE_RANDOM_LEN;
+use trickle_channel::http::mpp::{Problem, ProblemType};
 use trickle_channel::http::{
     asset, caip2, ChannelTerms, PaymentRequired, PaymentRequirements, PaymentResponse,
     PaymentSignature, Refusal, Resource, PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE,
@@ -22,6 +25,7 @@ use trickle_channel::http::{
 use trickle_channel::ErrorCode;
 
 use crate::charge::Failure;
+use crate::mpp::{self, Framing};
 use crate::payee::{random, Metrics, Payee, MAX_ATTEMPTS};
 use crate::store::StoreError;
 
@@ -180,7 +184,7 @@ async fn handle<S>(
     payee: Payee,
     prices: Arc<Prices>,
     inner: S,
-    req: Request<Body>,
+    mut req: Request<Body>,
 ) -> Result<Response, S::Error>
 where
     S: Service<Request<Body>, Response = Response>,
@@ -195,14 +199,45 @@ where
     }
     let price = prices.get(path).cloned();
     let signature = req.headers().get(PAYMENT_SIGNATURE).cloned();
+    let mut credentials = mpp::credentials(req.headers());
     let origin = origin(&payee, &req);
     let url = resource_url(&origin, &req);
-    let Some(signature) = signature else {
-        let mut inner = inner;
-        return match price {
-            None => inner.call(req).await,
-            Some(price) => Ok(payment_required(&payee, &origin, &url, &price, None, None)),
-        };
+    if credentials.len() > usize::from(signature.is_none()) {
+        return Ok(mpp::two_payments());
+    }
+    // A header that is not ASCII cannot be ours: it is refused as unparseable.
+    let (parsed, framing) = match (signature, credentials.pop()) {
+        (None, None) => {
+            let mut inner = inner;
+            return match price {
+                None => inner.call(req).await,
+                Some(price) => Ok(payment_required(&payee, &origin, &url, &price, Why::Asked)),
+            };
+        }
+        (Some(signature), _) => (
+            PaymentSignature::from_header(signature.to_str().unwrap_or_default())
+                .map_err(|e| payee.refuse_header(&e)),
+            Framing::X402,
+        ),
+        (None, Some(credential)) => {
+            mpp::strip(req.headers_mut());
+            match mpp::read(&payee, &credential, mpp::realm(&origin)) {
+                Ok((sig, id)) => (Ok(sig), Framing::Mpp(id)),
+                Err(e) => {
+                    tracing::info!(reason = e.code(), why = %e, "credential refused");
+                    payee.metrics().refused(e.code());
+                    let mut inner = inner;
+                    return match price {
+                        // A free resource is served whatever its credential, as for x402.
+                        None => inner.call(req).await,
+                        Some(price) => {
+                            let why = Why::Problem(e.problem());
+                            Ok(payment_required(&payee, &origin, &url, &price, why))
+                        }
+                    };
+                }
+            }
+        }
     };
     // The offer this request would get, nonce aside: a payment answering an offer must name it.
     let offer = price
@@ -215,14 +250,17 @@ where
         price: price.as_ref().map_or(Amount::ZERO, |p| p.amount),
         offer: offer.as_ref(),
     };
+    let answer = Answer {
+        payee: &payee,
+        price: price.as_ref(),
+        origin: &origin,
+        url: &url,
+        framing,
+    };
     let mut site = Site::Waiting(inner, req);
-    // A header that is not ASCII cannot be ours: it is refused as unparseable.
-    let sig = match PaymentSignature::from_header(signature.to_str().unwrap_or_default()) {
+    let sig = match parsed {
         Ok(sig) => sig,
-        Err(e) => {
-            let failure = payee.refuse_header(&e);
-            return not_taken(&payee, failure, price.as_ref(), &origin, &url, site).await;
-        }
+        Err(failure) => return answer.not_taken(failure, site).await,
     };
     for attempt in 0..MAX_ATTEMPTS {
         let (stored, charge) = match payee.decide(&sig, &request, attempt > 0).await {
@@ -231,12 +269,10 @@ where
                 let mut resp = site.answer().await?;
                 Metrics::bump(&payee.metrics().reloads, 1);
                 let receipt = payee.response(&stored.state, stored.ledger, Amount::ZERO, None);
-                attach(&mut resp, &receipt);
+                answer.attach(&mut resp, &receipt);
                 return Ok(resp);
             }
-            Err(failure) => {
-                return not_taken(&payee, failure, price.as_ref(), &origin, &url, site).await
-            }
+            Err(failure) => return answer.not_taken(failure, site).await,
         };
         if request.safe {
             // The site's answer decides what is stored: a charge for a success, else only the
@@ -245,15 +281,12 @@ where
             let served = resp.status().is_success();
             match payee.store_charge(&stored, &charge, served, &request).await {
                 Ok(Some(receipt)) => {
-                    attach(&mut resp, &receipt);
+                    answer.attach(&mut resp, &receipt);
                     return Ok(resp);
                 }
                 // Another request changed the channel: decide again, with this answer.
                 Ok(None) => site = Site::Answered(resp),
-                Err(e) => {
-                    let site = Site::<S>::Answered(resp);
-                    return not_taken(&payee, e.into(), price.as_ref(), &origin, &url, site).await;
-                }
+                Err(e) => return answer.not_taken(e.into(), Site::<S>::Answered(resp)).await,
             }
         } else {
             // The site acts on this request: the charge is durable before it sees it, and
@@ -266,18 +299,17 @@ where
                     } else {
                         payee.refund(&sig.payload.channel, &charge, receipt).await
                     };
-                    attach(&mut resp, &receipt);
+                    answer.attach(&mut resp, &receipt);
                     return Ok(resp);
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    return not_taken(&payee, e.into(), price.as_ref(), &origin, &url, site).await
-                }
+                Err(e) => return answer.not_taken(e.into(), site).await,
             }
         }
     }
-    let failure = Failure::Store(StoreError::Conflict);
-    not_taken(&payee, failure, price.as_ref(), &origin, &url, site).await
+    answer
+        .not_taken(Failure::Store(StoreError::Conflict), site)
+        .await
 }
 
 /// The site's side of a paid request: not asked yet, or its answer.
@@ -296,75 +328,94 @@ impl<S: Service<Request<Body>, Response = Response>> Site<S> {
     }
 }
 
-/// The answer to a payment that was not taken: a fresh offer for a priced resource (or a 503
-/// for a deferral or a store failure), the site's answer for a free one; with the receipt.
-async fn not_taken<S>(
-    payee: &Payee,
-    failure: Failure,
-    price: Option<&Price>,
-    origin: &str,
-    url: &str,
-    site: Site<S>,
-) -> Result<Response, S::Error>
-where
-    S: Service<Request<Body>, Response = Response>,
-{
-    let (unavailable, receipt) = match failure {
-        Failure::Refused(refused) => {
-            let Some(price) = price else {
-                // A free resource is served even when a pre-armed payment is refused; the
-                // receipt says why the payment was not taken.
-                let mut resp = site.answer().await?;
-                attach(&mut resp, &refused.response);
-                return Ok(resp);
-            };
-            let (reason, receipt) = (refused.reason, refused.response);
-            return Ok(payment_required(
-                payee,
-                origin,
-                url,
-                price,
-                Some(reason),
-                Some(&receipt),
-            ));
+/// What an answer to a paid request needs: the resource, its price, and the framing the
+/// payment came in.
+struct Answer<'a> {
+    payee: &'a Payee,
+    price: Option<&'a Price>,
+    origin: &'a str,
+    url: &'a str,
+    framing: Framing,
+}
+
+impl Answer<'_> {
+    /// Tells the client what became of its payment: `PAYMENT-RESPONSE` for x402, a
+    /// `Payment-Receipt` on a paid 2xx for MPP.
+    fn attach(&self, resp: &mut Response, receipt: &PaymentResponse) {
+        match &self.framing {
+            Framing::X402 => attach(resp, receipt),
+            Framing::Mpp(id) => mpp::attach_receipt(self.payee, resp, id, receipt),
         }
-        Failure::Unconfirmed(receipt) => (
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, UNCONFIRMED_RETRY_SECS)],
-                "the channel's contract is not confirmed yet; nothing was charged\n",
-            )
-                .into_response(),
-            receipt,
-        ),
-        Failure::Store(e) => {
-            tracing::error!(error = %e, %url, "payment not stored; not serving");
-            Metrics::bump(&payee.metrics().store_failures, 1);
-            // Every answer to a payment carries a receipt; this one says nothing was taken.
-            let receipt = PaymentResponse {
-                success: false,
-                error_reason: Some(ErrorCode::Other.name().to_owned()),
-                network: caip2(payee.config().network),
-                payer: None,
-                transaction: None,
-                receipt: None,
-            };
-            (
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "payment storage is unavailable; nothing was charged\n",
-                )
-                    .into_response(),
-                receipt,
-            )
-        }
-    };
-    let mut resp = match price {
-        Some(_) => unavailable,
-        None => site.answer().await?,
-    };
-    attach(&mut resp, &receipt);
-    Ok(resp)
+    }
+
+    /// The answer to a payment that was not taken: a fresh offer for a priced resource (or a
+    /// 503 for a deferral or a store failure), the site's answer for a free one; with the
+    /// receipt, or for MPP the refusal as problem details.
+    async fn not_taken<S>(&self, failure: Failure, site: Site<S>) -> Result<Response, S::Error>
+    where
+        S: Service<Request<Body>, Response = Response>,
+    {
+        let payee = self.payee;
+        let mpp = matches!(self.framing, Framing::Mpp(_));
+        let (unavailable, receipt) = match failure {
+            Failure::Refused(refused) => {
+                let Some(price) = self.price else {
+                    // A free resource is served even when a pre-armed payment is refused; the
+                    // receipt says why the payment was not taken.
+                    let mut resp = site.answer().await?;
+                    self.attach(&mut resp, &refused.response);
+                    return Ok(resp);
+                };
+                let why = if mpp {
+                    let kind = ProblemType::of_refusal(refused.reason);
+                    Why::Problem(Problem::new(kind, &refused.why, refused.reason.as_str()))
+                } else {
+                    Why::Refused(refused.reason, &refused.response)
+                };
+                return Ok(payment_required(payee, self.origin, self.url, price, why));
+            }
+            Failure::Unconfirmed(receipt) => {
+                let detail = "the channel's contract is not confirmed yet; nothing was charged";
+                let mut resp = if mpp {
+                    mpp::problem_response(&mpp::unavailable(detail, CONTRACT_UNCONFIRMED))
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("{detail}\n")).into_response()
+                };
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(UNCONFIRMED_RETRY_SECS),
+                );
+                (resp, receipt)
+            }
+            Failure::Store(e) => {
+                tracing::error!(error = %e, url = self.url, "payment not stored; not serving");
+                Metrics::bump(&payee.metrics().store_failures, 1);
+                // Every answer to a payment carries a receipt; this one says nothing was taken.
+                let code = ErrorCode::Other.name();
+                let receipt = PaymentResponse {
+                    success: false,
+                    error_reason: Some(code.to_owned()),
+                    network: caip2(payee.config().network),
+                    payer: None,
+                    transaction: None,
+                    receipt: None,
+                };
+                let detail = "payment storage is unavailable; nothing was charged";
+                let resp = if mpp {
+                    mpp::problem_response(&mpp::unavailable(detail, code))
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, format!("{detail}\n")).into_response()
+                };
+                (resp, receipt)
+            }
+        };
+        let mut resp = match self.price {
+            Some(_) => unavailable,
+            None => site.answer().await?,
+        };
+        self.attach(&mut resp, &receipt);
+        Ok(resp)
+    }
 }
 
 pub(crate) fn attach(resp: &mut Response, receipt: &PaymentResponse) {
@@ -373,38 +424,62 @@ pub(crate) fn attach(resp: &mut Response, receipt: &PaymentResponse) {
     }
 }
 
-fn payment_required(
-    payee: &Payee,
-    origin: &str,
-    url: &str,
-    price: &Price,
-    error: Option<Refusal>,
-    receipt: Option<&PaymentResponse>,
-) -> Response {
+/// Why a 402 is sent.
+enum Why<'a> {
+    /// The request carried no payment.
+    Asked,
+    /// An x402 payment was refused: the offer's `error`, and the receipt saying so.
+    Refused(Refusal, &'a PaymentResponse),
+    /// An MPP credential was refused: the problem, as the body.
+    Problem(Problem),
+}
+
+/// A fresh offer for `url`, in both framings: `PAYMENT-REQUIRED` and `WWW-Authenticate:
+/// Payment`, of one nonce. The body is the x402 offer, or an MPP refusal's problem (whose
+/// status, 400 for another method, is the answer's).
+fn payment_required(payee: &Payee, origin: &str, url: &str, price: &Price, why: Why) -> Response {
     let Ok(random) = random::<NONCE_RANDOM_LEN>() else {
         tracing::error!("no randomness for a nonce");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let nonce = payee.nonce_key().issue(random, payee.now(), url);
+    let resource = Resource {
+        url: url.to_owned(),
+        description: price.description.clone(),
+        mime_type: price.mime_type.clone(),
+    };
+    let requirements = requirements(payee, origin, price, nonce);
+    let challenge = mpp::challenge(payee, mpp::realm(origin), &resource, &requirements);
     let offer = PaymentRequired {
         x402_version: X402_VERSION,
-        error: error.map(|e| e.as_str().to_owned()),
-        resource: Resource {
-            url: url.to_owned(),
-            description: price.description.clone(),
-            mime_type: price.mime_type.clone(),
+        error: match &why {
+            Why::Refused(reason, _) => Some(reason.as_str().to_owned()),
+            _ => None,
         },
-        accepts: vec![requirements(payee, origin, price, nonce)],
+        resource,
+        accepts: vec![requirements],
     };
-    let body = serde_json::to_vec(&offer).unwrap_or_default();
-    let mut resp = (
-        StatusCode::PAYMENT_REQUIRED,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response();
+    let offered = || {
+        let body = serde_json::to_vec(&offer).unwrap_or_default();
+        let json = [(header::CONTENT_TYPE, "application/json")];
+        (StatusCode::PAYMENT_REQUIRED, json, body).into_response()
+    };
+    let (mut resp, receipt) = match why {
+        Why::Asked => (offered(), None),
+        Why::Refused(_, receipt) => (offered(), Some(receipt)),
+        Why::Problem(mut problem) => {
+            problem.challenge_id = Some(challenge.id.clone());
+            (mpp::problem_response(&problem), None)
+        }
+    };
+    let headers = resp.headers_mut();
+    // An offer is for one client, once: no cache may keep it.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(v) = HeaderValue::from_str(&offer.to_header()) {
-        resp.headers_mut().insert(PAYMENT_REQUIRED, v);
+        headers.insert(PAYMENT_REQUIRED, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&challenge.to_header()) {
+        headers.insert(header::WWW_AUTHENTICATE, v);
     }
     if let Some(receipt) = receipt {
         attach(&mut resp, receipt);

@@ -19,6 +19,7 @@ pub mod config;
 mod endpoint;
 mod facilitator;
 mod layer;
+mod mpp;
 mod operator;
 pub mod path;
 mod payee;

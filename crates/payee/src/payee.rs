@@ -11,6 +11,7 @@ use bitcoin::secp256k1::{PublicKey, SecretKey, SECP256K1};
 use bitcoin::{Amount, CompressedPublicKey, FeeRate, Network, ScriptBuf};
 use trickle_channel::auth::PaymentKey;
 use trickle_channel::credit::NonceKey;
+use trickle_channel::http::mpp::ChallengeKey;
 use trickle_channel::{ChainTip, PayeeContext, PayeePolicy};
 
 use crate::chain::{Chain, ChainError};
@@ -132,6 +133,7 @@ pub struct Keys {
     channel_public: PublicKey,
     payout: SecretKey,
     nonce: NonceKey,
+    challenge: ChallengeKey,
 }
 
 /// A seed that derives no valid key (probability about 2^-128 per key).
@@ -154,7 +156,7 @@ fn derive(seed: &[u8; 32], tag: &str) -> [u8; 32] {
 }
 
 impl Keys {
-    /// The channel key, payout key and nonce key of `seed`.
+    /// The channel key, payout key, nonce key and MPP challenge key of `seed`.
     pub fn from_seed(seed: &[u8; 32]) -> Result<Self, InvalidSeed> {
         let key = |tag| SecretKey::from_slice(&derive(seed, tag)).map_err(|_| InvalidSeed);
         let channel = key("trickle/payee/channel-key")?;
@@ -163,6 +165,7 @@ impl Keys {
             channel_public: PublicKey::from_secret_key(SECP256K1, &channel),
             payout: key("trickle/payee/payout-key")?,
             nonce: NonceKey::new(derive(seed, "trickle/payee/nonce-key")),
+            challenge: ChallengeKey::new(derive(seed, "trickle/payee/mpp-challenge-key")),
         })
     }
 
@@ -285,6 +288,10 @@ impl Payee {
 
     pub(crate) fn nonce_key(&self) -> &NonceKey {
         &self.0.keys.nonce
+    }
+
+    pub(crate) fn challenge_key(&self) -> &ChallengeKey {
+        &self.0.keys.challenge
     }
 
     pub(crate) fn chain(&self) -> &Arc<dyn Chain> {

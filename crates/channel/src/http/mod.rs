@@ -7,7 +7,8 @@
 //!
 //! Each header value is standard base64 of a JSON object, as x402 specifies (sent padded, read
 //! padded or not, as x402's own code does); wire messages inside it are unpadded base64url of
-//! their binary encoding. `docs/protocol.md` is the spec.
+//! their binary encoding. `docs/protocol.md` is the spec. The same offers, payments and
+//! receipts travel in MPP framing too ([`mpp`]).
 
 use core::fmt;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::message::{DecodeError, UpdatePayment, WireMessage};
 
 pub mod endpoint;
+pub mod mpp;
 mod receipt;
 mod refusal;
 

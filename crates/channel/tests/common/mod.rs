@@ -11,6 +11,8 @@ use bitcoin::{Amount, FeeRate, OutPoint, Transaction, TxIn, TxOut, Txid};
 use trickle_channel::*;
 use trickle_testkit::funding::Coin;
 
+pub mod examples;
+
 pub use trickle_testkit::keys::*;
 pub use trickle_testkit::terms::*;
 
