@@ -1,5 +1,5 @@
 // Trickle's payer for Node: the Rust wallet (`trickle-node`, compiled to wasm) paying x402
-// `channel` offers over Bitcoin payment channels, for `@x402/fetch`'s `wrapFetchWithPayment`.
+// `batch-settlement` offers on Bitcoin over Bitcoin payment channels, for `@x402/fetch`'s `wrapFetchWithPayment`.
 //
 // Two parts work together. `agent.fetch` is the fetch that `wrapFetchWithPayment` wraps: it
 // sends a site's pre-armed payment up front, hands every response to the wallet (receipts are
@@ -17,7 +17,7 @@ const { Agent } = require("./wasm/trickle_node.js");
 
 export { FileStore, StoreLockedError } from "./store.js";
 
-export const SCHEME = "channel";
+export const SCHEME = "batch-settlement";
 const SIGNATURE = "payment-signature";
 
 /** A refusal of the wallet's: `code` says which (docs/wire.md lists them), `detail` more. */
@@ -239,7 +239,7 @@ export class TrickleAgent {
   }
 }
 
-/** The `SchemeNetworkClient` of the `channel` scheme: the wallet's payment for an offer. */
+/** The `SchemeNetworkClient` of Trickle's scheme (`batch-settlement` on `bip122:`): the wallet's payment for an offer. */
 export class TrickleChannelClient {
   scheme = SCHEME;
   #offered;

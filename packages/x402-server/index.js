@@ -1,10 +1,10 @@
-// Trickle's `channel` scheme for an x402 resource server (`x402ResourceServer` of @x402/core, as
+// Trickle's scheme, x402's `batch-settlement` on `bip122:` networks, for an x402 resource server (`x402ResourceServer` of @x402/core, as
 // @x402/express uses it), and the route that forwards the payer's channel messages to the
 // payee. Both talk to `trickle-payee`'s facilitator (docs/facilitator.md).
 
 import { Router } from "express";
 
-export const SCHEME = "channel";
+export const SCHEME = "batch-settlement";
 /** The refusal of a payment short of the price: the payer pays the difference (docs/protocol.md). */
 const INSUFFICIENT_CREDIT = "insufficient_credit";
 

@@ -160,7 +160,7 @@ describe("x402's own schemas", { timeout: 120_000 }, () => {
       // (and the payee took it up to its channel, above), the same at another price matches
       // neither.
       const x402 = new x402ResourceServer(new HTTPFacilitatorClient({ url: "http://127.0.0.1:9" })).register(offer.network, {
-        scheme: "channel",
+        scheme: "batch-settlement",
         defaultAssetTransferMethod: "default",
         paymentFlows: {},
         dynamicExtraFields: ["nonce"],

@@ -42,7 +42,7 @@ export async function startShop(facilitator) {
     REGTEST,
     new TrickleChannelScheme(facilitator),
   );
-  const price = (sat) => ({ accepts: { scheme: "channel", network: REGTEST, price: sat }, description: "priced" });
+  const price = (sat) => ({ accepts: { scheme: "batch-settlement", network: REGTEST, price: sat }, description: "priced" });
   const payments = [];
   const app = express();
   app.use((req, _res, next) => {

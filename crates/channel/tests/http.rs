@@ -347,7 +347,7 @@ fn http_vectors_match_the_committed_file() {
         pre_armed.payload.authorization.clone().expect("authorised")
     );
     let generated = json!({
-        "description": "Trickle HTTP 402 headers (x402 v2 framing, scheme \"channel\"). `value` is \
+        "description": "Trickle HTTP 402 headers (x402 v2 framing, scheme \"batch-settlement\"). `value` is \
             the header value: standard base64 of the JSON. The payment's `update` is the \
             UPDATE_PAYMENT of a v2 channel from tests/vectors/channel.json's keys. Nonces are \
             NonceKey([9; 32]).issue([3; 16], 1_700_000_000, resource URL). Payments are \

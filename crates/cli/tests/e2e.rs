@@ -520,7 +520,7 @@ async fn hostile_sites_get_nothing() {
     signet
         .accepts
         .push(trickle_channel::http::PaymentRequirements {
-            scheme: "channel".into(),
+            scheme: trickle_channel::http::SCHEME.into(),
             network: trickle_channel::http::caip2(Network::Signet),
             amount: Amount::from_sat(10),
             asset: trickle_channel::http::asset(&trickle_channel::http::caip2(Network::Signet)),

@@ -1,4 +1,4 @@
-//! An x402 facilitator for the `channel` scheme (`docs/facilitator.md`): `GET /supported`,
+//! An x402 facilitator for Trickle's scheme (`batch-settlement` on `bip122:`) (`docs/facilitator.md`): `GET /supported`,
 //! `POST /verify` (decides, charges nothing), `POST /settle` (decides again and stores the
 //! charge with the same compare-and-swap write as the layer), and `POST /nonce`, which gives a
 //! resource server the nonce of an offer for a URL. x402's flow is verify, handler, settle: a

@@ -40,7 +40,7 @@ impl Payee {
         endpoint::router(self.clone())
     }
 
-    /// The x402 facilitator's routes for the `channel` scheme: `GET /supported`,
+    /// The x402 facilitator's routes for Trickle's scheme (`batch-settlement`): `GET /supported`,
     /// `POST /nonce`, `POST /verify`, `POST /settle` (`docs/facilitator.md`).
     pub fn facilitator(&self) -> axum::Router {
         facilitator::router(self.clone())

@@ -152,7 +152,7 @@ async fn supported_lists_the_channel_scheme_on_the_payees_network() {
     let kinds = body["kinds"].as_array().unwrap();
     assert_eq!(kinds.len(), 1);
     assert_eq!(kinds[0]["x402Version"], 2);
-    assert_eq!(kinds[0]["scheme"], "channel");
+    assert_eq!(kinds[0]["scheme"], SCHEME);
     assert_eq!(kinds[0]["network"], caip2(Network::Regtest));
     assert_eq!(kinds[0]["extra"]["payTo"], f.payee.server_key().to_string());
     assert_eq!(

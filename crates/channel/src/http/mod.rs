@@ -1,4 +1,5 @@
-//! The HTTP 402 headers, in x402 version 2 framing with a `channel` scheme.
+//! The HTTP 402 headers, in x402 version 2 framing, scheme `batch-settlement` on Bitcoin
+//! networks (`docs/scheme_batch_settlement_bip122.md`).
 //!
 //! * `PAYMENT-REQUIRED` (server, with status 402): what a resource costs and how to open a
 //!   channel to pay for it.
@@ -32,8 +33,9 @@ pub use refusal::Refusal;
 
 /// The x402 version these headers follow.
 pub const X402_VERSION: u32 = 2;
-/// The x402 scheme name of Bitcoin payment channels.
-pub const SCHEME: &str = "channel";
+/// The x402 scheme of Bitcoin payment channels: x402's `batch-settlement`, capital-backed,
+/// on `bip122:` networks.
+pub const SCHEME: &str = "batch-settlement";
 /// Longest header value accepted, in bytes; longer values are refused before decoding.
 pub const MAX_HEADER_LEN: usize = 16 * 1024;
 /// Header names (HTTP header names are case-insensitive; browsers report them lowercase).
@@ -106,7 +108,7 @@ pub struct ChannelTerms {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequirements {
-    /// `"channel"` for this scheme; other schemes are ignored by Trickle.
+    /// [`SCHEME`]; other schemes are ignored by Trickle.
     pub scheme: String,
     /// CAIP-2 network id (see [`caip2`]).
     pub network: String,

@@ -247,7 +247,7 @@ impl Payee {
 
     pub fn offer(&self) -> PaymentRequirements {
         PaymentRequirements {
-            scheme: "channel".into(),
+            scheme: trickle_channel::http::SCHEME.into(),
             network: caip2(Network::Regtest),
             amount: PRICE,
             asset: asset(&caip2(Network::Regtest)),
