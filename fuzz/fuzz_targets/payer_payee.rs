@@ -55,6 +55,7 @@ fn header(pair: &Pair, nonces: &NonceKey, arg: u64, forged: bool) -> (PaymentSig
             min_payment: Amount::from_sat(1_000),
             max_expiry_blocks: 1_008,
             nonce: nonces.issue([7; 16], NOW, url),
+            channel_state: None,
         },
     };
     let with_nonce = arg & 4 != 0;

@@ -19,6 +19,7 @@ export { FileStore, StoreLockedError } from "./store.js";
 
 export const SCHEME = "batch-settlement";
 const SIGNATURE = "payment-signature";
+const AUTHORIZATION = "authorization";
 
 /** A refusal of the wallet's: `code` says which (docs/wire.md lists them), `detail` more. */
 export class TricklePaymentError extends Error {
@@ -58,14 +59,17 @@ export class TrickleAgent {
   #store;
   #fetch;
   #maxPrice;
+  /** Pays in MPP's framing. */
+  #mpp;
   /** Payments the wallet made for an offer, by the offer's nonce, until x402 takes them. */
   #offered = new Map();
   /** What each header the wallet made carries (`paid` or `paidAgain`). */
   #sent = new Map();
 
-  constructor(agent, store, fetchImpl, maxPrice) {
+  constructor(agent, store, fetchImpl, maxPrice, framing) {
     this.#agent = agent;
     this.#maxPrice = maxPrice;
+    this.#mpp = framing === "mpp";
     this.#store = store;
     this.#fetch = fetchImpl;
     this.fetch = this.fetch.bind(this);
@@ -113,15 +117,18 @@ export class TrickleAgent {
    * refused until `close()`), and syncs it with the chain at `esplora`. It pays at most
    * `maxPrice` sat per request and locks at most `budget` sat in a new channel with a site;
    * `feeRate` (sat/vB) fixes the contracts' rate, else the chain's estimate is paid;
-   * `progress(text)` is told of openings. `fetch` is the fetch it sends with.
+   * `framing: "mpp"` pays sites' MPP challenges (`Authorization: Payment`) rather than their
+   * x402 offers, in `agent.fetch` alone; `progress(text)` is told of openings. `fetch` is the
+   * fetch it sends with.
    */
-  static async open({ dir, network, esplora, password, maxPrice, budget, feeRate, progress, fetch: fetchImpl }) {
+  static async open({ dir, network, esplora, password, maxPrice, budget, feeRate, framing, progress, fetch: fetchImpl }) {
     const store = new FileStore(dir);
     try {
       const options = { network, esplora, password, maxPrice, budget, progress };
       if (feeRate !== undefined) options.feeRate = feeRate;
+      if (framing !== undefined) options.framing = framing;
       const agent = await wallet(() => Agent.open(store, options));
-      return new TrickleAgent(agent, store, fetchImpl ?? globalThis.fetch, maxPrice);
+      return new TrickleAgent(agent, store, fetchImpl ?? globalThis.fetch, maxPrice, framing);
     } catch (e) {
       await store.close();
       throw e;
@@ -187,6 +194,7 @@ export class TrickleAgent {
   async fetch(input, init) {
     let request = new Request(input, init);
     const url = request.url;
+    let name = SIGNATURE;
     let header = request.headers.get(SIGNATURE);
     let sent = "nothing";
     if (header) {
@@ -194,39 +202,44 @@ export class TrickleAgent {
       sent = this.#sent.get(header) ?? "paid";
       this.#sent.delete(header);
     } else {
-      header = (await wallet(() => this.#agent.armed(url))) ?? null;
-      if (header) {
-        request.headers.set(SIGNATURE, header);
+      const armed = await wallet(() => this.#agent.armed(url));
+      if (armed) {
+        ({ name, header } = armed);
+        request.headers.set(name, header);
         sent = "armed";
       }
     }
     for (;;) {
-      // Kept for a second send: the payee may have counted less credit.
-      const copy = sent === "paid" ? request.clone() : undefined;
+      // Kept for a second send: the payee may have counted less credit, or (MPP) ask.
+      const copy = sent === "paid" || this.#mpp ? request.clone() : undefined;
       // While a paid request is in flight, the wallet signs and stores the top-up the next
       // requests to the site carry, so that they need no signing or disk write of their own.
       const [response] = await Promise.all([
         this.#fetch(request),
         sent === "nothing" ? undefined : wallet(() => this.#agent.prepare(url)),
       ]);
+      const got = (h) => response.headers.get(h) ?? undefined;
       const next = await wallet(() =>
         this.#agent.onResponse(
           url,
           sent,
+          header ? name : undefined,
           header ?? undefined,
           response.status,
-          response.headers.get("payment-required") ?? undefined,
-          response.headers.get("payment-response") ?? undefined,
+          got("payment-required"),
+          got("payment-response"),
+          got("www-authenticate"),
+          got("payment-receipt"),
         ),
       );
       if (next.next === "done") return response;
-      if (next.sent === "paidAgain" && copy) {
-        // The difference, paid at once, once (the wallet refuses a third time).
+      if (copy && (next.sent === "paidAgain" || next.name === AUTHORIZATION)) {
+        // Paid here: the difference, at once and once (the wallet refuses a third time), or an
+        // MPP challenge, which x402's client does not read.
         await response.body?.cancel();
         request = copy;
-        request.headers.set(SIGNATURE, next.header);
-        header = next.header;
-        sent = next.sent;
+        ({ name, header, sent } = next);
+        request.headers.set(name, header);
         continue;
       }
       // A 402 the wallet paid: x402 asks the scheme client for the payment next.

@@ -169,3 +169,59 @@ test("the same agent pays trickle-payee's proxy, and pays the difference when th
   assert.equal(wire.counts.requests - before.requests, 27, "then the difference, in one request");
   await agree(payee, agent, consumed);
 });
+
+test("in MPP's framing the agent pays trickle-payee's Payment challenges, with no x402 client", { timeout: 300_000 }, async (t) => {
+  const work = await workDir("x402-agent-mpp");
+  t.after(work.dispose);
+  const chain = await startChain();
+  t.after(chain.stop);
+  const site = await startSite([[/^\/articles\/(\d+)$/, (m) => ["text/plain", `article ${m[1]}\n`]]]);
+  t.after(site.stop);
+  const payee = await startPayee({
+    esplora: chain.url,
+    upstream: site.url,
+    dir: work.dir,
+    prices: [{ path: "/articles/", sat: PRICE }],
+    policy: POLICY,
+  });
+  t.after(payee.stop);
+  const seen = [];
+  const send = async (request) => {
+    const response = await fetch(request);
+    seen.push({
+      mpp: request.headers.get("authorization")?.startsWith("Payment ") ?? false,
+      x402: request.headers.has("payment-signature"),
+      status: response.status,
+      receipt: response.headers.get("payment-receipt"),
+      x402Receipt: response.headers.has("payment-response"),
+    });
+    return response;
+  };
+  const { agent, close } = await fundedAgent(chain, path.join(work.dir, "agent"), send, { framing: "mpp" });
+  t.after(close);
+
+  for (let n = 1; n <= 5; n++) {
+    const response = await agent.fetch(`${payee.url}/articles/${n}`);
+    assert.equal(response.status, 200, `article ${n}`);
+    assert.equal(await response.text(), `article ${n}\n`);
+  }
+  // Each page: asked (402 with a Payment challenge), then paid with a credential.
+  assert.equal(seen.length, 10);
+  assert.ok(seen.every((s) => !s.x402), "no x402 payment is sent");
+  const paid = seen.filter((s) => s.mpp);
+  assert.equal(paid.length, 5);
+  for (const s of paid) {
+    assert.equal(s.status, 200);
+    assert.equal(s.x402Receipt, false, "an MPP payment is answered in MPP's framing");
+    const receipt = JSON.parse(Buffer.from(s.receipt, "base64url").toString());
+    assert.equal(receipt.status, "success");
+    assert.equal(receipt.method, "trickle");
+  }
+  await agree(payee, agent, 5 * PRICE);
+
+  // A page paid in this process's life is sent again with its credential: a free reload.
+  assert.equal((await agent.fetch(`${payee.url}/articles/5`)).status, 200);
+  assert.equal(seen.at(-1).mpp, true);
+  assert.equal(JSON.parse(Buffer.from(seen.at(-1).receipt, "base64url").toString()).consumed, "0");
+  await agree(payee, agent, 5 * PRICE);
+});

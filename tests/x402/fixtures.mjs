@@ -98,11 +98,11 @@ export async function startFacilitatedShop(chain, dir) {
 
 /**
  * A Node payer (@trickle/x402-client) with a new wallet in `dir`, funded with `FUNDED` sat on
- * `chain`, open for paying with caps of 100 sat a request and 50,000 a channel, sending with
- * `send` (fetch by default): `pay` is @x402/fetch's `wrapFetchWithPayment` over it, `open` opens
+ * `chain`, open for paying with caps of 100 sat a request and 50,000 a channel and `options`
+ * (`TrickleAgent.open`'s), sending with `send` (fetch by default): `pay` is @x402/fetch's `wrapFetchWithPayment` over it, `open` opens
  * the wallet again (after `close`).
  */
-export async function fundedAgent(chain, dir, send = fetch) {
+export async function fundedAgent(chain, dir, send = fetch, options = {}) {
   const phrase = await TrickleAgent.create({ dir, network: "regtest", password: AGENT_PASSWORD });
   assert.equal(phrase.split(" ").length, 12, "a recovery phrase of 12 words");
   const open = () =>
@@ -114,6 +114,7 @@ export async function fundedAgent(chain, dir, send = fetch) {
       maxPrice: 100,
       budget: 50_000,
       fetch: send,
+      ...options,
     });
   const agent = await open();
   await chain.faucet(await agent.address(), FUNDED);

@@ -10,14 +10,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bitcoin::{Address, Amount, FeeRate, Network};
 use clap::{Parser, Subcommand};
 use fs4::FileExt;
-use trickle_channel::http::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use trickle_channel::http::mpp::{PAYMENT_RECEIPT, WWW_AUTHENTICATE};
+use trickle_channel::http::{PAYMENT_REQUIRED, PAYMENT_RESPONSE};
 use trickle_wallet::app::view::{ChannelView, DutiesView, DutyEvent};
 use trickle_wallet::approval::RunCaps;
 use trickle_wallet::budget::site_origin;
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::offer::{OfferError, OfferPolicy};
-use trickle_wallet::payer::{Next, Payer, Response as PayerResponse, Sent};
+use trickle_wallet::payer::{Framing, Next, Payer, PaymentHeader, Response as PayerResponse, Sent};
 use trickle_wallet::site::{PayContext, PayError, Progress};
 use trickle_wallet::store::{SqliteStore, Store, StoreError, WriteBatch};
 use trickle_wallet::vault;
@@ -71,6 +72,10 @@ enum Command {
         /// Lock at most this much in a new channel with the site, in sat.
         #[arg(long, default_value_t = 50_000)]
         budget: u64,
+        /// Pay in x402's framing (`PAYMENT-SIGNATURE`, with payments sent up front) or in MPP's
+        /// (`Authorization: Payment`, answering each challenge) where the site offers it.
+        #[arg(long, default_value = "x402", value_parser = ["x402", "mpp"])]
+        framing: String,
     },
     /// List channels.
     Channels,
@@ -320,6 +325,7 @@ impl App {
                 urls,
                 max_price,
                 budget,
+                framing,
             } => {
                 let caps = RunCaps::new(
                     Amount::from_sat(*max_price),
@@ -327,6 +333,11 @@ impl App {
                     now(),
                 )?;
                 let mut run = FetchRun {
+                    framing: if framing == "mpp" {
+                        Framing::Mpp
+                    } else {
+                        Framing::X402
+                    },
                     caps: Some(caps),
                     payer: None,
                     tip: None,
@@ -511,7 +522,7 @@ impl App {
         next_same_site: bool,
     ) -> Result<reqwest::Response, Error> {
         let mut sent = Sent::Nothing;
-        let mut header = None;
+        let mut header: Option<PaymentHeader> = None;
         if let (Some(payer), Some(tip)) = (run.payer.as_mut(), run.tip) {
             header = payer.armed(url, tip, now()).await?;
             if header.is_some() {
@@ -521,7 +532,7 @@ impl App {
         loop {
             let mut request = self.http.0.get(url);
             if let Some(header) = &header {
-                request = request.header(PAYMENT_SIGNATURE, header);
+                request = request.header(header.name, &header.value);
             }
             let prepare = sent != Sent::Nothing && next_same_site;
             let response = send(run, url, request, prepare).await?;
@@ -540,6 +551,15 @@ impl App {
                     .transpose()
             };
             let (required, receipt) = (text(PAYMENT_REQUIRED)?, text(PAYMENT_RESPONSE)?);
+            // Challenges may come in several WWW-Authenticate fields: one list.
+            let challenges = response
+                .headers()
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .map(|v| v.to_str())
+                .collect::<Result<Vec<_>, _>>()?
+                .join(", ");
+            let mpp_receipt = text(PAYMENT_RECEIPT)?;
             let policy = OfferPolicy::default();
             let (fee_rate, fee_source) = run.fee_rate.ok_or("the run's fee rate is unknown")?;
             // The opening's preview, on stderr, says where its rate came from.
@@ -561,11 +581,13 @@ impl App {
                 .on_response(
                     &ctx,
                     url,
-                    (sent, header.as_deref()),
+                    (sent, header.as_ref()),
                     PayerResponse {
                         status,
                         payment_required: required,
                         payment_response: receipt,
+                        www_authenticate: Some(challenges.as_str()).filter(|c| !c.is_empty()),
+                        payment_receipt: mpp_receipt,
                     },
                 )
                 .await
@@ -597,7 +619,7 @@ impl App {
         wallet.sync(&self.esplora, now()).await?;
         run.tip = Some(Wallet::<Scoped<Disk>>::tip(&self.esplora).await?);
         run.fee_rate = Some(self.fee_rate().await?);
-        run.payer = Some(Payer::new(wallet, caps));
+        run.payer = Some(Payer::new(wallet, caps).in_framing(run.framing));
         Ok(())
     }
 }
@@ -665,10 +687,11 @@ async fn send_again_if_lost(request: reqwest::RequestBuilder) -> Result<reqwest:
     }
 }
 
-/// What one `trickle fetch` run keeps between its URLs: its caps until the first 402, then
-/// the payer (the unlocked wallet and the caps), the chain tip, and a contract's fee rate with
-/// where it came from.
+/// What one `trickle fetch` run keeps between its URLs: the framing it pays in, its caps until
+/// the first 402, then the payer (the unlocked wallet and the caps), the chain tip, and a
+/// contract's fee rate with where it came from.
 struct FetchRun {
+    framing: Framing,
     caps: Option<RunCaps>,
     payer: Option<Payer<Scoped<Disk>, RunCaps>>,
     tip: Option<trickle_channel::ChainTip>,

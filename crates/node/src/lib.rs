@@ -11,6 +11,8 @@ use std::rc::Rc;
 use bitcoin::{Amount, FeeRate, Network};
 use futures::lock::Mutex;
 use serde::{Deserialize, Serialize};
+use trickle_channel::http::mpp::AUTHORIZATION;
+use trickle_channel::http::PAYMENT_SIGNATURE;
 use trickle_js::{now_ms, rejection, to_js, FetchTransport, JsStore, TimeoutSleeper, WalletStore};
 use trickle_wallet::app::chain_view::ChainView;
 use trickle_wallet::app::failure::{failure, Failure};
@@ -20,7 +22,7 @@ use trickle_wallet::conformance::check_store;
 use trickle_wallet::esplora_client::{AsyncClient, Builder};
 use trickle_wallet::layout::{self, Scoped};
 use trickle_wallet::offer::OfferPolicy;
-use trickle_wallet::payer::{Next, Payer, Response, Sent};
+use trickle_wallet::payer::{Framing, Next, Payer, PaymentHeader, Response, Sent};
 use trickle_wallet::site::{PayContext, Progress};
 use trickle_wallet::{vault, Wallet, WalletError};
 use wasm_bindgen::prelude::*;
@@ -44,6 +46,9 @@ struct Options {
     /// The contracts' fee rate, sat/vB; by default the chain's estimate for about 6 blocks.
     #[serde(default)]
     fee_rate: Option<f64>,
+    /// `"x402"` (the default) or `"mpp"`.
+    #[serde(default)]
+    framing: Framing,
 }
 
 /// What to do after a response, for JS.
@@ -52,8 +57,20 @@ struct Options {
 enum NextView {
     /// The response is the answer.
     Done,
-    /// Send the request again with `header` as its `PAYMENT-SIGNATURE`; it then carries `sent`.
-    Pay { header: String, sent: Sent },
+    /// Send the request again with the payment `header` in the header `name`; it then carries
+    /// `sent`.
+    Pay {
+        name: &'static str,
+        header: String,
+        sent: Sent,
+    },
+}
+
+/// A payment for JS: the header `name` and its value `header`.
+#[derive(Serialize)]
+struct PaymentView {
+    name: &'static str,
+    header: String,
 }
 
 struct Inner {
@@ -174,7 +191,7 @@ impl Agent {
                     chain: ChainView::new(),
                     fee_rate,
                     progress,
-                    payer: Mutex::new(Payer::new(wallet, caps)),
+                    payer: Mutex::new(Payer::new(wallet, caps).in_framing(options.framing)),
                 }),
             })
         })
@@ -212,14 +229,19 @@ impl Agent {
         .await
     }
 
-    /// The pre-armed `PAYMENT-SIGNATURE` of a request to `url`, stored before it is returned;
-    /// `undefined` without an open channel with its site.
-    pub async fn armed(&self, url: String) -> Result<Option<String>, JsValue> {
+    /// The payment a request to `url` carries before its site asks, `{ name, header }`: a
+    /// reload of a URL paid in this process's life, or a pre-armed `PAYMENT-SIGNATURE`
+    /// (x402's framing), stored before it is returned; `undefined` without one.
+    pub async fn armed(&self, url: String) -> Result<JsValue, JsValue> {
         let inner = self.inner.clone();
         run(async move {
             let (tip, _) = inner.chain_view().await?;
             let mut payer = inner.payer.lock().await;
-            Ok(payer.armed(&url, tip, now()).await?)
+            let armed = payer.armed(&url, tip, now()).await?.map(|h| PaymentView {
+                name: h.name,
+                header: h.value,
+            });
+            to_js(&armed).map_err(js_failure)
         })
         .await
     }
@@ -237,18 +259,22 @@ impl Agent {
     }
 
     /// Takes the response to a request for `url` that carried `sent` (`"nothing"`, `"armed"`,
-    /// `"paid"` or `"paidAgain"`) with the `PAYMENT-SIGNATURE` `header`: applies its receipt
-    /// and answers a 402 the rules pay. Resolves to `{ next: "done" }` or `{ next: "pay",
-    /// header, sent }`.
+    /// `"paid"` or `"paidAgain"`) with the payment `header` in the header `name`, and the
+    /// response's payment headers: applies its receipt and answers a 402 the rules pay.
+    /// Resolves to `{ next: "done" }` or `{ next: "pay", name, header, sent }`.
     #[wasm_bindgen(js_name = onResponse)]
+    #[allow(clippy::too_many_arguments)] // one per header, as JS passes them
     pub async fn on_response(
         &self,
         url: String,
         sent: JsValue,
+        name: Option<String>,
         header: Option<String>,
         status: u16,
         payment_required: Option<String>,
         payment_response: Option<String>,
+        www_authenticate: Option<String>,
+        payment_receipt: Option<String>,
     ) -> Result<JsValue, JsValue> {
         let inner = self.inner.clone();
         run(async move {
@@ -275,14 +301,31 @@ impl Agent {
                 status,
                 payment_required: payment_required.as_deref(),
                 payment_response: payment_response.as_deref(),
+                www_authenticate: www_authenticate.as_deref(),
+                payment_receipt: payment_receipt.as_deref(),
+            };
+            let paid_with = match (name.as_deref(), header) {
+                (Some(AUTHORIZATION), Some(value)) => Some(PaymentHeader {
+                    name: AUTHORIZATION,
+                    value,
+                }),
+                (_, Some(value)) => Some(PaymentHeader {
+                    name: PAYMENT_SIGNATURE,
+                    value,
+                }),
+                (_, None) => None,
             };
             let mut payer = inner.payer.lock().await;
             let next = payer
-                .on_response(&ctx, &url, (sent, header.as_deref()), response)
+                .on_response(&ctx, &url, (sent, paid_with.as_ref()), response)
                 .await?;
             let view = match next {
                 Next::Done => NextView::Done,
-                Next::Pay { header, sent } => NextView::Pay { header, sent },
+                Next::Pay { header, sent } => NextView::Pay {
+                    name: header.name,
+                    header: header.value,
+                    sent,
+                },
             };
             to_js(&view).map_err(js_failure)
         })

@@ -28,6 +28,7 @@ use crate::http::{
     PaymentSignature, Resource, MAX_HEADER_LEN, SCHEME, X402_VERSION,
 };
 
+mod client;
 pub mod params;
 mod problem;
 mod receipt;
