@@ -330,11 +330,12 @@ fn authorization_cost(
                     store.update_channel(
                         txid,
                         stored.revision,
-                        ChannelUpdate {
-                            state: &stored.state,
-                            ledger: stored.ledger,
-                            charged: if with_tickets { charged } else { &[] },
-                        },
+                        ChannelUpdate::new(
+                            &stored.state,
+                            &stored.state,
+                            stored.ledger,
+                            if with_tickets { charged } else { &[] },
+                        ),
                     )
                 });
                 let revisions = server.block_on(futures::future::join_all(updates));
