@@ -190,11 +190,7 @@ impl Payee {
             if let (true, Some(stored), Some(account)) = (refused.keep, &stored, &refused.account) {
                 let (state, ledger) = &**account;
                 // The increment stays as credit: store it before refusing.
-                let update = ChannelUpdate {
-                    state,
-                    ledger: *ledger,
-                    charged: &[],
-                };
+                let update = ChannelUpdate::new(&stored.state, state, *ledger, &[]);
                 if self.update_channel(&txid, stored, update).await?.is_none() {
                     continue;
                 }
@@ -238,11 +234,7 @@ impl Payee {
         } else {
             charge.credited
         };
-        let update = ChannelUpdate {
-            state: &charge.state,
-            ledger,
-            charged: &charged,
-        };
+        let update = ChannelUpdate::new(&stored.state, &charge.state, ledger, &charged);
         if (!charged.is_empty() || charge.credits(&stored.state, stored.ledger))
             && self.update_channel(&txid, stored, update).await?.is_none()
         {
@@ -287,11 +279,7 @@ impl Payee {
                 }
             };
             let ledger = stored.ledger.refund(price);
-            let update = ChannelUpdate {
-                state: &stored.state,
-                ledger,
-                charged: &[],
-            };
+            let update = ChannelUpdate::new(&stored.state, &stored.state, ledger, &[]);
             match self.update_channel(txid, &stored, update).await {
                 Ok(Some(_)) => {
                     return self.response(&stored.state, ledger, Amount::ZERO, None);

@@ -304,11 +304,7 @@ async fn channel_message(
         let paid = step.state.channel().map(|c| c.paid()).unwrap_or_default();
         let ledger = stored.ledger.with_paid(paid);
         if step.state != stored.state || ledger != stored.ledger {
-            let update = ChannelUpdate {
-                state: &step.state,
-                ledger,
-                charged: &[],
-            };
+            let update = ChannelUpdate::new(&stored.state, &step.state, ledger, &[]);
             payee.forget_hot_channel(&txid);
             match store.update_channel(&txid, stored.revision, update).await {
                 Ok(_) => {}

@@ -187,11 +187,7 @@ impl Payee {
         let Some(txid) = stored.txid() else {
             return Ok(());
         };
-        let update = ChannelUpdate {
-            state,
-            ledger: stored.ledger,
-            charged: &[],
-        };
+        let update = ChannelUpdate::new(&stored.state, state, stored.ledger, &[]);
         // A conflict means a request moved the channel; the next round sees the new state.
         self.forget_hot_channel(&txid);
         self.store()

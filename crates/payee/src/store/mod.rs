@@ -5,6 +5,12 @@
 //! after that. Channel writes are compare-and-swap on a revision number so that two requests
 //! racing on one channel, even in two server instances sharing a database, never consume the
 //! same credit twice.
+//!
+//! The SQL stores keep a channel as its state document (JSON of a versioned [`Snapshot`]) and a
+//! narrow ledger row beside it: revision, paid and consumed totals and, once a charge has
+//! written one, the best payment. A charge ([`ChannelUpdate::payment_only`]) writes that row
+//! and its tickets only; any other change writes the document, which then holds the best
+//! payment itself.
 
 mod failing;
 mod memory;
@@ -16,7 +22,7 @@ use core::fmt;
 
 use bitcoin::{Amount, Txid};
 use trickle_channel::credit::Ledger;
-use trickle_channel::{PayeeState, Snapshot};
+use trickle_channel::{PayeeChannel, PayeeState, Snapshot, UpdatePayment};
 
 pub use failing::FailingStore;
 pub use memory::MemoryStore;
@@ -52,6 +58,56 @@ pub struct ChannelUpdate<'a> {
     pub ledger: Ledger,
     /// Tickets (nonces, pre-armed tickets) charged by this write; each is charged once, ever.
     pub charged: &'a [ChargedTicket<'a>],
+    /// The new state differs from the stored one in its best payment at most (a charge, or a
+    /// payment kept as credit): a store may write that payment and the ledger alone, as a
+    /// narrow row beside the state document, which stays as it was.
+    payment_only: bool,
+}
+
+impl<'a> ChannelUpdate<'a> {
+    /// A write of `state`, `ledger` and `charged` over a channel whose stored state is
+    /// `before`.
+    pub fn new(
+        before: &PayeeState,
+        state: &'a PayeeState,
+        ledger: Ledger,
+        charged: &'a [ChargedTicket<'a>],
+    ) -> Self {
+        let payment_only = match (before, state) {
+            (PayeeState::Ready { channel: a }, PayeeState::Ready { channel: b }) => {
+                // Every field but `best`, named so that a new one is not missed.
+                let PayeeChannel {
+                    funding,
+                    contract_tx,
+                    payout_script,
+                    best: _,
+                } = a;
+                *funding == b.funding
+                    && *contract_tx == b.contract_tx
+                    && *payout_script == b.payout_script
+            }
+            _ => false,
+        };
+        Self {
+            state,
+            ledger,
+            charged,
+            payment_only,
+        }
+    }
+
+    /// Whether only the best payment and the ledger change ([`ChannelUpdate::new`]): the
+    /// write is a narrow ledger row, the state document is not rewritten.
+    pub fn payment_only(&self) -> bool {
+        self.payment_only
+    }
+
+    /// The best payment a narrow write stores: the new state's client change and signature;
+    /// `None` when the whole document is written.
+    fn narrow_best(&self) -> Option<(Amount, Vec<u8>)> {
+        let best = &self.state.channel().filter(|_| self.payment_only)?.best;
+        Some((best.client_change, best.signature.to_vec()))
+    }
 }
 
 /// A ticket spent by a charge: the header's nonce or pre-armed ticket, or the nonce issued for
@@ -157,6 +213,35 @@ fn decode_state(text: &str) -> Result<PayeeState, StoreError> {
         .map_err(|e| StoreError::Corrupt(e.to_string()))?
         .into_state()
         .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `state` with the best payment of its ledger row, if the row has one; a row without one
+/// (written with the whole document, or before ledger rows had payments) keeps the
+/// document's.
+fn with_best(
+    mut state: PayeeState,
+    change: Option<Amount>,
+    signature: Option<&[u8]>,
+) -> Result<PayeeState, StoreError> {
+    let (Some(client_change), Some(signature)) = (change, signature) else {
+        return Ok(state);
+    };
+    let signature = bitcoin::ecdsa::Signature::from_slice(signature)
+        .map_err(|e| StoreError::Corrupt(format!("best payment's signature: {e}")))?;
+    match &mut state {
+        PayeeState::Ready { channel }
+        | PayeeState::Closing { channel, .. }
+        | PayeeState::Closed { channel, .. } => {
+            channel.best = UpdatePayment {
+                client_change,
+                signature,
+            };
+            Ok(state)
+        }
+        _ => Err(StoreError::Corrupt(
+            "a ledger row's payment for a state without a channel".into(),
+        )),
+    }
 }
 
 fn contract_txid(state: &PayeeState) -> Result<Txid, StoreError> {

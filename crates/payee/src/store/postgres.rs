@@ -7,7 +7,7 @@ use trickle_channel::credit::Ledger;
 use trickle_channel::PayeeState;
 
 use super::{
-    contract_txid, decode_state, encode_state, ChannelStore, ChannelUpdate, StoreError,
+    contract_txid, decode_state, encode_state, with_best, ChannelStore, ChannelUpdate, StoreError,
     StoredChannel,
 };
 
@@ -36,7 +36,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX pending_sessions_created ON pending_sessions(created_at);",
     "ALTER TABLE charged_nonces ADD COLUMN resource TEXT NOT NULL DEFAULT '';",
+    "CREATE TABLE ledger (
+        txid TEXT PRIMARY KEY NOT NULL REFERENCES channels(txid),
+        revision BIGINT NOT NULL,
+        paid BIGINT NOT NULL,
+        consumed BIGINT NOT NULL,
+        best_change BIGINT,
+        best_signature BYTEA
+    );
+    INSERT INTO ledger (txid, revision, paid, consumed)
+        SELECT txid, revision, paid, consumed FROM channels;
+    ALTER TABLE channels DROP COLUMN paid, DROP COLUMN consumed, DROP COLUMN revision;",
 ];
+
+/// A channel's columns as [`row_channel`] reads them: the document joined with its ledger row.
+const CHANNEL_COLUMNS: &str = "SELECT c.state, l.paid, l.consumed, l.revision, l.best_change,
+    l.best_signature FROM channels c JOIN ledger l ON l.txid = c.txid";
 
 /// Key of the advisory lock ("trickle" in ASCII) that serializes migrations of several instances.
 const MIGRATION_LOCK: i64 = 0x0074_7269_636b_6c65;
@@ -61,10 +76,16 @@ fn amount(v: i64) -> Result<Amount, StoreError> {
 }
 
 fn row_channel(row: &tokio_postgres::Row) -> Result<StoredChannel, StoreError> {
-    let state: String = row.try_get(0).map_err(backend)?;
+    let state: &str = row.try_get(0).map_err(backend)?;
     let rev: i64 = row.try_get(3).map_err(backend)?;
+    let change: Option<i64> = row.try_get(4).map_err(backend)?;
+    let signature: Option<&[u8]> = row.try_get(5).map_err(backend)?;
     Ok(StoredChannel {
-        state: decode_state(&state)?,
+        state: with_best(
+            decode_state(state)?,
+            change.map(amount).transpose()?,
+            signature,
+        )?,
         ledger: Ledger {
             paid: amount(row.try_get(1).map_err(backend)?)?,
             consumed: amount(row.try_get(2).map_err(backend)?)?,
@@ -198,13 +219,21 @@ impl ChannelStore for PostgresStore {
             .map_err(backend)?;
         let inserted = tx
             .execute(
-                "INSERT INTO channels (txid, state, status, paid, consumed, revision)
-                 VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT DO NOTHING",
-                &[&txid, &text, &status, &paid, &consumed],
+                "INSERT INTO channels (txid, state, status) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&txid, &text, &status],
             )
             .await
             .map_err(backend)?;
-        if removed == 0 || inserted == 0 {
+        let ledger = tx
+            .execute(
+                "INSERT INTO ledger (txid, revision, paid, consumed) VALUES ($1, 0, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&txid, &paid, &consumed],
+            )
+            .await
+            .map_err(backend)?;
+        if removed == 0 || inserted == 0 || ledger == 0 {
             // Dropping the transaction rolls it back.
             return Err(StoreError::Conflict);
         }
@@ -230,7 +259,7 @@ impl ChannelStore for PostgresStore {
             .lock()
             .await
             .query_opt(
-                "SELECT state, paid, consumed, revision FROM channels WHERE txid = $1",
+                &format!("{CHANNEL_COLUMNS} WHERE c.txid = $1"),
                 &[&txid.to_string()],
             )
             .await
@@ -243,10 +272,7 @@ impl ChannelStore for PostgresStore {
             .client
             .lock()
             .await
-            .query(
-                "SELECT state, paid, consumed, revision FROM channels ORDER BY seq",
-                &[],
-            )
+            .query(&format!("{CHANNEL_COLUMNS} ORDER BY c.seq"), &[])
             .await
             .map_err(backend)?;
         rows.iter().map(row_channel).collect()
@@ -262,21 +288,38 @@ impl ChannelStore for PostgresStore {
             return Err(StoreError::InvalidState("state is for another channel"));
         }
         let id = txid.to_string();
-        let (text, status) = (encode_state(update.state)?, update.state.name());
+        // A charge writes its payment into the ledger row; any other change, the document
+        // (which then holds the best payment: the row's is cleared).
+        let (document, best) = match update.narrow_best() {
+            Some((change, signature)) => (None, Some((sat(change)?, signature))),
+            None => (
+                Some((encode_state(update.state)?, update.state.name())),
+                None,
+            ),
+        };
+        let (change, signature) = best.unzip();
         let (paid, consumed) = (sat(update.ledger.paid)?, sat(update.ledger.consumed)?);
         let old = i64::try_from(revision).map_err(|_| StoreError::Conflict)?;
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(backend)?;
         let n = tx
             .execute(
-                "UPDATE channels SET state = $2, status = $3, paid = $4, consumed = $5,
-                 revision = revision + 1 WHERE txid = $1 AND revision = $6",
-                &[&id, &text, &status, &paid, &consumed, &old],
+                "UPDATE ledger SET revision = revision + 1, paid = $2, consumed = $3,
+                 best_change = $4, best_signature = $5 WHERE txid = $1 AND revision = $6",
+                &[&id, &paid, &consumed, &change, &signature, &old],
             )
             .await
             .map_err(backend)?;
         if n == 0 {
             return Err(StoreError::Conflict);
+        }
+        if let Some((text, status)) = &document {
+            tx.execute(
+                "UPDATE channels SET state = $2, status = $3 WHERE txid = $1",
+                &[&id, text, status],
+            )
+            .await
+            .map_err(backend)?;
         }
         for c in update.charged {
             let n = tx

@@ -12,7 +12,7 @@ use trickle_channel::credit::Ledger;
 use trickle_channel::PayeeState;
 
 use super::{
-    contract_txid, decode_state, encode_state, ChannelStore, ChannelUpdate, StoreError,
+    contract_txid, decode_state, encode_state, with_best, ChannelStore, ChannelUpdate, StoreError,
     StoredChannel,
 };
 
@@ -43,7 +43,27 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX pending_sessions_created ON pending_sessions(created_at);",
     // 2: the resource a ticket paid for (a pre-armed ticket reloads only that one).
     "ALTER TABLE charged_nonces ADD COLUMN resource TEXT NOT NULL DEFAULT '';",
+    // 3: a channel's ledger, revision and best payment in a narrow row of their own, so that a
+    // charge writes that row and its tickets, not the state document. Existing channels keep
+    // their document's best payment (the row's is NULL until a charge writes one).
+    "CREATE TABLE ledger (
+        txid TEXT PRIMARY KEY NOT NULL REFERENCES channels(txid),
+        revision INTEGER NOT NULL,
+        paid INTEGER NOT NULL,
+        consumed INTEGER NOT NULL,
+        best_change INTEGER,
+        best_signature BLOB
+    ) WITHOUT ROWID;
+    INSERT INTO ledger (txid, revision, paid, consumed)
+        SELECT txid, revision, paid, consumed FROM channels;
+    ALTER TABLE channels DROP COLUMN paid;
+    ALTER TABLE channels DROP COLUMN consumed;
+    ALTER TABLE channels DROP COLUMN revision;",
 ];
+
+/// A channel's columns as [`row_channel`] reads them: the document joined with its ledger row.
+const CHANNEL_COLUMNS: &str = "SELECT c.state, l.paid, l.consumed, l.revision, l.best_change,
+    l.best_signature FROM channels c JOIN ledger l ON l.txid = c.txid";
 
 /// Channels in one SQLite file (WAL, `synchronous=FULL`: a commit is on disk when it returns).
 #[derive(Clone)]
@@ -266,19 +286,22 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(backend)
 }
 
-fn row_channel(
-    state: String,
-    paid: i64,
-    consumed: i64,
-    rev: i64,
-) -> Result<StoredChannel, StoreError> {
+fn row_channel(row: &rusqlite::Row<'_>) -> Result<StoredChannel, StoreError> {
+    let get = |e| backend(e);
+    let state: String = row.get(0).map_err(get)?;
+    let change: Option<i64> = row.get(4).map_err(get)?;
+    let signature: Option<Vec<u8>> = row.get(5).map_err(get)?;
     Ok(StoredChannel {
-        state: decode_state(&state)?,
+        state: with_best(
+            decode_state(&state)?,
+            change.map(amount).transpose()?,
+            signature.as_deref(),
+        )?,
         ledger: Ledger {
-            paid: amount(paid)?,
-            consumed: amount(consumed)?,
+            paid: amount(row.get(1).map_err(get)?)?,
+            consumed: amount(row.get(2).map_err(get)?)?,
         },
-        revision: revision(rev)?,
+        revision: revision(row.get(3).map_err(get)?)?,
     })
 }
 
@@ -355,12 +378,19 @@ impl ChannelStore for SqliteStore {
                 .map_err(backend)?;
             let inserted = tx
                 .execute(
-                    "INSERT OR IGNORE INTO channels (txid, state, status, paid, consumed, revision, seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 0, (SELECT COALESCE(MAX(seq), 0) + 1 FROM channels))",
-                    params![txid, text, status, paid, consumed],
+                    "INSERT OR IGNORE INTO channels (txid, state, status, seq)
+                     VALUES (?1, ?2, ?3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM channels))",
+                    params![txid, text, status],
                 )
                 .map_err(backend)?;
-            if removed == 0 || inserted == 0 {
+            let ledger = tx
+                .execute(
+                    "INSERT OR IGNORE INTO ledger (txid, revision, paid, consumed)
+                     VALUES (?1, 0, ?2, ?3)",
+                    params![txid, paid, consumed],
+                )
+                .map_err(backend)?;
+            if removed == 0 || inserted == 0 || ledger == 0 {
                 return Err(StoreError::Conflict);
             }
             Ok(())
@@ -384,15 +414,11 @@ impl ChannelStore for SqliteStore {
     async fn channel(&self, txid: &Txid) -> Result<Option<StoredChannel>, StoreError> {
         let txid = txid.to_string();
         self.read(move |c| {
-            let row: Option<(String, i64, i64, i64)> = c
-                .prepare_cached(
-                    "SELECT state, paid, consumed, revision FROM channels WHERE txid = ?1",
-                )
-                .map_err(backend)?
-                .query_row([txid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()
+            let mut stmt = c
+                .prepare_cached(&format!("{CHANNEL_COLUMNS} WHERE c.txid = ?1"))
                 .map_err(backend)?;
-            row.map(|(s, p, c, r)| row_channel(s, p, c, r)).transpose()
+            let mut rows = stmt.query([txid]).map_err(backend)?;
+            rows.next().map_err(backend)?.map(row_channel).transpose()
         })
         .await
     }
@@ -400,16 +426,14 @@ impl ChannelStore for SqliteStore {
     async fn channels(&self) -> Result<Vec<StoredChannel>, StoreError> {
         self.read(|c| {
             let mut stmt = c
-                .prepare("SELECT state, paid, consumed, revision FROM channels ORDER BY seq")
+                .prepare(&format!("{CHANNEL_COLUMNS} ORDER BY c.seq"))
                 .map_err(backend)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .map_err(backend)?;
-            rows.map(|row| {
-                let (s, p, c, r) = row.map_err(backend)?;
-                row_channel(s, p, c, r)
-            })
-            .collect()
+            let mut rows = stmt.query([]).map_err(backend)?;
+            let mut all = Vec::new();
+            while let Some(row) = rows.next().map_err(backend)? {
+                all.push(row_channel(row)?);
+            }
+            Ok(all)
         })
         .await
     }
@@ -424,7 +448,15 @@ impl ChannelStore for SqliteStore {
             return Err(StoreError::InvalidState("state is for another channel"));
         }
         let txid = txid.to_string();
-        let (text, status) = (encode_state(update.state)?, update.state.name());
+        // A charge writes its payment into the ledger row; any other change, the document
+        // (which then holds the best payment: the row's is cleared).
+        let (document, best) = match update.narrow_best() {
+            Some((change, signature)) => (None, Some((sat(change)?, signature))),
+            None => (
+                Some((encode_state(update.state)?, update.state.name())),
+                None,
+            ),
+        };
         let (paid, consumed) = (sat(update.ledger.paid)?, sat(update.ledger.consumed)?);
         let charged = update
             .charged
@@ -433,16 +465,23 @@ impl ChannelStore for SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let old = i64::try_from(revision).map_err(|_| StoreError::Conflict)?;
         self.write(move |tx| {
+            let (change, signature) = best.unzip();
             let n = tx
                 .prepare_cached(
-                    "UPDATE channels SET state = ?2, status = ?3, paid = ?4, consumed = ?5,
-                     revision = revision + 1 WHERE txid = ?1 AND revision = ?6",
+                    "UPDATE ledger SET revision = revision + 1, paid = ?2, consumed = ?3,
+                     best_change = ?4, best_signature = ?5 WHERE txid = ?1 AND revision = ?6",
                 )
                 .map_err(backend)?
-                .execute(params![txid, text, status, paid, consumed, old])
+                .execute(params![txid, paid, consumed, change, signature, old])
                 .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::Conflict);
+            }
+            if let Some((text, status)) = document {
+                tx.prepare_cached("UPDATE channels SET state = ?2, status = ?3 WHERE txid = ?1")
+                    .map_err(backend)?
+                    .execute(params![txid, text, status])
+                    .map_err(backend)?;
             }
             for (ticket, resource, price) in charged {
                 let n = tx

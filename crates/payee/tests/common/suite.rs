@@ -93,11 +93,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
         .update_channel(
             &id,
             0,
-            ChannelUpdate {
-                state: &paid,
-                ledger: ledger(1_500, 10),
-                charged: &[charged("n1")],
-            },
+            ChannelUpdate::new(&ready, &paid, ledger(1_500, 10), &[charged("n1")]),
         )
         .await
         .unwrap();
@@ -119,11 +115,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
             .update_channel(
                 &id,
                 0,
-                ChannelUpdate {
-                    state: &closing,
-                    ledger: ledger(1_500, 20),
-                    charged: &[charged("n2")]
-                }
+                ChannelUpdate::new(&paid, &closing, ledger(1_500, 20), &[charged("n2")])
             )
             .await,
         Err(StoreError::Conflict)
@@ -134,11 +126,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
             .update_channel(
                 &id,
                 1,
-                ChannelUpdate {
-                    state: &closing,
-                    ledger: ledger(1_500, 20),
-                    charged: &[charged("n1")]
-                }
+                ChannelUpdate::new(&paid, &closing, ledger(1_500, 20), &[charged("n1")])
             )
             .await,
         Err(StoreError::Conflict)
@@ -147,7 +135,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
     let stored = store.channel(&id).await.unwrap().expect("stored");
     assert_eq!(
         (stored.state, stored.ledger, stored.revision),
-        (paid, ledger(1_500, 10), 1)
+        (paid.clone(), ledger(1_500, 10), 1)
     );
 
     // A state for another channel is refused.
@@ -157,11 +145,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
             .update_channel(
                 &id,
                 1,
-                ChannelUpdate {
-                    state: &other_ready,
-                    ledger: ledger(0, 0),
-                    charged: &[]
-                }
+                ChannelUpdate::new(&other_ready, &other_ready, ledger(0, 0), &[])
             )
             .await,
         Err(StoreError::InvalidState(_))
@@ -171,11 +155,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
             .update_channel(
                 &txid(&other_ready),
                 0,
-                ChannelUpdate {
-                    state: &other_ready,
-                    ledger: ledger(0, 0),
-                    charged: &[]
-                }
+                ChannelUpdate::new(&other_ready, &other_ready, ledger(0, 0), &[])
             )
             .await,
         Err(StoreError::Conflict),
@@ -186,11 +166,7 @@ async fn open_and_update(store: &dyn ChannelStore) {
         .update_channel(
             &id,
             1,
-            ChannelUpdate {
-                state: &closing,
-                ledger: ledger(1_500, 10),
-                charged: &[],
-            },
+            ChannelUpdate::new(&paid, &closing, ledger(1_500, 10), &[]),
         )
         .await
         .unwrap();
@@ -240,23 +216,15 @@ async fn concurrent_writes(store: &dyn ChannelStore) {
         store.update_channel(
             &ids[0],
             0,
-            ChannelUpdate {
-                state: paid,
-                ledger: ledger(1_500, 10 + k),
-                charged: &[],
-            },
+            ChannelUpdate::new(&channels[0][1], paid, ledger(1_500, 10 + k), &[]),
         )
     });
     let others = (1..channels.len()).map(|i| {
-        let ([_, _, paid, _], charged) = (&channels[i], &tickets[i]);
+        let ([_, ready, paid, _], charged) = (&channels[i], &tickets[i]);
         store.update_channel(
             &ids[i],
             0,
-            ChannelUpdate {
-                state: paid,
-                ledger: ledger(1_500, 10),
-                charged,
-            },
+            ChannelUpdate::new(ready, paid, ledger(1_500, 10), charged),
         )
     });
     let (racing, others) = futures::future::join(
