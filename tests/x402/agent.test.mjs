@@ -40,6 +40,26 @@ function countingFetch() {
   return { send, counts, lose: ({ served = 0, refused = 0 }) => Object.assign(losing, { served, refused }) };
 }
 
+/**
+ * The local chain and trickle-payee's proxy in front of a site of articles at `PRICE` each,
+ * stopped after the test `t`.
+ */
+async function startPricedProxy(t, dir) {
+  const chain = await startChain();
+  t.after(chain.stop);
+  const site = await startSite([[/^\/articles\/(\d+)$/, (m) => ["text/plain", `article ${m[1]}\n`]]]);
+  t.after(site.stop);
+  const payee = await startPayee({
+    esplora: chain.url,
+    upstream: site.url,
+    dir,
+    prices: [{ path: "/articles/", sat: PRICE }],
+    policy: POLICY,
+  });
+  t.after(payee.stop);
+  return { chain, payee };
+}
+
 /** Asserts that the payee's one channel and the agent's agree, `consumed` charged. */
 async function agree(payee, agent, consumed) {
   const { channels } = await payee.status();
@@ -127,18 +147,7 @@ test("an x402 agent pays an x402 Express app with @x402/fetch over a Trickle cha
 test("the same agent pays trickle-payee's proxy, and pays the difference when the payee counted less", { timeout: 300_000 }, async (t) => {
   const work = await workDir("x402-agent-proxy");
   t.after(work.dispose);
-  const chain = await startChain();
-  t.after(chain.stop);
-  const site = await startSite([[/^\/articles\/(\d+)$/, (m) => ["text/plain", `article ${m[1]}\n`]]]);
-  t.after(site.stop);
-  const payee = await startPayee({
-    esplora: chain.url,
-    upstream: site.url,
-    dir: work.dir,
-    prices: [{ path: "/articles/", sat: PRICE }],
-    policy: POLICY,
-  });
-  t.after(payee.stop);
+  const { chain, payee } = await startPricedProxy(t, work.dir);
   const wire = countingFetch();
   const { agent, close, pay } = await fundedAgent(chain, path.join(work.dir, "agent"), wire.send);
   t.after(close);
@@ -173,18 +182,7 @@ test("the same agent pays trickle-payee's proxy, and pays the difference when th
 test("in MPP's framing the agent pays trickle-payee's Payment challenges, with no x402 client", { timeout: 300_000 }, async (t) => {
   const work = await workDir("x402-agent-mpp");
   t.after(work.dispose);
-  const chain = await startChain();
-  t.after(chain.stop);
-  const site = await startSite([[/^\/articles\/(\d+)$/, (m) => ["text/plain", `article ${m[1]}\n`]]]);
-  t.after(site.stop);
-  const payee = await startPayee({
-    esplora: chain.url,
-    upstream: site.url,
-    dir: work.dir,
-    prices: [{ path: "/articles/", sat: PRICE }],
-    policy: POLICY,
-  });
-  t.after(payee.stop);
+  const { chain, payee } = await startPricedProxy(t, work.dir);
   const seen = [];
   const send = async (request) => {
     const response = await fetch(request);
